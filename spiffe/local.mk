@@ -1,0 +1,1 @@
+# spiffe: nothing yet
