@@ -1,1 +1,17 @@
-# fuzz: nothing yet
+# fuzz/: libFuzzer targets for the parsers, built only with
+#   CC=clang ./configure --enable-fuzzing
+# Run one with its seed corpus, e.g.
+#   fuzz/fuzz-spiffe-id -max_total_time=60 $(srcdir)/fuzz/corpus/spiffe-id
+FUZZ_COMPILE_FLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS)
+FUZZ_LINK_FLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer -no-install
+FUZZ_LIBS = libcubeid.la $(OPENSSL_LIBS) $(JANSSON_LIBS)
+
+if ENABLE_FUZZING
+noinst_PROGRAMS += fuzz/fuzz-spiffe-id
+endif
+fuzz_fuzz_spiffe_id_SOURCES = fuzz/fuzz-spiffe-id.c
+fuzz_fuzz_spiffe_id_CFLAGS = $(FUZZ_COMPILE_FLAGS)
+fuzz_fuzz_spiffe_id_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_spiffe_id_LDADD = $(FUZZ_LIBS)
+
+EXTRA_DIST += fuzz/corpus
