@@ -18,7 +18,7 @@ EXTRA_DIST += tests/valgrind-wrap tests/lsan.supp tests/valgrind.supp
 # cannot start (a tool missing) is reported loudly as skipped; with CI=true
 # it fails.
 TPM_LANE_TESTS = tests/test-error
-EXTRA_DIST += tests/tpm/lane.sh tests/tpm/tpm-env.sh
+EXTRA_DIST += tests/tpm/lane.sh tests/tpm/tpm-env.sh tests/tpm/tpm-probe.c
 
 check-tpm: $(check_PROGRAMS)
 	@CUBEID_SRCDIR='$(abs_top_srcdir)'; export CUBEID_SRCDIR; \
