@@ -31,8 +31,7 @@ th_skip(const char *fmt, ...)
 	exit(TH_EXIT_SKIP);
 }
 
-static void __attribute__((format(printf, 1, 2), noreturn))
-th_fail(const char *fmt, ...)
+static void __attribute__((format(printf, 1, 2), noreturn)) th_fail(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -171,7 +170,8 @@ softhsm_init_token(const char *module, const char *label, const char *so_pin, co
 	if ((rv = f->C_GetSlotList(CK_TRUE, slots, &n)) != CKR_OK)
 		th_fail("C_GetSlotList: 0x%lx", rv);
 	for (i = 0; i < n; i++) {
-		if (f->C_GetTokenInfo(slots[i], &ti) == CKR_OK && !(ti.flags & CKF_TOKEN_INITIALIZED)) {
+		if (f->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
+		    !(ti.flags & CKF_TOKEN_INITIALIZED)) {
 			slot = slots[i];
 			break;
 		}
@@ -193,7 +193,8 @@ softhsm_init_token(const char *module, const char *label, const char *so_pin, co
 			slot = slots[i];
 	if (slot == (CK_SLOT_ID)-1)
 		th_fail("new token %s not found", label);
-	if ((rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s)) != CKR_OK)
+	if ((rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s)) !=
+	    CKR_OK)
 		th_fail("C_OpenSession: 0x%lx", rv);
 	if ((rv = f->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin))) != CKR_OK)
 		th_fail("C_Login(SO): 0x%lx", rv);
@@ -228,12 +229,15 @@ th_token_setup(struct th_token *t)
 	memset(t, 0, sizeof(*t));
 	if (env_uri != NULL && *env_uri != '\0') {
 		if (getenv("CUBEID_TEST_MODULE") == NULL || getenv("CUBEID_TEST_PIN_FILE") == NULL)
-			th_fail("CUBEID_TEST_TOKEN_URI needs CUBEID_TEST_MODULE and CUBEID_TEST_PIN_FILE");
+			th_fail("CUBEID_TEST_TOKEN_URI needs CUBEID_TEST_MODULE and "
+			        "CUBEID_TEST_PIN_FILE");
 		t->module = strdup(getenv("CUBEID_TEST_MODULE"));
 		t->uri = strdup(env_uri);
 		t->pin_file = strdup(getenv("CUBEID_TEST_PIN_FILE"));
-		t->label = strdup(getenv("CUBEID_TEST_TOKEN_LABEL") ? getenv("CUBEID_TEST_TOKEN_LABEL") : "");
-		t->kind = getenv("CUBEID_TEST_TOKEN_KIND") ? getenv("CUBEID_TEST_TOKEN_KIND") : "tpm";
+		t->label = strdup(
+		        getenv("CUBEID_TEST_TOKEN_LABEL") ? getenv("CUBEID_TEST_TOKEN_LABEL") : "");
+		t->kind =
+		        getenv("CUBEID_TEST_TOKEN_KIND") ? getenv("CUBEID_TEST_TOKEN_KIND") : "tpm";
 		return;
 	}
 
@@ -250,7 +254,8 @@ th_token_setup(struct th_token *t)
 		th_fail("mkdir tokens");
 	if (asprintf(&conf, "%s/softhsm2.conf", t->dir) < 0)
 		th_fail("out of memory");
-	if (asprintf(&s, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
+	if (asprintf(&s,
+	             "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
 	             tokdir) < 0)
 		th_fail("out of memory");
 	write_file(conf, s, 0600);

@@ -21,11 +21,11 @@
 #define TH_EXIT_SKIP 77
 
 struct th_token {
-	char *dir;      /* temp dir holding everything (NULL on the TPM lane) */
-	char *module;   /* PKCS#11 module path */
-	char *uri;      /* "pkcs11:token=LABEL" */
-	char *pin_file; /* file with the user PIN */
-	char *label;    /* token label */
+	char *dir;        /* temp dir holding everything (NULL on the TPM lane) */
+	char *module;     /* PKCS#11 module path */
+	char *uri;        /* "pkcs11:token=LABEL" */
+	char *pin_file;   /* file with the user PIN */
+	char *label;      /* token label */
 	const char *kind; /* "softhsm" or "tpm" */
 };
 

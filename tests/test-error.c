@@ -13,7 +13,8 @@ START_TEST(test_known_and_unknown_codes)
 	ck_assert_str_eq(cubeid_strerror(CUBEID_OK), "success");
 	ck_assert_str_eq(cubeid_strerror(1), "unknown error code");
 	ck_assert_str_eq(cubeid_strerror(CUBEID_ERR_MIN - 1), "unknown error code");
-	ck_assert_str_eq(cubeid_strerror(CUBEID_ERR_P11_PIN_INCORRECT), "the token rejected the PIN");
+	ck_assert_str_eq(cubeid_strerror(CUBEID_ERR_P11_PIN_INCORRECT),
+	                 "the token rejected the PIN");
 }
 END_TEST
 

@@ -30,10 +30,10 @@ typedef struct cubeid_token cubeid_token;
 typedef struct cubeid_key cubeid_key;
 
 /* Environment variables the layer reads. */
-#define CUBEID_ENV_TOKEN "CUBEID_TOKEN"       /* default for --token */
-#define CUBEID_ENV_PIN_FILE "CUBEID_PIN_FILE" /* file holding the user PIN */
-#define CUBEID_ENV_PIN "CUBEID_PIN"           /* the user PIN itself */
-#define CUBEID_ENV_MODULE "CUBEID_PKCS11_MODULE" /* module when the URI has none */
+#define CUBEID_ENV_TOKEN    "CUBEID_TOKEN"         /* default for --token */
+#define CUBEID_ENV_PIN_FILE "CUBEID_PIN_FILE"      /* file holding the user PIN */
+#define CUBEID_ENV_PIN      "CUBEID_PIN"           /* the user PIN itself */
+#define CUBEID_ENV_MODULE   "CUBEID_PKCS11_MODULE" /* module when the URI has none */
 
 /* Longest PIN read from a file or the environment. */
 #define CUBEID_PIN_MAX 256
@@ -128,7 +128,7 @@ cubeid_key *cubeid_key_ref(cubeid_key *key);
 void cubeid_key_free(cubeid_key *key);
 
 cubeid_key_type cubeid_key_get_type(const cubeid_key *key);
-const char *cubeid_key_label(const cubeid_key *key);            /* owned by key */
+const char *cubeid_key_label(const cubeid_key *key);              /* owned by key */
 const uint8_t *cubeid_key_id(const cubeid_key *key, size_t *len); /* owned by key */
 bool cubeid_key_is_persistent(const cubeid_key *key);
 bool cubeid_key_is_exportable(const cubeid_key *key);
@@ -145,7 +145,8 @@ typedef enum {
 	CUBEID_PUB_JWK,     /* one JWK object (kty, crv/x/y or n/e, kid), NUL-terminated */
 } cubeid_pub_format;
 /* Export the public key; *out is malloc'd (*len bytes, not counting a NUL). */
-int cubeid_key_export_public(const cubeid_key *key, cubeid_pub_format fmt, uint8_t **out, size_t *len);
+int cubeid_key_export_public(const cubeid_key *key, cubeid_pub_format fmt, uint8_t **out,
+                             size_t *len);
 /* The private key of an exportable key as an OpenSSL key (caller frees).
  * CUBEID_ERR_P11_SENSITIVE for a key generated non-exportable. */
 int cubeid_key_export_private(const cubeid_key *key, EVP_PKEY **out);
@@ -154,9 +155,9 @@ int cubeid_key_export_private(const cubeid_key *key, EVP_PKEY **out);
  * CKM_ECDSA_SHA256) and signs the digest in the token. */
 typedef enum {
 	CUBEID_SIG_NONE = 0,
-	CUBEID_SIG_ECDSA_SHA256, /* ES256 */
-	CUBEID_SIG_ECDSA_SHA384, /* ES384 */
-	CUBEID_SIG_ECDSA_SHA512, /* ES512 (any curve) */
+	CUBEID_SIG_ECDSA_SHA256,     /* ES256 */
+	CUBEID_SIG_ECDSA_SHA384,     /* ES384 */
+	CUBEID_SIG_ECDSA_SHA512,     /* ES512 (any curve) */
 	CUBEID_SIG_RSA_PKCS1_SHA256, /* RS256 */
 	CUBEID_SIG_RSA_PKCS1_SHA384,
 	CUBEID_SIG_RSA_PKCS1_SHA512,
