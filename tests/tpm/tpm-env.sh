@@ -99,7 +99,7 @@ check_tools() {
 	local missing="" t pkg
 	for t in swtpm:swtpm swtpm_ioctl:swtpm-tools dbus-daemon:dbus \
 		dbus-send:dbus-bin tpm2-abrmd:tpm2-abrmd tpm2_ptool:libtpm2-pkcs11-tools \
-		python3:python3; do
+		tpm2_dictionarylockout:tpm2-tools python3:python3; do
 		pkg=${t#*:}
 		t=${t%%:*}
 		command -v "$t" >/dev/null 2>&1 || missing="$missing $t (Debian package '$pkg')"
@@ -293,6 +293,20 @@ start() {
 	export TPM2_PKCS11_STORE=$DIR/store
 	# tpm2-pkcs11 logs to stderr; keep it to errors.
 	export TSS2_LOG=all+none
+
+	# Dictionary-attack protection: swtpm allows 3 wrong authorisations and
+	# then locks out for 1000 s, so a fourth wrong-PIN test would make every
+	# later login in the run fail with CKR_PIN_LOCKED.  The lane allows 32
+	# and recovers after 1 s, unless CUBEID_TPM_DA_DEFAULTS=1 keeps swtpm's
+	# values.  (The lockout hierarchy has an empty auth on a fresh swtpm.)
+	if [ "${CUBEID_TPM_DA_DEFAULTS:-0}" != 1 ]; then
+		TPM2TOOLS_TCTI=tabrmd:bus_type=session \
+			tpm2_dictionarylockout --setup-parameters --max-tries=32 \
+			--recovery-time=1 --lockout-recovery-time=1 >>"$DIR/ptool.log" 2>&1 || {
+			show_log "$DIR/ptool.log"
+			die "tpm2_dictionarylockout (tpm2-tools) failed"
+		}
+	fi
 
 	# 4. The tpm2-pkcs11 store and one token with random PINs in 0600 files.
 	label="cubeid-tpm-$(random_hex 3)"

@@ -24,6 +24,9 @@
 static CK_FUNCTION_LIST_PTR f;
 static CK_SLOT_ID slot;
 static char pin[256];
+/* Extra attributes for the next gen() call's private/public template. */
+static CK_ATTRIBUTE extra_priv[4], extra_pub[4];
+static int n_extra_priv, n_extra_pub;
 
 static const CK_BYTE oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 static const CK_BYTE oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
@@ -127,7 +130,7 @@ gen(CK_SESSION_HANDLE s, const struct keyspec *k, int token, int sensitive, int 
 	CK_BBOOL sen = sensitive ? CK_TRUE : CK_FALSE, ext = extractable ? CK_TRUE : CK_FALSE;
 	CK_ULONG bits = k->bits;
 	CK_BYTE e[] = {1, 0, 1};
-	CK_ATTRIBUTE pt[8], vt[12];
+	CK_ATTRIBUTE pt[12], vt[16];
 	int np = 0, nv = 0;
 
 	pt[np++] = (CK_ATTRIBUTE){CKA_VERIFY, &t, sizeof(t)};
@@ -151,6 +154,10 @@ gen(CK_SESSION_HANDLE s, const struct keyspec *k, int token, int sensitive, int 
 		vt[nv++] = (CK_ATTRIBUTE){CKA_SENSITIVE, &sen, sizeof(sen)};
 	if (extractable >= 0)
 		vt[nv++] = (CK_ATTRIBUTE){CKA_EXTRACTABLE, &ext, sizeof(ext)};
+	for (int x = 0; x < n_extra_priv; x++)
+		vt[nv++] = extra_priv[x];
+	for (int x = 0; x < n_extra_pub; x++)
+		pt[np++] = extra_pub[x];
 	return f->C_GenerateKeyPair(s, &m, pt, np, vt, nv, pub, priv);
 }
 
@@ -252,6 +259,46 @@ probe_keygen(CK_SESSION_HANDLE s)
 			printf("\n");
 		}
 	}
+}
+
+/* Which extra template attributes tpm2-pkcs11 refuses. */
+static void
+probe_template(CK_SESSION_HANDLE s)
+{
+	static CK_BBOOL no = CK_FALSE, yes = CK_TRUE;
+	static CK_BYTE id[20] = {1, 2, 3};
+	static const struct {
+		const char *what;
+		int priv;
+		CK_ATTRIBUTE a;
+	} cases[] = {
+	        {"priv CKA_DECRYPT=false", 1, {CKA_DECRYPT, &no, sizeof(no)}},
+	        {"priv CKA_DECRYPT=true", 1, {CKA_DECRYPT, &yes, sizeof(yes)}},
+	        {"priv CKA_DERIVE=false", 1, {CKA_DERIVE, &no, sizeof(no)}},
+	        {"priv CKA_UNWRAP=false", 1, {CKA_UNWRAP, &no, sizeof(no)}},
+	        {"pub CKA_ENCRYPT=false", 0, {CKA_ENCRYPT, &no, sizeof(no)}},
+	        {"pub CKA_WRAP=false", 0, {CKA_WRAP, &no, sizeof(no)}},
+	        {"priv CKA_ID (20 bytes)", 1, {CKA_ID, id, sizeof(id)}},
+	        {"pub CKA_ID (20 bytes)", 0, {CKA_ID, id, sizeof(id)}},
+	};
+	CK_OBJECT_HANDLE pub, priv;
+	size_t i, k;
+
+	printf("\n== extra template attributes (ec-p256 / rsa-2048, token) ==\n");
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		printf("%-24s", cases[i].what);
+		for (k = 0; k < 3; k += 2) {
+			n_extra_priv = n_extra_pub = 0;
+			if (cases[i].priv)
+				extra_priv[n_extra_priv++] = cases[i].a;
+			else
+				extra_pub[n_extra_pub++] = cases[i].a;
+			printf(" %s: %s", specs[k].name,
+			       rvs(gen(s, &specs[k], 1, 1, 0, "tmpl", &pub, &priv)));
+		}
+		printf("\n");
+	}
+	n_extra_priv = n_extra_pub = 0;
 }
 
 static void
@@ -626,10 +673,13 @@ main(int argc, char **argv)
 	s = open_login(1);
 	if (strcmp(mode, "limit") == 0) {
 		probe_limit(s);
+	} else if (strcmp(mode, "template") == 0) {
+		probe_template(s);
 	} else if (strcmp(mode, "destroy") == 0) {
 		probe_limit_destroy(s);
 	} else {
 		probe_keygen(s);
+		probe_template(s);
 		probe_setattr(s);
 		probe_wrap(s);
 		probe_sign(s);
