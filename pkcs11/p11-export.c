@@ -106,10 +106,13 @@ priv_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 	a->pk = NULL;
 	if ((bld = OSSL_PARAM_BLD_new()) == NULL)
 		return CUBEID_ERR_NOMEM;
+	/* OSSL_PARAM_BLD keeps pointers to group and point until
+	 * OSSL_PARAM_BLD_to_param(), so they must live as long as bld. */
+	char group[32];
+	unsigned char point[133];
+	size_t plen = 0;
+
 	if (k->ck_type == CKK_EC) {
-		char group[32];
-		unsigned char point[133];
-		size_t plen = 0;
 		if ((rv = p11_attr_get(tok, s, p11_key_handle(k), CKA_VALUE, &v, &vlen)) !=
 		    CKR_OK) {
 			*rvp = rv;
