@@ -59,6 +59,7 @@ static const struct errmsg errmsgs[] = {
         {CUBEID_ERR_X509_VERIFY, "certificate chain does not verify"},
         {CUBEID_ERR_X509_SVID, "certificate is not a valid X.509-SVID"},
         {CUBEID_ERR_CA, "certificate authority missing or unusable"},
+        {CUBEID_ERR_X509_EXPIRED, "certificate is outside its validity period"},
 };
 
 const char *

@@ -67,8 +67,9 @@ extern "C" {
 #define CUBEID_ERR_X509_VERIFY   -61 /* chain does not verify */
 #define CUBEID_ERR_X509_SVID     -62 /* certificate breaks X.509-SVID rules */
 #define CUBEID_ERR_CA            -63 /* CA missing or not usable */
+#define CUBEID_ERR_X509_EXPIRED  -64 /* certificate outside its validity period */
 
-#define CUBEID_ERR_MIN -63 /* lowest code in use; keep in step */
+#define CUBEID_ERR_MIN -64 /* lowest code in use; keep in step */
 
 /* A static, human-readable message for code; never NULL. */
 const char *cubeid_strerror(int code);
