@@ -381,8 +381,12 @@ probe_wrap(CK_SESSION_HANDLE s)
 		printf("C_UnwrapKey(RSA-OAEP priv, 256 junk bytes): %s\n",
 		       rvs(f->C_UnwrapKey(s, &mechs[3], priv, out, 256, ut, 4, &unw)));
 	}
-	/* Envelope alternative: RSA-OAEP encrypt/decrypt of a 32-byte secret. */
+	/* Envelope alternative: RSA-OAEP encrypt/decrypt of a 32-byte secret.
+	 * In a session of its own: a failed C_Decrypt leaves the operation
+	 * active in tpm2-pkcs11 1.9 (later C_*Init give CKR_OPERATION_ACTIVE). */
 	if (rv == CKR_OK) {
+		CK_SESSION_HANDLE s0 = s;
+		s = open_login(1);
 		static const CK_MECHANISM_TYPE hs[][2] = {{CKM_SHA256, CKG_MGF1_SHA256},
 		                                          {CKM_SHA_1, CKG_MGF1_SHA1}};
 		size_t h;
@@ -410,6 +414,8 @@ probe_wrap(CK_SESSION_HANDLE s)
 			}
 			printf("\n");
 		}
+		f->C_CloseSession(s);
+		s = s0;
 	}
 	rv = f->C_GenerateKey(s, &kg, at, sizeof(at) / sizeof(at[0]), &aes);
 	printf("AES-256 token key with CKA_WRAP: %s\n", rvs(rv));
