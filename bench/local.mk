@@ -1,1 +1,28 @@
-# bench: nothing yet
+# bench/: benchmarks.  Built by `make` (so they do not rot) but run only by
+# `make bench`; they are not part of `make check`, which has no timing in it.
+# A smoke run (a handful of ops, no thresholds) is a test, so a broken bench
+# shows up in `make check`.
+
+# token-sign: the token layer against raw C_Sign (issue 2).
+noinst_PROGRAMS += bench/token-sign
+bench_token_sign_SOURCES = bench/token-sign.c tests/harness.c tests/harness.h
+bench_token_sign_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS)
+bench_token_sign_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(PTHREAD_LIBS) $(LIBS)
+
+TESTS += bench/token-sign-smoke.sh
+EXTRA_DIST += bench/run-token-sign.sh bench/token-sign-smoke.sh
+
+# `make bench` runs every benchmark; others add theirs as prerequisites:
+#   bench: bench-foo
+# BENCH_ARGS passes options on, e.g. make bench BENCH_ARGS='--rsa --rounds 5'.
+# make bench-token-sign-tpm runs it against a throwaway software TPM.
+bench: bench-token-sign
+
+bench-token-sign: bench/token-sign$(EXEEXT)
+	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' \
+	bash '$(abs_top_srcdir)/bench/run-token-sign.sh' '$(abs_top_builddir)/bench/token-sign$(EXEEXT)' $(BENCH_ARGS)
+
+bench-token-sign-tpm: bench/token-sign$(EXEEXT)
+	bash '$(abs_top_srcdir)/bench/run-token-sign.sh' --tpm '$(abs_top_builddir)/bench/token-sign$(EXEEXT)' $(BENCH_ARGS)
+
+.PHONY: bench bench-token-sign bench-token-sign-tpm
