@@ -21,3 +21,9 @@ tests_test_jws_SOURCES = tests/test-jws.c
 tests_test_jws_CFLAGS = $(TEST_CFLAGS) $(LIBJWT_CFLAGS)
 tests_test_jws_LDADD = $(TEST_LIBS) $(LIBJWT_LIBS)
 TESTS += tests/test-jws
+
+check_PROGRAMS += tests/test-jwks
+tests_test_jwks_SOURCES = tests/test-jwks.c
+tests_test_jwks_CFLAGS = $(TEST_CFLAGS)
+tests_test_jwks_LDADD = $(TEST_LIBS)
+TESTS += tests/test-jwks
