@@ -18,3 +18,19 @@ tests_test_pkcs11_SOURCES = tests/test-pkcs11.c
 tests_test_pkcs11_CFLAGS = $(TEST_CFLAGS)
 tests_test_pkcs11_LDADD = $(TEST_LIBS)
 TESTS += tests/test-pkcs11
+
+# Fault injection (issue 2): tests/mock-p11.c is a PKCS#11 shim over the
+# real SoftHSM2 module that fails C_Sign, hides mechanisms and counts logins
+# on request; tests/test-pkcs11-faults loads it as the token's module.  It is
+# a libtool module only so that it is built as a .so (tests/.libs/mock-p11.so).
+check_LTLIBRARIES += tests/mock-p11.la
+tests_mock_p11_la_SOURCES = tests/mock-p11.c
+tests_mock_p11_la_CFLAGS = $(AM_CFLAGS) $(P11KIT_CFLAGS)
+tests_mock_p11_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+tests_mock_p11_la_LIBADD = $(LIBS)
+
+check_PROGRAMS += tests/test-pkcs11-faults
+tests_test_pkcs11_faults_SOURCES = tests/test-pkcs11-faults.c
+tests_test_pkcs11_faults_CFLAGS = $(TEST_CFLAGS)
+tests_test_pkcs11_faults_LDADD = $(TEST_LIBS)
+TESTS += tests/test-pkcs11-faults
