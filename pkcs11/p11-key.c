@@ -552,7 +552,7 @@ gen_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 {
 	struct gen_arg *a = argp;
 	const struct cubeid_keygen_opts *o = a->o;
-	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_BBOOL yes = CK_TRUE;
 	CK_BBOOL persistent = o->persistent ? CK_TRUE : CK_FALSE;
 	CK_BBOOL sensitive = o->exportable ? CK_FALSE : CK_TRUE;
 	CK_BBOOL extractable = o->exportable ? CK_TRUE : CK_FALSE;
@@ -560,6 +560,8 @@ gen_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 	static CK_BYTE f4[] = {0x01, 0x00, 0x01};
 	uint8_t tmp_id[20];
 	CK_MECHANISM mech = {0, NULL, 0};
+	/* Only what we need: tpm2-pkcs11 1.9 fails generation on some
+	 * harmless extras (CKA_DECRYPT=false, see docs/pkcs11.md). */
 	CK_ATTRIBUTE pub[8], priv[10];
 	CK_ULONG npub = 0, npriv = 0;
 	CK_RV rv;
@@ -573,7 +575,6 @@ gen_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 	priv[npriv++] = (CK_ATTRIBUTE){CKA_TOKEN, &persistent, sizeof(persistent)};
 	priv[npriv++] = (CK_ATTRIBUTE){CKA_PRIVATE, &yes, sizeof(yes)};
 	priv[npriv++] = (CK_ATTRIBUTE){CKA_SIGN, &yes, sizeof(yes)};
-	priv[npriv++] = (CK_ATTRIBUTE){CKA_DECRYPT, &no, sizeof(no)};
 	priv[npriv++] = (CK_ATTRIBUTE){CKA_SENSITIVE, &sensitive, sizeof(sensitive)};
 	priv[npriv++] = (CK_ATTRIBUTE){CKA_EXTRACTABLE, &extractable, sizeof(extractable)};
 	priv[npriv++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)o->label, strlen(o->label)};

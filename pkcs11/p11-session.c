@@ -227,7 +227,9 @@ p11_run(cubeid_token *tok, const cubeid_key *key, const char *what, p11_op_fn fn
 			p11_session_put(tok, s, false);
 			return r;
 		}
-		if (p11_rv_session_lost(rv)) {
+		if (p11_rv_session_lost(rv) || rv == CKR_OPERATION_ACTIVE) {
+			/* A session with a stuck operation (tpm2-pkcs11 leaves one
+			 * after some failures) is as good as lost. */
 			cubeid_warn("%s: %s; reopening the session", what, p11_rv_name(rv));
 			p11_session_put(tok, s, true);
 			continue;
