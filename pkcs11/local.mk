@@ -9,7 +9,8 @@ libcubeid_la_SOURCES += \
 	pkcs11/p11-key.c \
 	pkcs11/p11-export.c \
 	pkcs11/p11-sign.c \
-	pkcs11/p11-evp.c
+	pkcs11/p11-evp.c \
+	pkcs11/p11-softhsm.c
 cubeidinclude_HEADERS += include/cubeid/token.h
 
 # Tests: the layer against a real SoftHSM2 token (and the TPM lane).

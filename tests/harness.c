@@ -4,7 +4,6 @@
 #include "tests/harness.h"
 
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -16,7 +15,6 @@
 #include <unistd.h>
 
 #include <openssl/rand.h>
-#include <p11-kit/pkcs11.h>
 
 void
 th_skip(const char *fmt, ...)
@@ -134,82 +132,9 @@ th_which(const char *prog)
 }
 
 static void
-write_file(const char *path, const char *data, mode_t mode)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	size_t len = strlen(data);
-
-	if (fd < 0 || write(fd, data, len) != (ssize_t)len)
-		th_fail("write %s: %s", path, strerror(errno));
-	close(fd);
-}
-
-/* Initialise a SoftHSM2 token on the free slot through the module itself,
- * so that no PIN ever passes through argv. */
-static void
-softhsm_init_token(const char *module, const char *label, const char *so_pin, const char *pin)
-{
-	CK_C_GetFunctionList getfl;
-	CK_FUNCTION_LIST_PTR f;
-	CK_SLOT_ID slots[64];
-	CK_ULONG n = 64, i;
-	CK_TOKEN_INFO ti;
-	CK_SESSION_HANDLE s;
-	CK_UTF8CHAR lab[32];
-	CK_RV rv;
-	CK_SLOT_ID slot = (CK_SLOT_ID)-1;
-	void *dl;
-
-	if ((dl = dlopen(module, RTLD_NOW | RTLD_LOCAL)) == NULL)
-		th_fail("dlopen %s: %s", module, dlerror());
-	if ((getfl = (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList")) == NULL ||
-	    getfl(&f) != CKR_OK)
-		th_fail("%s: no C_GetFunctionList", module);
-	if ((rv = f->C_Initialize(NULL)) != CKR_OK)
-		th_fail("C_Initialize: 0x%lx", rv);
-	if ((rv = f->C_GetSlotList(CK_TRUE, slots, &n)) != CKR_OK)
-		th_fail("C_GetSlotList: 0x%lx", rv);
-	for (i = 0; i < n; i++) {
-		if (f->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
-		    !(ti.flags & CKF_TOKEN_INITIALIZED)) {
-			slot = slots[i];
-			break;
-		}
-	}
-	if (slot == (CK_SLOT_ID)-1)
-		th_fail("SoftHSM2 has no free slot");
-	memset(lab, ' ', sizeof(lab));
-	memcpy(lab, label, strlen(label) < sizeof(lab) ? strlen(label) : sizeof(lab));
-	if ((rv = f->C_InitToken(slot, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin), lab)) != CKR_OK)
-		th_fail("C_InitToken: 0x%lx", rv);
-	/* SoftHSM2 renumbers the slot once the token exists: find it by label. */
-	n = 64;
-	if ((rv = f->C_GetSlotList(CK_TRUE, slots, &n)) != CKR_OK)
-		th_fail("C_GetSlotList: 0x%lx", rv);
-	slot = (CK_SLOT_ID)-1;
-	for (i = 0; i < n; i++)
-		if (f->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
-		    memcmp(ti.label, lab, sizeof(lab)) == 0)
-			slot = slots[i];
-	if (slot == (CK_SLOT_ID)-1)
-		th_fail("new token %s not found", label);
-	if ((rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s)) !=
-	    CKR_OK)
-		th_fail("C_OpenSession: 0x%lx", rv);
-	if ((rv = f->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin))) != CKR_OK)
-		th_fail("C_Login(SO): 0x%lx", rv);
-	if ((rv = f->C_InitPIN(s, (CK_UTF8CHAR_PTR)pin, strlen(pin))) != CKR_OK)
-		th_fail("C_InitPIN: 0x%lx", rv);
-	f->C_Logout(s);
-	f->C_CloseSession(s);
-	f->C_Finalize(NULL);
-	/* The module stays mapped: unloading SoftHSM2 is not safe under ASan. */
-}
-
-static void
 random_hex(char *out, size_t bytes)
 {
-	unsigned char b[64];
+	unsigned char b[32];
 	size_t i;
 
 	if (bytes > sizeof(b) || RAND_bytes(b, (int)bytes) != 1)
@@ -223,8 +148,8 @@ th_token_setup(struct th_token *t)
 {
 	const char *env_uri = getenv("CUBEID_TEST_TOKEN_URI");
 	const char *module;
-	char *conf, *tokdir, *s;
-	char pin[33], so_pin[33], label[17];
+	char label[17];
+	int r;
 
 	memset(t, 0, sizeof(*t));
 	if (env_uri != NULL && *env_uri != '\0') {
@@ -246,38 +171,16 @@ th_token_setup(struct th_token *t)
 		module = CUBEID_SOFTHSM_MODULE;
 	if (module == NULL || *module == '\0' || access(module, R_OK) != 0)
 		th_skip("SoftHSM2 module not found (install the Debian package 'softhsm2')");
+	setenv(CUBEID_ENV_MODULE, module, 1);
 
 	t->kind = "softhsm";
 	t->module = strdup(module);
 	t->dir = th_mkdtemp("cubeid-test");
-	if (asprintf(&tokdir, "%s/tokens", t->dir) < 0 || mkdir(tokdir, 0700) != 0)
-		th_fail("mkdir tokens");
-	if (asprintf(&conf, "%s/softhsm2.conf", t->dir) < 0)
-		th_fail("out of memory");
-	if (asprintf(&s,
-	             "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
-	             tokdir) < 0)
-		th_fail("out of memory");
-	write_file(conf, s, 0600);
-	free(s);
-	setenv("SOFTHSM2_CONF", conf, 1);
-
-	random_hex(pin, 16);
-	random_hex(so_pin, 16);
-	memcpy(label, "cubeid-", 7);
 	random_hex(label + 7, 4);
+	memcpy(label, "cubeid-", 7);
+	if ((r = cubeid_softhsm_dev_token(t->dir, label, &t->uri, &t->pin_file)) != CUBEID_OK)
+		th_fail("cannot make a SoftHSM2 token in %s: %s", t->dir, cubeid_strerror(r));
 	t->label = strdup(label);
-	softhsm_init_token(module, label, so_pin, pin);
-	explicit_bzero(so_pin, sizeof(so_pin));
-
-	if (asprintf(&t->pin_file, "%s/user.pin", t->dir) < 0)
-		th_fail("out of memory");
-	write_file(t->pin_file, pin, 0600);
-	explicit_bzero(pin, sizeof(pin));
-	if (asprintf(&t->uri, "pkcs11:token=%s", label) < 0)
-		th_fail("out of memory");
-	free(conf);
-	free(tokdir);
 }
 
 void

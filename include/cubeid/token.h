@@ -201,6 +201,16 @@ int cubeid_ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t field_len
  */
 int cubeid_key_evp(cubeid_key *key, EVP_PKEY **out);
 
+/*
+ * Development only: create (or reuse) a throwaway SoftHSM2 token under dir
+ * (dir/softhsm2.conf, dir/tokens/, dir/user.pin with mode 0600), initialised
+ * through the module with random PINs, and point $SOFTHSM2_CONF at it.
+ * label defaults to "cubeid-dev".  Returns its URI and PIN file (caller
+ * frees both).  The module is $CUBEID_PKCS11_MODULE or the SoftHSM2 found
+ * at build time.
+ */
+int cubeid_softhsm_dev_token(const char *dir, const char *label, char **uri, char **pin_file);
+
 #ifdef __cplusplus
 }
 #endif
