@@ -7,11 +7,21 @@ FUZZ_LINK_FLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer -no-install
 FUZZ_LIBS = libcubeid.la $(OPENSSL_LIBS) $(JANSSON_LIBS)
 
 if ENABLE_FUZZING
-noinst_PROGRAMS += fuzz/fuzz-spiffe-id
+noinst_PROGRAMS += fuzz/fuzz-spiffe-id fuzz/fuzz-jws fuzz/fuzz-jwks
 endif
 fuzz_fuzz_spiffe_id_SOURCES = fuzz/fuzz-spiffe-id.c
 fuzz_fuzz_spiffe_id_CFLAGS = $(FUZZ_COMPILE_FLAGS)
 fuzz_fuzz_spiffe_id_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_spiffe_id_LDADD = $(FUZZ_LIBS)
+
+fuzz_fuzz_jws_SOURCES = fuzz/fuzz-jws.c
+fuzz_fuzz_jws_CFLAGS = $(FUZZ_COMPILE_FLAGS)
+fuzz_fuzz_jws_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_jws_LDADD = $(FUZZ_LIBS)
+
+fuzz_fuzz_jwks_SOURCES = fuzz/fuzz-jwks.c
+fuzz_fuzz_jwks_CFLAGS = $(FUZZ_COMPILE_FLAGS)
+fuzz_fuzz_jwks_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_jwks_LDADD = $(FUZZ_LIBS)
 
 EXTRA_DIST += fuzz/corpus

@@ -104,6 +104,12 @@ cubeid_spiffe_bundle_add_x509_der(cubeid_spiffe_bundle *b, const uint8_t *der, s
 		return CUBEID_ERR_TOO_LARGE;
 	if ((x = parse_cert(der, len)) == NULL)
 		return CUBEID_ERR_X509;
+	/* its key must be one a JWK can carry: EC P-256/384/521 or RSA >= 2048 */
+	if (jwt_key_class_of(X509_get0_pubkey(x)) == JWT_KEY_NONE) {
+		ERR_clear_error();
+		X509_free(x);
+		return CUBEID_ERR_X509;
+	}
 	X509_free(x);
 	if ((copy = malloc(len)) == NULL)
 		return CUBEID_ERR_NOMEM;

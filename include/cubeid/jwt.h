@@ -206,7 +206,8 @@ int cubeid_spiffe_bundle_new(const char *td, cubeid_spiffe_bundle **out);
 void cubeid_spiffe_bundle_free(cubeid_spiffe_bundle *b);
 const char *cubeid_spiffe_bundle_trust_domain(const cubeid_spiffe_bundle *b); /* borrowed */
 /* Add an X.509 authority (a CA certificate, DER); the bytes are copied.
- * CUBEID_ERR_X509 if they are not one certificate. */
+ * CUBEID_ERR_X509 if they are not exactly one certificate, or if its key is
+ * not one a JWK here can carry (EC P-256/P-384/P-521, RSA 2048..8192). */
 int cubeid_spiffe_bundle_add_x509_der(cubeid_spiffe_bundle *b, const uint8_t *der, size_t len);
 size_t cubeid_spiffe_bundle_x509_count(const cubeid_spiffe_bundle *b);
 /* The i-th authority's DER (borrowed), NULL past the end. */
