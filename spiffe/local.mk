@@ -27,3 +27,29 @@ tests_test_jwks_SOURCES = tests/test-jwks.c
 tests_test_jwks_CFLAGS = $(TEST_CFLAGS)
 tests_test_jwks_LDADD = $(TEST_LIBS)
 TESTS += tests/test-jwks
+
+# The CA chain in the token, X.509-SVIDs and X.509 bundles.
+libcubeid_la_SOURCES += \
+	spiffe/ca.c \
+	spiffe/state.c \
+	spiffe/x509-build.c \
+	spiffe/x509-pem.c \
+	spiffe/x509-verify.c \
+	spiffe/x509svid.c \
+	spiffe/x509-internal.h
+cubeidinclude_HEADERS += include/cubeid/ca.h include/cubeid/x509svid.h
+
+check_PROGRAMS += tests/test-ca tests/test-x509svid
+tests_test_ca_SOURCES = tests/test-ca.c tests/x509-test-util.c tests/x509-test-util.h
+tests_test_ca_CFLAGS = $(TEST_CFLAGS)
+tests_test_ca_LDADD = $(TEST_LIBS)
+tests_test_x509svid_SOURCES = tests/test-x509svid.c tests/x509-test-util.c tests/x509-test-util.h
+tests_test_x509svid_CFLAGS = $(TEST_CFLAGS)
+tests_test_x509svid_LDADD = $(TEST_LIBS)
+TESTS += tests/test-ca tests/test-x509svid
+
+check_PROGRAMS += tests/test-jwt-mint
+tests_test_jwt_mint_SOURCES = tests/test-jwt-mint.c
+tests_test_jwt_mint_CFLAGS = $(TEST_CFLAGS) $(LIBJWT_CFLAGS)
+tests_test_jwt_mint_LDADD = $(TEST_LIBS) $(LIBJWT_LIBS)
+TESTS += tests/test-jwt-mint
