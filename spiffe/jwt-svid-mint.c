@@ -8,6 +8,11 @@
 #include <cubeid/jwt.h>
 #include <cubeid/token.h>
 
+#include <stdlib.h>
+#include <string.h>
+
+#include "spiffe/jwt-internal.h"
+
 int
 cubeid_jws_sign_key(void *ctx, cubeid_sig_alg alg, const uint8_t *in, size_t in_len, uint8_t *sig,
                     size_t *sig_len)
@@ -28,4 +33,39 @@ cubeid_jwt_svid_mint(cubeid_key *key, cubeid_sig_alg alg, const char *kid,
 		return CUBEID_ERR_INVALID_ARG;
 	return cubeid_jwt_svid_encode(alg, kid, sub, aud, n_aud, 0, ttl, jti, cubeid_jws_sign_key,
 	                              key, out);
+}
+
+/* cubeid_key_export_public(.., CUBEID_PUB_JWK) lands here (pkcs11/p11-export.c
+ * declares it weak): one JWK with the kid convention of
+ * cubeid_kid_from_pkey(), as a NUL-terminated malloc'd string. */
+int
+cubeid_key_export_jwk(const cubeid_key *key, uint8_t **out, size_t *len)
+{
+	char kid[CUBEID_KID_LEN + 1];
+	EVP_PKEY *pk = NULL;
+	json_t *jwk = NULL;
+	char *s;
+	int rc;
+
+	if (out == NULL || len == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	*out = NULL;
+	*len = 0;
+	if (key == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	if ((rc = cubeid_key_public(key, &pk)) != CUBEID_OK)
+		return rc;
+	if ((rc = cubeid_kid_from_pkey(pk, kid)) != CUBEID_OK ||
+	    (rc = cubeid_jwk_from_pkey(pk, kid, NULL, &jwk)) != CUBEID_OK)
+		goto out;
+	if ((s = json_dumps(jwk, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL) {
+		rc = CUBEID_ERR_NOMEM;
+		goto out;
+	}
+	*out = (uint8_t *)s;
+	*len = strlen(s);
+out:
+	json_decref(jwk);
+	EVP_PKEY_free(pk);
+	return rc;
 }
