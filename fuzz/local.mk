@@ -7,7 +7,7 @@ FUZZ_LINK_FLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer -no-install
 FUZZ_LIBS = libcubeid.la $(OPENSSL_LIBS) $(JANSSON_LIBS)
 
 if ENABLE_FUZZING
-noinst_PROGRAMS += fuzz/fuzz-spiffe-id fuzz/fuzz-jws fuzz/fuzz-jwks
+noinst_PROGRAMS += fuzz/fuzz-spiffe-id fuzz/fuzz-jws fuzz/fuzz-jwks fuzz/fuzz-p11-uri
 endif
 fuzz_fuzz_spiffe_id_SOURCES = fuzz/fuzz-spiffe-id.c
 fuzz_fuzz_spiffe_id_CFLAGS = $(FUZZ_COMPILE_FLAGS)
@@ -23,5 +23,10 @@ fuzz_fuzz_jwks_SOURCES = fuzz/fuzz-jwks.c
 fuzz_fuzz_jwks_CFLAGS = $(FUZZ_COMPILE_FLAGS)
 fuzz_fuzz_jwks_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_jwks_LDADD = $(FUZZ_LIBS)
+
+fuzz_fuzz_p11_uri_SOURCES = fuzz/fuzz-p11-uri.c
+fuzz_fuzz_p11_uri_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(P11KIT_CFLAGS)
+fuzz_fuzz_p11_uri_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_p11_uri_LDADD = $(FUZZ_LIBS) $(P11KIT_LIBS)
 
 EXTRA_DIST += fuzz/corpus

@@ -89,6 +89,12 @@ void p11_backoff(unsigned attempt);
 
 cubeid_token *p11_token_ref(cubeid_token *tok);
 void p11_token_unref(cubeid_token *tok);
+/* Parse a --token URI: p11-kit's parser, then cubeid's rules (no
+ * pin-value, nothing unrecognised, at most P11_URI_MAX bytes). */
+#define P11_URI_MAX 4096
+int p11_uri_parse(const char *s, P11KitUri **out);
+/* The file path a pin-source names ("file:/p", "file:///p" or "/p"). */
+int p11_pin_source_path(const char *src, const char **path);
 /* Read the PIN per opts/uri/environment into tok (see token.h). */
 int p11_pin_load(cubeid_token *tok, const struct cubeid_token_opts *opts, P11KitUri *uri);
 

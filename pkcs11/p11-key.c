@@ -418,17 +418,11 @@ cubeid_key_find_uri(cubeid_token *tok, const char *uri_str, cubeid_key **out)
 	char *label = NULL;
 	const uint8_t *id = NULL;
 	size_t id_len = 0;
-	int r, ur;
+	int r;
 
 	*out = NULL;
-	if ((uri = p11_kit_uri_new()) == NULL)
-		return CUBEID_ERR_NOMEM;
-	if ((ur = p11_kit_uri_parse(uri_str, P11_KIT_URI_FOR_OBJECT_ON_TOKEN_AND_MODULE, uri)) !=
-	    P11_KIT_URI_OK) {
-		cubeid_error("bad PKCS#11 URI: %s", p11_kit_uri_message(ur));
-		r = CUBEID_ERR_P11_URI;
-		goto out;
-	}
+	if ((r = p11_uri_parse(uri_str, &uri)) != CUBEID_OK)
+		return r;
 	if (!p11_kit_uri_match_token_info(uri, &tok->ti)) {
 		cubeid_error("key URI names another token than %s", tok->label);
 		r = CUBEID_ERR_P11_NO_TOKEN;

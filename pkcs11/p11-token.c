@@ -139,23 +139,68 @@ out:
 }
 
 int
+p11_pin_source_path(const char *src, const char **path)
+{
+	*path = NULL;
+	if (strncmp(src, "file:", 5) == 0) {
+		src += 5;
+		/* file:///path and file:/path are both absolute paths */
+		if (strncmp(src, "//", 2) == 0)
+			src += 2;
+	}
+	if (src[0] != '/') {
+		cubeid_error("pin-source: only an absolute file path or a file: URI is supported");
+		return CUBEID_ERR_P11_URI;
+	}
+	*path = src;
+	return CUBEID_OK;
+}
+
+int
+p11_uri_parse(const char *s, P11KitUri **out)
+{
+	P11KitUri *uri;
+	int ur;
+
+	*out = NULL;
+	if (s == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	if (strlen(s) > P11_URI_MAX) {
+		cubeid_error("PKCS#11 URI longer than %d bytes", P11_URI_MAX);
+		return CUBEID_ERR_P11_URI;
+	}
+	if ((uri = p11_kit_uri_new()) == NULL)
+		return CUBEID_ERR_NOMEM;
+	if ((ur = p11_kit_uri_parse(s, P11_KIT_URI_FOR_ANY, uri)) != P11_KIT_URI_OK) {
+		cubeid_error("bad PKCS#11 URI: %s", p11_kit_uri_message(ur));
+		goto fail;
+	}
+	if (p11_kit_uri_get_pin_value(uri) != NULL) {
+		cubeid_error("the PKCS#11 URI carries pin-value: a PIN on the command line is "
+		             "visible to every user; use pin-source=file:/path instead");
+		goto fail;
+	}
+	if (p11_kit_uri_any_unrecognized(uri)) {
+		cubeid_error("the PKCS#11 URI has attributes cubeid does not know");
+		goto fail;
+	}
+	*out = uri;
+	return CUBEID_OK;
+fail:
+	p11_kit_uri_free(uri);
+	return CUBEID_ERR_P11_URI;
+}
+
+int
 p11_pin_load(cubeid_token *tok, const struct cubeid_token_opts *opts, P11KitUri *uri)
 {
 	const char *src = NULL, *env;
 
 	if (opts != NULL && opts->pin_file != NULL)
 		src = opts->pin_file;
-	else if ((src = p11_kit_uri_get_pin_source(uri)) != NULL) {
-		if (strncmp(src, "file:", 5) == 0) {
-			src += 5;
-			/* file:///path and file:/path are both absolute paths */
-			if (strncmp(src, "//", 2) == 0)
-				src += 2;
-		} else if (src[0] != '/') {
-			cubeid_error("pin-source %s: only a file path or a file: URI is supported",
-			             src);
+	else if (p11_kit_uri_get_pin_source(uri) != NULL) {
+		if (p11_pin_source_path(p11_kit_uri_get_pin_source(uri), &src) != CUBEID_OK)
 			return CUBEID_ERR_P11_URI;
-		}
 	} else if ((env = getenv(CUBEID_ENV_PIN_FILE)) != NULL && *env != '\0')
 		src = env;
 	if (src != NULL)
@@ -257,29 +302,13 @@ cubeid_token_open(const char *uri_str, const struct cubeid_token_opts *opts, cub
 	P11KitUri *uri = NULL;
 	CK_SESSION_HANDLE s;
 	long ncpu;
-	int r, ur;
+	int r;
 
 	*out = NULL;
 	if (uri_str == NULL || *uri_str == '\0')
 		uri_str = "pkcs11:";
-	if ((uri = p11_kit_uri_new()) == NULL)
-		return CUBEID_ERR_NOMEM;
-	if ((ur = p11_kit_uri_parse(uri_str, P11_KIT_URI_FOR_ANY, uri)) != P11_KIT_URI_OK) {
-		cubeid_error("bad PKCS#11 URI: %s", p11_kit_uri_message(ur));
-		r = CUBEID_ERR_P11_URI;
+	if ((r = p11_uri_parse(uri_str, &uri)) != CUBEID_OK)
 		goto out;
-	}
-	if (p11_kit_uri_get_pin_value(uri) != NULL) {
-		cubeid_error("the PKCS#11 URI carries pin-value: a PIN on the command line is "
-		             "visible to every user; use pin-source=file:/path instead");
-		r = CUBEID_ERR_P11_URI;
-		goto out;
-	}
-	if (p11_kit_uri_any_unrecognized(uri)) {
-		cubeid_error("the PKCS#11 URI has attributes cubeid does not know");
-		r = CUBEID_ERR_P11_URI;
-		goto out;
-	}
 	if ((tok = calloc(1, sizeof(*tok))) == NULL) {
 		r = CUBEID_ERR_NOMEM;
 		goto out;

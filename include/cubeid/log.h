@@ -30,7 +30,8 @@ int cubeid_log_level_from_name(const char *name);
 void cubeid_log_set_journal(int on);
 
 void cubeid_log(cubeid_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void cubeid_logv(cubeid_log_level level, const char *fmt, va_list ap);
+void cubeid_logv(cubeid_log_level level, const char *fmt, va_list ap)
+        __attribute__((format(printf, 2, 0)));
 
 #define cubeid_error(...)  cubeid_log(CUBEID_LOG_ERROR, __VA_ARGS__)
 #define cubeid_warn(...)   cubeid_log(CUBEID_LOG_WARNING, __VA_ARGS__)
