@@ -35,3 +35,7 @@ tests_test_pkcs11_faults_SOURCES = tests/test-pkcs11-faults.c
 tests_test_pkcs11_faults_CFLAGS = $(TEST_CFLAGS)
 tests_test_pkcs11_faults_LDADD = $(TEST_LIBS)
 TESTS += tests/test-pkcs11-faults
+
+# The token layer's documentation, and the probe that measured the libp11
+# facts in it (built and run by hand, as its header says).
+EXTRA_DIST += docs/pkcs11.md tests/probes/libp11-probe.c
