@@ -9,8 +9,10 @@
 
 #include <cubeid/log.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -21,6 +23,7 @@ static int keys_list(struct tool_ctx *c);
 static int keys_generate(struct tool_ctx *c);
 static int keys_delete(struct tool_ctx *c);
 static int keys_export_public(struct tool_ctx *c);
+static int dev_init(struct tool_ctx *c);
 
 #define KEY_SELECT_OPTS                                                                            \
 	{"label", 'l', "LABEL", "the key with this label (CKA_LABEL)"},                            \
@@ -56,6 +59,12 @@ static const struct tool_opt export_opts[] = {
         {0},
 };
 
+static const struct tool_opt dev_init_opts[] = {
+        {"dir", 0, "DIR", "where the token lives (default: STATE-DIR/softhsm)"},
+        {"label", 'l', "LABEL", "token label (default: cubeid-dev)"},
+        {0},
+};
+
 const struct tool_cmd tool_token_cmds[] = {
         {"info", "[--json]", "show the module, its slots, the token and its mechanisms",
          "Loads the PKCS#11 module, lists its slots (with and without a token), then shows\n"
@@ -85,6 +94,14 @@ const struct tool_cmd tool_token_cmds[] = {
          "Formats: pem (SubjectPublicKeyInfo, \"BEGIN PUBLIC KEY\"), der (the same in\n"
          "binary; written to a terminal only with --out) and jwk (one JSON Web Key).",
          export_opts, 0, keys_export_public},
+        {"dev-init", "[--dir DIR] [--label LABEL]",
+         "make a throwaway SoftHSM2 token for development",
+         "Creates (or reuses) a SoftHSM2 token under DIR: its own softhsm2.conf, token\n"
+         "directory, and a random user PIN in DIR/user.pin (mode 0600).  The token is\n"
+         "initialised through the module, so no PIN is ever on a command line.  Prints\n"
+         "shell assignments of SOFTHSM2_CONF, CUBEID_TOKEN and CUBEID_PIN_FILE, for\n"
+         "`eval \"$(cubeid token dev-init --dir DIR)\"`.  Not for production.",
+         dev_init_opts, 0, dev_init},
         {0},
 };
 
@@ -471,5 +488,89 @@ out:
 	free(buf);
 	cubeid_key_free(key);
 	cubeid_token_free(tok);
+	return rc;
+}
+
+/* ---- dev-init ---- */
+
+/* Print NAME='VALUE' for the shell, quoting any ' in VALUE. */
+static void
+print_export(const char *name, const char *value)
+{
+	printf("export %s='", name);
+	for (; *value != '\0'; value++) {
+		if (*value == '\'')
+			fputs("'\\''", stdout);
+		else
+			fputc(*value, stdout);
+	}
+	fputs("'\n", stdout);
+}
+
+/* mkdir -p of the directories above path (mode 0700 for new ones). */
+static int
+mkdir_parents(const char *path)
+{
+	char buf[4096];
+	char *p;
+
+	if (strlen(path) >= sizeof(buf))
+		return CUBEID_ERR_TOO_LARGE;
+	strcpy(buf, path);
+	for (p = buf + 1; (p = strchr(p, '/')) != NULL; p++) {
+		*p = '\0';
+		if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+			tool_err("cannot create %s: %s", buf, strerror(errno));
+			return CUBEID_ERR_IO;
+		}
+		*p = '/';
+	}
+	return CUBEID_OK;
+}
+
+static int
+dev_init(struct tool_ctx *c)
+{
+	const char *dir = tool_opt(c, "dir"), *label = tool_opt(c, "label"), *conf;
+	char *abs = NULL, *uri = NULL, *pin_file = NULL, cwd[4096];
+	int r, rc;
+
+	if (label != NULL && (*label == '\0' || strlen(label) > 32))
+		return tool_usage_error(c, "--label needs a token label of 1 to 32 bytes");
+	if (dir != NULL && *dir == '\0')
+		return tool_usage_error(c, "--dir needs a directory");
+	/* The paths printed must work from any directory. */
+	if (dir == NULL)
+		r = asprintf(&abs, "%s/softhsm", c->state_dir);
+	else if (dir[0] == '/')
+		r = asprintf(&abs, "%s", dir);
+	else if (getcwd(cwd, sizeof(cwd)) != NULL)
+		r = asprintf(&abs, "%s/%s", cwd, dir);
+	else
+		return tool_fail(CUBEID_ERR_IO, "cannot find the current directory");
+	if (r < 0)
+		return tool_fail(CUBEID_ERR_NOMEM, "dev-init");
+	if ((r = mkdir_parents(abs)) != CUBEID_OK) {
+		rc = tool_fail(r, "cannot create the parent directories of %s", abs);
+		goto out;
+	}
+	if (c->module != NULL)
+		setenv(CUBEID_ENV_MODULE, c->module, 1);
+	if ((r = cubeid_softhsm_dev_token(abs, label, &uri, &pin_file)) != CUBEID_OK) {
+		rc = tool_fail(r, "cannot set up a development token in %s", abs);
+		goto out;
+	}
+	if ((conf = getenv("SOFTHSM2_CONF")) == NULL) {
+		rc = tool_fail(CUBEID_ERR_INTERNAL, "the development token set no SOFTHSM2_CONF");
+		goto out;
+	}
+	print_export("SOFTHSM2_CONF", conf);
+	print_export(CUBEID_ENV_TOKEN, uri);
+	print_export(CUBEID_ENV_PIN_FILE, pin_file);
+	rc = finish_stdout(TOOL_EXIT_OK);
+out:
+	free(abs);
+	free(uri);
+	free(pin_file);
 	return rc;
 }

@@ -210,6 +210,34 @@ expect_not out "^k-rsa-3072 " "the deleted rsa-3072 key is gone"
 expect out "^k-ec-p256 " "the other keys stay"
 run 4 "delete a key that is gone" token keys delete --label k-ec-p384 --yes "${T[@]}"
 
+# ---- dev-init: a development token, and the assignments to use it ----
+run 0 "dev-init" token dev-init --dir "$work/dev/state" --label dev-tok --module "$CUBEID_T_MODULE"
+expect out "^export CUBEID_TOKEN='pkcs11:token=dev-tok'\$" "dev-init prints CUBEID_TOKEN"
+expect out "^export CUBEID_PIN_FILE='$work/dev/state/user.pin'\$" "dev-init prints CUBEID_PIN_FILE"
+expect out "^export SOFTHSM2_CONF='$work/dev/state/softhsm2.conf'\$" "dev-init prints SOFTHSM2_CONF"
+cp "$work/out" "$work/dev.env"
+if [ "$(stat -c %a "$work/dev/state/user.pin")" = 600 ]; then
+	ok "the dev PIN file is mode 0600"
+else
+	not_ok "the dev PIN file is mode 0600"
+fi
+DEV_PIN=$(cat "$work/dev/state/user.pin")
+(
+	eval "$(cat "$work/dev.env")"
+	export CUBEID_PKCS11_MODULE=$CUBEID_T_MODULE
+	run 0 "generate on the dev token" token keys generate -t ec-p256 -l dev-key
+	run 0 "dev-init again reuses the token" token dev-init --dir "$work/dev/state" --label dev-tok
+	run 0 "list on the reused dev token" token keys list
+	expect out "^dev-key " "the reused dev token still has its key"
+	exit $fails
+) || fails=$((fails + $?))
+tests=$((tests + 4))
+if grep -qF -- "$DEV_PIN" "$work/output.log"; then
+	not_ok "the dev token PIN appeared in cubeid's output"
+else
+	ok "the dev token PIN never appeared in cubeid's output"
+fi
+
 # ---- --help and --version everywhere ----
 version_re="^cubeid [0-9]+\.[0-9]+"
 run 0 "cubeid --help" --help
@@ -218,7 +246,7 @@ expect out "^  token " "cubeid --help lists the token group"
 run 0 "cubeid --version" --version
 expect out "$version_re" "cubeid --version prints the version"
 for cmd in "token" "token keys" "token info" "token keys list" "token keys generate" \
-	"token keys delete" "token keys export-public"; do
+	"token keys delete" "token keys export-public" "token dev-init"; do
 	# shellcheck disable=SC2086
 	run 0 "cubeid $cmd --help" $cmd --help
 	expect out "^usage: cubeid $cmd" "cubeid $cmd --help starts with its usage"

@@ -56,6 +56,12 @@ main(void)
 		th_token_teardown(&t);
 		return 1;
 	}
-	/* The token stays: the caller removes CUBEID_T_DIR. */
+	/* The token stays (the caller removes CUBEID_T_DIR): free the
+	 * strings without th_token_teardown(), which would remove it. */
+	free(t.dir);
+	free(t.module);
+	free(t.uri);
+	free(t.pin_file);
+	free(t.label);
 	return fflush(stdout) == 0 ? 0 : 1;
 }
