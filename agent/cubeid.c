@@ -22,6 +22,9 @@
 // clang-format off
 #define TOOL_GROUP_TABLE(X) \
 	X(token, "inspect the PKCS#11 token and manage its keys") \
+	X(ca, "the CA chain: root, node intermediate enrolment, state") \
+	X(svid, "mint and verify X.509-SVIDs") \
+	X(bundle, "the trust domain's bundle") \
 	/* end of the group table */
 // clang-format on
 

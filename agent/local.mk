@@ -9,7 +9,9 @@ agent_cubeid_SOURCES = \
 	agent/tool-common.c \
 	agent/tool-help.c \
 	agent/tool-token.c \
-	agent/tool-token-info.c
+	agent/tool-token-info.c \
+	agent/tool-ca.c \
+	agent/tool-svid.c
 agent_cubeid_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS)
 agent_cubeid_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
@@ -28,5 +30,5 @@ tests_mktoken_SOURCES = tests/mktoken.c
 tests_mktoken_CFLAGS = $(TEST_CFLAGS)
 tests_mktoken_LDADD = $(TEST_LIBS)
 
-TESTS += tests/cli-man-sync.sh tests/cli-token.sh
-EXTRA_DIST += tests/cli-man-sync.sh tests/cli-token.sh
+TESTS += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh
+EXTRA_DIST += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh

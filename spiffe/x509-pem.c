@@ -14,6 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <cubeid/ca.h>
 #include <cubeid/log.h>
@@ -289,6 +290,9 @@ cubeid_x509_bundle_add(cubeid_x509_bundle *b, X509 *cert)
 
 	if (b == NULL || cert == NULL)
 		return CUBEID_ERR_INVALID_ARG;
+	/* authorities only: a leaf in a bundle would become a trust anchor */
+	if (X509_check_ca(cert) != 1)
+		return CUBEID_ERR_X509;
 	for (i = 0; i < sk_X509_num(b->certs); i++)
 		if (X509_cmp(sk_X509_value(b->certs, i), cert) == 0)
 			return CUBEID_OK;

@@ -726,6 +726,14 @@ START_TEST(test_bundle_pem_round_trip_and_limits)
 	ck_assert_int_eq(cubeid_x509_bundle_add(b, soft_root), CUBEID_OK); /* deduplicated */
 	ck_assert_int_eq(cubeid_x509_bundle_add(b, soft_int), CUBEID_OK);
 	ck_assert_uint_eq(cubeid_x509_bundle_count(b), 2);
+	{
+		struct tu_spec ls = good_leaf();
+		X509 *leaf = tu_cert(&ls);
+
+		/* a leaf is no authority */
+		ck_assert_int_eq(cubeid_x509_bundle_add(b, leaf), CUBEID_ERR_X509);
+		X509_free(leaf);
+	}
 	ck_assert_int_eq(cubeid_x509_bundle_to_pem(b, &pem, &len), CUBEID_OK);
 	ck_assert_int_eq(cubeid_x509_bundle_parse(TD, (uint8_t *)pem, len, &back), CUBEID_OK);
 	ck_assert_uint_eq(cubeid_x509_bundle_count(back), 2);

@@ -71,7 +71,8 @@ int cubeid_x509_bundle_new(const char *td, cubeid_x509_bundle **out);
 void cubeid_x509_bundle_free(cubeid_x509_bundle *b);
 const char *cubeid_x509_bundle_trust_domain(const cubeid_x509_bundle *b); /* borrowed */
 /* Add a CA certificate (the bundle takes its own reference).  A certificate
- * already present is skipped; CUBEID_ERR_TOO_LARGE past
+ * that is not a CA (basicConstraints cA=true) is CUBEID_ERR_X509, so that no
+ * leaf becomes a trust anchor.  A certificate already present is skipped; CUBEID_ERR_TOO_LARGE past
  * CUBEID_X509_BUNDLE_CERTS. */
 int cubeid_x509_bundle_add(cubeid_x509_bundle *b, X509 *cert);
 size_t cubeid_x509_bundle_count(const cubeid_x509_bundle *b);
