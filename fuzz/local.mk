@@ -30,3 +30,12 @@ fuzz_fuzz_p11_uri_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_p11_uri_LDADD = $(FUZZ_LIBS) $(P11KIT_LIBS)
 
 EXTRA_DIST += fuzz/corpus
+
+# The certificate-chain / X.509 bundle parser and the X.509-SVID verifier.
+if ENABLE_FUZZING
+noinst_PROGRAMS += fuzz/fuzz-pem
+endif
+fuzz_fuzz_pem_SOURCES = fuzz/fuzz-pem.c
+fuzz_fuzz_pem_CFLAGS = $(FUZZ_COMPILE_FLAGS)
+fuzz_fuzz_pem_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_pem_LDADD = $(FUZZ_LIBS)
