@@ -540,7 +540,7 @@ END_TEST
 START_TEST(test_reject_bad_signature)
 {
 	char *tok = mint(CUBEID_SIG_ECDSA_SHA256, k_p256, "k-p256", 0, 60), *dot, *s = NULL, *bad;
-	uint8_t garbage[64];
+	uint8_t garbage[128];
 	size_t i, lens[] = {64, 63, 65, 32, 1}; /* right length, then wrong lengths */
 
 	dot = strrchr(tok, '.');
