@@ -13,9 +13,10 @@
 #include <string.h>
 
 static const char main_description[] =
-        "cubeid is the command-line tool of the cubeid node identity agent.  It inspects the\n"
-        "PKCS#11 token that holds the node's private keys (SoftHSM2 or a TPM through\n"
-        "tpm2-pkcs11) and manages the keys in it.\n"
+        "cubeid is the command-line tool of the cubeid node identity agent.  It works with\n"
+        "the PKCS#11 token that holds the node's private keys (SoftHSM2, or a TPM through\n"
+        "tpm2-pkcs11): it inspects the token, manages the keys in it, and runs the CA\n"
+        "chain and the SPIFFE identities made with those keys.\n"
         "\n"
         "Commands are grouped: `cubeid GROUP COMMAND [options]`.  Every command takes\n"
         "the common options below, --help and --version.\n"
@@ -265,8 +266,7 @@ tool_print_man(FILE *f)
 	      ".\\\" do not edit.  Regenerate with 'make update-man'.\n",
 	      f);
 	fputs(".TH CUBEID 1 \"\" \"cubeid\" \"User Commands\"\n", f);
-	fputs(".SH NAME\ncubeid \\- inspect a cubeid node's PKCS#11 token and manage its keys\n",
-	      f);
+	fputs(".SH NAME\ncubeid \\- command\\-line tool of the cubeid node identity agent\n", f);
 	fputs(".SH SYNOPSIS\n.B cubeid\n.I GROUP COMMAND\n.RI [ options ]\n.br\n"
 	      ".B cubeid\n.BR \\-\\-help \" | \" \\-\\-version \" | \" \\-\\-help\\-man\n",
 	      f);

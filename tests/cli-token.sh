@@ -210,6 +210,36 @@ expect_not out "^k-rsa-3072 " "the deleted rsa-3072 key is gone"
 expect out "^k-ec-p256 " "the other keys stay"
 run 4 "delete a key that is gone" token keys delete --label k-ec-p384 --yes "${T[@]}"
 
+# ---- on a terminal: delete asks, DER is refused (needs script(1)) ----
+if command -v script >/dev/null 2>&1; then
+	# run_tty RC NAME ANSWER ARGS...: run cubeid on a pseudo-terminal.
+	run_tty() {
+		local want=$1 name=$2 answer=$3 got cmd
+		shift 3
+		printf '%s\n' "$*" >>"$work/argv.log"
+		printf -v cmd '%q ' "$cubeid" "$@"
+		printf '%s\n' "$answer" | script -qec "$cmd" /dev/null >"$work/out" 2>"$work/err"
+		got=$?
+		cat "$work/out" "$work/err" >>"$work/output.log"
+		if [ "$got" -eq "$want" ]; then
+			ok "$name (exit $got)"
+		else
+			not_ok "$name: exit $got, expected $want"
+		fi
+	}
+	run 0 "generate a key to delete on a terminal" token keys generate -t ec-p256 -l k-tty "${T[@]}"
+	run_tty 1 "delete on a terminal, answered no" n token keys delete -l k-tty "${T[@]}"
+	expect out "delete ec-p256 key 'k-tty' .*\[y/N\]" "delete on a terminal asks first"
+	run 0 "the key is still there after no" token keys export-public -l k-tty "${T[@]}"
+	run_tty 0 "delete on a terminal, answered yes" y token keys delete -l k-tty "${T[@]}"
+	run 4 "the key is gone after yes" token keys export-public -l k-tty "${T[@]}"
+	run_tty 2 "DER to a terminal is refused" "" token keys export-public -l k-ec-p256 -f der \
+		"${T[@]}"
+	expect out "not writing binary DER to a terminal" "DER to a terminal says why"
+else
+	echo "# SKIP (partly): script(1) not found, the terminal checks did not run"
+fi
+
 # ---- dev-init: a development token, and the assignments to use it ----
 run 0 "dev-init" token dev-init --dir "$work/dev/state" --label dev-tok --module "$CUBEID_T_MODULE"
 expect out "^export CUBEID_TOKEN='pkcs11:token=dev-tok'\$" "dev-init prints CUBEID_TOKEN"
