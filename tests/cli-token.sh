@@ -186,7 +186,23 @@ run_jwk_rc=0
 	2>"$work/err" || run_jwk_rc=$?
 cat "$work/out" "$work/err" >>"$work/output.log"
 case $run_jwk_rc in
-0) expect out '"kty": *"EC"' "jwk export gives an EC JWK" ;;
+0)
+	expect out '"kty": *"EC"' "jwk export gives an EC JWK"
+	# The JWK's point is the one in the DER key (its last 65 bytes: 04|x|y).
+	if command -v python3 >/dev/null 2>&1; then
+		if python3 -c '
+import base64, json, sys
+jwk = json.load(open(sys.argv[1]))
+der = open(sys.argv[2], "rb").read()
+b = lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+assert jwk["crv"] == "P-256" and der[-65:] == b"\x04" + b(jwk["x"]) + b(jwk["y"])
+' "$work/out" "$work/ec-p256.der" 2>"$work/err"; then
+			ok "the JWK holds the same P-256 point as the DER key"
+		else
+			not_ok "the JWK holds the same P-256 point as the DER key"
+		fi
+	fi
+	;;
 5) expect err "JWK export is not available" "jwk export, not yet built, says so (exit 5)" ;;
 *) not_ok "jwk export: exit $run_jwk_rc, expected 0 or 5" ;;
 esac
