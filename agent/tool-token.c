@@ -166,7 +166,7 @@ key_open(const struct tool_ctx *c, cubeid_token **tok, cubeid_key **key)
 		shown = tool_uri_for_display(uri);
 		r = tool_fail(r, "key %s", shown ? shown : "(URI)");
 		free(shown);
-	} else if (label != NULL && r == CUBEID_ERR_P11_AMBIGUOUS) {
+	} else if (label != NULL && r == CUBEID_ERR_AMBIGUOUS) {
 		r = tool_fail(r, "several keys are labelled '%s' (name one with --id)", label);
 	} else if (label != NULL) {
 		r = tool_fail(r, "key labelled '%s' on token %s", label, cubeid_token_label(*tok));
@@ -331,7 +331,7 @@ keys_generate(struct tool_ctx *c)
 		return tool_exit_code(r);
 	/* Labels name keys in every other command: keep them unique. */
 	r = cubeid_key_find(tok, label, NULL, 0, &old);
-	if (r == CUBEID_OK || r == CUBEID_ERR_P11_AMBIGUOUS) {
+	if (r == CUBEID_OK || r == CUBEID_ERR_AMBIGUOUS) {
 		rc = tool_fail(CUBEID_ERR_EXISTS,
 		               "a key labelled '%s' is already on token %s (delete it or choose "
 		               "another label)",

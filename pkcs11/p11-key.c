@@ -402,7 +402,7 @@ cubeid_key_find(cubeid_token *tok, const char *label, const uint8_t *id, size_t 
 	if (fa.n == 0)
 		r = CUBEID_ERR_NOT_FOUND;
 	else if (fa.n > 1)
-		r = CUBEID_ERR_P11_AMBIGUOUS;
+		r = CUBEID_ERR_AMBIGUOUS;
 	else
 		r = key_load(tok, fa.handles[0], out);
 out:
@@ -522,7 +522,7 @@ p11_key_refind(const cubeid_key *key, CK_SESSION_HANDLE s)
 		return p11_fail("finding key again", rv);
 	if (n != 1) {
 		cubeid_error("key '%s' is gone from token %s", key->label, key->tok->label);
-		return n == 0 ? CUBEID_ERR_NOT_FOUND : CUBEID_ERR_P11_AMBIGUOUS;
+		return n == 0 ? CUBEID_ERR_NOT_FOUND : CUBEID_ERR_AMBIGUOUS;
 	}
 	__atomic_store_n(&((cubeid_key *)key)->priv, h[0], __ATOMIC_RELEASE);
 	return CUBEID_OK;

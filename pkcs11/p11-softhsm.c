@@ -54,6 +54,34 @@ out:
 	return r;
 }
 
+/* mkdir -p, the last component with mode 0700. */
+static int
+mkdir_p(const char *dir)
+{
+	char *p, *copy = strdup(dir);
+	int r = CUBEID_OK;
+
+	if (copy == NULL)
+		return CUBEID_ERR_NOMEM;
+	for (p = copy + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(copy, 0755) != 0 && errno != EEXIST) {
+			cubeid_error("cannot create %s: %s", copy, strerror(errno));
+			r = CUBEID_ERR_IO;
+			break;
+		}
+		*p = '/';
+	}
+	if (r == CUBEID_OK && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		cubeid_error("cannot create %s: %s", dir, strerror(errno));
+		r = CUBEID_ERR_IO;
+	}
+	free(copy);
+	return r;
+}
+
 static void
 hex(char *out, const unsigned char *b, size_t n)
 {
@@ -167,8 +195,9 @@ cubeid_softhsm_dev_token(const char *dir, const char *label, char **uri, char **
 	if (asprintf(&conf, "%s/softhsm2.conf", dir) < 0 ||
 	    asprintf(&tokdir, "%s/tokens", dir) < 0 || asprintf(&pinpath, "%s/user.pin", dir) < 0)
 		goto out;
-	if ((mkdir(dir, 0700) != 0 && errno != EEXIST) ||
-	    (mkdir(tokdir, 0700) != 0 && errno != EEXIST)) {
+	if ((r = mkdir_p(dir)) != CUBEID_OK)
+		goto out;
+	if (mkdir(tokdir, 0700) != 0 && errno != EEXIST) {
 		cubeid_error("cannot create %s: %s", tokdir, strerror(errno));
 		r = CUBEID_ERR_IO;
 		goto out;

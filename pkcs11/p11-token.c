@@ -96,7 +96,8 @@ pin_read_file(cubeid_token *tok, const char *path)
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
 		cubeid_error("cannot open PIN file %s: %s", path, strerror(errno));
-		return errno == ENOENT ? CUBEID_ERR_NOT_FOUND : CUBEID_ERR_IO;
+		/* A PIN that cannot be read is a login problem, not a lookup. */
+		return errno == ENOENT ? CUBEID_ERR_P11_PIN_MISSING : CUBEID_ERR_IO;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		cubeid_error("PIN file %s is not a regular file", path);

@@ -284,6 +284,19 @@ START_TEST(test_find_list_uri_and_delete)
 	ck_assert(seen);
 	cubeid_key_list_free(all, n);
 
+	/* Two keys under one label: a lookup by label must not pick one. */
+	{
+		struct cubeid_keygen_opts o = {CUBEID_KEY_EC_P256, cubeid_key_label(k), true,
+		                               false};
+		cubeid_key *twin = NULL;
+		ck_assert_int_eq(cubeid_key_generate(tok, &o, &twin), CUBEID_OK);
+		ck_assert_int_eq(cubeid_key_find(tok, cubeid_key_label(k), NULL, 0, &f),
+		                 CUBEID_ERR_AMBIGUOUS);
+		ck_assert_ptr_null(f);
+		ck_assert_int_eq(cubeid_key_delete(twin), CUBEID_OK);
+		cubeid_key_free(twin);
+	}
+
 	ck_assert_int_eq(cubeid_key_delete(k), CUBEID_OK);
 	ck_assert_int_eq(cubeid_key_find(tok, cubeid_key_label(k), NULL, 0, &f),
 	                 CUBEID_ERR_NOT_FOUND);
@@ -565,6 +578,9 @@ START_TEST(test_pin_sources)
 	unsetenv(CUBEID_ENV_PIN_FILE);
 	unsetenv(CUBEID_ENV_PIN);
 	ck_assert_int_eq(cubeid_token_open(th.uri, &o, &t2), CUBEID_ERR_P11_PIN_MISSING);
+	o.pin_file = "/nonexistent/cubeid.pin";
+	ck_assert_int_eq(cubeid_token_open(th.uri, &o, &t2), CUBEID_ERR_P11_PIN_MISSING);
+	o.pin_file = NULL;
 	/* pin-source in the URI */
 	ck_assert_int_ge(asprintf(&uri, "%s?pin-source=file:%s", th.uri, th.pin_file), 0);
 	ck_assert_int_eq(cubeid_token_open(uri, &o, &t2), CUBEID_OK);

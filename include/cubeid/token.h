@@ -110,7 +110,7 @@ struct cubeid_keygen_opts {
 int cubeid_key_generate(cubeid_token *tok, const struct cubeid_keygen_opts *opts, cubeid_key **out);
 
 /* Find the private key with this label and/or id (either may be NULL/0).
- * CUBEID_ERR_NOT_FOUND if none; CUBEID_ERR_P11_AMBIGUOUS if several. */
+ * CUBEID_ERR_NOT_FOUND if none; CUBEID_ERR_AMBIGUOUS if several. */
 int cubeid_key_find(cubeid_token *tok, const char *label, const uint8_t *id, size_t id_len,
                     cubeid_key **out);
 /* Find the key named by an object URI (pkcs11:object=...;id=...). */
