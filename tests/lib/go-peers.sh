@@ -56,7 +56,7 @@ export GOENV=${GOENV:-${XDG_CONFIG_HOME:-$HOME/.config}/go/env}
 export XDG_CONFIG_HOME=$godir/config
 export GOFLAGS="-modcacherw -buildvcs=false"
 export GOTOOLCHAIN=local
-export CGO_ENABLED=${CGO_ENABLED:-0}
+export CGO_ENABLED=0 # static test tools; SPIRE overrides it below
 unset GOBIN GOROOT GOWORK GOOS GOARCH 2>/dev/null || true
 
 # version_ge A B: true when Go version A >= B (forms 1.19, 1.25.3, 1.26rc1).
@@ -238,8 +238,16 @@ build_tool() { # build_tool TOOL VERSION
 				"github.com/spiffe/spire/cmd/spire-agent@$ver" \
 				"github.com/spiffe/spire/cmd/spire-server@$ver"
 		fi
-		note "building $tool $ver with $gocmd"
-		(cd "$mod" && "$gocmd" build -trimpath -o "$tmp/$tool" "$pkg") ||
+		# spire-server's sqlite3 datastore (the only one that needs no
+		# database server) is cgo: SPIRE is built with cgo, as upstream does.
+		cgo=0
+		if [ "$tool" != spiffe-helper ]; then
+			cgo=1
+			command -v "${CC:-cc}" >/dev/null 2>&1 ||
+				die 1 "building $tool needs a C compiler (${CC:-cc}) for SPIRE's sqlite3 datastore: install build-essential"
+		fi
+		note "building $tool $ver with $gocmd (CGO_ENABLED=$cgo)"
+		(cd "$mod" && CGO_ENABLED=$cgo "$gocmd" build -trimpath -o "$tmp/$tool" "$pkg") ||
 			die 1 "go build of $tool $ver failed"
 		;;
 	cubeid-interop)
@@ -255,6 +263,11 @@ build_tool() { # build_tool TOOL VERSION
 	note "built $tool $ver in $((end - start)) s"
 	install_bin "$tool" "$ver" "$tmp/$tool" >/dev/null
 	rm -rf "$tmp"
+	# The checker is keyed by a source hash: drop the builds of old sources.
+	if [ "$tool" = cubeid-interop ]; then
+		find "$godir" -maxdepth 1 -name 'cubeid-interop-*' ! -name "cubeid-interop-$ver" \
+			-mmin +60 -exec rm -rf {} + 2>/dev/null || true
+	fi
 }
 
 tool_path() {
