@@ -32,3 +32,12 @@ tests_mktoken_LDADD = $(TEST_LIBS)
 
 TESTS += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh
 EXTRA_DIST += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh
+
+# The agent's parts (see agent/agent.h), as one convenience library that
+# cubeid-agent, the CLI and the tests link.  Each part adds its sources.
+noinst_LTLIBRARIES += libagent.la
+libagent_la_SOURCES = agent/agent.h
+libagent_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS) \
+	$(NGHTTP2_CFLAGS) $(PROTOBUFC_CFLAGS) $(YAML_CFLAGS) $(SYSTEMD_CFLAGS)
+libagent_la_LIBADD = libcubeid.la $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) \
+	$(OPENSSL_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)

@@ -1,0 +1,170 @@
+/*
+ * cubeid-agent internals: the contracts between the agent's parts.
+ *
+ *   loop.c         event loop (epoll): fd events, monotonic timers, and
+ *                  loop_post() so worker threads hand results back
+ *   grpc-server.c  gRPC over HTTP/2 (nghttp2) on Unix sockets; framing,
+ *                  metadata, status/trailers, server streaming, limits
+ *   workload.proto the SPIFFE Workload API (compiled by protoc-c)
+ *   attest.c       workload attestation from kernel facts -> selectors
+ *   config.c       agent config (YAML, libyaml) with line-numbered errors
+ *   entries.c      registration entries (YAML) and matching/templating
+ *   svid-cache.c   per-identity X.509/JWT-SVID cache and rotation
+ *   workload-api.c the RPC handlers, built on the above
+ *   agent-main.c   cubeid-agent: flags, --dev, signals, sd_notify
+ *
+ * All of it runs on the loop thread except token work (key generation,
+ * signing), which runs in worker threads that each use the token layer's
+ * session pool and post their results back with loop_post().
+ *
+ * Conventions as everywhere: 0 or a negative CUBEID_ERR_* code, *out = NULL
+ * on entry, *_free(NULL) is a no-op.
+ */
+#ifndef CUBEID_AGENT_H
+#define CUBEID_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cubeid/error.h>
+
+/* ------------------------------------------------------------------ loop */
+typedef struct cubeid_loop cubeid_loop;
+#define LOOP_READABLE 1
+#define LOOP_WRITABLE 2
+typedef void (*loop_fd_fn)(cubeid_loop *l, int fd, int events, void *arg);
+/* A timer returns the milliseconds until it runs again, or -1 to stop. */
+typedef long (*loop_timer_fn)(cubeid_loop *l, void *arg);
+typedef void (*loop_post_fn)(void *arg);
+
+int loop_new(cubeid_loop **out);
+void loop_free(cubeid_loop *l);
+/* Watch fd for events (LOOP_READABLE|LOOP_WRITABLE); replaces a previous
+ * watch of the same fd.  events == 0 removes it. */
+int loop_watch(cubeid_loop *l, int fd, int events, loop_fd_fn fn, void *arg);
+/* Run fn after ms milliseconds (monotonic clock); returns a timer id > 0. */
+long loop_timer_add(cubeid_loop *l, long ms, loop_timer_fn fn, void *arg);
+void loop_timer_del(cubeid_loop *l, long id);
+/* Thread-safe: run fn(arg) on the loop thread soon. */
+int loop_post(cubeid_loop *l, loop_post_fn fn, void *arg);
+/* Run until loop_stop(); returns 0. */
+int loop_run(cubeid_loop *l);
+void loop_stop(cubeid_loop *l); /* thread- and signal-safe */
+
+/* ------------------------------------------------------------ selectors */
+/* A selector is "type:value", e.g. "unix:uid:1000", "k8s:ns:default",
+ * "k8s:pod-label:app:web".  A set is sorted and has no duplicates. */
+struct selector_set {
+	char **v;
+	size_t n;
+};
+int selector_set_add(struct selector_set *s, const char *type, const char *value);
+bool selector_set_has(const struct selector_set *s, const char *selector);
+/* The value of the first selector of type ("k8s:ns" -> "default"), or NULL. */
+const char *selector_set_get(const struct selector_set *s, const char *type);
+void selector_set_clear(struct selector_set *s);
+
+/* ------------------------------------------------------------ attestation */
+struct peer_info {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+};
+struct attest_opts {
+	const char *proc_root;        /* "/proc"; tests point it at fixtures */
+	const char *kubelet_pods_url; /* read-only kubelet pod list, or NULL */
+	const char *pod_info_file;    /* a pod list JSON file, or NULL */
+	size_t sha256_max_bytes;      /* unix:sha256 only below this size */
+};
+/* Attest the process at the other end of Unix socket fd: SO_PEERCRED, then
+ * /proc (guarded against pid reuse), cgroups and pod metadata. */
+int attest_peer_fd(int fd, const struct attest_opts *o, struct peer_info *peer,
+                   struct selector_set *out);
+/* The same from a pid (for `cubeid entry check --pid`). */
+int attest_pid(pid_t pid, const struct attest_opts *o, struct peer_info *peer,
+               struct selector_set *out);
+
+/* ------------------------------------------------------------- entries */
+typedef enum { KEY_POLICY_EXPORTABLE = 0, KEY_POLICY_RESIDENT } key_policy;
+
+struct reg_entry {
+	char *name;            /* unique; file:line if not given */
+	char *spiffe_id;       /* may hold {td} {k8s:ns} {k8s:sa} {unix:uid} ... */
+	struct selector_set selectors; /* all must match */
+	long x509_ttl;         /* seconds; 0 = agent default */
+	long jwt_ttl;          /* seconds; 0 = agent default */
+	char **dns;            /* NULL-terminated */
+	key_policy key;
+	char *hint;
+	bool picod_signer;     /* may mint PicoD tokens (issue 6) */
+	char *source;          /* "file:line" it came from */
+};
+struct entry_set {
+	struct reg_entry *e;
+	size_t n;
+};
+/* Load entries from a YAML file or a directory of *.yaml files.  On a
+ * parse error, *err says file:line and why (caller frees). */
+int entries_load(const char *path, struct entry_set **out, char **err);
+void entries_free(struct entry_set *s);
+/* Every entry whose selectors all match, with its SPIFFE ID resolved for
+ * trust domain td (templates filled from sel; an entry whose template needs
+ * a selector the workload lacks does not match).  ids[i] belongs to
+ * matched[i]; the caller frees ids (each and the array) and matched (the
+ * array only). */
+int entries_match(const struct entry_set *s, const struct selector_set *sel, const char *td,
+                  const struct reg_entry ***matched, char ***ids, size_t *n);
+
+/* ------------------------------------------------------------- gRPC */
+typedef struct grpc_server grpc_server;
+typedef struct grpc_call grpc_call;
+
+/* gRPC status codes used here */
+#define GRPC_OK 0
+#define GRPC_CANCELLED 1
+#define GRPC_INVALID_ARGUMENT 3
+#define GRPC_NOT_FOUND 5
+#define GRPC_PERMISSION_DENIED 7
+#define GRPC_RESOURCE_EXHAUSTED 8
+#define GRPC_UNIMPLEMENTED 12
+#define GRPC_INTERNAL 13
+#define GRPC_UNAVAILABLE 14
+
+/* Called on the loop thread once the whole request message has arrived. */
+typedef void (*grpc_handler)(grpc_call *call, void *ctx);
+struct grpc_method {
+	const char *path; /* "/SpiffeWorkloadAPI/FetchX509SVID" */
+	bool server_streaming;
+	grpc_handler fn;
+};
+struct grpc_limits {
+	size_t max_message;        /* request message bytes (default 4 MiB) */
+	unsigned max_streams;      /* concurrent streams per connection (100) */
+	unsigned max_connections;  /* connections per listener (4096) */
+	size_t max_pending_output; /* bytes queued per connection before the
+	                              slow client is dropped (8 MiB) */
+};
+int grpc_server_new(cubeid_loop *l, const struct grpc_method *m, size_t n_methods,
+                    const struct grpc_limits *lim, void *ctx, grpc_server **out);
+void grpc_server_free(grpc_server *s);
+/* Serve on an already listening Unix socket fd (ours or systemd's). */
+int grpc_server_listen_fd(grpc_server *s, int fd);
+unsigned grpc_server_connections(const grpc_server *s);
+
+/* The call's request message (borrowed), metadata value (borrowed; NULL if
+ * absent), the connected fd (for attestation), user data. */
+const uint8_t *grpc_call_request(grpc_call *c, size_t *len);
+const char *grpc_call_metadata(grpc_call *c, const char *key);
+int grpc_call_fd(grpc_call *c);
+void grpc_call_set_user(grpc_call *c, void *user, void (*on_close)(grpc_call *c, void *user));
+void *grpc_call_user(grpc_call *c);
+/* Queue one response message (copied).  For a unary call send once, then
+ * finish.  For a stream send any number of times. */
+int grpc_call_send(grpc_call *c, const uint8_t *msg, size_t len);
+/* End the call with a status (trailers).  After this, or after on_close
+ * runs (client cancelled or vanished), the call must not be used. */
+int grpc_call_finish(grpc_call *c, int status, const char *message);
+
+#endif
