@@ -39,6 +39,16 @@ libcubeid_la_SOURCES += \
 	spiffe/x509-internal.h
 cubeidinclude_HEADERS += include/cubeid/ca.h include/cubeid/x509svid.h
 
+# JWT-SVID signing keys with rollover (STATE-DIR/jwt.conf).
+libcubeid_la_SOURCES += spiffe/jwt-keys.c
+cubeidinclude_HEADERS += include/cubeid/jwt-keys.h
+
+check_PROGRAMS += tests/test-jwt-keys
+tests_test_jwt_keys_SOURCES = tests/test-jwt-keys.c
+tests_test_jwt_keys_CFLAGS = $(TEST_CFLAGS)
+tests_test_jwt_keys_LDADD = $(TEST_LIBS)
+TESTS += tests/test-jwt-keys
+
 check_PROGRAMS += tests/test-ca tests/test-x509svid
 tests_test_ca_SOURCES = tests/test-ca.c tests/x509-test-util.c tests/x509-test-util.h
 tests_test_ca_CFLAGS = $(TEST_CFLAGS)

@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include <cubeid/jwt-keys.h>
 #include <cubeid/log.h>
 
 #include "spiffe/x509-internal.h"
@@ -451,6 +452,24 @@ out:
 	return rc;
 }
 
+/* The trust domain's first JWT-SVID signing key (<cubeid/jwt-keys.h>),
+ * active at once, unless state_dir already has JWT keys. */
+static int
+ensure_jwt_keys(cubeid_token *tok, const char *state_dir, const char *td,
+                const struct cubeid_ca_opts *opts)
+{
+	struct cubeid_jwt_keys_opts jo = {0};
+	int rc;
+
+	jo.now = opts != NULL ? opts->now : 0;
+	rc = cubeid_jwt_keys_init(tok, state_dir, td, &jo, NULL);
+	if (rc == CUBEID_ERR_EXISTS)
+		return CUBEID_OK;
+	if (rc != CUBEID_OK)
+		cubeid_error("cannot create the JWT-SVID signing key: %s", cubeid_strerror(rc));
+	return rc;
+}
+
 int
 cubeid_ca_init(cubeid_token *tok, const char *state_dir, const char *td,
                const struct cubeid_ca_opts *opts, cubeid_ca **out)
@@ -483,6 +502,10 @@ cubeid_ca_init(cubeid_token *tok, const char *state_dir, const char *td,
 		return rc;
 	}
 	cubeid_notice("created root CA for trust domain %s in %s", td, state_dir);
+	if ((rc = ensure_jwt_keys(tok, state_dir, td, opts)) != CUBEID_OK) {
+		cubeid_ca_free(ca);
+		return rc;
+	}
 	if (out != NULL)
 		*out = ca;
 	else
@@ -511,6 +534,11 @@ cubeid_ca_ensure(cubeid_token *tok, const char *state_dir, const char *td,
 		             cubeid_state_dir(state_dir), ca->td, td);
 		cubeid_ca_free(ca);
 		return CUBEID_ERR_CA;
+	}
+	/* a state from before JWT keys were kept gets its first one */
+	if ((rc = ensure_jwt_keys(tok, state_dir, td, opts)) != CUBEID_OK) {
+		cubeid_ca_free(ca);
+		return rc;
 	}
 	*out = ca;
 	return CUBEID_OK;
