@@ -26,3 +26,21 @@ bench-token-sign-tpm: bench/token-sign$(EXEEXT)
 	bash '$(abs_top_srcdir)/bench/run-token-sign.sh' --tpm '$(abs_top_builddir)/bench/token-sign$(EXEEXT)' $(BENCH_ARGS)
 
 .PHONY: bench bench-token-sign bench-token-sign-tpm
+
+# svid: X.509-SVID and JWT-SVID minting against the raw token, JWT-SVID
+# verification against raw OpenSSL and libjwt (issue 3).
+noinst_PROGRAMS += bench/svid
+bench_svid_SOURCES = bench/svid.c tests/harness.c tests/harness.h
+bench_svid_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBJWT_CFLAGS)
+bench_svid_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(LIBJWT_LIBS) $(LIBS)
+
+TESTS += bench/svid-smoke.sh
+EXTRA_DIST += bench/svid-smoke.sh
+
+bench: bench-svid
+
+bench-svid: bench/svid$(EXEEXT)
+	@echo "svid: $$(date -u '+%Y-%m-%d %H:%M UTC') on $$(uname -n), $$(nproc) CPUs"
+	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' '$(abs_top_builddir)/bench/svid$(EXEEXT)' $(BENCH_SVID_ARGS)
+
+.PHONY: bench-svid
