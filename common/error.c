@@ -26,6 +26,7 @@ static const struct errmsg errmsgs[] = {
         {CUBEID_ERR_CRYPTO, "cryptographic operation failed"},
         {CUBEID_ERR_CONFIG, "invalid configuration"},
         {CUBEID_ERR_AMBIGUOUS, "more than one object matches: name one (by id)"},
+        {CUBEID_ERR_PEER_CHANGED, "the peer process exited or its pid was reused during attestation"},
         {CUBEID_ERR_P11_MODULE, "PKCS#11 module could not be loaded"},
         {CUBEID_ERR_P11_MODULE_DENIED, "PKCS#11 module is outside the allowed directories"},
         {CUBEID_ERR_P11_URI, "invalid PKCS#11 URI"},

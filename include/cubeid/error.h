@@ -31,6 +31,7 @@ extern "C" {
 #define CUBEID_ERR_CRYPTO           -12 /* an OpenSSL operation failed */
 #define CUBEID_ERR_CONFIG           -13 /* bad configuration */
 #define CUBEID_ERR_AMBIGUOUS        -14 /* several objects match; name one */
+#define CUBEID_ERR_PEER_CHANGED     -15 /* peer process exited or its pid was reused */
 
 /* PKCS#11 token layer */
 #define CUBEID_ERR_P11_MODULE        -20 /* the module could not be loaded */
