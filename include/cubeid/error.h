@@ -31,6 +31,10 @@ extern "C" {
 #define CUBEID_ERR_CRYPTO           -12 /* an OpenSSL operation failed */
 #define CUBEID_ERR_CONFIG           -13 /* bad configuration */
 #define CUBEID_ERR_AMBIGUOUS        -14 /* several objects match; name one */
+#define CUBEID_ERR_UNAVAILABLE      -15 /* the service (agent, token) cannot serve now */
+#define CUBEID_ERR_TIMEOUT          -16 /* the deadline passed */
+#define CUBEID_ERR_RPC              -17 /* the peer failed the call (other gRPC status) */
+#define CUBEID_ERR_PROTOCOL         -18 /* the peer broke the wire protocol */
 #define CUBEID_ERR_PEER_CHANGED     -15 /* peer process exited or its pid was reused */
 
 /* PKCS#11 token layer */
