@@ -25,6 +25,7 @@
 	X(ca, "the CA chain: root, node intermediate enrolment, state") \
 	X(svid, "mint and verify X.509-SVIDs") \
 	X(bundle, "the trust domain's bundle") \
+	X(jwt, "mint and verify JWT-SVIDs") \
 	/* end of the group table */
 // clang-format on
 

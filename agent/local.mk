@@ -11,7 +11,8 @@ agent_cubeid_SOURCES = \
 	agent/tool-token.c \
 	agent/tool-token-info.c \
 	agent/tool-ca.c \
-	agent/tool-svid.c
+	agent/tool-svid.c \
+	agent/tool-jwt.c
 agent_cubeid_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS)
 agent_cubeid_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
@@ -30,8 +31,8 @@ tests_mktoken_SOURCES = tests/mktoken.c
 tests_mktoken_CFLAGS = $(TEST_CFLAGS)
 tests_mktoken_LDADD = $(TEST_LIBS)
 
-TESTS += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh
-EXTRA_DIST += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh
+TESTS += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh tests/cli-jwt.sh
+EXTRA_DIST += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh tests/cli-jwt.sh
 
 # The agent's parts (see agent/agent.h), as one convenience library that
 # cubeid-agent, the CLI and the tests link.  Each part adds its sources.

@@ -9,6 +9,7 @@
 #include "agent/tool.h"
 
 #include <cubeid/ca.h>
+#include <cubeid/jwt-keys.h>
 #include <cubeid/x509svid.h>
 
 #include <stdio.h>
@@ -25,6 +26,8 @@ static int ca_csr(struct tool_ctx *c);
 static int ca_sign(struct tool_ctx *c);
 static int ca_install(struct tool_ctx *c);
 static int ca_show(struct tool_ctx *c);
+static int ca_jwt_rotate(struct tool_ctx *c);
+static int ca_jwt_keys(struct tool_ctx *c);
 
 static const struct tool_opt init_opts[] = {
         {"trust-domain", 'd', "TD", "the trust domain (required), e.g. cluster.local"},
@@ -50,6 +53,16 @@ static const struct tool_opt install_opts[] = {
         {0},
 };
 static const struct tool_opt show_opts[] = {
+        {0},
+};
+static const struct tool_opt jwt_rotate_opts[] = {
+        {"key-type", 't', "TYPE",
+         "ec-p256 (ES256, the default), ec-p384 (ES384), rsa-2048 or rsa-3072 (RS256/PS256)"},
+        {"prepublish", 0, "DURATION",
+         "publish the new key this long before it signs (default: max_ttl; 0 = at once)"},
+        {0},
+};
+static const struct tool_opt jwt_keys_opts[] = {
         {0},
 };
 
@@ -88,6 +101,24 @@ const struct tool_cmd tool_ca_cmds[] = {
          "Loads the CA (its key must be on the token) and prints its trust domain, role,\n"
          "certificate and key URI.",
          show_opts, 0, ca_show},
+        {"jwt-rotate", "[--key-type TYPE] [--prepublish DURATION]",
+         "roll the trust domain's JWT-SVID signing key over to a new one",
+         "Generates a new JWT signing key in the token (persistent, non-extractable)\n"
+         "and adds it to the published JWT bundle at once; it becomes the signer only\n"
+         "after the prepublish delay (default: the state's max_ttl, the longest\n"
+         "JWT-SVID lifetime), so that verifiers can fetch it first.  The old key signs\n"
+         "until then and stays in the bundle max_ttl longer, until every token it\n"
+         "signed has expired; later runs drop such retired keys from the bundle and\n"
+         "delete them from the token.  Refused while a new key still waits to sign.\n"
+         "With no JWT keys yet, the first key signs at once ('cubeid ca init' makes\n"
+         "one).  The keys and their times are in STATE-DIR/jwt.conf.",
+         jwt_rotate_opts, 0, ca_jwt_rotate},
+        {"jwt-keys", "", "list the JWT-SVID signing keys and their rollover times",
+         "One line per key in STATE-DIR/jwt.conf: kid, key type, state (active,\n"
+         "pending: published but not signing yet, retiring: published, no longer\n"
+         "signing, retired), and the created, active-from and retire-after times\n"
+         "(seconds since the epoch; 0 = not set).  Needs no token.",
+         jwt_keys_opts, 0, ca_jwt_keys},
         {0},
 };
 
@@ -326,4 +357,78 @@ out:
 	cubeid_ca_free(ca);
 	cubeid_token_free(tok);
 	return rc;
+}
+
+static void
+print_jwt_keys(const cubeid_jwt_keys *k)
+{
+	struct cubeid_jwt_key_info ki;
+	size_t i;
+
+	printf("trust domain: %s  max_ttl: %lld s  sequence: %llu\n",
+	       cubeid_jwt_keys_trust_domain(k), (long long)cubeid_jwt_keys_max_ttl(k),
+	       (unsigned long long)cubeid_jwt_keys_sequence(k));
+	for (i = 0; cubeid_jwt_keys_at(k, i, &ki) == CUBEID_OK; i++) {
+		const char *st = cubeid_jwt_keys_active(k, i, 0)       ? "active"
+		                 : !cubeid_jwt_keys_published(k, i, 0) ? "retired"
+		                 : ki.retire_after != 0                ? "retiring"
+		                                                       : "pending";
+
+		printf("%s %s %s created=%lld active_from=%lld retire_after=%lld\n", ki.kid,
+		       cubeid_key_type_name(ki.type), st, (long long)ki.created_at,
+		       (long long)ki.active_from, (long long)ki.retire_after);
+	}
+}
+
+static int
+ca_jwt_rotate(struct tool_ctx *c)
+{
+	struct cubeid_jwt_keys_opts o = {0};
+	const char *kt = tool_opt(c, "key-type"), *pre = tool_opt(c, "prepublish");
+	cubeid_token *tok = NULL;
+	cubeid_ca *ca = NULL;
+	cubeid_jwt_keys *k = NULL;
+	int r, rc;
+
+	if (kt != NULL && (o.key_type = cubeid_key_type_from_name(kt)) == CUBEID_KEY_NONE)
+		return tool_usage_error(c, "unknown key type '%s'", kt);
+	if (pre != NULL && strcmp(pre, "0") == 0)
+		o.prepublish = CUBEID_JWT_PREPUBLISH_NONE;
+	else if (pre != NULL && cubeid_duration_parse(pre, &o.prepublish) != CUBEID_OK)
+		return tool_usage_error(c, "bad duration '%s' (e.g. 0, 30s, 5m, 1h)", pre);
+	if ((r = tool_token_open(c, true, NULL, &tok)) != CUBEID_OK)
+		return tool_exit_code(r);
+	if ((r = cubeid_ca_load(tok, c->state_dir, &ca)) != CUBEID_OK) {
+		rc = tool_fail(r, "no usable CA in %s ('cubeid ca init')", c->state_dir);
+		goto out;
+	}
+	if ((r = cubeid_jwt_keys_rotate_saved(tok, c->state_dir, cubeid_ca_trust_domain(ca), &o,
+	                                      &k)) != CUBEID_OK) {
+		rc = r == CUBEID_ERR_EXISTS
+		             ? tool_fail(r, "a new JWT key is still waiting to sign ('cubeid ca "
+		                            "jwt-keys')")
+		             : tool_fail(r, "cannot roll the JWT key over");
+		goto out;
+	}
+	if (!c->quiet)
+		print_jwt_keys(k);
+	rc = TOOL_EXIT_OK;
+out:
+	cubeid_jwt_keys_free(k);
+	cubeid_ca_free(ca);
+	cubeid_token_free(tok);
+	return rc;
+}
+
+static int
+ca_jwt_keys(struct tool_ctx *c)
+{
+	cubeid_jwt_keys *k = NULL;
+	int r;
+
+	if ((r = cubeid_jwt_keys_load(c->state_dir, &k)) != CUBEID_OK)
+		return tool_fail(r, "cannot read the JWT keys in %s", c->state_dir);
+	print_jwt_keys(k);
+	cubeid_jwt_keys_free(k);
+	return TOOL_EXIT_OK;
 }

@@ -7,6 +7,7 @@
 #include "agent/tool.h"
 
 #include <cubeid/ca.h>
+#include <cubeid/jwt-keys.h>
 #include <cubeid/jwt.h>
 #include <cubeid/x509svid.h>
 
@@ -67,9 +68,11 @@ const struct tool_cmd tool_svid_cmds[] = {
 const struct tool_cmd tool_bundle_cmds[] = {
         {"show", "[--format pem|spiffe|jwks] [--out FILE]",
          "print the trust domain's bundle from the state directory",
-         "pem: the X.509 authorities (root certificates).  spiffe: the SPIFFE bundle\n"
-         "document (JWK set with x509-svid keys).  jwks: not supported yet (the JWT\n"
-         "signing keys are not kept in the CA state).",
+         "pem: the X.509 authorities (root certificates).  jwks: the published JWT-SVID\n"
+         "signing keys (use jwt-svid, with kid), from STATE-DIR/jwt.conf.  spiffe: the\n"
+         "SPIFFE bundle document holding both, with spiffe_sequence (incremented, and\n"
+         "recorded in jwt.conf, whenever the content changes) and spiffe_refresh_hint.\n"
+         "Needs no token.",
          show_opts, 0, bundle_show},
         {0},
 };
@@ -249,40 +252,39 @@ out:
 	return rc;
 }
 
+/* The SPIFFE bundle: the roots and, when the state has JWT keys, the
+ * published ones with spiffe_sequence (persisted when it moves) and
+ * spiffe_refresh_hint. */
 static int
-bundle_show(struct tool_ctx *c)
+spiffe_bundle_text(const struct tool_ctx *c, STACK_OF(X509) * certs, cubeid_jwt_keys *k,
+                   char **text, size_t *len)
 {
-	const char *fmt = tool_opt(c, "format");
-	STACK_OF(X509) *certs = NULL;
 	cubeid_spiffe_id *id = NULL;
 	cubeid_spiffe_bundle *sb = NULL;
-	char *path = NULL, *text = NULL;
-	size_t len = 0;
-	int i, r, rc;
+	cubeid_x509_bundle *xb = NULL;
+	bool changed = false;
+	int i, r;
 
-	if (fmt == NULL)
-		fmt = "pem";
-	if (strcmp(fmt, "jwks") == 0) {
-		tool_err("--format jwks is not supported yet: the JWT signing keys are not kept in "
-		         "the CA state");
-		return TOOL_EXIT_UNSUPPORTED;
+	/* the trust domain is the roots' own SPIFFE ID */
+	r = cubeid_x509_spiffe_id(sk_X509_value(certs, 0), &id, NULL);
+	if (r == CUBEID_OK && k != NULL &&
+	    strcmp(cubeid_spiffe_id_trust_domain(id), cubeid_jwt_keys_trust_domain(k)) != 0) {
+		tool_err("%s: the JWT keys are for %s, the roots for %s", c->state_dir,
+		         cubeid_jwt_keys_trust_domain(k), cubeid_spiffe_id_trust_domain(id));
+		r = CUBEID_ERR_CONFIG;
 	}
-	if (strcmp(fmt, "pem") != 0 && strcmp(fmt, "spiffe") != 0)
-		return tool_usage_error(c, "unknown format '%s' (pem, spiffe or jwks)", fmt);
-	if ((r = state_file(c, CUBEID_CA_BUNDLE_FILE, &path)) != CUBEID_OK)
-		return tool_fail(r, "bundle path");
-	if ((r = cubeid_x509_chain_read_file(path, CUBEID_X509_BUNDLE_MAX, CUBEID_X509_BUNDLE_CERTS,
-	                                     &certs)) != CUBEID_OK) {
-		rc = tool_fail(r, "cannot read %s ('cubeid ca init' makes it)", path);
-		goto out;
-	}
-	if (strcmp(fmt, "pem") == 0) {
-		r = cubeid_x509_chain_to_pem(certs, &text, &len);
-	} else {
-		/* the trust domain is the roots' own SPIFFE ID */
-		r = cubeid_x509_spiffe_id(sk_X509_value(certs, 0), &id, NULL);
-		if (r == CUBEID_OK)
-			r = cubeid_spiffe_bundle_new(cubeid_spiffe_id_trust_domain(id), &sb);
+	if (r == CUBEID_OK)
+		r = cubeid_x509_bundle_new(cubeid_spiffe_id_trust_domain(id), &xb);
+	for (i = 0; r == CUBEID_OK && i < sk_X509_num(certs); i++)
+		r = cubeid_x509_bundle_add(xb, sk_X509_value(certs, i));
+	if (r == CUBEID_OK && k != NULL) {
+		r = cubeid_jwt_keys_spiffe_bundle(k, xb, 0, &sb, &changed);
+		if (r == CUBEID_OK && changed &&
+		    (r = cubeid_jwt_keys_save(k, c->state_dir)) != CUBEID_OK)
+			tool_err("cannot record the new spiffe_sequence in %s: %s", c->state_dir,
+			         cubeid_strerror(r));
+	} else if (r == CUBEID_OK) {
+		r = cubeid_spiffe_bundle_new(cubeid_spiffe_id_trust_domain(id), &sb);
 		for (i = 0; r == CUBEID_OK && i < sk_X509_num(certs); i++) {
 			unsigned char *der = NULL;
 			int n = i2d_X509(sk_X509_value(certs, i), &der);
@@ -291,22 +293,75 @@ bundle_show(struct tool_ctx *c)
 			          : CUBEID_ERR_X509;
 			OPENSSL_free(der);
 		}
+	}
+	if (r == CUBEID_OK)
+		r = cubeid_spiffe_bundle_emit(sb, text, len);
+	cubeid_spiffe_id_free(id);
+	cubeid_spiffe_bundle_free(sb);
+	cubeid_x509_bundle_free(xb);
+	return r;
+}
+
+static int
+bundle_show(struct tool_ctx *c)
+{
+	const char *fmt = tool_opt(c, "format");
+	STACK_OF(X509) *certs = NULL;
+	cubeid_jwt_keys *k = NULL;
+	cubeid_jwt_bundle *jb = NULL;
+	char *path = NULL, *text = NULL;
+	size_t len = 0;
+	int r, rc;
+
+	if (fmt == NULL)
+		fmt = "pem";
+	if (strcmp(fmt, "pem") != 0 && strcmp(fmt, "spiffe") != 0 && strcmp(fmt, "jwks") != 0)
+		return tool_usage_error(c, "unknown format '%s' (pem, spiffe or jwks)", fmt);
+	if (strcmp(fmt, "pem") != 0) {
+		r = cubeid_jwt_keys_load(c->state_dir, &k);
+		if (r == CUBEID_ERR_NOT_FOUND && strcmp(fmt, "jwks") == 0) {
+			rc = tool_fail(r, "no JWT keys in %s ('cubeid ca jwt-rotate' makes one)",
+			               c->state_dir);
+			goto out;
+		}
+		if (r != CUBEID_OK && r != CUBEID_ERR_NOT_FOUND) {
+			rc = tool_fail(r, "cannot read the JWT keys in %s", c->state_dir);
+			goto out;
+		}
+	}
+	if (strcmp(fmt, "jwks") == 0) {
+		r = cubeid_jwt_keys_bundle(k, 0, &jb);
 		if (r == CUBEID_OK)
-			r = cubeid_spiffe_bundle_emit(sb, &text, &len);
+			r = cubeid_jwt_bundle_to_jwks(jb, &text, &len);
+	} else {
+		if ((r = state_file(c, CUBEID_CA_BUNDLE_FILE, &path)) != CUBEID_OK) {
+			rc = tool_fail(r, "bundle path");
+			goto out;
+		}
+		if ((r = cubeid_x509_chain_read_file(path, CUBEID_X509_BUNDLE_MAX,
+		                                     CUBEID_X509_BUNDLE_CERTS, &certs)) !=
+		    CUBEID_OK) {
+			rc = tool_fail(r, "cannot read %s ('cubeid ca init' makes it)", path);
+			goto out;
+		}
+		if (strcmp(fmt, "pem") == 0)
+			r = cubeid_x509_chain_to_pem(certs, &text, &len);
+		else
+			r = spiffe_bundle_text(c, certs, k, &text, &len);
 	}
 	if (r != CUBEID_OK) {
 		rc = tool_fail(r, "cannot render the bundle");
 		goto out;
 	}
-	if (strcmp(fmt, "spiffe") == 0 && tool_opt(c, "out") == NULL)
+	if (strcmp(fmt, "pem") != 0 && tool_opt(c, "out") == NULL)
 		printf("%s\n", text);
 	else
 		r = tool_write_out(tool_opt(c, "out"), text, len);
 	rc = tool_exit_code(r);
 out:
 	sk_X509_pop_free(certs, X509_free);
-	cubeid_spiffe_id_free(id);
-	cubeid_spiffe_bundle_free(sb);
+	cubeid_jwt_keys_free(k);
+	cubeid_jwt_bundle_free(jb);
 	free(path);
 	free(text);
 	return rc;

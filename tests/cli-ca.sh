@@ -89,7 +89,9 @@ check "bundle show" 0 "$cubeid" bundle show --state-dir "$node"
 assert "bundle show is the root" cmp -s "$D/out" "$root/bundle.pem"
 check "bundle show --format spiffe" 0 "$cubeid" bundle show --format spiffe --state-dir "$node"
 assert "spiffe bundle has an x509-svid key" grep -q '"use": *"x509-svid"' "$D/out"
-check "bundle show --format jwks is unsupported yet" 5 "$cubeid" bundle show --format jwks --state-dir "$node"
+check "bundle show --format jwks (root: ca init made a JWT key)" 0 "$cubeid" bundle show --format jwks --state-dir "$root"
+assert "jwks has a jwt-svid key" grep -q '"use": *"jwt-svid"' "$D/out"
+check "bundle show --format jwks (node: no JWT keys)" 4 "$cubeid" bundle show --format jwks --state-dir "$node"
 
 echo "1..$n"
 [ $fails -eq 0 ]

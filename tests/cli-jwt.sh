@@ -1,0 +1,126 @@
+#!/bin/bash
+# `cubeid jwt mint|verify`, `cubeid ca jwt-rotate|jwt-keys` and the JWT parts
+# of `cubeid bundle show` end to end against a throwaway SoftHSM2 token made
+# by tests/mktoken: the first key from `ca init`, minting (ES256, RS256,
+# PS256), verification against the state, a JWKS and a SPIFFE bundle file,
+# refusals with their exit codes, a rollover with --prepublish 0 (the old
+# key's tokens still verify), and spiffe_sequence moving with the content.
+set -u
+builddir=${CUBEID_BUILDDIR:-.}
+cubeid=$builddir/agent/cubeid
+mktoken=$builddir/tests/mktoken
+
+for tool in grep sed; do
+	if ! command -v "$tool" >/dev/null 2>&1; then
+		echo "SKIP: $tool not found (install the Debian package that provides it)"
+		exit 77
+	fi
+done
+exports=$("$mktoken")
+rc=$?
+[ $rc -eq 77 ] && exit 77
+[ $rc -eq 0 ] || { echo "FAIL: tests/mktoken failed ($rc)" >&2; exit 1; }
+eval "$exports"
+trap 'rm -rf "$CUBEID_T_DIR"' EXIT
+unset CUBEID_TOKEN CUBEID_PIN CUBEID_PIN_FILE CUBEID_PKCS11_MODULE CUBEID_STATE_DIR
+T=(--token "$CUBEID_T_URI" --module "$CUBEID_T_MODULE" --pin-file "$CUBEID_T_PIN_FILE")
+D=$CUBEID_T_DIR
+S=$D/state
+ID=spiffe://example.org/ns/a/sa/b
+fails=0
+n=0
+check() { # check NAME WANT_RC CMD...
+	local name=$1 want=$2 got
+	shift 2
+	"$@" >"$D/out" 2>"$D/err"
+	got=$?
+	n=$((n + 1))
+	if [ "$got" -eq "$want" ]; then
+		echo "ok $n - $name"
+	else
+		fails=$((fails + 1))
+		echo "not ok $n - $name (exit $got, want $want)"
+		sed 's/^/    | /' "$D/err"
+	fi
+}
+assert() { # assert NAME TEST...
+	n=$((n + 1))
+	if "${@:2}"; then echo "ok $n - $1"; else
+		fails=$((fails + 1))
+		echo "not ok $n - $1"
+	fi
+}
+# header_of TOKEN: the decoded JOSE header
+header_of() {
+	local h=${1%%.*}
+	h=$(printf '%s' "$h" | tr '_-' '/+')
+	while [ $((${#h} % 4)) -ne 0 ]; do h="$h="; done
+	printf '%s' "$h" | base64 -d 2>/dev/null
+}
+seq_of() { sed -n 's/.*"spiffe_sequence": *\([0-9]*\).*/\1/p' "$1"; }
+
+check "ca init" 0 "$cubeid" ca init -d example.org "${T[@]}" --state-dir "$S"
+assert "jwt.conf is 0600" [ "$(stat -c %a "$S/jwt.conf")" = 600 ]
+check "ca jwt-keys" 0 "$cubeid" ca jwt-keys --state-dir "$S"
+assert "one active ec-p256 key" [ "$(grep -c ' ec-p256 active ' "$D/out")" = 1 ]
+kid1=$(awk '/ active /{print $1}' "$D/out")
+
+check "jwt mint" 0 "$cubeid" jwt mint --spiffe-id "$ID" --aud svc --aud other --jti "${T[@]}" --state-dir "$S"
+tok1=$(cat "$D/out")
+assert "ES256 with the active kid and typ JWT" grep -q "\"alg\":\"ES256\",\"kid\":\"$kid1\",\"typ\":\"JWT\"" <(header_of "$tok1")
+check "jwt verify (state bundle)" 0 "$cubeid" jwt verify "$tok1" --aud other --state-dir "$S"
+assert "verify prints the subject" [ "$(head -1 "$D/out")" = "$ID" ]
+assert "verify prints the claims with jti" grep -q '"jti":"[0-9a-f]\{32\}"' "$D/out"
+check "jwt verify: wrong audience" 1 "$cubeid" jwt verify "$tok1" --aud nope --state-dir "$S"
+check "jwt verify: tampered token" 1 "$cubeid" jwt verify "${tok1%?}A" --aud svc --state-dir "$S"
+check "jwt verify: garbage" 1 "$cubeid" jwt verify not.a.jwt --aud svc --state-dir "$S"
+check "jwt verify needs --aud" 2 "$cubeid" jwt verify "$tok1" --state-dir "$S"
+check "jwt verify: no bundle file" 4 "$cubeid" jwt verify "$tok1" --aud svc --bundle "$D/none.json"
+check "jwt mint needs --aud" 2 "$cubeid" jwt mint --spiffe-id "$ID" "${T[@]}" --state-dir "$S"
+check "jwt mint: ttl past max_ttl" 2 "$cubeid" jwt mint --spiffe-id "$ID" --aud a --ttl 2h "${T[@]}" --state-dir "$S"
+check "jwt mint: another trust domain" 1 "$cubeid" jwt mint --spiffe-id spiffe://other.org/x --aud a "${T[@]}" --state-dir "$S"
+check "jwt mint: RS256 on an EC key" 1 "$cubeid" jwt mint --spiffe-id "$ID" --aud a --alg RS256 "${T[@]}" --state-dir "$S"
+check "jwt mint: HS256 is no alg" 2 "$cubeid" jwt mint --spiffe-id "$ID" --aud a --alg HS256 "${T[@]}" --state-dir "$S"
+check "jwt mint: no JWT keys" 4 "$cubeid" jwt mint --spiffe-id "$ID" --aud a "${T[@]}" --state-dir "$D/empty"
+
+check "bundle show --format jwks" 0 "$cubeid" bundle show --format jwks --state-dir "$S" --out "$D/jwks.json"
+assert "jwks has the kid with use jwt-svid" grep -q "\"kid\": *\"$kid1\", *\"use\": *\"jwt-svid\"" "$D/jwks.json"
+check "jwt verify --bundle JWKS" 0 "$cubeid" jwt verify "$tok1" --aud svc --bundle "$D/jwks.json"
+check "bundle show --format spiffe" 0 "$cubeid" bundle show --format spiffe --state-dir "$S" --out "$D/b1.json"
+assert "spiffe bundle has x509-svid and jwt-svid keys" grep -q '"x509-svid".*"jwt-svid"' "$D/b1.json"
+assert "spiffe bundle has spiffe_refresh_hint" grep -q '"spiffe_refresh_hint": *[0-9]' "$D/b1.json"
+seq1=$(seq_of "$D/b1.json")
+assert "spiffe_sequence is 1" [ "$seq1" = 1 ]
+check "jwt verify --bundle SPIFFE" 0 "$cubeid" jwt verify "$tok1" --aud svc --bundle "$D/b1.json"
+check "jwt verify --bundle, other trust domain" 1 "$cubeid" jwt verify "$tok1" --aud svc --bundle "$D/jwks.json" -d other.org
+check "bundle show --format spiffe again" 0 "$cubeid" bundle show --format spiffe --state-dir "$S" --out "$D/b2.json"
+assert "same content, same spiffe_sequence" [ "$(seq_of "$D/b2.json")" = 1 ]
+
+# rollover to RSA, signing at once; the old key stays published
+check "ca jwt-rotate --key-type rsa-2048 --prepublish 0" 0 "$cubeid" ca jwt-rotate -t rsa-2048 --prepublish 0 "${T[@]}" --state-dir "$S"
+assert "old key retiring, new key active" grep -q "^$kid1 ec-p256 retiring " "$D/out"
+assert "the rsa key is active" grep -q " rsa-2048 active " "$D/out"
+kid2=$(awk '/ rsa-2048 active /{print $1}' "$D/out")
+check "jwt mint (RS256)" 0 "$cubeid" jwt mint --spiffe-id "$ID" --aud svc "${T[@]}" --state-dir "$S"
+tok2=$(cat "$D/out")
+assert "RS256 with the new kid" grep -q "\"alg\":\"RS256\",\"kid\":\"$kid2\"" <(header_of "$tok2")
+check "jwt mint --alg PS256" 0 "$cubeid" jwt mint --spiffe-id "$ID" --aud svc --alg PS256 "${T[@]}" --state-dir "$S"
+tok3=$(cat "$D/out")
+check "jwt verify RS256" 0 "$cubeid" jwt verify "$tok2" --aud svc --state-dir "$S"
+check "jwt verify PS256" 0 "$cubeid" jwt verify "$tok3" --aud svc --state-dir "$S"
+check "the old key's token still verifies" 0 "$cubeid" jwt verify "$tok1" --aud svc --state-dir "$S"
+check "bundle show --format spiffe after rotation" 0 "$cubeid" bundle show --format spiffe --state-dir "$S" --out "$D/b3.json"
+assert "spiffe_sequence moved to 2" [ "$(seq_of "$D/b3.json")" = 2 ]
+assert "both kids are published" grep -q "$kid1.*$kid2" "$D/b3.json"
+check "jwt verify RS256 --bundle SPIFFE" 0 "$cubeid" jwt verify "$tok2" --aud svc --bundle "$D/b3.json"
+
+# a delayed rollover: published now, signs later, a second one is refused
+check "ca jwt-rotate (default prepublish)" 0 "$cubeid" ca jwt-rotate "${T[@]}" --state-dir "$S"
+assert "the new key is pending" [ "$(grep -c ' ec-p256 pending ' "$D/out")" = 1 ]
+check "ca jwt-rotate while one is pending" 1 "$cubeid" ca jwt-rotate "${T[@]}" --state-dir "$S"
+check "jwt mint still signs with the RSA key" 0 "$cubeid" jwt mint --spiffe-id "$ID" --aud svc "${T[@]}" --state-dir "$S"
+assert "kid is still the RSA key's" grep -q "\"kid\":\"$kid2\"" <(header_of "$(cat "$D/out")")
+check "ca jwt-rotate: bad key type" 2 "$cubeid" ca jwt-rotate -t dsa "${T[@]}" --state-dir "$S"
+
+echo "1..$n"
+[ $fails -eq 0 ]
