@@ -63,3 +63,9 @@ tests_test_jwt_mint_SOURCES = tests/test-jwt-mint.c
 tests_test_jwt_mint_CFLAGS = $(TEST_CFLAGS) $(LIBJWT_CFLAGS)
 tests_test_jwt_mint_LDADD = $(TEST_LIBS) $(LIBJWT_LIBS)
 TESTS += tests/test-jwt-mint
+
+# Interop with real go-spiffe v2 and OpenSSL, both directions (CLI-level;
+# needs agent/cubeid and tests/mktoken).  Skips (77) without Go, except
+# with CI=true, where that fails.
+TESTS += tests/interop-spiffe.sh
+EXTRA_DIST += tests/interop-spiffe.sh
