@@ -55,7 +55,12 @@ void loop_stop(cubeid_loop *l); /* thread- and signal-safe */
 
 /* ------------------------------------------------------------ selectors */
 /* A selector is "type:value", e.g. "unix:uid:1000", "k8s:ns:default",
- * "k8s:pod-label:app:web".  A set is sorted and has no duplicates. */
+ * "k8s:pod-label:app:web".  A set is sorted and has no duplicates.
+ * selector_set_add() copies; value NULL adds the bare type (entries use it
+ * for "has a selector of this type").  At most SELECTOR_SET_MAX selectors
+ * of at most SELECTOR_MAX_LEN bytes: CUBEID_ERR_TOO_LARGE beyond. */
+#define SELECTOR_SET_MAX 1024
+#define SELECTOR_MAX_LEN 1024
 struct selector_set {
 	char **v;
 	size_t n;
@@ -104,6 +109,7 @@ struct reg_entry {
 struct entry_set {
 	struct reg_entry *e;
 	size_t n;
+	void *index; /* private to entries.c; NULL (a set built by hand) = linear scan */
 };
 /* Load entries from a YAML file or a directory of *.yaml files.  On a
  * parse error, *err says file:line and why (caller frees). */
@@ -166,5 +172,57 @@ int grpc_call_send(grpc_call *c, const uint8_t *msg, size_t len);
 /* End the call with a status (trailers).  After this, or after on_close
  * runs (client cancelled or vanished), the call must not be used. */
 int grpc_call_finish(grpc_call *c, int status, const char *message);
+
+/* ------------------------------------------------- config (config.c) */
+/* The agent's config file (YAML; docs/config.md).  Every field has a
+ * default (config_default()); the daemon applies command-line overrides by
+ * replacing fields (free the old string, strdup the new one). */
+struct agent_config {
+	char *trust_domain;        /* "cluster.local" */
+	char *socket_path;         /* "/run/cubeid/agent.sock" */
+	char *state_dir;           /* "/var/lib/cubeid" */
+	char *token;               /* PKCS#11 URI, or NULL */
+	char *pin_file;            /* or NULL */
+	char *module;              /* PKCS#11 module path, or NULL */
+	char *entries;             /* file or directory: "/etc/cubeid/entries.yaml" */
+	long x509_svid_ttl;        /* seconds: 3600 */
+	long jwt_svid_ttl;         /* seconds: 300 */
+	int log_level;             /* cubeid_log_level: CUBEID_LOG_NOTICE */
+	char *health_address;      /* or NULL (later) */
+	char *kubelet_pods_url;    /* or NULL */
+	char *pod_info_file;       /* or NULL */
+	size_t attest_sha256_max;  /* bytes: 64 MiB; 0 = no unix:sha256 */
+	struct grpc_limits grpc;   /* "grpc:" mapping; the defaults of grpc_limits */
+	char *source;              /* the file it was loaded from, or NULL */
+};
+/* The defaults, in a new struct (caller frees with config_free). */
+int config_default(struct agent_config **out);
+/* Load a config file over the defaults.  On error *err says "FILE:LINE:
+ * why" (caller frees) and the result is CUBEID_ERR_CONFIG (or _TOO_LARGE,
+ * _IO, _NOMEM).  *out is the caller's. */
+int config_load(const char *path, struct agent_config **out, char **err);
+/* The same from a buffer; name is used in messages. */
+int config_parse(const char *buf, size_t len, const char *name, struct agent_config **out,
+                 char **err);
+void config_free(struct agent_config *c);
+
+/* --------------------------------------- entries and selectors, more */
+/* True if type ("k8s:ns") is a selector type attestation can produce. */
+bool selector_type_known(const char *type);
+/* entries_load() from a buffer (the fuzzer, --dev); name is used in
+ * messages and in each entry's source. */
+int entries_parse(const char *buf, size_t len, const char *name, struct entry_set **out,
+                  char **err);
+/* Why entry e does not match sel: the first selector missing (borrowed
+ * from e), or NULL if all are there.  For `cubeid entry check`. */
+const char *entries_first_missing(const struct reg_entry *e, const struct selector_set *sel);
+/* Resolve e's SPIFFE ID for sel and td (as entries_match does).  *out is
+ * the caller's; CUBEID_ERR_NOT_FOUND if a template selector is missing,
+ * CUBEID_ERR_SPIFFE_ID if the result is not a valid ID in td (*why, if
+ * not NULL, gets a static reason). */
+int entries_resolve_id(const struct reg_entry *e, const struct selector_set *sel, const char *td,
+                       char **out, const char **why);
+/* Forget the cached kubelet/pod-info pod lists (tests, SIGHUP). */
+void attest_pod_cache_clear(void);
 
 #endif

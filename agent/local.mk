@@ -42,3 +42,11 @@ libagent_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_C
 	$(NGHTTP2_CFLAGS) $(PROTOBUFC_CFLAGS) $(YAML_CFLAGS) $(SYSTEMD_CFLAGS)
 libagent_la_LIBADD = libcubeid.la $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) \
 	$(OPENSSL_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
+
+# Workload attestation, the config file and registration entries (issue 4):
+# selectors, kernel facts and pod metadata, YAML via libyaml.
+libagent_la_SOURCES += agent/selectors.c agent/attest.c agent/attest-k8s.c \
+	agent/attest-internal.h agent/config.c agent/entries.c agent/yaml-util.c \
+	agent/yaml-util.h
+libagent_la_CFLAGS += $(LIBCURL_CFLAGS)
+libagent_la_LIBADD += $(LIBCURL_LIBS)

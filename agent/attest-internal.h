@@ -1,0 +1,51 @@
+/*
+ * Workload attestation internals shared by attest.c (kernel facts) and
+ * attest-k8s.c (pod metadata), and exposed to tests/test-attest.c.
+ */
+#ifndef CUBEID_ATTEST_INTERNAL_H
+#define CUBEID_ATTEST_INTERNAL_H
+
+#include "agent/agent.h"
+
+/* Hard limits on what is read. */
+#define ATTEST_STAT_MAX    4096          /* /proc/PID/stat */
+#define ATTEST_STATUS_MAX  (1024 * 1024) /* /proc/PID/status (Groups: can be long) */
+#define ATTEST_CGROUP_MAX  (64 * 1024)   /* /proc/PID/cgroup */
+#define ATTEST_PODLIST_MAX (32u << 20)   /* kubelet pod list / pod-info file */
+#define ATTEST_MAX_GROUPS  256           /* unix:supplementary_gid selectors */
+#define ATTEST_MAX_LABELS  256           /* k8s:pod-label selectors */
+#define ATTEST_CACHE_MS    5000          /* pod list reused for this long */
+#define ATTEST_REFRESH_MS                                                                          \
+	1000 /* a pod missing from the list refetches                                              \
+	        at most this often */
+#define ATTEST_HTTP_TIMEOUT_MS 2000
+
+/*
+ * What /proc/PID/cgroup says about a process (text is the file's contents,
+ * NUL-terminated).  Each output is a new string or NULL when absent:
+ *   unit    the systemd unit: the last path component ending in .service,
+ *           .scope, .socket, .mount or .swap (from the v2 or name=systemd
+ *           hierarchy when there is one);
+ *   pod_uid the Kubernetes pod UID, dashes restored ("kubepods-burstable-
+ *           pod1234_5678...slice" and ".../pod1234-5678.../..." forms);
+ *   cid     the container ID (64 hex: "cri-containerd-ID.scope",
+ *           "docker-ID.scope", "crio-ID.scope", "libpod-ID.scope" or a bare
+ *           "ID" component).
+ * Returns 0 or CUBEID_ERR_NOMEM.
+ */
+int attest_cgroup_parse(const char *text, char **unit, char **pod_uid, char **cid);
+
+/* Add the k8s:* selectors of the pod pod_uid (and of its container cid,
+ * may be NULL) from o's pod-info file or kubelet URL.  A pod that is not in
+ * the list adds nothing and returns 0; a source that cannot be read or
+ * parsed returns an error. */
+int attest_k8s(const struct attest_opts *o, const char *pod_uid, const char *cid,
+               struct selector_set *out);
+
+/* The k8s:* selectors for pod_uid/cid from a PodList JSON document held in
+ * buf (no cache; for tests and the fuzzer).  *found says if the pod was
+ * there. */
+int attest_k8s_from_json(const char *buf, size_t len, const char *pod_uid, const char *cid,
+                         struct selector_set *out, bool *found);
+
+#endif
