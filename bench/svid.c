@@ -458,6 +458,27 @@ done:
 	fflush(stdout);
 }
 
+/* True if the SVID's exported PKCS#8 key is the leaf's public key. */
+static bool
+leaf_matches_key(const cubeid_x509_svid *svid)
+{
+	const unsigned char *p;
+	EVP_PKEY *pk = NULL;
+	uint8_t *der = NULL;
+	size_t len = 0;
+	bool ok = false;
+
+	if (cubeid_x509_svid_key_pkcs8_der(svid, &der, &len) != CUBEID_OK)
+		return false;
+	p = der;
+	if ((pk = d2i_AutoPrivateKey(NULL, &p, (long)len)) != NULL)
+		ok = X509_check_private_key(cubeid_x509_svid_leaf(svid), pk) == 1;
+	EVP_PKEY_free(pk);
+	OPENSSL_cleanse(der, len);
+	free(der);
+	return ok;
+}
+
 /* Everything the cases need, made and checked before any timing. */
 static int
 setup(struct bench *b)
@@ -566,6 +587,11 @@ setup(struct bench *b)
 	}
 	r = cubeid_x509_svid_verify(cubeid_x509_svid_chain(svid), cubeid_ca_bundle(b->ca), 0, &got,
 	                            &reason);
+	/* the leaf certifies the workload key, and the exported key is it */
+	if (r == CUBEID_OK && !leaf_matches_key(svid)) {
+		r = CUBEID_ERR_X509;
+		reason = "the leaf's public key is not the exported workload key";
+	}
 	if (r == CUBEID_OK && !cubeid_spiffe_id_equal(got, b->id))
 		r = CUBEID_ERR_INTERNAL;
 	cubeid_spiffe_id_free(got);

@@ -5,6 +5,10 @@
  */
 #include "config.h"
 
+/* leaf_set_pubkey() uses the EC_KEY API, deprecated in OpenSSL 3, for speed
+ * (as pkcs11/p11-evp.c does for its EC_KEY_METHOD). */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -13,6 +17,7 @@
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -132,6 +137,36 @@ make_workload_key(cubeid_ca *ca, const struct cubeid_svid_req *req, cubeid_x509_
 	return cubeid_key_public(svid->key, pub);
 }
 
+/*
+ * X509_set_pubkey(x, pub), fast for EC keys.  On OpenSSL 3.0, for a
+ * provider-native key (which is what the token layer returns),
+ * X509_PUBKEY_set() builds a DER encoder, encodes, then builds a decoder and
+ * decodes the SubjectPublicKeyInfo back: about 2 M instructions, as much as
+ * the token's whole key generation plus signature (bench/svid, callgrind).
+ * For a legacy EC key it uses the EC method's pub_encode directly.  So hand
+ * it a legacy copy of the public key; the certificate is the same bytes.
+ * Other key types, or a failed conversion, take the general path.
+ */
+static int
+leaf_set_pubkey(X509 *x, EVP_PKEY *pub)
+{
+	EC_KEY *ec = NULL;
+	EVP_PKEY *legacy = NULL;
+	int ok;
+
+	if (EVP_PKEY_is_a(pub, "EC") && (ec = EVP_PKEY_get1_EC_KEY(pub)) != NULL &&
+	    (legacy = EVP_PKEY_new()) != NULL && EVP_PKEY_assign_EC_KEY(legacy, ec) == 1) {
+		ec = NULL; /* legacy owns it */
+		ok = X509_set_pubkey(x, legacy);
+		EVP_PKEY_free(legacy);
+		return ok;
+	}
+	EC_KEY_free(ec);
+	EVP_PKEY_free(legacy);
+	ERR_clear_error();
+	return X509_set_pubkey(x, pub);
+}
+
 static int
 build_leaf(cubeid_ca *ca, const struct cubeid_svid_req *req, EVP_PKEY *pub, int64_t nb, int64_t na,
            X509 **out)
@@ -155,7 +190,7 @@ build_leaf(cubeid_ca *ca, const struct cubeid_svid_req *req, EVP_PKEY *pub, int6
 		goto out;
 	if (X509_set_version(x, X509_VERSION_3) != 1 || X509_set_subject_name(x, name) != 1 ||
 	    X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) != 1 ||
-	    X509_set_pubkey(x, pub) != 1)
+	    leaf_set_pubkey(x, pub) != 1)
 		goto out;
 	if ((rc = x509_set_random_serial(x)) != CUBEID_OK ||
 	    (rc = x509_set_validity(x, nb, na)) != 0)
