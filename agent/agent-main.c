@@ -1,0 +1,860 @@
+/*
+ * cubeid-agent: the node identity daemon.  Flags over the config file, the
+ * token and the CA, the Workload API on a Unix socket (ours or systemd's),
+ * signals through a signalfd in the loop, sd_notify readiness, watchdog
+ * and stopping, and --dev: a throwaway SoftHSM2 token, a root CA and the
+ * invoking user registered, in one command.
+ */
+#include "config.h"
+
+#include "agent/daemon.h"
+
+#include <cubeid/log.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/asn1.h>
+#include <systemd/sd-daemon.h>
+
+#define EXIT_USAGE 2
+
+static const struct option long_opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, 'C'},
+        {"socket", required_argument, NULL, 's'},
+        {"state-dir", required_argument, NULL, 'S'},
+        {"token", required_argument, NULL, 't'},
+        {"pin-file", required_argument, NULL, 'p'},
+        {"trust-domain", required_argument, NULL, 'd'},
+        {"entries", required_argument, NULL, 'e'},
+        {"x509-svid-ttl", required_argument, NULL, 'X'},
+        {"jwt-svid-ttl", required_argument, NULL, 'J'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"dev", no_argument, NULL, 'D'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: cubeid-agent [--config FILE] [--check] [options]\n"
+	        "       cubeid-agent --dev [--socket PATH] [--state-dir DIR] [--trust-domain TD]\n"
+	        "\n"
+	        "The cubeid node agent: serves the SPIFFE Workload API on a Unix socket, with\n"
+	        "its keys in a PKCS#11 token.  Flags override the config file.\n"
+	        "\n"
+	        "  -c, --config FILE          the config file (YAML)\n"
+	        "      --check                validate the config (and entries) and exit\n"
+	        "  -s, --socket PATH          the Workload API socket (default %s;\n"
+	        "                             --dev: STATE-DIR/agent.sock)\n"
+	        "      --state-dir DIR        CA and JWT key state (default /var/lib/cubeid;\n"
+	        "                             --dev: $CUBEID_STATE_DIR or ./%s)\n"
+	        "      --token URI            PKCS#11 URI of the token (--dev: a SoftHSM2 token\n"
+	        "                             created under the state directory)\n"
+	        "      --pin-file FILE        file holding the token's user PIN\n"
+	        "  -d, --trust-domain TD      the trust domain (default %s)\n"
+	        "  -e, --entries PATH         registration entries: a YAML file or directory\n"
+	        "      --x509-svid-ttl DUR    X.509-SVID lifetime (default 1h)\n"
+	        "      --jwt-svid-ttl DUR     JWT-SVID lifetime (default 5m)\n"
+	        "      --log-level LEVEL      error, warning, notice, info or debug\n"
+	        "      --dev                  development mode: NOT FOR PRODUCTION\n"
+	        "  -h, --help                 this help\n"
+	        "      --version              print the version\n"
+	        "\n"
+	        "Signals: SIGHUP reloads the config and the entries; SIGTERM and SIGINT stop.\n"
+	        "See cubeid-agent(8).\n",
+	        AGENT_SOCKET_DEFAULT, AGENT_DEV_STATE_DIR, AGENT_TD_DEFAULT);
+}
+
+static int
+parse_ttl(const char *flag, const char *s, long *out)
+{
+	int64_t v;
+
+	if (cubeid_duration_parse(s, &v) != CUBEID_OK) {
+		fprintf(stderr, "cubeid-agent: %s: bad duration '%s' (e.g. 90, 30s, 5m, 1h)\n",
+		        flag, s);
+		return -1;
+	}
+	*out = (long)v;
+	return 0;
+}
+
+/* ---------------------------------------------------------- config */
+
+static int
+replace_str(char **dst, const char *src)
+{
+	char *s;
+
+	if (src == NULL)
+		return CUBEID_OK;
+	if ((s = strdup(src)) == NULL)
+		return CUBEID_ERR_NOMEM;
+	free(*dst);
+	*dst = s;
+	return CUBEID_OK;
+}
+
+/* The config file (or the defaults) with the flags over it. */
+static int
+load_config(const struct agent_flags *f, struct agent_config **out)
+{
+	struct agent_config *cfg = NULL;
+	char *err = NULL;
+	int rc;
+
+	*out = NULL;
+	if (f->config_file != NULL)
+		rc = config_load(f->config_file, &cfg, &err);
+	else
+		rc = config_default(&cfg);
+	if (rc != CUBEID_OK) {
+		cubeid_error("config: %s", err != NULL ? err : cubeid_strerror(rc));
+		free(err);
+		return rc;
+	}
+	if ((rc = replace_str(&cfg->socket_path, f->socket_path)) != CUBEID_OK ||
+	    (rc = replace_str(&cfg->state_dir, f->state_dir)) != CUBEID_OK ||
+	    (rc = replace_str(&cfg->token, f->token)) != CUBEID_OK ||
+	    (rc = replace_str(&cfg->pin_file, f->pin_file)) != CUBEID_OK ||
+	    (rc = replace_str(&cfg->trust_domain, f->trust_domain)) != CUBEID_OK ||
+	    (rc = replace_str(&cfg->entries, f->entries)) != CUBEID_OK) {
+		config_free(cfg);
+		return rc;
+	}
+	if (f->x509_svid_ttl > 0)
+		cfg->x509_svid_ttl = f->x509_svid_ttl;
+	if (f->jwt_svid_ttl > 0)
+		cfg->jwt_svid_ttl = f->jwt_svid_ttl;
+	if (f->log_level >= 0)
+		cfg->log_level = f->log_level;
+	*out = cfg;
+	return CUBEID_OK;
+}
+
+/* Load cfg->entries; a missing file is no entries when allow_missing. */
+static int
+load_entries(const char *path, bool allow_missing, struct entry_set **out)
+{
+	struct stat st;
+	char *err = NULL;
+	int rc;
+
+	*out = NULL;
+	if (path == NULL || path[0] == '\0')
+		return CUBEID_OK;
+	if (stat(path, &st) != 0 && errno == ENOENT) {
+		if (allow_missing) {
+			cubeid_info("entries: %s does not exist; no entries from files", path);
+			return CUBEID_OK;
+		}
+		cubeid_error("entries: %s does not exist", path);
+		return CUBEID_ERR_NOT_FOUND;
+	}
+	if ((rc = entries_load(path, out, &err)) != CUBEID_OK) {
+		cubeid_error("entries: %s", err != NULL ? err : cubeid_strerror(rc));
+		free(err);
+	}
+	return rc;
+}
+
+/* --dev: the invoking user gets spiffe://<td>/unix/uid/<uid>. */
+static int
+dev_entry_add(struct agent *a)
+{
+	struct reg_entry *e;
+	char id[512], sel[64];
+	int rc;
+
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		return CUBEID_ERR_NOMEM;
+	a->dev_entries.e = e;
+	a->dev_entries.n = 1;
+	snprintf(id, sizeof(id), "spiffe://%s/unix/uid/%lu", a->td, (unsigned long)a->uid);
+	snprintf(sel, sizeof(sel), "%lu", (unsigned long)a->uid);
+	if ((e->name = strdup("dev-user")) == NULL || (e->spiffe_id = strdup(id)) == NULL ||
+	    (e->source = strdup("--dev")) == NULL)
+		return CUBEID_ERR_NOMEM;
+	if ((rc = selector_set_add(&e->selectors, "unix:uid", sel)) != CUBEID_OK)
+		return rc;
+	e->picod_signer = true; /* may mint PicoD tokens (a later issue) */
+	return CUBEID_OK;
+}
+
+static void
+dev_entries_clear(struct entry_set *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++) {
+		free(s->e[i].name);
+		free(s->e[i].spiffe_id);
+		free(s->e[i].source);
+		selector_set_clear(&s->e[i].selectors);
+	}
+	free(s->e);
+	s->e = NULL;
+	s->n = 0;
+}
+
+int
+agent_match(struct agent *a, const struct selector_set *sel, const struct reg_entry ***matched,
+            char ***ids, size_t *n)
+{
+	const struct reg_entry **m1 = NULL, **m2 = NULL, **m;
+	char **i1 = NULL, **i2 = NULL, **ii;
+	size_t n1 = 0, n2 = 0, k;
+	int rc;
+
+	*matched = NULL;
+	*ids = NULL;
+	*n = 0;
+	if (a->entries != NULL &&
+	    (rc = entries_match(a->entries, sel, a->td, &m1, &i1, &n1)) != CUBEID_OK)
+		return rc;
+	if (a->dev_entries.n > 0 &&
+	    (rc = entries_match(&a->dev_entries, sel, a->td, &m2, &i2, &n2)) != CUBEID_OK) {
+		m2 = NULL, i2 = NULL, n2 = 0;
+		goto fail;
+	}
+	if (n2 == 0) {
+		free(m2);
+		free(i2);
+		*matched = m1;
+		*ids = i1;
+		*n = n1;
+		return CUBEID_OK;
+	}
+	if ((m = realloc(m1, (n1 + n2) * sizeof(*m))) == NULL) {
+		rc = CUBEID_ERR_NOMEM;
+		goto fail;
+	}
+	m1 = m;
+	if ((ii = realloc(i1, (n1 + n2) * sizeof(*ii))) == NULL) {
+		rc = CUBEID_ERR_NOMEM;
+		goto fail;
+	}
+	i1 = ii;
+	for (k = 0; k < n2; k++) {
+		m1[n1 + k] = m2[k];
+		i1[n1 + k] = i2[k];
+	}
+	free(m2);
+	free(i2);
+	*matched = m1;
+	*ids = i1;
+	*n = n1 + n2;
+	return CUBEID_OK;
+fail:
+	for (k = 0; k < n1; k++)
+		free(i1[k]);
+	for (k = 0; k < n2; k++)
+		free(i2[k]);
+	free(i1);
+	free(i2);
+	free(m1);
+	free(m2);
+	return rc;
+}
+
+/* ---------------------------------------------------------- status */
+
+static int64_t
+asn1_time_epoch(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+int
+agent_status_json(struct agent *a, char **out)
+{
+	json_t *o;
+	size_t nx = 0, nj = 0;
+	int64_t next = 0;
+	char *s;
+
+	*out = NULL;
+	svid_cache_stats(a->cache, &nx, &nj, &next);
+	o = json_pack("{s:s, s:i, s:I, s:s, s:s, s:{s:s, s:s, s:b}, s:{s:b, s:I}, s:{s:I, s:I, "
+	              "s:b}, s:i, s:i, s:i, s:i, s:I, s:b}",
+	              "version", PACKAGE_VERSION, "pid", (int)getpid(), "uptime",
+	              (json_int_t)(time(NULL) - a->started), "trust_domain", a->td, "socket",
+	              a->cfg->socket_path, "token", "label", cubeid_token_label(a->tok), "serial",
+	              cubeid_token_serial(a->tok), "healthy", a->tok != NULL, "ca", "root",
+	              cubeid_ca_is_root(a->ca), "not_after", (json_int_t)a->ca_not_after, "jwt",
+	              "keys", (json_int_t)cubeid_jwt_keys_count(a->jwt_keys), "max_ttl",
+	              (json_int_t)cubeid_jwt_keys_max_ttl(a->jwt_keys), "ok", a->jwks != NULL,
+	              "entries", (int)((a->entries != NULL ? a->entries->n : 0) + a->dev_entries.n),
+	              "clients", (int)grpc_server_connections(a->grpc), "streams",
+	              (int)wapi_streams(a->wapi), "x509_svids_cached", (int)nx, "next_rotation",
+	              (json_int_t)next, "dev", a->flags.dev);
+	if (o == NULL)
+		return CUBEID_ERR_NOMEM;
+	json_object_set_new(o, "jwt_svids_cached", json_integer((json_int_t)nj));
+	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	if (s == NULL)
+		return CUBEID_ERR_NOMEM;
+	*out = s;
+	return CUBEID_OK;
+}
+
+/* ---------------------------------------------------------- bundles */
+
+static int
+load_bundles(struct agent *a)
+{
+	const cubeid_x509_bundle *b = cubeid_ca_bundle(a->ca);
+	cubeid_jwt_bundle *jb = NULL;
+	uint8_t *der = NULL, *p;
+	size_t i, total = 0;
+	char *jwks = NULL;
+	size_t jwks_len = 0;
+	int n, rc;
+
+	for (i = 0; i < cubeid_x509_bundle_count(b); i++) {
+		if ((n = i2d_X509(cubeid_x509_bundle_at(b, i), NULL)) <= 0)
+			return CUBEID_ERR_CRYPTO;
+		total += (size_t)n;
+	}
+	if (total == 0 || (der = malloc(total)) == NULL)
+		return CUBEID_ERR_NOMEM;
+	p = der;
+	for (i = 0; i < cubeid_x509_bundle_count(b); i++)
+		if (i2d_X509(cubeid_x509_bundle_at(b, i), &p) <= 0) {
+			free(der);
+			return CUBEID_ERR_CRYPTO;
+		}
+	if ((rc = cubeid_jwt_keys_bundle(a->jwt_keys, 0, &jb)) != CUBEID_OK ||
+	    (rc = cubeid_jwt_bundle_to_jwks(jb, &jwks, &jwks_len)) != CUBEID_OK) {
+		free(der);
+		cubeid_jwt_bundle_free(jb);
+		return rc;
+	}
+	free(a->bundle_der);
+	a->bundle_der = der;
+	a->bundle_der_len = total;
+	cubeid_jwt_bundle_free(a->jwt_bundle);
+	a->jwt_bundle = jb;
+	free(a->jwks);
+	a->jwks = jwks;
+	a->jwks_len = jwks_len;
+	a->ca_not_after = asn1_time_epoch(X509_get0_notAfter(cubeid_ca_cert(a->ca)));
+	return CUBEID_OK;
+}
+
+/* ---------------------------------------------------------- socket */
+
+/* mkdir -p with mode 0755 for the directories it creates. */
+static int
+mkdir_parents(const char *path)
+{
+	char buf[PATH_MAX], *p;
+
+	if (strlen(path) >= sizeof(buf))
+		return CUBEID_ERR_TOO_LARGE;
+	strcpy(buf, path);
+	if ((p = strrchr(buf, '/')) == NULL || p == buf)
+		return CUBEID_OK;
+	*p = '\0';
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return CUBEID_ERR_IO;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+		return CUBEID_ERR_IO;
+	return CUBEID_OK;
+}
+
+static int
+listen_socket(const char *path, int *out)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct stat st;
+	int fd = -1;
+
+	*out = -1;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		cubeid_error("socket path too long: %s", path);
+		return CUBEID_ERR_TOO_LARGE;
+	}
+	if (mkdir_parents(path) != CUBEID_OK) {
+		cubeid_error("cannot create the directory of %s: %s", path, strerror(errno));
+		return CUBEID_ERR_IO;
+	}
+	/* a stale socket goes; anything else at that path is refused */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			cubeid_error("%s exists and is not a socket; refusing to remove it", path);
+			return CUBEID_ERR_EXISTS;
+		}
+		if (unlink(path) != 0) {
+			cubeid_error("cannot remove the stale socket %s: %s", path,
+			             strerror(errno));
+			return CUBEID_ERR_IO;
+		}
+	}
+	strcpy(sa.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		cubeid_error("cannot bind %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return CUBEID_ERR_IO;
+	}
+	/* workloads of every uid connect; attestation decides what they get */
+	if (chmod(path, 0666) != 0 || listen(fd, 512) != 0) {
+		cubeid_error("cannot listen on %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return CUBEID_ERR_IO;
+	}
+	*out = fd;
+	return CUBEID_OK;
+}
+
+/* ---------------------------------------------------------- signals */
+
+static int sig_fd = -1;
+
+static void
+reload(struct agent *a)
+{
+	struct agent_config *cfg = NULL;
+	struct entry_set *entries = NULL;
+	int rc;
+
+	cubeid_notice("SIGHUP: reloading the config and the entries");
+	sd_notify(0, "RELOADING=1\nSTATUS=reloading");
+	if ((rc = load_config(&a->flags, &cfg)) != CUBEID_OK) {
+		cubeid_error("reload: keeping the old config");
+		goto out;
+	}
+	if (strcmp(cfg->trust_domain, a->cfg->trust_domain) != 0 ||
+	    strcmp(cfg->socket_path, a->cfg->socket_path) != 0 ||
+	    strcmp(cfg->state_dir, a->cfg->state_dir) != 0)
+		cubeid_warn(
+		        "reload: trust_domain, socket_path and state_dir changes need a restart");
+	if ((rc = load_entries(cfg->entries, a->flags.dev, &entries)) != CUBEID_OK) {
+		cubeid_error("reload: keeping the old config and entries");
+		config_free(cfg);
+		goto out;
+	}
+	/* what a restart would change stays as it is */
+	replace_str(&cfg->trust_domain, a->cfg->trust_domain);
+	replace_str(&cfg->socket_path, a->cfg->socket_path);
+	replace_str(&cfg->state_dir, a->cfg->state_dir);
+	config_free(a->cfg);
+	a->cfg = cfg;
+	cubeid_log_set_level((cubeid_log_level)cfg->log_level);
+	entries_free(a->entries);
+	a->entries = entries;
+	a->generation++;
+	svid_cache_flush_unused(a->cache);
+	wapi_refresh_all(a->wapi);
+	cubeid_notice("reloaded: %zu entries from files%s",
+	              a->entries != NULL ? a->entries->n : (size_t)0,
+	              a->dev_entries.n > 0 ? " + the --dev user" : "");
+out:
+	sd_notify(0, "READY=1\nSTATUS=serving");
+}
+
+static long
+stop_now(cubeid_loop *l, void *arg)
+{
+	(void)arg;
+	loop_stop(l);
+	return -1;
+}
+
+static void
+on_signal(cubeid_loop *l, int fd, int events, void *arg)
+{
+	struct agent *a = arg;
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGHUP:
+			if (!a->stopping)
+				reload(a);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			if (a->stopping)
+				break;
+			cubeid_notice("%s: shutting down",
+			              si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+			sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+			a->stopping = true;
+			if (a->listen_fd >= 0)
+				loop_watch(l, a->listen_fd, 0, NULL, NULL);
+			wapi_finish_all(a->wapi, GRPC_UNAVAILABLE, "agent is shutting down");
+			/* let the trailers go out, then stop */
+			if (loop_timer_add(l, 200, stop_now, a) <= 0)
+				loop_stop(l);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static long
+watchdog_tick(cubeid_loop *l, void *arg)
+{
+	long ms = (long)(intptr_t)arg;
+
+	(void)l;
+	sd_notify(0, "WATCHDOG=1");
+	return ms;
+}
+
+/* ---------------------------------------------------------- main */
+
+static void
+harden(void)
+{
+	struct rlimit rl = {0, 0};
+
+	if (setrlimit(RLIMIT_CORE, &rl) != 0)
+		cubeid_warn("setrlimit(RLIMIT_CORE): %s", strerror(errno));
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		cubeid_warn("prctl(PR_SET_DUMPABLE): %s", strerror(errno));
+}
+
+static void
+dev_banner(struct agent *a)
+{
+	char abs[PATH_MAX];
+	const char *sock = a->cfg->socket_path;
+
+	if (sock[0] != '/' && realpath(sock, abs) != NULL)
+		sock = abs;
+	fprintf(stderr,
+	        "\n"
+	        "==================================================================\n"
+	        "  cubeid-agent: DEVELOPMENT MODE: not for production\n"
+	        "  A throwaway SoftHSM2 token and root CA under %s,\n"
+	        "  its PIN in a file next to it.  uid %lu is registered as\n"
+	        "  spiffe://%s/unix/uid/%lu\n"
+	        "==================================================================\n"
+	        "\n"
+	        "  export SPIFFE_ENDPOINT_SOCKET=unix://%s\n"
+	        "\n",
+	        a->cfg->state_dir, (unsigned long)a->uid, a->td, (unsigned long)a->uid, sock);
+	printf("SPIFFE_ENDPOINT_SOCKET=unix://%s\n", sock);
+	fflush(stdout);
+}
+
+static int
+open_token_and_ca(struct agent *a)
+{
+	struct cubeid_token_opts to = {0};
+	char *dev_uri = NULL, *dev_pin = NULL, *dir = NULL;
+	const char *uri = a->cfg->token;
+	int rc;
+
+	if ((rc = cubeid_state_dir_prepare(a->cfg->state_dir)) != CUBEID_OK) {
+		cubeid_error("state directory %s: %s", a->cfg->state_dir, cubeid_strerror(rc));
+		return rc;
+	}
+	if (uri == NULL && a->flags.dev) {
+		if (asprintf(&dir, "%s/softhsm", a->cfg->state_dir) < 0)
+			return CUBEID_ERR_NOMEM;
+		rc = cubeid_softhsm_dev_token(dir, NULL, &dev_uri, &dev_pin);
+		free(dir);
+		if (rc != CUBEID_OK) {
+			cubeid_error("--dev: cannot create the SoftHSM2 token: %s",
+			             cubeid_strerror(rc));
+			return rc;
+		}
+		uri = dev_uri;
+		to.pin_file = dev_pin;
+	} else if (uri == NULL) {
+		uri = getenv(CUBEID_ENV_TOKEN);
+	}
+	if (uri == NULL) {
+		cubeid_error("no token: give --token URI (or token: in the config), or use --dev");
+		return CUBEID_ERR_CONFIG;
+	}
+	if (a->cfg->pin_file != NULL)
+		to.pin_file = a->cfg->pin_file;
+	to.module_path = a->cfg->module;
+	rc = cubeid_token_open(uri, &to, &a->tok);
+	free(dev_uri);
+	free(dev_pin);
+	if (rc != CUBEID_OK) {
+		cubeid_error("cannot open the token: %s", cubeid_strerror(rc));
+		return rc;
+	}
+	if (a->flags.dev)
+		rc = cubeid_ca_ensure(a->tok, a->cfg->state_dir, a->cfg->trust_domain, NULL,
+		                      &a->ca);
+	else
+		rc = cubeid_ca_load(a->tok, a->cfg->state_dir, &a->ca);
+	if (rc != CUBEID_OK) {
+		cubeid_error(
+		        "cannot load the CA in %s: %s%s", a->cfg->state_dir, cubeid_strerror(rc),
+		        rc == CUBEID_ERR_NOT_FOUND ? " (create one with 'cubeid ca init')" : "");
+		return rc;
+	}
+	a->td = cubeid_ca_trust_domain(a->ca);
+	if (strcmp(a->td, a->cfg->trust_domain) != 0) {
+		if (a->flags.trust_domain != NULL || a->flags.config_file != NULL) {
+			cubeid_error("the CA in %s is for trust domain %s, not %s",
+			             a->cfg->state_dir, a->td, a->cfg->trust_domain);
+			return CUBEID_ERR_CA;
+		}
+		replace_str(&a->cfg->trust_domain, a->td);
+	}
+	rc = cubeid_jwt_keys_load(a->cfg->state_dir, &a->jwt_keys);
+	if (rc == CUBEID_ERR_NOT_FOUND)
+		rc = cubeid_jwt_keys_init(a->tok, a->cfg->state_dir, a->td, NULL, &a->jwt_keys);
+	if (rc != CUBEID_OK) {
+		cubeid_error("cannot load the JWT signing keys: %s", cubeid_strerror(rc));
+		return rc;
+	}
+	if ((rc = load_bundles(a)) != CUBEID_OK)
+		cubeid_error("cannot build the bundles: %s", cubeid_strerror(rc));
+	return rc;
+}
+
+static void
+agent_cleanup(struct agent *a)
+{
+	grpc_server_free(a->grpc);
+	svid_cache_shutdown(a->cache);
+	worker_pool_free(a->pool);
+	wapi_free(a->wapi);
+	a->wapi = NULL;
+	svid_cache_free(a->cache);
+	if (a->listen_fd >= 0) {
+		close(a->listen_fd);
+		if (!a->socket_activated && a->cfg != NULL)
+			unlink(a->cfg->socket_path);
+	}
+	if (sig_fd >= 0)
+		close(sig_fd);
+	loop_free(a->loop);
+	entries_free(a->entries);
+	dev_entries_clear(&a->dev_entries);
+	free(a->bundle_der);
+	free(a->jwks);
+	cubeid_jwt_bundle_free(a->jwt_bundle);
+	cubeid_jwt_keys_free(a->jwt_keys);
+	cubeid_ca_free(a->ca);
+	cubeid_token_free(a->tok);
+	config_free(a->cfg);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct agent a = {0};
+	struct agent_flags *f = &a.flags;
+	bool check = false;
+	char *dev_state = NULL, *dev_sock = NULL;
+	const char *env;
+	uint64_t wd_usec = 0;
+	sigset_t mask;
+	int c, rc, n, status = EXIT_FAILURE;
+
+	a.listen_fd = -1;
+	f->log_level = -1;
+	harden();
+	if (getenv("JOURNAL_STREAM") != NULL)
+		cubeid_log_set_journal(1);
+	while ((c = getopt_long(argc, argv, "c:s:d:e:h", long_opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			f->config_file = optarg;
+			break;
+		case 'C':
+			check = true;
+			break;
+		case 's':
+			f->socket_path = optarg;
+			break;
+		case 'S':
+			f->state_dir = optarg;
+			break;
+		case 't':
+			f->token = optarg;
+			break;
+		case 'p':
+			f->pin_file = optarg;
+			break;
+		case 'd':
+			f->trust_domain = optarg;
+			break;
+		case 'e':
+			f->entries = optarg;
+			break;
+		case 'X':
+			if (parse_ttl("--x509-svid-ttl", optarg, &f->x509_svid_ttl) != 0)
+				return EXIT_USAGE;
+			break;
+		case 'J':
+			if (parse_ttl("--jwt-svid-ttl", optarg, &f->jwt_svid_ttl) != 0)
+				return EXIT_USAGE;
+			break;
+		case 'l':
+			if ((f->log_level = cubeid_log_level_from_name(optarg)) < 0) {
+				fprintf(stderr, "cubeid-agent: unknown log level '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'D':
+			f->dev = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_SUCCESS;
+		case 'V':
+			printf("cubeid-agent %s\n", PACKAGE_VERSION);
+			return EXIT_SUCCESS;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "cubeid-agent: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (f->dev && f->state_dir == NULL) {
+		env = getenv(CUBEID_ENV_STATE_DIR);
+		dev_state = strdup(env != NULL && env[0] != '\0' ? env : AGENT_DEV_STATE_DIR);
+		f->state_dir = dev_state;
+	}
+	if (f->dev && f->socket_path == NULL && f->state_dir != NULL) {
+		if (asprintf(&dev_sock, "%s/agent.sock", f->state_dir) < 0)
+			dev_sock = NULL;
+		f->socket_path = dev_sock;
+	}
+	if (load_config(f, &a.cfg) != CUBEID_OK) {
+		status = check ? EXIT_FAILURE : EXIT_FAILURE;
+		goto out;
+	}
+	cubeid_log_set_level((cubeid_log_level)a.cfg->log_level);
+	if (check) {
+		struct entry_set *e = NULL;
+
+		if ((rc = load_entries(a.cfg->entries, true, &e)) != CUBEID_OK)
+			goto out;
+		printf("%s: ok (%zu entries from %s)\n",
+		       f->config_file != NULL ? f->config_file : "defaults",
+		       e != NULL ? e->n : (size_t)0, a.cfg->entries != NULL ? a.cfg->entries : "-");
+		entries_free(e);
+		status = EXIT_SUCCESS;
+		goto out;
+	}
+	a.uid = getuid();
+	a.started = time(NULL);
+	a.attest.proc_root = "/proc";
+	a.attest.kubelet_pods_url = a.cfg->kubelet_pods_url;
+	a.attest.pod_info_file = a.cfg->pod_info_file;
+	a.attest.sha256_max_bytes = a.cfg->attest_sha256_max;
+
+	/* signals first, so that a SIGTERM during start-up is not lost */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	signal(SIGPIPE, SIG_IGN);
+	if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0 ||
+	    (sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+		cubeid_error("signalfd: %s", strerror(errno));
+		goto out;
+	}
+	if (open_token_and_ca(&a) != CUBEID_OK)
+		goto out;
+	if (load_entries(a.cfg->entries, true, &a.entries) != CUBEID_OK)
+		goto out;
+	if (f->dev && dev_entry_add(&a) != CUBEID_OK)
+		goto out;
+
+	if ((rc = loop_new(&a.loop)) != CUBEID_OK ||
+	    (rc = worker_pool_new(a.loop, AGENT_WORKERS, &a.pool)) != CUBEID_OK ||
+	    (rc = svid_cache_new(&a, &a.cache)) != CUBEID_OK ||
+	    (rc = wapi_new(&a, &a.wapi)) != CUBEID_OK ||
+	    (rc = grpc_server_new(a.loop, wapi_methods, wapi_n_methods, &a.cfg->grpc, &a,
+	                          &a.grpc)) != CUBEID_OK) {
+		cubeid_error("cannot start: %s", cubeid_strerror(rc));
+		goto out;
+	}
+	if ((rc = loop_watch(a.loop, sig_fd, LOOP_READABLE, on_signal, &a)) != CUBEID_OK)
+		goto out;
+	n = sd_listen_fds(1);
+	if (n > 1) {
+		cubeid_error("socket activation passed %d sockets; expected one", n);
+		goto out;
+	} else if (n == 1) {
+		a.listen_fd = SD_LISTEN_FDS_START;
+		a.socket_activated = true;
+		(void)fcntl(a.listen_fd, F_SETFL, fcntl(a.listen_fd, F_GETFL) | O_NONBLOCK);
+		cubeid_notice("serving on the socket systemd passed (fd %d)", a.listen_fd);
+	} else if (listen_socket(a.cfg->socket_path, &a.listen_fd) != CUBEID_OK) {
+		goto out;
+	}
+	if ((rc = grpc_server_listen_fd(a.grpc, a.listen_fd)) != CUBEID_OK) {
+		cubeid_error("cannot serve: %s", cubeid_strerror(rc));
+		goto out;
+	}
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+		long ms = (long)(wd_usec / 2000);
+
+		if (ms < 1)
+			ms = 1;
+		loop_timer_add(a.loop, ms, watchdog_tick, (void *)(intptr_t)ms);
+	}
+	cubeid_notice("cubeid-agent %s serving trust domain %s on %s (token %s, %zu entries%s)",
+	              PACKAGE_VERSION, a.td,
+	              a.socket_activated ? "the activated socket" : a.cfg->socket_path,
+	              cubeid_token_label(a.tok), a.entries != NULL ? a.entries->n : (size_t)0,
+	              f->dev ? " + the --dev user" : "");
+	if (f->dev)
+		dev_banner(&a);
+	sd_notifyf(0, "READY=1\nSTATUS=serving trust domain %s\nMAINPID=%lu", a.td,
+	           (unsigned long)getpid());
+	loop_run(a.loop);
+	cubeid_notice("stopped");
+	status = EXIT_SUCCESS;
+out:
+	agent_cleanup(&a);
+	free(dev_state);
+	free(dev_sock);
+	return status;
+}

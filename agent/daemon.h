@@ -1,0 +1,201 @@
+/*
+ * cubeid-agent: the daemon's shared state, the SVID cache (svid-cache.c),
+ * the worker pool (svid-cache.c) and the Workload API handlers
+ * (workload-api.c).  agent-main.c owns the one struct agent.
+ *
+ * Thread safety: everything here is used on the loop thread only, except
+ * what a worker job's run() function reads: the token and the CA (both
+ * safe to share, see <cubeid/token.h>), the JWT signer (immutable while
+ * the agent runs) and the job's own argument.
+ */
+#ifndef CUBEID_AGENT_DAEMON_H
+#define CUBEID_AGENT_DAEMON_H
+
+#include "agent/agent.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <cubeid/ca.h>
+#include <cubeid/jwt-keys.h>
+#include <cubeid/jwt.h>
+#include <cubeid/token.h>
+#include <cubeid/x509svid.h>
+
+#define AGENT_SOCKET_DEFAULT  "/run/cubeid/agent.sock"
+#define AGENT_TD_DEFAULT      "cluster.local"
+#define AGENT_DEV_STATE_DIR   "cubeid-dev-state"
+#define AGENT_WORKERS         3
+#define AGENT_JOB_QUEUE_MAX   4096 /* queued token jobs before UNAVAILABLE */
+#define AGENT_X509_CACHE_MAX  10000
+#define AGENT_JWT_CACHE_MAX   20000
+#define AGENT_JWT_AUD_MAX     32  /* audiences in one JWTSVIDRequest */
+#define AGENT_JWT_AUD_LEN_MAX 512 /* bytes of one audience */
+#define AGENT_STATUS_PATH     "/cubeid.Agent/Status"
+#define AGENT_JWT_LEEWAY      30 /* seconds, ValidateJWTSVID */
+#define AGENT_SWEEP_MS        250
+
+/* Command-line settings: applied over the config file at start and again
+ * after every reload (NULL / -1 = not given). */
+struct agent_flags {
+	const char *config_file;
+	const char *socket_path;
+	const char *state_dir;
+	const char *token;
+	const char *pin_file;
+	const char *trust_domain;
+	const char *entries;
+	long x509_svid_ttl;
+	long jwt_svid_ttl;
+	int log_level;
+	bool dev;
+};
+
+struct svid_cache;
+struct worker_pool;
+struct wapi;
+
+struct agent {
+	cubeid_loop *loop;
+	grpc_server *grpc;
+	struct agent_flags flags;
+	struct agent_config *cfg; /* the config file with the flags over it */
+	struct attest_opts attest;
+	int listen_fd;
+	bool socket_activated;
+
+	cubeid_token *tok;
+	cubeid_ca *ca;
+	const char *td;      /* the CA's (borrowed) */
+	uint8_t *bundle_der; /* the X.509 bundle's certificates, DER, concatenated */
+	size_t bundle_der_len;
+	time_t ca_not_after;
+
+	/* the JWT signing keys (jwt.conf; immutable while workers may read
+	 * them) and the JWT bundle they publish */
+	cubeid_jwt_keys *jwt_keys;
+	char *jwks; /* the JWT bundle as JWKS JSON */
+	size_t jwks_len;
+	cubeid_jwt_bundle *jwt_bundle;
+
+	struct entry_set *entries;    /* from set.entries_path (may be NULL) */
+	struct entry_set dev_entries; /* --dev: the invoking user */
+	uint64_t generation;          /* bumped on every reload */
+
+	struct worker_pool *pool;
+	struct svid_cache *cache;
+	struct wapi *wapi;
+
+	time_t started;
+	uid_t uid;
+	bool stopping;
+};
+
+/* ---- worker pool (svid-cache.c) -------------------------------------- */
+/* run(arg) on a worker thread, then done(arg) on the loop thread. */
+int worker_pool_new(cubeid_loop *l, unsigned n, struct worker_pool **out);
+void worker_pool_free(struct worker_pool *p); /* joins the threads */
+int worker_submit(struct worker_pool *p, void (*run)(void *), void (*done)(void *), void *arg);
+
+/* ---- buffers that hold private keys ---------------------------------- */
+/* Page-backed memory, MADV_DONTDUMP and mlock'ed where allowed; wiped on
+ * free. */
+void *secbuf_alloc(size_t len);
+void secbuf_free(void *p, size_t len);
+
+/* ---- SVID cache (svid-cache.c) --------------------------------------- */
+
+/* One identity: an X.509-SVID for (entry name, SPIFFE ID). */
+struct x509_item {
+	char *key; /* "entry\nspiffe-id" */
+	char *spiffe_id;
+	char *entry_name;
+	char *hint;
+	char **dns;
+	size_t n_dns;
+	int64_t ttl;
+	/* the current SVID (NULL until the first mint) */
+	cubeid_x509_svid *svid;
+	uint8_t *chain_der; /* leaf then intermediates */
+	size_t chain_der_len;
+	uint8_t *key_der; /* PKCS#8 (secbuf) */
+	size_t key_der_len;
+	char serial[64]; /* hex */
+	int64_t not_after, rotate_at;
+	uint64_t version; /* bumped on each new SVID */
+	int last_err;     /* of the last mint, 0 if it worked */
+	bool minting;
+	unsigned refs;        /* holders (streams, pending calls) + the cache */
+	unsigned subscribers; /* open FetchX509SVID streams */
+	time_t last_used;
+	struct x509_item *next, *prev; /* LRU list, most recent first */
+};
+
+/* One JWT-SVID for (SPIFFE ID, sorted audiences). */
+struct jwt_item {
+	char *key;
+	char *spiffe_id;
+	char **aud;
+	size_t n_aud;
+	int64_t ttl;
+	char *token;
+	char jti[40];
+	int64_t iat, exp;
+	int last_err;
+	bool minting;
+	unsigned refs;
+	time_t last_used;
+	struct jwt_item *next, *prev;
+};
+
+int svid_cache_new(struct agent *a, struct svid_cache **out);
+/* Stop reporting mint results (before worker_pool_free()), then free. */
+void svid_cache_shutdown(struct svid_cache *c);
+void svid_cache_free(struct svid_cache *c);
+/*
+ * The item for (entry, id), created if new, with a reference for the
+ * caller (drop it with svid_cache_x509_put()).  Starts a mint when the item
+ * has no usable SVID or is due for rotation.  When it completes,
+ * wapi_x509_changed() runs on the loop thread.
+ */
+int svid_cache_x509_get(struct svid_cache *c, const struct reg_entry *e, const char *id,
+                        struct x509_item **out);
+void svid_cache_x509_put(struct svid_cache *c, struct x509_item *it);
+/* Whether it holds an SVID that is still valid now. */
+bool x509_item_ready(const struct x509_item *it);
+/* The same for JWT-SVIDs; aud is sorted and deduplicated by the cache.
+ * wapi_jwt_changed() runs when a mint completes. */
+int svid_cache_jwt_get(struct svid_cache *c, const char *id, const char *const *aud, size_t n_aud,
+                       int64_t ttl, struct jwt_item **out);
+void svid_cache_jwt_put(struct svid_cache *c, struct jwt_item *it);
+bool jwt_item_ready(const struct jwt_item *it);
+/* Counts and the earliest rotation among subscribed items (0 if none). */
+void svid_cache_stats(const struct svid_cache *c, size_t *n_x509, size_t *n_jwt,
+                      int64_t *next_rotation);
+/* Drop every cached SVID no one holds (after a reload). */
+void svid_cache_flush_unused(struct svid_cache *c);
+
+/* ---- Workload API (workload-api.c) ----------------------------------- */
+extern const struct grpc_method wapi_methods[];
+extern const size_t wapi_n_methods;
+int wapi_new(struct agent *a, struct wapi **out);
+void wapi_free(struct wapi *w);
+/* Called by the cache on the loop thread. */
+void wapi_x509_changed(struct wapi *w, struct x509_item *it);
+void wapi_jwt_changed(struct wapi *w, struct jwt_item *it);
+/* Entries or bundles changed: re-attest and resend every stream. */
+void wapi_refresh_all(struct wapi *w);
+/* End every stream with status (shutdown). */
+void wapi_finish_all(struct wapi *w, int status, const char *msg);
+unsigned wapi_streams(const struct wapi *w);
+
+/* ---- agent-main.c ---------------------------------------------------- */
+/* Matching entries of the file and of --dev, see entries_match(). */
+int agent_match(struct agent *a, const struct selector_set *sel, const struct reg_entry ***matched,
+                char ***ids, size_t *n);
+/* The status document served at AGENT_STATUS_PATH (caller frees). */
+int agent_status_json(struct agent *a, char **out);
+
+#endif

@@ -1,0 +1,849 @@
+/*
+ * The SVID cache: one X.509-SVID per (entry, SPIFFE ID), shared by every
+ * caller with that identity and renewed at its rotation time, and JWT-SVIDs
+ * per (SPIFFE ID, sorted audiences), reused until half their lifetime.
+ * Minting runs in a small worker pool; results come back to the loop
+ * thread through loop_post().  Both caches are bounded: items no one holds
+ * are evicted least recently used first, and a sweep timer drops items
+ * that have expired.
+ */
+#include "config.h"
+
+#include "agent/daemon.h"
+
+#include <cubeid/log.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+/* ------------------------------------------------------------ secbuf */
+
+void *
+secbuf_alloc(size_t len)
+{
+	void *p;
+
+	if (len == 0)
+		len = 1;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	(void)madvise(p, len, MADV_DONTDUMP);
+	(void)mlock(p, len); /* best effort: RLIMIT_MEMLOCK may forbid it */
+	return p;
+}
+
+void
+secbuf_free(void *p, size_t len)
+{
+	if (p == NULL)
+		return;
+	if (len == 0)
+		len = 1;
+	OPENSSL_cleanse(p, len);
+	(void)munlock(p, len);
+	munmap(p, len);
+}
+
+/* ------------------------------------------------------------ workers */
+
+struct job {
+	void (*run)(void *);
+	void (*done)(void *);
+	void *arg;
+	struct job *next;
+};
+
+struct worker_pool {
+	cubeid_loop *loop;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *head, *tail;
+	size_t queued;
+	bool stop;
+	pthread_t *threads;
+	unsigned n;
+};
+
+static void
+job_done_trampoline(void *arg)
+{
+	struct job *j = arg;
+
+	j->done(j->arg);
+	free(j);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker_pool *p = arg;
+	struct job *j;
+
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		while (p->head == NULL && !p->stop)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->head == NULL) {
+			pthread_mutex_unlock(&p->mu);
+			return NULL;
+		}
+		j = p->head;
+		p->head = j->next;
+		if (p->head == NULL)
+			p->tail = NULL;
+		p->queued--;
+		pthread_mutex_unlock(&p->mu);
+
+		j->run(j->arg);
+		if (loop_post(p->loop, job_done_trampoline, j) != 0) {
+			/* the loop is gone (shutdown): the result is dropped with
+			 * the job, done() still frees what it owns */
+			cubeid_warn("worker: could not post a result back to the loop");
+			j->done(j->arg);
+			free(j);
+		}
+	}
+}
+
+int
+worker_pool_new(cubeid_loop *l, unsigned n, struct worker_pool **out)
+{
+	struct worker_pool *p;
+	unsigned i;
+
+	*out = NULL;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return CUBEID_ERR_NOMEM;
+	if ((p->threads = calloc(n, sizeof(*p->threads))) == NULL) {
+		free(p);
+		return CUBEID_ERR_NOMEM;
+	}
+	p->loop = l;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	for (i = 0; i < n; i++) {
+		if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0)
+			break;
+		p->n++;
+	}
+	if (p->n == 0) {
+		worker_pool_free(p);
+		return CUBEID_ERR_IO;
+	}
+	*out = p;
+	return CUBEID_OK;
+}
+
+void
+worker_pool_free(struct worker_pool *p)
+{
+	unsigned i;
+	struct job *j;
+
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stop = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	for (i = 0; i < p->n; i++)
+		pthread_join(p->threads[i], NULL);
+	/* jobs never started: let done() free their arguments */
+	while ((j = p->head) != NULL) {
+		p->head = j->next;
+		j->done(j->arg);
+		free(j);
+	}
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	free(p->threads);
+	free(p);
+}
+
+int
+worker_submit(struct worker_pool *p, void (*run)(void *), void (*done)(void *), void *arg)
+{
+	struct job *j;
+
+	pthread_mutex_lock(&p->mu);
+	if (p->stop || p->queued >= AGENT_JOB_QUEUE_MAX) {
+		pthread_mutex_unlock(&p->mu);
+		return CUBEID_ERR_P11_BUSY;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return CUBEID_ERR_NOMEM;
+	j->run = run;
+	j->done = done;
+	j->arg = arg;
+	pthread_mutex_lock(&p->mu);
+	if (p->tail != NULL)
+		p->tail->next = j;
+	else
+		p->head = j;
+	p->tail = j;
+	p->queued++;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return CUBEID_OK;
+}
+
+/* ------------------------------------------------------------ cache */
+
+struct svid_cache {
+	struct agent *a;
+	struct x509_item *x_head, *x_tail; /* LRU, most recent first */
+	size_t n_x509;
+	struct jwt_item *j_head, *j_tail;
+	size_t n_jwt;
+	long sweep_timer;
+	bool closing;
+};
+
+static int64_t
+now_s(void)
+{
+	return (int64_t)time(NULL);
+}
+
+#define LRU_UNLINK(c, it, head, tail)                                                              \
+	do {                                                                                       \
+		if ((it)->prev != NULL)                                                            \
+			(it)->prev->next = (it)->next;                                             \
+		else                                                                               \
+			(c)->head = (it)->next;                                                    \
+		if ((it)->next != NULL)                                                            \
+			(it)->next->prev = (it)->prev;                                             \
+		else                                                                               \
+			(c)->tail = (it)->prev;                                                    \
+		(it)->next = (it)->prev = NULL;                                                    \
+	} while (0)
+
+#define LRU_PUSH(c, it, head, tail)                                                                \
+	do {                                                                                       \
+		(it)->prev = NULL;                                                                 \
+		(it)->next = (c)->head;                                                            \
+		if ((c)->head != NULL)                                                             \
+			(c)->head->prev = (it);                                                    \
+		(c)->head = (it);                                                                  \
+		if ((c)->tail == NULL)                                                             \
+			(c)->tail = (it);                                                          \
+	} while (0)
+
+static void
+x509_item_clear_svid(struct x509_item *it)
+{
+	cubeid_x509_svid_free(it->svid);
+	it->svid = NULL;
+	free(it->chain_der);
+	it->chain_der = NULL;
+	it->chain_der_len = 0;
+	secbuf_free(it->key_der, it->key_der_len);
+	it->key_der = NULL;
+	it->key_der_len = 0;
+}
+
+static void
+x509_item_free(struct x509_item *it)
+{
+	size_t i;
+
+	if (it == NULL)
+		return;
+	x509_item_clear_svid(it);
+	for (i = 0; i < it->n_dns; i++)
+		free(it->dns[i]);
+	free(it->dns);
+	free(it->key);
+	free(it->spiffe_id);
+	free(it->entry_name);
+	free(it->hint);
+	free(it);
+}
+
+static void
+jwt_item_free(struct jwt_item *it)
+{
+	size_t i;
+
+	if (it == NULL)
+		return;
+	for (i = 0; i < it->n_aud; i++)
+		free(it->aud[i]);
+	free(it->aud);
+	free(it->key);
+	free(it->spiffe_id);
+	if (it->token != NULL) {
+		OPENSSL_cleanse(it->token, strlen(it->token));
+		free(it->token);
+	}
+	free(it);
+}
+
+bool
+x509_item_ready(const struct x509_item *it)
+{
+	return it->svid != NULL && it->not_after > now_s();
+}
+
+bool
+jwt_item_ready(const struct jwt_item *it)
+{
+	/* reusable until half its lifetime has passed */
+	return it->token != NULL && now_s() < it->iat + (it->exp - it->iat) / 2;
+}
+
+/* ---- X.509 mint job ---- */
+
+struct x509_job {
+	struct svid_cache *c;
+	struct x509_item *it;
+	cubeid_ca *ca;
+	/* results */
+	int rc;
+	cubeid_x509_svid *svid;
+	uint8_t *chain_der;
+	size_t chain_der_len;
+	uint8_t *key_der;
+	size_t key_der_len;
+	char serial[64];
+};
+
+static int
+chain_to_der(STACK_OF(X509) * chain, uint8_t **out, size_t *len)
+{
+	uint8_t *buf = NULL, *p;
+	size_t total = 0;
+	int i, n;
+
+	*out = NULL;
+	*len = 0;
+	for (i = 0; i < sk_X509_num(chain); i++) {
+		if ((n = i2d_X509(sk_X509_value(chain, i), NULL)) <= 0)
+			return CUBEID_ERR_CRYPTO;
+		total += (size_t)n;
+	}
+	if (total == 0 || (buf = malloc(total)) == NULL)
+		return CUBEID_ERR_NOMEM;
+	p = buf;
+	for (i = 0; i < sk_X509_num(chain); i++)
+		if (i2d_X509(sk_X509_value(chain, i), &p) <= 0) {
+			free(buf);
+			return CUBEID_ERR_CRYPTO;
+		}
+	*out = buf;
+	*len = total;
+	return CUBEID_OK;
+}
+
+static void
+serial_hex(X509 *x, char *out, size_t size)
+{
+	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+	char *h = bn != NULL ? BN_bn2hex(bn) : NULL;
+
+	snprintf(out, size, "%s", h != NULL ? h : "?");
+	OPENSSL_free(h);
+	BN_free(bn);
+}
+
+static void
+x509_job_run(void *arg)
+{
+	struct x509_job *j = arg;
+	struct cubeid_svid_req req = {0};
+	cubeid_spiffe_id *id = NULL;
+	uint8_t *k = NULL;
+	size_t klen = 0;
+	int rc;
+
+	if ((rc = cubeid_spiffe_id_parse(j->it->spiffe_id, strlen(j->it->spiffe_id), &id, NULL)) !=
+	    CUBEID_OK)
+		goto out;
+	req.id = id;
+	req.dns = (const char *const *)j->it->dns;
+	req.n_dns = j->it->n_dns;
+	req.ttl = j->it->ttl;
+	req.policy = CUBEID_SVID_KEY_EXPORTABLE;
+	if ((rc = cubeid_x509_svid_mint(j->ca, &req, &j->svid)) != CUBEID_OK)
+		goto out;
+	if ((rc = chain_to_der(cubeid_x509_svid_chain(j->svid), &j->chain_der,
+	                       &j->chain_der_len)) != CUBEID_OK)
+		goto out;
+	if ((rc = cubeid_x509_svid_key_pkcs8_der(j->svid, &k, &klen)) != CUBEID_OK)
+		goto out;
+	if ((j->key_der = secbuf_alloc(klen)) == NULL) {
+		rc = CUBEID_ERR_NOMEM;
+		goto out;
+	}
+	memcpy(j->key_der, k, klen);
+	j->key_der_len = klen;
+	serial_hex(cubeid_x509_svid_leaf(j->svid), j->serial, sizeof(j->serial));
+out:
+	if (k != NULL) {
+		OPENSSL_cleanse(k, klen);
+		free(k);
+	}
+	cubeid_spiffe_id_free(id);
+	j->rc = rc;
+}
+
+static void
+x509_job_done(void *arg)
+{
+	struct x509_job *j = arg;
+	struct x509_item *it = j->it;
+	struct svid_cache *c = j->c;
+	int64_t rot;
+
+	it->minting = false;
+	it->last_err = j->rc;
+	if (j->rc == CUBEID_OK && !c->closing) {
+		x509_item_clear_svid(it);
+		it->svid = j->svid;
+		it->chain_der = j->chain_der;
+		it->chain_der_len = j->chain_der_len;
+		it->key_der = j->key_der;
+		it->key_der_len = j->key_der_len;
+		j->svid = NULL;
+		j->chain_der = NULL;
+		j->key_der = NULL;
+		memcpy(it->serial, j->serial, sizeof(it->serial));
+		it->not_after = cubeid_x509_svid_not_after(it->svid);
+		if (cubeid_rotation_time(cubeid_x509_svid_not_before(it->svid), it->not_after,
+		                         &rot) != CUBEID_OK)
+			rot = it->not_after;
+		it->rotate_at = rot;
+		it->version++;
+		cubeid_info("minted x509-svid spiffe_id=%s entry=%s serial=%s not_after=%lld "
+		            "rotate_at=%lld",
+		            it->spiffe_id, it->entry_name, it->serial, (long long)it->not_after,
+		            (long long)it->rotate_at);
+	} else if (j->rc != CUBEID_OK) {
+		cubeid_warn("minting x509-svid for %s failed: %s", it->spiffe_id,
+		            cubeid_strerror(j->rc));
+	}
+	cubeid_x509_svid_free(j->svid);
+	free(j->chain_der);
+	secbuf_free(j->key_der, j->key_der_len);
+	if (!c->closing && c->a->wapi != NULL)
+		wapi_x509_changed(c->a->wapi, it);
+	svid_cache_x509_put(c, it);
+	free(j);
+}
+
+static void
+x509_start_mint(struct svid_cache *c, struct x509_item *it)
+{
+	struct x509_job *j;
+	int rc;
+
+	if (it->minting)
+		return;
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		it->last_err = CUBEID_ERR_NOMEM;
+		return;
+	}
+	j->c = c;
+	j->it = it;
+	j->ca = c->a->ca;
+	it->refs++;
+	it->minting = true;
+	if ((rc = worker_submit(c->a->pool, x509_job_run, x509_job_done, j)) != CUBEID_OK) {
+		it->minting = false;
+		it->refs--;
+		it->last_err = rc;
+		free(j);
+	}
+}
+
+static void
+x509_evict_locked_out(struct svid_cache *c)
+{
+	struct x509_item *it, *prev;
+
+	/* least recently used first; only items no one holds */
+	for (it = c->x_tail; it != NULL && c->n_x509 > AGENT_X509_CACHE_MAX; it = prev) {
+		prev = it->prev;
+		if (it->refs > 1 || it->minting)
+			continue;
+		LRU_UNLINK(c, it, x_head, x_tail);
+		c->n_x509--;
+		x509_item_free(it);
+	}
+}
+
+int
+svid_cache_x509_get(struct svid_cache *c, const struct reg_entry *e, const char *id,
+                    struct x509_item **out)
+{
+	struct x509_item *it;
+	size_t klen, i;
+	char *key;
+
+	*out = NULL;
+	klen = strlen(e->name) + 1 + strlen(id) + 1;
+	if ((key = malloc(klen)) == NULL)
+		return CUBEID_ERR_NOMEM;
+	snprintf(key, klen, "%s\n%s", e->name, id);
+	for (it = c->x_head; it != NULL; it = it->next)
+		if (strcmp(it->key, key) == 0)
+			break;
+	if (it != NULL) {
+		free(key);
+		LRU_UNLINK(c, it, x_head, x_tail);
+	} else {
+		if ((it = calloc(1, sizeof(*it))) == NULL) {
+			free(key);
+			return CUBEID_ERR_NOMEM;
+		}
+		it->key = key;
+		it->refs = 1; /* the cache's */
+		if ((it->spiffe_id = strdup(id)) == NULL ||
+		    (it->entry_name = strdup(e->name)) == NULL)
+			goto nomem;
+		if (e->hint != NULL && (it->hint = strdup(e->hint)) == NULL)
+			goto nomem;
+		for (i = 0; e->dns != NULL && e->dns[i] != NULL; i++)
+			;
+		if (i > 0) {
+			if ((it->dns = calloc(i, sizeof(*it->dns))) == NULL)
+				goto nomem;
+			for (it->n_dns = 0; it->n_dns < i; it->n_dns++)
+				if ((it->dns[it->n_dns] = strdup(e->dns[it->n_dns])) == NULL)
+					goto nomem;
+		}
+		it->ttl = e->x509_ttl > 0 ? e->x509_ttl : c->a->cfg->x509_svid_ttl;
+		c->n_x509++;
+	}
+	LRU_PUSH(c, it, x_head, x_tail);
+	it->last_used = time(NULL);
+	it->refs++;
+	if (!x509_item_ready(it) || now_s() >= it->rotate_at)
+		x509_start_mint(c, it);
+	x509_evict_locked_out(c);
+	*out = it;
+	return CUBEID_OK;
+nomem:
+	x509_item_free(it);
+	return CUBEID_ERR_NOMEM;
+}
+
+void
+svid_cache_x509_put(struct svid_cache *c, struct x509_item *it)
+{
+	(void)c;
+	if (it == NULL)
+		return;
+	if (--it->refs == 0)
+		x509_item_free(it); /* already out of the cache */
+}
+
+/* ---- JWT ---- */
+
+struct jwt_job {
+	struct svid_cache *c;
+	struct jwt_item *it;
+	struct agent *a;
+	int rc;
+	char *token;
+	char jti[40];
+	int64_t iat;
+};
+
+static void
+jwt_job_run(void *arg)
+{
+	struct jwt_job *j = arg;
+	cubeid_spiffe_id *id = NULL;
+	uint8_t rnd[16];
+	size_t i;
+	int rc;
+
+	if ((rc = cubeid_spiffe_id_parse(j->it->spiffe_id, strlen(j->it->spiffe_id), &id, NULL)) !=
+	    CUBEID_OK)
+		goto out;
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		rc = CUBEID_ERR_CRYPTO;
+		goto out;
+	}
+	for (i = 0; i < sizeof(rnd); i++)
+		snprintf(j->jti + 2 * i, 3, "%02x", rnd[i]);
+	j->iat = now_s();
+	rc = cubeid_jwt_keys_mint(j->a->jwt_keys, j->a->tok, j->iat, CUBEID_SIG_NONE, id,
+	                          (const char *const *)j->it->aud, j->it->n_aud, j->it->ttl, j->jti,
+	                          &j->token);
+out:
+	cubeid_spiffe_id_free(id);
+	j->rc = rc;
+}
+
+static void
+jwt_job_done(void *arg)
+{
+	struct jwt_job *j = arg;
+	struct jwt_item *it = j->it;
+	struct svid_cache *c = j->c;
+
+	it->minting = false;
+	it->last_err = j->rc;
+	if (j->rc == CUBEID_OK && !c->closing) {
+		if (it->token != NULL) {
+			OPENSSL_cleanse(it->token, strlen(it->token));
+			free(it->token);
+		}
+		it->token = j->token;
+		j->token = NULL;
+		memcpy(it->jti, j->jti, sizeof(it->jti));
+		it->iat = j->iat;
+		it->exp = j->iat + it->ttl;
+	} else if (j->rc != CUBEID_OK) {
+		cubeid_warn("minting jwt-svid for %s failed: %s", it->spiffe_id,
+		            cubeid_strerror(j->rc));
+	}
+	free(j->token);
+	if (!c->closing && c->a->wapi != NULL)
+		wapi_jwt_changed(c->a->wapi, it);
+	svid_cache_jwt_put(c, it);
+	free(j);
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int
+svid_cache_jwt_get(struct svid_cache *c, const char *id, const char *const *aud, size_t n_aud,
+                   int64_t ttl, struct jwt_item **out)
+{
+	const char *sorted[AGENT_JWT_AUD_MAX];
+	struct jwt_item *it, *prev;
+	struct jwt_job *j;
+	size_t i, n = 0, klen;
+	char *key = NULL, *p;
+	int rc;
+
+	*out = NULL;
+	if (n_aud == 0 || n_aud > AGENT_JWT_AUD_MAX)
+		return CUBEID_ERR_INVALID_ARG;
+	for (i = 0; i < n_aud; i++)
+		sorted[i] = aud[i];
+	qsort(sorted, n_aud, sizeof(sorted[0]), cmp_str);
+	klen = strlen(id) + 2;
+	for (i = 0; i < n_aud; i++) {
+		if (i > 0 && strcmp(sorted[i], sorted[n - 1]) == 0)
+			continue;
+		sorted[n++] = sorted[i];
+		klen += strlen(sorted[i]) + 1;
+	}
+	if ((key = malloc(klen)) == NULL)
+		return CUBEID_ERR_NOMEM;
+	p = key + sprintf(key, "%s", id);
+	for (i = 0; i < n; i++)
+		p += sprintf(p, "\n%s", sorted[i]);
+	for (it = c->j_head; it != NULL; it = it->next)
+		if (strcmp(it->key, key) == 0 && it->ttl == ttl)
+			break;
+	if (it != NULL) {
+		free(key);
+		LRU_UNLINK(c, it, j_head, j_tail);
+	} else {
+		if ((it = calloc(1, sizeof(*it))) == NULL) {
+			free(key);
+			return CUBEID_ERR_NOMEM;
+		}
+		it->key = key;
+		it->refs = 1;
+		it->ttl = ttl;
+		if ((it->spiffe_id = strdup(id)) == NULL ||
+		    (it->aud = calloc(n, sizeof(*it->aud))) == NULL) {
+			jwt_item_free(it);
+			return CUBEID_ERR_NOMEM;
+		}
+		for (it->n_aud = 0; it->n_aud < n; it->n_aud++)
+			if ((it->aud[it->n_aud] = strdup(sorted[it->n_aud])) == NULL) {
+				jwt_item_free(it);
+				return CUBEID_ERR_NOMEM;
+			}
+		c->n_jwt++;
+	}
+	LRU_PUSH(c, it, j_head, j_tail);
+	it->last_used = time(NULL);
+	it->refs++;
+	if (!jwt_item_ready(it) && !it->minting) {
+		if ((j = calloc(1, sizeof(*j))) == NULL) {
+			it->last_err = CUBEID_ERR_NOMEM;
+		} else {
+			j->c = c;
+			j->it = it;
+			j->a = c->a;
+			it->refs++;
+			it->minting = true;
+			if ((rc = worker_submit(c->a->pool, jwt_job_run, jwt_job_done, j)) !=
+			    CUBEID_OK) {
+				it->minting = false;
+				it->refs--;
+				it->last_err = rc;
+				free(j);
+			}
+		}
+	}
+	for (it = c->j_tail; it != NULL && c->n_jwt > AGENT_JWT_CACHE_MAX; it = prev) {
+		prev = it->prev;
+		if (it->refs > 1 || it->minting)
+			continue;
+		LRU_UNLINK(c, it, j_head, j_tail);
+		c->n_jwt--;
+		jwt_item_free(it);
+	}
+	*out = c->j_head;
+	return CUBEID_OK;
+}
+
+void
+svid_cache_jwt_put(struct svid_cache *c, struct jwt_item *it)
+{
+	(void)c;
+	if (it == NULL)
+		return;
+	if (--it->refs == 0)
+		jwt_item_free(it);
+}
+
+/* ---- sweep: rotation of watched SVIDs, expiry of the rest ---- */
+
+static long
+sweep(cubeid_loop *l, void *arg)
+{
+	struct svid_cache *c = arg;
+	struct x509_item *it, *next;
+	struct jwt_item *jt, *jnext;
+	int64_t now = now_s();
+
+	(void)l;
+	for (it = c->x_head; it != NULL; it = next) {
+		next = it->next;
+		if (it->subscribers > 0) {
+			/* watched: renew on time, and retry a failed mint */
+			if (!it->minting && (it->svid == NULL || now >= it->rotate_at))
+				x509_start_mint(c, it);
+			continue;
+		}
+		if (it->refs == 1 && !it->minting && (it->svid == NULL || now >= it->not_after)) {
+			LRU_UNLINK(c, it, x_head, x_tail);
+			c->n_x509--;
+			x509_item_free(it);
+		}
+	}
+	for (jt = c->j_head; jt != NULL; jt = jnext) {
+		jnext = jt->next;
+		if (jt->refs == 1 && !jt->minting && (jt->token == NULL || now >= jt->exp)) {
+			LRU_UNLINK(c, jt, j_head, j_tail);
+			c->n_jwt--;
+			jwt_item_free(jt);
+		}
+	}
+	return AGENT_SWEEP_MS;
+}
+
+int
+svid_cache_new(struct agent *a, struct svid_cache **out)
+{
+	struct svid_cache *c;
+
+	*out = NULL;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return CUBEID_ERR_NOMEM;
+	c->a = a;
+	if ((c->sweep_timer = loop_timer_add(a->loop, AGENT_SWEEP_MS, sweep, c)) <= 0) {
+		free(c);
+		return CUBEID_ERR_NOMEM;
+	}
+	*out = c;
+	return CUBEID_OK;
+}
+
+void
+svid_cache_flush_unused(struct svid_cache *c)
+{
+	struct x509_item *it, *next;
+	struct jwt_item *jt, *jnext;
+
+	for (it = c->x_head; it != NULL; it = next) {
+		next = it->next;
+		if (it->refs == 1 && !it->minting) {
+			LRU_UNLINK(c, it, x_head, x_tail);
+			c->n_x509--;
+			x509_item_free(it);
+		}
+	}
+	for (jt = c->j_head; jt != NULL; jt = jnext) {
+		jnext = jt->next;
+		if (jt->refs == 1 && !jt->minting) {
+			LRU_UNLINK(c, jt, j_head, j_tail);
+			c->n_jwt--;
+			jwt_item_free(jt);
+		}
+	}
+}
+
+void
+svid_cache_shutdown(struct svid_cache *c)
+{
+	if (c != NULL)
+		c->closing = true;
+}
+
+void
+svid_cache_free(struct svid_cache *c)
+{
+	struct x509_item *it, *next;
+	struct jwt_item *jt, *jnext;
+
+	if (c == NULL)
+		return;
+	/* the worker pool is already joined: nothing is minting any more */
+	c->closing = true;
+	loop_timer_del(c->a->loop, c->sweep_timer);
+	for (it = c->x_head; it != NULL; it = next) {
+		next = it->next;
+		it->next = it->prev = NULL;
+		svid_cache_x509_put(c, it);
+	}
+	for (jt = c->j_head; jt != NULL; jt = jnext) {
+		jnext = jt->next;
+		jt->next = jt->prev = NULL;
+		svid_cache_jwt_put(c, jt);
+	}
+	free(c);
+}
+
+void
+svid_cache_stats(const struct svid_cache *c, size_t *n_x509, size_t *n_jwt, int64_t *next_rotation)
+{
+	const struct x509_item *it;
+	int64_t next = 0;
+
+	for (it = c->x_head; it != NULL; it = it->next)
+		if (it->subscribers > 0 && it->svid != NULL && (next == 0 || it->rotate_at < next))
+			next = it->rotate_at;
+	if (n_x509 != NULL)
+		*n_x509 = c->n_x509;
+	if (n_jwt != NULL)
+		*n_jwt = c->n_jwt;
+	if (next_rotation != NULL)
+		*next_rotation = next;
+}

@@ -1,0 +1,457 @@
+/*
+ * The commands that talk to a running cubeid-agent over its Workload API
+ * socket (libcubeid's client, <cubeid/workloadapi.h>): `svid fetch`,
+ * `jwt fetch`, `bundle fetch` (listed in the svid, jwt and bundle groups'
+ * tables) and the `status` group.
+ *
+ * `cubeid status` calls cubeid.Agent/Status on the same socket: an empty
+ * request, a response with one field (`string json = 1`) holding the
+ * status document.  The agent answers only root and its own uid.
+ */
+#include "config.h"
+
+#include "agent/tool.h"
+
+#include <cubeid/ca.h>
+#include <cubeid/workloadapi.h>
+#include <cubeid/x509svid.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+TOOL_GROUP_DECLARE(status);
+
+#define STATUS_PATH     "/cubeid.Agent/Status"
+#define STATUS_JSON_MAX (64 * 1024)
+
+#define SOCKET_OPT                                                                                 \
+	{                                                                                          \
+		"socket", 0, "S", "the agent's socket (default: $SPIFFE_ENDPOINT_SOCKET)"          \
+	}
+
+const struct tool_opt tool_agent_svid_fetch_opts[] = {
+        SOCKET_OPT,
+        {"out", 'o', "DIR", "directory for svid.pem, svid_key.pem, svid_bundle.pem (default .)"},
+        {"no-security-header", 0, NULL, "omit the workload.spiffe.io header (for tests)"},
+        {0},
+};
+const struct tool_opt tool_agent_jwt_fetch_opts[] = {
+        SOCKET_OPT,
+        {"aud", 'a', "AUD", "the audience (required)"},
+        {"spiffe-id", 'i', "ID", "only this identity of the caller"},
+        {0},
+};
+const struct tool_opt tool_agent_jwt_validate_opts[] = {
+        SOCKET_OPT,
+        {"aud", 'a', "AUD", "the audience the token must carry (required)"},
+        {0},
+};
+const struct tool_opt tool_agent_bundle_fetch_opts[] = {
+        SOCKET_OPT,
+        {"format", 'f', "FORMAT", "pem (X.509 authorities, the default) or jwks (JWT keys)"},
+        {"out", 'o', "FILE", "write to FILE instead of standard output"},
+        {0},
+};
+
+static const char *
+grpc_code_name(int code)
+{
+	static const char *const names[] = {
+	        "OK",
+	        "Canceled",
+	        "Unknown",
+	        "InvalidArgument",
+	        "DeadlineExceeded",
+	        "NotFound",
+	        "AlreadyExists",
+	        "PermissionDenied",
+	        "ResourceExhausted",
+	        "FailedPrecondition",
+	        "Aborted",
+	        "OutOfRange",
+	        "Unimplemented",
+	        "Internal",
+	        "Unavailable",
+	        "DataLoss",
+	        "Unauthenticated",
+	};
+
+	if (code >= 0 && (size_t)code < sizeof(names) / sizeof(names[0]))
+		return names[code];
+	return "none";
+}
+
+/* Print why a call failed, with the gRPC code by name (scripts match it). */
+static int
+rpc_fail(int rc, const char *what, const struct cubeid_wl_status *st)
+{
+	if (st->code > 0)
+		tool_err("%s: code=%s: %s", what, grpc_code_name(st->code), st->message);
+	else
+		tool_err("%s: %s%s%s", what, cubeid_strerror(rc), st->message[0] ? ": " : "",
+		         st->message);
+	return tool_exit_code(rc);
+}
+
+static void
+wl_opts(const struct tool_ctx *c, struct cubeid_wl_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->socket = tool_opt(c, "socket");
+	for (const struct tool_opt *opt = c->cmd->opts; opt != NULL && opt->name != NULL; opt++)
+		if (strcmp(opt->name, "no-security-header") == 0)
+			o->no_security_header = tool_flag(c, "no-security-header");
+}
+
+/* DER certificates, concatenated, as PEM (caller frees). */
+static int
+der_certs_to_pem(const uint8_t *der, size_t len, char **out, size_t *out_len)
+{
+	STACK_OF(X509) *certs = NULL;
+	int rc;
+
+	*out = NULL;
+	if ((rc = cubeid_x509_chain_parse(der, len, CUBEID_X509_BUNDLE_MAX,
+	                                  CUBEID_X509_BUNDLE_CERTS, &certs)) != CUBEID_OK)
+		return rc;
+	rc = cubeid_x509_chain_to_pem(certs, out, out_len);
+	sk_X509_pop_free(certs, X509_free);
+	return rc;
+}
+
+/* PKCS#8 DER as "PRIVATE KEY" PEM (caller wipes and frees). */
+static int
+pkcs8_to_pem(const uint8_t *der, size_t len, char **out, size_t *out_len)
+{
+	const unsigned char *p = der;
+	PKCS8_PRIV_KEY_INFO *p8;
+	BIO *b = NULL;
+	char *data, *s = NULL;
+	long n;
+	int rc = CUBEID_ERR_CRYPTO;
+
+	*out = NULL;
+	if ((p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len)) == NULL || p != der + len)
+		goto out;
+	if ((b = BIO_new(BIO_s_secmem())) == NULL || !PEM_write_bio_PKCS8_PRIV_KEY_INFO(b, p8))
+		goto out;
+	if ((n = BIO_get_mem_data(b, &data)) <= 0 || (s = malloc((size_t)n + 1)) == NULL) {
+		rc = CUBEID_ERR_NOMEM;
+		goto out;
+	}
+	memcpy(s, data, (size_t)n);
+	s[n] = '\0';
+	*out = s;
+	*out_len = (size_t)n;
+	rc = CUBEID_OK;
+out:
+	BIO_free(b);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	return rc;
+}
+
+static int
+join_path(const char *dir, const char *name, char **out)
+{
+	if (asprintf(out, "%s/%s", dir, name) < 0) {
+		*out = NULL;
+		return CUBEID_ERR_NOMEM;
+	}
+	return CUBEID_OK;
+}
+
+int
+tool_agent_svid_fetch(struct tool_ctx *c)
+{
+	const char *dir = tool_opt(c, "out") != NULL ? tool_opt(c, "out") : ".";
+	struct cubeid_wl_status st;
+	struct cubeid_wl_opts o;
+	struct cubeid_wl_x509 *x = NULL;
+	const struct cubeid_wl_x509svid *s;
+	char *cert = NULL, *key = NULL, *bundle = NULL, *path = NULL;
+	size_t cert_len = 0, key_len = 0, bundle_len = 0;
+	int rc;
+
+	wl_opts(c, &o);
+	if ((rc = cubeid_wl_fetch_x509(&o, &x, &st)) != CUBEID_OK)
+		return rpc_fail(rc, "FetchX509SVID", &st);
+	if (x->n_svids == 0) {
+		tool_err("FetchX509SVID: the agent sent no SVID");
+		rc = CUBEID_ERR_PROTOCOL;
+		goto out;
+	}
+	s = &x->svids[0];
+	if ((rc = der_certs_to_pem(s->cert_chain, s->cert_chain_len, &cert, &cert_len)) !=
+	            CUBEID_OK ||
+	    (rc = der_certs_to_pem(s->bundle, s->bundle_len, &bundle, &bundle_len)) != CUBEID_OK ||
+	    (rc = pkcs8_to_pem(s->key, s->key_len, &key, &key_len)) != CUBEID_OK) {
+		tool_err("FetchX509SVID: malformed SVID from the agent: %s", cubeid_strerror(rc));
+		goto out;
+	}
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		rc = CUBEID_ERR_IO;
+		tool_err("cannot create %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	/* the key first: a reader that sees the new certificate finds its key */
+	if ((rc = join_path(dir, "svid_key.pem", &path)) != CUBEID_OK ||
+	    (rc = cubeid_atomic_write(path, key, key_len, 0600)) != CUBEID_OK)
+		goto werr;
+	free(path);
+	if ((rc = join_path(dir, "svid.pem", &path)) != CUBEID_OK ||
+	    (rc = cubeid_atomic_write(path, cert, cert_len, 0644)) != CUBEID_OK)
+		goto werr;
+	free(path);
+	if ((rc = join_path(dir, "svid_bundle.pem", &path)) != CUBEID_OK ||
+	    (rc = cubeid_atomic_write(path, bundle, bundle_len, 0644)) != CUBEID_OK)
+		goto werr;
+	if (!c->quiet)
+		printf("%s\n", s->spiffe_id);
+	goto out;
+werr:
+	tool_err("cannot write %s: %s", path != NULL ? path : dir, cubeid_strerror(rc));
+out:
+	free(path);
+	free(cert);
+	free(bundle);
+	if (key != NULL) {
+		OPENSSL_cleanse(key, key_len);
+		free(key);
+	}
+	cubeid_wl_x509_free(x);
+	return tool_exit_code(rc);
+}
+
+int
+tool_agent_jwt_fetch(struct tool_ctx *c)
+{
+	const char *aud = tool_opt(c, "aud");
+	struct cubeid_wl_status st;
+	struct cubeid_wl_opts o;
+	struct cubeid_wl_jwt *j = NULL;
+	size_t i;
+	int rc;
+
+	if (aud == NULL)
+		return tool_usage_error(c, "--aud is required");
+	wl_opts(c, &o);
+	if ((rc = cubeid_wl_fetch_jwt(&o, &aud, 1, tool_opt(c, "spiffe-id"), &j, &st)) != CUBEID_OK)
+		return rpc_fail(rc, "FetchJWTSVID", &st);
+	for (i = 0; i < j->n; i++) {
+		if (c->verbose > 0)
+			fprintf(stderr, "%s\n", j->svids[i].spiffe_id);
+		printf("%s\n", j->svids[i].token);
+	}
+	cubeid_wl_jwt_free(j);
+	return TOOL_EXIT_OK;
+}
+
+int
+tool_agent_jwt_validate(struct tool_ctx *c)
+{
+	const char *aud = tool_opt(c, "aud");
+	struct cubeid_wl_status st;
+	struct cubeid_wl_opts o;
+	struct cubeid_wl_validated *v = NULL;
+	int rc;
+
+	if (aud == NULL || c->argc != 1)
+		return tool_usage_error(c, "TOKEN and --aud are required");
+	wl_opts(c, &o);
+	if ((rc = cubeid_wl_validate_jwt(&o, c->argv[0], aud, &v, &st)) != CUBEID_OK)
+		return rpc_fail(rc, "ValidateJWTSVID", &st);
+	printf("%s\n%s\n", v->spiffe_id, v->claims_json != NULL ? v->claims_json : "{}");
+	cubeid_wl_validated_free(v);
+	return TOOL_EXIT_OK;
+}
+
+int
+tool_agent_bundle_fetch(struct tool_ctx *c)
+{
+	const char *fmt = tool_opt(c, "format") != NULL ? tool_opt(c, "format") : "pem";
+	struct cubeid_wl_status st;
+	struct cubeid_wl_opts o;
+	struct cubeid_wl_bundles *b = NULL;
+	char *pem = NULL;
+	size_t i, len = 0;
+	int rc;
+	bool jwks;
+
+	if (strcmp(fmt, "pem") == 0)
+		jwks = false;
+	else if (strcmp(fmt, "jwks") == 0)
+		jwks = true;
+	else
+		return tool_usage_error(c, "--format is pem or jwks, not '%s'", fmt);
+	wl_opts(c, &o);
+	rc = jwks ? cubeid_wl_fetch_jwt_bundles(&o, &b, &st)
+	          : cubeid_wl_fetch_x509_bundles(&o, &b, &st);
+	if (rc != CUBEID_OK)
+		return rpc_fail(rc, jwks ? "FetchJWTBundles" : "FetchX509Bundles", &st);
+	for (i = 0; i < b->n; i++) {
+		if (c->verbose > 0)
+			fprintf(stderr, "%s\n", b->v[i].trust_domain);
+		if (jwks) {
+			rc = tool_write_out(tool_opt(c, "out"), b->v[i].data, b->v[i].len);
+			if (rc == CUBEID_OK && tool_opt(c, "out") == NULL)
+				printf("\n");
+		} else {
+			if ((rc = der_certs_to_pem(b->v[i].data, b->v[i].len, &pem, &len)) !=
+			    CUBEID_OK) {
+				tool_err("malformed bundle for %s", b->v[i].trust_domain);
+				break;
+			}
+			rc = tool_write_out(tool_opt(c, "out"), pem, len);
+			free(pem);
+			pem = NULL;
+		}
+		if (rc != CUBEID_OK)
+			break;
+	}
+	cubeid_wl_bundles_free(b);
+	return tool_exit_code(rc);
+}
+
+/* ------------------------------------------------------------ status */
+
+struct status_buf {
+	char *json;
+};
+
+static int
+status_msg(const uint8_t *msg, size_t len, void *arg)
+{
+	struct status_buf *sb = arg;
+	size_t i = 0, n = 0;
+	unsigned shift = 0;
+
+	/* field 1, wire type 2: a varint length, then the JSON */
+	if (len < 2 || msg[i++] != 0x0a)
+		return CUBEID_ERR_PROTOCOL;
+	while (i < len && shift < 35) {
+		n |= (size_t)(msg[i] & 0x7f) << shift;
+		shift += 7;
+		if ((msg[i++] & 0x80) == 0)
+			break;
+	}
+	if (n > STATUS_JSON_MAX || n != len - i || sb->json != NULL)
+		return CUBEID_ERR_PROTOCOL;
+	if ((sb->json = malloc(n + 1)) == NULL)
+		return CUBEID_ERR_NOMEM;
+	memcpy(sb->json, msg + i, n);
+	sb->json[n] = '\0';
+	return 0;
+}
+
+static void
+print_time(const char *label, json_t *v)
+{
+	time_t t = (time_t)json_integer_value(v);
+	char buf[64];
+	struct tm tm;
+
+	if (t <= 0 || gmtime_r(&t, &tm) == NULL) {
+		printf("%-16s -\n", label);
+		return;
+	}
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	printf("%-16s %s\n", label, buf);
+}
+
+static int
+status_show(struct tool_ctx *c)
+{
+	struct cubeid_wl_status st;
+	struct cubeid_wl_opts o;
+	struct status_buf sb = {0};
+	json_t *j;
+	int rc;
+
+	wl_opts(c, &o);
+	rc = cubeid_wl_call(&o, STATUS_PATH, NULL, 0, status_msg, &sb, NULL, &st);
+	if (rc != CUBEID_OK) {
+		free(sb.json);
+		return rpc_fail(rc, "cubeid.Agent/Status", &st);
+	}
+	if (sb.json == NULL || (j = json_loads(sb.json, 0, NULL)) == NULL) {
+		free(sb.json);
+		tool_err("cubeid.Agent/Status: no status document in the answer");
+		return TOOL_EXIT_FAILURE;
+	}
+	if (tool_flag(c, "json")) {
+		printf("%s\n", sb.json);
+	} else {
+		json_t *tok = json_object_get(j, "token"), *ca = json_object_get(j, "ca");
+
+		printf("%-16s %s%s\n", "agent", json_string_value(json_object_get(j, "version")),
+		       json_is_true(json_object_get(j, "dev")) ? " (DEVELOPMENT MODE)" : "");
+		printf("%-16s %s\n", "trust domain",
+		       json_string_value(json_object_get(j, "trust_domain")));
+		printf("%-16s %s (serial %s) %s\n", "token",
+		       json_string_value(json_object_get(tok, "label")),
+		       json_string_value(json_object_get(tok, "serial")),
+		       json_is_true(json_object_get(tok, "healthy")) ? "healthy" : "UNHEALTHY");
+		printf("%-16s %s\n", "ca",
+		       json_is_true(json_object_get(ca, "root")) ? "root" : "intermediate");
+		print_time("ca expires", json_object_get(ca, "not_after"));
+		printf("%-16s %lld\n", "entries",
+		       (long long)json_integer_value(json_object_get(j, "entries")));
+		printf("%-16s %lld (%lld streams)\n", "clients",
+		       (long long)json_integer_value(json_object_get(j, "clients")),
+		       (long long)json_integer_value(json_object_get(j, "streams")));
+		printf("%-16s %lld x509, %lld jwt\n", "svids cached",
+		       (long long)json_integer_value(json_object_get(j, "x509_svids_cached")),
+		       (long long)json_integer_value(json_object_get(j, "jwt_svids_cached")));
+		print_time("next rotation", json_object_get(j, "next_rotation"));
+	}
+	json_decref(j);
+	free(sb.json);
+	return TOOL_EXIT_OK;
+}
+
+static const struct tool_opt status_opts[] = {
+        SOCKET_OPT,
+        {"json", 0, NULL, "print the status document as JSON"},
+        {0},
+};
+
+const struct tool_cmd tool_status_cmds[] = {
+        {"show", "[--socket S] [--json]",
+         "show a running agent's health (also plain 'cubeid status')",
+         "Asks the agent on its socket (the cubeid.Agent/Status method): the token's\n"
+         "label and health, the CA and its expiry, the number of entries, connected\n"
+         "clients and open streams, cached SVIDs and the next rotation.  The agent\n"
+         "answers only root and its own user.",
+         status_opts, 0, status_show},
+        {0},
+};
+
+int
+tool_status(int argc, char **argv)
+{
+	char *v[64];
+	int i;
+
+	/* `cubeid status [options]` is `cubeid status show [options]` */
+	if (argc >= 2 && argv[1][0] != '-')
+		return tool_dispatch("status", tool_status_cmds, argc, argv);
+	if (argc > 62) {
+		tool_err("too many arguments");
+		return TOOL_EXIT_USAGE;
+	}
+	v[0] = argv[0];
+	v[1] = (char *)"show";
+	for (i = 1; i < argc; i++)
+		v[i + 1] = argv[i];
+	v[argc + 1] = NULL;
+	return tool_dispatch("status", tool_status_cmds, argc + 1, v);
+}
