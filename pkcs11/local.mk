@@ -38,4 +38,4 @@ TESTS += tests/test-pkcs11-faults
 
 # The token layer's documentation, and the probe that measured the libp11
 # facts in it (built and run by hand, as its header says).
-EXTRA_DIST += docs/pkcs11.md tests/probes/libp11-probe.c
+EXTRA_DIST += docs/pkcs11.md tests/probes/libp11-probe.c tests/probes/p11-close-race.c
