@@ -43,6 +43,48 @@ libagent_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_C
 libagent_la_LIBADD = libcubeid.la $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) \
 	$(OPENSSL_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
+# The event loop and the gRPC server (issue 4).
+libagent_la_SOURCES += agent/loop.c agent/grpc-server.c
+
+# The SPIFFE Workload API messages, compiled by protoc-c into the build tree:
+# agent/workload.pb-c.[ch] and google/protobuf/struct.pb-c.[ch] (found
+# through -I$(top_builddir)).  They go into libcubeid, which the client
+# needs and the agent links.
+EXTRA_DIST += agent/workload.proto
+PROTO_GEN = agent/workload.pb-c.c agent/workload.pb-c.h \
+	google/protobuf/struct.pb-c.c google/protobuf/struct.pb-c.h
+BUILT_SOURCES = $(PROTO_GEN)
+CLEANFILES += $(PROTO_GEN)
+nodist_libcubeid_la_SOURCES = $(PROTO_GEN)
+
+agent/workload.pb-c.h: agent/workload.pb-c.c
+agent/workload.pb-c.c: $(srcdir)/agent/workload.proto
+	$(AM_V_GEN)$(MKDIR_P) agent && \
+		$(PROTOC_C) -I$(srcdir)/agent -I$(PROTO_INCLUDE) --c_out=agent $(srcdir)/agent/workload.proto
+google/protobuf/struct.pb-c.h: google/protobuf/struct.pb-c.c
+google/protobuf/struct.pb-c.c: $(PROTO_INCLUDE)/google/protobuf/struct.proto
+	$(AM_V_GEN)$(MKDIR_P) google/protobuf && \
+		$(PROTOC_C) -I$(PROTO_INCLUDE) --c_out=. google/protobuf/struct.proto
+
+# Unit tests of the loop and of the gRPC server driven by libcubeid's client.
+check_PROGRAMS += tests/test-loop tests/test-grpc
+tests_test_loop_SOURCES = tests/test-loop.c
+tests_test_loop_CFLAGS = $(TEST_CFLAGS)
+tests_test_loop_LDADD = libagent.la $(TEST_LIBS)
+tests_test_grpc_SOURCES = tests/test-grpc.c
+tests_test_grpc_CFLAGS = $(TEST_CFLAGS)
+tests_test_grpc_LDADD = libagent.la $(TEST_LIBS)
+TESTS += tests/test-loop tests/test-grpc
+
+# A small gRPC server with canned, well-formed Workload API answers, for the
+# interop test with go-spiffe's client (grpc-go): tests/grpc-interop.sh.
+check_PROGRAMS += tests/grpc-toy-server
+tests_grpc_toy_server_SOURCES = tests/grpc-toy-server.c
+tests_grpc_toy_server_CFLAGS = $(TEST_CFLAGS)
+tests_grpc_toy_server_LDADD = libagent.la $(TEST_LIBS)
+TESTS += tests/grpc-interop.sh
+EXTRA_DIST += tests/grpc-interop.sh
+
 # Workload attestation, the config file and registration entries (issue 4):
 # selectors, kernel facts and pod metadata, YAML via libyaml.
 libagent_la_SOURCES += agent/selectors.c agent/attest.c agent/attest-k8s.c \

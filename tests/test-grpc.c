@@ -1,0 +1,652 @@
+/*
+ * The agent's gRPC server (agent/grpc-server.c), driven by libcubeid's
+ * Workload API client: unary and streaming calls, status and grpc-message,
+ * unknown methods, size limits, cancellation freeing the server's call,
+ * 100 concurrent streams, a slow client's backlog, and garbage on the
+ * socket.  The server runs its loop in a thread on a socket in a temp dir.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cubeid/workloadapi.h>
+
+#include "agent/agent.h"
+#include "agent/workload.pb-c.h"
+#include "tests/harness.h"
+
+/* ------------------------------------------------------------- toy handlers */
+
+static atomic_int live_calls;   /* stream calls the server holds */
+static atomic_int closed_calls; /* on_close runs */
+static size_t flood_size;       /* FetchX509SVID message padding (slow-client test) */
+
+static bool
+has_security_header(grpc_call *c)
+{
+	const char *v = grpc_call_metadata(c, "workload.spiffe.io");
+
+	if (v != NULL && strcmp(v, "true") == 0)
+		return true;
+	grpc_call_finish(c, GRPC_INVALID_ARGUMENT, "security header missing from request");
+	return false;
+}
+
+static void
+send_packed(grpc_call *c, const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(len + 1);
+
+	ck_assert_ptr_nonnull(buf);
+	protobuf_c_message_pack(m, buf);
+	grpc_call_send(c, buf, len);
+	free(buf);
+}
+
+/* FetchJWTSVID: echo the audiences, comma-joined, as the token. */
+static void
+h_fetch_jwt(grpc_call *c, void *ctx)
+{
+	JWTSVIDResponse resp = JWTSVIDRESPONSE__INIT;
+	JWTSVID svid = JWTSVID__INIT, *svids[1] = {&svid};
+	JWTSVIDRequest *req;
+	const uint8_t *msg;
+	char token[256] = "";
+	size_t len, i;
+
+	if (!has_security_header(c))
+		return;
+	msg = grpc_call_request(c, &len);
+	if ((req = jwtsvidrequest__unpack(NULL, len, msg)) == NULL) {
+		grpc_call_finish(c, GRPC_INVALID_ARGUMENT, "bad request");
+		return;
+	}
+	for (i = 0; i < req->n_audience; i++) {
+		if (i > 0)
+			strncat(token, ",", sizeof(token) - strlen(token) - 1);
+		strncat(token, req->audience[i], sizeof(token) - strlen(token) - 1);
+	}
+	svid.spiffe_id = "spiffe://example.org/echo";
+	svid.svid = token;
+	svid.hint = req->spiffe_id;
+	resp.n_svids = 1;
+	resp.svids = svids;
+	send_packed(c, &resp.base);
+	grpc_call_finish(c, GRPC_OK, NULL);
+	jwtsvidrequest__free_unpacked(req, NULL);
+}
+
+static void
+on_stream_close(grpc_call *c, void *user)
+{
+	atomic_fetch_sub(&live_calls, 1);
+	atomic_fetch_add(&closed_calls, 1);
+}
+
+/* FetchX509SVID: three messages, then the stream stays open. */
+static void
+h_fetch_x509(grpc_call *c, void *ctx)
+{
+	char *pad = NULL;
+	int i;
+
+	if (!has_security_header(c))
+		return;
+	atomic_fetch_add(&live_calls, 1);
+	grpc_call_set_user(c, NULL, on_stream_close);
+	if (flood_size > 0) {
+		pad = malloc(flood_size);
+		ck_assert_ptr_nonnull(pad);
+		memset(pad, 'x', flood_size);
+	}
+	for (i = 0; i < 3; i++) {
+		X509SVIDResponse resp = X509_SVIDRESPONSE__INIT;
+		X509SVIDResponse__FederatedBundlesEntry fed =
+		        X509_SVIDRESPONSE__FEDERATED_BUNDLES_ENTRY__INIT;
+		X509SVIDResponse__FederatedBundlesEntry *feds[1] = {&fed};
+		X509SVID svid = X509_SVID__INIT, *svids[1] = {&svid};
+		char id[64], chain[16], key[16];
+
+		snprintf(id, sizeof(id), "spiffe://example.org/n/%d", i);
+		snprintf(chain, sizeof(chain), "chain-%d", i);
+		snprintf(key, sizeof(key), "key-%d", i);
+		svid.spiffe_id = id;
+		svid.x509_svid = (ProtobufCBinaryData){strlen(chain), (uint8_t *)chain};
+		svid.x509_svid_key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
+		svid.bundle = (ProtobufCBinaryData){6, (uint8_t *)"bundle"};
+		svid.hint = pad != NULL ? pad : "internal";
+		if (pad != NULL)
+			pad[flood_size - 1] = '\0';
+		fed.key = "spiffe://other.org";
+		fed.value = (ProtobufCBinaryData){3, (uint8_t *)"fed"};
+		resp.n_svids = 1;
+		resp.svids = svids;
+		resp.n_federated_bundles = 1;
+		resp.federated_bundles = feds;
+		send_packed(c, &resp.base);
+	}
+	free(pad);
+}
+
+/* FetchJWTBundles: one message, stream stays open. */
+static void
+h_fetch_jwt_bundles(grpc_call *c, void *ctx)
+{
+	JWTBundlesResponse resp = JWTBUNDLES_RESPONSE__INIT;
+	JWTBundlesResponse__BundlesEntry e = JWTBUNDLES_RESPONSE__BUNDLES_ENTRY__INIT,
+	                                 *es[1] = {&e};
+
+	if (!has_security_header(c))
+		return;
+	atomic_fetch_add(&live_calls, 1);
+	grpc_call_set_user(c, NULL, on_stream_close);
+	e.key = "spiffe://example.org";
+	e.value = (ProtobufCBinaryData){11, (uint8_t *)"{\"keys\":[]}"};
+	resp.n_bundles = 1;
+	resp.bundles = es;
+	send_packed(c, &resp.base);
+}
+
+/* ValidateJWTSVID: always PermissionDenied, with a message that needs
+ * percent-encoding (non-ASCII, '%', a newline). */
+#define DENY_MSG "no entry for caller \xc3\xa9 (100% sure)\n"
+static void
+h_validate(grpc_call *c, void *ctx)
+{
+	if (!has_security_header(c))
+		return;
+	grpc_call_finish(c, GRPC_PERMISSION_DENIED, DENY_MSG);
+}
+
+/* FetchX509Bundles is deliberately missing: Unimplemented. */
+static const struct grpc_method methods[] = {
+        {"/SpiffeWorkloadAPI/FetchJWTSVID", false, h_fetch_jwt},
+        {"/SpiffeWorkloadAPI/FetchX509SVID", true, h_fetch_x509},
+        {"/SpiffeWorkloadAPI/FetchJWTBundles", true, h_fetch_jwt_bundles},
+        {"/SpiffeWorkloadAPI/ValidateJWTSVID", false, h_validate},
+};
+
+/* ------------------------------------------------------------- fixture */
+
+struct fixture {
+	char *dir;
+	char path[108];
+	int lfd;
+	cubeid_loop *l;
+	grpc_server *s;
+	pthread_t t;
+	struct cubeid_wl_opts opts;
+};
+
+static struct fixture fx;
+
+static void *
+loop_thread(void *arg)
+{
+	loop_run(arg);
+	return NULL;
+}
+
+static void
+server_start(const struct grpc_limits *lim)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+	atomic_store(&live_calls, 0);
+	atomic_store(&closed_calls, 0);
+	fx.dir = th_mkdtemp("cubeid-grpc");
+	ck_assert_ptr_nonnull(fx.dir);
+	snprintf(fx.path, sizeof(fx.path), "%s/agent.sock", fx.dir);
+	strcpy(sa.sun_path, fx.path);
+	fx.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fx.lfd, 0);
+	ck_assert_int_eq(bind(fx.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fx.lfd, 256), 0);
+	ck_assert_int_eq(loop_new(&fx.l), 0);
+	ck_assert_int_eq(grpc_server_new(fx.l, methods, sizeof(methods) / sizeof(methods[0]), lim,
+	                                 NULL, &fx.s),
+	                 0);
+	ck_assert_int_eq(grpc_server_listen_fd(fx.s, fx.lfd), 0);
+	ck_assert_int_eq(pthread_create(&fx.t, NULL, loop_thread, fx.l), 0);
+	memset(&fx.opts, 0, sizeof(fx.opts));
+	fx.opts.socket = fx.path;
+}
+
+static void
+setup(void)
+{
+	struct grpc_limits lim = {.max_message = 64 * 1024};
+
+	flood_size = 0;
+	server_start(&lim);
+}
+
+static void
+teardown(void)
+{
+	loop_stop(fx.l);
+	pthread_join(fx.t, NULL);
+	grpc_server_free(fx.s);
+	loop_free(fx.l);
+	close(fx.lfd);
+	th_rmtree(fx.dir);
+	free(fx.dir);
+}
+
+/* grpc_server_connections(), read on the loop thread. */
+struct conn_query {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	unsigned n;
+};
+
+static void
+conn_query_fn(void *arg)
+{
+	struct conn_query *q = arg;
+
+	pthread_mutex_lock(&q->mu);
+	q->n = grpc_server_connections(fx.s);
+	q->done = true;
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+static unsigned
+server_connections(void)
+{
+	struct conn_query q = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
+
+	ck_assert_int_eq(loop_post(fx.l, conn_query_fn, &q), 0);
+	pthread_mutex_lock(&q.mu);
+	while (!q.done)
+		pthread_cond_wait(&q.cv, &q.mu);
+	pthread_mutex_unlock(&q.mu);
+	return q.n;
+}
+
+/* Wait (no time limit but Check's) until the server holds no calls and
+ * no connections. */
+static void
+wait_server_idle(void)
+{
+	while (atomic_load(&live_calls) != 0 || server_connections() != 0)
+		usleep(1000);
+}
+
+/* ------------------------------------------------------------- tests */
+
+START_TEST(test_unary_fetch_jwt_echoes_audiences)
+{
+	const char *aud[] = {"svc-a", "svc-b"};
+	struct cubeid_wl_status st;
+	struct cubeid_wl_jwt *j = NULL;
+
+	ck_assert_int_eq(
+	        cubeid_wl_fetch_jwt(&fx.opts, aud, 2, "spiffe://example.org/want", &j, &st), 0);
+	ck_assert_int_eq(st.code, 0);
+	ck_assert_uint_eq(j->n, 1);
+	ck_assert_str_eq(j->svids[0].spiffe_id, "spiffe://example.org/echo");
+	ck_assert_str_eq(j->svids[0].token, "svc-a,svc-b");
+	ck_assert_str_eq(j->svids[0].hint, "spiffe://example.org/want");
+	cubeid_wl_jwt_free(j);
+	cubeid_wl_jwt_free(NULL);
+}
+END_TEST
+
+START_TEST(test_socket_from_environment)
+{
+	char env[160];
+	const char *aud[] = {"x"};
+	struct cubeid_wl_jwt *j = NULL;
+
+	snprintf(env, sizeof(env), "unix://%s", fx.path);
+	setenv("SPIFFE_ENDPOINT_SOCKET", env, 1);
+	ck_assert_int_eq(cubeid_wl_fetch_jwt(NULL, aud, 1, NULL, &j, NULL), 0);
+	ck_assert_str_eq(j->svids[0].token, "x");
+	ck_assert_str_eq(j->svids[0].hint, "");
+	cubeid_wl_jwt_free(j);
+	unsetenv("SPIFFE_ENDPOINT_SOCKET");
+	ck_assert_int_eq(cubeid_wl_fetch_jwt(NULL, aud, 1, NULL, &j, NULL), CUBEID_ERR_INVALID_ARG);
+	ck_assert_ptr_null(j);
+}
+END_TEST
+
+START_TEST(test_missing_security_header_is_invalid_argument)
+{
+	const char *aud[] = {"svc-a"};
+	struct cubeid_wl_status st;
+	struct cubeid_wl_jwt *j = NULL;
+
+	fx.opts.no_security_header = true;
+	ck_assert_int_eq(cubeid_wl_fetch_jwt(&fx.opts, aud, 1, NULL, &j, &st),
+	                 CUBEID_ERR_INVALID_ARG);
+	ck_assert_ptr_null(j);
+	ck_assert_int_eq(st.code, GRPC_INVALID_ARGUMENT);
+	ck_assert_str_eq(st.message, "security header missing from request");
+}
+END_TEST
+
+START_TEST(test_status_and_encoded_message_reach_the_client)
+{
+	struct cubeid_wl_status st;
+	struct cubeid_wl_validated *v = NULL;
+
+	ck_assert_int_eq(cubeid_wl_validate_jwt(&fx.opts, "a.b.c", "aud", &v, &st),
+	                 CUBEID_ERR_PERMISSION);
+	ck_assert_ptr_null(v);
+	ck_assert_int_eq(st.code, GRPC_PERMISSION_DENIED);
+	ck_assert_str_eq(st.message, DENY_MSG);
+}
+END_TEST
+
+START_TEST(test_unknown_method_is_unimplemented)
+{
+	struct cubeid_wl_status st;
+	struct cubeid_wl_bundles *b = NULL;
+
+	ck_assert_int_eq(cubeid_wl_fetch_x509_bundles(&fx.opts, &b, &st), CUBEID_ERR_UNSUPPORTED);
+	ck_assert_ptr_null(b);
+	ck_assert_int_eq(st.code, GRPC_UNIMPLEMENTED);
+	/* The connection was not harmed: the server still serves. */
+	ck_assert_int_eq(cubeid_wl_fetch_jwt_bundles(&fx.opts, &b, &st), 0);
+	ck_assert_uint_eq(b->n, 1);
+	ck_assert_str_eq(b->v[0].trust_domain, "spiffe://example.org");
+	ck_assert_uint_eq(b->v[0].len, 11);
+	ck_assert_mem_eq(b->v[0].data, "{\"keys\":[]}", 11);
+	cubeid_wl_bundles_free(b);
+	wait_server_idle();
+	ck_assert_int_eq(atomic_load(&closed_calls), 1);
+}
+END_TEST
+
+struct seen {
+	int n;
+	char ids[8][64];
+	char chains[8][16];
+};
+
+static int
+collect_three(const struct cubeid_wl_x509 *x, void *arg)
+{
+	struct seen *s = arg;
+
+	ck_assert_uint_eq(x->n_svids, 1);
+	ck_assert_uint_eq(x->n_federated, 1);
+	ck_assert_str_eq(x->federated[0].trust_domain, "spiffe://other.org");
+	snprintf(s->ids[s->n], sizeof(s->ids[0]), "%s", x->svids[0].spiffe_id);
+	snprintf(s->chains[s->n], sizeof(s->chains[0]), "%.*s", (int)x->svids[0].cert_chain_len,
+	         (const char *)x->svids[0].cert_chain);
+	return ++s->n == 3;
+}
+
+START_TEST(test_stream_delivers_three_messages_in_order_and_cancel_frees_the_call)
+{
+	struct seen s = {0};
+	struct cubeid_wl_status st;
+
+	ck_assert_int_eq(cubeid_wl_watch_x509(&fx.opts, collect_three, &s, NULL, &st), 0);
+	ck_assert_int_eq(s.n, 3);
+	ck_assert_str_eq(s.ids[0], "spiffe://example.org/n/0");
+	ck_assert_str_eq(s.ids[1], "spiffe://example.org/n/1");
+	ck_assert_str_eq(s.ids[2], "spiffe://example.org/n/2");
+	ck_assert_str_eq(s.chains[2], "chain-2");
+	/* The client cancelled: the server's call is gone, on_close ran once. */
+	wait_server_idle();
+	ck_assert_int_eq(atomic_load(&closed_calls), 1);
+}
+END_TEST
+
+START_TEST(test_fetch_x509_returns_the_first_message)
+{
+	struct cubeid_wl_x509 *x = NULL;
+
+	ck_assert_int_eq(cubeid_wl_fetch_x509(&fx.opts, &x, NULL), 0);
+	ck_assert_uint_eq(x->n_svids, 1);
+	ck_assert_str_eq(x->svids[0].spiffe_id, "spiffe://example.org/n/0");
+	ck_assert_uint_eq(x->svids[0].key_len, 5);
+	ck_assert_mem_eq(x->svids[0].key, "key-0", 5);
+	ck_assert_mem_eq(x->svids[0].bundle, "bundle", 6);
+	ck_assert_str_eq(x->svids[0].hint, "internal");
+	cubeid_wl_x509_free(x);
+	wait_server_idle();
+}
+END_TEST
+
+static volatile int stop_flag;
+
+static int
+set_stop(const struct cubeid_wl_x509 *x, void *arg)
+{
+	int *n = arg;
+
+	if (++*n == 3)
+		stop_flag = 1; /* as another thread would */
+	return 0;
+}
+
+START_TEST(test_watch_stops_on_the_stop_flag)
+{
+	int n = 0;
+
+	stop_flag = 0;
+	ck_assert_int_eq(cubeid_wl_watch_x509(&fx.opts, set_stop, &n, &stop_flag, NULL), 0);
+	ck_assert_int_eq(n, 3);
+	wait_server_idle();
+	ck_assert_int_eq(atomic_load(&closed_calls), 1);
+}
+END_TEST
+
+START_TEST(test_oversize_request_is_resource_exhausted)
+{
+	char *big = malloc(100 * 1024 + 1);
+	const char *aud[1];
+	struct cubeid_wl_status st;
+	struct cubeid_wl_jwt *j = NULL;
+
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'a', 100 * 1024);
+	big[100 * 1024] = '\0';
+	aud[0] = big;
+	ck_assert_int_eq(cubeid_wl_fetch_jwt(&fx.opts, aud, 1, NULL, &j, &st),
+	                 CUBEID_ERR_TOO_LARGE);
+	ck_assert_int_eq(st.code, GRPC_RESOURCE_EXHAUSTED);
+	ck_assert_ptr_nonnull(strstr(st.message, "larger than 65536"));
+	free(big);
+	/* Still serving. */
+	aud[0] = "ok";
+	ck_assert_int_eq(cubeid_wl_fetch_jwt(&fx.opts, aud, 1, NULL, &j, &st), 0);
+	cubeid_wl_jwt_free(j);
+}
+END_TEST
+
+#define N_CLIENTS 100
+static pthread_barrier_t all_streaming;
+
+static int
+hold_until_all(const struct cubeid_wl_x509 *x, void *arg)
+{
+	int *n = arg;
+
+	if (++*n < 3)
+		return 0;
+	pthread_barrier_wait(&all_streaming); /* everyone has a live stream */
+	pthread_barrier_wait(&all_streaming); /* main has counted them */
+	return 1;
+}
+
+static void *
+stream_client(void *arg)
+{
+	int n = 0;
+
+	(void)arg;
+	ck_assert_int_eq(cubeid_wl_watch_x509(&fx.opts, hold_until_all, &n, NULL, NULL), 0);
+	ck_assert_int_eq(n, 3);
+	return NULL;
+}
+
+START_TEST(test_hundred_concurrent_streams_then_all_disconnect)
+{
+	pthread_t t[N_CLIENTS];
+	int i;
+
+	ck_assert_int_eq(pthread_barrier_init(&all_streaming, NULL, N_CLIENTS + 1), 0);
+	for (i = 0; i < N_CLIENTS; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, stream_client, NULL), 0);
+	pthread_barrier_wait(&all_streaming);
+	ck_assert_int_eq(atomic_load(&live_calls), N_CLIENTS);
+	ck_assert_uint_eq(server_connections(), N_CLIENTS);
+	pthread_barrier_wait(&all_streaming);
+	for (i = 0; i < N_CLIENTS; i++)
+		pthread_join(t[i], NULL);
+	wait_server_idle();
+	ck_assert_int_eq(atomic_load(&closed_calls), N_CLIENTS);
+	pthread_barrier_destroy(&all_streaming);
+}
+END_TEST
+
+static int
+raw_connect(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	strcpy(sa.sun_path, fx.path);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* Read until the server closes the connection. */
+static void
+drain_until_eof(int fd)
+{
+	char buf[4096];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
+START_TEST(test_garbage_on_the_socket_is_refused_and_server_survives)
+{
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	unsigned char junk[4096];
+	const char *aud[] = {"after"};
+	struct cubeid_wl_jwt *j = NULL;
+	size_t i;
+	int fd;
+
+	for (i = 0; i < sizeof(junk); i++)
+		junk[i] = (unsigned char)(i * 131 + 7);
+	/* Not HTTP/2 at all. */
+	fd = raw_connect();
+	ck_assert_int_eq(write(fd, "GET / HTTP/1.1\r\n\r\n", 18), 18);
+	drain_until_eof(fd);
+	close(fd);
+	/* The preface, then frames that make no sense. */
+	fd = raw_connect();
+	ck_assert_int_eq(write(fd, preface, sizeof(preface) - 1), (ssize_t)sizeof(preface) - 1);
+	ck_assert_int_eq(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	drain_until_eof(fd);
+	close(fd);
+	/* A client that vanishes mid-frame. */
+	fd = raw_connect();
+	ck_assert_int_eq(write(fd, preface, 10), 10);
+	close(fd);
+	wait_server_idle();
+	ck_assert_int_eq(cubeid_wl_fetch_jwt(&fx.opts, aud, 1, NULL, &j, NULL), 0);
+	ck_assert_str_eq(j->svids[0].token, "after");
+	cubeid_wl_jwt_free(j);
+}
+END_TEST
+
+START_TEST(test_no_listener_is_unavailable)
+{
+	struct cubeid_wl_opts o = {.socket = "unix:///nonexistent/cubeid/agent.sock"};
+	struct cubeid_wl_status st;
+	struct cubeid_wl_x509 *x = NULL;
+
+	ck_assert_int_eq(cubeid_wl_fetch_x509(&o, &x, &st), CUBEID_ERR_UNAVAILABLE);
+	ck_assert_ptr_null(x);
+	ck_assert_ptr_nonnull(strstr(st.message, "/nonexistent/cubeid/agent.sock"));
+	o.socket = "tcp://127.0.0.1:1";
+	ck_assert_int_eq(cubeid_wl_fetch_x509(&o, &x, &st), CUBEID_ERR_INVALID_ARG);
+}
+END_TEST
+
+/* A slow-client server: max_pending_output of 64 KiB; the stream handler
+ * queues three 40 KiB messages at once, so the connection is dropped. */
+static void
+setup_small_backlog(void)
+{
+	struct grpc_limits lim = {.max_pending_output = 64 * 1024};
+
+	flood_size = 40 * 1024;
+	server_start(&lim);
+}
+
+START_TEST(test_output_backlog_over_the_limit_drops_the_client)
+{
+	struct seen s = {0};
+	struct cubeid_wl_status st;
+	int r;
+
+	r = cubeid_wl_watch_x509(&fx.opts, collect_three, &s, NULL, &st);
+	ck_assert_int_eq(r, CUBEID_ERR_UNAVAILABLE);
+	ck_assert_int_lt(s.n, 3);
+	wait_server_idle();
+	ck_assert_int_eq(atomic_load(&closed_calls), 1);
+}
+END_TEST
+
+static Suite *
+grpc_suite(void)
+{
+	Suite *s = suite_create("grpc");
+	TCase *tc = tcase_create("server");
+	TCase *slow = tcase_create("slow-client");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_unary_fetch_jwt_echoes_audiences);
+	tcase_add_test(tc, test_socket_from_environment);
+	tcase_add_test(tc, test_missing_security_header_is_invalid_argument);
+	tcase_add_test(tc, test_status_and_encoded_message_reach_the_client);
+	tcase_add_test(tc, test_unknown_method_is_unimplemented);
+	tcase_add_test(tc, test_stream_delivers_three_messages_in_order_and_cancel_frees_the_call);
+	tcase_add_test(tc, test_fetch_x509_returns_the_first_message);
+	tcase_add_test(tc, test_watch_stops_on_the_stop_flag);
+	tcase_add_test(tc, test_oversize_request_is_resource_exhausted);
+	tcase_add_test(tc, test_hundred_concurrent_streams_then_all_disconnect);
+	tcase_add_test(tc, test_garbage_on_the_socket_is_refused_and_server_survives);
+	tcase_add_test(tc, test_no_listener_is_unavailable);
+	suite_add_tcase(s, tc);
+	tcase_add_checked_fixture(slow, setup_small_backlog, teardown);
+	tcase_add_test(slow, test_output_backlog_over_the_limit_drops_the_client);
+	suite_add_tcase(s, slow);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(grpc_suite());
+	int failed;
+
+	signal(SIGPIPE, SIG_IGN);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
