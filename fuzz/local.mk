@@ -39,3 +39,12 @@ fuzz_fuzz_pem_SOURCES = fuzz/fuzz-pem.c
 fuzz_fuzz_pem_CFLAGS = $(FUZZ_COMPILE_FLAGS)
 fuzz_fuzz_pem_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_pem_LDADD = $(FUZZ_LIBS)
+
+# gRPC framing and the Workload API message unpackers (protobuf-c).
+if ENABLE_FUZZING
+noinst_PROGRAMS += fuzz/fuzz-grpc-frame
+endif
+fuzz_fuzz_grpc_frame_SOURCES = fuzz/fuzz-grpc-frame.c
+fuzz_fuzz_grpc_frame_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(PROTOBUFC_CFLAGS)
+fuzz_fuzz_grpc_frame_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_grpc_frame_LDADD = $(FUZZ_LIBS) $(PROTOBUFC_LIBS)
