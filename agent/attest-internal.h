@@ -48,4 +48,8 @@ int attest_k8s(const struct attest_opts *o, const char *pod_uid, const char *cid
 int attest_k8s_from_json(const char *buf, size_t len, const char *pod_uid, const char *cid,
                          struct selector_set *out, bool *found);
 
+/* Tests only: called (when set) after everything has been read and before
+ * the start time is read again, to simulate a pid reused meanwhile. */
+extern void (*attest_test_hook_before_recheck)(const char *proc_dir);
+
 #endif

@@ -569,6 +569,8 @@ pidfd_alive(int pidfd)
 
 /* ------------------------------------------------------------ attest */
 
+void (*attest_test_hook_before_recheck)(const char *proc_dir);
+
 static bool
 real_proc(const struct attest_opts *o)
 {
@@ -654,6 +656,8 @@ attest_common(pid_t pid, int pidfd, const struct ucred *cred, const struct attes
 		goto out;
 	}
 	/* Everything read must have come from one process. */
+	if (attest_test_hook_before_recheck != NULL)
+		attest_test_hook_before_recheck(dir);
 	if ((r = read_starttime(dirfd, &start2)) != CUBEID_OK)
 		goto out;
 	if (start1 != start2 || (pidfd >= 0 && !pidfd_alive(pidfd))) {

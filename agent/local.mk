@@ -92,3 +92,17 @@ libagent_la_SOURCES += agent/selectors.c agent/attest.c agent/attest-k8s.c \
 	agent/yaml-util.h
 libagent_la_CFLAGS += $(LIBCURL_CFLAGS)
 libagent_la_LIBADD += $(LIBCURL_LIBS)
+
+# Attestation, entries and config tests; fixture /proc trees and a pod list.
+check_PROGRAMS += tests/test-attest tests/test-entries tests/test-config
+tests_test_attest_SOURCES = tests/test-attest.c
+tests_test_attest_CFLAGS = $(TEST_CFLAGS)
+tests_test_attest_LDADD = libagent.la $(TEST_LIBS)
+tests_test_entries_SOURCES = tests/test-entries.c
+tests_test_entries_CFLAGS = $(TEST_CFLAGS)
+tests_test_entries_LDADD = libagent.la $(TEST_LIBS)
+tests_test_config_SOURCES = tests/test-config.c
+tests_test_config_CFLAGS = $(TEST_CFLAGS)
+tests_test_config_LDADD = libagent.la $(TEST_LIBS)
+TESTS += tests/test-attest tests/test-entries tests/test-config
+EXTRA_DIST += tests/fixtures/attest tests/fixtures/entries

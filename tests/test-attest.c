@@ -1,0 +1,706 @@
+/*
+ * Workload attestation: selector sets, cgroup parsing for each runtime and
+ * cgroup version, fixture /proc trees with a pod-list file and with a tiny
+ * loopback "kubelet", the pid-reuse guard (a stat that changes between
+ * reads), and this very process attested through a real socketpair.
+ */
+#include "config.h"
+
+#include "agent/agent.h"
+#include "agent/attest-internal.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <stddef.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#define C1         "3f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+#define C2         "9a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f30211203f4e5d6c7b8a9"
+#define C3         "abcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdefabcdef0123"
+#define C4         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define APP_SHA256 "8c50d38f79a656f5b8de7da3bd3dcafeeeaf3d49bc0d26fe01912a75bd2f7aef"
+
+static char fixtures[1024];
+static char pods_json[1100];
+
+static void
+setup_paths(void)
+{
+	snprintf(fixtures, sizeof(fixtures), "%s/tests/fixtures/attest", CUBEID_SRCDIR);
+	snprintf(pods_json, sizeof(pods_json), "%s/pods.json", fixtures);
+}
+
+static void
+dump(const struct selector_set *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		fprintf(stderr, "  %s\n", s->v[i]);
+}
+
+#define ck_has(s, sel)   ck_assert_msg(selector_set_has(s, sel), "missing selector %s", sel)
+#define ck_hasnt(s, sel) ck_assert_msg(!selector_set_has(s, sel), "unexpected selector %s", sel)
+
+/* ------------------------------------------------------------ selectors */
+
+START_TEST(test_selector_set_sorted_unique_bounded)
+{
+	struct selector_set s = {0};
+	char big[SELECTOR_MAX_LEN + 8];
+	size_t i;
+
+	ck_assert_int_eq(selector_set_add(&s, "unix:uid", "1000"), 0);
+	ck_assert_int_eq(selector_set_add(&s, "k8s:ns", "default"), 0);
+	ck_assert_int_eq(selector_set_add(&s, "k8s:ns", "default"), 0);
+	ck_assert_int_eq(selector_set_add(&s, "k8s:ns", "b"), 0);
+	ck_assert_int_eq(selector_set_add(&s, "k8s:sa", NULL), 0);
+	ck_assert_uint_eq(s.n, 4);
+	for (i = 1; i < s.n; i++)
+		ck_assert_int_lt(strcmp(s.v[i - 1], s.v[i]), 0);
+	ck_assert(selector_set_has(&s, "k8s:ns:default"));
+	ck_assert(selector_set_has(&s, "k8s:sa"));
+	ck_assert(!selector_set_has(&s, "k8s:ns"));
+	ck_assert_str_eq(selector_set_get(&s, "k8s:ns"), "b");
+	ck_assert_str_eq(selector_set_get(&s, "unix:uid"), "1000");
+	ck_assert_ptr_null(selector_set_get(&s, "unix:gid"));
+	ck_assert_ptr_null(selector_set_get(&s, "k8s:n"));
+	ck_assert_int_eq(selector_set_add(&s, "unix:path", "/a\nb"), CUBEID_ERR_PARSE);
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	ck_assert_int_eq(selector_set_add(&s, "unix:path", big), CUBEID_ERR_TOO_LARGE);
+	ck_assert_int_eq(selector_set_add(&s, "", "x"), CUBEID_ERR_INVALID_ARG);
+	selector_set_clear(&s);
+	ck_assert_uint_eq(s.n, 0);
+	for (i = 0; i < SELECTOR_SET_MAX; i++) {
+		char v[32];
+		snprintf(v, sizeof(v), "%zu", i);
+		ck_assert_int_eq(selector_set_add(&s, "unix:supplementary_gid", v), 0);
+	}
+	ck_assert_int_eq(selector_set_add(&s, "unix:gid", "1"), CUBEID_ERR_TOO_LARGE);
+	selector_set_clear(&s);
+	selector_set_clear(NULL);
+	ck_assert(selector_type_known("k8s:pod-label"));
+	ck_assert(!selector_type_known("k8s:namespace"));
+}
+END_TEST
+
+/* ------------------------------------------------------------ cgroups */
+
+static const struct {
+	const char *cgroup, *unit, *pod, *cid;
+} cgroup_cases[] = {
+        /* cgroup v2, systemd driver, containerd */
+        {"0::/kubepods.slice/kubepods-burstable.slice/"
+         "kubepods-burstable-pod5f3c1a2b_7d4e_4f6a_9b8c_0d1e2f3a4b5c.slice/cri-containerd-" C1
+         ".scope\n",
+         "cri-containerd-" C1 ".scope", "5f3c1a2b-7d4e-4f6a-9b8c-0d1e2f3a4b5c", C1},
+        /* guaranteed QoS has no QoS slice */
+        {"0::/kubepods.slice/kubepods-pod11111111_2222_3333_4444_555555555555.slice/crio-" C3
+         ".scope\n",
+         "crio-" C3 ".scope", "11111111-2222-3333-4444-555555555555", C3},
+        /* CRI-O's conmon is not the container */
+        {"0::/kubepods.slice/kubepods-pod11111111_2222_3333_4444_555555555555.slice/"
+         "crio-conmon-" C3 ".scope\n",
+         "crio-conmon-" C3 ".scope", "11111111-2222-3333-4444-555555555555", NULL},
+        /* cgroup v1, cgroupfs driver */
+        {"12:memory:/kubepods/besteffort/pod0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d/" C2
+         "\n1:name=systemd:/kubepods/besteffort/pod0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d/" C2
+         "\n0::/\n",
+         NULL, "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d", C2},
+        {"5:cpu:/kubepods/pod0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d/" C2 "\n", NULL,
+         "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d", C2},
+        /* cgroup v1, systemd driver, docker */
+        {"12:pids:/kubepods.slice/kubepods-besteffort.slice/"
+         "kubepods-besteffort-pod22222222_3333_4444_5555_666666666666.slice/docker-" C4 ".scope\n",
+         "docker-" C4 ".scope", "22222222-3333-4444-5555-666666666666", C4},
+        /* plain docker, no Kubernetes */
+        {"0::/system.slice/docker-" C4 ".scope\n", "docker-" C4 ".scope", NULL, C4},
+        {"4:devices:/docker/" C4 "\n", NULL, NULL, C4},
+        /* podman */
+        {"0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" C4 ".scope/"
+         "container\n",
+         "libpod-" C4 ".scope", NULL, C4},
+        /* systemd units */
+        {"0::/system.slice/cubeid-agent.service\n", "cubeid-agent.service", NULL, NULL},
+        {"0::/user.slice/user-1000.slice/session-3.scope\n", "session-3.scope", NULL, NULL},
+        {"0::/system.slice/foo.service/sub/dir\n", "foo.service", NULL, NULL},
+        /* v2 wins over v1 for the unit */
+        {"1:name=systemd:/system.slice/old.service\n0::/system.slice/new.service\n", "new.service",
+         NULL, NULL},
+        /* nothing useful, and malformed lines */
+        {"0::/\n", NULL, NULL, NULL},
+        {"garbage\n::\n0:\n\n", NULL, NULL, NULL},
+        {"0::/kubepods/podnot-a-uid/" C4 "\n", NULL, NULL, C4},
+        {"0::/kubepods/pod0A1B2C3D-4E5F-6A7B-8C9D-0E1F2A3B4C5D/xyz\n", NULL, NULL, NULL},
+        {"0::/.service\n", NULL, NULL, NULL},
+};
+
+START_TEST(test_cgroup_forms)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(cgroup_cases) / sizeof(cgroup_cases[0]); i++) {
+		char *unit = NULL, *pod = NULL, *cid = NULL;
+
+		ck_assert_int_eq(attest_cgroup_parse(cgroup_cases[i].cgroup, &unit, &pod, &cid), 0);
+#define CK_OPT(got, want)                                                                          \
+	do {                                                                                       \
+		if ((want) == NULL)                                                                \
+			ck_assert_msg((got) == NULL, "case %zu: %s: got %s", i, #got, (got));      \
+		else                                                                               \
+			ck_assert_msg((got) != NULL && strcmp((got), (want)) == 0,                 \
+			              "case %zu: %s: got %s want %s", i, #got,                     \
+			              (got) ? (got) : "NULL", (want));                             \
+	} while (0)
+		CK_OPT(unit, cgroup_cases[i].unit);
+		CK_OPT(pod, cgroup_cases[i].pod);
+		CK_OPT(cid, cgroup_cases[i].cid);
+		free(unit);
+		free(pod);
+		free(cid);
+	}
+}
+END_TEST
+
+/* ------------------------------------------------------------ fixtures */
+
+static int
+attest_fixture(const char *scenario, pid_t pid, const char *pod_file, const char *url,
+               struct peer_info *peer, struct selector_set *out)
+{
+	char root[PATH_MAX];
+	struct attest_opts o = {0};
+
+	if (snprintf(root, sizeof(root), "%s/%s", fixtures, scenario) >= (int)sizeof(root))
+		return CUBEID_ERR_INVALID_ARG;
+	o.proc_root = root;
+	o.pod_info_file = pod_file;
+	o.kubelet_pods_url = url;
+	o.sha256_max_bytes = 1024 * 1024;
+	return attest_pid(pid, &o, peer, out);
+}
+
+START_TEST(test_fixture_v2_containerd_pod)
+{
+	struct selector_set s = {0};
+	struct peer_info peer;
+
+	attest_pod_cache_clear();
+	ck_assert_int_eq(attest_fixture("v2-containerd", 4242, pods_json, NULL, &peer, &s), 0);
+	dump(&s);
+	ck_assert_int_eq(peer.pid, 4242);
+	ck_assert_int_eq(peer.uid, 1001); /* effective, as SO_PEERCRED gives */
+	ck_assert_int_eq(peer.gid, 2001);
+	ck_has(&s, "unix:uid:1001");
+	ck_has(&s, "unix:gid:2001");
+	ck_hasnt(&s, "unix:uid:1000");
+	ck_has(&s, "unix:supplementary_gid:10");
+	ck_has(&s, "unix:supplementary_gid:30");
+	ck_has(&s, "unix:path:/usr/local/bin/router");
+	ck_assert_ptr_null(selector_set_get(&s, "unix:sha256")); /* exe dangles */
+	ck_has(&s, "systemd:id:cri-containerd-" C1 ".scope");
+	ck_has(&s, "k8s:ns:agentcube-system");
+	ck_has(&s, "k8s:sa:agentcube-router");
+	ck_has(&s, "k8s:pod-uid:5f3c1a2b-7d4e-4f6a-9b8c-0d1e2f3a4b5c");
+	ck_has(&s, "k8s:pod-name:agentcube-router-7c9d8-abcde");
+	ck_has(&s, "k8s:pod-label:app:agentcube-router");
+	ck_has(&s, "k8s:pod-label:pod-template-hash:7c9d8");
+	ck_has(&s, "k8s:node-name:node-1");
+	ck_has(&s, "k8s:container-name:router");
+	ck_hasnt(&s, "k8s:container-name:sidecar");
+	ck_has(&s, "k8s:container-image:ghcr.io/volcano-sh/agentcube-router:v0.1.0");
+	selector_set_clear(&s);
+}
+END_TEST
+
+START_TEST(test_fixture_v1_cgroupfs_root)
+{
+	struct selector_set s = {0};
+	struct peer_info peer;
+
+	ck_assert_int_eq(attest_fixture("v1-cgroupfs", 77, pods_json, NULL, &peer, &s), 0);
+	dump(&s);
+	ck_has(&s, "unix:uid:0");
+	ck_has(&s, "unix:user:root");
+	ck_has(&s, "unix:group:root");
+	ck_assert_ptr_null(selector_set_get(&s, "unix:supplementary_gid"));
+	ck_assert_ptr_null(selector_set_get(&s, "systemd:id"));
+	ck_has(&s, "k8s:ns:default");
+	ck_has(&s, "k8s:sa:web");
+	ck_has(&s, "k8s:container-name:web");
+	ck_has(&s, "k8s:container-image:nginx:1.25");
+	selector_set_clear(&s);
+}
+END_TEST
+
+START_TEST(test_fixture_crio_init_container)
+{
+	struct selector_set s = {0};
+
+	ck_assert_int_eq(attest_fixture("v2-crio", 5005, pods_json, NULL, NULL, &s), 0);
+	dump(&s);
+	ck_has(&s, "unix:uid:65532");
+	ck_has(&s, "k8s:ns:sandbox");
+	ck_has(&s, "k8s:sa:picod");
+	ck_has(&s, "k8s:pod-label:agentcube.io/owner-hash:abc123");
+	ck_has(&s, "k8s:container-name:setup");
+	ck_hasnt(&s, "k8s:container-name:main");
+	selector_set_clear(&s);
+}
+END_TEST
+
+START_TEST(test_fixture_pod_not_listed)
+{
+	struct selector_set s = {0};
+
+	/* docker on cgroup v1 with the systemd driver; the pod is not in the
+	 * list: kernel facts only, no k8s selectors */
+	ck_assert_int_eq(attest_fixture("v1-docker", 6006, pods_json, NULL, NULL, &s), 0);
+	dump(&s);
+	ck_has(&s, "unix:uid:0");
+	ck_has(&s, "systemd:id:docker-" C4 ".scope");
+	ck_assert_ptr_null(selector_set_get(&s, "k8s:ns"));
+	ck_assert_ptr_null(selector_set_get(&s, "k8s:pod-uid"));
+	selector_set_clear(&s);
+	/* an unreadable pod list is not fatal either */
+	ck_assert_int_eq(
+	        attest_fixture("v2-containerd", 4242, "/nonexistent/pods.json", NULL, NULL, &s), 0);
+	ck_has(&s, "unix:uid:1001");
+	ck_assert_ptr_null(selector_set_get(&s, "k8s:ns"));
+	selector_set_clear(&s);
+}
+END_TEST
+
+START_TEST(test_fixture_systemd_and_sha256)
+{
+	struct selector_set s = {0};
+
+	ck_assert_int_eq(attest_fixture("systemd", 100, NULL, NULL, NULL, &s), 0);
+	dump(&s);
+	ck_has(&s, "systemd:id:cubeid-demo.service");
+	ck_has(&s, "unix:sha256:" APP_SHA256);
+	ck_has(&s, "unix:path:../../bin/app");
+	ck_has(&s, "unix:supplementary_gid:27");
+	selector_set_clear(&s);
+	ck_assert_int_eq(attest_fixture("user-session", 200, NULL, NULL, NULL, &s), 0);
+	ck_has(&s, "systemd:id:app-gnome-foo-1234.scope");
+	selector_set_clear(&s);
+	/* no such pid */
+	ck_assert_int_eq(attest_fixture("systemd", 101, NULL, NULL, NULL, &s),
+	                 CUBEID_ERR_NOT_FOUND);
+	ck_assert_uint_eq(s.n, 0);
+}
+END_TEST
+
+START_TEST(test_sha256_size_limit)
+{
+	char root[PATH_MAX];
+	struct attest_opts o = {0};
+	struct selector_set s = {0};
+
+	snprintf(root, sizeof(root), "%s/systemd", fixtures);
+	o.proc_root = root;
+	o.sha256_max_bytes = 20; /* bin/app is 21 bytes */
+	ck_assert_int_eq(attest_pid(100, &o, NULL, &s), 0);
+	ck_assert_ptr_null(selector_set_get(&s, "unix:sha256"));
+	ck_has(&s, "unix:path:../../bin/app");
+	selector_set_clear(&s);
+	o.sha256_max_bytes = 21;
+	ck_assert_int_eq(attest_pid(100, &o, NULL, &s), 0);
+	ck_has(&s, "unix:sha256:" APP_SHA256);
+	selector_set_clear(&s);
+}
+END_TEST
+
+START_TEST(test_pod_list_json_bad)
+{
+	struct selector_set s = {0};
+	bool found = true;
+
+	ck_assert_int_eq(attest_k8s_from_json("{", 1, "x", NULL, &s, &found), CUBEID_ERR_PARSE);
+	ck_assert_int_eq(attest_k8s_from_json("{\"items\":{}}", 12, "x", NULL, &s, &found),
+	                 CUBEID_ERR_PARSE);
+	ck_assert_int_eq(
+	        attest_k8s_from_json("{\"items\":[1,{\"metadata\":7}]}", 28, "x", NULL, &s, &found),
+	        0);
+	ck_assert(!found);
+	ck_assert_uint_eq(s.n, 0);
+}
+END_TEST
+
+/* ------------------------------------------------ loopback "kubelet" */
+
+struct kubelet {
+	int fd;
+	int port;
+	int requests;
+	int stop;
+	pthread_t th;
+};
+
+static void *
+kubelet_main(void *arg)
+{
+	struct kubelet *k = arg;
+	char *body = NULL, hdr[256], req[4096];
+	size_t blen = 0;
+	FILE *f = fopen(pods_json, "r");
+
+	if (f != NULL) {
+		fseek(f, 0, SEEK_END);
+		blen = (size_t)ftell(f);
+		fseek(f, 0, SEEK_SET);
+		body = malloc(blen);
+		if (body != NULL && fread(body, 1, blen, f) != blen)
+			blen = 0;
+		fclose(f);
+	}
+	for (;;) {
+		int c = accept(k->fd, NULL, NULL);
+		ssize_t n;
+
+		if (c < 0 || __atomic_load_n(&k->stop, __ATOMIC_SEQ_CST))
+			break;
+		n = read(c, req, sizeof(req) - 1);
+		if (n > 0 && strncmp(req, "GET /pods", 9) == 0) {
+			__atomic_add_fetch(&k->requests, 1, __ATOMIC_SEQ_CST);
+			snprintf(hdr, sizeof(hdr),
+			         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+			         "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+			         blen);
+			if (write(c, hdr, strlen(hdr)) < 0 || write(c, body, blen) < 0)
+				perror("kubelet write");
+		} else if (n > 0) {
+			const char *nf = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
+			                 "Connection: close\r\n\r\n";
+			if (write(c, nf, strlen(nf)) < 0)
+				perror("kubelet write");
+		}
+		close(c);
+	}
+	free(body);
+	return NULL;
+}
+
+static void
+kubelet_start(struct kubelet *k)
+{
+	struct sockaddr_in a = {0};
+	socklen_t al = sizeof(a);
+
+	memset(k, 0, sizeof(*k));
+	k->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(k->fd, 0);
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(k->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(k->fd, 8), 0);
+	ck_assert_int_eq(getsockname(k->fd, (struct sockaddr *)&a, &al), 0);
+	k->port = ntohs(a.sin_port);
+	ck_assert_int_eq(pthread_create(&k->th, NULL, kubelet_main, k), 0);
+}
+
+static void
+kubelet_stop(struct kubelet *k)
+{
+	struct sockaddr_in a = {0};
+	int c;
+
+	__atomic_store_n(&k->stop, 1, __ATOMIC_SEQ_CST);
+	/* wake accept() */
+	c = socket(AF_INET, SOCK_STREAM, 0);
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a.sin_port = htons((uint16_t)k->port);
+	if (connect(c, (struct sockaddr *)&a, sizeof(a)) != 0)
+		perror("connect");
+	close(c);
+	pthread_join(k->th, NULL);
+	close(k->fd);
+}
+
+START_TEST(test_kubelet_url)
+{
+	struct kubelet k;
+	struct selector_set s = {0};
+	char url[128];
+	int before;
+
+	kubelet_start(&k);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/pods", k.port);
+	attest_pod_cache_clear();
+	ck_assert_int_eq(attest_fixture("v2-containerd", 4242, NULL, url, NULL, &s), 0);
+	dump(&s);
+	ck_has(&s, "k8s:sa:agentcube-router");
+	ck_has(&s, "k8s:container-name:router");
+	ck_assert_int_ge(__atomic_load_n(&k.requests, __ATOMIC_SEQ_CST), 1);
+	selector_set_clear(&s);
+	/* a cleared cache must fetch again */
+	before = __atomic_load_n(&k.requests, __ATOMIC_SEQ_CST);
+	attest_pod_cache_clear();
+	ck_assert_int_eq(attest_fixture("v1-cgroupfs", 77, NULL, url, NULL, &s), 0);
+	ck_has(&s, "k8s:sa:web");
+	ck_assert_int_gt(__atomic_load_n(&k.requests, __ATOMIC_SEQ_CST), before);
+	selector_set_clear(&s);
+	/* a wrong path gives 404: no k8s selectors, still attested */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/nope", k.port);
+	attest_pod_cache_clear();
+	ck_assert_int_eq(attest_fixture("v2-containerd", 4242, NULL, url, NULL, &s), 0);
+	ck_assert_ptr_null(selector_set_get(&s, "k8s:ns"));
+	ck_has(&s, "unix:uid:1001");
+	selector_set_clear(&s);
+	kubelet_stop(&k);
+	attest_pod_cache_clear();
+}
+END_TEST
+
+/* ------------------------------------------------ pid reuse (fixture) */
+
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(fputs(text, f), 0);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+static void
+copy_file(const char *from, const char *to)
+{
+	char buf[4096];
+	FILE *a = fopen(from, "r"), *b = fopen(to, "w");
+	size_t n;
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	while ((n = fread(buf, 1, sizeof(buf), a)) > 0)
+		ck_assert_uint_eq(fwrite(buf, 1, n, b), n);
+	fclose(a);
+	fclose(b);
+}
+
+static const char *reuse_stat; /* what the hook writes into stat */
+
+static void
+reuse_hook(const char *proc_dir)
+{
+	char p[1100];
+
+	snprintf(p, sizeof(p), "%s/stat", proc_dir);
+	write_file(p, reuse_stat);
+}
+
+/* /proc/PID/stat shows another start time when it is read again after
+ * everything else: exactly what a pid reused during attestation looks like. */
+START_TEST(test_pid_reuse_detected)
+{
+	char tmpl[] = "/tmp/cubeid-attest-XXXXXX", dir[64], p[128], from[1200];
+	static const char st1[] = "300 (a) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5000 0 0\n";
+	static const char st2[] = "300 (b) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 7777 0 0\n";
+	struct attest_opts o = {0};
+	struct selector_set s = {0};
+	char *root = mkdtemp(tmpl);
+
+	ck_assert_ptr_nonnull(root);
+	snprintf(dir, sizeof(dir), "%s/300", tmpl);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(from, sizeof(from), "%s/systemd/100/status", fixtures);
+	snprintf(p, sizeof(p), "%s/status", dir);
+	copy_file(from, p);
+	snprintf(from, sizeof(from), "%s/systemd/100/cgroup", fixtures);
+	snprintf(p, sizeof(p), "%s/cgroup", dir);
+	copy_file(from, p);
+	snprintf(p, sizeof(p), "%s/stat", dir);
+	write_file(p, st1);
+	o.proc_root = root;
+	attest_test_hook_before_recheck = reuse_hook;
+
+	reuse_stat = st2;
+	ck_assert_int_eq(attest_pid(300, &o, NULL, &s), CUBEID_ERR_PEER_CHANGED);
+	ck_assert_uint_eq(s.n, 0);
+
+	/* the same start time again is accepted */
+	write_file(p, st1);
+	reuse_stat = st1;
+	ck_assert_int_eq(attest_pid(300, &o, NULL, &s), 0);
+	ck_has(&s, "systemd:id:cubeid-demo.service");
+	selector_set_clear(&s);
+
+	/* stat gone (the process exited) between the reads */
+	reuse_stat = "";
+	ck_assert_int_eq(attest_pid(300, &o, NULL, &s), CUBEID_ERR_PARSE);
+	ck_assert_uint_eq(s.n, 0);
+	attest_test_hook_before_recheck = NULL;
+
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/status", dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/cgroup", dir);
+	unlink(p);
+	rmdir(dir);
+	rmdir(root);
+}
+END_TEST
+
+/* ------------------------------------------------ real processes */
+
+static void
+sha256_file_hex(const char *path, char hex[65])
+{
+	unsigned char md[32], buf[65536];
+	unsigned int mdlen = 0, i;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	FILE *f = fopen(path, "rb");
+	size_t n;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(ctx);
+	ck_assert_int_eq(EVP_DigestInit_ex(ctx, EVP_sha256(), NULL), 1);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		ck_assert_int_eq(EVP_DigestUpdate(ctx, buf, n), 1);
+	ck_assert_int_eq(EVP_DigestFinal_ex(ctx, md, &mdlen), 1);
+	for (i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	EVP_MD_CTX_free(ctx);
+	fclose(f);
+}
+
+START_TEST(test_self_through_socketpair)
+{
+	struct attest_opts o = {0};
+	struct selector_set s = {0};
+	struct peer_info peer;
+	char exe[PATH_MAX], sel[PATH_MAX + 32], hex[65];
+	ssize_t n;
+	int sv[2];
+
+	o.sha256_max_bytes = 256u << 20;
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	ck_assert_int_eq(attest_peer_fd(sv[0], &o, &peer, &s), 0);
+	dump(&s);
+	ck_assert_int_eq(peer.pid, getpid());
+	ck_assert_int_eq(peer.uid, geteuid());
+	ck_assert_int_eq(peer.gid, getegid());
+	snprintf(sel, sizeof(sel), "unix:uid:%u", (unsigned)geteuid());
+	ck_has(&s, sel);
+	snprintf(sel, sizeof(sel), "unix:gid:%u", (unsigned)getegid());
+	ck_has(&s, sel);
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	ck_assert_int_gt(n, 0);
+	exe[n] = '\0';
+	snprintf(sel, sizeof(sel), "unix:path:%s", exe);
+	ck_has(&s, sel);
+	sha256_file_hex("/proc/self/exe", hex);
+	snprintf(sel, sizeof(sel), "unix:sha256:%s", hex);
+	ck_has(&s, sel);
+	{
+		struct passwd *pw = getpwuid(geteuid());
+		if (pw != NULL) {
+			snprintf(sel, sizeof(sel), "unix:user:%s", pw->pw_name);
+			ck_has(&s, sel);
+		}
+	}
+	selector_set_clear(&s);
+	/* attest_pid agrees */
+	ck_assert_int_eq(attest_pid(getpid(), &o, &peer, &s), 0);
+	snprintf(sel, sizeof(sel), "unix:path:%s", exe);
+	ck_has(&s, sel);
+	selector_set_clear(&s);
+	close(sv[0]);
+	close(sv[1]);
+	/* not a socket */
+	{
+		int fd = open("/dev/null", O_RDONLY);
+		ck_assert_int_ne(attest_peer_fd(fd, &o, NULL, &s), 0);
+		close(fd);
+	}
+}
+END_TEST
+
+/* A child that connected and then exited: its pid is gone (or reused)
+ * and attestation must not describe whatever holds it now. */
+START_TEST(test_peer_gone)
+{
+	struct attest_opts o = {0};
+	struct selector_set s = {0};
+	struct sockaddr_un a = {0};
+	socklen_t alen;
+	int l, c, st, r;
+	pid_t child;
+
+	l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(l, 0);
+	a.sun_family = AF_UNIX;
+	/* abstract namespace: no file to clean up */
+	alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+	                   (size_t)snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1,
+	                                    "cubeid-test-attest-%ld", (long)getpid()));
+	ck_assert_int_eq(bind(l, (struct sockaddr *)&a, alen), 0);
+	ck_assert_int_eq(listen(l, 1), 0);
+	child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		int cs = socket(AF_UNIX, SOCK_STREAM, 0);
+		_exit(cs >= 0 && connect(cs, (struct sockaddr *)&a, alen) == 0 ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(child, &st, 0), child);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	c = accept(l, NULL, NULL);
+	ck_assert_int_ge(c, 0);
+	/* the peer connected, then exited and was reaped */
+	r = attest_peer_fd(c, &o, NULL, &s);
+	ck_assert_int_eq(r, CUBEID_ERR_PEER_CHANGED);
+	ck_assert_uint_eq(s.n, 0);
+	ck_assert_int_eq(attest_pid(child, &o, NULL, &s), CUBEID_ERR_NOT_FOUND);
+	close(c);
+	close(l);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *su = suite_create("attest");
+	TCase *tc = tcase_create("attest");
+	SRunner *sr;
+	int failed;
+
+	setup_paths();
+	tcase_add_test(tc, test_selector_set_sorted_unique_bounded);
+	tcase_add_test(tc, test_cgroup_forms);
+	tcase_add_test(tc, test_fixture_v2_containerd_pod);
+	tcase_add_test(tc, test_fixture_v1_cgroupfs_root);
+	tcase_add_test(tc, test_fixture_crio_init_container);
+	tcase_add_test(tc, test_fixture_pod_not_listed);
+	tcase_add_test(tc, test_fixture_systemd_and_sha256);
+	tcase_add_test(tc, test_sha256_size_limit);
+	tcase_add_test(tc, test_pod_list_json_bad);
+	tcase_add_test(tc, test_kubelet_url);
+	tcase_add_test(tc, test_pid_reuse_detected);
+	tcase_add_test(tc, test_self_through_socketpair);
+	tcase_add_test(tc, test_peer_gone);
+	suite_add_tcase(su, tc);
+	sr = srunner_create(su);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,418 @@
+/*
+ * Registration entries: the documented example, strict parsing with
+ * file:line errors, bare-type selectors, templates (a missing or unsafe
+ * value means no match), directories, and 10,000 entries through the
+ * index agreeing with a linear scan.
+ */
+#include "config.h"
+
+#include "agent/agent.h"
+
+#include <check.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char fx[PATH_MAX];
+
+static struct entry_set *
+parse_ok(const char *yaml)
+{
+	struct entry_set *s = NULL;
+	char *err = NULL;
+	int r = entries_parse(yaml, strlen(yaml), "t.yaml", &s, &err);
+
+	ck_assert_msg(r == 0, "entries_parse: %d: %s", r, err != NULL ? err : "");
+	ck_assert_ptr_null(err);
+	return s;
+}
+
+/* Parse must fail with an error message equal to want. */
+static void
+parse_fails(const char *yaml, const char *want)
+{
+	struct entry_set *s = (void *)1;
+	char *err = NULL;
+	int r = entries_parse(yaml, strlen(yaml), "t.yaml", &s, &err);
+
+	ck_assert_int_ne(r, 0);
+	ck_assert_ptr_null(s);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_msg(strstr(err, want) != NULL, "error '%s' lacks '%s'", err, want);
+	free(err);
+}
+
+static void
+sel_add(struct selector_set *s, const char *t, const char *v)
+{
+	ck_assert_int_eq(selector_set_add(s, t, v), 0);
+}
+
+static size_t
+match(const struct entry_set *s, const struct selector_set *sel, const char *td,
+      const struct reg_entry ***m, char ***ids)
+{
+	size_t n = 99;
+
+	ck_assert_int_eq(entries_match(s, sel, td, m, ids, &n), 0);
+	return n;
+}
+
+static void
+free_ids(char **ids, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+}
+
+START_TEST(test_example_file)
+{
+	struct entry_set *s = NULL;
+	char path[PATH_MAX + 32], *err = NULL;
+	const struct reg_entry *e;
+
+	snprintf(path, sizeof(path), "%s/example.yaml", fx);
+	ck_assert_int_eq(entries_load(path, &s, &err), 0);
+	ck_assert_uint_eq(s->n, 3);
+	e = &s->e[0];
+	ck_assert_str_eq(e->name, "router");
+	ck_assert_str_eq(e->spiffe_id, "spiffe://{td}/ns/agentcube-system/sa/agentcube-router");
+	ck_assert_uint_eq(e->selectors.n, 2);
+	ck_assert(selector_set_has(&e->selectors, "k8s:ns:agentcube-system"));
+	ck_assert_int_eq(e->x509_ttl, 3600);
+	ck_assert_int_eq(e->jwt_ttl, 0);
+	ck_assert_str_eq(e->dns[0], "router.agentcube-system.svc");
+	ck_assert_ptr_null(e->dns[1]);
+	ck_assert_int_eq(e->key, KEY_POLICY_EXPORTABLE);
+	ck_assert_str_eq(e->hint, "internal");
+	ck_assert(e->picod_signer);
+	ck_assert_ptr_nonnull(strstr(e->source, "example.yaml:3"));
+	e = &s->e[1];
+	ck_assert_str_eq(e->name, "every-pod");
+	ck_assert(!e->picod_signer);
+	ck_assert_ptr_null(e->dns);
+	e = &s->e[2];
+	/* no name: file:line */
+	ck_assert_str_eq(e->name, e->source);
+	ck_assert_ptr_nonnull(strstr(e->name, "example.yaml:14"));
+	ck_assert_int_eq(e->jwt_ttl, 300);
+	ck_assert_int_eq(e->key, KEY_POLICY_RESIDENT);
+	entries_free(s);
+	entries_free(NULL);
+}
+END_TEST
+
+START_TEST(test_match_router_and_every_pod)
+{
+	struct entry_set *s = NULL;
+	struct selector_set sel = {0};
+	const struct reg_entry **m = NULL;
+	char path[PATH_MAX + 32], *err = NULL, **ids = NULL;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/example.yaml", fx);
+	ck_assert_int_eq(entries_load(path, &s, &err), 0);
+	sel_add(&sel, "k8s:ns", "agentcube-system");
+	sel_add(&sel, "k8s:sa", "agentcube-router");
+	sel_add(&sel, "unix:uid", "0");
+	n = match(s, &sel, "cluster.local", &m, &ids);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(m[0]->name, "router");
+	ck_assert_str_eq(ids[0], "spiffe://cluster.local/ns/agentcube-system/sa/agentcube-router");
+	ck_assert_str_eq(m[1]->name, "every-pod");
+	ck_assert_str_eq(ids[1], "spiffe://cluster.local/ns/agentcube-system/sa/agentcube-router");
+	free_ids(ids, n);
+	free(m);
+	selector_set_clear(&sel);
+
+	/* another pod: only the template */
+	sel_add(&sel, "k8s:ns", "default");
+	sel_add(&sel, "k8s:sa", "web");
+	n = match(s, &sel, "example.org", &m, &ids);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(ids[0], "spiffe://example.org/ns/default/sa/web");
+	ck_assert_ptr_null(entries_first_missing(m[0], &sel));
+	ck_assert_str_eq(entries_first_missing(&s->e[0], &sel), "k8s:ns:agentcube-system");
+	free_ids(ids, n);
+	free(m);
+	selector_set_clear(&sel);
+
+	/* the template needs k8s:ns, which this workload lacks: no match */
+	sel_add(&sel, "k8s:sa", "web");
+	n = match(s, &sel, "cluster.local", &m, &ids);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_ptr_null(m);
+	ck_assert_ptr_null(ids);
+	{
+		char *id = (char *)1;
+		const char *why = NULL;
+		ck_assert_int_eq(entries_resolve_id(&s->e[1], &sel, "cluster.local", &id, &why),
+		                 CUBEID_ERR_NOT_FOUND);
+		ck_assert_ptr_null(id);
+		ck_assert_ptr_nonnull(why);
+	}
+	selector_set_clear(&sel);
+
+	/* a value that is not one path segment never makes an ID */
+	sel_add(&sel, "k8s:ns", "..");
+	sel_add(&sel, "k8s:sa", "web");
+	n = match(s, &sel, "cluster.local", &m, &ids);
+	ck_assert_uint_eq(n, 0);
+	selector_set_clear(&sel);
+
+	/* nothing in common */
+	sel_add(&sel, "unix:uid", "1000");
+	ck_assert_uint_eq(match(s, &sel, "cluster.local", &m, &ids), 0);
+	selector_set_clear(&sel);
+
+	/* unix:uid template */
+	sel_add(&sel, "unix:uid", "4242");
+	n = match(s, &sel, "cluster.local", &m, &ids);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(ids[0], "spiffe://cluster.local/unix/uid/4242");
+	free_ids(ids, n);
+	free(m);
+	selector_set_clear(&sel);
+	entries_free(s);
+}
+END_TEST
+
+START_TEST(test_trust_domain_is_enforced)
+{
+	struct entry_set *s = parse_ok("entries:\n"
+	                               "  - name: other\n"
+	                               "    spiffe_id: spiffe://other.org/x\n"
+	                               "    selectors: [unix:uid:1]\n"
+	                               "  - name: mine\n"
+	                               "    spiffe_id: spiffe://cluster.local/x\n"
+	                               "    selectors: [unix:uid:1]\n");
+	struct selector_set sel = {0};
+	const struct reg_entry **m;
+	char **ids;
+	size_t n;
+
+	sel_add(&sel, "unix:uid", "1");
+	n = match(s, &sel, "cluster.local", &m, &ids);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(m[0]->name, "mine");
+	free_ids(ids, n);
+	free(m);
+	/* a trust domain that is a prefix of the ID's is not the same */
+	ck_assert_uint_eq(match(s, &sel, "cluster.loc", &m, &ids), 0);
+	selector_set_clear(&sel);
+	entries_free(s);
+}
+END_TEST
+
+START_TEST(test_errors_name_file_and_line)
+{
+	parse_fails("entries:\n"
+	            "  - name: a\n"
+	            "    spiffe_id: spiffe://{td}/a\n"
+	            "    selectorz: [unix:uid:1]\n",
+	            "t.yaml:4: unknown key 'selectorz' in an entry");
+	parse_fails("entries:\n"
+	            "  - name: a\n"
+	            "    spiffe_id: spiffe://{td}/a\n"
+	            "    selectors: [unix:uid:1]\n"
+	            "    x509_svid_ttl: 1hour\n",
+	            "t.yaml:5: 'x509_svid_ttl': bad duration '1hour'");
+	parse_fails("entries:\n"
+	            "  - name: a\n"
+	            "    spiffe_id: spiffe://{td}/a\n"
+	            "    selectors: [unix:uid:1]\n"
+	            "  - name: a\n"
+	            "    spiffe_id: spiffe://{td}/b\n"
+	            "    selectors: [unix:uid:2]\n",
+	            "t.yaml:5: duplicate entry name 'a' (first at t.yaml:2)");
+	parse_fails("entries:\n"
+	            "  - name: a\n"
+	            "    spiffe_id: spiffe://{td}/a\n"
+	            "    selectors: [k8s:namespace:x]\n",
+	            "t.yaml:4: unknown selector type 'k8s:namespace'");
+	parse_fails("entries:\n"
+	            "  - spiffe_id: spiffe://{td}/a\n"
+	            "    selectors: [k8s:pod-label:app]\n",
+	            "t.yaml:3: 'k8s:pod-label:app': k8s:pod-label needs KEY:VALUE");
+	parse_fails("entries:\n  - spiffe_id: spiffe://{td}/a\n    selectors: []\n",
+	            "t.yaml:3: an entry needs at least one selector");
+	parse_fails("entries:\n  - spiffe_id: spiffe://{td}/a\n", "t.yaml:2: entry (unnamed) has "
+	                                                          "no 'selectors'");
+	parse_fails("entries:\n  - name: x\n    selectors: [unix:uid:1]\n",
+	            "t.yaml:2: entry x has no 'spiffe_id'");
+	parse_fails("entries:\n  - spiffe_id: spiffe://Bad.Domain/a\n    selectors: [unix:uid:1]\n",
+	            "t.yaml:2: bad spiffe_id");
+	parse_fails("entries:\n  - spiffe_id: spiffe://{td}/a/{k8s:pod-label}\n"
+	            "    selectors: [unix:uid:1]\n",
+	            "placeholder is not {td} or a single-valued selector type");
+	parse_fails(
+	        "entries:\n  - spiffe_id: spiffe://{td}/a/{k8s:ns\n    selectors: [unix:uid:1]\n",
+	        "unbalanced");
+	parse_fails("entries:\n  - spiffe_id: spiffe://{td}/a//b\n    selectors: [unix:uid:1]\n",
+	            "t.yaml:2: bad spiffe_id");
+	parse_fails("entries:\n  - spiffe_id: spiffe://{td}/a\n    selectors: [unix:uid:1]\n"
+	            "    key: shared\n",
+	            "t.yaml:4: 'key' must be exportable or resident");
+	parse_fails("entries:\n  - spiffe_id: spiffe://{td}/a\n    selectors: [unix:uid:1]\n"
+	            "    picod_signer: yes\n",
+	            "t.yaml:4: 'picod_signer' must be true or false");
+	parse_fails("entries:\n  - spiffe_id: spiffe://{td}/a\n    selectors: [unix:uid:1]\n"
+	            "    dns: [\"bad name\"]\n",
+	            "t.yaml:4: bad DNS name 'bad name'");
+	parse_fails("entrys: []\n", "t.yaml:1: unknown key 'entrys'");
+	parse_fails("entries: [a, b\n", "t.yaml:");
+	parse_fails("entries: []\n---\nentries: []\n", "only one YAML document");
+	parse_fails("- a\n", "t.yaml:1: expected a mapping");
+	parse_fails("entries:\n  - spiffe_id: spiffe://{td}/a\n    spiffe_id: spiffe://{td}/b\n"
+	            "    selectors: [unix:uid:1]\n",
+	            "t.yaml:3: duplicate key 'spiffe_id'");
+}
+END_TEST
+
+START_TEST(test_empty_and_hand_built)
+{
+	struct entry_set *s = parse_ok("# nothing yet\n");
+	struct entry_set hand = {0};
+	struct reg_entry e = {0};
+	struct selector_set sel = {0};
+	const struct reg_entry **m;
+	char **ids;
+	size_t n;
+
+	ck_assert_uint_eq(s->n, 0);
+	entries_free(s);
+	s = parse_ok("entries:\n");
+	ck_assert_uint_eq(s->n, 0);
+	sel_add(&sel, "unix:uid", "7");
+	ck_assert_uint_eq(match(s, &sel, "td", &m, &ids), 0);
+	entries_free(s);
+
+	/* a set built by hand (the daemon's --dev user) has no index */
+	e.name = "dev";
+	e.spiffe_id = "spiffe://{td}/unix/uid/{unix:uid}";
+	sel_add(&e.selectors, "unix:uid", "7");
+	hand.e = &e;
+	hand.n = 1;
+	n = match(&hand, &sel, "example.org", &m, &ids);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(ids[0], "spiffe://example.org/unix/uid/7");
+	free_ids(ids, n);
+	free(m);
+	selector_set_clear(&e.selectors);
+	selector_set_clear(&sel);
+}
+END_TEST
+
+START_TEST(test_directory)
+{
+	struct entry_set *s = NULL;
+	char path[PATH_MAX + 32], *err = NULL;
+
+	snprintf(path, sizeof(path), "%s/dir", fx);
+	ck_assert_int_eq(entries_load(path, &s, &err), 0);
+	ck_assert_uint_eq(s->n, 2); /* .hidden.yaml and README skipped */
+	ck_assert_str_eq(s->e[0].name, "root");
+	ck_assert_str_eq(s->e[1].name, "pods");
+	ck_assert_ptr_nonnull(strstr(s->e[1].source, "20-pods.yml:2"));
+	entries_free(s);
+
+	snprintf(path, sizeof(path), "%s/dup", fx);
+	ck_assert_int_eq(entries_load(path, &s, &err), CUBEID_ERR_CONFIG);
+	ck_assert_ptr_null(s);
+	ck_assert_ptr_nonnull(strstr(err, "b.yaml:3: duplicate entry name 'same'"));
+	ck_assert_ptr_nonnull(strstr(err, "a.yaml:2"));
+	free(err);
+
+	ck_assert_int_eq(entries_load("/nonexistent/entries.yaml", &s, &err), CUBEID_ERR_NOT_FOUND);
+	ck_assert_ptr_nonnull(err);
+	free(err);
+}
+END_TEST
+
+/* 10,000 entries: exact ones under their own ns/sa, some bare-type ones,
+ * and matching through the index agrees with a linear scan. */
+START_TEST(test_ten_thousand)
+{
+	const size_t N = 10000;
+	size_t cap = N * 160 + 256, len = 0, i, n, n2;
+	char *y = malloc(cap);
+	struct entry_set *s, lin;
+	struct selector_set sel = {0};
+	const struct reg_entry **m, **m2;
+	char **ids, **ids2;
+
+	ck_assert_ptr_nonnull(y);
+	len += (size_t)snprintf(y + len, cap - len, "entries:\n");
+	for (i = 0; i < N; i++) {
+		if (i % 1000 == 999)
+			len += (size_t)snprintf(y + len, cap - len,
+			                        "  - name: bare-%zu\n"
+			                        "    spiffe_id: spiffe://{td}/bare/%zu/{k8s:sa}\n"
+			                        "    selectors: [k8s:sa]\n",
+			                        i, i);
+		else
+			len += (size_t)snprintf(y + len, cap - len,
+			                        "  - name: e%zu\n"
+			                        "    spiffe_id: spiffe://{td}/ns/ns-%zu/sa/sa-%zu\n"
+			                        "    selectors: [k8s:ns:ns-%zu, k8s:sa:sa-%zu]\n",
+			                        i, i % 5000, i, i % 5000, i);
+		ck_assert_uint_lt(len, cap);
+	}
+	s = parse_ok(y);
+	free(y);
+	ck_assert_uint_eq(s->n, N);
+	lin = *s;
+	lin.index = NULL;
+	for (i = 0; i < N; i += 97) {
+		char ns[32], sa[32];
+
+		snprintf(ns, sizeof(ns), "ns-%zu", i % 5000);
+		snprintf(sa, sizeof(sa), "sa-%zu", i);
+		sel_add(&sel, "k8s:ns", ns);
+		sel_add(&sel, "k8s:sa", sa);
+		sel_add(&sel, "unix:uid", "1000");
+		n = match(s, &sel, "cluster.local", &m, &ids);
+		n2 = match(&lin, &sel, "cluster.local", &m2, &ids2);
+		ck_assert_uint_eq(n, n2);
+		ck_assert_uint_eq(n, i % 1000 == 999 ? 10 : 11); /* its own + 10 bare */
+		for (size_t k = 0; k < n; k++) {
+			ck_assert_ptr_eq(m[k], m2[k]);
+			ck_assert_str_eq(ids[k], ids2[k]);
+		}
+		free_ids(ids, n);
+		free_ids(ids2, n2);
+		free(m);
+		free(m2);
+		selector_set_clear(&sel);
+	}
+	entries_free(s);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *su = suite_create("entries");
+	TCase *tc = tcase_create("entries");
+	SRunner *sr;
+	int failed;
+
+	snprintf(fx, sizeof(fx), "%s/tests/fixtures/entries", CUBEID_SRCDIR);
+	tcase_add_test(tc, test_example_file);
+	tcase_add_test(tc, test_match_router_and_every_pod);
+	tcase_add_test(tc, test_trust_domain_is_enforced);
+	tcase_add_test(tc, test_errors_name_file_and_line);
+	tcase_add_test(tc, test_empty_and_hand_built);
+	tcase_add_test(tc, test_directory);
+	tcase_add_test(tc, test_ten_thousand);
+	suite_add_tcase(su, tc);
+	sr = srunner_create(su);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
