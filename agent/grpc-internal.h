@@ -1,0 +1,105 @@
+/*
+ * Internals of the agent's gRPC server, shared by grpc-server.c
+ * (connections, I/O, the listener) and grpc-call.c (calls: request
+ * headers and message, responses, status).  Everything here runs on the
+ * loop thread.
+ */
+#ifndef CUBEID_GRPC_INTERNAL_H
+#define CUBEID_GRPC_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "agent/agent.h"
+#include "common/grpc-frame.h"
+
+#define GRPC_IDLE_MS         (5 * 60 * 1000) /* a connection with no streams */
+#define GRPC_MAX_METADATA    (16 * 1024)     /* header bytes per call */
+#define GRPC_MAX_LISTENERS   8
+#define GRPC_READ_CHUNK      (16 * 1024)
+#define GRPC_READS_PER_EVENT 4
+
+struct conn;
+
+struct grpc_call {
+	struct conn *conn;
+	struct grpc_call *prev, *next; /* conn->calls */
+	int32_t stream_id;
+	const struct grpc_method *method; /* NULL: unknown :path */
+	bool post, grpc_ct, bad_header;
+	bool dispatched;   /* handler called (or an error answered) */
+	bool headers_sent; /* response HEADERS submitted */
+	bool finished;     /* grpc_call_finish() called */
+	bool deferred;     /* data provider is waiting for output */
+	bool trailers_sent;
+	int status;
+	char *status_msg; /* percent-encoded grpc-message, or NULL */
+	/* metadata: "name\0value\0name\0value\0..." */
+	char *md;
+	size_t md_len, md_cap;
+	struct grpc_deframer req;
+	uint8_t *req_msg; /* points into req.buf once complete */
+	size_t req_len;
+	int req_err; /* deframing error, answered at END_STREAM */
+	/* output: framed messages not yet handed to nghttp2 */
+	uint8_t *out;
+	size_t out_off, out_len, out_cap;
+	void *user;
+	void (*on_close)(grpc_call *c, void *user);
+};
+
+struct conn {
+	grpc_server *srv;
+	struct conn *prev, *next;
+	int fd;
+	nghttp2_session *h2;
+	struct grpc_call *calls;
+	unsigned n_calls;
+	size_t pending; /* sum of the calls' unsent output + wbuf */
+	uint8_t *wbuf;  /* bytes nghttp2 produced that the socket did not take */
+	size_t wlen, woff;
+	long idle_timer, drop_timer;
+	uint64_t last_active;
+	int in_h2;   /* inside nghttp2_session_mem_recv / callbacks */
+	bool dead;   /* being torn down */
+	bool doomed; /* drop scheduled */
+	int watching;
+};
+
+struct grpc_server {
+	cubeid_loop *loop;
+	const struct grpc_method *methods;
+	size_t n_methods;
+	struct grpc_limits lim;
+	void *ctx;
+	int listeners[GRPC_MAX_LISTENERS];
+	size_t n_listeners;
+	struct conn *conns;
+	unsigned n_conns;
+};
+
+static inline uint64_t
+grpc_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* grpc-call.c: the nghttp2 stream callbacks, and a call's end. */
+void grpc_call_set_callbacks(nghttp2_session_callbacks *cb);
+/* The stream is gone: on_close (unless finished), then free. */
+void grpc_call_gone(struct grpc_call *call);
+
+/* grpc-server.c: connection output and teardown. */
+/* Push nghttp2's output to the socket; -1 (close scheduled) if dead.
+ * Never frees the connection. */
+int grpc_conn_flush(struct conn *c);
+/* Close the connection from a 0 ms timer (safe inside handlers). */
+void grpc_conn_doom(struct conn *c);
+
+#endif
