@@ -327,7 +327,7 @@ agent_status_json(struct agent *a, char **out)
 /* ---------------------------------------------------------- bundles */
 
 static int
-load_bundles(struct agent *a)
+load_bundles(struct agent *a, bool *changed)
 {
 	const cubeid_x509_bundle *b = cubeid_ca_bundle(a->ca);
 	cubeid_jwt_bundle *jb = NULL;
@@ -356,6 +356,9 @@ load_bundles(struct agent *a)
 		cubeid_jwt_bundle_free(jb);
 		return rc;
 	}
+	if (changed != NULL)
+		*changed = a->jwks == NULL || strcmp(a->jwks, jwks) != 0 ||
+		           a->bundle_der_len != total || memcmp(a->bundle_der, der, total) != 0;
 	free(a->bundle_der);
 	a->bundle_der = der;
 	a->bundle_der_len = total;
@@ -446,15 +449,19 @@ listen_socket(const char *path, int *out)
 
 static int sig_fd = -1;
 
+static bool reload_jwt_keys(struct agent *a);
+
 static void
 reload(struct agent *a)
 {
 	struct agent_config *cfg = NULL;
 	struct entry_set *entries = NULL;
+	bool bundles_changed;
 	int rc;
 
 	cubeid_notice("SIGHUP: reloading the config and the entries");
 	sd_notify(0, "RELOADING=1\nSTATUS=reloading");
+	bundles_changed = reload_jwt_keys(a); /* whatever becomes of the config */
 	if ((rc = load_config(&a->flags, &cfg)) != CUBEID_OK) {
 		cubeid_error("reload: keeping the old config");
 		goto out;
@@ -484,8 +491,58 @@ reload(struct agent *a)
 	cubeid_notice("reloaded: %zu entries from files%s",
 	              a->entries != NULL ? a->entries->n : (size_t)0,
 	              a->dev_entries.n > 0 ? " + the --dev user" : "");
+	bundles_changed = false; /* the streams have it already */
 out:
+	if (bundles_changed) {
+		a->generation++;
+		wapi_refresh_all(a->wapi);
+	}
 	sd_notify(0, "READY=1\nSTATUS=serving");
+}
+
+/* Re-read jwt.conf (after `cubeid ca jwt-rotate`) and the bundles; true
+ * when the bundles changed. */
+static bool
+reload_jwt_keys(struct agent *a)
+{
+	cubeid_jwt_keys *k = NULL, *old;
+	bool changed = false;
+	int rc;
+
+	if ((rc = cubeid_jwt_keys_load(a->cfg->state_dir, &k)) != CUBEID_OK) {
+		cubeid_error("reload: keeping the JWT keys: %s", cubeid_strerror(rc));
+		return false;
+	}
+	if (strcmp(cubeid_jwt_keys_trust_domain(k), a->td) != 0) {
+		cubeid_error("reload: jwt.conf is for another trust domain; keeping the JWT keys");
+		cubeid_jwt_keys_free(k);
+		return false;
+	}
+	pthread_rwlock_wrlock(&a->jwt_lock);
+	old = a->jwt_keys;
+	a->jwt_keys = k;
+	pthread_rwlock_unlock(&a->jwt_lock);
+	cubeid_jwt_keys_free(old);
+	if ((rc = load_bundles(a, &changed)) != CUBEID_OK)
+		cubeid_error("reload: cannot rebuild the bundles: %s", cubeid_strerror(rc));
+	return changed;
+}
+
+/* The published JWT keys change with time (a prepublished key, a retired
+ * one): republish the bundle to the streams when it does. */
+static long
+bundle_check(cubeid_loop *l, void *arg)
+{
+	struct agent *a = arg;
+	bool changed = false;
+
+	(void)l;
+	if (!a->stopping && load_bundles(a, &changed) == CUBEID_OK && changed) {
+		cubeid_notice("the trust bundle changed; pushing it to the streams");
+		a->generation++;
+		wapi_refresh_all(a->wapi);
+	}
+	return AGENT_BUNDLE_CHECK_MS;
 }
 
 static long
@@ -645,7 +702,7 @@ open_token_and_ca(struct agent *a)
 		cubeid_error("cannot load the JWT signing keys: %s", cubeid_strerror(rc));
 		return rc;
 	}
-	if ((rc = load_bundles(a)) != CUBEID_OK)
+	if ((rc = load_bundles(a, NULL)) != CUBEID_OK)
 		cubeid_error("cannot build the bundles: %s", cubeid_strerror(rc));
 	return rc;
 }
@@ -692,6 +749,7 @@ main(int argc, char **argv)
 
 	a.listen_fd = -1;
 	f->log_level = -1;
+	pthread_rwlock_init(&a.jwt_lock, NULL);
 	harden();
 	if (getenv("JOURNAL_STREAM") != NULL)
 		cubeid_log_set_journal(1);
@@ -833,6 +891,7 @@ main(int argc, char **argv)
 		cubeid_error("cannot serve: %s", cubeid_strerror(rc));
 		goto out;
 	}
+	loop_timer_add(a.loop, AGENT_BUNDLE_CHECK_MS, bundle_check, &a);
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
 		long ms = (long)(wd_usec / 2000);
 

@@ -23,9 +23,10 @@
 #define TOOL_GROUP_TABLE(X) \
 	X(token, "inspect the PKCS#11 token and manage its keys") \
 	X(ca, "the CA chain: root, node intermediate enrolment, state") \
-	X(svid, "mint and verify X.509-SVIDs") \
+	X(svid, "mint, verify and fetch X.509-SVIDs") \
 	X(bundle, "the trust domain's bundle") \
-	X(jwt, "mint and verify JWT-SVIDs") \
+	X(jwt, "mint, verify and fetch JWT-SVIDs") \
+	X(status, "a running agent's health, over its socket") \
 	/* end of the group table */
 // clang-format on
 

@@ -13,6 +13,7 @@
 
 #include "agent/agent.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -36,6 +37,7 @@
 #define AGENT_STATUS_PATH     "/cubeid.Agent/Status"
 #define AGENT_JWT_LEEWAY      30 /* seconds, ValidateJWTSVID */
 #define AGENT_SWEEP_MS        250
+#define AGENT_BUNDLE_CHECK_MS 30000 /* republish the JWT bundle when it changes */
 
 /* Command-line settings: applied over the config file at start and again
  * after every reload (NULL / -1 = not given). */
@@ -73,8 +75,10 @@ struct agent {
 	size_t bundle_der_len;
 	time_t ca_not_after;
 
-	/* the JWT signing keys (jwt.conf; immutable while workers may read
-	 * them) and the JWT bundle they publish */
+	/* the JWT signing keys (jwt.conf) and the JWT bundle they publish.
+	 * Workers mint under jwt_lock held for reading; a reload swaps
+	 * jwt_keys under it held for writing. */
+	pthread_rwlock_t jwt_lock;
 	cubeid_jwt_keys *jwt_keys;
 	char *jwks; /* the JWT bundle as JWKS JSON */
 	size_t jwks_len;
@@ -171,7 +175,7 @@ int svid_cache_jwt_get(struct svid_cache *c, const char *id, const char *const *
                        int64_t ttl, struct jwt_item **out);
 void svid_cache_jwt_put(struct svid_cache *c, struct jwt_item *it);
 bool jwt_item_ready(const struct jwt_item *it);
-/* Counts and the earliest rotation among subscribed items (0 if none). */
+/* Counts and the earliest rotation among cached SVIDs (0 if none). */
 void svid_cache_stats(const struct svid_cache *c, size_t *n_x509, size_t *n_jwt,
                       int64_t *next_rotation);
 /* Drop every cached SVID no one holds (after a reload). */

@@ -12,7 +12,8 @@ agent_cubeid_SOURCES = \
 	agent/tool-token-info.c \
 	agent/tool-ca.c \
 	agent/tool-svid.c \
-	agent/tool-jwt.c
+	agent/tool-jwt.c \
+	agent/tool-agent.c
 agent_cubeid_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS)
 agent_cubeid_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
@@ -92,6 +93,20 @@ libagent_la_SOURCES += agent/selectors.c agent/attest.c agent/attest-k8s.c \
 	agent/yaml-util.h
 libagent_la_CFLAGS += $(LIBCURL_CFLAGS)
 libagent_la_LIBADD += $(LIBCURL_LIBS)
+
+# cubeid-agent: the daemon (issue 4).  The SVID cache and worker pool, the
+# Workload API handlers, and main (flags, --dev, signals, sd_notify).
+libagent_la_SOURCES += agent/daemon.h agent/svid-cache.c agent/workload-api.c
+sbin_PROGRAMS += agent/cubeid-agent
+agent_cubeid_agent_SOURCES = agent/agent-main.c
+agent_cubeid_agent_CFLAGS = $(libagent_la_CFLAGS)
+agent_cubeid_agent_LDADD = libagent.la $(libagent_la_LIBADD)
+dist_man_MANS += docs/man/cubeid-agent.8
+
+# The real daemon in --dev mode with the CLI as its client; and real SPIFFE
+# clients (go-spiffe, spiffe-helper) against it.
+TESTS += tests/agent-dev.sh tests/interop-agent.sh
+EXTRA_DIST += tests/agent-dev.sh tests/interop-agent.sh
 
 # Attestation, entries and config tests; fixture /proc trees and a pod list.
 check_PROGRAMS += tests/test-attest tests/test-entries tests/test-config

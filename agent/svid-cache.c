@@ -581,9 +581,11 @@ jwt_job_run(void *arg)
 	for (i = 0; i < sizeof(rnd); i++)
 		snprintf(j->jti + 2 * i, 3, "%02x", rnd[i]);
 	j->iat = now_s();
+	pthread_rwlock_rdlock(&j->a->jwt_lock);
 	rc = cubeid_jwt_keys_mint(j->a->jwt_keys, j->a->tok, j->iat, CUBEID_SIG_NONE, id,
 	                          (const char *const *)j->it->aud, j->it->n_aud, j->it->ttl, j->jti,
 	                          &j->token);
+	pthread_rwlock_unlock(&j->a->jwt_lock);
 out:
 	cubeid_spiffe_id_free(id);
 	j->rc = rc;
@@ -838,7 +840,7 @@ svid_cache_stats(const struct svid_cache *c, size_t *n_x509, size_t *n_jwt, int6
 	int64_t next = 0;
 
 	for (it = c->x_head; it != NULL; it = it->next)
-		if (it->subscribers > 0 && it->svid != NULL && (next == 0 || it->rotate_at < next))
+		if (it->svid != NULL && (next == 0 || it->rotate_at < next))
 			next = it->rotate_at;
 	if (n_x509 != NULL)
 		*n_x509 = c->n_x509;

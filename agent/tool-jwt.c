@@ -58,6 +58,8 @@ const struct tool_cmd tool_jwt_cmds[] = {
          "then the claims as JSON.  Needs no token.  Exit status 1 with the reason\n"
          "when the token is rejected.",
          verify_opts, 1, jwt_verify},
+        TOOL_AGENT_JWT_FETCH_CMD,
+        TOOL_AGENT_JWT_VALIDATE_CMD,
         {0},
 };
 

@@ -62,6 +62,7 @@ const struct tool_cmd tool_svid_cmds[] = {
          "and without keyCertSign or cRLSign; signing certificates are CAs) and the chain\n"
          "to the bundle.  Needs no token.  Exit status 1 with the reason when it fails.",
          verify_opts, 1, svid_verify},
+        TOOL_AGENT_SVID_FETCH_CMD,
         {0},
 };
 
@@ -74,6 +75,7 @@ const struct tool_cmd tool_bundle_cmds[] = {
          "recorded in jwt.conf, whenever the content changes) and spiffe_refresh_hint.\n"
          "Needs no token.",
          show_opts, 0, bundle_show},
+        TOOL_AGENT_BUNDLE_FETCH_CMD,
         {0},
 };
 

@@ -155,4 +155,42 @@ void tool_print_man(FILE *f);
 /* Commands of the token group that live in their own file. */
 int tool_token_info(struct tool_ctx *c); /* agent/tool-token-info.c */
 
+/* Commands that talk to a running cubeid-agent (agent/tool-agent.c), listed
+ * in the svid, jwt and bundle groups' tables with these entries. */
+extern const struct tool_opt tool_agent_svid_fetch_opts[];
+extern const struct tool_opt tool_agent_jwt_fetch_opts[];
+extern const struct tool_opt tool_agent_jwt_validate_opts[];
+extern const struct tool_opt tool_agent_bundle_fetch_opts[];
+int tool_agent_svid_fetch(struct tool_ctx *c);
+int tool_agent_jwt_fetch(struct tool_ctx *c);
+int tool_agent_jwt_validate(struct tool_ctx *c);
+int tool_agent_bundle_fetch(struct tool_ctx *c);
+#define TOOL_AGENT_SVID_FETCH_CMD                                                                  \
+	{"fetch", "[--socket S] [--out DIR]",                                                      \
+	 "fetch this process's X.509-SVID from the agent and write PEM files",                     \
+	 "Calls FetchX509SVID on the agent's socket and writes DIR/svid.pem (leaf,\n"              \
+	 "then intermediates), DIR/svid_key.pem (PKCS#8, mode 0600) and\n"                         \
+	 "DIR/svid_bundle.pem (the trust domain's roots), each replaced atomically, the\n"         \
+	 "key first.  Prints the SPIFFE ID.  The identity is the one the agent's\n"                \
+	 "entries give the calling process.",                                                      \
+	 tool_agent_svid_fetch_opts, 0, tool_agent_svid_fetch}
+#define TOOL_AGENT_JWT_FETCH_CMD                                                                   \
+	{"fetch", "--aud AUD [--spiffe-id ID] [--socket S]",                                       \
+	 "fetch a JWT-SVID for this process from the agent and print it",                          \
+	 "Calls FetchJWTSVID on the agent's socket: one token per identity of the\n"               \
+	 "caller (or only ID), one per line.",                                                     \
+	 tool_agent_jwt_fetch_opts, 0, tool_agent_jwt_fetch}
+#define TOOL_AGENT_JWT_VALIDATE_CMD                                                                \
+	{"validate", "TOKEN --aud AUD [--socket S]",                                               \
+	 "ask the agent to validate a JWT-SVID (ValidateJWTSVID)",                                 \
+	 "Prints the SPIFFE ID, then the claims as JSON.  Exit status 2 when the agent\n"          \
+	 "rejects the token (InvalidArgument).",                                                   \
+	 tool_agent_jwt_validate_opts, 1, tool_agent_jwt_validate}
+#define TOOL_AGENT_BUNDLE_FETCH_CMD                                                                \
+	{"fetch", "[--format pem|jwks] [--out FILE] [--socket S]",                                 \
+	 "fetch the trust bundle from the agent",                                                  \
+	 "pem: the X.509 authorities (FetchX509Bundles).  jwks: the JWT signing keys\n"            \
+	 "(FetchJWTBundles), a JWKS with use jwt-svid and a kid on every key.",                    \
+	 tool_agent_bundle_fetch_opts, 0, tool_agent_bundle_fetch}
+
 #endif

@@ -1,0 +1,226 @@
+#!/bin/bash
+# cubeid-agent --dev end to end: the real daemon on a throwaway SoftHSM2
+# token (made by the agent itself under a temp state directory) and the
+# `cubeid` CLI as its Workload API client.
+#   - --check accepts a good config and names the bad key of a bad one;
+#   - svid fetch writes PEM files that openssl verifies against the bundle,
+#     with the URI SAN spiffe://cluster.local/unix/uid/$(id -u), key 0600;
+#   - jwt fetch --aud x: ValidateJWTSVID accepts it for x and refuses it for
+#     y, and `cubeid jwt verify` accepts it with the state's JWT keys;
+#   - bundle fetch (pem, jwks) and status;
+#   - no security header: InvalidArgument; another uid (nobody, when we are
+#     root): PermissionDenied and no SVID written;
+#   - a short X.509-SVID TTL rotates: a later fetch gets a new serial;
+#   - SIGHUP reloads the entries (a new identity appears) and keeps serving;
+#   - SIGTERM stops the agent with exit status 0 and removes the socket.
+set -u
+builddir=${CUBEID_BUILDDIR:-.}
+cubeid=$builddir/agent/cubeid
+agent=$builddir/agent/cubeid-agent
+
+for tool in openssl grep; do
+	if ! command -v "$tool" >/dev/null 2>&1; then
+		echo "SKIP: $tool not found"
+		exit 77
+	fi
+done
+[ -n "${CUBEID_SOFTHSM_MODULE:-}" ] && export CUBEID_PKCS11_MODULE=$CUBEID_SOFTHSM_MODULE
+unset CUBEID_TOKEN CUBEID_PIN CUBEID_PIN_FILE CUBEID_STATE_DIR SPIFFE_ENDPOINT_SOCKET
+D=$(mktemp -d /tmp/cubeid-agent-dev.XXXXXX) || exit 1
+chmod 0755 "$D" # another uid must reach the socket
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	rm -rf "$D"
+}
+trap cleanup EXIT
+S=$D/run/agent.sock
+state=$D/state
+uid=$(id -u)
+fails=0
+n=0
+check() { # check NAME WANT_RC CMD...
+	local name=$1 want=$2 got
+	shift 2
+	"$@" >"$D/out" 2>"$D/err"
+	got=$?
+	n=$((n + 1))
+	if [ "$got" -eq "$want" ]; then
+		echo "ok $n - $name"
+	else
+		fails=$((fails + 1))
+		echo "not ok $n - $name (exit $got, want $want)"
+		sed 's/^/    | /' "$D/err" "$D/out"
+	fi
+}
+assert() { # assert NAME TEST...
+	n=$((n + 1))
+	if "${@:2}"; then echo "ok $n - $1"; else
+		fails=$((fails + 1))
+		echo "not ok $n - $1"
+	fi
+}
+serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2; }
+
+# --check
+cat >"$D/good.yaml" <<EOF
+# a good config
+trust_domain: cluster.local
+socket_path: $S
+state_dir: $state
+entries: $D/entries.yaml
+x509_svid_ttl: 1h
+EOF
+printf 'trust_domain: cluster.local\nsocket_pth: /x\n' >"$D/bad.yaml"
+check "--check accepts a good config" 0 "$agent" --config "$D/good.yaml" --check
+check "--check refuses an unknown key" 1 "$agent" --config "$D/bad.yaml" --check
+assert "--check names the key and its line" grep -q "socket_pth" "$D/err"
+check "--help" 0 "$agent" --help
+check "a bad flag value is a usage error" 2 "$agent" --dev --x509-svid-ttl 1y --check
+
+# start the agent
+printf 'entries: []\n' >"$D/entries.yaml"
+"$agent" --dev --state-dir "$state" --socket "$S" --entries "$D/entries.yaml" \
+	--x509-svid-ttl 6s --log-level info >"$D/agent.out" 2>"$D/agent.err" &
+pid=$!
+for _ in $(seq 1 300); do
+	[ -S "$S" ] && "$cubeid" status --socket "$S" >/dev/null 2>&1 && break
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.1
+done
+check "the agent is up (cubeid status)" 0 "$cubeid" status --socket "$S"
+assert "status shows the dev token" grep -q "cubeid-dev" "$D/out"
+assert "the banner says DEVELOPMENT MODE" grep -q "DEVELOPMENT MODE: not for production" "$D/agent.err"
+assert "stdout has the SPIFFE_ENDPOINT_SOCKET line" grep -qx "SPIFFE_ENDPOINT_SOCKET=unix://$S" "$D/agent.out"
+assert "the socket directory is 0755" [ "$(stat -c %a "$D/run")" = 755 ]
+
+# X.509-SVID
+want="spiffe://cluster.local/unix/uid/$uid"
+check "svid fetch" 0 "$cubeid" svid fetch --socket "$S" --out "$D/svid"
+assert "svid fetch prints the SPIFFE ID" grep -qx "$want" "$D/out"
+check "openssl verifies the SVID against the bundle" 0 \
+	openssl verify -CAfile "$D/svid/svid_bundle.pem" "$D/svid/svid.pem"
+check "URI SAN" 0 openssl x509 -in "$D/svid/svid.pem" -noout -ext subjectAltName
+assert "the URI SAN is $want" grep -q "URI:$want\$" "$D/out"
+assert "svid_key.pem is 0600" [ "$(stat -c %a "$D/svid/svid_key.pem")" = 600 ]
+check "the key matches the certificate" 0 bash -c \
+	"[ \"\$(openssl x509 -in '$D/svid/svid.pem' -noout -pubkey)\" = \"\$(openssl pkey -in '$D/svid/svid_key.pem' -pubout)\" ]"
+assert "one audit line per issuance" grep -q "issued x509-svid spiffe_id=$want pid=[0-9]* uid=$uid entry=dev-user selectors=\[.*unix:uid:$uid.*\] serial=" "$D/agent.err"
+assert "no private key in the log" bash -c "! grep -q 'PRIVATE KEY' '$D/agent.err'"
+
+# JWT-SVID
+check "jwt fetch --aud x" 0 "$cubeid" jwt fetch --aud x --socket "$S"
+tok=$(head -1 "$D/out")
+check "ValidateJWTSVID accepts it for x" 0 "$cubeid" jwt validate "$tok" --aud x --socket "$S"
+assert "ValidateJWTSVID returns the SPIFFE ID" grep -qx "$want" "$D/out"
+assert "ValidateJWTSVID returns the claims" grep -q '"aud":"x"' "$D/out"
+check "ValidateJWTSVID refuses it for y" 2 "$cubeid" jwt validate "$tok" --aud y --socket "$S"
+assert "as InvalidArgument" grep -q "code=InvalidArgument" "$D/err"
+check "cubeid jwt verify accepts it" 0 "$cubeid" jwt verify "$tok" --aud x --state-dir "$state"
+check "a second fetch for x is the cached token" 0 "$cubeid" jwt fetch --aud x --socket "$S"
+assert "same token (cached until half its lifetime)" [ "$(head -1 "$D/out")" = "$tok" ]
+check "jwt fetch needs an audience" 2 "$cubeid" jwt fetch --socket "$S"
+assert "the log names the jti, never the token" bash -c "grep -q 'issued jwt-svid.*jti=' '$D/agent.err' && ! grep -qF '$tok' '$D/agent.err'"
+
+# bundles and status
+check "bundle fetch (pem)" 0 "$cubeid" bundle fetch --socket "$S"
+assert "the X.509 bundle is the SVID's" cmp -s "$D/out" "$D/svid/svid_bundle.pem"
+check "bundle fetch --format jwks" 0 "$cubeid" bundle fetch --format jwks --socket "$S"
+assert "the JWKS has use jwt-svid and a kid" grep -q '"use":"jwt-svid"' "$D/out"
+check "status --json" 0 "$cubeid" status --json --socket "$S"
+assert "status counts the dev entry" grep -q '"entries":1' "$D/out"
+
+# refusals
+check "no security header" 2 "$cubeid" svid fetch --no-security-header --socket "$S" --out "$D/nohdr"
+assert "is InvalidArgument" grep -q "code=InvalidArgument" "$D/err"
+assert "and writes nothing" [ ! -e "$D/nohdr/svid.pem" ]
+if [ "$uid" -eq 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+	mkdir -p "$D/nobody" && chown nobody "$D/nobody"
+	as_nobody=(setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups)
+	check "another uid is refused" 1 "${as_nobody[@]}" "$cubeid" svid fetch --socket "$S" --out "$D/nobody"
+	assert "as PermissionDenied" grep -q "code=PermissionDenied" "$D/err"
+	assert "and gets no SVID" [ ! -e "$D/nobody/svid.pem" ]
+	check "nor a JWT-SVID" 1 "${as_nobody[@]}" "$cubeid" jwt fetch --aud x --socket "$S"
+	assert "as PermissionDenied" grep -q "code=PermissionDenied" "$D/err"
+	check "nor the status" 1 "${as_nobody[@]}" "$cubeid" status --socket "$S"
+else
+	echo "# not root (or no setpriv): the other-uid checks did not run"
+fi
+
+# rotation: the 6 s SVID is renewed at about half its lifetime
+s1=$(serial_of "$D/svid/svid.pem")
+rotated=no
+for _ in $(seq 1 100); do
+	"$cubeid" svid fetch --socket "$S" --out "$D/svid2" >/dev/null 2>&1 || break
+	if [ "$(serial_of "$D/svid2/svid.pem")" != "$s1" ]; then rotated=yes; break; fi
+	sleep 0.2
+done
+assert "the short-lived SVID rotates (new serial)" [ "$rotated" = yes ]
+check "the rotated SVID verifies" 0 openssl verify -CAfile "$D/svid2/svid_bundle.pem" "$D/svid2/svid.pem"
+
+# SIGHUP: a new entry for this uid appears, the agent keeps serving
+cat >"$D/entries.yaml" <<EOF
+entries:
+  - name: extra
+    spiffe_id: spiffe://{td}/extra/{unix:uid}
+    selectors: [unix:uid:$uid]
+EOF
+kill -HUP "$pid"
+for _ in $(seq 1 100); do grep -q "reloaded" "$D/agent.err" && break; sleep 0.1; done
+assert "SIGHUP reloads" grep -q "reloaded: 1 entries" "$D/agent.err"
+check "still serving after SIGHUP" 0 "$cubeid" svid fetch --socket "$S" --out "$D/svid3"
+check "jwt fetch after SIGHUP" 0 "$cubeid" jwt fetch --aud z --socket "$S"
+assert "two identities now (two tokens)" [ "$(wc -l <"$D/out")" -eq 2 ]
+check "jwt fetch --spiffe-id picks one" 0 "$cubeid" jwt fetch --aud z --spiffe-id "spiffe://cluster.local/extra/$uid" --socket "$S"
+assert "one token" [ "$(wc -l <"$D/out")" -eq 1 ]
+printf 'entries: [\n' >"$D/entries.yaml"
+kill -HUP "$pid"
+for _ in $(seq 1 100); do grep -q "keeping the old" "$D/agent.err" && break; sleep 0.1; done
+assert "a broken entries file keeps the old entries" grep -q "keeping the old" "$D/agent.err"
+check "and the agent still serves" 0 "$cubeid" svid fetch --socket "$S" --out "$D/svid4"
+
+# JWT key rollover in the state, then SIGHUP: the bundle has both keys
+check "jwks before the rollover" 0 "$cubeid" bundle fetch --format jwks --socket "$S"
+assert "one JWT key" [ "$(grep -o '"kid"' "$D/out" | wc -l)" -eq 1 ]
+check "cubeid ca jwt-rotate on the agent's token" 0 env SOFTHSM2_CONF="$state/softhsm/softhsm2.conf" \
+	"$cubeid" ca jwt-rotate --token "pkcs11:token=cubeid-dev" --pin-file "$state/softhsm/user.pin" \
+	--state-dir "$state"
+printf 'entries: []\n' >"$D/entries.yaml"
+nreload=$(grep -c "reloaded" "$D/agent.err")
+kill -HUP "$pid"
+for _ in $(seq 1 100); do [ "$(grep -c "reloaded" "$D/agent.err")" -gt "$nreload" ] && break; sleep 0.1; done
+check "jwks after the rollover and SIGHUP" 0 "$cubeid" bundle fetch --format jwks --socket "$S"
+assert "two JWT keys published" [ "$(grep -o '"kid"' "$D/out" | wc -l)" -eq 2 ]
+check "jwt fetch still works (the old key signs until the new one is due)" 0 \
+	"$cubeid" jwt fetch --aud after-rotate --socket "$S"
+tok2=$(head -1 "$D/out")
+check "and it validates" 0 "$cubeid" jwt validate "$tok2" --aud after-rotate --socket "$S"
+
+# SIGTERM
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+pid=
+assert "SIGTERM: exit status 0" [ "$rc" -eq 0 ]
+assert "the socket is removed" [ ! -e "$S" ]
+assert "the agent said it stopped" grep -q "stopped" "$D/agent.err"
+
+# a second start reuses the token and the CA
+"$agent" --dev --state-dir "$state" --socket "$S" >"$D/agent2.out" 2>"$D/agent2.err" &
+pid=$!
+for _ in $(seq 1 300); do
+	[ -S "$S" ] && "$cubeid" status --socket "$S" >/dev/null 2>&1 && break
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.1
+done
+check "restart: svid fetch" 0 "$cubeid" svid fetch --socket "$S" --out "$D/svid5"
+assert "restart: same bundle (the CA was reused)" cmp -s "$D/svid/svid_bundle.pem" "$D/svid5/svid_bundle.pem"
+assert "restart: no new CA" bash -c "! grep -q 'created root CA' '$D/agent2.err'"
+
+echo "1..$n"
+if [ "$fails" -ne 0 ]; then
+	echo "agent log:"
+	sed 's/^/    | /' "$D/agent.err" | tail -40
+	exit 1
+fi
+exit 0
