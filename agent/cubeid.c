@@ -27,6 +27,7 @@
 	X(bundle, "the trust domain's bundle") \
 	X(jwt, "mint, verify and fetch JWT-SVIDs") \
 	X(status, "a running agent's health, over its socket") \
+	X(entry, "registration entries: list, show, and check a process against them") \
 	/* end of the group table */
 // clang-format on
 

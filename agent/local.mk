@@ -121,3 +121,9 @@ tests_test_config_CFLAGS = $(TEST_CFLAGS)
 tests_test_config_LDADD = libagent.la $(TEST_LIBS)
 TESTS += tests/test-attest tests/test-entries tests/test-config
 EXTRA_DIST += tests/fixtures/attest tests/fixtures/entries
+
+# `cubeid entry list|show|check` (agent/tool-entry.c) uses the agent's parts.
+agent_cubeid_SOURCES += agent/tool-entry.c
+agent_cubeid_LDADD += libagent.la $(YAML_LIBS) $(LIBCURL_LIBS)
+TESTS += tests/cli-entry.sh
+EXTRA_DIST += tests/cli-entry.sh docs/entries.md docs/config.md

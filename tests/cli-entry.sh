@@ -1,0 +1,106 @@
+#!/bin/bash
+# `cubeid entry list|show|check` end to end: entries from a file and from a
+# config file, `check --pid $$` attesting this very shell (its uid through
+# the real /proc) against an entry that matches and one that does not, and
+# errors that name the file and line.
+set -u
+builddir=${CUBEID_BUILDDIR:-.}
+cubeid=$builddir/agent/cubeid
+
+[ -x "$cubeid" ] || { echo "FAIL: $cubeid not built" >&2; exit 1; }
+D=$(mktemp -d) || exit 1
+trap 'rm -rf "$D"' EXIT
+uid=$(id -u)
+other=$((uid + 4242))
+fails=0
+n=0
+check() { # check NAME WANT_RC CMD...
+	local name=$1 want=$2 got
+	shift 2
+	"$@" >"$D/out" 2>"$D/err"
+	got=$?
+	n=$((n + 1))
+	if [ "$got" -eq "$want" ]; then
+		echo "ok $n - $name"
+	else
+		fails=$((fails + 1))
+		echo "not ok $n - $name (exit $got, want $want)"
+		sed 's/^/    | /' "$D/out" "$D/err"
+	fi
+}
+assert() { # assert NAME TEST...
+	n=$((n + 1))
+	if "${@:2}"; then echo "ok $n - $1"; else
+		fails=$((fails + 1))
+		echo "not ok $n - $1"
+		sed 's/^/    | /' "$D/out" "$D/err"
+	fi
+}
+has() { grep -qF -- "$1" "$D/out"; }
+err_has() { grep -qF -- "$1" "$D/err"; }
+
+cat >"$D/entries.yaml" <<EOY
+entries:
+  - name: me
+    spiffe_id: spiffe://{td}/unix/uid/{unix:uid}
+    selectors: [unix:uid:$uid]
+    x509_svid_ttl: 10m
+    dns: [me.example]
+  - name: someone-else
+    spiffe_id: spiffe://{td}/unix/uid/$other
+    selectors: [unix:uid:$other]
+  - name: any-pod
+    spiffe_id: spiffe://{td}/ns/{k8s:ns}/sa/{k8s:sa}
+    selectors: [k8s:sa]
+EOY
+E=(--entries "$D/entries.yaml")
+
+check "list" 0 "$cubeid" entry list "${E[@]}"
+assert "list shows every entry" has "someone-else"
+assert "list shows the source" has "entries.yaml:2"
+
+check "show" 0 "$cubeid" entry show me "${E[@]}"
+assert "show the ttl" has "x509_svid_ttl: 600s"
+assert "show dns" has "dns:           me.example"
+check "show a missing entry" 4 "$cubeid" entry show nobody "${E[@]}"
+
+check "check --pid \$\$ matches" 0 "$cubeid" entry check --pid $$ "${E[@]}" --trust-domain example.org
+assert "its uid selector" has "unix:uid:$uid"
+assert "the matching entry and its ID" has "match  me: spiffe://example.org/unix/uid/$uid"
+assert "the other entry and why not" has "no     someone-else: lacks unix:uid:$other"
+assert "a bare type missing" has "no     any-pod: lacks k8s:sa (any value)"
+assert "the count" has "1 of 3 entries match"
+
+# only a non-matching entry: exit status 1
+cat >"$D/none.yaml" <<EOY
+entries:
+  - name: someone-else
+    spiffe_id: spiffe://{td}/unix/uid/$other
+    selectors: [unix:uid:$other]
+EOY
+check "check with no match" 1 "$cubeid" entry check --pid $$ --entries "$D/none.yaml"
+assert "no match says so" has "0 of 1 entries match"
+
+# defaults from a config file (entries path and trust domain)
+cat >"$D/config.yaml" <<EOY
+trust_domain: cfg.example
+entries: $D/entries.yaml
+EOY
+check "check with --config" 0 "$cubeid" entry check --pid $$ --config "$D/config.yaml"
+assert "the config's trust domain" has "spiffe://cfg.example/unix/uid/$uid"
+
+# errors
+printf 'entries:\n  - name: x\n    spife_id: spiffe://{td}/x\n' >"$D/bad.yaml"
+check "a bad entries file" 1 "$cubeid" entry list --entries "$D/bad.yaml"
+assert "names file, line and key" err_has "bad.yaml:3: unknown key 'spife_id' in an entry"
+printf 'trust_domain: a\nsokcet_path: /x\n' >"$D/badcfg.yaml"
+check "a bad config file" 1 "$cubeid" entry list --config "$D/badcfg.yaml"
+assert "config error names the line" err_has "badcfg.yaml:2: unknown key 'sokcet_path'"
+check "missing entries file" 4 "$cubeid" entry list --entries "$D/nope.yaml"
+check "check without --pid" 2 "$cubeid" entry check "${E[@]}"
+check "check with a bad pid" 2 "$cubeid" entry check --pid 12x "${E[@]}"
+# a pid that does not exist (pid_max is at most 4194304)
+check "check a pid that does not exist" 4 "$cubeid" entry check --pid 2147483647 "${E[@]}"
+
+echo "1..$n"
+[ "$fails" -eq 0 ]
