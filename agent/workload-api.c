@@ -213,7 +213,13 @@ wcall_begin(grpc_call *call, void *ctx, enum wkind kind, bool need_identity,
 	rc = attest_peer_fd(grpc_call_fd(call), &a->attest, &wc->peer, &wc->sel);
 	if (rc != CUBEID_OK) {
 		cubeid_notice("attestation of a caller failed: %s", cubeid_strerror(rc));
-		grpc_call_finish(call, GRPC_PERMISSION_DENIED, "could not attest the caller");
+		/* the agent's own trouble is worth a retry; anything else (the
+		 * process vanished or changed) is a refusal */
+		if (rc == CUBEID_ERR_NOMEM || rc == CUBEID_ERR_IO || rc == CUBEID_ERR_UNAVAILABLE)
+			grpc_call_finish(call, GRPC_UNAVAILABLE, "could not attest the caller");
+		else
+			grpc_call_finish(call, GRPC_PERMISSION_DENIED,
+			                 "could not attest the caller");
 		selector_set_clear(&wc->sel);
 		free(wc);
 		return NULL;

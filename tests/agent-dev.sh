@@ -216,6 +216,24 @@ done
 check "restart: svid fetch" 0 "$cubeid" svid fetch --socket "$S" --out "$D/svid5"
 assert "restart: same bundle (the CA was reused)" cmp -s "$D/svid/svid_bundle.pem" "$D/svid5/svid_bundle.pem"
 assert "restart: no new CA" bash -c "! grep -q 'created root CA' '$D/agent2.err'"
+kill -TERM "$pid"
+wait "$pid"
+pid=
+
+# socket activation: the agent serves on the socket it is passed
+if command -v systemd-socket-activate >/dev/null 2>&1; then
+	A=$D/activated.sock
+	systemd-socket-activate -l "$A" "$agent" --dev --state-dir "$state" \
+		>"$D/agent3.out" 2>"$D/agent3.err" &
+	pid=$!
+	for _ in $(seq 1 300); do [ -S "$A" ] && break; sleep 0.1; done
+	check "socket activation: svid fetch on the passed socket" 0 \
+		"$cubeid" svid fetch --socket "$A" --out "$D/svid6"
+	assert "the agent served the socket systemd passed" grep -q "socket systemd passed" "$D/agent3.err"
+	assert "and created none of its own" [ ! -e "$state/agent.sock" ]
+else
+	echo "# systemd-socket-activate not found: the socket activation check did not run"
+fi
 
 echo "1..$n"
 if [ "$fails" -ne 0 ]; then
