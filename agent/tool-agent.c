@@ -24,6 +24,7 @@
 
 #include <jansson.h>
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -42,6 +43,12 @@ const struct tool_opt tool_agent_svid_fetch_opts[] = {
         SOCKET_OPT,
         {"out", 'o', "DIR", "directory for svid.pem, svid_key.pem, svid_bundle.pem (default .)"},
         {"no-security-header", 0, NULL, "omit the workload.spiffe.io header (for tests)"},
+        {0},
+};
+const struct tool_opt tool_agent_svid_watch_opts[] = {
+        SOCKET_OPT,
+        {"updates", 'n', "N", "stop with status 0 after N messages (default: never)"},
+        {"timeout", 0, "DURATION", "give up after this long (default: never)"},
         {0},
 };
 const struct tool_opt tool_agent_jwt_fetch_opts[] = {
@@ -229,6 +236,59 @@ out:
 	}
 	cubeid_wl_x509_free(x);
 	return tool_exit_code(rc);
+}
+
+struct watch_state {
+	long seen, want;
+};
+
+static int
+watch_msg(const struct cubeid_wl_x509 *x, void *arg)
+{
+	struct watch_state *w = arg;
+	size_t i;
+
+	w->seen++;
+	for (i = 0; i < x->n_svids; i++) {
+		const struct cubeid_wl_x509svid *s = &x->svids[i];
+		const unsigned char *p = s->cert_chain;
+		X509 *leaf = d2i_X509(NULL, &p, (long)s->cert_chain_len);
+		BIGNUM *bn = leaf != NULL ? ASN1_INTEGER_to_BN(X509_get0_serialNumber(leaf), NULL)
+		                          : NULL;
+		char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+
+		printf("%ld %s serial=%s\n", w->seen, s->spiffe_id, hex != NULL ? hex : "?");
+		OPENSSL_free(hex);
+		BN_free(bn);
+		X509_free(leaf);
+	}
+	fflush(stdout);
+	return w->want > 0 && w->seen >= w->want ? 1 : 0;
+}
+
+int
+tool_agent_svid_watch(struct tool_ctx *c)
+{
+	const char *n = tool_opt(c, "updates"), *t = tool_opt(c, "timeout");
+	struct watch_state w = {0, 0};
+	struct cubeid_wl_status st;
+	struct cubeid_wl_opts o;
+	int64_t secs = 0;
+	char *end;
+	int rc;
+
+	if (n != NULL) {
+		w.want = strtol(n, &end, 10);
+		if (*n == '\0' || *end != '\0' || w.want < 1 || w.want > 1000000)
+			return tool_usage_error(c, "--updates takes a count from 1");
+	}
+	if (t != NULL && cubeid_duration_parse(t, &secs) != CUBEID_OK)
+		return tool_usage_error(c, "bad duration '%s' (e.g. 30s, 5m)", t);
+	wl_opts(c, &o);
+	o.timeout_ms = (long)secs * 1000;
+	if ((rc = cubeid_wl_watch_x509(&o, watch_msg, &w, NULL, &st)) != CUBEID_OK)
+		return rpc_fail(rc, "FetchX509SVID", &st);
+	return TOOL_EXIT_OK;
 }
 
 int

@@ -63,6 +63,7 @@ const struct tool_cmd tool_svid_cmds[] = {
          "to the bundle.  Needs no token.  Exit status 1 with the reason when it fails.",
          verify_opts, 1, svid_verify},
         TOOL_AGENT_SVID_FETCH_CMD,
+        TOOL_AGENT_SVID_WATCH_CMD,
         {0},
 };
 

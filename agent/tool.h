@@ -158,10 +158,12 @@ int tool_token_info(struct tool_ctx *c); /* agent/tool-token-info.c */
 /* Commands that talk to a running cubeid-agent (agent/tool-agent.c), listed
  * in the svid, jwt and bundle groups' tables with these entries. */
 extern const struct tool_opt tool_agent_svid_fetch_opts[];
+extern const struct tool_opt tool_agent_svid_watch_opts[];
 extern const struct tool_opt tool_agent_jwt_fetch_opts[];
 extern const struct tool_opt tool_agent_jwt_validate_opts[];
 extern const struct tool_opt tool_agent_bundle_fetch_opts[];
 int tool_agent_svid_fetch(struct tool_ctx *c);
+int tool_agent_svid_watch(struct tool_ctx *c);
 int tool_agent_jwt_fetch(struct tool_ctx *c);
 int tool_agent_jwt_validate(struct tool_ctx *c);
 int tool_agent_bundle_fetch(struct tool_ctx *c);
@@ -174,6 +176,14 @@ int tool_agent_bundle_fetch(struct tool_ctx *c);
 	 "key first.  Prints the SPIFFE ID.  The identity is the one the agent's\n"                \
 	 "entries give the calling process.",                                                      \
 	 tool_agent_svid_fetch_opts, 0, tool_agent_svid_fetch}
+#define TOOL_AGENT_SVID_WATCH_CMD                                                                  \
+	{"watch", "[--socket S] [--updates N] [--timeout DURATION]",                                \
+	 "follow this process's FetchX509SVID stream and print each update",                       \
+	 "Prints one line per SVID of every message the agent sends: the message's\n"              \
+	 "number, the SPIFFE ID and the leaf's serial.  The agent sends a new message\n"           \
+	 "on every rotation and entry change, and ends the stream with\n"                          \
+	 "PermissionDenied when the caller's identity is withdrawn.",                              \
+	 tool_agent_svid_watch_opts, 0, tool_agent_svid_watch}
 #define TOOL_AGENT_JWT_FETCH_CMD                                                                   \
 	{"fetch", "--aud AUD [--spiffe-id ID] [--socket S]",                                       \
 	 "fetch a JWT-SVID for this process from the agent and print it",                          \

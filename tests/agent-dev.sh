@@ -235,6 +235,55 @@ else
 	echo "# systemd-socket-activate not found: the socket activation check did not run"
 fi
 
+[ -n "$pid" ] && kill -TERM "$pid" && wait "$pid"
+pid=
+
+# without --dev: the dev state's token and CA, entries from a file only; a
+# FetchX509SVID watcher sees an entry added, then its identity withdrawn
+S2=$D/prod.sock
+cat >"$D/prod.yaml" <<EOF
+entries:
+  - name: me
+    spiffe_id: spiffe://{td}/me/{unix:uid}
+    selectors: [unix:uid:$uid]
+EOF
+SOFTHSM2_CONF=$state/softhsm/softhsm2.conf "$agent" --token "pkcs11:token=cubeid-dev" \
+	--pin-file "$state/softhsm/user.pin" --state-dir "$state" --socket "$S2" \
+	--entries "$D/prod.yaml" --log-level info >"$D/agent4.out" 2>"$D/agent4.err" &
+pid=$!
+for _ in $(seq 1 300); do
+	[ -S "$S2" ] && "$cubeid" status --socket "$S2" >/dev/null 2>&1 && break
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.1
+done
+check "without --dev: svid fetch" 0 "$cubeid" svid fetch --socket "$S2" --out "$D/svid7"
+assert "the entry's identity" grep -qx "spiffe://cluster.local/me/$uid" "$D/out"
+assert "no DEVELOPMENT MODE banner" bash -c "! grep -q 'DEVELOPMENT MODE' '$D/agent4.err'"
+"$cubeid" svid watch --socket "$S2" >"$D/watch.out" 2>"$D/watch.err" &
+wpid=$!
+for _ in $(seq 1 100); do grep -q "^1 " "$D/watch.out" && break; sleep 0.1; done
+assert "the watcher got the first message" grep -q "^1 spiffe://cluster.local/me/$uid serial=" "$D/watch.out"
+cat >>"$D/prod.yaml" <<EOF
+  - name: me-too
+    spiffe_id: spiffe://{td}/too/{unix:uid}
+    selectors: [unix:uid:$uid]
+EOF
+kill -HUP "$pid"
+got=no
+for _ in $(seq 1 100); do
+	grep -q "spiffe://cluster.local/too/$uid" "$D/watch.out" && { got=yes; break; }
+	sleep 0.1
+done
+assert "an entry added by SIGHUP reaches the open stream" [ "$got" = yes ]
+printf 'entries: []\n' >"$D/prod.yaml"
+kill -HUP "$pid"
+for _ in $(seq 1 100); do kill -0 "$wpid" 2>/dev/null || break; sleep 0.1; done
+wait "$wpid"
+wrc=$?
+assert "a withdrawn identity ends the stream (exit 1)" [ "$wrc" -eq 1 ]
+assert "with PermissionDenied" grep -q "code=PermissionDenied" "$D/watch.err"
+check "and a new fetch is refused" 1 "$cubeid" svid fetch --socket "$S2" --out "$D/svid8"
+
 echo "1..$n"
 if [ "$fails" -ne 0 ]; then
 	echo "agent log:"
