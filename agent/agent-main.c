@@ -166,7 +166,7 @@ load_entries(const char *path, bool allow_missing, struct entry_set **out)
 		return CUBEID_OK;
 	if (stat(path, &st) != 0 && errno == ENOENT) {
 		if (allow_missing) {
-			cubeid_info("entries: %s does not exist; no entries from files", path);
+			cubeid_notice("entries: %s does not exist; no entries from files", path);
 			return CUBEID_OK;
 		}
 		cubeid_error("entries: %s does not exist", path);
@@ -822,10 +822,8 @@ main(int argc, char **argv)
 			dev_sock = NULL;
 		f->socket_path = dev_sock;
 	}
-	if (load_config(f, &a.cfg) != CUBEID_OK) {
-		status = check ? EXIT_FAILURE : EXIT_FAILURE;
+	if (load_config(f, &a.cfg) != CUBEID_OK)
 		goto out;
-	}
 	cubeid_log_set_level((cubeid_log_level)a.cfg->log_level);
 	if (check) {
 		struct entry_set *e = NULL;
