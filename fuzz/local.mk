@@ -48,3 +48,13 @@ fuzz_fuzz_grpc_frame_SOURCES = fuzz/fuzz-grpc-frame.c
 fuzz_fuzz_grpc_frame_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(PROTOBUFC_CFLAGS)
 fuzz_fuzz_grpc_frame_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_grpc_frame_LDADD = $(FUZZ_LIBS) $(PROTOBUFC_LIBS)
+
+# Registration entries and the agent config (YAML via libyaml), and the
+# attestation pod-list JSON.
+if ENABLE_FUZZING
+noinst_PROGRAMS += fuzz/fuzz-entries
+endif
+fuzz_fuzz_entries_SOURCES = fuzz/fuzz-entries.c
+fuzz_fuzz_entries_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(YAML_CFLAGS)
+fuzz_fuzz_entries_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_entries_LDADD = libagent.la $(FUZZ_LIBS) $(YAML_LIBS) $(LIBCURL_LIBS)
