@@ -563,12 +563,12 @@ END_TEST
 /* ------------------------------------------------ real processes */
 
 static void
-sha256_file_hex(const char *path, char hex[65])
+sha256_fd_hex(int fd, char hex[65])
 {
 	unsigned char md[32], buf[65536];
 	unsigned int mdlen = 0, i;
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	FILE *f = fopen(path, "rb");
+	FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
 	size_t n;
 
 	ck_assert_ptr_nonnull(f);
@@ -590,7 +590,7 @@ START_TEST(test_self_through_socketpair)
 	struct peer_info peer;
 	char exe[PATH_MAX], sel[PATH_MAX + 32], hex[65];
 	ssize_t n;
-	int sv[2];
+	int sv[2], procfd;
 
 	o.sha256_max_bytes = 256u << 20;
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -603,12 +603,18 @@ START_TEST(test_self_through_socketpair)
 	ck_has(&s, sel);
 	snprintf(sel, sizeof(sel), "unix:gid:%u", (unsigned)getegid());
 	ck_has(&s, sel);
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	/* through a /proc/PID directory fd as attest.c reads it (valgrind
+	 * rewrites only readlink("/proc/self/exe") to the client program) */
+	snprintf(sel, sizeof(sel), "/proc/%ld", (long)getpid());
+	procfd = open(sel, O_RDONLY | O_DIRECTORY);
+	ck_assert_int_ge(procfd, 0);
+	n = readlinkat(procfd, "exe", exe, sizeof(exe) - 1);
 	ck_assert_int_gt(n, 0);
 	exe[n] = '\0';
 	snprintf(sel, sizeof(sel), "unix:path:%s", exe);
 	ck_has(&s, sel);
-	sha256_file_hex("/proc/self/exe", hex);
+	sha256_fd_hex(openat(procfd, "exe", O_RDONLY), hex);
+	close(procfd);
 	snprintf(sel, sizeof(sel), "unix:sha256:%s", hex);
 	ck_has(&s, sel);
 	{
@@ -646,7 +652,7 @@ START_TEST(test_peer_gone)
 	int l, c, st, r;
 	pid_t child;
 
-	l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	ck_assert_int_ge(l, 0);
 	a.sun_family = AF_UNIX;
 	/* abstract namespace: no file to clean up */
@@ -662,7 +668,8 @@ START_TEST(test_peer_gone)
 		_exit(cs >= 0 && connect(cs, (struct sockaddr *)&a, alen) == 0 ? 0 : 1);
 	}
 	ck_assert_int_eq(waitpid(child, &st, 0), child);
-	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* (under valgrind the exit status can carry its leak report) */
+	ck_assert(WIFEXITED(st));
 	c = accept(l, NULL, NULL);
 	ck_assert_int_ge(c, 0);
 	/* the peer connected, then exited and was reaped */
