@@ -1,16 +1,11 @@
 /*
- * Registration entries (docs/entries.md): YAML files that map selectors to
- * SPIFFE IDs, loading, and matching a workload's selectors against them.
- *
- * Matching is per connection, so it is indexed: every entry with at least
- * one exact selector ("k8s:ns:default") is filed under one of them, and a
- * workload's selectors (a few dozen) look up their candidates by binary
- * search.  Entries made only of bare types ("k8s:sa": "has a selector of
- * this type") are checked every time.
+ * Registration entries (docs/entries.md): loading and parsing the YAML
+ * files.  Matching, templates and the index are in entries-match.c.
  */
 #include "config.h"
 
 #include "agent/agent.h"
+#include "agent/entries-internal.h"
 #include "agent/yaml-util.h"
 
 #include <cubeid/log.h>
@@ -32,17 +27,6 @@
 #define ENTRY_NAME_MAX        253
 #define ENTRY_HINT_MAX        1024
 #define DNS_NAME_MAX          253
-
-struct index_pair {
-	const char *key; /* borrowed from the entry's selectors */
-	size_t entry;
-};
-struct entry_index {
-	struct index_pair *pairs; /* sorted by key, then entry */
-	size_t n_pairs;
-	size_t *bare; /* entries with bare-type selectors only */
-	size_t n_bare;
-};
 
 struct builder {
 	struct reg_entry *e;
@@ -68,16 +52,6 @@ entry_clear(struct reg_entry *e)
 	memset(e, 0, sizeof(*e));
 }
 
-static void
-index_free(struct entry_index *ix)
-{
-	if (ix == NULL)
-		return;
-	free(ix->pairs);
-	free(ix->bare);
-	free(ix);
-}
-
 void
 entries_free(struct entry_set *s)
 {
@@ -88,219 +62,8 @@ entries_free(struct entry_set *s)
 	for (i = 0; i < s->n; i++)
 		entry_clear(&s->e[i]);
 	free(s->e);
-	index_free(s->index);
+	entries_index_free(s->index);
 	free(s);
-}
-
-/* ------------------------------------------------------------ selectors */
-
-/* Split an entry selector: *type_len is the length of "ns:name"; bare when
- * nothing follows.  False if it is not "ns:name[:value]". */
-static bool
-selector_split(const char *s, size_t *type_len, bool *bare)
-{
-	const char *c1 = strchr(s, ':'), *c2;
-
-	if (c1 == NULL || c1 == s)
-		return false;
-	c2 = strchr(c1 + 1, ':');
-	if (c2 == NULL) {
-		if (c1[1] == '\0')
-			return false;
-		*type_len = strlen(s);
-		*bare = true;
-		return true;
-	}
-	if (c2 == c1 + 1)
-		return false;
-	*type_len = (size_t)(c2 - s);
-	*bare = false;
-	return true;
-}
-
-static bool
-selector_is_bare(const char *s)
-{
-	size_t tl;
-	bool bare = false;
-
-	return selector_split(s, &tl, &bare) && bare;
-}
-
-const char *
-entries_first_missing(const struct reg_entry *e, const struct selector_set *sel)
-{
-	size_t i;
-
-	if (e == NULL)
-		return NULL;
-	for (i = 0; i < e->selectors.n; i++) {
-		const char *s = e->selectors.v[i];
-		bool ok = selector_is_bare(s) ? selector_set_get(sel, s) != NULL
-		                              : selector_set_has(sel, s);
-		if (!ok)
-			return s;
-	}
-	return NULL;
-}
-
-/* ------------------------------------------------------------ templates */
-
-/* Types with several values per workload cannot fill a template. */
-static bool
-single_valued(const char *type)
-{
-	return strcmp(type, "unix:supplementary_gid") != 0 && strcmp(type, "k8s:pod-label") != 0;
-}
-
-/* A substituted value must be one path segment: no "/", not "." or "..",
- * only [a-zA-Z0-9.-_], so a value can never add path segments. */
-static bool
-segment_ok(const char *v)
-{
-	size_t i;
-
-	if (v[0] == '\0' || strcmp(v, ".") == 0 || strcmp(v, "..") == 0)
-		return false;
-	for (i = 0; v[i] != '\0'; i++)
-		if (!isalnum((unsigned char)v[i]) && v[i] != '.' && v[i] != '-' && v[i] != '_')
-			return false;
-	return true;
-}
-
-/*
- * Expand id's placeholders: {td} becomes td, {TYPE} the workload's value of
- * TYPE (sel; NULL at load time, when every placeholder becomes "x" so that
- * the rest of the ID can be checked).  *why gets a static reason.
- */
-static int
-expand(const char *id, const struct selector_set *sel, const char *td, char **out, const char **why,
-       const char **bad_type)
-{
-	size_t cap = strlen(id) + 1, len = 0;
-	char *buf = NULL, *nb;
-	const char *p = id;
-	int r = CUBEID_OK;
-
-	*out = NULL;
-	*why = NULL;
-	if (bad_type != NULL)
-		*bad_type = NULL;
-	for (;;) {
-		const char *open = strchr(p, '{'), *close = strchr(p, '}'), *val;
-		char name[128];
-		size_t chunk, nlen, vlen;
-
-		if (close != NULL && (open == NULL || close < open)) {
-			*why = "unbalanced '}'";
-			r = CUBEID_ERR_SPIFFE_ID;
-			goto out;
-		}
-		chunk = open != NULL ? (size_t)(open - p) : strlen(p);
-		val = NULL;
-		vlen = 0;
-		if (open != NULL) {
-			if (close == NULL) {
-				*why = "unbalanced '{'";
-				r = CUBEID_ERR_SPIFFE_ID;
-				goto out;
-			}
-			nlen = (size_t)(close - open - 1);
-			if (nlen == 0 || nlen >= sizeof(name) || memchr(open + 1, '{', nlen)) {
-				*why = "bad placeholder";
-				r = CUBEID_ERR_SPIFFE_ID;
-				goto out;
-			}
-			memcpy(name, open + 1, nlen);
-			name[nlen] = '\0';
-			if (strcmp(name, "td") == 0) {
-				val = td;
-			} else if (!selector_type_known(name) || !single_valued(name)) {
-				*why = "placeholder is not {td} or a single-valued selector type";
-				if (bad_type != NULL)
-					*bad_type = open;
-				r = CUBEID_ERR_SPIFFE_ID;
-				goto out;
-			} else if (sel == NULL) {
-				val = "x";
-			} else if ((val = selector_set_get(sel, name)) == NULL) {
-				*why = "the workload has no selector of a type the template needs";
-				r = CUBEID_ERR_NOT_FOUND;
-				goto out;
-			} else if (!segment_ok(val)) {
-				*why = "a selector value is not a valid SPIFFE ID path segment";
-				r = CUBEID_ERR_SPIFFE_ID;
-				goto out;
-			}
-			vlen = strlen(val);
-		}
-		if (len + chunk + vlen + 1 > CUBEID_SPIFFE_ID_MAX + 1) {
-			*why = "longer than 2048 bytes";
-			r = CUBEID_ERR_SPIFFE_ID;
-			goto out;
-		}
-		if (len + chunk + vlen + 1 > cap || buf == NULL) {
-			cap = len + chunk + vlen + 1 > cap ? len + chunk + vlen + 1 : cap;
-			if ((nb = realloc(buf, cap)) == NULL) {
-				r = CUBEID_ERR_NOMEM;
-				goto out;
-			}
-			buf = nb;
-		}
-		memcpy(buf + len, p, chunk);
-		len += chunk;
-		if (val != NULL) {
-			memcpy(buf + len, val, vlen);
-			len += vlen;
-		}
-		buf[len] = '\0';
-		if (open == NULL)
-			break;
-		p = close + 1;
-	}
-	*out = buf;
-	buf = NULL;
-out:
-	free(buf);
-	return r;
-}
-
-int
-entries_resolve_id(const struct reg_entry *e, const struct selector_set *sel, const char *td,
-                   char **out, const char **why)
-{
-	const char *w = NULL;
-	cubeid_spiffe_reason reason;
-	char *id = NULL;
-	size_t tdl;
-	int r;
-
-	*out = NULL;
-	if (why != NULL)
-		*why = NULL;
-	if (e == NULL || sel == NULL || td == NULL)
-		return CUBEID_ERR_INVALID_ARG;
-	if ((r = expand(e->spiffe_id, sel, td, &id, &w, NULL)) != CUBEID_OK)
-		goto out;
-	if (cubeid_spiffe_id_validate(id, strlen(id), &reason) != CUBEID_OK) {
-		w = cubeid_spiffe_reason_str(reason);
-		r = CUBEID_ERR_SPIFFE_ID;
-		goto out;
-	}
-	tdl = strlen(td);
-	if (strncmp(id, CUBEID_SPIFFE_SCHEME, 9) != 0 || strncmp(id + 9, td, tdl) != 0 ||
-	    (id[9 + tdl] != '/' && id[9 + tdl] != '\0')) {
-		w = "the ID is not in the agent's trust domain";
-		r = CUBEID_ERR_SPIFFE_ID;
-		goto out;
-	}
-	*out = id;
-	id = NULL;
-out:
-	if (why != NULL)
-		*why = w;
-	free(id);
-	return r;
 }
 
 /* ------------------------------------------------------------ parsing */
@@ -375,7 +138,8 @@ parse_selectors(struct ctx *c, yaml_node_t *v, struct reg_entry *e)
 		bool bare = false;
 		int r;
 
-		if (s == NULL || !printable(s, SELECTOR_MAX_LEN) || !selector_split(s, &tl, &bare))
+		if (s == NULL || !printable(s, SELECTOR_MAX_LEN) ||
+		    !entries_selector_split(s, &tl, &bare))
 			return yu_err(
 			        c->err, c->name, n,
 			        "bad selector '%s' (TYPE:VALUE, e.g. unix:uid:1000, or a bare "
@@ -522,7 +286,7 @@ parse_entry(struct ctx *c, yaml_node_t *m, struct reg_entry *e)
 		return yu_err(c->err, c->name, m, "entry %s has no 'selectors'",
 		              e->name != NULL ? e->name : "(unnamed)");
 	/* The ID must be valid whatever the template values are. */
-	r = expand(e->spiffe_id, NULL, "example.org", &tmp, &why, &bad);
+	r = entries_expand(e->spiffe_id, NULL, "example.org", &tmp, &why, &bad);
 	if (r == CUBEID_ERR_NOMEM)
 		return r;
 	if (r == CUBEID_OK) {
@@ -618,17 +382,6 @@ out:
 /* ------------------------------------------------------------ finishing */
 
 static int
-cmp_pair(const void *a, const void *b)
-{
-	const struct index_pair *x = a, *y = b;
-	int c = strcmp(x->key, y->key);
-
-	if (c != 0)
-		return c;
-	return x->entry < y->entry ? -1 : x->entry > y->entry;
-}
-
-static int
 cmp_name_idx(const void *a, const void *b, void *arg)
 {
 	const struct reg_entry *base = arg;
@@ -665,39 +418,6 @@ check_names(const struct builder *b, char **err)
 }
 
 static int
-build_index(struct entry_set *s)
-{
-	struct entry_index *ix;
-	size_t i, j;
-
-	if ((ix = calloc(1, sizeof(*ix))) == NULL)
-		return CUBEID_ERR_NOMEM;
-	if (s->n > 0 && ((ix->pairs = malloc(s->n * sizeof(*ix->pairs))) == NULL ||
-	                 (ix->bare = malloc(s->n * sizeof(*ix->bare))) == NULL)) {
-		index_free(ix);
-		return CUBEID_ERR_NOMEM;
-	}
-	for (i = 0; i < s->n; i++) {
-		const struct reg_entry *e = &s->e[i];
-		const char *key = NULL;
-
-		for (j = 0; j < e->selectors.n && key == NULL; j++)
-			if (!selector_is_bare(e->selectors.v[j]))
-				key = e->selectors.v[j];
-		if (key != NULL) {
-			ix->pairs[ix->n_pairs].key = key;
-			ix->pairs[ix->n_pairs++].entry = i;
-		} else {
-			ix->bare[ix->n_bare++] = i;
-		}
-	}
-	if (ix->n_pairs > 1)
-		qsort(ix->pairs, ix->n_pairs, sizeof(*ix->pairs), cmp_pair);
-	s->index = ix;
-	return CUBEID_OK;
-}
-
-static int
 finish(struct builder *b, struct entry_set **out, char **err)
 {
 	struct entry_set *s;
@@ -709,7 +429,7 @@ finish(struct builder *b, struct entry_set **out, char **err)
 		return CUBEID_ERR_NOMEM;
 	s->e = b->e;
 	s->n = b->n;
-	if ((r = build_index(s)) != CUBEID_OK) {
+	if ((r = entries_index_build(s)) != CUBEID_OK) {
 		free(s);
 		return r;
 	}
@@ -861,131 +581,4 @@ out:
 	free(full);
 	builder_clear(&b);
 	return r;
-}
-
-/* ------------------------------------------------------------ matching */
-
-static int
-cmp_size(const void *a, const void *b)
-{
-	size_t x = *(const size_t *)a, y = *(const size_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Candidate entries for sel (sorted, file order): by index, or all. */
-static int
-candidates(const struct entry_set *s, const struct selector_set *sel, size_t **out, size_t *n_out)
-{
-	const struct entry_index *ix = s->index;
-	size_t *c = NULL, n = 0, cap, i;
-
-	*out = NULL;
-	*n_out = 0;
-	if (ix == NULL) {
-		if (s->n == 0)
-			return CUBEID_OK;
-		if ((c = malloc(s->n * sizeof(*c))) == NULL)
-			return CUBEID_ERR_NOMEM;
-		for (i = 0; i < s->n; i++)
-			c[i] = i;
-		*out = c;
-		*n_out = s->n;
-		return CUBEID_OK;
-	}
-	cap = ix->n_bare + 16;
-	if ((c = malloc(cap * sizeof(*c))) == NULL)
-		return CUBEID_ERR_NOMEM;
-	memcpy(c, ix->bare, ix->n_bare * sizeof(*c));
-	n = ix->n_bare;
-	for (i = 0; i < sel->n; i++) {
-		size_t lo = 0, hi = ix->n_pairs;
-
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			if (strcmp(ix->pairs[mid].key, sel->v[i]) < 0)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		for (; lo < ix->n_pairs && strcmp(ix->pairs[lo].key, sel->v[i]) == 0; lo++) {
-			if (n == cap) {
-				size_t *nc = realloc(c, cap * 2 * sizeof(*c));
-				if (nc == NULL) {
-					free(c);
-					return CUBEID_ERR_NOMEM;
-				}
-				c = nc;
-				cap *= 2;
-			}
-			c[n++] = ix->pairs[lo].entry;
-		}
-	}
-	/* each entry sits under one key and sel has no duplicates, so the
-	 * candidates are distinct; put them back in file order */
-	if (n > 1)
-		qsort(c, n, sizeof(*c), cmp_size);
-	*out = c;
-	*n_out = n;
-	return CUBEID_OK;
-}
-
-int
-entries_match(const struct entry_set *s, const struct selector_set *sel, const char *td,
-              const struct reg_entry ***matched, char ***ids, size_t *n)
-{
-	const struct reg_entry **m = NULL;
-	char **idv = NULL;
-	size_t *cand = NULL, n_cand = 0, k = 0, i;
-	int r;
-
-	if (matched != NULL)
-		*matched = NULL;
-	if (ids != NULL)
-		*ids = NULL;
-	if (n != NULL)
-		*n = 0;
-	if (s == NULL || sel == NULL || td == NULL || matched == NULL || ids == NULL || n == NULL)
-		return CUBEID_ERR_INVALID_ARG;
-	if ((r = candidates(s, sel, &cand, &n_cand)) != CUBEID_OK)
-		return r;
-	if (n_cand == 0)
-		goto out;
-	if ((m = calloc(n_cand, sizeof(*m))) == NULL ||
-	    (idv = calloc(n_cand, sizeof(*idv))) == NULL) {
-		r = CUBEID_ERR_NOMEM;
-		goto out;
-	}
-	for (i = 0; i < n_cand; i++) {
-		const struct reg_entry *e = &s->e[cand[i]];
-		const char *why = NULL;
-		char *id = NULL;
-
-		if (entries_first_missing(e, sel) != NULL)
-			continue;
-		r = entries_resolve_id(e, sel, td, &id, &why);
-		if (r == CUBEID_ERR_NOMEM)
-			goto out;
-		if (r != CUBEID_OK) {
-			cubeid_info("entry %s (%s): selectors match but no ID: %s", e->name,
-			            e->source, why != NULL ? why : cubeid_strerror(r));
-			r = CUBEID_OK;
-			continue;
-		}
-		m[k] = e;
-		idv[k++] = id;
-	}
-out:
-	free(cand);
-	if (r != CUBEID_OK || k == 0) {
-		for (i = 0; i < k; i++)
-			free(idv[i]);
-		free(idv);
-		free(m);
-		return r;
-	}
-	*matched = m;
-	*ids = idv;
-	*n = k;
-	return CUBEID_OK;
 }

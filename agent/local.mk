@@ -89,7 +89,8 @@ EXTRA_DIST += tests/grpc-interop.sh
 # Workload attestation, the config file and registration entries (issue 4):
 # selectors, kernel facts and pod metadata, YAML via libyaml.
 libagent_la_SOURCES += agent/selectors.c agent/attest.c agent/attest-k8s.c \
-	agent/attest-internal.h agent/config.c agent/entries.c agent/yaml-util.c \
+	agent/attest-internal.h agent/config.c agent/entries.c agent/entries-match.c \
+	agent/entries-internal.h agent/yaml-util.c \
 	agent/yaml-util.h
 libagent_la_CFLAGS += $(LIBCURL_CFLAGS)
 libagent_la_LIBADD += $(LIBCURL_LIBS)
