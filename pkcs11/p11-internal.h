@@ -69,7 +69,6 @@ struct cubeid_token {
 	struct p11_session *pool;
 	unsigned pool_size;
 	unsigned n_busy;
-	unsigned long generation; /* bumped whenever the pool is rebuilt */
 	unsigned refs;
 };
 
@@ -85,7 +84,8 @@ int p11_relogin(cubeid_token *tok, CK_SESSION_HANDLE h);
 bool p11_rv_session_lost(CK_RV rv);
 /* Sleep before retry number attempt (0-based): 0, 10, 40, 160 ms... */
 void p11_backoff(unsigned attempt);
-#define P11_MAX_RETRIES 4
+#define P11_MAX_RETRIES 4 /* lost sessions, with backoff */
+#define P11_MAX_REPAIRS 3 /* re-login / re-find, no backoff */
 
 cubeid_token *p11_token_ref(cubeid_token *tok);
 void p11_token_unref(cubeid_token *tok);

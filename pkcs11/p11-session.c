@@ -195,7 +195,6 @@ p11_session_put(cubeid_token *tok, CK_SESSION_HANDLE h, bool broken)
 		if (broken) {
 			(void)tok->f->C_CloseSession(h);
 			ps->open = false;
-			tok->generation++;
 		}
 		break;
 	}
@@ -209,16 +208,23 @@ int
 p11_run(cubeid_token *tok, const cubeid_key *key, const char *what, p11_op_fn fn, void *arg)
 {
 	CK_SESSION_HANDLE s;
+	CK_SESSION_INFO si;
 	CK_RV rv;
-	unsigned attempt;
+	/* Two budgets: sessions the token dropped are retried with backoff;
+	 * repairs that need no waiting (log in again, find the key again)
+	 * have their own small budget per session and do not use up the
+	 * backoff steps.  At most (MAX_RETRIES+1) x (MAX_REPAIRS+1) tries. */
+	unsigned attempt = 0, repairs = 0;
 	int r = CUBEID_ERR_P11_GENERAL;
 
-	for (attempt = 0; attempt <= P11_MAX_RETRIES; attempt++) {
-		p11_backoff(attempt);
+	for (;;) {
 		if ((r = p11_session_get(tok, &s)) != CUBEID_OK) {
 			/* Opening failed: the device may be coming back. */
-			if (r == CUBEID_ERR_P11_DEVICE || r == CUBEID_ERR_P11_SESSION)
+			if ((r == CUBEID_ERR_P11_DEVICE || r == CUBEID_ERR_P11_SESSION) &&
+			    attempt < P11_MAX_RETRIES) {
+				p11_backoff(++attempt);
 				continue;
+			}
 			return r;
 		}
 		rv = CKR_OK;
@@ -232,9 +238,14 @@ p11_run(cubeid_token *tok, const cubeid_key *key, const char *what, p11_op_fn fn
 			 * after some failures) is as good as lost. */
 			cubeid_warn("%s: %s; reopening the session", what, p11_rv_name(rv));
 			p11_session_put(tok, s, true);
+			if (attempt >= P11_MAX_RETRIES)
+				break;
+			p11_backoff(++attempt);
+			repairs = 0; /* a new session may need its own repairs */
 			continue;
 		}
-		if (rv == CKR_USER_NOT_LOGGED_IN) {
+		if (repairs < P11_MAX_REPAIRS && rv == CKR_USER_NOT_LOGGED_IN) {
+			repairs++;
 			cubeid_notice("%s: token %s forgot the login; logging in again", what,
 			              tok->label);
 			r = p11_relogin(tok, s);
@@ -243,11 +254,12 @@ p11_run(cubeid_token *tok, const cubeid_key *key, const char *what, p11_op_fn fn
 				return r;
 			continue;
 		}
-		if (key != NULL &&
+		if (repairs < P11_MAX_REPAIRS && key != NULL &&
 		    (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID)) {
-			CK_SESSION_INFO si;
+			repairs++;
 			/* Private objects vanish from view when the token logs
-			 * us out: log in again before looking for the key. */
+			 * us out: log in again before looking for the key; and a
+			 * token may renumber objects once every session closed. */
 			if (tok->login_required && tok->f->C_GetSessionInfo(s, &si) == CKR_OK &&
 			    si.state != CKS_RW_USER_FUNCTIONS &&
 			    si.state != CKS_RO_USER_FUNCTIONS) {
