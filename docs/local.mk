@@ -1,2 +1,3 @@
-# docs: the design and subsystem pages, shipped in the tarball.
-EXTRA_DIST += docs/design.md
+# docs: the design and subsystem pages, shipped in the tarball.  Every
+# Markdown page under docs/ is listed here (tests/docs-dist.sh checks that).
+EXTRA_DIST += docs/design.md docs/pkcs11.md docs/pkcs11-tpm-notes.md
