@@ -560,6 +560,58 @@ START_TEST(test_pid_reuse_detected)
 }
 END_TEST
 
+/* comm may hold spaces and parentheses; an oversized cgroup file fails
+ * closed rather than being read in part. */
+START_TEST(test_proc_edge_cases)
+{
+	char tmpl[] = "/tmp/cubeid-attest-XXXXXX", dir[64], p[128], *big;
+	struct attest_opts o = {0};
+	struct selector_set s = {0};
+	size_t i, len = 70 * 1024;
+
+	ck_assert_ptr_nonnull(mkdtemp(tmpl));
+	snprintf(dir, sizeof(dir), "%s/400", tmpl);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	snprintf(p, sizeof(p), "%s/stat", dir);
+	write_file(p, "400 (a) S (b) 1 2) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0\n");
+	snprintf(p, sizeof(p), "%s/status", dir);
+	write_file(p, "Name:\ta\nUid:\t5\t6\t6\t6\nGid:\t7\t8\t8\t8\nGroups:\t\n");
+	snprintf(p, sizeof(p), "%s/cgroup", dir);
+	write_file(p, "0::/system.slice/x.service\n");
+	o.proc_root = tmpl;
+	ck_assert_int_eq(attest_pid(400, &o, NULL, &s), 0);
+	ck_has(&s, "unix:uid:6");
+	ck_has(&s, "unix:gid:8");
+	ck_has(&s, "systemd:id:x.service");
+	ck_assert_ptr_null(selector_set_get(&s, "unix:supplementary_gid"));
+	ck_assert_ptr_null(selector_set_get(&s, "unix:path")); /* no exe */
+	selector_set_clear(&s);
+
+	big = malloc(len + 1);
+	ck_assert_ptr_nonnull(big);
+	for (i = 0; i < len; i++)
+		big[i] = i % 64 == 63 ? '\n' : 'x';
+	big[len] = '\0';
+	write_file(p, big);
+	free(big);
+	ck_assert_int_eq(attest_pid(400, &o, NULL, &s), CUBEID_ERR_TOO_LARGE);
+	ck_assert_uint_eq(s.n, 0);
+
+	/* a status without Uid: is malformed */
+	snprintf(p, sizeof(p), "%s/status", dir);
+	write_file(p, "Name:\ta\n");
+	ck_assert_int_eq(attest_pid(400, &o, NULL, &s), CUBEID_ERR_PARSE);
+
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/stat", dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/cgroup", dir);
+	unlink(p);
+	rmdir(dir);
+	rmdir(tmpl);
+}
+END_TEST
+
 /* ------------------------------------------------ real processes */
 
 static void
@@ -702,6 +754,7 @@ main(void)
 	tcase_add_test(tc, test_pod_list_json_bad);
 	tcase_add_test(tc, test_kubelet_url);
 	tcase_add_test(tc, test_pid_reuse_detected);
+	tcase_add_test(tc, test_proc_edge_cases);
 	tcase_add_test(tc, test_self_through_socketpair);
 	tcase_add_test(tc, test_peer_gone);
 	suite_add_tcase(su, tc);
