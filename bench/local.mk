@@ -44,3 +44,25 @@ bench-svid: bench/svid$(EXEEXT)
 	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' '$(abs_top_builddir)/bench/svid$(EXEEXT)' $(BENCH_SVID_ARGS)
 
 .PHONY: bench-svid
+
+# workload-api: the Workload API of a real cubeid-agent --dev (cold
+# FetchX509SVID and cached FetchJWTSVID latency, JWT-SVID fetch throughput
+# against raw C_Sign, RSS with 1,000 streams and 10,000 entries), and of
+# SPIRE side by side when tests/lib/go-peers.sh has built it (issue 4).
+# bench/run-workload-api.sh starts the agents; BENCH_WL_ARGS passes options
+# on, e.g. make bench-workload-api BENCH_WL_ARGS='--rounds 5'.
+noinst_PROGRAMS += bench/workload-api
+bench_workload_api_SOURCES = bench/workload-api.c tests/harness.c tests/harness.h
+bench_workload_api_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS)
+bench_workload_api_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(PTHREAD_LIBS) $(LIBS)
+
+TESTS += bench/workload-api-smoke.sh
+EXTRA_DIST += bench/run-workload-api.sh bench/workload-api-smoke.sh
+
+bench: bench-workload-api
+
+bench-workload-api: bench/workload-api$(EXEEXT) agent/cubeid-agent$(EXEEXT) agent/cubeid$(EXEEXT)
+	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' CUBEID_BUILDDIR='$(abs_top_builddir)' \
+	bash '$(abs_top_srcdir)/bench/run-workload-api.sh' $(BENCH_WL_ARGS)
+
+.PHONY: bench-workload-api
