@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -81,7 +82,8 @@ usage(FILE *f)
 	        "  -h, --help                 this help\n"
 	        "      --version              print the version\n"
 	        "\n"
-	        "Signals: SIGHUP reloads the config and the entries; SIGTERM and SIGINT stop.\n"
+	        "Signals: SIGHUP reloads the config and the entries (entries also reload\n"
+	        "when their file or directory changes); SIGTERM and SIGINT stop.\n"
 	        "See cubeid-agent(8).\n",
 	        AGENT_SOCKET_DEFAULT, AGENT_DEV_STATE_DIR, AGENT_TD_DEFAULT);
 }
@@ -451,15 +453,17 @@ static int sig_fd = -1;
 
 static bool reload_jwt_keys(struct agent *a);
 
+static void entries_watch(struct agent *a);
+
 static void
-reload(struct agent *a)
+reload(struct agent *a, const char *why)
 {
 	struct agent_config *cfg = NULL;
 	struct entry_set *entries = NULL;
 	bool bundles_changed;
 	int rc;
 
-	cubeid_notice("SIGHUP: reloading the config and the entries");
+	cubeid_notice("%s: reloading the config and the entries", why);
 	sd_notify(0, "RELOADING=1\nSTATUS=reloading");
 	bundles_changed = reload_jwt_keys(a); /* whatever becomes of the config */
 	if ((rc = load_config(&a->flags, &cfg)) != CUBEID_OK) {
@@ -497,7 +501,87 @@ out:
 		a->generation++;
 		wapi_refresh_all(a->wapi);
 	}
+	entries_watch(a); /* the entries path may have changed */
 	sd_notify(0, "READY=1\nSTATUS=serving");
+}
+
+/* ------------------------------------------------ entries change */
+
+/*
+ * Entries reload when their file or directory changes, as on SIGHUP.  The
+ * watch is on the directory (a file is usually replaced by rename, which a
+ * watch on the file itself would lose), and a burst of events is folded
+ * into one reload 300 ms after the last.
+ */
+static int inotify_fd = -1;
+static int inotify_wd = -1;
+static long reload_timer;
+
+static long
+entries_changed_timer(cubeid_loop *l, void *arg)
+{
+	(void)l;
+	reload_timer = 0;
+	reload((struct agent *)arg, "entries changed");
+	return -1;
+}
+
+static void
+on_inotify(cubeid_loop *l, int fd, int events, void *arg)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool any = false;
+
+	(void)events;
+	while (read(fd, buf, sizeof(buf)) > 0)
+		any = true;
+	if (!any || ((struct agent *)arg)->stopping)
+		return;
+	if (reload_timer > 0)
+		loop_timer_del(l, reload_timer);
+	reload_timer = loop_timer_add(l, 300, entries_changed_timer, arg);
+}
+
+static void
+entries_watch(struct agent *a)
+{
+	const char *path = a->cfg->entries;
+	char dir[PATH_MAX];
+	struct stat st;
+	char *slash;
+
+	if (inotify_fd < 0) {
+		if ((inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
+			cubeid_warn("inotify: %s; entries reload on SIGHUP only", strerror(errno));
+			return;
+		}
+		if (loop_watch(a->loop, inotify_fd, LOOP_READABLE, on_inotify, a) != CUBEID_OK) {
+			close(inotify_fd);
+			inotify_fd = -1;
+			return;
+		}
+	}
+	if (inotify_wd >= 0) {
+		inotify_rm_watch(inotify_fd, inotify_wd);
+		inotify_wd = -1;
+	}
+	if (path == NULL || *path == '\0' || strlen(path) >= sizeof(dir))
+		return;
+	snprintf(dir, sizeof(dir), "%s", path);
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		if ((slash = strrchr(dir, '/')) == NULL)
+			snprintf(dir, sizeof(dir), ".");
+		else if (slash == dir)
+			dir[1] = '\0';
+		else
+			*slash = '\0';
+	}
+	inotify_wd = inotify_add_watch(inotify_fd, dir,
+	                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
+	                                       IN_DELETE | IN_ONLYDIR);
+	if (inotify_wd < 0)
+		cubeid_warn("cannot watch %s for entry changes: %s; reload with SIGHUP", dir,
+		            strerror(errno));
 }
 
 /* Re-read jwt.conf (after `cubeid ca jwt-rotate`) and the bundles; true
@@ -564,7 +648,7 @@ on_signal(cubeid_loop *l, int fd, int events, void *arg)
 		switch (si.ssi_signo) {
 		case SIGHUP:
 			if (!a->stopping)
-				reload(a);
+				reload(a, "SIGHUP");
 			break;
 		case SIGTERM:
 		case SIGINT:
@@ -890,6 +974,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	loop_timer_add(a.loop, AGENT_BUNDLE_CHECK_MS, bundle_check, &a);
+	entries_watch(&a);
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
 		long ms = (long)(wd_usec / 2000);
 

@@ -12,6 +12,7 @@
 #     root): PermissionDenied and no SVID written;
 #   - a short X.509-SVID TTL rotates: a later fetch gets a new serial;
 #   - SIGHUP reloads the entries (a new identity appears) and keeps serving;
+#   - so does replacing the entries file, with no signal (inotify);
 #   - SIGTERM stops the agent with exit status 0 and removes the socket.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
@@ -195,6 +196,28 @@ check "jwt fetch still works (the old key signs until the new one is due)" 0 \
 	"$cubeid" jwt fetch --aud after-rotate --socket "$S"
 tok2=$(head -1 "$D/out")
 check "and it validates" 0 "$cubeid" jwt validate "$tok2" --aud after-rotate --socket "$S"
+
+# No signal at all: replacing the entries file (by rename, as editors and
+# ConfigMap updates do) reloads the entries within a second.
+nchanged=$(grep -c "entries changed" "$D/agent.err" || true)
+cat >"$D/entries.yaml.new" <<EOF
+entries:
+  - name: watched
+    spiffe_id: spiffe://{td}/watched/{unix:uid}
+    selectors: [unix:uid:$uid]
+EOF
+mv "$D/entries.yaml.new" "$D/entries.yaml"
+for _ in $(seq 1 100); do
+	[ "$(grep -c "entries changed" "$D/agent.err" || true)" -gt "$nchanged" ] && break
+	sleep 0.1
+done
+for _ in $(seq 1 30); do
+	"$cubeid" jwt fetch --aud w --spiffe-id "spiffe://cluster.local/watched/$uid" \
+		--socket "$S" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+check "an entry written without SIGHUP is served" 0 "$cubeid" jwt fetch --aud w \
+	--spiffe-id "spiffe://cluster.local/watched/$uid" --socket "$S"
 
 # SIGTERM
 kill -TERM "$pid"
