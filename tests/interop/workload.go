@@ -66,9 +66,7 @@ func grpcErr(what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if st, ok := status.FromError(errors.Unwrap(err)); ok {
-		return fmt.Errorf("%s: code=%s: %w", what, st.Code(), err)
-	}
+	// FromError looks through wrapping.
 	if st, ok := status.FromError(err); ok {
 		return fmt.Errorf("%s: code=%s: %w", what, st.Code(), err)
 	}
