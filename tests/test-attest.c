@@ -8,6 +8,7 @@
 
 #include "agent/agent.h"
 #include "agent/attest-internal.h"
+#include "tests/harness.h"
 
 #include <check.h>
 #include <errno.h>
@@ -38,10 +39,53 @@
 static char fixtures[1024];
 static char pods_json[1100];
 
+/* The fixture /proc trees need /proc/PID/exe symlinks, several of them
+ * dangling (they name programs of a container), and a release tarball
+ * cannot carry dangling links.  So the trees are copied to a temp dir and
+ * the links made there. */
+static const struct {
+	const char *link, *target;
+} exe_links[] = {
+        {"v2-containerd/4242/exe", "/usr/local/bin/router"},
+        {"systemd/100/exe", "../../bin/app"},
+        {"user-session/200/exe", "../../bin/app"},
+        {"v1-docker/6006/exe", "/usr/sbin/nginx"},
+        {"v2-crio/5005/exe", "/usr/local/bin/picod"},
+        {"v1-cgroupfs/77/exe", "/app/web"},
+};
+static char *fixture_tmp;
+
 static void
 setup_paths(void)
 {
-	snprintf(fixtures, sizeof(fixtures), "%s/tests/fixtures/attest", CUBEID_SRCDIR);
+	char src[1024], path[1200];
+	char *argv[] = {"cp", "-R", src, NULL, NULL};
+	size_t i;
+
+	snprintf(src, sizeof(src), "%s/tests/fixtures/attest", CUBEID_SRCDIR);
+	fixture_tmp = th_mkdtemp("cubeid-attest");
+	argv[3] = fixture_tmp;
+	if (th_run(argv, NULL) != 0) {
+		fprintf(stderr, "cannot copy %s to %s\n", src, fixture_tmp);
+		exit(1);
+	}
+	snprintf(fixtures, sizeof(fixtures), "%s/attest", fixture_tmp);
+	/* A copy of a read-only source tree (make distcheck) is read-only. */
+	{
+		char *chmod_argv[] = {"chmod", "-R", "u+w", fixture_tmp, NULL};
+		if (th_run(chmod_argv, NULL) != 0) {
+			fprintf(stderr, "cannot make %s writable\n", fixture_tmp);
+			exit(1);
+		}
+	}
+	for (i = 0; i < sizeof(exe_links) / sizeof(exe_links[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", fixtures, exe_links[i].link);
+		unlink(path);
+		if (symlink(exe_links[i].target, path) != 0) {
+			fprintf(stderr, "symlink %s: %s\n", path, strerror(errno));
+			exit(1);
+		}
+	}
 	snprintf(pods_json, sizeof(pods_json), "%s/pods.json", fixtures);
 }
 
@@ -762,5 +806,7 @@ main(void)
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	th_rmtree(fixture_tmp);
+	free(fixture_tmp);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
