@@ -51,24 +51,27 @@ uid=$(id -u)
 echo "workload-api: $(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -n), $(nproc) CPUs," \
 	"load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
-# Entries that match nobody: uids far above any real one.
+# Entries that match nobody: uids far above any real one.  They get a
+# directory of their own: the agent may watch the entries file's directory,
+# and the logs and status files written next to it must not look like edits.
+mkdir -p "$D/entries"
 awk -v n="$n_entries" 'BEGIN {
 	print "entries:"
 	for (i = 0; i < n; i++) {
 		printf "  - name: bench-%d\n    spiffe_id: spiffe://{td}/bench/e%d\n", i, i
 		printf "    selectors: [unix:uid:%d]\n", 3000000 + i
 	}
-}' >"$D/entries.yaml"
+}' >"$D/entries/entries.yaml"
 
 S=$D/run/agent.sock
 t0=$(date +%s.%N)
-"$agent" --dev --state-dir "$D/state" --socket "$S" --entries "$D/entries.yaml" \
+"$agent" --dev --state-dir "$D/state" --socket "$S" --entries "$D/entries/entries.yaml" \
 	>"$D/agent.out" 2>"$D/agent.err" &
 apid=$!
 pids+=("$apid")
 up=no
 for _ in $(seq 1 600); do
-	if [ -S "$S" ] && "$cubeid" status --socket "$S" >"$D/status" 2>/dev/null; then
+	if [ -S "$S" ] && "$cubeid" status --json --socket "$S" >"$D/status" 2>/dev/null; then
 		up=yes
 		break
 	fi

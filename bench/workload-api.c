@@ -706,11 +706,12 @@ bench_throughput(const struct cfg *c, const struct cubeid_wl_opts *o)
 		if (!c->quiet)
 			fprintf(stderr, "  throughput: round %u/%u done\n", round + 1, c->rounds);
 	}
-	printf("\nJWT-SVID fetch throughput, %s, a new connection per call, %u round%s of %s "
-	       "per case, median:\n",
-	       c->name, c->rounds, c->rounds == 1 ? "" : "s", c->ops > 0 ? "a fixed op count" : "");
+	printf("\nJWT-SVID fetch throughput, %s, a new connection per call, %u round%s, median:\n",
+	       c->name, c->rounds, c->rounds == 1 ? "" : "s");
 	if (c->ops == 0)
 		printf("  (%.1f s per case)\n", c->seconds);
+	else
+		printf("  (%lu calls per thread per case)\n", c->ops);
 	printf("  %-8s %14s %14s %14s %14s %14s\n", "threads", "raw C_Sign/s", "cached/s",
 	       "uncached/s", "cached/raw", "uncached/raw");
 	for (ti = 0; ti < c->n_threads; ti++) {
@@ -730,8 +731,16 @@ bench_throughput(const struct cfg *c, const struct cubeid_wl_opts *o)
 			mc = median(rc_, c->rounds);
 			mu = median(ru, c->rounds);
 		}
-		printf("  %-8u %14.0f %14.0f %14.0f %14.3f %14.3f\n", c->threads[ti], m[MODE_RAW],
-		       m[MODE_CACHED], m[MODE_UNCACHED], mc, mu);
+		if (c->raw && c->uncached)
+			printf("  %-8u %14.0f %14.0f %14.0f %14.3f %14.3f\n", c->threads[ti],
+			       m[MODE_RAW], m[MODE_CACHED], m[MODE_UNCACHED], mc, mu);
+		else {
+			char u[32] = "-";
+			if (c->uncached)
+				snprintf(u, sizeof(u), "%.0f", m[MODE_UNCACHED]);
+			printf("  %-8u %14s %14.0f %14s %14s %14s\n", c->threads[ti], "-",
+			       m[MODE_CACHED], u, "-", "-");
+		}
 		if (c->smoke || !c->raw)
 			continue;
 		if (c->uncached)
