@@ -526,15 +526,45 @@ entries_changed_timer(cubeid_loop *l, void *arg)
 	return -1;
 }
 
+/* The name within the watched directory that matters: the entries file's
+ * own name, or "" when the entries path is a directory (then any *.yaml or
+ * *.yml file counts).  Other files there (logs, editor swap files) do not
+ * cause a reload. */
+static char watched_name[NAME_MAX + 1];
+
+static bool
+event_matters(const struct inotify_event *ev)
+{
+	size_t n;
+
+	if (ev->len == 0 || (ev->mask & IN_IGNORED))
+		return false;
+	if (watched_name[0] != '\0')
+		return strcmp(ev->name, watched_name) == 0;
+	n = strlen(ev->name);
+	if (ev->name[0] == '.')
+		return false;
+	return (n > 5 && strcmp(ev->name + n - 5, ".yaml") == 0) ||
+	       (n > 4 && strcmp(ev->name + n - 4, ".yml") == 0);
+}
+
 static void
 on_inotify(cubeid_loop *l, int fd, int events, void *arg)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	const struct inotify_event *ev;
 	bool any = false;
+	ssize_t len;
+	char *p;
 
 	(void)events;
-	while (read(fd, buf, sizeof(buf)) > 0)
-		any = true;
+	while ((len = read(fd, buf, sizeof(buf))) > 0) {
+		for (p = buf; p < buf + len; p += sizeof(*ev) + ev->len) {
+			ev = (const struct inotify_event *)p;
+			if (event_matters(ev))
+				any = true;
+		}
+	}
 	if (!any || ((struct agent *)arg)->stopping)
 		return;
 	if (reload_timer > 0)
@@ -568,13 +598,21 @@ entries_watch(struct agent *a)
 	if (path == NULL || *path == '\0' || strlen(path) >= sizeof(dir))
 		return;
 	snprintf(dir, sizeof(dir), "%s", path);
+	watched_name[0] = '\0';
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		if ((slash = strrchr(dir, '/')) == NULL)
+		const char *base = (slash = strrchr(dir, '/')) == NULL ? dir : slash + 1;
+
+		if (strlen(base) >= sizeof(watched_name))
+			return;
+		memcpy(watched_name, base, strlen(base) + 1);
+		if (slash == NULL) {
 			snprintf(dir, sizeof(dir), ".");
-		else if (slash == dir)
-			dir[1] = '\0';
-		else
-			*slash = '\0';
+		} else {
+			if (slash == dir)
+				dir[1] = '\0';
+			else
+				*slash = '\0';
+		}
 	}
 	inotify_wd = inotify_add_watch(inotify_fd, dir,
 	                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |

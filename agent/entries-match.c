@@ -331,7 +331,8 @@ candidates(const struct entry_set *s, const struct selector_set *sel, size_t **o
 	cap = ix->n_bare + 16;
 	if ((c = malloc(cap * sizeof(*c))) == NULL)
 		return CUBEID_ERR_NOMEM;
-	memcpy(c, ix->bare, ix->n_bare * sizeof(*c));
+	if (ix->n_bare > 0) /* memcpy from NULL is undefined even for 0 bytes */
+		memcpy(c, ix->bare, ix->n_bare * sizeof(*c));
 	n = ix->n_bare;
 	for (i = 0; i < sel->n; i++) {
 		size_t lo = 0, hi = ix->n_pairs;

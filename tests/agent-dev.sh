@@ -218,6 +218,14 @@ for _ in $(seq 1 30); do
 done
 check "an entry written without SIGHUP is served" 0 "$cubeid" jwt fetch --aud w \
 	--spiffe-id "spiffe://cluster.local/watched/$uid" --socket "$S"
+# Other files in that directory (the agent's own log is one) cause no reload.
+sleep 0.5
+nchanged=$(grep -c "entries changed" "$D/agent.err" || true)
+echo noise >"$D/unrelated.txt"
+mv "$D/unrelated.txt" "$D/unrelated2.txt"
+sleep 1
+assert "an unrelated file in the entries directory causes no reload" \
+	[ "$(grep -c "entries changed" "$D/agent.err" || true)" -eq "$nchanged" ]
 
 # SIGTERM
 kill -TERM "$pid"
