@@ -33,6 +33,10 @@ struct jkey {
 	char *uri;
 	EVP_PKEY *pub;
 	int64_t created_at, publish_from, active_from, retire_after;
+	/* The token key, found on first use and kept: finding it again per
+	 * mint made SoftHSM2 re-read its token files (~2 ms a mint, see
+	 * bench/workload-api).  Set once with a CAS; freed with the set. */
+	cubeid_key *key;
 };
 
 struct cubeid_jwt_keys {
@@ -56,6 +60,7 @@ jkey_clear(struct jkey *j)
 	free(j->kid);
 	free(j->uri);
 	EVP_PKEY_free(j->pub);
+	cubeid_key_free(j->key);
 	memset(j, 0, sizeof(*j));
 }
 
@@ -820,6 +825,38 @@ cubeid_jwt_keys_default_alg(cubeid_key_type type)
 	}
 }
 
+/* The token key of the signer named kid, as a new reference: the one kept
+ * in the set when it belongs to tok, else found now (and kept if the slot
+ * is free).  Thread-safe: minting runs in several workers at once. */
+static int
+signer_key(const cubeid_jwt_keys *k, cubeid_token *tok, const char *kid, const char *uri,
+           cubeid_key **out)
+{
+	struct jkey *j = NULL;
+	cubeid_key *key, *expected = NULL;
+	size_t i;
+	int rc;
+
+	*out = NULL;
+	for (i = 0; i < k->n; i++)
+		if (strcmp(k->keys[i].kid, kid) == 0)
+			j = (struct jkey *)&k->keys[i]; /* the cache is the only mutable part */
+	if (j != NULL && (key = __atomic_load_n(&j->key, __ATOMIC_ACQUIRE)) != NULL &&
+	    cubeid_key_token(key) == tok) {
+		*out = cubeid_key_ref(key);
+		return CUBEID_OK;
+	}
+	if ((rc = cubeid_key_find_uri(tok, uri, &key)) != CUBEID_OK) {
+		cubeid_error("JWT key %s is not on the token: %s", uri, cubeid_strerror(rc));
+		return rc;
+	}
+	if (j != NULL && __atomic_compare_exchange_n(&j->key, &expected, key, false,
+	                                             __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		cubeid_key_ref(key); /* one reference for the set, one for the caller */
+	*out = key;
+	return CUBEID_OK;
+}
+
 int
 cubeid_jwt_keys_mint(const cubeid_jwt_keys *k, cubeid_token *tok, int64_t now, cubeid_sig_alg alg,
                      const cubeid_spiffe_id *sub, const char *const *aud, size_t n_aud, int64_t ttl,
@@ -852,10 +889,8 @@ cubeid_jwt_keys_mint(const cubeid_jwt_keys *k, cubeid_token *tok, int64_t now, c
 		alg = cubeid_jwt_keys_default_alg(info.type);
 	if ((rc = cubeid_jws_key_fits(alg, info.pub)) != CUBEID_OK)
 		return rc;
-	if ((rc = cubeid_key_find_uri(tok, info.uri, &key)) != CUBEID_OK) {
-		cubeid_error("JWT key %s is not on the token: %s", info.uri, cubeid_strerror(rc));
+	if ((rc = signer_key(k, tok, info.kid, info.uri, &key)) != CUBEID_OK)
 		return rc;
-	}
 	rc = cubeid_jwt_svid_encode(alg, info.kid, sub, aud, n_aud, now, (unsigned)ttl, jti,
 	                            cubeid_jws_sign_key, key, out);
 	cubeid_key_free(key);
