@@ -455,6 +455,23 @@ static bool reload_jwt_keys(struct agent *a);
 
 static void entries_watch(struct agent *a);
 
+/*
+ * Hash the caller's executable (unix:sha256) only when some entry asks for
+ * it: hashing it on every connection was the largest part of a cached
+ * FetchJWTSVID (bench/workload-api).  Runs after every (re)load.
+ */
+static void
+attest_tune(struct agent *a)
+{
+	size_t i, j;
+	bool need = false;
+
+	for (i = 0; a->entries != NULL && i < a->entries->n && !need; i++)
+		for (j = 0; j < a->entries->e[i].selectors.n && !need; j++)
+			need = strncmp(a->entries->e[i].selectors.v[j], "unix:sha256", 11) == 0;
+	a->attest.sha256_max_bytes = need ? a->cfg->attest_sha256_max : 0;
+}
+
 static void
 reload(struct agent *a, const char *why)
 {
@@ -489,6 +506,7 @@ reload(struct agent *a, const char *why)
 	cubeid_log_set_level((cubeid_log_level)cfg->log_level);
 	entries_free(a->entries);
 	a->entries = entries;
+	attest_tune(a);
 	a->generation++;
 	svid_cache_flush_unused(a->cache);
 	wapi_refresh_all(a->wapi);
@@ -981,6 +999,7 @@ main(int argc, char **argv)
 		goto out;
 	if (load_entries(a.cfg->entries, true, &a.entries) != CUBEID_OK)
 		goto out;
+	attest_tune(&a);
 	if (f->dev && dev_entry_add(&a) != CUBEID_OK)
 		goto out;
 
