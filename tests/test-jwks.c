@@ -569,6 +569,39 @@ START_TEST(test_spiffe_bundle_parse_rules)
 }
 END_TEST
 
+/* A JWKS parses the same way every time.  OpenSSL's RSA public check is
+ * randomised (primality witnesses), and with it this fuzzer-found document
+ * was accepted on one parse and refused on the next. */
+START_TEST(test_jwks_parse_is_deterministic)
+{
+	char path[4096], buf[8192];
+	cubeid_jwt_bundle *jb = NULL;
+	size_t n, count0 = 0;
+	FILE *f;
+	int i, r0 = 0, r;
+
+	snprintf(path, sizeof(path), "%s/fuzz/corpus/jwks/regress-rsa-random-check.json",
+	         CUBEID_SRCDIR);
+	f = fopen(path, "rb");
+	ck_assert_msg(f != NULL, "cannot open %s", path);
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	for (i = 0; i < 60; i++) {
+		r = cubeid_jwt_bundle_parse_jwks("example.org", buf, n, &jb);
+		if (i == 0)
+			r0 = r;
+		ck_assert_int_eq(r, r0);
+		if (r == CUBEID_OK) {
+			if (i == 0)
+				count0 = cubeid_jwt_bundle_count(jb);
+			ck_assert_uint_eq(cubeid_jwt_bundle_count(jb), count0);
+		}
+		cubeid_jwt_bundle_free(jb);
+		jb = NULL;
+	}
+}
+END_TEST
+
 int
 main(void)
 {
@@ -587,6 +620,7 @@ main(void)
 		return EXIT_FAILURE;
 	}
 	tcase_add_test(tc, test_jwk_round_trip);
+	tcase_add_test(tc, test_jwks_parse_is_deterministic);
 	tcase_add_test(tc, test_jwk_rfc7517_example);
 	tcase_add_test(tc, test_jwk_bad_ec);
 	tcase_add_test(tc, test_jwk_bad_rsa);
