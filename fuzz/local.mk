@@ -58,3 +58,17 @@ fuzz_fuzz_entries_SOURCES = fuzz/fuzz-entries.c
 fuzz_fuzz_entries_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(YAML_CFLAGS)
 fuzz_fuzz_entries_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_entries_LDADD = libagent.la $(FUZZ_LIBS) $(YAML_LIBS) $(LIBCURL_LIBS)
+
+# Long, random fuzzing (the suite only runs a short, fixed-seed pass):
+#   CC=clang ./configure --enable-fuzzing && make fuzz FUZZ_SECONDS=600
+FUZZ_SECONDS = 300
+fuzz: all
+	@set -e; for f in fuzz/fuzz-*; do \
+		case "$$f" in *.o) continue ;; esac; \
+		test -x "$$f" || continue; \
+		name=$${f#fuzz/fuzz-}; corpus="fuzz-corpus-$$name"; mkdir -p "$$corpus"; \
+		if test -d "$(srcdir)/fuzz/corpus/$$name"; then cp -R "$(srcdir)/fuzz/corpus/$$name/." "$$corpus/"; fi; \
+		echo "== $$f for $(FUZZ_SECONDS) s (corpus $$corpus)"; \
+		"$$f" -max_total_time=$(FUZZ_SECONDS) -timeout=10 -artifact_prefix="crash-$$name-" "$$corpus"; \
+	done
+.PHONY: fuzz
