@@ -67,6 +67,20 @@ static const struct errmsg errmsgs[] = {
         {CUBEID_ERR_X509_SVID, "certificate is not a valid X.509-SVID"},
         {CUBEID_ERR_CA, "certificate authority missing or unusable"},
         {CUBEID_ERR_X509_EXPIRED, "certificate is outside its validity period"},
+        {CUBEID_ERR_TLS, "TLS set-up or handshake failed"},
+        {CUBEID_ERR_TLS_PEER_ID, "the peer's SPIFFE ID is not allowed"},
+        {CUBEID_ERR_TLS_NO_PEER_CERT, "the peer presented no certificate"},
+        {CUBEID_ERR_KEY_MISMATCH, "the certificate does not match the private key"},
+        {CUBEID_ERR_TLS_UNKNOWN_CA, "the peer's certificate is not issued by a trusted CA"},
+        {CUBEID_ERR_AUTH_MODE, "the client and the server use different auth modes"},
+        {CUBEID_ERR_HTTP, "HTTP request failed"},
+        {CUBEID_ERR_HTTP_STATUS, "the HTTP server answered with an error status"},
+        {CUBEID_ERR_OAUTH, "the token endpoint refused the request"},
+        {CUBEID_ERR_UNAUTHENTICATED, "bearer token missing or invalid"},
+        {CUBEID_ERR_FORBIDDEN, "not allowed: a required role or ownership is missing"},
+        {CUBEID_ERR_JWT_ISSUER, "JWT issuer is not the expected one"},
+        {CUBEID_ERR_STORE, "the key publication store is unreachable"},
+        {CUBEID_ERR_PUBLICATION, "a published key does not chain to a node of the trust domain"},
 };
 
 const char *

@@ -26,6 +26,7 @@ START_TEST(test_header_codes_all_have_messages)
 	char line[512];
 	FILE *f;
 	int seen = 0;
+	int used[128] = {0};
 
 	snprintf(path, sizeof(path), "%s/include/cubeid/error.h", CUBEID_SRCDIR);
 	f = fopen(path, "r");
@@ -40,6 +41,11 @@ START_TEST(test_header_codes_all_have_messages)
 			continue;
 		}
 		ck_assert_int_ge(value, CUBEID_ERR_MIN);
+		ck_assert_int_le(value, 0);
+		/* two names for one number would make their messages collide */
+		ck_assert_msg(used[-value] == 0, "%s (%d) reuses another code's number", name,
+		              value);
+		used[-value] = 1;
 		ck_assert_msg(strcmp(cubeid_strerror(value), "unknown error code") != 0,
 		              "%s (%d) has no message in common/error.c", name, value);
 		seen++;

@@ -35,7 +35,7 @@ extern "C" {
 #define CUBEID_ERR_TIMEOUT          -16 /* the deadline passed */
 #define CUBEID_ERR_RPC              -17 /* the peer failed the call (other gRPC status) */
 #define CUBEID_ERR_PROTOCOL         -18 /* the peer broke the wire protocol */
-#define CUBEID_ERR_PEER_CHANGED     -15 /* peer process exited or its pid was reused */
+#define CUBEID_ERR_PEER_CHANGED     -19 /* peer process exited or its pid was reused */
 
 /* PKCS#11 token layer */
 #define CUBEID_ERR_P11_MODULE        -20 /* the module could not be loaded */
@@ -75,7 +75,33 @@ extern "C" {
 #define CUBEID_ERR_CA            -63 /* CA missing or not usable */
 #define CUBEID_ERR_X509_EXPIRED  -64 /* certificate outside its validity period */
 
-#define CUBEID_ERR_MIN -64 /* lowest code in use; keep in step */
+/*
+ * Blocks reserved per area so that work in parallel cannot pick the same
+ * number; add a code inside its area's block:
+ *   -70..-77  TLS loader and file delivery
+ *   -78..-79  PicoD tokens and the auth-mode switch
+ *   -80..-89  HTTP, OIDC and Keycloak
+ *   -90..-99  cluster trust (key publication)
+ */
+#define CUBEID_ERR_TLS              -70 /* TLS set-up or handshake failed */
+#define CUBEID_ERR_TLS_PEER_ID      -71 /* peer's SPIFFE ID is not on the allow-list */
+#define CUBEID_ERR_TLS_NO_PEER_CERT -72 /* peer presented no certificate */
+#define CUBEID_ERR_KEY_MISMATCH     -73 /* certificate and private key do not match */
+#define CUBEID_ERR_TLS_UNKNOWN_CA   -74 /* peer chain does not lead to a trusted CA */
+
+#define CUBEID_ERR_AUTH_MODE -78 /* the two sides use different auth modes */
+
+#define CUBEID_ERR_HTTP            -80 /* HTTP transfer failed (connect, TLS, timeout) */
+#define CUBEID_ERR_HTTP_STATUS     -81 /* the server answered with an error status */
+#define CUBEID_ERR_OAUTH           -82 /* the token endpoint returned an OAuth error */
+#define CUBEID_ERR_UNAUTHENTICATED -83 /* bearer token missing or invalid (HTTP 401) */
+#define CUBEID_ERR_FORBIDDEN       -84 /* authenticated but not allowed (HTTP 403) */
+#define CUBEID_ERR_JWT_ISSUER      -85 /* iss is not the configured issuer */
+
+#define CUBEID_ERR_STORE       -90 /* the key publication store is unreachable */
+#define CUBEID_ERR_PUBLICATION -91 /* a published key does not chain to a node */
+
+#define CUBEID_ERR_MIN -99 /* lowest code reserved (see the blocks above) */
 
 /* A static, human-readable message for code; never NULL. */
 const char *cubeid_strerror(int code);
