@@ -40,8 +40,8 @@ EXTRA_DIST += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh tests/cli
 noinst_LTLIBRARIES += libagent.la
 libagent_la_SOURCES = agent/agent.h
 libagent_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS) \
-	$(NGHTTP2_CFLAGS) $(PROTOBUFC_CFLAGS) $(YAML_CFLAGS) $(SYSTEMD_CFLAGS)
-libagent_la_LIBADD = libcubeid.la $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) \
+	$(NGHTTP2_CFLAGS) $(PROTOBUFC_CFLAGS) $(YAML_CFLAGS) $(SYSTEMD_CFLAGS) $(MHD_CFLAGS)
+libagent_la_LIBADD = libcubeid.la $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) $(MHD_LIBS) \
 	$(OPENSSL_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
 # The event loop and the gRPC server (issue 4).
