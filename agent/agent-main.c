@@ -45,6 +45,7 @@ static const struct option long_opts[] = {
         {"pin-file", required_argument, NULL, 'p'},
         {"trust-domain", required_argument, NULL, 'd'},
         {"entries", required_argument, NULL, 'e'},
+        {"http-address", required_argument, NULL, 'H'},
         {"x509-svid-ttl", required_argument, NULL, 'X'},
         {"jwt-svid-ttl", required_argument, NULL, 'J'},
         {"log-level", required_argument, NULL, 'l'},
@@ -75,6 +76,8 @@ usage(FILE *f)
 	        "      --pin-file FILE        file holding the token's user PIN\n"
 	        "  -d, --trust-domain TD      the trust domain (default %s)\n"
 	        "  -e, --entries PATH         registration entries: a YAML file or directory\n"
+	        "      --http-address ADDR    serve /healthz, /readyz and /metrics over HTTP on\n"
+	        "                             HOST:PORT (e.g. 127.0.0.1:9090; default off)\n"
 	        "      --x509-svid-ttl DUR    X.509-SVID lifetime (default 1h)\n"
 	        "      --jwt-svid-ttl DUR     JWT-SVID lifetime (default 5m)\n"
 	        "      --log-level LEVEL      error, warning, notice, info or debug\n"
@@ -141,7 +144,8 @@ load_config(const struct agent_flags *f, struct agent_config **out)
 	    (rc = replace_str(&cfg->token, f->token)) != CUBEID_OK ||
 	    (rc = replace_str(&cfg->pin_file, f->pin_file)) != CUBEID_OK ||
 	    (rc = replace_str(&cfg->trust_domain, f->trust_domain)) != CUBEID_OK ||
-	    (rc = replace_str(&cfg->entries, f->entries)) != CUBEID_OK) {
+	    (rc = replace_str(&cfg->entries, f->entries)) != CUBEID_OK ||
+	    (rc = replace_str(&cfg->http_address, f->http_address)) != CUBEID_OK) {
 		config_free(cfg);
 		return rc;
 	}
@@ -318,6 +322,7 @@ agent_status_json(struct agent *a, char **out)
 	if (o == NULL)
 		return CUBEID_ERR_NOMEM;
 	json_object_set_new(o, "jwt_svids_cached", json_integer((json_int_t)nj));
+	agent_status_metrics(a, o);
 	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
 	if (s == NULL)
@@ -451,6 +456,12 @@ listen_socket(const char *path, int *out)
 
 static int sig_fd = -1;
 
+static bool
+streq_null(const char *x, const char *y)
+{
+	return (x == NULL || y == NULL) ? x == y : strcmp(x, y) == 0;
+}
+
 static bool reload_jwt_keys(struct agent *a);
 
 static void entries_watch(struct agent *a);
@@ -489,9 +500,10 @@ reload(struct agent *a, const char *why)
 	}
 	if (strcmp(cfg->trust_domain, a->cfg->trust_domain) != 0 ||
 	    strcmp(cfg->socket_path, a->cfg->socket_path) != 0 ||
-	    strcmp(cfg->state_dir, a->cfg->state_dir) != 0)
-		cubeid_warn(
-		        "reload: trust_domain, socket_path and state_dir changes need a restart");
+	    strcmp(cfg->state_dir, a->cfg->state_dir) != 0 ||
+	    !streq_null(cfg->http_address, a->cfg->http_address))
+		cubeid_warn("reload: trust_domain, socket_path, state_dir and http_address changes "
+		            "need a restart");
 	if ((rc = load_entries(cfg->entries, a->flags.dev, &entries)) != CUBEID_OK) {
 		cubeid_error("reload: keeping the old config and entries");
 		config_free(cfg);
@@ -501,6 +513,8 @@ reload(struct agent *a, const char *why)
 	replace_str(&cfg->trust_domain, a->cfg->trust_domain);
 	replace_str(&cfg->socket_path, a->cfg->socket_path);
 	replace_str(&cfg->state_dir, a->cfg->state_dir);
+	free(cfg->http_address);
+	cfg->http_address = a->cfg->http_address != NULL ? strdup(a->cfg->http_address) : NULL;
 	config_free(a->cfg);
 	a->cfg = cfg;
 	cubeid_log_set_level((cubeid_log_level)cfg->log_level);
@@ -850,6 +864,7 @@ open_token_and_ca(struct agent *a)
 static void
 agent_cleanup(struct agent *a)
 {
+	agent_http_stop(a);
 	grpc_server_free(a->grpc);
 	svid_cache_shutdown(a->cache);
 	worker_pool_free(a->pool);
@@ -919,6 +934,9 @@ main(int argc, char **argv)
 		case 'e':
 			f->entries = optarg;
 			break;
+		case 'H':
+			f->http_address = optarg;
+			break;
 		case 'X':
 			if (parse_ttl("--x509-svid-ttl", optarg, &f->x509_svid_ttl) != 0)
 				return EXIT_USAGE;
@@ -967,6 +985,15 @@ main(int argc, char **argv)
 	cubeid_log_set_level((cubeid_log_level)a.cfg->log_level);
 	if (check) {
 		struct entry_set *e = NULL;
+		struct sockaddr_storage ss;
+		socklen_t sl;
+		const char *why;
+
+		if (a.cfg->http_address != NULL &&
+		    http_parse_address(a.cfg->http_address, &ss, &sl, &why) != CUBEID_OK) {
+			cubeid_error("http_address '%s': %s", a.cfg->http_address, why);
+			goto out;
+		}
 
 		if ((rc = load_entries(a.cfg->entries, true, &e)) != CUBEID_OK)
 			goto out;
@@ -1030,6 +1057,8 @@ main(int argc, char **argv)
 		cubeid_error("cannot serve: %s", cubeid_strerror(rc));
 		goto out;
 	}
+	if (agent_http_start(&a) != CUBEID_OK)
+		goto out;
 	loop_timer_add(a.loop, AGENT_BUNDLE_CHECK_MS, bundle_check, &a);
 	entries_watch(&a);
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {

@@ -188,7 +188,7 @@ struct agent_config {
 	long x509_svid_ttl;        /* seconds: 3600 */
 	long jwt_svid_ttl;         /* seconds: 300 */
 	int log_level;             /* cubeid_log_level: CUBEID_LOG_NOTICE */
-	char *health_address;      /* or NULL (later) */
+	char *http_address;        /* HOST:PORT for HTTP, or NULL */
 	char *kubelet_pods_url;    /* or NULL */
 	char *pod_info_file;       /* or NULL */
 	size_t attest_sha256_max;  /* bytes: 64 MiB; 0 = no unix:sha256 */

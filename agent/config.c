@@ -45,7 +45,7 @@ static const struct key top_keys[] = {
         {"x509_svid_ttl", K_DURATION, OFF(x509_svid_ttl), 0},
         {"jwt_svid_ttl", K_DURATION, OFF(jwt_svid_ttl), 0},
         {"log_level", K_LOGLEVEL, OFF(log_level), 0},
-        {"health_address", K_STR, OFF(health_address), 0},
+        {"http_address", K_STR, OFF(http_address), 0},
         {"kubelet_pods_url", K_URL, OFF(kubelet_pods_url), 0},
         {"pod_info_file", K_PATH, OFF(pod_info_file), 0},
         {"attest_sha256_max", K_SIZE, OFF(attest_sha256_max), (size_t)4 << 30},
@@ -76,7 +76,7 @@ config_free(struct agent_config *c)
 	free(c->pin_file);
 	free(c->module);
 	free(c->entries);
-	free(c->health_address);
+	free(c->http_address);
 	free(c->kubelet_pods_url);
 	free(c->pod_info_file);
 	free(c->source);

@@ -12,6 +12,8 @@
 #define CUBEID_AGENT_DAEMON_H
 
 #include "agent/agent.h"
+#include "agent/http.h"
+#include "agent/metrics.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -49,6 +51,7 @@ struct agent_flags {
 	const char *pin_file;
 	const char *trust_domain;
 	const char *entries;
+	const char *http_address;
 	long x509_svid_ttl;
 	long jwt_svid_ttl;
 	int log_level;
@@ -91,6 +94,9 @@ struct agent {
 	struct worker_pool *pool;
 	struct svid_cache *cache;
 	struct wapi *wapi;
+
+	http_server *http;            /* NULL unless http_address is set */
+	struct agent_metrics metrics; /* agent/metrics.h */
 
 	time_t started;
 	uid_t uid;

@@ -318,6 +318,7 @@ struct x509_job {
 	uint8_t *key_der;
 	size_t key_der_len;
 	char serial[64];
+	double secs; /* time in the worker, for the metrics */
 };
 
 static int
@@ -367,6 +368,7 @@ x509_job_run(void *arg)
 	uint8_t *k = NULL;
 	size_t klen = 0;
 	int rc;
+	double t0 = metrics_now();
 
 	if ((rc = cubeid_spiffe_id_parse(j->it->spiffe_id, strlen(j->it->spiffe_id), &id, NULL)) !=
 	    CUBEID_OK)
@@ -397,6 +399,7 @@ out:
 	}
 	cubeid_spiffe_id_free(id);
 	j->rc = rc;
+	j->secs = metrics_now() - t0;
 }
 
 static void
@@ -409,6 +412,8 @@ x509_job_done(void *arg)
 
 	it->minting = false;
 	it->last_err = j->rc;
+	if (!c->closing)
+		metrics_mint(&c->a->metrics, METRIC_X509, j->rc, j->secs, it->svid != NULL);
 	if (j->rc == CUBEID_OK && !c->closing) {
 		x509_item_clear_svid(it);
 		it->svid = j->svid;
@@ -560,6 +565,7 @@ struct jwt_job {
 	char *token;
 	char jti[40];
 	int64_t iat;
+	double secs; /* time in the worker, for the metrics */
 };
 
 static void
@@ -570,6 +576,7 @@ jwt_job_run(void *arg)
 	uint8_t rnd[16];
 	size_t i;
 	int rc;
+	double t0 = metrics_now();
 
 	if ((rc = cubeid_spiffe_id_parse(j->it->spiffe_id, strlen(j->it->spiffe_id), &id, NULL)) !=
 	    CUBEID_OK)
@@ -589,6 +596,7 @@ jwt_job_run(void *arg)
 out:
 	cubeid_spiffe_id_free(id);
 	j->rc = rc;
+	j->secs = metrics_now() - t0;
 }
 
 static void
@@ -600,6 +608,8 @@ jwt_job_done(void *arg)
 
 	it->minting = false;
 	it->last_err = j->rc;
+	if (!c->closing)
+		metrics_mint(&c->a->metrics, METRIC_JWT, j->rc, j->secs, it->token != NULL);
 	if (j->rc == CUBEID_OK && !c->closing) {
 		if (it->token != NULL) {
 			OPENSSL_cleanse(it->token, strlen(it->token));

@@ -427,6 +427,33 @@ print_time(const char *label, json_t *v)
 	printf("%-16s %s\n", label, buf);
 }
 
+/* The facts /readyz and /metrics give (agent/metrics.c), for a person. */
+static void
+print_health(json_t *j)
+{
+	json_t *h = json_object_get(j, "health"), *m = json_object_get(j, "metrics");
+	json_t *is = json_object_get(m, "issued"), *ro = json_object_get(m, "rotations");
+
+	if (h == NULL || m == NULL)
+		return;
+	printf("%-16s %s%s%s\n", "ready", json_is_true(json_object_get(h, "ready")) ? "yes" : "NO",
+	       json_is_string(json_object_get(h, "why")) ? ": " : "",
+	       json_is_string(json_object_get(h, "why"))
+	               ? json_string_value(json_object_get(h, "why"))
+	               : "");
+	printf("%-16s %lld x509, %lld jwt (%lld x509 and %lld jwt rotations)\n", "svids issued",
+	       (long long)json_integer_value(json_object_get(is, "x509")),
+	       (long long)json_integer_value(json_object_get(is, "jwt")),
+	       (long long)json_integer_value(json_object_get(ro, "x509")),
+	       (long long)json_integer_value(json_object_get(ro, "jwt")));
+	printf("%-16s %lld\n", "token errors",
+	       (long long)json_integer_value(json_object_get(m, "token_errors")));
+	printf("%-16s %s\n", "http",
+	       json_is_string(json_object_get(h, "http"))
+	               ? json_string_value(json_object_get(h, "http"))
+	               : "off");
+}
+
 static int
 status_show(struct tool_ctx *c)
 {
@@ -472,6 +499,7 @@ status_show(struct tool_ctx *c)
 		       (long long)json_integer_value(json_object_get(j, "x509_svids_cached")),
 		       (long long)json_integer_value(json_object_get(j, "jwt_svids_cached")));
 		print_time("next rotation", json_object_get(j, "next_rotation"));
+		print_health(j);
 	}
 	json_decref(j);
 	free(sb.json);
@@ -489,8 +517,9 @@ const struct tool_cmd tool_status_cmds[] = {
          "show a running agent's health (also plain 'cubeid status')",
          "Asks the agent on its socket (the cubeid.Agent/Status method): the token's\n"
          "label and health, the CA and its expiry, the number of entries, connected\n"
-         "clients and open streams, cached SVIDs and the next rotation.  The agent\n"
-         "answers only root and its own user.",
+         "clients and open streams, cached SVIDs and the next rotation; whether it\n"
+         "is ready (as /readyz), SVIDs issued and rotated, token errors, and the\n"
+         "HTTP address of /metrics.  The agent answers only root and its own user.",
          status_opts, 0, status_show},
         {0},
 };

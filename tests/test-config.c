@@ -78,7 +78,7 @@ START_TEST(test_every_key)
 	                                  "x509_svid_ttl: 30m\n"
 	                                  "jwt_svid_ttl: 90s\n"
 	                                  "log_level: debug\n"
-	                                  "health_address: 127.0.0.1:8080\n"
+	                                  "http_address: 127.0.0.1:8080\n"
 	                                  "kubelet_pods_url: http://127.0.0.1:10255/pods\n"
 	                                  "pod_info_file: /run/cubeid/pods.json\n"
 	                                  "attest_sha256_max: 16MiB\n"
@@ -98,7 +98,7 @@ START_TEST(test_every_key)
 	ck_assert_int_eq(c->x509_svid_ttl, 1800);
 	ck_assert_int_eq(c->jwt_svid_ttl, 90);
 	ck_assert_int_eq(c->log_level, CUBEID_LOG_DEBUG);
-	ck_assert_str_eq(c->health_address, "127.0.0.1:8080");
+	ck_assert_str_eq(c->http_address, "127.0.0.1:8080");
 	ck_assert_str_eq(c->kubelet_pods_url, "http://127.0.0.1:10255/pods");
 	ck_assert_str_eq(c->pod_info_file, "/run/cubeid/pods.json");
 	ck_assert_uint_eq(c->attest_sha256_max, 16u << 20);

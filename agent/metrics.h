@@ -1,0 +1,61 @@
+/*
+ * The agent's health and metrics (agent/metrics.c): counters the SVID cache
+ * and the token probe feed, and the /healthz, /readyz and /metrics handlers
+ * on the HTTP server (agent/http.h).  Loop thread only, like the rest of
+ * struct agent: workers measure, their done() callbacks record.
+ */
+#ifndef CUBEID_AGENT_METRICS_H
+#define CUBEID_AGENT_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum { METRIC_X509 = 0, METRIC_JWT = 1, METRIC_TYPES };
+
+/* Upper bounds (seconds) of the signing latency histogram's buckets. */
+#define METRIC_LAT_BUCKETS 14
+extern const double metric_lat_bounds[METRIC_LAT_BUCKETS];
+
+#define METRICS_PROBE_MS 30000 /* how often the token is probed */
+
+struct agent_metrics {
+	uint64_t issued[METRIC_TYPES];    /* SVIDs minted */
+	uint64_t failed[METRIC_TYPES];    /* mints that failed (any reason) */
+	uint64_t rotations[METRIC_TYPES]; /* mints that replaced a previous SVID */
+	uint64_t lat_bucket[METRIC_TYPES][METRIC_LAT_BUCKETS]; /* not cumulative */
+	uint64_t lat_count[METRIC_TYPES];
+	double lat_sum[METRIC_TYPES];
+	uint64_t token_errors; /* PKCS#11 failures: mints and probes */
+	uint64_t probes;       /* token probes run */
+	int token_rc;          /* the last token operation's result */
+	int64_t token_checked; /* when (unix time), 0: never */
+	bool probing;
+	long probe_timer;
+};
+
+struct agent;
+
+/* Record a finished mint (loop thread).  seconds is the time spent in the
+ * worker; rotation: it replaced an SVID the cache held. */
+void metrics_mint(struct agent_metrics *m, int type, int rc, double seconds, bool rotation);
+/* Whether rc is a token (PKCS#11) failure. */
+bool metrics_is_token_error(int rc);
+/* Monotonic seconds, for workers that time their work. */
+double metrics_now(void);
+
+/* Start the HTTP server on a->cfg->http_address (if set) with /healthz,
+ * /readyz and /metrics, and the periodic token probe.  Logs and returns an
+ * error if the address cannot be served. */
+int agent_http_start(struct agent *a);
+void agent_http_stop(struct agent *a);
+/* Ready: token reachable, CA valid now, entries loaded.  *why says what is
+ * not (static), NULL when ready. */
+bool agent_ready(const struct agent *a, const char **why);
+/* Add "health" (ready, why, token_up, http) and "metrics" (the counters)
+ * objects to the status document o (a jansson json_t object). */
+struct json_t;
+void agent_status_metrics(struct agent *a, struct json_t *o);
+/* The Prometheus text exposition (caller frees). */
+int agent_metrics_text(struct agent *a, char **out, size_t *len);
+
+#endif
