@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include "agent/agent.h"
+#include "agent/http.h"
 #include "agent/yaml-util.h"
 
 #include <cubeid/log.h>
@@ -24,7 +25,7 @@
 #define DEF_STATE_DIR    "/var/lib/cubeid"
 #define DEF_ENTRIES      "/etc/cubeid/entries.yaml"
 
-enum kind { K_STR, K_PATH, K_TD, K_DURATION, K_LOGLEVEL, K_SIZE, K_UINT, K_URL };
+enum kind { K_STR, K_PATH, K_TD, K_DURATION, K_LOGLEVEL, K_SIZE, K_UINT, K_URL, K_HOSTPORT };
 
 #define OFF(f) offsetof(struct agent_config, f)
 struct key {
@@ -45,7 +46,7 @@ static const struct key top_keys[] = {
         {"x509_svid_ttl", K_DURATION, OFF(x509_svid_ttl), 0},
         {"jwt_svid_ttl", K_DURATION, OFF(jwt_svid_ttl), 0},
         {"log_level", K_LOGLEVEL, OFF(log_level), 0},
-        {"http_address", K_STR, OFF(http_address), 0},
+        {"http_address", K_HOSTPORT, OFF(http_address), 0},
         {"kubelet_pods_url", K_URL, OFF(kubelet_pods_url), 0},
         {"pod_info_file", K_PATH, OFF(pod_info_file), 0},
         {"attest_sha256_max", K_SIZE, OFF(attest_sha256_max), (size_t)4 << 30},
@@ -130,7 +131,8 @@ set_value(struct agent_config *c, const struct key *k, const yaml_node_t *v, con
 	case K_STR:
 	case K_PATH:
 	case K_TD:
-	case K_URL: {
+	case K_URL:
+	case K_HOSTPORT: {
 		char **field = (char **)(void *)base, *dup;
 
 		if (yu_null(v)) {
@@ -153,6 +155,15 @@ set_value(struct agent_config *c, const struct key *k, const yaml_node_t *v, con
 		    strncmp(s, "https://", 8) != 0)
 			return yu_err(err, name, v, "'%s' must be an http:// or https:// URL",
 			              k->name);
+		if (k->kind == K_HOSTPORT) {
+			struct sockaddr_storage ss;
+			socklen_t sl;
+			const char *hwhy;
+
+			if (http_parse_address(s, &ss, &sl, &hwhy) != CUBEID_OK)
+				return yu_err(err, name, v, "'%s': bad address '%s': %s", k->name,
+				              s, hwhy);
+		}
 		if ((dup = strdup(s)) == NULL)
 			return CUBEID_ERR_NOMEM;
 		free(*field);

@@ -101,6 +101,10 @@ libagent_la_SOURCES += agent/daemon.h agent/svid-cache.c agent/workload-api.c
 # The optional HTTP server (libmicrohttpd on the loop) and health/metrics
 # (issue 8).
 libagent_la_SOURCES += agent/http.h agent/http.c agent/metrics.h agent/metrics.c
+# /healthz, /readyz and /metrics of a real --dev agent, parsed with the
+# Python prometheus_client text parser.
+TESTS += tests/agent-metrics.sh
+EXTRA_DIST += tests/agent-metrics.sh
 sbin_PROGRAMS += agent/cubeid-agent
 agent_cubeid_agent_SOURCES = agent/agent-main.c
 agent_cubeid_agent_CFLAGS = $(libagent_la_CFLAGS)

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "agent/agent.h"
+#include "agent/http.h"
 
 #include <cubeid/log.h>
 
@@ -13,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 static struct agent_config *
 parse_ok(const char *yaml)
@@ -154,9 +158,62 @@ START_TEST(test_errors)
 	parse_fails("attest_sha256_max: 5 MiB\n",
 	            "config.yaml:1: 'attest_sha256_max': bad size '5 MiB' (bytes, or with KiB, "
 	            "MiB, GiB; at most 4294967296)");
+	parse_fails("http_address: 127.0.0.1\n",
+	            "config.yaml:1: 'http_address': bad address '127.0.0.1': expected HOST:PORT "
+	            "(an IPv6 address goes in brackets)");
+	parse_fails("http_address: example.org:80\n",
+	            "config.yaml:1: 'http_address': bad address 'example.org:80': not an IPv4 "
+	            "address (host names are not looked up)");
+	parse_fails("http_address: 127.0.0.1:65536\n",
+	            "config.yaml:1: 'http_address': bad address '127.0.0.1:65536': the port must "
+	            "be a number 0..65535");
 	parse_fails("- a\n", "config.yaml:1: the config must be a mapping of keys");
 	parse_fails("a: [\n",
 	            "config.yaml:2: while parsing a flow node, did not find expected node content");
+}
+END_TEST
+
+/* http_address: what the HTTP server (agent/http.c) accepts */
+START_TEST(test_http_address)
+{
+	static const char *const good[] = {"127.0.0.1:9090", "0.0.0.0:0", "[::1]:80",
+	                                   "localhost:65535", "[::]:1"};
+	static const char *const bad[] = {"",
+	                                  ":80",
+	                                  "127.0.0.1:",
+	                                  "127.0.0.1:-1",
+	                                  "127.0.0.1:+80",
+	                                  "127.0.0.1:080a",
+	                                  "::1:80",
+	                                  "[::1]80",
+	                                  "[::1",
+	                                  "[127.0.0.1]:80",
+	                                  "1.2.3:80",
+	                                  "1.2.3.4:123456",
+	                                  "host.example:80",
+	                                  "127.0.0.1:80 ",
+	                                  " 127.0.0.1:80"};
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	const char *why;
+	size_t i;
+
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		ck_assert_msg(http_parse_address(good[i], &ss, &sl, &why) == CUBEID_OK,
+		              "'%s' refused: %s", good[i], why);
+	ck_assert_int_eq(http_parse_address("[::1]:8080", &ss, &sl, &why), CUBEID_OK);
+	ck_assert_int_eq(ss.ss_family, AF_INET6);
+	ck_assert_int_eq(ntohs(((struct sockaddr_in6 *)&ss)->sin6_port), 8080);
+	ck_assert_int_eq(http_parse_address("localhost:1", &ss, &sl, &why), CUBEID_OK);
+	ck_assert_int_eq(ss.ss_family, AF_INET);
+	ck_assert_uint_eq(ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr), 0x7f000001u);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why = NULL;
+		ck_assert_msg(http_parse_address(bad[i], &ss, &sl, &why) == CUBEID_ERR_CONFIG,
+		              "'%s' accepted", bad[i]);
+		ck_assert_ptr_nonnull(why);
+	}
+	ck_assert_int_eq(http_parse_address(NULL, &ss, &sl, &why), CUBEID_ERR_CONFIG);
 }
 END_TEST
 
@@ -213,6 +270,7 @@ main(void)
 	tcase_add_test(tc, test_every_key);
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_files);
+	tcase_add_test(tc, test_http_address);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
 	srunner_run_all(sr, CK_NORMAL);
