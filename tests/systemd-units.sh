@@ -1,0 +1,145 @@
+#!/bin/bash
+# contrib/systemd: the agent's units.
+#   - `systemd-analyze verify` accepts the service and the socket (with
+#     ExecStart pointed at the agent just built);
+#   - `systemd-analyze security --offline=true` scores the service's
+#     exposure at 2.0 or lower ("OK"), alone and with the TPM drop-in; the
+#     score is printed;
+#   - the socket unit listens where the agent serves by default, and the
+#     service has the settings the docs promise (Type=notify, a watchdog,
+#     RuntimeDirectory=cubeid, a dedicated user, one capability);
+#   - the real agent under systemd-socket-activate (the same LISTEN_FDS
+#     protocol as the socket unit) serves on the socket it is passed, and
+#     tells NOTIFY_SOCKET READY=1, then WATCHDOG=1 pings at half of
+#     WATCHDOG_USEC, then STOPPING=1 on SIGTERM.
+set -u
+srcdir=${CUBEID_SRCDIR:-.}
+builddir=${CUBEID_BUILDDIR:-.}
+agent=$builddir/agent/cubeid-agent
+cubeid=$builddir/agent/cubeid
+MAX_EXPOSURE=2.0
+
+for tool in systemd-analyze systemd-socket-activate python3; do
+	if ! command -v "$tool" >/dev/null 2>&1; then
+		echo "SKIP: $tool not found (Debian: systemd)"
+		exit 77
+	fi
+done
+[ -n "${CUBEID_SOFTHSM_MODULE:-}" ] && export CUBEID_PKCS11_MODULE=$CUBEID_SOFTHSM_MODULE
+unset CUBEID_TOKEN CUBEID_PIN CUBEID_PIN_FILE CUBEID_STATE_DIR SPIFFE_ENDPOINT_SOCKET NOTIFY_SOCKET
+D=$(mktemp -d /tmp/cubeid-systemd.XXXXXX) || exit 1
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+	rm -rf "$D"
+}
+trap cleanup EXIT
+fails=0
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+notok() {
+	n=$((n + 1))
+	fails=$((fails + 1))
+	echo "not ok $n - $1"
+	[ -s "$D/err" ] && sed 's/^/    | /' "$D/err"
+}
+assert() { if "${@:2}"; then ok "$1"; else notok "$1"; fi; }
+
+# The units as they install, with the agent just built as ExecStart.
+U=$D/units
+mkdir -p "$U"
+sed -e "s|@sbindir@|$(cd "$builddir/agent" && pwd)|g" \
+	"$srcdir/contrib/systemd/cubeid-agent.service.in" >"$U/cubeid-agent.service"
+cp "$srcdir/contrib/systemd/cubeid-agent.socket" "$U/"
+unit=$U/cubeid-agent.service
+
+# verify: unit syntax and the command (man pages are checked by
+# tests/man-sync.sh, and `man` may not be installed)
+if systemd-analyze verify --man=no "$unit" "$U/cubeid-agent.socket" >"$D/out" 2>"$D/err"; then
+	ok "systemd-analyze verify accepts the units"
+	sed 's/^/#   /' "$D/err"
+else
+	notok "systemd-analyze verify accepts the units"
+fi
+
+score() { # score DIR -> the exposure, printed
+	(cd "$1" && systemd-analyze security --offline=true cubeid-agent.service) >"$D/sec" 2>"$D/err"
+	sed -n 's/^.*Overall exposure level for cubeid-agent.service: \([0-9.]*\).*$/\1/p' "$D/sec"
+}
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && a + 0 <= b + 0) }'; }
+
+s=$(score "$U")
+echo "# systemd-analyze security --offline=true cubeid-agent.service: exposure $s (max $MAX_EXPOSURE)"
+grep '✗' "$D/sec" | sed 's/^/#   /'
+assert "exposure $s <= $MAX_EXPOSURE" le "$s" "$MAX_EXPOSURE"
+
+mkdir -p "$U/cubeid-agent.service.d"
+cp "$srcdir/contrib/systemd/tpm.conf" "$U/cubeid-agent.service.d/"
+st=$(score "$U")
+echo "# with the TPM drop-in: exposure $st"
+assert "with the TPM drop-in: exposure $st <= $MAX_EXPOSURE" le "$st" "$MAX_EXPOSURE"
+assert "the TPM drop-in allows exactly /dev/tpmrm0" \
+	grep -qx 'DeviceAllow=/dev/tpmrm0 rw' "$U/cubeid-agent.service.d/tpm.conf"
+rm -rf "$U/cubeid-agent.service.d"
+
+# what the docs promise
+for kv in Type=notify WatchdogSec=30s RuntimeDirectory=cubeid User=cubeid ProtectSystem=strict \
+	ProtectHome=yes PrivateTmp=yes NoNewPrivileges=yes MemoryDenyWriteExecute=yes \
+	CapabilityBoundingSet=CAP_SYS_PTRACE SystemCallFilter=@system-service \
+	"RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" PrivateDevices=yes; do
+	assert "service has $kv" grep -qx "$kv" "$unit"
+done
+assert "the PIN comes as a credential, not argv" grep -q -- '--pin-file %d/pin' "$unit"
+sock=$(sed -n 's/^ListenStream=//p' "$U/cubeid-agent.socket")
+def=$("$agent" --help | sed -n 's/.*the Workload API socket (default \([^;]*\);.*/\1/p')
+assert "the socket unit listens on the agent's default socket ($sock = $def)" [ "$sock" = "$def" ]
+
+# socket activation and sd_notify with the real agent
+cat >"$D/notify.py" <<'EOF'
+import os, socket, sys
+path, out = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+with open(out, "a", buffering=1) as f:
+    while True:
+        msg = s.recv(4096).decode(errors="replace")
+        for line in msg.splitlines():
+            f.write(line + "\n")
+EOF
+python3 "$D/notify.py" "$D/notify.sock" "$D/notify.log" &
+pids+=($!)
+for _ in $(seq 1 100); do [ -S "$D/notify.sock" ] && break; sleep 0.1; done
+S=$D/activated.sock
+systemd-socket-activate -l "$S" -E NOTIFY_SOCKET="$D/notify.sock" -E WATCHDOG_USEC=2000000 \
+	-E CUBEID_PKCS11_MODULE="${CUBEID_PKCS11_MODULE:-}" \
+	"$agent" --dev --state-dir "$D/state" >"$D/agent.out" 2>"$D/agent.err" &
+apid=$!
+pids+=($apid)
+for _ in $(seq 1 100); do [ -S "$S" ] && break; sleep 0.1; done
+# systemd-socket-activate starts the agent on the first connection
+if SPIFFE_ENDPOINT_SOCKET=unix://$S "$cubeid" svid fetch --out "$D/svid" >"$D/out" 2>"$D/err"; then
+	ok "an SVID over the activated socket"
+else
+	notok "an SVID over the activated socket"
+	sed 's/^/    | /' "$D/agent.err"
+fi
+assert "the agent says it serves the passed socket" grep -q "serving on the socket systemd passed" "$D/agent.err"
+assert "the agent did not bind its own socket" [ ! -e "$D/state/agent.sock" ]
+for _ in $(seq 1 100); do grep -q '^READY=1' "$D/notify.log" 2>/dev/null && break; sleep 0.1; done
+assert "sd_notify READY=1" grep -q '^READY=1' "$D/notify.log"
+assert "sd_notify MAINPID is the agent ($apid)" grep -qx "MAINPID=$apid" "$D/notify.log"
+for _ in $(seq 1 100); do
+	[ "$(grep -c '^WATCHDOG=1' "$D/notify.log")" -ge 2 ] && break
+	sleep 0.1
+done
+assert "watchdog pings (WATCHDOG=1, at least twice)" [ "$(grep -c '^WATCHDOG=1' "$D/notify.log")" -ge 2 ]
+kill -TERM "$apid"
+wait "$apid"
+rc=$?
+assert "SIGTERM: exit 0 (got $rc)" [ "$rc" = 0 ]
+assert "sd_notify STOPPING=1" grep -q '^STOPPING=1' "$D/notify.log"
+assert "the activated socket is left to its owner" [ -S "$S" ]
+
+echo "1..$n"
+[ "$fails" -eq 0 ]
