@@ -88,6 +88,7 @@ extern "C" {
 #define CUBEID_ERR_TLS_NO_PEER_CERT -72 /* peer presented no certificate */
 #define CUBEID_ERR_KEY_MISMATCH     -73 /* certificate and private key do not match */
 #define CUBEID_ERR_TLS_UNKNOWN_CA   -74 /* peer chain does not lead to a trusted CA */
+#define CUBEID_ERR_TLS_PEER_EXPIRED -75 /* peer certificate expired or not yet valid */
 
 #define CUBEID_ERR_AUTH_MODE -78 /* the two sides use different auth modes */
 
