@@ -40,3 +40,12 @@ TESTS += tests/interop/selftest.sh
 EXTRA_DIST += tests/lib/go-peers.sh tests/interop/selftest.sh tests/interop/spire-smoke.sh \
 	tests/interop/go.mod tests/interop/go.sum tests/interop/main.go \
 	tests/interop/verify.go tests/interop/mint.go tests/interop/workload.go
+
+# The TLS loader (issue 5): tests/test-tls with certificates from a CA in a
+# real SoftHSM2 token; tests/tls-test-util.* is shared with bench/tls.
+check_PROGRAMS += tests/test-tls
+tests_test_tls_SOURCES = tests/test-tls.c tests/tls-test-util.c tests/tls-test-util.h \
+	tests/x509-test-util.c tests/x509-test-util.h
+tests_test_tls_CFLAGS = $(TEST_CFLAGS)
+tests_test_tls_LDADD = $(TEST_LIBS)
+TESTS += tests/test-tls
