@@ -217,6 +217,15 @@ now_s(void)
 	return (int64_t)time(NULL);
 }
 
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 #define LRU_UNLINK(c, it, head, tail)                                                              \
 	do {                                                                                       \
 		if ((it)->prev != NULL)                                                            \
@@ -318,7 +327,8 @@ struct x509_job {
 	uint8_t *key_der;
 	size_t key_der_len;
 	char serial[64];
-	double secs; /* time in the worker, for the metrics */
+	double secs;       /* time in the worker, for the metrics */
+	int64_t issued_ms; /* when the mint started */
 };
 
 static int
@@ -370,6 +380,7 @@ x509_job_run(void *arg)
 	int rc;
 	double t0 = metrics_now();
 
+	j->issued_ms = now_ms();
 	if ((rc = cubeid_spiffe_id_parse(j->it->spiffe_id, strlen(j->it->spiffe_id), &id, NULL)) !=
 	    CUBEID_OK)
 		goto out;
@@ -408,7 +419,7 @@ x509_job_done(void *arg)
 	struct x509_job *j = arg;
 	struct x509_item *it = j->it;
 	struct svid_cache *c = j->c;
-	int64_t rot;
+	int64_t base, rot;
 
 	it->minting = false;
 	it->last_err = j->rc;
@@ -426,10 +437,18 @@ x509_job_done(void *arg)
 		j->key_der = NULL;
 		memcpy(it->serial, j->serial, sizeof(it->serial));
 		it->not_after = cubeid_x509_svid_not_after(it->svid);
-		if (cubeid_rotation_time(cubeid_x509_svid_not_before(it->svid), it->not_after,
-		                         &rot) != CUBEID_OK)
-			rot = it->not_after;
-		it->rotate_at = rot;
+		/* Half the lifetime from issue, not from notBefore: notBefore is
+		 * backdated 60 s for clock skew, which made every SVID with a TTL
+		 * under two minutes due for rotation at once.  In milliseconds, so
+		 * that short TTLs keep their jitter. */
+		base = cubeid_x509_svid_not_before(it->svid) * 1000;
+		if (j->issued_ms > base)
+			base = j->issued_ms;
+		if (base >= it->not_after * 1000 ||
+		    cubeid_rotation_time(base, it->not_after * 1000, &rot) != CUBEID_OK)
+			rot = it->not_after * 1000;
+		it->rotate_at_ms = rot;
+		it->rotate_at = rot / 1000;
 		it->version++;
 		cubeid_info("minted x509-svid spiffe_id=%s entry=%s serial=%s not_after=%lld "
 		            "rotate_at=%lld",
@@ -535,7 +554,7 @@ svid_cache_x509_get(struct svid_cache *c, const struct reg_entry *e, const char 
 	LRU_PUSH(c, it, x_head, x_tail);
 	it->last_used = time(NULL);
 	it->refs++;
-	if (!x509_item_ready(it) || now_s() >= it->rotate_at)
+	if (!x509_item_ready(it) || now_ms() >= it->rotate_at_ms)
 		x509_start_mint(c, it);
 	x509_evict_locked_out(c);
 	*out = it;
@@ -743,14 +762,14 @@ sweep(cubeid_loop *l, void *arg)
 	struct svid_cache *c = arg;
 	struct x509_item *it, *next;
 	struct jwt_item *jt, *jnext;
-	int64_t now = now_s();
+	int64_t now = now_s(), nms = now_ms();
 
 	(void)l;
 	for (it = c->x_head; it != NULL; it = next) {
 		next = it->next;
 		if (it->subscribers > 0) {
 			/* watched: renew on time, and retry a failed mint */
-			if (!it->minting && (it->svid == NULL || now >= it->rotate_at))
+			if (!it->minting && (it->svid == NULL || nms >= it->rotate_at_ms))
 				x509_start_mint(c, it);
 			continue;
 		}
