@@ -522,6 +522,7 @@ reload(struct agent *a, const char *why)
 	a->entries = entries;
 	attest_tune(a);
 	a->generation++;
+	delivery_sync(a->delivery);
 	svid_cache_flush_unused(a->cache);
 	wapi_refresh_all(a->wapi);
 	cubeid_notice("reloaded: %zu entries from files%s",
@@ -868,6 +869,7 @@ agent_cleanup(struct agent *a)
 	grpc_server_free(a->grpc);
 	svid_cache_shutdown(a->cache);
 	worker_pool_free(a->pool);
+	delivery_free(a->delivery);
 	wapi_free(a->wapi);
 	a->wapi = NULL;
 	svid_cache_free(a->cache);
@@ -1034,6 +1036,7 @@ main(int argc, char **argv)
 	    (rc = worker_pool_new(a.loop, AGENT_WORKERS, &a.pool)) != CUBEID_OK ||
 	    (rc = svid_cache_new(&a, &a.cache)) != CUBEID_OK ||
 	    (rc = wapi_new(&a, &a.wapi)) != CUBEID_OK ||
+	    (rc = delivery_new(&a, &a.delivery)) != CUBEID_OK ||
 	    (rc = grpc_server_new(a.loop, wapi_methods, wapi_n_methods, &a.cfg->grpc, &a,
 	                          &a.grpc)) != CUBEID_OK) {
 		cubeid_error("cannot start: %s", cubeid_strerror(rc));
@@ -1061,6 +1064,7 @@ main(int argc, char **argv)
 		goto out;
 	loop_timer_add(a.loop, AGENT_BUNDLE_CHECK_MS, bundle_check, &a);
 	entries_watch(&a);
+	delivery_sync(a.delivery);
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
 		long ms = (long)(wd_usec / 2000);
 

@@ -94,6 +94,27 @@ int attest_pid(pid_t pid, const struct attest_opts *o, struct peer_info *peer,
 /* ------------------------------------------------------------- entries */
 typedef enum { KEY_POLICY_EXPORTABLE = 0, KEY_POLICY_RESIDENT } key_policy;
 
+/* File delivery by the agent (an entry's "delivery:", docs/entries.md):
+ * the files go into dir as one atomic set (<cubeid/atomic-dir.h>). */
+struct entry_jwt_file {
+	char *audience;
+	char *file;
+};
+struct entry_delivery {
+	char *dir;                                /* absolute */
+	char *svid_file, *key_file, *bundle_file; /* NULL when x509 is off */
+	struct entry_jwt_file *jwt;               /* JWT-SVID files, one per audience */
+	size_t n_jwt;
+	char *jwt_bundle_file; /* the JWT bundle (JWKS), or NULL */
+	unsigned cert_mode, key_mode, jwt_svid_mode, jwt_bundle_mode;
+	long uid, gid; /* owner of the files; -1 = the agent's */
+	int signal;    /* sent after each update to pid or pid_file's pid; 0 = none */
+	long pid;      /* 0 = none */
+	char *pid_file;
+	char **command; /* run after each update (no shell); NULL-terminated, or NULL */
+};
+void entry_delivery_free(struct entry_delivery *d);
+
 struct reg_entry {
 	char *name;            /* unique; file:line if not given */
 	char *spiffe_id;       /* may hold {td} {k8s:ns} {k8s:sa} {unix:uid} ... */
@@ -105,6 +126,7 @@ struct reg_entry {
 	char *hint;
 	bool picod_signer;     /* may mint PicoD tokens (issue 6) */
 	char *source;          /* "file:line" it came from */
+	struct entry_delivery *delivery; /* files the agent writes, or NULL */
 };
 struct entry_set {
 	struct reg_entry *e;
@@ -224,5 +246,23 @@ int entries_resolve_id(const struct reg_entry *e, const struct selector_set *sel
                        char **out, const char **why);
 /* Forget the cached kubelet/pod-info pod lists (tests, SIGHUP). */
 void attest_pod_cache_clear(void);
+
+/* ------------------------------- after a delivery (deliver-exec.c) */
+/* Shared by the agent's file delivery and `cubeid helper`. */
+/* "SIGHUP", "HUP", "hup" or "1" -> 1; -1 if unknown. */
+int deliver_signal_parse(const char *s);
+/* A pid file's pid (decimal, surrounded by white space; > 0). */
+int deliver_pid_file_read(const char *path, pid_t *out);
+/* Start argv[0] with argv (no shell, stdin /dev/null); *pid gets the child. */
+int deliver_spawn(char *const argv[], pid_t *pid);
+/* deliver_spawn() and wait up to timeout_ms (then SIGKILL): 0 if it exited
+ * with status 0, CUBEID_ERR_IO otherwise (*why says how). */
+int deliver_run(char *const argv[], long timeout_ms, const char **why);
+/* Split a command line the way spiffe-helper splits cmd_args (Go's
+ * encoding/csv with a space as the separator: fields split at single
+ * spaces, a field may be "quoted" with "" for a quote).  New
+ * NULL-terminated vector after prefix (may be NULL) in *out. */
+int deliver_split_args(const char *prefix, const char *args, char ***out);
+void deliver_argv_free(char **v);
 
 #endif

@@ -61,6 +61,7 @@ struct agent_flags {
 struct svid_cache;
 struct worker_pool;
 struct wapi;
+struct delivery;
 
 struct agent {
 	cubeid_loop *loop;
@@ -94,6 +95,7 @@ struct agent {
 	struct worker_pool *pool;
 	struct svid_cache *cache;
 	struct wapi *wapi;
+	struct delivery *delivery; /* file delivery (delivery.c) */
 
 	http_server *http;            /* NULL unless http_address is set */
 	struct agent_metrics metrics; /* agent/metrics.h */
@@ -132,10 +134,11 @@ struct x509_item {
 	size_t chain_der_len;
 	uint8_t *key_der; /* PKCS#8 (secbuf) */
 	size_t key_der_len;
-	char serial[64]; /* hex */
-	int64_t not_after, rotate_at;
-	uint64_t version; /* bumped on each new SVID */
-	int last_err;     /* of the last mint, 0 if it worked */
+	char serial[64];              /* hex */
+	int64_t not_after, rotate_at; /* seconds since the epoch */
+	int64_t rotate_at_ms;         /* the same in milliseconds */
+	uint64_t version;             /* bumped on each new SVID */
+	int last_err;                 /* of the last mint, 0 if it worked */
 	bool minting;
 	unsigned refs;        /* holders (streams, pending calls) + the cache */
 	unsigned subscribers; /* open FetchX509SVID streams */
@@ -200,6 +203,15 @@ void wapi_refresh_all(struct wapi *w);
 /* End every stream with status (shutdown). */
 void wapi_finish_all(struct wapi *w, int status, const char *msg);
 unsigned wapi_streams(const struct wapi *w);
+
+/* ---- file delivery (delivery.c) -------------------------------------- */
+/* Needs the loop and the cache.  delivery_sync() (after every load of the
+ * entries) starts delivering for new entries with a delivery and stops for
+ * those that went; delivery_free() after worker_pool_free() and before
+ * svid_cache_free(). */
+int delivery_new(struct agent *a, struct delivery **out);
+void delivery_sync(struct delivery *d);
+void delivery_free(struct delivery *d);
 
 /* ---- agent-main.c ---------------------------------------------------- */
 /* Matching entries of the file and of --dev, see entries_match(). */

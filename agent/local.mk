@@ -105,6 +105,10 @@ libagent_la_SOURCES += agent/http.h agent/http.c agent/metrics.h agent/metrics.c
 # Python prometheus_client text parser.
 TESTS += tests/agent-metrics.sh
 EXTRA_DIST += tests/agent-metrics.sh
+
+# File delivery by the agent (an entry's delivery:, issue 5) and what runs
+# after it (signals, commands without a shell), shared with `cubeid helper`.
+libagent_la_SOURCES += agent/delivery.c agent/deliver-exec.c
 sbin_PROGRAMS += agent/cubeid-agent
 agent_cubeid_agent_SOURCES = agent/agent-main.c
 agent_cubeid_agent_CFLAGS = $(libagent_la_CFLAGS)
