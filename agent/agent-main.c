@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include "agent/agent-doc.h"
 #include "agent/daemon.h"
 
 #include <cubeid/log.h>
@@ -36,59 +37,11 @@
 
 #define EXIT_USAGE 2
 
-static const struct option long_opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"check", no_argument, NULL, 'C'},
-        {"socket", required_argument, NULL, 's'},
-        {"state-dir", required_argument, NULL, 'S'},
-        {"token", required_argument, NULL, 't'},
-        {"pin-file", required_argument, NULL, 'p'},
-        {"trust-domain", required_argument, NULL, 'd'},
-        {"entries", required_argument, NULL, 'e'},
-        {"http-address", required_argument, NULL, 'H'},
-        {"x509-svid-ttl", required_argument, NULL, 'X'},
-        {"jwt-svid-ttl", required_argument, NULL, 'J'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"dev", no_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
-};
-
+/* The options, --help and the man pages come from agent/agent-doc.c. */
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: cubeid-agent [--config FILE] [--check] [options]\n"
-	        "       cubeid-agent --dev [--socket PATH] [--state-dir DIR] [--trust-domain TD]\n"
-	        "\n"
-	        "The cubeid node agent: serves the SPIFFE Workload API on a Unix socket, with\n"
-	        "its keys in a PKCS#11 token.  Flags override the config file.\n"
-	        "\n"
-	        "  -c, --config FILE          the config file (YAML)\n"
-	        "      --check                validate the config (and entries) and exit\n"
-	        "  -s, --socket PATH          the Workload API socket (default %s;\n"
-	        "                             --dev: STATE-DIR/agent.sock)\n"
-	        "      --state-dir DIR        CA and JWT key state (default /var/lib/cubeid;\n"
-	        "                             --dev: $CUBEID_STATE_DIR or ./%s)\n"
-	        "      --token URI            PKCS#11 URI of the token (--dev: a SoftHSM2 token\n"
-	        "                             created under the state directory)\n"
-	        "      --pin-file FILE        file holding the token's user PIN\n"
-	        "  -d, --trust-domain TD      the trust domain (default %s)\n"
-	        "  -e, --entries PATH         registration entries: a YAML file or directory\n"
-	        "      --http-address ADDR    serve /healthz, /readyz and /metrics over HTTP on\n"
-	        "                             HOST:PORT (e.g. 127.0.0.1:9090; default off)\n"
-	        "      --x509-svid-ttl DUR    X.509-SVID lifetime (default 1h)\n"
-	        "      --jwt-svid-ttl DUR     JWT-SVID lifetime (default 5m)\n"
-	        "      --log-level LEVEL      error, warning, notice, info or debug\n"
-	        "      --dev                  development mode: NOT FOR PRODUCTION\n"
-	        "  -h, --help                 this help\n"
-	        "      --version              print the version\n"
-	        "\n"
-	        "Signals: SIGHUP reloads the config and the entries (entries also reload\n"
-	        "when their file or directory changes); SIGTERM and SIGINT stop.\n"
-	        "See cubeid-agent(8).\n",
-	        AGENT_SOCKET_DEFAULT, AGENT_DEV_STATE_DIR, AGENT_TD_DEFAULT);
+	agent_doc_usage(f);
 }
 
 static int
@@ -903,6 +856,8 @@ main(int argc, char **argv)
 	uint64_t wd_usec = 0;
 	sigset_t mask;
 	int c, rc, n, status = EXIT_FAILURE;
+	struct option long_opts[AGENT_OPTS_MAX];
+	char optstring[2 * AGENT_OPTS_MAX + 1];
 
 	a.listen_fd = -1;
 	f->log_level = -1;
@@ -910,7 +865,8 @@ main(int argc, char **argv)
 	harden();
 	if (getenv("JOURNAL_STREAM") != NULL)
 		cubeid_log_set_journal(1);
-	while ((c = getopt_long(argc, argv, "c:s:d:e:h", long_opts, NULL)) != -1) {
+	agent_doc_getopt(long_opts, optstring);
+	while ((c = getopt_long(argc, argv, optstring, long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			f->config_file = optarg;
@@ -961,6 +917,12 @@ main(int argc, char **argv)
 			return EXIT_SUCCESS;
 		case 'V':
 			printf("cubeid-agent %s\n", PACKAGE_VERSION);
+			return EXIT_SUCCESS;
+		case 'M':
+			if (agent_doc_man(stdout, optarg) != 0) {
+				fprintf(stderr, "cubeid-agent: no man page '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
 			return EXIT_SUCCESS;
 		default:
 			usage(stderr);

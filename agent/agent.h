@@ -231,6 +231,11 @@ void config_free(struct agent_config *c);
 /* --------------------------------------- entries and selectors, more */
 /* True if type ("k8s:ns") is a selector type attestation can produce. */
 bool selector_type_known(const char *type);
+/* The i-th known selector type, config key ("grpc.max_message" for nested
+ * ones) and entry key; NULL past the last (for the docs' sync test). */
+const char *selector_type_name(size_t i);
+const char *config_key_name(size_t i); /* not thread-safe */
+const char *entries_key_name(size_t i);
 /* entries_load() from a buffer (the fuzzer, --dev); name is used in
  * messages and in each entry's source. */
 int entries_parse(const char *buf, size_t len, const char *name, struct entry_set **out,

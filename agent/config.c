@@ -15,6 +15,7 @@
 #include <cubeid/log.h>
 #include <cubeid/spiffe.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,22 @@ static const struct key grpc_keys[] = {
 };
 
 #define STR_VALUE_MAX 4096
+
+const char *
+config_key_name(size_t i)
+{
+	static char buf[64];
+	size_t nt = sizeof(top_keys) / sizeof(top_keys[0]) - 1;
+
+	if (i < nt)
+		return top_keys[i].name;
+	i -= nt;
+	if (i < sizeof(grpc_keys) / sizeof(grpc_keys[0]) - 1) {
+		snprintf(buf, sizeof(buf), "grpc.%s", grpc_keys[i].name);
+		return buf;
+	}
+	return NULL;
+}
 
 void
 config_free(struct agent_config *c)

@@ -539,6 +539,12 @@ static const char *const entry_keys[] = {"name",         "spiffe_id", "selectors
                                          "jwt_svid_ttl", "dns",       "key",       "hint",
                                          "picod_signer", "delivery",  NULL};
 
+const char *
+entries_key_name(size_t i)
+{
+	return i < sizeof(entry_keys) / sizeof(entry_keys[0]) ? entry_keys[i] : NULL;
+}
+
 static int
 parse_entry(struct ctx *c, yaml_node_t *m, struct reg_entry *e)
 {

@@ -110,10 +110,28 @@ EXTRA_DIST += tests/agent-metrics.sh
 # after it (signals, commands without a shell), shared with `cubeid helper`.
 libagent_la_SOURCES += agent/delivery.c agent/deliver-exec.c
 sbin_PROGRAMS += agent/cubeid-agent
-agent_cubeid_agent_SOURCES = agent/agent-main.c
+agent_cubeid_agent_SOURCES = agent/agent-main.c agent/agent-doc.c agent/agent-doc.h
 agent_cubeid_agent_CFLAGS = $(libagent_la_CFLAGS)
 agent_cubeid_agent_LDADD = libagent.la $(libagent_la_LIBADD)
-dist_man_MANS += docs/man/cubeid-agent.8
+# Its man pages are rendered from agent/agent-doc.c, the source of --help:
+# `make update-man` regenerates them; tests/agent-man-sync.sh checks them.
+dist_man_MANS += docs/man/cubeid-agent.8 docs/man/cubeid.conf.5 docs/man/cubeid-entries.5
+AGENT_MAN_PAGES = cubeid-agent.8 cubeid.conf.5 cubeid-entries.5
+update-man-agent: agent/cubeid-agent$(EXEEXT)
+	$(AM_V_GEN)for p in $(AGENT_MAN_PAGES); do \
+		$(builddir)/agent/cubeid-agent --help-man=$$p > $(srcdir)/docs/man/$$p.tmp && \
+		mv $(srcdir)/docs/man/$$p.tmp $(srcdir)/docs/man/$$p || exit 1; \
+	done
+update-man: update-man-agent
+.PHONY: update-man-agent
+# The pages against the binary, and every config key, entry key and
+# selector type the parsers know against the docs (tests/test-agent-doc).
+check_PROGRAMS += tests/test-agent-doc
+tests_test_agent_doc_SOURCES = tests/test-agent-doc.c agent/agent-doc.c
+tests_test_agent_doc_CFLAGS = $(TEST_CFLAGS)
+tests_test_agent_doc_LDADD = libagent.la $(TEST_LIBS)
+TESTS += tests/test-agent-doc tests/agent-man-sync.sh
+EXTRA_DIST += tests/agent-man-sync.sh
 
 # The real daemon in --dev mode with the CLI as its client; and real SPIFFE
 # clients (go-spiffe, spiffe-helper) against it.

@@ -30,6 +30,12 @@ static const char *const known_types[] = {
         NULL,
 };
 
+const char *
+selector_type_name(size_t i)
+{
+	return i < sizeof(known_types) / sizeof(known_types[0]) ? known_types[i] : NULL;
+}
+
 bool
 selector_type_known(const char *type)
 {

@@ -34,6 +34,7 @@ installcheck-local:
 	@set -e; d='$(DESTDIR)'; \
 	for f in '$(sbindir)/cubeid-agent' '$(bindir)/cubeid' '$(pkgconfigdir)/libcubeid.pc' \
 		'$(mandir)/man1/cubeid.1' '$(mandir)/man8/cubeid-agent.8' \
+		'$(mandir)/man5/cubeid.conf.5' '$(mandir)/man5/cubeid-entries.5' \
 		'$(cubeidsystemddir)/tpm.conf'; do \
 		test -f "$$d$$f" || { echo "installcheck: missing $$d$$f"; exit 1; }; \
 	done; \
