@@ -628,6 +628,31 @@ static const struct key_doc entry_docs[] = {
         {"hint", "optional", "The Workload API hint of the SVID."},
         {"picod_signer", "optional",
          "`true` lets the workload mint PicoD tokens; default `false`."},
+        {"delivery", "optional",
+         "A mapping: the agent itself writes this entry's SVIDs as files (DELIVERY)."},
+        {NULL, NULL, NULL},
+};
+
+static const struct key_doc delivery_docs[] = {
+        {"dir", "required",
+         "An absolute directory; the files are replaced there as one atomic set."},
+        {"x509", "true or false; default true", "Whether the X.509-SVID files are written."},
+        {"svid_file", "a file name; default svid.pem", "The certificate chain, leaf first."},
+        {"key_file", "a file name; default svid_key.pem", "The private key (PKCS#8 PEM)."},
+        {"bundle_file", "a file name; default svid_bundle.pem", "The trust bundle (PEM)."},
+        {"jwt_svids", "a list of {audience, file}", "JWT-SVID files, one per audience."},
+        {"jwt_bundle_file", "a file name", "The JWT bundle (JWKS)."},
+        {"cert_mode", "octal; default 0644", "Mode of the certificate and bundle files."},
+        {"key_mode", "octal; default 0600", "Mode of the key file."},
+        {"jwt_svid_mode", "octal; default 0600", "Mode of the JWT-SVID files."},
+        {"jwt_bundle_mode", "octal; default 0644", "Mode of the JWT bundle file."},
+        {"uid", "a number or user name", "Owner of the files; default the agent's."},
+        {"gid", "a number or group name", "Group of the files; default the agent's."},
+        {"signal", "a signal name (SIGHUP, SIGUSR1, ...)",
+         "Sent after every update to pid or to pid_file's process."},
+        {"pid", "a process id", "Where signal goes."},
+        {"pid_file", "an absolute path", "A file holding the pid signal goes to."},
+        {"command", "a list: an argument vector", "Run after every update, with no shell."},
         {NULL, NULL, NULL},
 };
 
@@ -731,6 +756,20 @@ man_entries(FILE *f)
 		text[0] = (char)toupper((unsigned char)text[0]);
 		man_tp(f, k->key, text);
 	}
+	fputs(".SH DELIVERY\n"
+	      "With\n"
+	      ".BR delivery ,\n"
+	      "the agent holds the entry's SVIDs itself (rotating at half-life) and writes\n"
+	      "them into a directory, as spiffe\\-helper does but atomically as a set: a\n"
+	      "reader never sees a certificate without its key.\n"
+	      "Failed writes are retried with backoff.\n"
+	      "Its keys:\n",
+	      f);
+	for (k = delivery_docs; k->key != NULL; k++) {
+		snprintf(text, sizeof(text), "%s.  %s", k->value, k->text);
+		text[0] = (char)toupper((unsigned char)text[0]);
+		man_tp(f, k->key, text);
+	}
 	fputs(".SH SELECTORS\n"
 	      "A selector is TYPE:VALUE; a type is NAMESPACE:NAME.\n"
 	      "In an entry a selector matches exactly, except a bare type (no value, like\n"
@@ -769,6 +808,12 @@ const char *
 agent_doc_entry_key(size_t i)
 {
 	return i < sizeof(entry_docs) / sizeof(entry_docs[0]) ? entry_docs[i].key : NULL;
+}
+
+const char *
+agent_doc_delivery_key(size_t i)
+{
+	return i < sizeof(delivery_docs) / sizeof(delivery_docs[0]) ? delivery_docs[i].key : NULL;
 }
 
 const char *

@@ -40,6 +40,7 @@ int agent_doc_man(FILE *f, const char *page);
  * keys and selector types, NULL-terminated (for the sync test). */
 const char *agent_doc_config_key(size_t i);
 const char *agent_doc_entry_key(size_t i);
+const char *agent_doc_delivery_key(size_t i);
 const char *agent_doc_selector_type(size_t i);
 
 #endif

@@ -236,6 +236,7 @@ bool selector_type_known(const char *type);
 const char *selector_type_name(size_t i);
 const char *config_key_name(size_t i); /* not thread-safe */
 const char *entries_key_name(size_t i);
+const char *entries_delivery_key_name(size_t i); /* "dir", "svid_file", ... */
 /* entries_load() from a buffer (the fuzzer, --dev); name is used in
  * messages and in each entry's source. */
 int entries_parse(const char *buf, size_t len, const char *name, struct entry_set **out,

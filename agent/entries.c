@@ -545,6 +545,12 @@ entries_key_name(size_t i)
 	return i < sizeof(entry_keys) / sizeof(entry_keys[0]) ? entry_keys[i] : NULL;
 }
 
+const char *
+entries_delivery_key_name(size_t i)
+{
+	return i < sizeof(delivery_keys) / sizeof(delivery_keys[0]) ? delivery_keys[i] : NULL;
+}
+
 static int
 parse_entry(struct ctx *c, yaml_node_t *m, struct reg_entry *e)
 {

@@ -58,6 +58,12 @@ START_TEST(test_entry_keys)
 }
 END_TEST
 
+START_TEST(test_delivery_keys)
+{
+	same_sets(entries_delivery_key_name, agent_doc_delivery_key, "delivery key");
+}
+END_TEST
+
 START_TEST(test_selector_types)
 {
 	same_sets(selector_type_name, agent_doc_selector_type, "selector type");
@@ -107,6 +113,7 @@ main(void)
 
 	tcase_add_test(tc, test_config_keys);
 	tcase_add_test(tc, test_entry_keys);
+	tcase_add_test(tc, test_delivery_keys);
 	tcase_add_test(tc, test_selector_types);
 	tcase_add_test(tc, test_options);
 	tcase_add_test(tc, test_unknown_page);
