@@ -49,3 +49,10 @@ tests_test_tls_SOURCES = tests/test-tls.c tests/tls-test-util.c tests/tls-test-u
 tests_test_tls_CFLAGS = $(TEST_CFLAGS)
 tests_test_tls_LDADD = $(TEST_LIBS)
 TESTS += tests/test-tls
+
+# The loader's Workload API source against the real cubeid-agent --dev.
+check_PROGRAMS += tests/test-tls-agent
+tests_test_tls_agent_SOURCES = tests/test-tls-agent.c tests/tls-test-util.c tests/tls-test-util.h
+tests_test_tls_agent_CFLAGS = $(TEST_CFLAGS)
+tests_test_tls_agent_LDADD = $(TEST_LIBS)
+TESTS += tests/test-tls-agent
