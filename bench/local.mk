@@ -66,3 +66,23 @@ bench-workload-api: bench/workload-api$(EXEEXT) agent/cubeid-agent$(EXEEXT) agen
 	bash '$(abs_top_srcdir)/bench/run-workload-api.sh' $(BENCH_WL_ARGS)
 
 .PHONY: bench-workload-api
+
+# tls: a full mTLS handshake with the TLS loader against plain OpenSSL
+# contexts from the same static files, and the cost of reloading one pair
+# (issue 5).  BENCH_TLS_ARGS passes options on, e.g. --rounds 20.
+noinst_PROGRAMS += bench/tls
+bench_tls_SOURCES = bench/tls.c tests/tls-test-util.c tests/tls-test-util.h tests/harness.c \
+	tests/harness.h
+bench_tls_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS)
+bench_tls_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(PTHREAD_LIBS) $(LIBS)
+
+TESTS += bench/tls-smoke.sh
+EXTRA_DIST += bench/tls-smoke.sh
+
+bench: bench-tls
+
+bench-tls: bench/tls$(EXEEXT)
+	@echo "tls: $$(date -u '+%Y-%m-%d %H:%M UTC') on $$(uname -n), $$(nproc) CPUs"
+	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' '$(abs_top_builddir)/bench/tls$(EXEEXT)' $(BENCH_TLS_ARGS)
+
+.PHONY: bench-tls

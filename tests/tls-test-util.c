@@ -1,7 +1,6 @@
 /* Helpers for tests/test-tls*.c and bench/tls (see tls-test-util.h). */
 #include "config.h"
 
-#include <check.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
