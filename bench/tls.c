@@ -45,7 +45,7 @@
 #include "tests/harness.h"
 #include "tests/tls-test-util.h"
 
-#define ROUTER "spiffe://cluster.local/ns/agentcube-system/sa/router"
+#define ROUTER "spiffe://cluster.local/ns/agentcube-system/sa/agentcube-router"
 #define WM     "spiffe://cluster.local/ns/agentcube-system/sa/workloadmanager"
 
 static double

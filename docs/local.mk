@@ -5,7 +5,8 @@ EXTRA_DIST += \
 	docs/pkcs11.md \
 	docs/pkcs11-tpm-notes.md \
 	docs/config.md \
-	docs/entries.md
+	docs/entries.md \
+	docs/mtls.md
 
 TESTS += tests/docs-dist.sh
 EXTRA_DIST += tests/docs-dist.sh

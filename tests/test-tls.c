@@ -45,7 +45,7 @@
 #include "tests/x509-test-util.h"
 
 #define TD       "cluster.local"
-#define ROUTER   "spiffe://cluster.local/ns/agentcube-system/sa/router"
+#define ROUTER   "spiffe://cluster.local/ns/agentcube-system/sa/agentcube-router"
 #define WM       "spiffe://cluster.local/ns/agentcube-system/sa/workloadmanager"
 #define PICOD    "spiffe://cluster.local/ns/agentcube-sandbox/sa/picod"
 #define STRANGER "spiffe://cluster.local/ns/default/sa/stranger"
@@ -281,11 +281,13 @@ START_TEST(test_allow_list_syntax)
 	ck_assert(cubeid_tls_allow_match("spiffe://cluster.local/ns/agentcube-system/sa/*", id));
 	/* whole segments only */
 	ck_assert(!cubeid_tls_allow_match("spiffe://cluster.local/ns/agentcube/*", id));
-	ck_assert(!cubeid_tls_allow_match("spiffe://cluster.local/ns/agentcube-system/sa/router/*",
-	                                  id));
+	ck_assert(!cubeid_tls_allow_match(
+	        "spiffe://cluster.local/ns/agentcube-system/sa/agentcube-*", id));
+	ck_assert(!cubeid_tls_allow_match(
+	        "spiffe://cluster.local/ns/agentcube-system/sa/agentcube-router/*", id));
 	ck_assert(!cubeid_tls_allow_match("spiffe://cluster.loc", id));
-	ck_assert(
-	        !cubeid_tls_allow_match("spiffe://cluster.local/ns/agentcube-system/sa/route", id));
+	ck_assert(!cubeid_tls_allow_match(
+	        "spiffe://cluster.local/ns/agentcube-system/sa/agentcube-route", id));
 	ck_assert(!cubeid_tls_allow_match("spiffe://example.org", id));
 	ck_assert(!cubeid_tls_allow_match(NULL, id));
 	cubeid_spiffe_id_free(id);
@@ -331,8 +333,9 @@ START_TEST(test_unknown_ca_is_refused)
 	ck_assert_int_eq(cubeid_ca_init(tok, rd3, "example.org", NULL, &root3), CUBEID_OK);
 	wm = file_loader(root, "wm", WM, allow, 1);
 	rogue = file_loader(root2, "rogue", ROUTER, any, 1);
-	foreign = file_loader(root3, "foreign",
-	                      "spiffe://example.org/ns/agentcube-system/sa/router", any, 1);
+	foreign =
+	        file_loader(root3, "foreign",
+	                    "spiffe://example.org/ns/agentcube-system/sa/agentcube-router", any, 1);
 	wm_s = server_ctx(wm);
 	/* plain OpenSSL clients with the rogue identities, which do not
 	 * check the server (ours would refuse it first, see below) */
