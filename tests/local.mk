@@ -56,3 +56,12 @@ tests_test_tls_agent_SOURCES = tests/test-tls-agent.c tests/tls-test-util.c test
 tests_test_tls_agent_CFLAGS = $(TEST_CFLAGS)
 tests_test_tls_agent_LDADD = $(TEST_LIBS)
 TESTS += tests/test-tls-agent
+
+# tests/tls-peer: a C server and client over TCP built on the loader and its
+# flags helper; tests/tls-peer.sh drives them with `cubeid svid mint` files.
+check_PROGRAMS += tests/tls-peer
+tests_tls_peer_SOURCES = tests/tls-peer.c
+tests_tls_peer_CFLAGS = $(TEST_CFLAGS)
+tests_tls_peer_LDADD = $(TEST_LIBS)
+TESTS += tests/tls-peer.sh
+EXTRA_DIST += tests/tls-peer.sh
