@@ -74,6 +74,7 @@ static const struct errmsg errmsgs[] = {
         {CUBEID_ERR_TLS_UNKNOWN_CA, "the peer's certificate is not issued by a trusted CA"},
         {CUBEID_ERR_TLS_PEER_EXPIRED, "the peer's certificate has expired or is not yet valid"},
         {CUBEID_ERR_AUTH_MODE, "the client and the server use different auth modes"},
+        {CUBEID_ERR_PICOD_SESSION, "the token's session_id is not this sandbox's session"},
         {CUBEID_ERR_HTTP, "HTTP request failed"},
         {CUBEID_ERR_HTTP_STATUS, "the HTTP server answered with an error status"},
         {CUBEID_ERR_OAUTH, "the token endpoint refused the request"},

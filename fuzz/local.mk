@@ -72,3 +72,13 @@ fuzz: all
 		"$$f" -max_total_time=$(FUZZ_SECONDS) -timeout=10 -artifact_prefix="crash-$$name-" "$$corpus"; \
 	done
 .PHONY: fuzz
+
+# The PicoD verifier: Authorization header, claims (signed in the target so
+# that the checks are reached), PICOD_AUTH_PUBLIC_KEY PEM.
+if ENABLE_FUZZING
+noinst_PROGRAMS += fuzz/fuzz-picod
+endif
+fuzz_fuzz_picod_SOURCES = fuzz/fuzz-picod.c
+fuzz_fuzz_picod_CFLAGS = $(FUZZ_COMPILE_FLAGS)
+fuzz_fuzz_picod_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_picod_LDADD = $(FUZZ_LIBS)

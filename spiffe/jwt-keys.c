@@ -896,3 +896,18 @@ cubeid_jwt_keys_mint(const cubeid_jwt_keys *k, cubeid_token *tok, int64_t now, c
 	cubeid_key_free(key);
 	return rc;
 }
+
+int
+cubeid_jwt_keys_key(const cubeid_jwt_keys *k, cubeid_token *tok, const char *kid, cubeid_key **out)
+{
+	size_t i;
+
+	if (out != NULL)
+		*out = NULL;
+	if (k == NULL || tok == NULL || kid == NULL || out == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	for (i = 0; i < k->n; i++)
+		if (strcmp(k->keys[i].kid, kid) == 0)
+			return signer_key(k, tok, kid, k->keys[i].uri, out);
+	return CUBEID_ERR_NOT_FOUND;
+}

@@ -69,3 +69,13 @@ TESTS += tests/test-jwt-mint
 # with CI=true, where that fails.
 TESTS += tests/interop-spiffe.sh
 EXTRA_DIST += tests/interop-spiffe.sh
+
+# PicoD tokens (issue 6): sandbox audiences, the claims, the verifier.
+libcubeid_la_SOURCES += spiffe/picod-claims.c spiffe/picod-verify.c
+cubeidinclude_HEADERS += include/cubeid/picod.h
+
+check_PROGRAMS += tests/test-picod
+tests_test_picod_SOURCES = tests/test-picod.c
+tests_test_picod_CFLAGS = $(TEST_CFLAGS)
+tests_test_picod_LDADD = $(TEST_LIBS)
+TESTS += tests/test-picod

@@ -90,7 +90,8 @@ extern "C" {
 #define CUBEID_ERR_TLS_UNKNOWN_CA   -74 /* peer chain does not lead to a trusted CA */
 #define CUBEID_ERR_TLS_PEER_EXPIRED -75 /* peer certificate expired or not yet valid */
 
-#define CUBEID_ERR_AUTH_MODE -78 /* the two sides use different auth modes */
+#define CUBEID_ERR_AUTH_MODE     -78 /* the two sides use different auth modes */
+#define CUBEID_ERR_PICOD_SESSION -79 /* session_id is not this sandbox's session */
 
 #define CUBEID_ERR_HTTP            -80 /* HTTP transfer failed (connect, TLS, timeout) */
 #define CUBEID_ERR_HTTP_STATUS     -81 /* the server answered with an error status */

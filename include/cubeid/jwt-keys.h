@@ -153,6 +153,15 @@ int cubeid_jwt_keys_mint(const cubeid_jwt_keys *k, cubeid_token *tok, int64_t no
                          cubeid_sig_alg alg, const cubeid_spiffe_id *sub, const char *const *aud,
                          size_t n_aud, int64_t ttl, const char *jti, char **out);
 
+/*
+ * The token key of the state's key kid (found on tok by its URI once, then
+ * kept in the state; thread-safe), as a new reference for signing other
+ * token formats with the same rollover (PicoD tokens, <cubeid/picod.h>).
+ * CUBEID_ERR_NOT_FOUND for a kid the state does not have.
+ */
+int cubeid_jwt_keys_key(const cubeid_jwt_keys *k, cubeid_token *tok, const char *kid,
+                        cubeid_key **out);
+
 #ifdef __cplusplus
 }
 #endif
