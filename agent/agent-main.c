@@ -157,7 +157,7 @@ dev_entry_add(struct agent *a)
 		return CUBEID_ERR_NOMEM;
 	if ((rc = selector_set_add(&e->selectors, "unix:uid", sel)) != CUBEID_OK)
 		return rc;
-	e->picod_signer = true; /* may mint PicoD tokens (a later issue) */
+	e->picod_signer = true; /* may mint PicoD tokens (picod-service.c) */
 	return CUBEID_OK;
 }
 
@@ -447,6 +447,7 @@ reload(struct agent *a, const char *why)
 	cubeid_notice("%s: reloading the config and the entries", why);
 	sd_notify(0, "RELOADING=1\nSTATUS=reloading");
 	bundles_changed = reload_jwt_keys(a); /* whatever becomes of the config */
+	picod_service_reload(a->picod);
 	if ((rc = load_config(&a->flags, &cfg)) != CUBEID_OK) {
 		cubeid_error("reload: keeping the old config");
 		goto out;
@@ -823,6 +824,7 @@ agent_cleanup(struct agent *a)
 	svid_cache_shutdown(a->cache);
 	worker_pool_free(a->pool);
 	delivery_free(a->delivery);
+	picod_service_free(a->picod);
 	wapi_free(a->wapi);
 	a->wapi = NULL;
 	svid_cache_free(a->cache);
@@ -999,6 +1001,7 @@ main(int argc, char **argv)
 	    (rc = svid_cache_new(&a, &a.cache)) != CUBEID_OK ||
 	    (rc = wapi_new(&a, &a.wapi)) != CUBEID_OK ||
 	    (rc = delivery_new(&a, &a.delivery)) != CUBEID_OK ||
+	    (rc = picod_service_new(&a, &a.picod)) != CUBEID_OK ||
 	    (rc = grpc_server_new(a.loop, wapi_methods, wapi_n_methods, &a.cfg->grpc, &a,
 	                          &a.grpc)) != CUBEID_OK) {
 		cubeid_error("cannot start: %s", cubeid_strerror(rc));

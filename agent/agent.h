@@ -215,6 +215,8 @@ struct agent_config {
 	char *pod_info_file;       /* or NULL */
 	size_t attest_sha256_max;  /* bytes: 64 MiB; 0 = no unix:sha256 */
 	struct grpc_limits grpc;   /* "grpc:" mapping; the defaults of grpc_limits */
+	char *picod_issuer;        /* iss of PicoD tokens; NULL = "agentcube-router" */
+	long picod_token_ttl;      /* seconds: 300 (at most 300) */
 	char *source;              /* the file it was loaded from, or NULL */
 };
 /* The defaults, in a new struct (caller frees with config_free). */

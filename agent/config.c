@@ -51,6 +51,8 @@ static const struct key top_keys[] = {
         {"kubelet_pods_url", K_URL, OFF(kubelet_pods_url), 0},
         {"pod_info_file", K_PATH, OFF(pod_info_file), 0},
         {"attest_sha256_max", K_SIZE, OFF(attest_sha256_max), (size_t)4 << 30},
+        {"picod_issuer", K_STR, OFF(picod_issuer), 0},
+        {"picod_token_ttl", K_DURATION, OFF(picod_token_ttl), 0},
         {NULL, 0, 0, 0},
 };
 #define GOFF(f) (offsetof(struct agent_config, grpc) + offsetof(struct grpc_limits, f))
@@ -97,6 +99,7 @@ config_free(struct agent_config *c)
 	free(c->http_address);
 	free(c->kubelet_pods_url);
 	free(c->pod_info_file);
+	free(c->picod_issuer);
 	free(c->source);
 	free(c);
 }
@@ -120,6 +123,7 @@ config_default(struct agent_config **out)
 	}
 	c->x509_svid_ttl = 3600;
 	c->jwt_svid_ttl = 300;
+	c->picod_token_ttl = 300;
 	c->log_level = CUBEID_LOG_NOTICE;
 	c->attest_sha256_max = 64u << 20;
 	c->grpc.max_message = 4u << 20;
@@ -291,6 +295,11 @@ config_parse(const char *buf, size_t len, const char *name, struct agent_config 
 		}
 		if ((r = apply_mapping(&doc, root, top_keys, "", c, name, err)) != CUBEID_OK)
 			goto out;
+	}
+	/* PicoD tokens live at most as long as AgentCube's own (5 minutes) */
+	if (c->picod_token_ttl < 1 || c->picod_token_ttl > 300) {
+		r = yu_err(err, name, NULL, "'picod_token_ttl' must be 1s to 5m");
+		goto out;
 	}
 	if ((c->source = strdup(name)) == NULL) {
 		r = CUBEID_ERR_NOMEM;

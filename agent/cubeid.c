@@ -28,6 +28,7 @@
 	X(jwt, "mint, verify and fetch JWT-SVIDs") \
 	X(status, "a running agent's health, over its socket") \
 	X(entry, "registration entries: list, show, and check a process against them") \
+	X(picod, "PicoD tokens for AgentCube's JWT mode: mint, public key, rotate, verify") \
 	/* end of the group table */
 // clang-format on
 

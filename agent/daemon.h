@@ -62,6 +62,7 @@ struct svid_cache;
 struct worker_pool;
 struct wapi;
 struct delivery;
+struct picod_service;
 
 struct agent {
 	cubeid_loop *loop;
@@ -99,6 +100,7 @@ struct agent {
 
 	http_server *http;            /* NULL unless http_address is set */
 	struct agent_metrics metrics; /* agent/metrics.h */
+	struct picod_service *picod;  /* PicoD tokens (picod-service.c) */
 
 	time_t started;
 	uid_t uid;
@@ -212,6 +214,23 @@ unsigned wapi_streams(const struct wapi *w);
 int delivery_new(struct agent *a, struct delivery **out);
 void delivery_sync(struct delivery *d);
 void delivery_free(struct delivery *d);
+
+/* ---- PicoD tokens (picod-service.c, agent/picod.proto) -------------- */
+int picod_service_new(struct agent *a, struct picod_service **out);
+void picod_service_free(struct picod_service *p); /* after worker_pool_free() */
+/* Re-read STATE-DIR/picod/jwt.conf (SIGHUP, after an offline rotation). */
+void picod_service_reload(struct picod_service *p);
+void picod_service_stats(struct picod_service *p, size_t *cached, uint64_t *hits, uint64_t *mints);
+void h_picod_mint(grpc_call *call, void *ctx);
+void h_picod_public_key(grpc_call *call, void *ctx);
+void h_picod_rotate(grpc_call *call, void *ctx);
+/* The service's lines in the agent's method table (workload-api.c). */
+// clang-format off
+#define PICOD_METHODS \
+	{"/cubeid.picod.v1.PicoD/MintToken", false, h_picod_mint}, \
+	{"/cubeid.picod.v1.PicoD/PublicKey", false, h_picod_public_key}, \
+	{"/cubeid.picod.v1.PicoD/RotateKey", false, h_picod_rotate}
+// clang-format on
 
 /* ---- agent-main.c ---------------------------------------------------- */
 /* Matching entries of the file and of --dev, see entries_match(). */

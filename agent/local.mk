@@ -157,3 +157,20 @@ agent_cubeid_SOURCES += agent/tool-entry.c
 agent_cubeid_LDADD += libagent.la $(YAML_LIBS) $(LIBCURL_LIBS)
 TESTS += tests/cli-entry.sh
 EXTRA_DIST += tests/cli-entry.sh docs/entries.md docs/config.md
+
+# PicoD tokens (issue 6): the cubeid.picod.v1.PicoD service on the agent's
+# socket (agent/picod.proto, compiled by protoc-c into libcubeid like the
+# Workload API), its handlers in the agent, and `cubeid picod`.
+EXTRA_DIST += agent/picod.proto
+PICOD_PROTO_GEN = agent/picod.pb-c.c agent/picod.pb-c.h
+BUILT_SOURCES += $(PICOD_PROTO_GEN)
+CLEANFILES += $(PICOD_PROTO_GEN)
+nodist_libcubeid_la_SOURCES += $(PICOD_PROTO_GEN)
+agent/picod.pb-c.h: agent/picod.pb-c.c
+agent/picod.pb-c.c: $(srcdir)/agent/picod.proto
+	$(AM_V_GEN)$(MKDIR_P) agent && \
+		$(PROTOC_C) -I$(srcdir)/agent --c_out=agent $(srcdir)/agent/picod.proto
+libagent_la_SOURCES += agent/picod-service.c
+agent_cubeid_SOURCES += agent/tool-picod.c
+TESTS += tests/picod-agent.sh
+EXTRA_DIST += tests/picod-agent.sh

@@ -16,3 +16,6 @@ tests_test_atomic_dir_SOURCES = tests/test-atomic-dir.c
 tests_test_atomic_dir_CFLAGS = $(TEST_CFLAGS)
 tests_test_atomic_dir_LDADD = $(TEST_LIBS)
 TESTS += tests/test-atomic-dir
+
+# PicoD tokens, the Router side: MintToken/PublicKey/RotateKey on the agent.
+libcubeid_la_SOURCES += common/picod-client.c

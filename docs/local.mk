@@ -10,3 +10,6 @@ EXTRA_DIST += \
 
 TESTS += tests/docs-dist.sh
 EXTRA_DIST += tests/docs-dist.sh
+
+# PicoD tokens (issue 6)
+EXTRA_DIST += docs/picod.md
