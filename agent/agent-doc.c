@@ -528,6 +528,10 @@ static const struct key_doc config_docs[] = {
         {"attest_sha256_max", "a size; default 64MiB",
          "Executables up to this size are hashed for the unix:sha256 selector, only when an "
          "entry uses it; 0 turns the selector off."},
+        {"picod_issuer", "a string; default agentcube-router",
+         "The iss claim of the PicoD tokens the agent signs (cubeid picod token, docs/picod.md)."},
+        {"picod_token_ttl", "a duration from 1s to 5m; default 5m",
+         "The lifetime of PicoD tokens; a caller may ask for less, never more."},
         {"grpc.max_message", "a size; default 4MiB", "The largest request message accepted."},
         {"grpc.max_streams", "a number; default 100", "Concurrent streams per connection."},
         {"grpc.max_connections", "a number; default 4096",
