@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,10 @@
 
 #define WL_DEFAULT_TIMEOUT_MS 30000
 #define WL_TICK_MS            100
+#define WL_PATH_MAX           108 /* sizeof(sockaddr_un.sun_path) */
 
+/* One call's state; the connection's callbacks look at conn->cur. */
 struct wl_call {
-	int fd;
-	nghttp2_session *h2;
 	int32_t sid;
 	uint8_t *req; /* framed request */
 	size_t req_len, req_off;
@@ -41,9 +42,18 @@ struct wl_call {
 	char grpc_message[512];
 	uint32_t rst_code;
 	bool ended, stopped;
+	bool got_any; /* a frame of this stream arrived */
 	int err;
+};
+
+struct cubeid_wl_conn {
+	char path[WL_PATH_MAX];
+	int fd;
+	nghttp2_session *h2;
+	bool goaway; /* the agent said it takes no new streams */
 	uint8_t *wbuf;
 	size_t wlen, woff;
+	struct wl_call *cur;
 };
 
 static int64_t
@@ -66,14 +76,12 @@ set_status(struct cubeid_wl_status *st, int code, const char *msg, const char *a
 
 /* ------------------------------------------------------------- socket */
 
+/* The socket path of o (or $SPIFFE_ENDPOINT_SOCKET) into path. */
 static int
-wl_connect(const struct cubeid_wl_opts *o, struct cubeid_wl_status *st, int *out)
+wl_socket_path(const struct cubeid_wl_opts *o, struct cubeid_wl_status *st, char path[WL_PATH_MAX])
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	const char *a = o != NULL ? o->socket : NULL;
-	int fd;
 
-	*out = -1;
 	if (a == NULL)
 		a = getenv("SPIFFE_ENDPOINT_SOCKET");
 	if (a == NULL || *a == '\0') {
@@ -88,11 +96,22 @@ wl_connect(const struct cubeid_wl_opts *o, struct cubeid_wl_status *st, int *out
 		set_status(st, -1, "not a unix socket path: ", a);
 		return CUBEID_ERR_INVALID_ARG;
 	}
-	if (strlen(a) >= sizeof(sa.sun_path)) {
+	if (strlen(a) >= WL_PATH_MAX) {
 		set_status(st, -1, "socket path too long: ", a);
 		return CUBEID_ERR_TOO_LARGE;
 	}
-	strcpy(sa.sun_path, a);
+	strcpy(path, a);
+	return 0;
+}
+
+static int
+wl_connect(const char *path, struct cubeid_wl_status *st, int *out)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
+
+	*out = -1;
+	strcpy(sa.sun_path, path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return CUBEID_ERR_IO;
 	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -101,7 +120,7 @@ wl_connect(const struct cubeid_wl_opts *o, struct cubeid_wl_status *st, int *out
 		if (e == EINTR)
 			continue;
 		close(fd);
-		set_status(st, -1, "cannot connect to ", a);
+		set_status(st, -1, "cannot connect to ", path);
 		if (st != NULL) {
 			size_t l = strlen(st->message);
 
@@ -124,9 +143,12 @@ static ssize_t
 req_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, size_t length, uint32_t *flags,
             nghttp2_data_source *src, void *user)
 {
-	struct wl_call *c = user;
+	struct wl_call *c = src->ptr;
 	size_t n = c->req_len - c->req_off;
 
+	(void)h2;
+	(void)stream_id;
+	(void)user;
 	if (n > length)
 		n = length;
 	memcpy(buf, c->req + c->req_off, n);
@@ -142,14 +164,26 @@ name_is(const uint8_t *n, size_t len, const char *s)
 	return len == strlen(s) && memcmp(n, s, len) == 0;
 }
 
+/* The current call, if the frame belongs to it. */
+static struct wl_call *
+cur_call(void *user, int32_t stream_id)
+{
+	struct cubeid_wl_conn *conn = user;
+
+	if (conn->cur == NULL || stream_id != conn->cur->sid)
+		return NULL;
+	conn->cur->got_any = true;
+	return conn->cur;
+}
+
 static int
 on_header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name, size_t nlen,
              const uint8_t *value, size_t vlen, uint8_t flags, void *user)
 {
-	struct wl_call *c = user;
+	struct wl_call *c = cur_call(user, frame->hd.stream_id);
 	char v[16];
 
-	if (frame->hd.stream_id != c->sid)
+	if (c == NULL)
 		return 0;
 	if (name_is(name, nlen, ":status") || name_is(name, nlen, "grpc-status")) {
 		int x = 0;
@@ -177,11 +211,9 @@ static int
 on_data_cb(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t *data, size_t len,
            void *user)
 {
-	struct wl_call *c = user;
+	struct wl_call *c = cur_call(user, stream_id);
 
-	if (stream_id != c->sid)
-		return 0;
-	while (len > 0 && !c->stopped && c->err == 0) {
+	while (c != NULL && len > 0 && !c->stopped && c->err == 0) {
 		const uint8_t *msg;
 		size_t used, mlen;
 		int r = grpc_deframer_push(&c->df, data, len, &used, &msg, &mlen);
@@ -206,9 +238,15 @@ on_data_cb(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t 
 static int
 on_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 {
-	struct wl_call *c = user;
+	struct cubeid_wl_conn *conn = user;
+	struct wl_call *c;
 
-	if (frame->hd.stream_id == c->sid && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+	if (frame->hd.type == NGHTTP2_GOAWAY) {
+		conn->goaway = true;
+		return 0;
+	}
+	c = cur_call(user, frame->hd.stream_id);
+	if (c != NULL && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
 	    (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA))
 		c->ended = true;
 	return 0;
@@ -217,18 +255,20 @@ on_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 static int
 on_stream_close_cb(nghttp2_session *h2, int32_t stream_id, uint32_t error_code, void *user)
 {
-	struct wl_call *c = user;
+	struct cubeid_wl_conn *conn = user;
 
-	if (stream_id == c->sid) {
-		c->ended = true;
-		c->rst_code = error_code;
+	/* Not cur_call(): a stream refused before anything came back (after
+	 * a GOAWAY) got nothing, and a retry must still be allowed. */
+	if (conn->cur != NULL && stream_id == conn->cur->sid) {
+		conn->cur->ended = true;
+		conn->cur->rst_code = error_code;
 	}
 	return 0;
 }
 
 /* Write what nghttp2 has; returns -1 on a dead socket. */
 static int
-wl_flush(struct wl_call *c)
+wl_flush(struct cubeid_wl_conn *c)
 {
 	for (;;) {
 		const uint8_t *data;
@@ -268,6 +308,115 @@ wl_flush(struct wl_call *c)
 			c->wlen = (size_t)(n - w);
 		}
 	}
+}
+
+/* ------------------------------------------------------------- connection */
+
+static nghttp2_session_callbacks *wl_callbacks;
+static pthread_once_t wl_cb_once = PTHREAD_ONCE_INIT;
+
+static void
+wl_callbacks_init(void)
+{
+	nghttp2_session_callbacks *cb;
+
+	if (nghttp2_session_callbacks_new(&cb) != 0)
+		return;
+	nghttp2_session_callbacks_set_on_header_callback(cb, on_header_cb);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_cb);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv_cb);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close_cb);
+	wl_callbacks = cb;
+}
+
+static void
+conn_drop(struct cubeid_wl_conn *c)
+{
+	nghttp2_session_del(c->h2);
+	c->h2 = NULL;
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	free(c->wbuf);
+	c->wbuf = NULL;
+	c->wlen = c->woff = 0;
+	c->goaway = false;
+	c->cur = NULL;
+}
+
+/* Connect c to c->path: the socket, an HTTP/2 client session, SETTINGS. */
+static int
+conn_start(struct cubeid_wl_conn *c, struct cubeid_wl_status *st)
+{
+	int r;
+
+	conn_drop(c);
+	pthread_once(&wl_cb_once, wl_callbacks_init);
+	if (wl_callbacks == NULL)
+		return CUBEID_ERR_NOMEM;
+	if ((r = wl_connect(c->path, st, &c->fd)) < 0)
+		return r;
+	if (nghttp2_session_client_new(&c->h2, wl_callbacks, c) != 0 ||
+	    nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, NULL, 0) != 0) {
+		conn_drop(c);
+		return CUBEID_ERR_NOMEM;
+	}
+	return 0;
+}
+
+/* Before reusing c: take in what the agent sent since (a GOAWAY, the
+ * close of an idle connection).  False if c cannot take a new call. */
+static bool
+conn_usable(struct cubeid_wl_conn *c)
+{
+	uint8_t buf[4096];
+	ssize_t n;
+
+	if (c->h2 == NULL || c->fd < 0)
+		return false;
+	for (;;) {
+		n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0 || nghttp2_session_mem_recv(c->h2, buf, (size_t)n) < 0)
+			return false;
+	}
+	return !c->goaway && nghttp2_session_want_read(c->h2) && wl_flush(c) == 0;
+}
+
+int
+cubeid_wl_conn_open(const struct cubeid_wl_opts *o, cubeid_wl_conn **out,
+                    struct cubeid_wl_status *st)
+{
+	struct cubeid_wl_conn *c;
+	int r;
+
+	*out = NULL;
+	if (st != NULL) {
+		st->code = -1;
+		st->message[0] = '\0';
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return CUBEID_ERR_NOMEM;
+	c->fd = -1;
+	if ((r = wl_socket_path(o, st, c->path)) < 0 || (r = conn_start(c, st)) < 0 ||
+	    (wl_flush(c) < 0 && (r = CUBEID_ERR_UNAVAILABLE) < 0)) {
+		cubeid_wl_conn_close(c);
+		return r;
+	}
+	*out = c;
+	return 0;
+}
+
+void
+cubeid_wl_conn_close(cubeid_wl_conn *c)
+{
+	if (c == NULL)
+		return;
+	conn_drop(c);
+	free(c);
 }
 
 static int
@@ -318,53 +467,23 @@ http_to_grpc(int http)
 	}
 }
 
-int
-cubeid_wl_call(const struct cubeid_wl_opts *o, const char *path, const uint8_t *req, size_t req_len,
-               cubeid_wl_msg_fn fn, void *arg, const volatile int *stop,
-               struct cubeid_wl_status *st)
+/*
+ * Run call c on connection conn until its end (or a stop).  *broken is set
+ * when the connection cannot be used again (a transport failure, a
+ * timeout with the stream still open).
+ */
+static int
+conn_run(struct cubeid_wl_conn *conn, const struct cubeid_wl_opts *o, const char *path,
+         struct wl_call *c, int64_t deadline, long timeout, const volatile int *stop,
+         struct cubeid_wl_status *st, bool *broken)
 {
-	nghttp2_session_callbacks *cb = NULL;
-	struct wl_call c = {.fd = -1, .grpc_status = -1};
 	char tmo[16];
 	nghttp2_nv nv[8];
 	size_t nnv = 0;
-	nghttp2_data_provider dp = {.read_callback = req_read_cb};
-	int64_t deadline = 0;
-	long timeout = o != NULL ? o->timeout_ms : 0;
+	nghttp2_data_provider dp = {.source.ptr = c, .read_callback = req_read_cb};
 	int r;
 
-	if (st != NULL) {
-		st->code = -1;
-		st->message[0] = '\0';
-	}
-	if (path == NULL || fn == NULL || (req == NULL && req_len > 0) ||
-	    req_len > GRPC_MAX_MESSAGE)
-		return CUBEID_ERR_INVALID_ARG;
-	if (timeout == 0 && stop == NULL)
-		timeout = WL_DEFAULT_TIMEOUT_MS;
-	if (timeout > 0)
-		deadline = mono_ms() + timeout;
-	c.fn = fn;
-	c.arg = arg;
-	grpc_deframer_init(&c.df, GRPC_MAX_MESSAGE);
-	if ((c.req = malloc(GRPC_FRAME_HEADER + req_len)) == NULL)
-		return CUBEID_ERR_NOMEM;
-	grpc_frame_header(c.req, req_len);
-	if (req_len > 0)
-		memcpy(c.req + GRPC_FRAME_HEADER, req, req_len);
-	c.req_len = GRPC_FRAME_HEADER + req_len;
-
-	if ((r = wl_connect(o, st, &c.fd)) < 0)
-		goto out;
-	r = CUBEID_ERR_NOMEM;
-	if (nghttp2_session_callbacks_new(&cb) != 0)
-		goto out;
-	nghttp2_session_callbacks_set_on_header_callback(cb, on_header_cb);
-	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_cb);
-	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv_cb);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close_cb);
-	if (nghttp2_session_client_new(&c.h2, cb, &c) != 0)
-		goto out;
+	*broken = false;
 #define NV(n, v) (nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), 0}
 	nv[nnv++] = NV(":method", "POST");
 	nv[nnv++] = NV(":scheme", "http");
@@ -379,24 +498,24 @@ cubeid_wl_call(const struct cubeid_wl_opts *o, const char *path, const uint8_t *
 		nv[nnv++] = NV("grpc-timeout", tmo);
 	}
 #undef NV
-	if (nghttp2_submit_settings(c.h2, NGHTTP2_FLAG_NONE, NULL, 0) != 0)
-		goto out;
-	if ((c.sid = nghttp2_submit_request(c.h2, NULL, nv, nnv, &dp, &c)) < 0)
-		goto out;
-
+	if ((c->sid = nghttp2_submit_request(conn->h2, NULL, nv, nnv, &dp, c)) < 0) {
+		*broken = true;
+		return CUBEID_ERR_UNAVAILABLE;
+	}
+	conn->cur = c;
 	r = 0;
-	while (!c.ended && !c.stopped && c.err == 0) {
-		struct pollfd pfd = {.fd = c.fd, .events = POLLIN};
+	while (!c->ended && !c->stopped && c->err == 0) {
+		struct pollfd pfd = {.fd = conn->fd, .events = POLLIN};
 		uint8_t buf[16384];
 		int wait = -1, pr;
 		ssize_t n;
 
-		if (wl_flush(&c) < 0) {
+		if (wl_flush(conn) < 0) {
 			r = CUBEID_ERR_UNAVAILABLE;
 			set_status(st, -1, "the connection to the agent broke", NULL);
-			goto out;
+			goto broke;
 		}
-		if (c.wlen > c.woff)
+		if (conn->wlen > conn->woff)
 			pfd.events |= POLLOUT;
 		if (deadline > 0) {
 			int64_t left = deadline - mono_ms();
@@ -404,7 +523,7 @@ cubeid_wl_call(const struct cubeid_wl_opts *o, const char *path, const uint8_t *
 			if (left <= 0) {
 				r = CUBEID_ERR_TIMEOUT;
 				set_status(st, 4, "no answer from the agent in time", NULL);
-				goto out;
+				goto broke;
 			}
 			wait = left > 0x7fffffff ? 0x7fffffff : (int)left;
 		}
@@ -417,65 +536,136 @@ cubeid_wl_call(const struct cubeid_wl_opts *o, const char *path, const uint8_t *
 		pr = poll(&pfd, 1, wait);
 		if (pr < 0 && errno != EINTR) {
 			r = CUBEID_ERR_IO;
-			goto out;
+			goto broke;
 		}
 		if (pr <= 0 || !(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
 			continue;
-		n = recv(c.fd, buf, sizeof(buf), 0);
+		n = recv(conn->fd, buf, sizeof(buf), 0);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
 		if (n <= 0) {
 			r = CUBEID_ERR_UNAVAILABLE;
 			set_status(st, -1, "the agent closed the connection", NULL);
-			goto out;
+			goto broke;
 		}
-		if (nghttp2_session_mem_recv(c.h2, buf, (size_t)n) < 0) {
+		if (nghttp2_session_mem_recv(conn->h2, buf, (size_t)n) < 0) {
 			r = CUBEID_ERR_PROTOCOL;
 			set_status(st, -1, "HTTP/2 protocol error from the agent", NULL);
-			goto out;
+			goto broke;
 		}
 	}
-	if (c.err != 0) {
-		r = c.err;
+	conn->cur = NULL;
+	if (c->err != 0) {
+		r = c->err;
 		if (st != NULL && st->message[0] == '\0')
 			snprintf(st->message, sizeof(st->message), "%s",
-			         c.grpc_message[0] ? c.grpc_message : cubeid_strerror(r));
-		goto out;
+			         c->grpc_message[0] ? c->grpc_message : cubeid_strerror(r));
+		/* the stream may still be open: cancel it */
+		if (!c->ended)
+			nghttp2_submit_rst_stream(conn->h2, NGHTTP2_FLAG_NONE, c->sid,
+			                          NGHTTP2_CANCEL);
+		*broken = wl_flush(conn) < 0;
+		return r;
 	}
-	if (!c.ended) { /* stopped by the callback or by *stop: cancel */
-		nghttp2_submit_rst_stream(c.h2, NGHTTP2_FLAG_NONE, c.sid, NGHTTP2_CANCEL);
-		(void)wl_flush(&c);
+	if (!c->ended) { /* stopped by the callback or by *stop: cancel */
+		nghttp2_submit_rst_stream(conn->h2, NGHTTP2_FLAG_NONE, c->sid, NGHTTP2_CANCEL);
+		*broken = wl_flush(conn) < 0;
 		if (st != NULL)
 			st->code = 0; /* healthy as far as we read */
-		r = 0;
-		goto out;
+		return 0;
 	}
-	if (c.grpc_status < 0) {
-		if (c.http_status != 0 && c.http_status != 200) {
-			c.grpc_status = http_to_grpc(c.http_status);
-			snprintf(c.grpc_message, sizeof(c.grpc_message), "HTTP status %d",
-			         c.http_status);
+	if (c->grpc_status < 0) {
+		if (c->http_status != 0 && c->http_status != 200) {
+			c->grpc_status = http_to_grpc(c->http_status);
+			snprintf(c->grpc_message, sizeof(c->grpc_message), "HTTP status %d",
+			         c->http_status);
 		} else {
-			r = CUBEID_ERR_PROTOCOL;
 			if (st != NULL)
 				snprintf(st->message, sizeof(st->message),
 				         "the stream ended without grpc-status (HTTP/2 error %u)",
-				         c.rst_code);
-			goto out;
+				         c->rst_code);
+			/* refused (after a GOAWAY) or reset: start afresh next time */
+			*broken = true;
+			return CUBEID_ERR_PROTOCOL;
 		}
 	}
 	if (st != NULL) {
-		st->code = c.grpc_status;
-		snprintf(st->message, sizeof(st->message), "%s", c.grpc_message);
+		st->code = c->grpc_status;
+		snprintf(st->message, sizeof(st->message), "%s", c->grpc_message);
 	}
-	r = map_status(c.grpc_status);
+	return map_status(c->grpc_status);
+broke:
+	conn->cur = NULL;
+	*broken = true;
+	return r;
+}
+
+int
+cubeid_wl_call(const struct cubeid_wl_opts *o, const char *path, const uint8_t *req, size_t req_len,
+               cubeid_wl_msg_fn fn, void *arg, const volatile int *stop,
+               struct cubeid_wl_status *st)
+{
+	struct cubeid_wl_conn tmp = {.fd = -1}, *conn = &tmp;
+	struct wl_call c = {.grpc_status = -1};
+	int64_t deadline = 0;
+	long timeout = o != NULL ? o->timeout_ms : 0;
+	bool broken = false, reused = false;
+	int r, attempt;
+
+	if (st != NULL) {
+		st->code = -1;
+		st->message[0] = '\0';
+	}
+	if (path == NULL || fn == NULL || (req == NULL && req_len > 0) ||
+	    req_len > GRPC_MAX_MESSAGE)
+		return CUBEID_ERR_INVALID_ARG;
+	if (timeout == 0 && stop == NULL)
+		timeout = WL_DEFAULT_TIMEOUT_MS;
+	if (timeout > 0)
+		deadline = mono_ms() + timeout;
+	c.fn = fn;
+	c.arg = arg;
+	if ((c.req = malloc(GRPC_FRAME_HEADER + req_len)) == NULL)
+		return CUBEID_ERR_NOMEM;
+	grpc_frame_header(c.req, req_len);
+	if (req_len > 0)
+		memcpy(c.req + GRPC_FRAME_HEADER, req, req_len);
+	c.req_len = GRPC_FRAME_HEADER + req_len;
+
+	if (o != NULL && o->conn != NULL) {
+		conn = o->conn;
+		reused = conn_usable(conn);
+		if (!reused && (r = conn_start(conn, st)) < 0)
+			goto out;
+	} else if ((r = wl_socket_path(o, st, tmp.path)) < 0 || (r = conn_start(&tmp, st)) < 0) {
+		goto out;
+	}
+	for (attempt = 0;; attempt++) {
+		grpc_deframer_init(&c.df, GRPC_MAX_MESSAGE);
+		r = conn_run(conn, o, path, &c, deadline, timeout, stop, st, &broken);
+		grpc_deframer_clear(&c.df);
+		if (broken)
+			conn_drop(conn);
+		/* A reused connection the agent had closed meanwhile: once more
+		 * on a new one, if nothing of the call came back. */
+		if (!(broken && reused && attempt == 0 && !c.got_any && r != CUBEID_ERR_TIMEOUT))
+			break;
+		reused = false;
+		c = (struct wl_call){.grpc_status = -1,
+		                     .fn = fn,
+		                     .arg = arg,
+		                     .req = c.req,
+		                     .req_len = c.req_len};
+		if (st != NULL) {
+			st->code = -1;
+			st->message[0] = '\0';
+		}
+		if ((r = conn_start(conn, st)) < 0)
+			break;
+	}
 out:
-	nghttp2_session_del(c.h2);
-	nghttp2_session_callbacks_del(cb);
-	if (c.fd >= 0)
-		close(c.fd);
-	grpc_deframer_clear(&c.df);
+	if (conn == &tmp)
+		conn_drop(&tmp);
 	free(c.req);
-	free(c.wbuf);
 	return r;
 }

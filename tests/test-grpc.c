@@ -611,6 +611,64 @@ START_TEST(test_output_backlog_over_the_limit_drops_the_client)
 }
 END_TEST
 
+/* Drop every connection the server holds (as its idle timer or a restart
+ * would), keeping the listening socket. */
+static void
+server_restart(void)
+{
+	loop_stop(fx.l);
+	pthread_join(fx.t, NULL);
+	grpc_server_free(fx.s);
+	loop_free(fx.l);
+	ck_assert_int_eq(loop_new(&fx.l), 0);
+	ck_assert_int_eq(grpc_server_new(fx.l, methods, sizeof(methods) / sizeof(methods[0]), NULL,
+	                                 NULL, &fx.s),
+	                 0);
+	ck_assert_int_eq(grpc_server_listen_fd(fx.s, fx.lfd), 0);
+	ck_assert_int_eq(pthread_create(&fx.t, NULL, loop_thread, fx.l), 0);
+}
+
+START_TEST(test_reused_connection_serves_every_call_and_reconnects)
+{
+	struct cubeid_wl_opts o = fx.opts;
+	struct cubeid_wl_status st;
+	struct cubeid_wl_x509 *x = NULL;
+	struct cubeid_wl_jwt *j = NULL;
+	struct cubeid_wl_validated *v = NULL;
+	char aud[32];
+	const char *auds[1] = {aud};
+	int i;
+
+	ck_assert_int_eq(cubeid_wl_conn_open(&fx.opts, &o.conn, &st), 0);
+	for (i = 0; i < 50; i++) {
+		snprintf(aud, sizeof(aud), "aud-%d", i);
+		ck_assert_int_eq(cubeid_wl_fetch_jwt(&o, auds, 1, NULL, &j, &st), 0);
+		ck_assert_str_eq(j->svids[0].token, aud);
+		cubeid_wl_jwt_free(j);
+		/* a stream cancelled after its first message, and an error
+		 * status, leave the connection usable */
+		if (i % 10 == 0) {
+			ck_assert_int_eq(cubeid_wl_fetch_x509(&o, &x, &st), 0);
+			ck_assert_str_eq(x->svids[0].spiffe_id, "spiffe://example.org/n/0");
+			cubeid_wl_x509_free(x);
+			ck_assert_int_eq(cubeid_wl_validate_jwt(&o, "t", "a", &v, &st),
+			                 CUBEID_ERR_PERMISSION);
+			ck_assert_ptr_null(v);
+		}
+		ck_assert_uint_eq(server_connections(), 1);
+	}
+	/* The server drops the connection: the next call opens a new one. */
+	server_restart();
+	ck_assert_int_eq(cubeid_wl_fetch_jwt(&o, auds, 1, NULL, &j, &st), 0);
+	ck_assert_str_eq(j->svids[0].token, aud);
+	cubeid_wl_jwt_free(j);
+	ck_assert_uint_eq(server_connections(), 1);
+	cubeid_wl_conn_close(o.conn);
+	cubeid_wl_conn_close(NULL);
+	wait_server_idle();
+}
+END_TEST
+
 static Suite *
 grpc_suite(void)
 {
@@ -631,6 +689,7 @@ grpc_suite(void)
 	tcase_add_test(tc, test_hundred_concurrent_streams_then_all_disconnect);
 	tcase_add_test(tc, test_garbage_on_the_socket_is_refused_and_server_survives);
 	tcase_add_test(tc, test_no_listener_is_unavailable);
+	tcase_add_test(tc, test_reused_connection_serves_every_call_and_reconnects);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(slow, setup_small_backlog, teardown);
 	tcase_add_test(slow, test_output_backlog_over_the_limit_drops_the_client);

@@ -1,7 +1,8 @@
 /*
  * SPIFFE Workload API client (libcubeid): gRPC over HTTP/2 on a Unix socket,
- * blocking, one connection per call.  Workloads and the cubeid CLI use it to
- * talk to cubeid-agent (or to any SPIFFE agent, e.g. SPIRE's).
+ * blocking; a new connection per call, or one connection reused across
+ * calls (cubeid_wl_conn_open(), as go-spiffe's client does).  Workloads and the cubeid CLI use it
+ * to talk to cubeid-agent (or to any SPIFFE agent, e.g. SPIRE's).
  *
  * The socket: opts->socket as "unix:///path", "unix:/path" or "/path"; when
  * opts or opts->socket is NULL, $SPIFFE_ENDPOINT_SOCKET.
@@ -30,16 +31,31 @@
 extern "C" {
 #endif
 
+typedef struct cubeid_wl_conn cubeid_wl_conn;
+
 struct cubeid_wl_opts {
 	const char *socket;      /* NULL: $SPIFFE_ENDPOINT_SOCKET */
 	long timeout_ms;         /* whole call; 0 = 30 s (watch: 0 = no limit) */
 	bool no_security_header; /* omit "workload.spiffe.io: true" (tests) */
+	cubeid_wl_conn *conn;    /* NULL: a new connection for each call */
 };
 
 struct cubeid_wl_status {
 	int code;          /* gRPC status; -1 when the call never got one */
 	char message[512]; /* grpc-message, decoded, or our own reason */
 };
+
+/*
+ * A connection kept open across calls.  Open it with o (its socket), put it
+ * in opts->conn, and every call with those opts goes over it, one at a
+ * time: a connection is not for two threads at once.  A connection the
+ * agent closed (idle timeout, restart) or that broke is reopened by the
+ * next call.  *out is the caller's; close it with cubeid_wl_conn_close()
+ * (NULL is a no-op).
+ */
+int cubeid_wl_conn_open(const struct cubeid_wl_opts *o, cubeid_wl_conn **out,
+                        struct cubeid_wl_status *st);
+void cubeid_wl_conn_close(cubeid_wl_conn *c);
 
 struct cubeid_wl_x509svid {
 	char *spiffe_id;
