@@ -10,10 +10,14 @@
  *                       apart; the rest are p50/p99 over --cold calls.
  *   cached FetchJWTSVID cubeid_wl_fetch_jwt() with the same audience every
  *                       time (the agent serves it from its cache): p50/p99.
- *   JWT throughput      1 and 16 client threads (--threads), each call a new
- *                       connection: "cached" repeats one audience, "uncached"
- *                       sends a distinct audience every call, so each one
- *                       needs a new signature.  Against the raw C_Sign rate
+ *   JWT throughput      1 and 16 client threads (--threads): "cached"
+ *                       repeats one audience, "uncached" sends a distinct
+ *                       audience every call, so each one needs a new
+ *                       signature.  Each of the two twice: with a new
+ *                       connection per call, and with one connection per
+ *                       client thread reused for every call (as go-spiffe's
+ *                       client does; the agent still attests every call).
+ *                       Against the raw C_Sign rate
  *                       (CKM_ECDSA, P-256, precomputed digest, a session per
  *                       thread: bench/token-sign's raw loop) on the
  *                       harness's SoftHSM2 token, in the same run, the cases
@@ -62,8 +66,10 @@
 #define FRAME_MAX   (1 << 20) /* a bigger HTTP/2 frame from the agent is an error */
 #define AUD_LEN     96
 
-enum mode { MODE_RAW, MODE_CACHED, MODE_UNCACHED, N_MODES };
-static const char *const mode_names[N_MODES] = {"raw C_Sign", "cached", "uncached"};
+enum mode { MODE_RAW, MODE_CACHED, MODE_UNCACHED, MODE_CACHED_REUSE, MODE_UNCACHED_REUSE, N_MODES };
+static const char *const mode_names[N_MODES] = {"raw C_Sign", "cached, new conn",
+                                                "uncached, new conn", "cached, reused conn",
+                                                "uncached, reused conn"};
 
 struct cfg {
 	const char *socket; /* "unix:///path" or "/path" */
@@ -79,6 +85,7 @@ struct cfg {
 	bool uncached;   /* run the uncached case */
 	bool throughput; /* run the throughput cases at all */
 	bool smoke, quiet;
+	unsigned cases; /* bit per mode; 0 = all */
 };
 
 static double
@@ -522,6 +529,12 @@ worker_more(const struct worker *w)
 	return ts_before(&now, w->deadline);
 }
 
+static bool
+mode_reuses(enum mode m)
+{
+	return m == MODE_CACHED_REUSE || m == MODE_UNCACHED_REUSE;
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -529,17 +542,24 @@ worker_main(void *arg)
 	CK_FUNCTION_LIST_PTR f = NULL;
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
 	CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
+	struct cubeid_wl_opts o = *w->o;
+	struct cubeid_wl_status st;
 	uint8_t sig[128];
 	char aud[AUD_LEN], tok[4096];
 	CK_ULONG len;
 	CK_RV rv;
+	int r;
 
+	o.conn = NULL;
 	if (w->mode == MODE_RAW) {
 		f = w->raw->tok->f;
 		rv = f->C_OpenSession(w->raw->tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
 		                      NULL, &s);
 		if (rv != CKR_OK)
 			w->err = p11_err(rv);
+	} else if (mode_reuses(w->mode) && (r = cubeid_wl_conn_open(w->o, &o.conn, &st)) != 0) {
+		print_status("connect", r, &st);
+		w->err = 1;
 	}
 	pthread_barrier_wait(w->barrier);
 	clock_gettime(CLOCK_MONOTONIC, &w->start);
@@ -553,12 +573,14 @@ worker_main(void *arg)
 				w->err = p11_err(rv);
 			break;
 		case MODE_CACHED:
-			w->err = one_jwt(w->o, "bench-cached", NULL, 0);
+		case MODE_CACHED_REUSE:
+			w->err = one_jwt(&o, "bench-cached", NULL, 0);
 			break;
 		case MODE_UNCACHED:
+		case MODE_UNCACHED_REUSE:
 			snprintf(aud, sizeof(aud), "bench-%ld-%lu", (long)getpid(),
 			         __atomic_add_fetch(&aud_seq, 1, __ATOMIC_RELAXED));
-			w->err = one_jwt(w->o, aud, tok, sizeof(tok));
+			w->err = one_jwt(&o, aud, tok, sizeof(tok));
 			/* A new audience must be a new token. */
 			if (w->err == 0 && strcmp(tok, w->last) == 0) {
 				fprintf(stderr, "workload-api: a distinct audience got the same "
@@ -576,6 +598,7 @@ worker_main(void *arg)
 	clock_gettime(CLOCK_MONOTONIC, &w->end);
 	if (s != CK_INVALID_HANDLE)
 		f->C_CloseSession(s);
+	cubeid_wl_conn_close(o.conn);
 	return NULL;
 }
 
@@ -670,19 +693,42 @@ raw_setup(struct th_token *th, struct raw_ctx *raw)
 	return 0;
 }
 
+static const char *
+verdict_uncached(double r)
+{
+	return r >= 0.8 ? "target met" : "target NOT met";
+}
+
+static const char *
+verdict_cached(double r)
+{
+	return r >= 2.0 ? "target met (>= 2x)"
+	                : (r > 1.0 ? "past raw, but under 2x" : "target NOT met");
+}
+
 static int
 bench_throughput(const struct cfg *c, const struct cubeid_wl_opts *o)
 {
 	static double rate[MAX_TCOUNTS][N_MODES][MAX_ROUNDS];
-	double ru[MAX_ROUNDS], rc_[MAX_ROUNDS];
+	static const enum mode shown[] = {MODE_CACHED, MODE_UNCACHED, MODE_CACHED_REUSE,
+	                                  MODE_UNCACHED_REUSE};
+	static const char *const head[] = {"cached,new", "uncached,new", "cached,reuse",
+	                                   "uncached,reuse"};
+	double ratio[MAX_ROUNDS], m[MAX_TCOUNTS][N_MODES], mr[MAX_TCOUNTS][N_MODES];
 	struct th_token th;
 	struct raw_ctx raw = {0};
-	bool mode_on[N_MODES] = {c->raw, true, c->uncached};
+	bool mode_on[N_MODES] = {c->raw, true, c->uncached, true, c->uncached};
+	unsigned i;
 	unsigned round, ti, k;
 	enum mode mode;
 	int rc = 1;
 
+	for (i = 0; c->cases != 0 && i < N_MODES; i++)
+		if (i != MODE_RAW && !(c->cases & (1u << i)))
+			mode_on[i] = false;
 	memset(&th, 0, sizeof(th));
+	memset(m, 0, sizeof(m));
+	memset(mr, 0, sizeof(mr));
 	if (c->raw && raw_setup(&th, &raw) != 0)
 		goto out;
 	/* Warm up: the cached audience is minted once, the raw key signs once. */
@@ -706,55 +752,84 @@ bench_throughput(const struct cfg *c, const struct cubeid_wl_opts *o)
 		if (!c->quiet)
 			fprintf(stderr, "  throughput: round %u/%u done\n", round + 1, c->rounds);
 	}
-	printf("\nJWT-SVID fetch throughput, %s, a new connection per call, %u round%s, median:\n",
+	for (ti = 0; ti < c->n_threads; ti++)
+		for (mode = 0; mode < N_MODES; mode++) {
+			if (!mode_on[mode])
+				continue;
+			m[ti][mode] = median(rate[ti][mode], c->rounds);
+			if (!c->raw)
+				continue;
+			for (round = 0; round < c->rounds; round++)
+				ratio[round] = rate[ti][mode][round] / rate[ti][MODE_RAW][round];
+			mr[ti][mode] = median(ratio, c->rounds);
+		}
+
+	printf("\nJWT-SVID fetch throughput, %s, %u round%s, medians; \"new\" is a new connection "
+	       "per call,\n\"reuse\" one connection per client thread for all its calls:\n",
 	       c->name, c->rounds, c->rounds == 1 ? "" : "s");
 	if (c->ops == 0)
 		printf("  (%.1f s per case)\n", c->seconds);
 	else
 		printf("  (%lu calls per thread per case)\n", c->ops);
-	printf("  %-8s %14s %14s %14s %14s %14s\n", "threads", "raw C_Sign/s", "cached/s",
-	       "uncached/s", "cached/raw", "uncached/raw");
+	printf("  %-8s %12s", "threads", "raw C_Sign");
+	for (k = 0; k < 4; k++)
+		printf(" %14s", head[k]);
+	printf("    (calls/s)\n");
 	for (ti = 0; ti < c->n_threads; ti++) {
-		double m[N_MODES] = {0, 0, 0}, mu = 0, mc = 0;
+		char v[32];
 
-		for (mode = 0; mode < N_MODES; mode++)
-			if (mode_on[mode])
-				m[mode] = median(rate[ti][mode], c->rounds);
-		if (c->raw) {
-			for (round = 0; round < c->rounds; round++) {
-				rc_[round] =
-				        rate[ti][MODE_CACHED][round] / rate[ti][MODE_RAW][round];
-				ru[round] = c->uncached ? rate[ti][MODE_UNCACHED][round] /
-				                                  rate[ti][MODE_RAW][round]
-				                        : 0;
+		if (c->raw)
+			snprintf(v, sizeof(v), "%.0f", m[ti][MODE_RAW]);
+		else
+			snprintf(v, sizeof(v), "-");
+		printf("  %-8u %12s", c->threads[ti], v);
+		for (k = 0; k < 4; k++) {
+			if (mode_on[shown[k]])
+				snprintf(v, sizeof(v), "%.0f", m[ti][shown[k]]);
+			else
+				snprintf(v, sizeof(v), "-");
+			printf(" %14s", v);
+		}
+		printf("\n");
+	}
+	if (c->raw) {
+		printf("  %-8s %12s", "", "");
+		for (k = 0; k < 4; k++)
+			printf(" %14s", head[k]);
+		printf("    (/ raw C_Sign, median of per-round ratios)\n");
+		for (ti = 0; ti < c->n_threads; ti++) {
+			printf("  %-8u %12s", c->threads[ti], "1");
+			for (k = 0; k < 4; k++) {
+				char v[32] = "-";
+
+				if (mode_on[shown[k]])
+					snprintf(v, sizeof(v), "%.3f", mr[ti][shown[k]]);
+				printf(" %14s", v);
 			}
-			mc = median(rc_, c->rounds);
-			mu = median(ru, c->rounds);
+			printf("\n");
 		}
-		if (c->raw && c->uncached)
-			printf("  %-8u %14.0f %14.0f %14.0f %14.3f %14.3f\n", c->threads[ti],
-			       m[MODE_RAW], m[MODE_CACHED], m[MODE_UNCACHED], mc, mu);
-		else {
-			char u[32] = "-";
-			if (c->uncached)
-				snprintf(u, sizeof(u), "%.0f", m[MODE_UNCACHED]);
-			printf("  %-8u %14s %14.0f %14s %14s %14s\n", c->threads[ti], "-",
-			       m[MODE_CACHED], u, "-", "-");
-		}
-		if (c->smoke || !c->raw)
-			continue;
-		if (c->uncached)
-			printf("  target uncached/raw >= 0.8 with %u thread%s: %s (%.3f)\n",
-			       c->threads[ti], c->threads[ti] == 1 ? "" : "s",
-			       mu >= 0.8 ? "target met" : "target NOT met", mu);
-		printf("  target cached well past raw C_Sign with %u thread%s: %s (%.2fx)\n",
-		       c->threads[ti], c->threads[ti] == 1 ? "" : "s",
-		       mc >= 2.0 ? "target met (>= 2x)"
-		                 : (mc > 1.0 ? "past raw, but under 2x" : "target NOT met"),
-		       mc);
 	}
 	if (c->smoke)
 		printf("  (smoke run: too few ops for these figures to mean anything)\n");
+	else if (c->raw)
+		for (ti = 0; ti < c->n_threads; ti++) {
+			const char *t = c->threads[ti] == 1 ? "" : "s";
+
+			if (c->uncached)
+				printf("  target uncached/raw >= 0.8, %u thread%s: reused conn: %s "
+				       "(%.3f); new conn: %s (%.3f)\n",
+				       c->threads[ti], t,
+				       verdict_uncached(mr[ti][MODE_UNCACHED_REUSE]),
+				       mr[ti][MODE_UNCACHED_REUSE],
+				       verdict_uncached(mr[ti][MODE_UNCACHED]),
+				       mr[ti][MODE_UNCACHED]);
+			printf("  target cached well past raw, %u thread%s: reused conn: %s "
+			       "(%.2fx); "
+			       "new conn: %s (%.2fx)\n",
+			       c->threads[ti], t, verdict_cached(mr[ti][MODE_CACHED_REUSE]),
+			       mr[ti][MODE_CACHED_REUSE], verdict_cached(mr[ti][MODE_CACHED]),
+			       mr[ti][MODE_CACHED]);
+		}
 	print_rss(c, "after the throughput cases:");
 	rc = 0;
 out:
@@ -787,6 +862,9 @@ usage(FILE *fp)
 	        "  --no-raw         no raw C_Sign baseline (another agent)\n"
 	        "  --no-uncached    no distinct-audience case\n"
 	        "  --no-throughput  latency and memory only\n"
+	        "  --ops N          N calls per thread per case instead of --seconds\n"
+	        "  --cases LIST     throughput cases, of cached-new, uncached-new,\n"
+	        "                   cached-reuse, uncached-reuse (default all); for profiling\n"
 	        "  --smoke          a tiny run that only checks the bench works\n"
 	        "  --quiet          no progress lines\n");
 }
@@ -812,6 +890,28 @@ parse_threads(const char *s, struct cfg *c)
 			return -1;
 	}
 	return c->n_threads > 0 ? 0 : -1;
+}
+
+static int
+parse_cases(const char *s, struct cfg *c)
+{
+	static const char *const names[N_MODES] = {"raw", "cached-new", "uncached-new",
+	                                           "cached-reuse", "uncached-reuse"};
+	char buf[256], *tok, *save = NULL;
+	unsigned i;
+
+	if (strlen(s) >= sizeof(buf))
+		return -1;
+	strcpy(buf, s);
+	c->cases = 0;
+	for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		for (i = 1; i < N_MODES && strcmp(tok, names[i]) != 0; i++)
+			;
+		if (i == N_MODES)
+			return -1;
+		c->cases |= 1u << i;
+	}
+	return c->cases != 0 ? 0 : -1;
 }
 
 static bool
@@ -840,6 +940,8 @@ main(int argc, char **argv)
 	                                   {"no-uncached", no_argument, NULL, 'U'},
 	                                   {"no-throughput", no_argument, NULL, 'T'},
 	                                   {"smoke", no_argument, NULL, 'k'},
+	                                   {"ops", required_argument, NULL, 'o'},
+	                                   {"cases", required_argument, NULL, 'C'},
 	                                   {"quiet", no_argument, NULL, 'q'},
 	                                   {"help", no_argument, NULL, 'h'},
 	                                   {NULL, 0, NULL, 0}};
@@ -910,6 +1012,15 @@ main(int argc, char **argv)
 			break;
 		case 'T':
 			c.throughput = false;
+			break;
+		case 'o':
+			if (!parse_uint(optarg, 100000000UL, &v) || v == 0)
+				goto bad;
+			c.ops = v;
+			break;
+		case 'C':
+			if (parse_cases(optarg, &c) != 0)
+				goto bad;
 			break;
 		case 'k':
 			c.smoke = c.quiet = true;
