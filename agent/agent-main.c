@@ -422,7 +422,9 @@ static void entries_watch(struct agent *a);
 /*
  * Hash the caller's executable (unix:sha256) only when some entry asks for
  * it: hashing it on every connection was the largest part of a cached
- * FetchJWTSVID (bench/workload-api).  Runs after every (re)load.
+ * FetchJWTSVID (bench/workload-api).  Likewise read no /proc file and ask
+ * NSS for no name that no entry uses (attest_skip_for()).  Runs after
+ * every (re)load.
  */
 static void
 attest_tune(struct agent *a)
@@ -434,6 +436,7 @@ attest_tune(struct agent *a)
 		for (j = 0; j < a->entries->e[i].selectors.n && !need; j++)
 			need = strncmp(a->entries->e[i].selectors.v[j], "unix:sha256", 11) == 0;
 	a->attest.sha256_max_bytes = need ? a->cfg->attest_sha256_max : 0;
+	a->attest.skip = attest_skip_for(a->entries) & attest_skip_for(&a->dev_entries);
 }
 
 static void
@@ -472,6 +475,7 @@ reload(struct agent *a, const char *why)
 	config_free(a->cfg);
 	a->cfg = cfg;
 	cubeid_log_set_level((cubeid_log_level)cfg->log_level);
+	attest_name_cache_clear();
 	entries_free(a->entries);
 	a->entries = entries;
 	attest_tune(a);
@@ -992,9 +996,9 @@ main(int argc, char **argv)
 		goto out;
 	if (load_entries(a.cfg->entries, true, &a.entries) != CUBEID_OK)
 		goto out;
-	attest_tune(&a);
 	if (f->dev && dev_entry_add(&a) != CUBEID_OK)
 		goto out;
+	attest_tune(&a);
 
 	if ((rc = loop_new(&a.loop)) != CUBEID_OK ||
 	    (rc = worker_pool_new(a.loop, AGENT_WORKERS, &a.pool)) != CUBEID_OK ||

@@ -82,7 +82,16 @@ struct attest_opts {
 	const char *kubelet_pods_url; /* read-only kubelet pod list, or NULL */
 	const char *pod_info_file;    /* a pod list JSON file, or NULL */
 	size_t sha256_max_bytes;      /* unix:sha256 only below this size */
+	unsigned skip;                /* ATTEST_SKIP_*: facts no entry needs */
 };
+/* Facts attestation may leave out, because no entry's selectors or
+ * template use them (attest_skip_for()); 0 reads everything.  With all of
+ * GROUPS, PATH and CGROUP skipped, SO_PEERCRED is all there is to read. */
+#define ATTEST_SKIP_NAMES  0x01u /* unix:user, unix:group (NSS lookups) */
+#define ATTEST_SKIP_GROUPS 0x02u /* unix:supplementary_gid (/proc/PID/status) */
+#define ATTEST_SKIP_PATH   0x04u /* unix:path, unix:sha256 (/proc/PID/exe) */
+#define ATTEST_SKIP_CGROUP 0x08u /* systemd:id, k8s:* (cgroup, pod metadata) */
+#define ATTEST_SKIP_ALL    0x0fu
 /* Attest the process at the other end of Unix socket fd: SO_PEERCRED, then
  * /proc (guarded against pid reuse), cgroups and pod metadata. */
 int attest_peer_fd(int fd, const struct attest_opts *o, struct peer_info *peer,
@@ -254,6 +263,12 @@ int entries_resolve_id(const struct reg_entry *e, const struct selector_set *sel
                        char **out, const char **why);
 /* Forget the cached kubelet/pod-info pod lists (tests, SIGHUP). */
 void attest_pod_cache_clear(void);
+/* Forget the cached user and group names (tests, SIGHUP).  Names looked up
+ * for unix:user and unix:group are kept ATTEST_NAME_TTL_MS. */
+void attest_name_cache_clear(void);
+/* The ATTEST_SKIP_* bits for the facts no entry of s uses, in its
+ * selectors or its SPIFFE ID template; s NULL or empty skips everything. */
+unsigned attest_skip_for(const struct entry_set *s);
 
 /* ------------------------------- after a delivery (deliver-exec.c) */
 /* Shared by the agent's file delivery and `cubeid helper`. */

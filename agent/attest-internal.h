@@ -19,6 +19,8 @@
 	1000 /* a pod missing from the list refetches                                              \
 	        at most this often */
 #define ATTEST_HTTP_TIMEOUT_MS 2000
+#define ATTEST_NAME_TTL_MS     5000 /* user/group names reused for this long */
+#define ATTEST_NAME_CACHE      64   /* names kept (uids and gids together) */
 
 /*
  * What /proc/PID/cgroup says about a process (text is the file's contents,
@@ -47,6 +49,9 @@ int attest_k8s(const struct attest_opts *o, const char *pod_uid, const char *cid
  * there. */
 int attest_k8s_from_json(const char *buf, size_t len, const char *pod_uid, const char *cid,
                          struct selector_set *out, bool *found);
+
+/* Tests only: how many user/group name lookups went to NSS (not cached). */
+extern unsigned long attest_name_lookups;
 
 /* Tests only: called (when set) after everything has been read and before
  * the start time is read again, to simulate a pid reused meanwhile. */

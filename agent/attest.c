@@ -23,6 +23,7 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -207,50 +209,152 @@ add_soft(struct selector_set *out, const char *type, const char *value)
 	return CUBEID_OK;
 }
 
+/* ------------------------------------------------------------ names */
+
+/*
+ * unix:user and unix:group come from NSS (getpwuid_r/getgrgid_r), which
+ * opens and parses /etc/passwd and /etc/group (or asks a directory
+ * service) every time.  The names are kept ATTEST_NAME_TTL_MS, so a renamed
+ * user is seen within seconds; SIGHUP forgets them at once.  Lookups that
+ * fail are not kept; "no such id" is.
+ */
+#define NAME_LEN 256
+
+struct name_slot {
+	bool used, group, found;
+	uint32_t id;
+	int64_t at_ms;
+	char name[NAME_LEN];
+};
+static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct name_slot names[ATTEST_NAME_CACHE];
+unsigned long attest_name_lookups;
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+attest_name_cache_clear(void)
+{
+	pthread_mutex_lock(&names_lock);
+	memset(names, 0, sizeof(names));
+	pthread_mutex_unlock(&names_lock);
+}
+
+/* The name of uid or gid id from NSS: 1 found, 0 not found, < 0 on
+ * failure. */
 static int
-add_user_group(struct selector_set *out, uid_t uid, gid_t gid)
+name_from_nss(bool group, uint32_t id, char out[NAME_LEN])
 {
 	size_t cap = 16384;
 	char *buf = NULL, *nb;
-	int r = CUBEID_OK, e;
+	const char *name = NULL;
+	int r = 0, e;
 
+	__atomic_add_fetch(&attest_name_lookups, 1, __ATOMIC_RELAXED);
 	for (;;) {
 		struct passwd pw, *pwp = NULL;
+		struct group gr, *grp = NULL;
 
 		if ((nb = realloc(buf, cap)) == NULL) {
 			r = CUBEID_ERR_NOMEM;
-			goto out;
+			break;
 		}
 		buf = nb;
-		e = getpwuid_r(uid, &pw, buf, cap, &pwp);
+		if (group) {
+			e = getgrgid_r((gid_t)id, &gr, buf, cap, &grp);
+			name = e == 0 && grp != NULL ? gr.gr_name : NULL;
+		} else {
+			e = getpwuid_r((uid_t)id, &pw, buf, cap, &pwp);
+			name = e == 0 && pwp != NULL ? pw.pw_name : NULL;
+		}
 		if (e == ERANGE && cap < NAME_BUF_MAX) {
 			cap *= 2;
 			continue;
 		}
-		if (e == 0 && pwp != NULL && (r = add_soft(out, "unix:user", pw.pw_name)) != 0)
-			goto out;
-		break;
-	}
-	for (;;) {
-		struct group gr, *grp = NULL;
-
-		e = getgrgid_r(gid, &gr, buf, cap, &grp);
-		if (e == ERANGE && cap < NAME_BUF_MAX) {
-			cap *= 2;
-			if ((nb = realloc(buf, cap)) == NULL) {
-				r = CUBEID_ERR_NOMEM;
-				goto out;
-			}
-			buf = nb;
-			continue;
+		if (e != 0) {
+			cubeid_debug("attest: %s of %lu: %s", group ? "getgrgid_r" : "getpwuid_r",
+			             (unsigned long)id, strerror(e));
+			r = CUBEID_ERR_IO;
+		} else if (name != NULL && strlen(name) < NAME_LEN) {
+			strcpy(out, name);
+			r = 1;
 		}
-		if (e == 0 && grp != NULL && (r = add_soft(out, "unix:group", gr.gr_name)) != 0)
-			goto out;
 		break;
 	}
-out:
 	free(buf);
 	return r;
+}
+
+/* The name of uid or gid id, from the cache or NSS: as name_from_nss(). */
+static int
+name_of(bool group, uint32_t id, char out[NAME_LEN])
+{
+	int64_t now = mono_ms();
+	struct name_slot *slot = NULL;
+	size_t i;
+	int r;
+
+	pthread_mutex_lock(&names_lock);
+	for (i = 0; i < ATTEST_NAME_CACHE; i++) {
+		struct name_slot *n = &names[i];
+
+		if (n->used && n->group == group && n->id == id &&
+		    now - n->at_ms < ATTEST_NAME_TTL_MS) {
+			if (n->found)
+				strcpy(out, n->name);
+			r = n->found ? 1 : 0;
+			pthread_mutex_unlock(&names_lock);
+			return r;
+		}
+	}
+	pthread_mutex_unlock(&names_lock);
+	/* NSS may be slow (a directory service): not under the lock. */
+	if ((r = name_from_nss(group, id, out)) < 0)
+		return r;
+	pthread_mutex_lock(&names_lock);
+	for (i = 0; i < ATTEST_NAME_CACHE; i++) {
+		struct name_slot *n = &names[i];
+
+		if (!n->used || (n->group == group && n->id == id)) {
+			slot = n;
+			break;
+		}
+		if (slot == NULL || n->at_ms < slot->at_ms)
+			slot = n; /* the oldest goes */
+	}
+	slot->used = true;
+	slot->group = group;
+	slot->id = id;
+	slot->at_ms = now;
+	slot->found = r == 1;
+	if (r == 1)
+		strcpy(slot->name, out);
+	pthread_mutex_unlock(&names_lock);
+	return r;
+}
+
+static int
+add_user_group(struct selector_set *out, uid_t uid, gid_t gid)
+{
+	char name[NAME_LEN];
+	int r;
+
+	if ((r = name_of(false, (uint32_t)uid, name)) == CUBEID_ERR_NOMEM)
+		return r;
+	if (r == 1 && (r = add_soft(out, "unix:user", name)) != CUBEID_OK)
+		return r;
+	if ((r = name_of(true, (uint32_t)gid, name)) == CUBEID_ERR_NOMEM)
+		return r;
+	if (r == 1 && (r = add_soft(out, "unix:group", name)) != CUBEID_OK)
+		return r;
+	return CUBEID_OK;
 }
 
 static int
@@ -579,6 +683,9 @@ real_proc(const struct attest_opts *o)
 	return o == NULL || o->proc_root == NULL || strcmp(o->proc_root, "/proc") == 0;
 }
 
+/* The /proc facts skip leaves nothing of. */
+#define SKIP_PROC (ATTEST_SKIP_GROUPS | ATTEST_SKIP_PATH | ATTEST_SKIP_CGROUP)
+
 /* Attest pid, whose pidfd (or -1) the caller holds; cred gives uid/gid
  * from SO_PEERCRED, or NULL to take the effective ids from /proc. */
 static int
@@ -586,6 +693,7 @@ attest_common(pid_t pid, int pidfd, const struct ucred *cred, const struct attes
               struct peer_info *peer, struct selector_set *out)
 {
 	const char *root = o != NULL && o->proc_root != NULL ? o->proc_root : "/proc";
+	unsigned skip = o != NULL ? o->skip : 0;
 	struct selector_set sel = {0};
 	char dir[PATH_MAX];
 	char *status = NULL, *cgroup = NULL, *unit = NULL, *pod = NULL, *cid = NULL, *f;
@@ -597,6 +705,22 @@ attest_common(pid_t pid, int pidfd, const struct ucred *cred, const struct attes
 		memset(peer, 0, sizeof(*peer));
 	if (pid <= 0)
 		return CUBEID_ERR_INVALID_ARG;
+	if (cred != NULL && (skip & SKIP_PROC) == SKIP_PROC) {
+		/* No entry needs anything of /proc: SO_PEERCRED has it all.
+		 * A peer that is gone already is still refused. */
+		uid = cred->uid;
+		gid = cred->gid;
+		if (pidfd >= 0 && !pidfd_alive(pidfd)) {
+			r = CUBEID_ERR_PEER_CHANGED;
+			goto out;
+		}
+		if ((r = add_num(&sel, "unix:uid", uid)) != 0 ||
+		    (r = add_num(&sel, "unix:gid", gid)) != 0 ||
+		    (!(skip & ATTEST_SKIP_NAMES) &&
+		     (r = add_user_group(&sel, (uid_t)uid, (gid_t)gid)) != 0))
+			goto out;
+		goto done;
+	}
 	if ((size_t)snprintf(dir, sizeof(dir), "%s/%ld", root, (long)pid) >= sizeof(dir))
 		return CUBEID_ERR_INVALID_ARG;
 	dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -614,10 +738,14 @@ attest_common(pid_t pid, int pidfd, const struct ucred *cred, const struct attes
 	}
 	if ((r = read_starttime(dirfd, &start1)) != CUBEID_OK)
 		goto out;
-	if ((r = read_at(dirfd, "status", ATTEST_STATUS_MAX, &status, NULL)) != CUBEID_OK) {
-		if (r == CUBEID_ERR_NOT_FOUND)
-			r = CUBEID_ERR_PEER_CHANGED;
-		goto out;
+	/* status: the ids when there is no SO_PEERCRED, and the groups */
+	if (cred == NULL || !(skip & ATTEST_SKIP_GROUPS)) {
+		r = read_at(dirfd, "status", ATTEST_STATUS_MAX, &status, NULL);
+		if (r != CUBEID_OK) {
+			if (r == CUBEID_ERR_NOT_FOUND)
+				r = CUBEID_ERR_PEER_CHANGED;
+			goto out;
+		}
 	}
 	if (cred != NULL) {
 		uid = cred->uid;
@@ -631,14 +759,17 @@ attest_common(pid_t pid, int pidfd, const struct ucred *cred, const struct attes
 			goto out;
 		}
 	}
-	if ((r = add_num(&sel, "unix:uid", uid)) != 0 ||
-	    (r = add_num(&sel, "unix:gid", gid)) != 0 ||
-	    (r = add_user_group(&sel, (uid_t)uid, (gid_t)gid)) != 0 ||
-	    (r = add_supplementary(&sel, status)) != 0)
+	if ((r = add_num(&sel, "unix:uid", uid)) != 0 || (r = add_num(&sel, "unix:gid", gid)) != 0)
 		goto out;
-	if ((r = add_exe(&sel, dirfd, o != NULL ? o->sha256_max_bytes : 0)) != CUBEID_OK)
+	if (!(skip & ATTEST_SKIP_NAMES) && (r = add_user_group(&sel, (uid_t)uid, (gid_t)gid)) != 0)
 		goto out;
-	r = read_at(dirfd, "cgroup", ATTEST_CGROUP_MAX, &cgroup, NULL);
+	if (!(skip & ATTEST_SKIP_GROUPS) && (r = add_supplementary(&sel, status)) != 0)
+		goto out;
+	if (!(skip & ATTEST_SKIP_PATH) &&
+	    (r = add_exe(&sel, dirfd, o != NULL ? o->sha256_max_bytes : 0)) != CUBEID_OK)
+		goto out;
+	r = skip & ATTEST_SKIP_CGROUP ? CUBEID_ERR_NOT_FOUND
+	                              : read_at(dirfd, "cgroup", ATTEST_CGROUP_MAX, &cgroup, NULL);
 	if (r == CUBEID_OK) {
 		if ((r = attest_cgroup_parse(cgroup, &unit, &pod, &cid)) != CUBEID_OK)
 			goto out;
@@ -666,6 +797,7 @@ attest_common(pid_t pid, int pidfd, const struct ucred *cred, const struct attes
 		r = CUBEID_ERR_PEER_CHANGED;
 		goto out;
 	}
+done:
 	if (peer != NULL) {
 		peer->pid = pid;
 		peer->uid = (uid_t)uid;
@@ -687,6 +819,58 @@ out:
 	if (dirfd >= 0)
 		close(dirfd);
 	return r;
+}
+
+/* ------------------------------------------------------------ skip */
+
+/* The skip bits a selector type (at the start of s) needs cleared. */
+static unsigned
+needs_of(const char *s)
+{
+	static const struct {
+		const char *prefix;
+		unsigned bit;
+	} t[] = {
+	        {"unix:user", ATTEST_SKIP_NAMES},
+	        {"unix:group", ATTEST_SKIP_NAMES},
+	        {"unix:supplementary_gid", ATTEST_SKIP_GROUPS},
+	        {"unix:path", ATTEST_SKIP_PATH},
+	        {"unix:sha256", ATTEST_SKIP_PATH},
+	        {"systemd:", ATTEST_SKIP_CGROUP},
+	        {"k8s:", ATTEST_SKIP_CGROUP},
+	};
+	size_t i, l;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		l = strlen(t[i].prefix);
+		/* a whole type: "unix:group" but not "unix:groupX" */
+		if (strncmp(s, t[i].prefix, l) == 0 &&
+		    (t[i].prefix[l - 1] == ':' || s[l] == ':' || s[l] == '\0' || s[l] == '}'))
+			return t[i].bit;
+	}
+	/* a type attestation does not know reads everything, to be safe */
+	return strncmp(s, "unix:uid", 8) == 0 || strncmp(s, "unix:gid", 8) == 0 ||
+	                       strncmp(s, "td}", 3) == 0
+	               ? 0
+	               : ATTEST_SKIP_ALL;
+}
+
+unsigned
+attest_skip_for(const struct entry_set *s)
+{
+	unsigned need = 0;
+	size_t i, j;
+	const char *p;
+
+	for (i = 0; s != NULL && i < s->n; i++) {
+		const struct reg_entry *e = &s->e[i];
+
+		for (j = 0; j < e->selectors.n; j++)
+			need |= needs_of(e->selectors.v[j]);
+		for (p = e->spiffe_id; p != NULL && (p = strchr(p, '{')) != NULL; p++)
+			need |= needs_of(p + 1);
+	}
+	return ATTEST_SKIP_ALL & ~need;
 }
 
 int

@@ -773,8 +773,139 @@ START_TEST(test_peer_gone)
 	ck_assert_int_eq(r, CUBEID_ERR_PEER_CHANGED);
 	ck_assert_uint_eq(s.n, 0);
 	ck_assert_int_eq(attest_pid(child, &o, NULL, &s), CUBEID_ERR_NOT_FOUND);
+	/* reading nothing of /proc still refuses a peer that is gone */
+	o.skip = ATTEST_SKIP_ALL;
+	ck_assert_int_eq(attest_peer_fd(c, &o, NULL, &s), CUBEID_ERR_PEER_CHANGED);
+	ck_assert_uint_eq(s.n, 0);
 	close(c);
 	close(l);
+}
+END_TEST
+
+/* What entries need decides what attestation reads. */
+START_TEST(test_skip_for_entries)
+{
+	static const struct {
+		const char *yaml;
+		unsigned skip;
+	} t[] = {
+	        {"entries:\n- spiffe_id: spiffe://{td}/a\n  selectors: [unix:uid:1]\n",
+	         ATTEST_SKIP_ALL},
+	        {"entries:\n- spiffe_id: spiffe://{td}/a\n  selectors: [unix:gid:1, unix:user:x]\n",
+	         ATTEST_SKIP_ALL & ~ATTEST_SKIP_NAMES},
+	        {"entries:\n- spiffe_id: spiffe://{td}/a\n  selectors: [unix:group:wheel]\n",
+	         ATTEST_SKIP_ALL & ~ATTEST_SKIP_NAMES},
+	        {"entries:\n- spiffe_id: spiffe://{td}/a\n  selectors: "
+	         "[unix:supplementary_gid:27]\n",
+	         ATTEST_SKIP_ALL & ~ATTEST_SKIP_GROUPS},
+	        {"entries:\n- spiffe_id: spiffe://{td}/a\n  selectors: [unix:uid:1]\n"
+	         "- spiffe_id: spiffe://{td}/b\n  selectors: [unix:sha256:" APP_SHA256 "]\n",
+	         ATTEST_SKIP_ALL & ~ATTEST_SKIP_PATH},
+	        {"entries:\n- spiffe_id: spiffe://{td}/a\n  selectors: [systemd:id:x.service]\n",
+	         ATTEST_SKIP_ALL & ~ATTEST_SKIP_CGROUP},
+	        /* a template needs its selectors even when no selector names them */
+	        {"entries:\n- spiffe_id: spiffe://{td}/ns/{k8s:ns}/sa/{k8s:sa}\n"
+	         "  selectors: [unix:uid:1]\n",
+	         ATTEST_SKIP_ALL & ~ATTEST_SKIP_CGROUP},
+	        {"entries:\n- spiffe_id: spiffe://{td}/u/{unix:user}\n  selectors: [unix:uid:1]\n",
+	         ATTEST_SKIP_ALL & ~ATTEST_SKIP_NAMES},
+	        {"entries:\n- spiffe_id: spiffe://{td}/a\n  selectors: [unix:path:/bin/x, "
+	         "k8s:ns:a, "
+	         "unix:user:u, unix:supplementary_gid:2]\n",
+	         0},
+	};
+	struct entry_set *es;
+	char *err = NULL;
+	size_t i;
+
+	ck_assert_uint_eq(attest_skip_for(NULL), ATTEST_SKIP_ALL);
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		es = NULL;
+		ck_assert_msg(entries_parse(t[i].yaml, strlen(t[i].yaml), "t", &es, &err) == 0,
+		              "%zu: %s", i, err != NULL ? err : "");
+		ck_assert_msg(attest_skip_for(es) == t[i].skip, "%zu: skip %#x, want %#x", i,
+		              attest_skip_for(es), t[i].skip);
+		entries_free(es);
+	}
+}
+END_TEST
+
+/* Skipped facts are not read: fixture trees have each of them. */
+START_TEST(test_skip_leaves_out_selectors)
+{
+	char root[PATH_MAX];
+	struct attest_opts o = {0};
+	struct selector_set s = {0};
+	int sv[2];
+
+	snprintf(root, sizeof(root), "%s/systemd", fixtures);
+	o.proc_root = root;
+	o.sha256_max_bytes = 1024;
+	o.skip = ATTEST_SKIP_PATH;
+	ck_assert_int_eq(attest_pid(100, &o, NULL, &s), 0);
+	ck_assert_ptr_null(selector_set_get(&s, "unix:path"));
+	ck_assert_ptr_null(selector_set_get(&s, "unix:sha256"));
+	ck_has(&s, "systemd:id:cubeid-demo.service");
+	ck_has(&s, "unix:supplementary_gid:27");
+	selector_set_clear(&s);
+	o.skip = ATTEST_SKIP_CGROUP | ATTEST_SKIP_GROUPS;
+	ck_assert_int_eq(attest_pid(100, &o, NULL, &s), 0);
+	ck_assert_ptr_null(selector_set_get(&s, "systemd:id"));
+	ck_assert_ptr_null(selector_set_get(&s, "unix:supplementary_gid"));
+	ck_has(&s, "unix:sha256:" APP_SHA256);
+	ck_assert_ptr_nonnull(selector_set_get(&s, "unix:uid"));
+	selector_set_clear(&s);
+	/* everything skipped: SO_PEERCRED's uid and gid, and nothing else */
+	o = (struct attest_opts){.skip = ATTEST_SKIP_ALL};
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	ck_assert_int_eq(attest_peer_fd(sv[0], &o, NULL, &s), 0);
+	ck_assert_uint_eq(s.n, 2);
+	ck_assert_ptr_nonnull(selector_set_get(&s, "unix:uid"));
+	ck_assert_ptr_nonnull(selector_set_get(&s, "unix:gid"));
+	selector_set_clear(&s);
+	/* ... and the names when asked for */
+	o.skip = ATTEST_SKIP_ALL & ~ATTEST_SKIP_NAMES;
+	ck_assert_int_eq(attest_peer_fd(sv[0], &o, NULL, &s), 0);
+	if (getpwuid(geteuid()) != NULL)
+		ck_assert_ptr_nonnull(selector_set_get(&s, "unix:user"));
+	ck_assert_ptr_null(selector_set_get(&s, "unix:path"));
+	selector_set_clear(&s);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
+/* unix:user and unix:group are looked up once, then served from the cache
+ * until it is cleared (or the TTL passes). */
+START_TEST(test_name_cache)
+{
+	struct attest_opts o = {.skip = ATTEST_SKIP_ALL & ~ATTEST_SKIP_NAMES};
+	struct selector_set s1 = {0}, s2 = {0};
+	unsigned long n0;
+	size_t i;
+	int sv[2];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	attest_name_cache_clear();
+	n0 = attest_name_lookups;
+	ck_assert_int_eq(attest_peer_fd(sv[0], &o, NULL, &s1), 0);
+	ck_assert_uint_eq(attest_name_lookups, n0 + 2); /* the user and the group */
+	for (i = 0; i < 10; i++) {
+		ck_assert_int_eq(attest_peer_fd(sv[0], &o, NULL, &s2), 0);
+		ck_assert_uint_eq(s1.n, s2.n);
+		selector_set_clear(&s2);
+	}
+	ck_assert_uint_eq(attest_name_lookups, n0 + 2);
+	attest_name_cache_clear();
+	ck_assert_int_eq(attest_peer_fd(sv[0], &o, NULL, &s2), 0);
+	ck_assert_uint_eq(attest_name_lookups, n0 + 4);
+	ck_assert_uint_eq(s1.n, s2.n);
+	for (i = 0; i < s1.n; i++)
+		ck_assert_str_eq(s1.v[i], s2.v[i]);
+	selector_set_clear(&s1);
+	selector_set_clear(&s2);
+	close(sv[0]);
+	close(sv[1]);
 }
 END_TEST
 
@@ -795,6 +926,9 @@ main(void)
 	tcase_add_test(tc, test_fixture_pod_not_listed);
 	tcase_add_test(tc, test_fixture_systemd_and_sha256);
 	tcase_add_test(tc, test_sha256_size_limit);
+	tcase_add_test(tc, test_skip_for_entries);
+	tcase_add_test(tc, test_skip_leaves_out_selectors);
+	tcase_add_test(tc, test_name_cache);
 	tcase_add_test(tc, test_pod_list_json_bad);
 	tcase_add_test(tc, test_kubelet_url);
 	tcase_add_test(tc, test_pid_reuse_detected);
