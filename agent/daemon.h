@@ -34,8 +34,9 @@
 #define AGENT_JOB_QUEUE_MAX   4096 /* queued token jobs before UNAVAILABLE */
 #define AGENT_X509_CACHE_MAX  10000
 #define AGENT_JWT_CACHE_MAX   20000
-#define AGENT_JWT_AUD_MAX     32  /* audiences in one JWTSVIDRequest */
-#define AGENT_JWT_AUD_LEN_MAX 512 /* bytes of one audience */
+#define AGENT_CACHE_BUCKETS   16384 /* hash buckets of each cache */
+#define AGENT_JWT_AUD_MAX     32    /* audiences in one JWTSVIDRequest */
+#define AGENT_JWT_AUD_LEN_MAX 512   /* bytes of one audience */
 #define AGENT_STATUS_PATH     "/cubeid.Agent/Status"
 #define AGENT_JWT_LEEWAY      30 /* seconds, ValidateJWTSVID */
 #define AGENT_SWEEP_MS        250
@@ -113,17 +114,12 @@ int worker_pool_new(cubeid_loop *l, unsigned n, struct worker_pool **out);
 void worker_pool_free(struct worker_pool *p); /* joins the threads */
 int worker_submit(struct worker_pool *p, void (*run)(void *), void (*done)(void *), void *arg);
 
-/* ---- buffers that hold private keys ---------------------------------- */
-/* Page-backed memory, MADV_DONTDUMP and mlock'ed where allowed; wiped on
- * free. */
-void *secbuf_alloc(size_t len);
-void secbuf_free(void *p, size_t len);
-
 /* ---- SVID cache (svid-cache.c) --------------------------------------- */
 
 /* One identity: an X.509-SVID for (entry name, SPIFFE ID). */
 struct x509_item {
-	char *key; /* "entry\nspiffe-id" */
+	char *key;     /* "entry\nspiffe-id" */
+	uint64_t hash; /* of key */
 	char *spiffe_id;
 	char *entry_name;
 	char *hint;
@@ -146,6 +142,7 @@ struct x509_item {
 	unsigned subscribers; /* open FetchX509SVID streams */
 	time_t last_used;
 	struct x509_item *next, *prev; /* LRU list, most recent first */
+	struct x509_item *hnext;       /* hash chain (svid-cache.c) */
 };
 
 /* One JWT-SVID for (SPIFFE ID, sorted audiences). */
@@ -163,6 +160,8 @@ struct jwt_item {
 	unsigned refs;
 	time_t last_used;
 	struct jwt_item *next, *prev;
+	struct jwt_item *hnext; /* hash chain (svid-cache.c) */
+	uint64_t hash;          /* of key */
 };
 
 int svid_cache_new(struct agent *a, struct svid_cache **out);

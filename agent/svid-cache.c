@@ -26,35 +26,6 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
-/* ------------------------------------------------------------ secbuf */
-
-void *
-secbuf_alloc(size_t len)
-{
-	void *p;
-
-	if (len == 0)
-		len = 1;
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return NULL;
-	(void)madvise(p, len, MADV_DONTDUMP);
-	(void)mlock(p, len); /* best effort: RLIMIT_MEMLOCK may forbid it */
-	return p;
-}
-
-void
-secbuf_free(void *p, size_t len)
-{
-	if (p == NULL)
-		return;
-	if (len == 0)
-		len = 1;
-	OPENSSL_cleanse(p, len);
-	(void)munlock(p, len);
-	munmap(p, len);
-}
-
 /* ------------------------------------------------------------ workers */
 
 struct job {
@@ -209,7 +180,41 @@ struct svid_cache {
 	size_t n_jwt;
 	long sweep_timer;
 	bool closing;
+	/* the items by key: lookups were a strcmp() walk of the LRU list,
+	 * 20,000 long for JWT-SVIDs with many audiences */
+	struct x509_item **x_index;
+	struct jwt_item **j_index;
 };
+
+/* FNV-1a, 64 bits */
+static uint64_t
+key_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *s != '\0'; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
+	return h;
+}
+
+#define INDEX_FNS(name, type, field)                                                               \
+	static void name##_index_add(struct svid_cache *c, type *it)                               \
+	{                                                                                          \
+		type **b = &c->field[it->hash & (AGENT_CACHE_BUCKETS - 1)];                        \
+		it->hnext = *b;                                                                    \
+		*b = it;                                                                           \
+	}                                                                                          \
+	static void name##_index_del(struct svid_cache *c, type *it)                               \
+	{                                                                                          \
+		type **p = &c->field[it->hash & (AGENT_CACHE_BUCKETS - 1)];                        \
+		while (*p != NULL && *p != it)                                                     \
+			p = &(*p)->hnext;                                                          \
+		if (*p == it)                                                                      \
+			*p = it->hnext;                                                            \
+		it->hnext = NULL;                                                                  \
+	}
+INDEX_FNS(x509, struct x509_item, x_index)
+INDEX_FNS(jwt, struct jwt_item, j_index)
 
 static int64_t
 now_s(void)
@@ -503,6 +508,7 @@ x509_evict_locked_out(struct svid_cache *c)
 		if (it->refs > 1 || it->minting)
 			continue;
 		LRU_UNLINK(c, it, x_head, x_tail);
+		x509_index_del(c, it);
 		c->n_x509--;
 		x509_item_free(it);
 	}
@@ -514,6 +520,7 @@ svid_cache_x509_get(struct svid_cache *c, const struct reg_entry *e, const char 
 {
 	struct x509_item *it;
 	size_t klen, i;
+	uint64_t h;
 	char *key;
 
 	*out = NULL;
@@ -521,8 +528,9 @@ svid_cache_x509_get(struct svid_cache *c, const struct reg_entry *e, const char 
 	if ((key = malloc(klen)) == NULL)
 		return CUBEID_ERR_NOMEM;
 	snprintf(key, klen, "%s\n%s", e->name, id);
-	for (it = c->x_head; it != NULL; it = it->next)
-		if (strcmp(it->key, key) == 0)
+	h = key_hash(key);
+	for (it = c->x_index[h & (AGENT_CACHE_BUCKETS - 1)]; it != NULL; it = it->hnext)
+		if (it->hash == h && strcmp(it->key, key) == 0)
 			break;
 	if (it != NULL) {
 		free(key);
@@ -533,6 +541,7 @@ svid_cache_x509_get(struct svid_cache *c, const struct reg_entry *e, const char 
 			return CUBEID_ERR_NOMEM;
 		}
 		it->key = key;
+		it->hash = h;
 		it->refs = 1; /* the cache's */
 		if ((it->spiffe_id = strdup(id)) == NULL ||
 		    (it->entry_name = strdup(e->name)) == NULL)
@@ -550,6 +559,7 @@ svid_cache_x509_get(struct svid_cache *c, const struct reg_entry *e, const char 
 		}
 		it->ttl = e->x509_ttl > 0 ? e->x509_ttl : c->a->cfg->x509_svid_ttl;
 		c->n_x509++;
+		x509_index_add(c, it);
 	}
 	LRU_PUSH(c, it, x_head, x_tail);
 	it->last_used = time(NULL);
@@ -664,6 +674,7 @@ svid_cache_jwt_get(struct svid_cache *c, const char *id, const char *const *aud,
 	struct jwt_item *it, *prev;
 	struct jwt_job *j;
 	size_t i, n = 0, klen;
+	uint64_t h;
 	char *key = NULL, *p;
 	int rc;
 
@@ -685,8 +696,9 @@ svid_cache_jwt_get(struct svid_cache *c, const char *id, const char *const *aud,
 	p = key + sprintf(key, "%s", id);
 	for (i = 0; i < n; i++)
 		p += sprintf(p, "\n%s", sorted[i]);
-	for (it = c->j_head; it != NULL; it = it->next)
-		if (strcmp(it->key, key) == 0 && it->ttl == ttl)
+	h = key_hash(key);
+	for (it = c->j_index[h & (AGENT_CACHE_BUCKETS - 1)]; it != NULL; it = it->hnext)
+		if (it->hash == h && it->ttl == ttl && strcmp(it->key, key) == 0)
 			break;
 	if (it != NULL) {
 		free(key);
@@ -697,6 +709,7 @@ svid_cache_jwt_get(struct svid_cache *c, const char *id, const char *const *aud,
 			return CUBEID_ERR_NOMEM;
 		}
 		it->key = key;
+		it->hash = h;
 		it->refs = 1;
 		it->ttl = ttl;
 		if ((it->spiffe_id = strdup(id)) == NULL ||
@@ -710,6 +723,7 @@ svid_cache_jwt_get(struct svid_cache *c, const char *id, const char *const *aud,
 				return CUBEID_ERR_NOMEM;
 			}
 		c->n_jwt++;
+		jwt_index_add(c, it);
 	}
 	LRU_PUSH(c, it, j_head, j_tail);
 	it->last_used = time(NULL);
@@ -737,6 +751,7 @@ svid_cache_jwt_get(struct svid_cache *c, const char *id, const char *const *aud,
 		if (it->refs > 1 || it->minting)
 			continue;
 		LRU_UNLINK(c, it, j_head, j_tail);
+		jwt_index_del(c, it);
 		c->n_jwt--;
 		jwt_item_free(it);
 	}
@@ -775,6 +790,7 @@ sweep(cubeid_loop *l, void *arg)
 		}
 		if (it->refs == 1 && !it->minting && (it->svid == NULL || now >= it->not_after)) {
 			LRU_UNLINK(c, it, x_head, x_tail);
+			x509_index_del(c, it);
 			c->n_x509--;
 			x509_item_free(it);
 		}
@@ -783,6 +799,7 @@ sweep(cubeid_loop *l, void *arg)
 		jnext = jt->next;
 		if (jt->refs == 1 && !jt->minting && (jt->token == NULL || now >= jt->exp)) {
 			LRU_UNLINK(c, jt, j_head, j_tail);
+			jwt_index_del(c, jt);
 			c->n_jwt--;
 			jwt_item_free(jt);
 		}
@@ -799,7 +816,11 @@ svid_cache_new(struct agent *a, struct svid_cache **out)
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return CUBEID_ERR_NOMEM;
 	c->a = a;
-	if ((c->sweep_timer = loop_timer_add(a->loop, AGENT_SWEEP_MS, sweep, c)) <= 0) {
+	if ((c->x_index = calloc(AGENT_CACHE_BUCKETS, sizeof(*c->x_index))) == NULL ||
+	    (c->j_index = calloc(AGENT_CACHE_BUCKETS, sizeof(*c->j_index))) == NULL ||
+	    (c->sweep_timer = loop_timer_add(a->loop, AGENT_SWEEP_MS, sweep, c)) <= 0) {
+		free(c->x_index);
+		free(c->j_index);
 		free(c);
 		return CUBEID_ERR_NOMEM;
 	}
@@ -817,6 +838,7 @@ svid_cache_flush_unused(struct svid_cache *c)
 		next = it->next;
 		if (it->refs == 1 && !it->minting) {
 			LRU_UNLINK(c, it, x_head, x_tail);
+			x509_index_del(c, it);
 			c->n_x509--;
 			x509_item_free(it);
 		}
@@ -825,6 +847,7 @@ svid_cache_flush_unused(struct svid_cache *c)
 		jnext = jt->next;
 		if (jt->refs == 1 && !jt->minting) {
 			LRU_UNLINK(c, jt, j_head, j_tail);
+			jwt_index_del(c, jt);
 			c->n_jwt--;
 			jwt_item_free(jt);
 		}
@@ -859,6 +882,8 @@ svid_cache_free(struct svid_cache *c)
 		jt->next = jt->prev = NULL;
 		svid_cache_jwt_put(c, jt);
 	}
+	free(c->x_index);
+	free(c->j_index);
 	free(c);
 }
 
