@@ -154,6 +154,12 @@ void entries_free(struct entry_set *s);
 int entries_match(const struct entry_set *s, const struct selector_set *sel, const char *td,
                   const struct reg_entry ***matched, char ***ids, size_t *n);
 
+/* ------------------------------------------- buffers for key material */
+/* Page-backed memory, MADV_DONTDUMP and mlock'ed where allowed; wiped on
+ * free (secbuf.c).  len must be the length given to secbuf_alloc(). */
+void *secbuf_alloc(size_t len);
+void secbuf_free(void *p, size_t len);
+
 /* ------------------------------------------------------------- gRPC */
 typedef struct grpc_server grpc_server;
 typedef struct grpc_call grpc_call;
@@ -200,6 +206,11 @@ void *grpc_call_user(grpc_call *c);
 /* Queue one response message (copied).  For a unary call send once, then
  * finish.  For a stream send any number of times. */
 int grpc_call_send(grpc_call *c, const uint8_t *msg, size_t len);
+/* The call's messages carry secrets (x509_svid_key): from now on its
+ * output is kept only in secbuf memory (MADV_DONTDUMP, wiped on free) and
+ * goes to the socket without a copy in nghttp2's buffers.  Call it before
+ * the first grpc_call_send(). */
+void grpc_call_set_sensitive(grpc_call *c);
 /* End the call with a status (trailers).  After this, or after on_close
  * runs (client cancelled or vanished), the call must not be used. */
 int grpc_call_finish(grpc_call *c, int status, const char *message);

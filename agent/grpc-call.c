@@ -13,6 +13,8 @@
 
 #include <cubeid/log.h>
 
+#include <openssl/crypto.h>
+
 #include "agent/grpc-internal.h"
 
 /* ------------------------------------------------------------- calls */
@@ -34,7 +36,10 @@ call_free(struct grpc_call *call)
 		c->last_active = grpc_mono_ms();
 	grpc_deframer_clear(&call->req);
 	free(call->md);
-	free(call->out);
+	if (call->sensitive)
+		secbuf_free(call->out, call->out_cap);
+	else
+		free(call->out);
 	free(call->status_msg);
 	free(call);
 }
@@ -127,6 +132,11 @@ data_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, size_t length
 
 	if (n > length)
 		n = length;
+	if (n > 0 && call->sensitive) {
+		/* send_data_cb() takes the bytes from call->out itself */
+		*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+		return (ssize_t)n;
+	}
 	memcpy(buf, call->out + call->out_off, n);
 	call->out_off += n;
 	c->pending -= n;
@@ -157,6 +167,47 @@ data_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, size_t length
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
 	return 0;
+}
+
+/* A sensitive call's DATA frame: from call->out straight to the
+ * connection's output (secbuf memory), never through nghttp2's buffers. */
+static int
+send_data_cb(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
+             nghttp2_data_source *src, void *user)
+{
+	struct grpc_call *call = src->ptr;
+	struct conn *c = user;
+
+	(void)h2;
+	if (frame->data.padlen > 0 || length > call->out_len - call->out_off)
+		return NGHTTP2_ERR_CALLBACK_FAILURE; /* we never ask for padding */
+	if (grpc_conn_out(c, framehd, 9, false) < 0 ||
+	    grpc_conn_out(c, call->out + call->out_off, length, true) < 0)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	call->out_off += length;
+	c->pending -= length;
+	if (call->out_off == call->out_len) {
+		OPENSSL_cleanse(call->out, call->out_len);
+		call->out_off = call->out_len = 0; /* reuse the buffer */
+	}
+	return 0;
+}
+
+void
+grpc_call_set_sensitive(grpc_call *call)
+{
+	if (call->out != NULL && !call->sensitive) {
+		/* move what is queued into secbuf memory */
+		uint8_t *p = secbuf_alloc(call->out_cap);
+
+		if (p == NULL)
+			return; /* grpc_call_send() tries again */
+		memcpy(p, call->out, call->out_len);
+		OPENSSL_cleanse(call->out, call->out_cap);
+		free(call->out);
+		call->out = p;
+	}
+	call->sensitive = true;
 }
 
 static int
@@ -250,8 +301,16 @@ grpc_call_send(grpc_call *call, const uint8_t *msg, size_t len)
 
 		while (cap < need)
 			cap *= 2;
-		if ((p = realloc(call->out, cap)) == NULL)
+		if (call->sensitive) {
+			/* secbuf memory: no realloc, and the old copy is wiped */
+			if ((p = secbuf_alloc(cap)) == NULL)
+				return CUBEID_ERR_NOMEM;
+			if (call->out_len > 0)
+				memcpy(p, call->out, call->out_len);
+			secbuf_free(call->out, call->out_cap);
+		} else if ((p = realloc(call->out, cap)) == NULL) {
 			return CUBEID_ERR_NOMEM;
+		}
 		call->out = p;
 		call->out_cap = cap;
 	}
@@ -471,4 +530,5 @@ grpc_call_set_callbacks(nghttp2_session_callbacks *cb)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk_cb);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv_cb);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close_cb);
+	nghttp2_session_callbacks_set_send_data_callback(cb, send_data_cb);
 }

@@ -21,6 +21,7 @@
 #define GRPC_MAX_LISTENERS   8
 #define GRPC_READ_CHUNK      (16 * 1024)
 #define GRPC_READS_PER_EVENT 4
+#define GRPC_SENDBUF         (64 * 1024) /* frames gathered for one send() */
 
 struct conn;
 
@@ -35,6 +36,7 @@ struct grpc_call {
 	bool finished;     /* grpc_call_finish() called */
 	bool deferred;     /* data provider is waiting for output */
 	bool trailers_sent;
+	bool sensitive; /* out is secbuf memory; DATA goes out without a copy */
 	int status;
 	char *status_msg; /* percent-encoded grpc-message, or NULL */
 	/* metadata: "name\0value\0name\0value\0..." */
@@ -59,8 +61,9 @@ struct conn {
 	struct grpc_call *calls;
 	unsigned n_calls;
 	size_t pending; /* sum of the calls' unsent output + wbuf */
-	uint8_t *wbuf;  /* bytes nghttp2 produced that the socket did not take */
-	size_t wlen, woff;
+	uint8_t *wbuf;  /* bytes for the socket that it did not take yet */
+	size_t wlen, woff, wcap;
+	bool wbuf_secret; /* wbuf is secbuf memory (it held a sensitive call's bytes) */
 	long idle_timer, drop_timer;
 	uint64_t last_active;
 	int in_h2;   /* inside nghttp2_session_mem_recv / callbacks */
@@ -79,6 +82,12 @@ struct grpc_server {
 	size_t n_listeners;
 	struct conn *conns;
 	unsigned n_conns;
+	/* One buffer (secbuf) where a flush gathers a connection's frames so
+	 * that they go out in one send(); wiped after a sensitive call's
+	 * bytes passed through it. */
+	uint8_t *obuf;
+	size_t olen;
+	bool osecret;
 };
 
 static inline uint64_t
@@ -101,5 +110,9 @@ void grpc_call_gone(struct grpc_call *call);
 int grpc_conn_flush(struct conn *c);
 /* Close the connection from a 0 ms timer (safe inside handlers). */
 void grpc_conn_doom(struct conn *c);
+/* Queue n bytes for c's socket, after what is queued already (the send
+ * buffer during a flush, or c->wbuf); secret: they belong to a sensitive
+ * call.  -1 if the socket is dead. */
+int grpc_conn_out(struct conn *c, const uint8_t *p, size_t n, bool secret);
 
 #endif

@@ -33,9 +33,12 @@
 
 #include <cubeid/log.h>
 
+#include <openssl/crypto.h>
+
 #include "agent/grpc-internal.h"
 
 static void conn_close(struct conn *c);
+static void wbuf_release(struct conn *c);
 
 static long
 drop_timer_cb(cubeid_loop *l, void *arg)
@@ -124,71 +127,174 @@ conn_close(struct conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	s->n_conns--;
-	free(c->wbuf);
+	wbuf_release(c);
 	free(c);
 }
 
-/* Write what nghttp2 has, as long as the socket takes it.  Anything the
- * socket refuses waits in wbuf (one chunk at most), and the fd is watched
- * for writability; nghttp2 is not asked for more until wbuf is empty.
- * On a dead connection it returns -1 and schedules the close (grpc_conn_doom):
- * it never frees the connection itself, so callers' calls stay valid. */
+/* ------------------------------------------------------------- output */
+
+static void
+wbuf_release(struct conn *c)
+{
+	if (c->wbuf_secret)
+		secbuf_free(c->wbuf, c->wcap);
+	else
+		free(c->wbuf);
+	c->wbuf = NULL;
+	c->wlen = c->woff = c->wcap = 0;
+	c->wbuf_secret = false;
+}
+
+/* Keep n bytes after what waits in c->wbuf (secret: in secbuf memory). */
+static int
+wbuf_append(struct conn *c, const uint8_t *p, size_t n, bool secret)
+{
+	size_t have = c->wlen - c->woff;
+
+	if (c->woff > 0 && have + n > c->wcap - c->woff) {
+		memmove(c->wbuf, c->wbuf + c->woff, have);
+		c->woff = 0;
+		c->wlen = have;
+	}
+	if (c->wlen + n > c->wcap || (secret && !c->wbuf_secret)) {
+		size_t cap = c->wcap > 0 ? c->wcap : 4096;
+		bool sec = secret || c->wbuf_secret;
+		uint8_t *nb;
+
+		while (cap < c->wlen + n)
+			cap *= 2;
+		if ((nb = sec ? secbuf_alloc(cap) : malloc(cap)) == NULL)
+			return -1;
+		if (have > 0)
+			memcpy(nb, c->wbuf + c->woff, have);
+		c->wlen = have;
+		c->woff = 0;
+		if (c->wbuf_secret)
+			secbuf_free(c->wbuf, c->wcap);
+		else
+			free(c->wbuf);
+		c->wbuf = nb;
+		c->wcap = cap;
+		c->wbuf_secret = sec;
+	}
+	memcpy(c->wbuf + c->wlen, p, n);
+	c->wlen += n;
+	c->pending += n;
+	return 0;
+}
+
+/* send() as much of p as the socket takes; 0 or -1 (dead). */
+static int
+send_some(struct conn *c, const uint8_t *p, size_t n, size_t *sent)
+{
+	ssize_t w;
+
+	*sent = 0;
+	while (*sent < n) {
+		w = send(c->fd, p + *sent, n - *sent, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			return -1;
+		}
+		*sent += (size_t)w;
+	}
+	return 0;
+}
+
+/* Send what the flush gathered; what the socket refuses goes to wbuf. */
+static int
+obuf_push(struct conn *c)
+{
+	grpc_server *s = c->srv;
+	size_t sent = 0;
+	int r = 0;
+
+	if (s->olen == 0)
+		return 0;
+	if (c->wlen == c->woff && send_some(c, s->obuf, s->olen, &sent) < 0)
+		r = -1;
+	else if (sent < s->olen && wbuf_append(c, s->obuf + sent, s->olen - sent, s->osecret) < 0)
+		r = -1;
+	if (s->osecret)
+		OPENSSL_cleanse(s->obuf, s->olen);
+	s->olen = 0;
+	s->osecret = false;
+	return r;
+}
+
+int
+grpc_conn_out(struct conn *c, const uint8_t *p, size_t n, bool secret)
+{
+	grpc_server *s = c->srv;
+	size_t sent;
+
+	if (c->wlen > c->woff) /* the socket is full: keep the order */
+		return wbuf_append(c, p, n, secret);
+	if (n > GRPC_SENDBUF - s->olen) {
+		if (obuf_push(c) < 0)
+			return -1;
+		if (c->wlen > c->woff)
+			return wbuf_append(c, p, n, secret);
+		if (n > GRPC_SENDBUF) { /* bigger than the buffer: straight out */
+			if (send_some(c, p, n, &sent) < 0)
+				return -1;
+			return sent < n ? wbuf_append(c, p + sent, n - sent, secret) : 0;
+		}
+	}
+	memcpy(s->obuf + s->olen, p, n);
+	s->olen += n;
+	s->osecret |= secret;
+	return 0;
+}
+
+/* Write what nghttp2 has, as long as the socket takes it: its frames are
+ * gathered in the server's send buffer and go out in one send() (a reply
+ * is HEADERS, DATA and trailers: three frames).  Anything the socket
+ * refuses waits in wbuf, and the fd is watched for writability; nghttp2 is
+ * not asked for more until wbuf is empty.  On a dead connection it returns
+ * -1 and schedules the close (grpc_conn_doom): it never frees the
+ * connection itself, so callers' calls stay valid. */
 int
 grpc_conn_flush(struct conn *c)
 {
+	size_t sent;
+
 	if (c->doomed)
 		return -1;
-	for (;;) {
+	if (c->wlen > c->woff) {
+		if (send_some(c, c->wbuf + c->woff, c->wlen - c->woff, &sent) < 0)
+			goto dead;
+		c->woff += sent;
+		c->pending -= sent;
+	}
+	if (c->wlen == c->woff && c->wbuf != NULL)
+		wbuf_release(c);
+	while (c->wlen == c->woff) {
 		const uint8_t *data;
-		ssize_t n, w;
+		ssize_t n = nghttp2_session_mem_send(c->h2, &data);
 
-		if (c->wlen > c->woff) {
-			w = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
-			if (w < 0) {
-				if (errno == EINTR)
-					continue;
-				if (errno == EAGAIN || errno == EWOULDBLOCK)
-					break;
-				goto dead;
-			}
-			c->woff += (size_t)w;
-			c->pending -= (size_t)w;
-			if (c->woff < c->wlen)
-				continue;
-			c->woff = c->wlen = 0;
-		}
-		n = nghttp2_session_mem_send(c->h2, &data);
 		if (n < 0)
 			goto dead;
 		if (n == 0)
 			break;
-		do
-			w = send(c->fd, data, (size_t)n, MSG_NOSIGNAL);
-		while (w < 0 && errno == EINTR);
-		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+		if (grpc_conn_out(c, data, (size_t)n, false) < 0)
 			goto dead;
-		if (w < 0)
-			w = 0;
-		if (w < n) {
-			/* nghttp2's buffer is only valid until the next call: keep the rest. */
-			size_t rest = (size_t)(n - w);
-			uint8_t *p = realloc(c->wbuf, rest);
-
-			if (p == NULL)
-				goto dead;
-			c->wbuf = p;
-			memcpy(c->wbuf, data + w, rest);
-			c->woff = 0;
-			c->wlen = rest;
-			c->pending += rest;
-		}
 	}
+	if (obuf_push(c) < 0)
+		goto dead;
 	if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
 	    c->wlen == c->woff)
 		goto dead; /* both sides are done (GOAWAY) */
 	conn_set_watch(c, LOOP_READABLE | (c->wlen > c->woff ? LOOP_WRITABLE : 0));
 	return 0;
 dead:
+	c->srv->olen = 0;
+	if (c->srv->osecret)
+		OPENSSL_cleanse(c->srv->obuf, GRPC_SENDBUF);
+	c->srv->osecret = false;
 	conn_set_watch(c, 0);
 	grpc_conn_doom(c);
 	return -1;
@@ -324,6 +430,10 @@ grpc_server_new(cubeid_loop *l, const struct grpc_method *m, size_t n_methods,
 		return r;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return CUBEID_ERR_NOMEM;
+	if ((s->obuf = secbuf_alloc(GRPC_SENDBUF)) == NULL) {
+		free(s);
+		return CUBEID_ERR_NOMEM;
+	}
 	s->loop = l;
 	s->methods = m;
 	s->n_methods = n_methods;
@@ -353,6 +463,7 @@ grpc_server_free(grpc_server *s)
 		loop_watch(s->loop, s->listeners[i], 0, NULL, NULL);
 	while (s->conns != NULL)
 		conn_close(s->conns);
+	secbuf_free(s->obuf, GRPC_SENDBUF);
 	free(s);
 }
 

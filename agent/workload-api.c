@@ -408,6 +408,8 @@ h_fetch_x509_svid(grpc_call *call, void *ctx)
 		return;
 	}
 	x509_svidrequest__free_unpacked(m, NULL);
+	/* its messages carry x509_svid_key */
+	grpc_call_set_sensitive(call);
 	if ((wc = wcall_begin(call, ctx, W_X509SVID, true, &matched, &ids, &n)) == NULL)
 		return;
 	wcall_link(a->wapi, wc);

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -19,6 +20,8 @@
 #include <unistd.h>
 
 #include <cubeid/workloadapi.h>
+
+#include <openssl/rand.h>
 
 #include "agent/agent.h"
 #include "agent/workload.pb-c.h"
@@ -168,12 +171,44 @@ h_validate(grpc_call *c, void *ctx)
 	grpc_call_finish(c, GRPC_PERMISSION_DENIED, DENY_MSG);
 }
 
+/* A stream whose one message carries a secret (as x509_svid_key): 32
+ * random bytes in secbuf memory, inside a message built in secbuf memory
+ * too, so that any other copy in the process is the server's. */
+#define SECRET_LEN 32
+static uint8_t *secret;
+static bool secret_sensitive;
+
+static void
+h_secret(grpc_call *c, void *ctx)
+{
+	X509SVIDResponse resp = X509_SVIDRESPONSE__INIT;
+	X509SVID svid = X509_SVID__INIT, *svids[1] = {&svid};
+	uint8_t *buf;
+	size_t len;
+
+	if (secret_sensitive)
+		grpc_call_set_sensitive(c);
+	atomic_fetch_add(&live_calls, 1);
+	grpc_call_set_user(c, NULL, on_stream_close);
+	svid.spiffe_id = "spiffe://example.org/secret";
+	svid.x509_svid_key = (ProtobufCBinaryData){SECRET_LEN, secret};
+	resp.n_svids = 1;
+	resp.svids = svids;
+	len = x509_svidresponse__get_packed_size(&resp);
+	buf = secbuf_alloc(len);
+	ck_assert_ptr_nonnull(buf);
+	x509_svidresponse__pack(&resp, buf);
+	ck_assert_int_eq(grpc_call_send(c, buf, len), 0);
+	secbuf_free(buf, len);
+}
+
 /* FetchX509Bundles is deliberately missing: Unimplemented. */
 static const struct grpc_method methods[] = {
         {"/SpiffeWorkloadAPI/FetchJWTSVID", false, h_fetch_jwt},
         {"/SpiffeWorkloadAPI/FetchX509SVID", true, h_fetch_x509},
         {"/SpiffeWorkloadAPI/FetchJWTBundles", true, h_fetch_jwt_bundles},
         {"/SpiffeWorkloadAPI/ValidateJWTSVID", false, h_validate},
+        {"/test.Secret/Fetch", true, h_secret},
 };
 
 /* ------------------------------------------------------------- fixture */
@@ -669,6 +704,197 @@ START_TEST(test_reused_connection_serves_every_call_and_reconnects)
 }
 END_TEST
 
+/* ---- key material: where copies of it live ---- */
+
+/* Send HTTP/2 frames for one request on stream 1 by hand (HPACK literals
+ * without indexing), so that this client keeps no copy of the answer
+ * outside secbuf memory. */
+static void
+put_hdr(uint8_t *b, size_t *off, const char *name, const char *value)
+{
+	size_t nl = strlen(name), vl = strlen(value);
+
+	b[(*off)++] = 0x00;
+	b[(*off)++] = (uint8_t)nl;
+	memcpy(b + *off, name, nl);
+	*off += nl;
+	b[(*off)++] = (uint8_t)vl;
+	memcpy(b + *off, value, vl);
+	*off += vl;
+}
+
+static void
+put_frame_hdr(uint8_t *b, size_t len, uint8_t type, uint8_t flags, uint32_t stream)
+{
+	b[0] = (uint8_t)(len >> 16);
+	b[1] = (uint8_t)(len >> 8);
+	b[2] = (uint8_t)len;
+	b[3] = type;
+	b[4] = flags;
+	b[5] = (uint8_t)(stream >> 24);
+	b[6] = (uint8_t)(stream >> 16);
+	b[7] = (uint8_t)(stream >> 8);
+	b[8] = (uint8_t)stream;
+}
+
+static bool
+has_secret(const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i + SECRET_LEN <= n; i++)
+		if (p[i] == secret[0] && memcmp(p + i, secret, SECRET_LEN) == 0)
+			return true;
+	return false;
+}
+
+/* Fetch the secret over a raw connection; true if it arrived. */
+static bool
+fetch_secret_raw(void)
+{
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t cap = 64 * 1024, have = 0, off;
+	uint8_t req[512], *in = secbuf_alloc(cap);
+	bool got = false;
+	int fd;
+
+	ck_assert_ptr_nonnull(in);
+	strcpy(sa.sun_path, fx.path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	memcpy(req, preface, sizeof(preface) - 1);
+	off = sizeof(preface) - 1;
+	put_frame_hdr(req + off, 0, 0x4, 0, 0);
+	off += 9;
+	{
+		size_t hb = off + 9;
+		size_t end = hb;
+
+		put_hdr(req, &end, ":method", "POST");
+		put_hdr(req, &end, ":scheme", "http");
+		put_hdr(req, &end, ":path", "/test.Secret/Fetch");
+		put_hdr(req, &end, ":authority", "localhost");
+		put_hdr(req, &end, "content-type", "application/grpc");
+		put_hdr(req, &end, "te", "trailers");
+		put_frame_hdr(req + off, end - hb, 0x1, 0x4, 1);
+		off = end;
+	}
+	put_frame_hdr(req + off, 5, 0x0, 0x1, 1);
+	off += 9;
+	memset(req + off, 0, 5);
+	off += 5;
+	ck_assert_int_eq(write(fd, req, off), (ssize_t)off);
+	/* read until the secret shows up (or the server closes) */
+	while (!got && have < cap) {
+		ssize_t n = read(fd, in + have, cap - have);
+
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		got = has_secret(in, have);
+	}
+	close(fd);
+	secbuf_free(in, cap);
+	return got;
+}
+
+/* Copies of the secret in this process's memory outside MADV_DONTDUMP
+ * mappings (VmFlags "dd" in /proc/self/smaps), read through
+ * /proc/self/mem; -1 if the scan could not run. */
+static int
+secret_copies_outside_dontdump(void)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	unsigned long lo = 0, hi = 0;
+	bool readable = false, skip = true;
+	int mem = open("/proc/self/mem", O_RDONLY | O_CLOEXEC), found = 0;
+	static uint8_t chunk[65536 + SECRET_LEN];
+
+	if (f == NULL || mem < 0) {
+		if (f != NULL)
+			fclose(f);
+		if (mem >= 0)
+			close(mem);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		unsigned long a, b;
+		char perms[8];
+
+		if (sscanf(line, "%lx-%lx %7s", &a, &b, perms) == 3 && strchr(line, '-') != NULL &&
+		    strncmp(line, "VmFlags", 7) != 0) {
+			lo = a;
+			hi = b;
+			readable = perms[0] == 'r';
+			skip = !readable || strstr(line, "[vvar]") != NULL ||
+			       strstr(line, "[vsyscall]") != NULL || hi - lo > (1ul << 30);
+			continue;
+		}
+		if (strncmp(line, "VmFlags:", 8) != 0 || skip || strstr(line, " dd") != NULL)
+			continue;
+		/* scan [lo, hi), chunks overlapping by SECRET_LEN */
+		for (unsigned long p = lo; p < hi; p += 65536) {
+			size_t want = hi - p > 65536 + SECRET_LEN ? 65536 + SECRET_LEN : hi - p;
+			ssize_t n = pread(mem, chunk, want, (off_t)p);
+
+			if (n > 0 && has_secret(chunk, (size_t)n))
+				found++;
+		}
+	}
+	fclose(f);
+	close(mem);
+	memset(chunk, 0, sizeof(chunk));
+	return found;
+}
+
+static bool
+memory_scan_possible(void)
+{
+	const char *pre = getenv("LD_PRELOAD");
+
+#if defined(__SANITIZE_ADDRESS__)
+	return false; /* the shadow and quarantine are not the server's */
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+	return false;
+#endif
+#endif
+	return pre == NULL || strstr(pre, "vgpreload") == NULL; /* valgrind */
+}
+
+START_TEST(test_sensitive_output_stays_in_dontdump_memory)
+{
+	int copies;
+
+	secret = secbuf_alloc(SECRET_LEN);
+	ck_assert_ptr_nonnull(secret);
+	ck_assert_int_eq(RAND_bytes(secret, SECRET_LEN), 1);
+	/* a sensitive call: its answer arrives, and no copy of the key is left
+	 * anywhere but in MADV_DONTDUMP memory */
+	secret_sensitive = true;
+	ck_assert(fetch_secret_raw());
+	wait_server_idle();
+	if (!memory_scan_possible()) {
+		fprintf(stderr, "test-grpc: memory scan skipped under valgrind/ASan\n");
+		secbuf_free(secret, SECRET_LEN);
+		return;
+	}
+	copies = secret_copies_outside_dontdump();
+	ck_assert_int_eq(copies, 0);
+	/* the same without grpc_call_set_sensitive() leaves copies: the scan
+	 * does find them */
+	secret_sensitive = false;
+	ck_assert(fetch_secret_raw());
+	wait_server_idle();
+	copies = secret_copies_outside_dontdump();
+	ck_assert_int_gt(copies, 0);
+	secbuf_free(secret, SECRET_LEN);
+}
+END_TEST
+
 static Suite *
 grpc_suite(void)
 {
@@ -690,6 +916,7 @@ grpc_suite(void)
 	tcase_add_test(tc, test_garbage_on_the_socket_is_refused_and_server_survives);
 	tcase_add_test(tc, test_no_listener_is_unavailable);
 	tcase_add_test(tc, test_reused_connection_serves_every_call_and_reconnects);
+	tcase_add_test(tc, test_sensitive_output_stays_in_dontdump_memory);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(slow, setup_small_backlog, teardown);
 	tcase_add_test(slow, test_output_backlog_over_the_limit_drops_the_client);
