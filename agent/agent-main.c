@@ -530,6 +530,10 @@ event_matters(const struct inotify_event *ev)
 
 	if (ev->len == 0 || (ev->mask & IN_IGNORED))
 		return false;
+	/* a Kubernetes ConfigMap volume changes every file at once by
+	 * renaming its ..data symlink */
+	if (strcmp(ev->name, "..data") == 0)
+		return true;
 	if (watched_name[0] != '\0')
 		return strcmp(ev->name, watched_name) == 0;
 	n = strlen(ev->name);

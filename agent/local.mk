@@ -104,8 +104,8 @@ libagent_la_SOURCES += agent/daemon.h agent/svid-cache.c agent/workload-api.c
 libagent_la_SOURCES += agent/http.h agent/http.c agent/metrics.h agent/metrics.c
 # /healthz, /readyz and /metrics of a real --dev agent, parsed with the
 # Python prometheus_client text parser.
-TESTS += tests/agent-metrics.sh
-EXTRA_DIST += tests/agent-metrics.sh
+TESTS += tests/agent-metrics.sh tests/agent-configmap.sh
+EXTRA_DIST += tests/agent-metrics.sh tests/agent-configmap.sh
 
 # File delivery by the agent (an entry's delivery:, issue 5) and what runs
 # after it (signals, commands without a shell), shared with `cubeid helper`.

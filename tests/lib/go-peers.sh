@@ -19,6 +19,12 @@ set -eu
 
 SPIFFE_HELPER_VERSION=v0.11.0
 SPIRE_VERSION=v1.13.3
+# Kubernetes manifests (tests/k8s-manifests.sh): kubeconform validates them
+# against schemas made from the Kubernetes OpenAPI spec of
+# k8s.io/kubernetes@K8S_VERSION; kustomize renders the overlays.
+KUBECONFORM_VERSION=v0.7.0
+KUSTOMIZE_VERSION=v5.5.0
+K8S_VERSION=v1.32.4
 # SPIRE v1.13.3 and spiffe-helper v0.11.0 declare "go 1.25.3".
 PEERS_MIN_GO=1.25.3
 # Fallback for machines whose Go is too old (Debian 12 ships 1.19): fetch
@@ -189,7 +195,9 @@ tool_version() {
 	spiffe-helper) echo "$SPIFFE_HELPER_VERSION" ;;
 	spire-server | spire-agent) echo "$SPIRE_VERSION" ;;
 	cubeid-interop) interop_version ;;
-	*) die 2 "unknown tool '$1' (spiffe-helper, spire-server, spire-agent, cubeid-interop)" ;;
+	kubeconform) echo "$KUBECONFORM_VERSION" ;;
+	kustomize) echo "$KUSTOMIZE_VERSION" ;;
+	*) die 2 "unknown tool '$1' (spiffe-helper, spire-server, spire-agent, cubeid-interop, kubeconform, kustomize)" ;;
 	esac
 }
 
@@ -250,6 +258,19 @@ build_tool() { # build_tool TOOL VERSION
 		(cd "$mod" && CGO_ENABLED=$cgo "$gocmd" build -trimpath -o "$tmp/$tool" "$pkg") ||
 			die 1 "go build of $tool $ver failed"
 		;;
+	kubeconform | kustomize)
+		gocmd=$(select_go "$PEERS_MIN_GO")
+		if [ "$tool" = kubeconform ]; then
+			pkg=github.com/yannh/kubeconform/cmd/kubeconform
+		else
+			pkg=sigs.k8s.io/kustomize/kustomize/v5
+		fi
+		mod=$godir/$tool-$ver-module
+		tool_module "$gocmd" "$mod" "$pkg@$ver"
+		note "building $tool $ver with $gocmd"
+		(cd "$mod" && "$gocmd" build -trimpath -o "$tmp/$tool" "$pkg") ||
+			die 1 "go build of $tool $ver failed"
+		;;
 	cubeid-interop)
 		gocmd=$(select_go "$(gomod_go "$interop_dir/go.mod")")
 		note "building cubeid-interop ($ver) from $interop_dir with $gocmd"
@@ -286,8 +307,10 @@ tool_path() {
 
 usage() {
 	cat >&2 <<EOF
-usage: $prog path TOOL | build-all [--skip-spire] | go
-  TOOL: cubeid-interop spiffe-helper spire-server spire-agent
+usage: $prog path TOOL | build-all [--skip-spire] | go | k8s-openapi
+  TOOL: cubeid-interop spiffe-helper spire-server spire-agent kubeconform kustomize
+  k8s-openapi: print the path of the Kubernetes OpenAPI v2 spec (swagger.json)
+  of k8s.io/kubernetes@$K8S_VERSION, downloaded as a module
   cache: $godir
 EOF
 	exit 2
@@ -308,6 +331,20 @@ build-all)
 	;;
 go)
 	select_go "${2:-$PEERS_MIN_GO}"
+	;;
+k8s-openapi)
+	# The module zip is only unpacked, never built (its go.mod has replace
+	# directives): "go mod download" of one module needs none of them.
+	gocmd=$(select_go 1.19)
+	with_lock k8s-openapi
+	scratch=$godir/k8s-openapi
+	mkdir -p "$scratch"
+	[ -f "$scratch/go.mod" ] || printf 'module cubeid.invalid/k8s-openapi\n\ngo 1.19\n' >"$scratch/go.mod"
+	json=$(cd "$scratch" && "$gocmd" mod download -json "k8s.io/kubernetes@$K8S_VERSION") ||
+		die 1 "could not download k8s.io/kubernetes@$K8S_VERSION"
+	dir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+	[ -f "$dir/api/openapi-spec/swagger.json" ] || die 1 "no api/openapi-spec/swagger.json in $dir"
+	echo "$dir/api/openapi-spec/swagger.json"
 	;;
 *) usage ;;
 esac
