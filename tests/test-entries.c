@@ -273,6 +273,70 @@ START_TEST(test_errors_name_file_and_line)
 }
 END_TEST
 
+#define DELIVERY_ENTRY(extra)                                                                      \
+	"entries:\n"                                                                               \
+	"  - name: router\n"                                                                       \
+	"    spiffe_id: spiffe://{td}/ns/a/sa/router\n"                                            \
+	"    selectors: [unix:uid:1]\n"                                                            \
+	"    delivery:\n" extra
+
+START_TEST(test_delivery)
+{
+	struct entry_set *s = parse_ok(DELIVERY_ENTRY("      dir: /run/certs/router\n"
+	                                              "      jwt_svids:\n"
+	                                              "        - {audience: picod, file: p.jwt}\n"
+	                                              "      jwt_bundle_file: jwks.json\n"
+	                                              "      key_mode: 0400\n"
+	                                              "      uid: 0\n"
+	                                              "      gid: root\n"
+	                                              "      signal: HUP\n"
+	                                              "      pid_file: /run/router.pid\n"
+	                                              "      command: [/bin/true, x]\n"));
+	const struct entry_delivery *d = s->e[0].delivery;
+
+	ck_assert_ptr_nonnull(d);
+	ck_assert_str_eq(d->dir, "/run/certs/router");
+	ck_assert_str_eq(d->svid_file, "svid.pem"); /* spiffe-helper's names by default */
+	ck_assert_str_eq(d->key_file, "svid_key.pem");
+	ck_assert_str_eq(d->bundle_file, "svid_bundle.pem");
+	ck_assert_uint_eq(d->n_jwt, 1);
+	ck_assert_str_eq(d->jwt[0].audience, "picod");
+	ck_assert_uint_eq(d->cert_mode, 0644);
+	ck_assert_uint_eq(d->key_mode, 0400);
+	ck_assert_uint_eq(d->jwt_svid_mode, 0600);
+	ck_assert_int_eq(d->uid, 0);
+	ck_assert_int_eq(d->gid, 0);
+	ck_assert_int_eq(d->signal, 1);
+	ck_assert_str_eq(d->command[1], "x");
+	ck_assert_ptr_null(d->command[2]);
+	entries_free(s);
+
+	parse_fails(DELIVERY_ENTRY("      dirr: /x\n"),
+	            "t.yaml:6: unknown key 'dirr' in a delivery");
+	parse_fails(DELIVERY_ENTRY("      svid_file: a.pem\n"), "t.yaml:6: a delivery needs 'dir'");
+	parse_fails(DELIVERY_ENTRY("      dir: rel/dir\n"), "t.yaml:6: 'dir' must be an absolute");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      svid_file: ../a\n"), "plain file name");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      key_mode: 0800\n"), "bad file mode");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      key_file: svid.pem\n"),
+	            "two delivered files are both named 'svid.pem'");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      signal: SIGHUP\n"),
+	            "'signal' needs 'pid' or 'pid_file'");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      pid: 12\n"), "need 'signal'");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      signal: SIGNOPE\n"), "unknown signal");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      command: [true]\n"),
+	            "must be an absolute path");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      uid: no-such-user-here\n"),
+	            "not a number or a known user");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      x509: false\n"),
+	            "needs jwt_svids or jwt_bundle_file");
+	parse_fails("entries:\n"
+	            "  - spiffe_id: spiffe://{td}/ns/{k8s:ns}/sa/x\n"
+	            "    selectors: [k8s:ns]\n"
+	            "    delivery: {dir: /x}\n",
+	            "t.yaml:2: an entry with a delivery needs a fixed spiffe_id");
+}
+END_TEST
+
 START_TEST(test_empty_and_hand_built)
 {
 	struct entry_set *s = parse_ok("# nothing yet\n");
@@ -409,6 +473,7 @@ main(void)
 	tcase_add_test(tc, test_empty_and_hand_built);
 	tcase_add_test(tc, test_directory);
 	tcase_add_test(tc, test_ten_thousand);
+	tcase_add_test(tc, test_delivery);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
 	srunner_run_all(sr, CK_NORMAL);
