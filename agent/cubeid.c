@@ -29,6 +29,7 @@
 	X(status, "a running agent's health, over its socket") \
 	X(entry, "registration entries: list, show, and check a process against them") \
 	X(picod, "PicoD tokens for AgentCube's JWT mode: mint, public key, rotate, verify") \
+	X(helper, "a drop-in for spiffe-helper: SVIDs from a Workload API into files, atomically") \
 	/* end of the group table */
 // clang-format on
 

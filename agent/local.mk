@@ -175,3 +175,15 @@ libagent_la_SOURCES += agent/picod-service.c
 agent_cubeid_SOURCES += agent/tool-picod.c
 TESTS += tests/picod-agent.sh
 EXTRA_DIST += tests/picod-agent.sh
+
+# `cubeid helper`, a drop-in for spiffe-helper (issue 5): its HCL-subset
+# config parser lives in libagent (the fuzzer links it too).
+libagent_la_SOURCES += agent/helper.h agent/helper-config.c
+agent_cubeid_SOURCES += agent/tool-helper.c
+agent_cubeid_CFLAGS += $(PROTOBUFC_CFLAGS)
+agent_cubeid_LDADD += $(PROTOBUFC_LIBS)
+check_PROGRAMS += tests/test-helper-config
+tests_test_helper_config_SOURCES = tests/test-helper-config.c
+tests_test_helper_config_CFLAGS = $(TEST_CFLAGS)
+tests_test_helper_config_LDADD = libagent.la $(TEST_LIBS)
+TESTS += tests/test-helper-config

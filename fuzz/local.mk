@@ -82,3 +82,12 @@ fuzz_fuzz_picod_SOURCES = fuzz/fuzz-picod.c
 fuzz_fuzz_picod_CFLAGS = $(FUZZ_COMPILE_FLAGS)
 fuzz_fuzz_picod_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_picod_LDADD = $(FUZZ_LIBS)
+
+# spiffe-helper's configuration files (HCL subset) for `cubeid helper`.
+if ENABLE_FUZZING
+noinst_PROGRAMS += fuzz/fuzz-helper-config
+endif
+fuzz_fuzz_helper_config_SOURCES = fuzz/fuzz-helper-config.c
+fuzz_fuzz_helper_config_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(YAML_CFLAGS)
+fuzz_fuzz_helper_config_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_helper_config_LDADD = libagent.la $(FUZZ_LIBS) $(YAML_LIBS) $(LIBCURL_LIBS)

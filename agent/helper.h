@@ -1,0 +1,61 @@
+/*
+ * `cubeid helper`: a drop-in for spiffe-helper (agent/tool-helper.c).
+ *
+ * helper-config.c reads spiffe-helper's own configuration files, which are
+ * a small subset of HCL (version 1, as hashicorp/hcl decodes them):
+ *
+ *   key = "string" | 123 | 0644 | true | [ ... ] | { ... }
+ *   key { ... }                    (a block: the same as key = { ... })
+ *   # comment, // comment, / * comment * /
+ *
+ * with spiffe-helper v0.11.0's keys.  An unknown key, a value of the wrong
+ * type or a syntax error is an error "FILE:LINE: why".
+ */
+#ifndef CUBEID_AGENT_HELPER_H
+#define CUBEID_AGENT_HELPER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define HELPER_CONFIG_MAX    (1u << 20) /* bytes of a config file */
+#define HELPER_JWT_SVIDS_MAX 64
+
+struct helper_jwt {
+	char *audience; /* jwt_audience */
+	char **extra;   /* jwt_extra_audiences */
+	size_t n_extra;
+	char *file; /* jwt_svid_file_name */
+};
+
+struct helper_config {
+	char *agent_address; /* NULL: $SPIFFE_ENDPOINT_SOCKET, ... (see helper_config_finish) */
+	char *cert_dir;      /* NULL: the current directory */
+	char *svid_file_name, *svid_key_file_name, *svid_bundle_file_name;
+	struct helper_jwt *jwt;
+	size_t n_jwt;
+	char *jwt_bundle_file_name;
+	char *cmd, *cmd_args;
+	char *renew_signal;
+	char *pid_file_name;
+	int daemon_mode; /* -1 unset (default true), 0, 1 */
+	long cert_file_mode, key_file_mode, jwt_bundle_file_mode, jwt_svid_file_mode;
+	bool add_intermediates_to_bundle, include_federated_domains, omit_expired;
+	char *hint;
+	bool health_listener_enabled;
+	long health_bind_port;
+	char *health_liveness_path, *health_readiness_path;
+};
+
+/* Parse buf[0..len) (name is used in messages).  On error *err is
+ * "NAME:LINE: why" (caller frees) and the result CUBEID_ERR_CONFIG (or
+ * _TOO_LARGE, _NOMEM). */
+int helper_config_parse(const char *buf, size_t len, const char *name, struct helper_config **out,
+                        char **err);
+/* Apply spiffe-helper's defaults and checks (ValidateConfig): the agent
+ * address from the environment, file modes 0644/0600/0600/0600, the
+ * all-or-none X.509 names, pid_file_name needs renew_signal and daemon
+ * mode, at least one output.  *err as above. */
+int helper_config_finish(struct helper_config *c, char **err);
+void helper_config_free(struct helper_config *c);
+
+#endif

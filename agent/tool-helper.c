@@ -1,0 +1,824 @@
+/*
+ * `cubeid helper`: a drop-in for spiffe-helper.  It reads spiffe-helper's
+ * own configuration file (agent/helper-config.c) and its flags (-config
+ * FILE, -daemon-mode=BOOL), talks to any Workload API socket (cubeid-agent
+ * or SPIRE's agent), and writes the same files, but as one atomic set
+ * (<cubeid/atomic-dir.h>): a reader never sees a certificate of one SVID
+ * with the key of another, or a half-written file.
+ *
+ * Daemon mode: one thread follows the FetchX509SVID stream, one the
+ * FetchJWTBundles stream, one renews the JWT-SVIDs at half their life (as
+ * spiffe-helper does); every change rewrites the whole set.  After each
+ * X.509 update it starts cmd (cmd_args split as spiffe-helper splits them,
+ * no shell) the first time and sends renew_signal to it afterwards, and
+ * signals the pid in pid_file_name, as spiffe-helper does.
+ */
+#include "config.h"
+
+#include "agent/agent.h"
+#include "agent/helper.h"
+#include "agent/tool.h"
+#include "agent/workload.pb-c.h"
+
+#include <cubeid/atomic-dir.h>
+#include <cubeid/log.h>
+#include <cubeid/workloadapi.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+TOOL_GROUP_DECLARE(helper);
+
+static int helper_run(struct tool_ctx *c);
+
+static const struct tool_opt run_opts[] = {
+        {"config", 0, "FILE",
+         "spiffe-helper's configuration file, unchanged (default helper.conf); also -config"},
+        {"daemon-mode", 0, "BOOL",
+         "true (the default): keep running and renew; false: write once and exit"},
+        {0},
+};
+
+const struct tool_cmd tool_helper_cmds[] = {
+        {"run", "[-config FILE] [-daemon-mode=BOOL]",
+         "a drop-in for spiffe-helper: SVIDs from a Workload API socket into files",
+         "Reads spiffe-helper's configuration file as it is (the same HCL keys:\n"
+         "agent_address, cert_dir, svid_file_name, svid_key_file_name,\n"
+         "svid_bundle_file_name, jwt_svids, jwt_bundle_file_name, cmd, cmd_args,\n"
+         "renew_signal, pid_file_name, daemon_mode, the *_file_mode keys,\n"
+         "add_intermediates_to_bundle, include_federated_domains, omit_expired, hint)\n"
+         "and spiffe-helper's flags, so 'cubeid helper -config helper.conf' replaces\n"
+         "'spiffe-helper -config helper.conf'.  An unknown key is an error with its line.\n"
+         "It works with any Workload API socket: cubeid-agent's or SPIRE's.\n"
+         "\n"
+         "Unlike spiffe-helper it writes all its files as one atomic set: a new\n"
+         "timestamped directory in cert_dir, fsynced, then a ..data symlink swapped\n"
+         "with rename(2), with svid.pem and the other names pointing through ..data.\n"
+         "File modes are applied on every write.  The JWT bundle file has\n"
+         "spiffe-helper's format: a JSON object from trust domain to base64 JWKS.\n"
+         "\n"
+         "With daemon_mode = false it writes once and exits (status 1 if it could\n"
+         "not).  In daemon mode it follows the agent's streams and rewrites the set\n"
+         "on every change; after each X.509 update it starts cmd with cmd_args (split\n"
+         "at spaces with \"quotes\", as spiffe-helper does; no shell) the first time\n"
+         "and sends it renew_signal afterwards, and sends renew_signal to the pid in\n"
+         "pid_file_name.  SIGTERM or SIGINT stops it.  'cubeid helper -config FILE' is\n"
+         "the same as 'cubeid helper run --config FILE'.",
+         run_opts, 0, helper_run},
+        {0},
+};
+
+/* ------------------------------------------------------------ state */
+
+enum { F_SVID, F_KEY, F_BUNDLE, F_JWT_BUNDLE, F_JWT0 };
+
+struct helper {
+	struct helper_config *c;
+	struct cubeid_wl_opts wo;
+	volatile int stop;
+	pthread_mutex_t mu;
+	/* the current outputs, by F_*: NULL until received */
+	uint8_t *buf[F_JWT0 + HELPER_JWT_SVIDS_MAX];
+	size_t len[F_JWT0 + HELPER_JWT_SVIDS_MAX];
+	int renew_sig;
+	pid_t child; /* cmd, 0 when not running */
+	char **cmd_argv;
+	unsigned writes;
+	bool write_failed;
+};
+
+static void
+set_buf(struct helper *h, int i, uint8_t *b, size_t len)
+{
+	if (h->buf[i] != NULL) {
+		OPENSSL_cleanse(h->buf[i], h->len[i]);
+		free(h->buf[i]);
+	}
+	h->buf[i] = b;
+	h->len[i] = len;
+}
+
+/* Write every output received so far as one set (under h->mu). */
+static int
+write_set_locked(struct helper *h)
+{
+	const struct helper_config *c = h->c;
+	struct cubeid_adir_file f[F_JWT0 + HELPER_JWT_SVIDS_MAX];
+	const char *why = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	if (c->svid_file_name != NULL && h->buf[F_SVID] != NULL) {
+		f[n++] = (struct cubeid_adir_file){c->svid_file_name, h->buf[F_SVID],
+		                                   h->len[F_SVID], (mode_t)c->cert_file_mode};
+		f[n++] = (struct cubeid_adir_file){c->svid_key_file_name, h->buf[F_KEY],
+		                                   h->len[F_KEY], (mode_t)c->key_file_mode};
+		f[n++] = (struct cubeid_adir_file){c->svid_bundle_file_name, h->buf[F_BUNDLE],
+		                                   h->len[F_BUNDLE], (mode_t)c->cert_file_mode};
+	}
+	if (c->jwt_bundle_file_name != NULL && h->buf[F_JWT_BUNDLE] != NULL)
+		f[n++] = (struct cubeid_adir_file){c->jwt_bundle_file_name, h->buf[F_JWT_BUNDLE],
+		                                   h->len[F_JWT_BUNDLE],
+		                                   (mode_t)c->jwt_bundle_file_mode};
+	for (i = 0; i < c->n_jwt; i++)
+		if (h->buf[F_JWT0 + i] != NULL)
+			f[n++] = (struct cubeid_adir_file){c->jwt[i].file, h->buf[F_JWT0 + i],
+			                                   h->len[F_JWT0 + i],
+			                                   (mode_t)c->jwt_svid_file_mode};
+	if (n == 0)
+		return CUBEID_OK;
+	rc = cubeid_adir_write(c->cert_dir != NULL && *c->cert_dir ? c->cert_dir : ".", f, n, NULL,
+	                       &why);
+	if (rc != CUBEID_OK) {
+		cubeid_error("writing %zu files to %s failed: %s (%s)", n,
+		             c->cert_dir != NULL ? c->cert_dir : ".", why, strerror(errno));
+		h->write_failed = true;
+		return rc;
+	}
+	h->writes++;
+	cubeid_info("wrote %zu files to %s", n, c->cert_dir != NULL ? c->cert_dir : ".");
+	return CUBEID_OK;
+}
+
+/* ------------------------------------------------------------ encoding */
+
+static int
+bio_take(BIO *b, bool secret, uint8_t **out, size_t *len)
+{
+	char *p;
+	long n = BIO_get_mem_data(b, &p);
+
+	*out = NULL;
+	*len = 0;
+	if (n < 0)
+		return CUBEID_ERR_CRYPTO;
+	if ((*out = malloc((size_t)n + 1)) == NULL)
+		return CUBEID_ERR_NOMEM;
+	(void)secret; /* the key's copy is wiped when it is replaced or freed */
+	memcpy(*out, p, (size_t)n);
+	*len = (size_t)n;
+	return CUBEID_OK;
+}
+
+/* Append the DER certificates in der[0..len) (skipping expired ones when
+ * omit) to b; start..end select by index (end < 0: all). */
+static int
+pem_certs(BIO *b, const uint8_t *der, size_t len, int start, int end, bool omit)
+{
+	const unsigned char *p = der, *e = der + len;
+	int i = 0;
+
+	while (p < e) {
+		X509 *x = d2i_X509(NULL, &p, (long)(e - p));
+		bool skip;
+
+		if (x == NULL)
+			return CUBEID_ERR_X509;
+		skip = i < start || (end >= 0 && i >= end) ||
+		       (omit && X509_cmp_current_time(X509_get0_notAfter(x)) < 0);
+		if (!skip && PEM_write_bio_X509(b, x) != 1) {
+			X509_free(x);
+			return CUBEID_ERR_CRYPTO;
+		}
+		X509_free(x);
+		i++;
+	}
+	return CUBEID_OK;
+}
+
+static const char *
+td_name(const char *id)
+{
+	return strncmp(id, "spiffe://", 9) == 0 ? id + 9 : id;
+}
+
+/* The X.509 files from a FetchX509SVID message, as spiffe-helper's
+ * disk.WriteX509Context makes them. */
+static int
+x509_files(const struct helper_config *c, const struct cubeid_wl_x509 *x, uint8_t **svid,
+           size_t *svid_len, uint8_t **key, size_t *key_len, uint8_t **bundle, size_t *bundle_len)
+{
+	const struct cubeid_wl_x509svid *s = NULL;
+	BIO *bc = NULL, *bk = NULL, *bb = NULL;
+	size_t i, tdlen;
+	const char *td;
+	int rc = CUBEID_ERR_NOMEM;
+
+	for (i = 0; i < x->n_svids && s == NULL; i++)
+		if (c->hint == NULL || *c->hint == '\0' || strcmp(x->svids[i].hint, c->hint) == 0)
+			s = &x->svids[i];
+	if (s == NULL) {
+		cubeid_error("no X.509-SVID %s%s%s", c->hint ? "with the hint '" : "in the message",
+		             c->hint ? c->hint : "", c->hint ? "'" : "");
+		return CUBEID_ERR_NOT_FOUND;
+	}
+	td = td_name(s->spiffe_id);
+	tdlen = strcspn(td, "/");
+	if ((bc = BIO_new(BIO_s_mem())) == NULL || (bk = BIO_new(BIO_s_secmem())) == NULL ||
+	    (bb = BIO_new(BIO_s_mem())) == NULL)
+		goto out;
+	if (c->add_intermediates_to_bundle) {
+		if ((rc = pem_certs(bc, s->cert_chain, s->cert_chain_len, 0, 1, c->omit_expired)) !=
+		            CUBEID_OK ||
+		    (rc = pem_certs(bb, s->bundle, s->bundle_len, 0, -1, c->omit_expired)) !=
+		            CUBEID_OK ||
+		    (rc = pem_certs(bb, s->cert_chain, s->cert_chain_len, 1, -1,
+		                    c->omit_expired)) != CUBEID_OK)
+			goto out;
+	} else if ((rc = pem_certs(bc, s->cert_chain, s->cert_chain_len, 0, -1, c->omit_expired)) !=
+	                   CUBEID_OK ||
+	           (rc = pem_certs(bb, s->bundle, s->bundle_len, 0, -1, c->omit_expired)) !=
+	                   CUBEID_OK) {
+		goto out;
+	}
+	for (i = 0; c->include_federated_domains && i < x->n_federated; i++) {
+		const char *ftd = td_name(x->federated[i].trust_domain);
+		if (strlen(ftd) == tdlen && strncmp(ftd, td, tdlen) == 0)
+			continue;
+		if ((rc = pem_certs(bb, x->federated[i].data, x->federated[i].len, 0, -1,
+		                    c->omit_expired)) != CUBEID_OK)
+			goto out;
+	}
+	rc = CUBEID_ERR_CRYPTO;
+	if (PEM_write_bio(bk, "PRIVATE KEY", "", s->key, (long)s->key_len) <= 0)
+		goto out;
+	if ((rc = bio_take(bc, false, svid, svid_len)) != CUBEID_OK ||
+	    (rc = bio_take(bk, true, key, key_len)) != CUBEID_OK ||
+	    (rc = bio_take(bb, false, bundle, bundle_len)) != CUBEID_OK)
+		goto out;
+	cubeid_info("received X.509-SVID %s", s->spiffe_id);
+out:
+	BIO_free(bc);
+	BIO_free(bk);
+	BIO_free(bb);
+	return rc;
+}
+
+/* spiffe-helper's JWT bundle file: {"td": "base64(JWKS)", ...}. */
+static int
+jwt_bundle_json(const struct cubeid_wl_bundle *v, size_t n, uint8_t **out, size_t *len)
+{
+	json_t *o = json_object();
+	char *s, *b64;
+	size_t i;
+
+	*out = NULL;
+	if (o == NULL)
+		return CUBEID_ERR_NOMEM;
+	for (i = 0; i < n; i++) {
+		if (v[i].len > 4u << 20 || (b64 = malloc(4 * ((v[i].len + 2) / 3) + 1)) == NULL) {
+			json_decref(o);
+			return CUBEID_ERR_NOMEM;
+		}
+		EVP_EncodeBlock((unsigned char *)b64, v[i].data, (int)v[i].len);
+		json_object_set_new(o, td_name(v[i].trust_domain), json_string(b64));
+		free(b64);
+	}
+	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	if (s == NULL)
+		return CUBEID_ERR_NOMEM;
+	*out = (uint8_t *)s;
+	*len = strlen(s);
+	return CUBEID_OK;
+}
+
+/* The exp claim of a JWT (0 if it cannot be read). */
+static int64_t
+jwt_exp(const char *tok)
+{
+	const char *p = strchr(tok, '.'), *q;
+	unsigned char *raw = NULL;
+	char *b64 = NULL;
+	size_t n, i, pad;
+	int64_t exp = 0;
+	json_t *j;
+	int r;
+
+	if (p == NULL || (q = strchr(++p, '.')) == NULL || (n = (size_t)(q - p)) > 65536)
+		return 0;
+	pad = (4 - n % 4) % 4;
+	if ((b64 = malloc(n + pad + 1)) == NULL || (raw = malloc(n + 4)) == NULL)
+		goto out;
+	for (i = 0; i < n; i++)
+		b64[i] = p[i] == '-' ? '+' : p[i] == '_' ? '/' : p[i];
+	for (; i < n + pad; i++)
+		b64[i] = '=';
+	b64[i] = '\0';
+	if ((r = EVP_DecodeBlock(raw, (unsigned char *)b64, (int)(n + pad))) < 0)
+		goto out;
+	if ((j = json_loadb((char *)raw, (size_t)r - pad, 0, NULL)) != NULL) {
+		json_t *e = json_object_get(j, "exp");
+		if (json_is_integer(e))
+			exp = (int64_t)json_integer_value(e);
+		json_decref(j);
+	}
+out:
+	free(b64);
+	free(raw);
+	return exp;
+}
+
+/* ------------------------------------------------------------ after an update */
+
+/* cmd with no '/' is looked up in $PATH, as Go's exec.Command does. */
+static char *
+find_program(const char *cmd)
+{
+	const char *path = getenv("PATH"), *p, *e;
+	char buf[PATH_MAX];
+
+	if (strchr(cmd, '/') != NULL)
+		return strdup(cmd);
+	for (p = path != NULL ? path : "/usr/bin:/bin"; *p != '\0'; p = *e ? e + 1 : e) {
+		e = strchr(p, ':');
+		if (e == NULL)
+			e = p + strlen(p);
+		if (e > p &&
+		    snprintf(buf, sizeof(buf), "%.*s/%s", (int)(e - p), p, cmd) <
+		            (int)sizeof(buf) &&
+		    access(buf, X_OK) == 0)
+			return strdup(buf);
+	}
+	return NULL;
+}
+
+/* After an X.509 update (under h->mu). */
+static void
+after_update_locked(struct helper *h)
+{
+	const struct helper_config *c = h->c;
+	struct timespec d;
+	pid_t pid;
+	int i, rc;
+
+	if (!c->daemon_mode)
+		return;
+	if (c->cmd != NULL && *c->cmd != '\0') {
+		if (h->child == 0) {
+			char *prog = find_program(c->cmd);
+			if (prog == NULL) {
+				cubeid_error("cmd '%s' not found in PATH", c->cmd);
+			} else {
+				free(h->cmd_argv[0]);
+				h->cmd_argv[0] = prog;
+				if (deliver_spawn(h->cmd_argv, &h->child) != CUBEID_OK)
+					cubeid_error("cannot start cmd %s: %s", prog,
+					             strerror(errno));
+				else
+					cubeid_notice("started cmd %s (pid %ld)", prog,
+					              (long)h->child);
+			}
+		} else if (h->renew_sig > 0 && kill(h->child, h->renew_sig) != 0) {
+			cubeid_error("cannot signal cmd (pid %ld): %s", (long)h->child,
+			             strerror(errno));
+		}
+	}
+	if (c->pid_file_name != NULL && *c->pid_file_name != '\0') {
+		/* spiffe-helper's backoff: 100 ms, doubling, 10 tries */
+		for (i = 0; i < 10; i++) {
+			if ((rc = deliver_pid_file_read(c->pid_file_name, &pid)) == CUBEID_OK &&
+			    kill(pid, h->renew_sig) == 0) {
+				cubeid_info("sent signal %d to pid %ld from %s", h->renew_sig,
+				            (long)pid, c->pid_file_name);
+				return;
+			}
+			d.tv_sec = (100L << i) / 1000;
+			d.tv_nsec = ((100L << i) % 1000) * 1000000L;
+			if (h->stop)
+				break;
+			nanosleep(&d, NULL);
+		}
+		cubeid_error("cannot signal the pid in %s: %s", c->pid_file_name,
+		             rc != CUBEID_OK ? cubeid_strerror(rc) : strerror(errno));
+	}
+}
+
+/* ------------------------------------------------------------ threads */
+
+static void
+sleep_ms(struct helper *h, long ms)
+{
+	struct timespec d = {0, 50 * 1000 * 1000};
+
+	for (; ms > 0 && !h->stop; ms -= 50)
+		nanosleep(&d, NULL);
+}
+
+static int
+on_x509(const struct cubeid_wl_x509 *x, void *arg)
+{
+	struct helper *h = arg;
+	uint8_t *s = NULL, *k = NULL, *b = NULL;
+	size_t sl = 0, kl = 0, bl = 0;
+
+	if (x509_files(h->c, x, &s, &sl, &k, &kl, &b, &bl) != CUBEID_OK)
+		return 0; /* keep the old files; the next message may do */
+	pthread_mutex_lock(&h->mu);
+	set_buf(h, F_SVID, s, sl);
+	set_buf(h, F_KEY, k, kl);
+	set_buf(h, F_BUNDLE, b, bl);
+	if (write_set_locked(h) == CUBEID_OK)
+		after_update_locked(h);
+	pthread_mutex_unlock(&h->mu);
+	return 0;
+}
+
+static void *
+x509_thread(void *arg)
+{
+	struct helper *h = arg;
+	struct cubeid_wl_status st;
+	long backoff = 1000;
+	int rc;
+
+	while (!h->stop) {
+		rc = cubeid_wl_watch_x509(&h->wo, on_x509, h, &h->stop, &st);
+		if (h->stop)
+			break;
+		cubeid_error("the X.509-SVID stream ended: %s%s%s; again in %ld ms",
+		             cubeid_strerror(rc), st.message[0] ? ": " : "", st.message, backoff);
+		sleep_ms(h, backoff);
+		backoff = backoff < 30000 ? backoff * 2 : 30000;
+	}
+	return NULL;
+}
+
+static int
+on_jwt_bundles(const uint8_t *msg, size_t len, void *arg)
+{
+	struct helper *h = arg;
+	JWTBundlesResponse *m = jwtbundles_response__unpack(NULL, len, msg);
+	struct cubeid_wl_bundle *v;
+	uint8_t *out = NULL;
+	size_t i, n = 0, olen = 0;
+
+	if (m == NULL)
+		return CUBEID_ERR_PROTOCOL;
+	if ((v = calloc(m->n_bundles + 1, sizeof(*v))) != NULL) {
+		for (i = 0; i < m->n_bundles; i++, n++) {
+			v[i].trust_domain = m->bundles[i]->key;
+			v[i].data = m->bundles[i]->value.data;
+			v[i].len = m->bundles[i]->value.len;
+		}
+		if (jwt_bundle_json(v, n, &out, &olen) == CUBEID_OK) {
+			pthread_mutex_lock(&h->mu);
+			set_buf(h, F_JWT_BUNDLE, out, olen);
+			write_set_locked(h);
+			pthread_mutex_unlock(&h->mu);
+			cubeid_info("JWT bundle updated (%zu trust domains)", n);
+		}
+		free(v);
+	}
+	jwtbundles_response__free_unpacked(m, NULL);
+	return 0;
+}
+
+static void *
+jwt_bundle_thread(void *arg)
+{
+	struct helper *h = arg;
+	struct cubeid_wl_status st;
+	long backoff = 1000;
+	int rc;
+
+	while (!h->stop) {
+		rc = cubeid_wl_call(&h->wo, "/SpiffeWorkloadAPI/FetchJWTBundles",
+		                    (const uint8_t *)"", 0, on_jwt_bundles, h, &h->stop, &st);
+		if (h->stop)
+			break;
+		cubeid_error("the JWT bundle stream ended: %s%s%s; again in %ld ms",
+		             cubeid_strerror(rc), st.message[0] ? ": " : "", st.message, backoff);
+		sleep_ms(h, backoff);
+		backoff = backoff < 30000 ? backoff * 2 : 30000;
+	}
+	return NULL;
+}
+
+/* Fetch JWT-SVID i into h (under no lock); *exp gets its expiry. */
+static int
+fetch_jwt(struct helper *h, size_t i, int64_t *exp)
+{
+	const struct helper_jwt *j = &h->c->jwt[i];
+	const char *aud[1 + 64];
+	struct cubeid_wl_status st;
+	struct cubeid_wl_jwt *out = NULL;
+	const char *tok = NULL;
+	size_t k, na = 0;
+	uint8_t *b;
+	int rc;
+
+	*exp = 0;
+	aud[na++] = j->audience;
+	for (k = 0; k < j->n_extra && na < 65; k++)
+		aud[na++] = j->extra[k];
+	if ((rc = cubeid_wl_fetch_jwt(&h->wo, aud, na, NULL, &out, &st)) != CUBEID_OK) {
+		cubeid_error("FetchJWTSVID for %s: %s%s%s", j->audience, cubeid_strerror(rc),
+		             st.message[0] ? ": " : "", st.message);
+		return rc;
+	}
+	for (k = 0; k < out->n && tok == NULL; k++)
+		if (h->c->hint == NULL || *h->c->hint == '\0' ||
+		    strcmp(out->svids[k].hint, h->c->hint) == 0)
+			tok = out->svids[k].token;
+	if (tok == NULL || (b = (uint8_t *)strdup(tok)) == NULL) {
+		cubeid_wl_jwt_free(out);
+		return CUBEID_ERR_NOT_FOUND;
+	}
+	*exp = jwt_exp(tok);
+	pthread_mutex_lock(&h->mu);
+	set_buf(h, F_JWT0 + (int)i, b, strlen(tok));
+	pthread_mutex_unlock(&h->mu);
+	cubeid_wl_jwt_free(out);
+	return CUBEID_OK;
+}
+
+static void *
+jwt_thread(void *arg)
+{
+	struct helper *h = arg;
+	int64_t *due = calloc(h->c->n_jwt, sizeof(*due)), exp, now;
+	long *backoff = calloc(h->c->n_jwt, sizeof(*backoff));
+	size_t i;
+	bool changed;
+
+	if (due == NULL || backoff == NULL) {
+		free(due);
+		free(backoff);
+		return NULL;
+	}
+	while (!h->stop) {
+		changed = false;
+		for (i = 0; i < h->c->n_jwt; i++) {
+			now = (int64_t)time(NULL) * 1000;
+			if (now < due[i])
+				continue;
+			if (fetch_jwt(h, i, &exp) == CUBEID_OK) {
+				changed = true;
+				backoff[i] = 0;
+				/* spiffe-helper: half the remaining life, plus 1 s */
+				due[i] = now + (exp > now / 1000 ? (exp - now / 1000) * 500 : 0) +
+				         1000;
+			} else {
+				backoff[i] = backoff[i] == 0      ? 1000
+				             : backoff[i] < 60000 ? backoff[i] * 2
+				                                  : 60000;
+				due[i] = now + backoff[i];
+			}
+		}
+		if (changed) {
+			pthread_mutex_lock(&h->mu);
+			write_set_locked(h);
+			pthread_mutex_unlock(&h->mu);
+		}
+		sleep_ms(h, 200);
+	}
+	free(due);
+	free(backoff);
+	return NULL;
+}
+
+/* ------------------------------------------------------------ modes */
+
+static int
+one_shot(struct helper *h)
+{
+	const struct helper_config *c = h->c;
+	struct cubeid_wl_status st;
+	struct cubeid_wl_x509 *x = NULL;
+	struct cubeid_wl_bundles *jb = NULL;
+	long wait = 10;
+	int64_t exp;
+	size_t i;
+	int rc = CUBEID_OK, attempt;
+
+	if (c->svid_file_name != NULL) {
+		/* an agent may answer PermissionDenied until it has minted */
+		for (attempt = 0;; attempt++) {
+			rc = cubeid_wl_fetch_x509(&h->wo, &x, &st);
+			if (rc == CUBEID_OK || attempt >= 6 ||
+			    (rc != CUBEID_ERR_PERMISSION && rc != CUBEID_ERR_UNAVAILABLE))
+				break;
+			sleep_ms(h, wait);
+			wait *= 5;
+		}
+		if (rc != CUBEID_OK) {
+			cubeid_error("FetchX509SVID: %s%s%s", cubeid_strerror(rc),
+			             st.message[0] ? ": " : "", st.message);
+			return rc;
+		}
+		{
+			uint8_t *s = NULL, *k = NULL, *b = NULL;
+			size_t sl = 0, kl = 0, bl = 0;
+			rc = x509_files(c, x, &s, &sl, &k, &kl, &b, &bl);
+			cubeid_wl_x509_free(x);
+			if (rc != CUBEID_OK)
+				return rc;
+			set_buf(h, F_SVID, s, sl);
+			set_buf(h, F_KEY, k, kl);
+			set_buf(h, F_BUNDLE, b, bl);
+		}
+	}
+	if (c->jwt_bundle_file_name != NULL) {
+		uint8_t *out = NULL;
+		size_t olen = 0;
+
+		if ((rc = cubeid_wl_fetch_jwt_bundles(&h->wo, &jb, &st)) != CUBEID_OK) {
+			cubeid_error("FetchJWTBundles: %s%s%s", cubeid_strerror(rc),
+			             st.message[0] ? ": " : "", st.message);
+			return rc;
+		}
+		rc = jwt_bundle_json(jb->v, jb->n, &out, &olen);
+		cubeid_wl_bundles_free(jb);
+		if (rc != CUBEID_OK)
+			return rc;
+		set_buf(h, F_JWT_BUNDLE, out, olen);
+	}
+	for (i = 0; i < c->n_jwt; i++)
+		if ((rc = fetch_jwt(h, i, &exp)) != CUBEID_OK)
+			return rc;
+	return write_set_locked(h);
+}
+
+static int
+daemon_mode(struct helper *h)
+{
+	pthread_t th[3];
+	bool started[3] = {false, false, false};
+	siginfo_t si;
+	struct timespec tick = {0, 200 * 1000 * 1000};
+	sigset_t mask;
+	int i, st;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGCHLD);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	if (h->c->svid_file_name != NULL)
+		started[0] = pthread_create(&th[0], NULL, x509_thread, h) == 0;
+	if (h->c->jwt_bundle_file_name != NULL)
+		started[1] = pthread_create(&th[1], NULL, jwt_bundle_thread, h) == 0;
+	if (h->c->n_jwt > 0)
+		started[2] = pthread_create(&th[2], NULL, jwt_thread, h) == 0;
+	cubeid_notice("cubeid helper: daemon mode, agent %s, files in %s", h->wo.socket,
+	              h->c->cert_dir != NULL ? h->c->cert_dir : ".");
+	while (!h->stop) {
+		int sig = sigtimedwait(&mask, &si, &tick);
+		if (sig == SIGTERM || sig == SIGINT) {
+			cubeid_notice("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			h->stop = 1;
+		}
+		pthread_mutex_lock(&h->mu);
+		if (h->child > 0 && waitpid(h->child, &st, WNOHANG) == h->child) {
+			cubeid_notice("cmd (pid %ld) exited with status %d; it starts again on "
+			              "the next update",
+			              (long)h->child, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+			h->child = 0;
+		}
+		pthread_mutex_unlock(&h->mu);
+	}
+	for (i = 0; i < 3; i++)
+		if (started[i])
+			pthread_join(th[i], NULL);
+	return CUBEID_OK;
+}
+
+static int
+helper_run(struct tool_ctx *tc)
+{
+	const char *path = tool_opt(tc, "config"), *dm = tool_opt(tc, "daemon-mode");
+	struct helper h;
+	char *buf = NULL, *err = NULL;
+	size_t len = 0;
+	FILE *f;
+	int rc, i;
+
+	memset(&h, 0, sizeof(h));
+	pthread_mutex_init(&h.mu, NULL);
+	if (path == NULL)
+		path = "helper.conf";
+	if (dm != NULL && strcmp(dm, "true") != 0 && strcmp(dm, "false") != 0 &&
+	    strcmp(dm, "1") != 0 && strcmp(dm, "0") != 0)
+		return tool_usage_error(tc, "--daemon-mode takes true or false, not '%s'", dm);
+	if ((f = fopen(path, "re")) == NULL)
+		return tool_fail(errno == ENOENT ? CUBEID_ERR_NOT_FOUND : CUBEID_ERR_IO,
+		                 "cannot read %s", path);
+	if ((buf = malloc(HELPER_CONFIG_MAX + 1)) == NULL) {
+		fclose(f);
+		return tool_fail(CUBEID_ERR_NOMEM, "%s", path);
+	}
+	len = fread(buf, 1, HELPER_CONFIG_MAX + 1, f);
+	fclose(f);
+	rc = helper_config_parse(buf, len, path, &h.c, &err);
+	free(buf);
+	if (rc == CUBEID_OK && dm != NULL)
+		h.c->daemon_mode = strcmp(dm, "true") == 0 || strcmp(dm, "1") == 0;
+	if (rc == CUBEID_OK && (rc = helper_config_finish(h.c, &err)) != CUBEID_OK) {
+		char *e2 = NULL;
+		if (err != NULL && asprintf(&e2, "%s: %s", path, err) > 0) {
+			free(err);
+			err = e2;
+		}
+	}
+	if (rc != CUBEID_OK) {
+		tool_err("invalid configuration: %s", err != NULL ? err : cubeid_strerror(rc));
+		free(err);
+		helper_config_free(h.c);
+		return TOOL_EXIT_USAGE;
+	}
+	if (cubeid_log_get_level() < CUBEID_LOG_INFO && !tc->quiet && tc->verbose > 0)
+		cubeid_log_set_level(CUBEID_LOG_INFO);
+	h.wo.socket = h.c->agent_address;
+	h.renew_sig = h.c->renew_signal != NULL && *h.c->renew_signal
+	                      ? deliver_signal_parse(h.c->renew_signal)
+	                      : 0;
+	if (h.c->daemon_mode && h.c->cmd != NULL && *h.c->cmd != '\0' &&
+	    (rc = deliver_split_args(h.c->cmd, h.c->cmd_args, &h.cmd_argv)) != CUBEID_OK) {
+		tool_err("invalid configuration: cmd_args: %s", cubeid_strerror(rc));
+		helper_config_free(h.c);
+		return TOOL_EXIT_USAGE;
+	}
+	if (!h.c->daemon_mode &&
+	    ((h.c->cmd != NULL && *h.c->cmd) || (h.c->renew_signal != NULL && *h.c->renew_signal)))
+		cubeid_warn("cmd and renew_signal are ignored when daemon_mode is false");
+	{
+		unsigned removed = 0;
+		const char *why = NULL;
+		const char *dir = h.c->cert_dir != NULL && *h.c->cert_dir ? h.c->cert_dir : ".";
+		if (cubeid_adir_cleanup(dir, &removed, &why) != CUBEID_OK)
+			cubeid_warn("cleaning %s: %s", dir, why);
+		else if (removed > 0)
+			cubeid_notice("removed %u leftovers of an interrupted update in %s",
+			              removed, dir);
+	}
+	rc = h.c->daemon_mode ? daemon_mode(&h) : one_shot(&h);
+	for (i = 0; i < F_JWT0 + HELPER_JWT_SVIDS_MAX; i++)
+		set_buf(&h, i, NULL, 0);
+	deliver_argv_free(h.cmd_argv);
+	helper_config_free(h.c);
+	pthread_mutex_destroy(&h.mu);
+	if (rc != CUBEID_OK)
+		return tool_exit_code(rc);
+	return TOOL_EXIT_OK;
+}
+
+/* spiffe-helper's Go flags (-config FILE, -config=FILE, -daemon-mode=false,
+ * -version) become ours; `cubeid helper [flags]` is `cubeid helper run`. */
+int
+tool_helper(int argc, char **argv)
+{
+	char **v;
+	int i, n = 0, r, start = 1;
+
+	if (argc >= 2 && strcmp(argv[1], "run") == 0)
+		start = 2;
+	else if (argc >= 2 && argv[1][0] != '-')
+		return tool_dispatch("helper", tool_helper_cmds, argc, argv);
+	if ((v = calloc((size_t)argc * 2 + 3, sizeof(*v))) == NULL)
+		return TOOL_EXIT_FAILURE;
+	v[n++] = argv[0];
+	v[n++] = (char *)"run";
+	for (i = start; i < argc; i++) {
+		const char *a = argv[i];
+		const char *b = a[0] == '-' && a[1] == '-' ? a + 2 : a[0] == '-' ? a + 1 : NULL;
+
+		if (b != NULL && strcmp(b, "config") == 0) {
+			v[n++] = (char *)"--config";
+		} else if (b != NULL && strncmp(b, "config=", 7) == 0) {
+			v[n++] = (char *)"--config";
+			v[n++] = (char *)b + 7;
+		} else if (b != NULL && strcmp(b, "daemon-mode") == 0) {
+			v[n++] = (char *)"--daemon-mode=true";
+		} else if (b != NULL && strncmp(b, "daemon-mode=", 12) == 0) {
+			v[n++] = (char *)"--daemon-mode";
+			v[n++] = (char *)b + 12;
+		} else if (b != NULL && (strcmp(b, "version") == 0)) {
+			v[n++] = (char *)"--version";
+		} else if (b != NULL && (strcmp(b, "help") == 0 || strcmp(b, "h") == 0)) {
+			v[n++] = (char *)"--help";
+		} else {
+			v[n++] = argv[i];
+		}
+	}
+	v[n] = NULL;
+	r = tool_dispatch("helper", tool_helper_cmds, n, v);
+	free(v);
+	return r;
+}

@@ -1,0 +1,48 @@
+/*
+ * libFuzzer target: spiffe-helper's configuration files (the HCL subset of
+ * agent/helper-config.c), parsed and then checked as `cubeid helper` does,
+ * and spiffe-helper's cmd_args splitting.
+ */
+#include "config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent.h"
+#include "agent/helper.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct helper_config *c = NULL;
+	char *err = NULL, *s, **argv = NULL;
+	int r;
+
+	r = helper_config_parse((const char *)data, size, "fuzz.conf", &c, &err);
+	if (r == 0) {
+		if (err != NULL)
+			abort(); /* success never leaves an error */
+		r = helper_config_finish(c, &err);
+		if (r != 0 && err == NULL)
+			abort();
+	} else if (c != NULL) {
+		abort(); /* failure never leaves a result */
+	}
+	free(err);
+	helper_config_free(c);
+
+	/* the same bytes as cmd_args */
+	if ((s = malloc(size + 1)) == NULL)
+		return 0;
+	memcpy(s, data, size);
+	s[size] = '\0';
+	if (deliver_split_args("cmd", s, &argv) == 0 && (argv == NULL || argv[0] == NULL))
+		abort();
+	deliver_argv_free(argv);
+	free(s);
+	return 0;
+}
