@@ -30,6 +30,7 @@
 	X(entry, "registration entries: list, show, and check a process against them") \
 	X(picod, "PicoD tokens for AgentCube's JWT mode: mint, public key, rotate, verify") \
 	X(helper, "a drop-in for spiffe-helper: SVIDs from a Workload API into files, atomically") \
+	X(oidc, "Keycloak: tokens without shared secrets, token exchange, verification") \
 	/* end of the group table */
 // clang-format on
 

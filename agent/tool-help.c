@@ -53,6 +53,7 @@ static const struct doc_pair exit_docs[] = {
               "missing or rejected"},
         {"4", "not found: no key matches"},
         {"5", "unsupported: the token or this build cannot do it"},
+        {"6", "forbidden: a valid credential lacks the role asked for (oidc verify --role)"},
         {NULL, NULL},
 };
 

@@ -35,6 +35,7 @@
 #define TOOL_EXIT_TOKEN       3 /* module, token selection, PIN or login */
 #define TOOL_EXIT_NOT_FOUND   4 /* the named key (or file) does not exist */
 #define TOOL_EXIT_UNSUPPORTED 5 /* the token or this build cannot do it */
+#define TOOL_EXIT_FORBIDDEN   6 /* a valid credential lacks a required role */
 
 /* Longest option list a command may have (not counting common options). */
 #define TOOL_MAX_OPTS 24

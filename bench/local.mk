@@ -86,3 +86,17 @@ bench-tls: bench/tls$(EXEEXT)
 	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' '$(abs_top_builddir)/bench/tls$(EXEEXT)' $(BENCH_TLS_ARGS)
 
 .PHONY: bench-tls
+
+# oidc-verify: Keycloak token verification with a warm JWKS cache against
+# raw OpenSSL verify (issue 7; target ratio >= 0.9).
+noinst_PROGRAMS += bench/oidc-verify
+bench_oidc_verify_SOURCES = bench/oidc-verify.c
+bench_oidc_verify_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS)
+bench_oidc_verify_LDADD = libcubeid.la $(OPENSSL_LIBS) $(JANSSON_LIBS) $(LIBS)
+TESTS += bench/oidc-verify-smoke.sh
+EXTRA_DIST += bench/oidc-verify-smoke.sh
+
+bench: bench-oidc-verify
+bench-oidc-verify: bench/oidc-verify$(EXEEXT)
+	'$(abs_top_builddir)/bench/oidc-verify$(EXEEXT)' $(BENCH_ARGS)
+.PHONY: bench-oidc-verify

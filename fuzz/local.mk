@@ -91,3 +91,12 @@ fuzz_fuzz_helper_config_SOURCES = fuzz/fuzz-helper-config.c
 fuzz_fuzz_helper_config_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(YAML_CFLAGS)
 fuzz_fuzz_helper_config_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_helper_config_LDADD = libagent.la $(FUZZ_LIBS) $(YAML_LIBS) $(LIBCURL_LIBS)
+
+# OIDC: discovery documents, policy tables and access tokens (keycloak/).
+if ENABLE_FUZZING
+noinst_PROGRAMS += fuzz/fuzz-oidc
+endif
+fuzz_fuzz_oidc_SOURCES = fuzz/fuzz-oidc.c
+fuzz_fuzz_oidc_CFLAGS = $(FUZZ_COMPILE_FLAGS)
+fuzz_fuzz_oidc_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_oidc_LDADD = $(FUZZ_LIBS) $(LIBCURL_LIBS)
