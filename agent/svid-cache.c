@@ -597,6 +597,25 @@ struct jwt_job {
 	double secs; /* time in the worker, for the metrics */
 };
 
+/* 16 random bytes for a jti, from a per-thread pool: RAND_bytes() costs
+ * about as much for 16 bytes as for 1 KiB (a jti is not a secret; it only
+ * has to be unique). */
+static int
+jti_random(uint8_t out[16])
+{
+	static __thread uint8_t pool[1024];
+	static __thread size_t left;
+
+	if (left < 16) {
+		if (RAND_bytes(pool, sizeof(pool)) != 1)
+			return -1;
+		left = sizeof(pool);
+	}
+	memcpy(out, pool + sizeof(pool) - left, 16);
+	left -= 16;
+	return 0;
+}
+
 static void
 jwt_job_run(void *arg)
 {
@@ -610,7 +629,7 @@ jwt_job_run(void *arg)
 	if ((rc = cubeid_spiffe_id_parse(j->it->spiffe_id, strlen(j->it->spiffe_id), &id, NULL)) !=
 	    CUBEID_OK)
 		goto out;
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+	if (jti_random(rnd) != 0) {
 		rc = CUBEID_ERR_CRYPTO;
 		goto out;
 	}

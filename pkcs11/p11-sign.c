@@ -12,6 +12,7 @@
 
 #include <cubeid/log.h>
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,11 +203,36 @@ cubeid_key_sign_digest(const cubeid_key *key, cubeid_sig_alg alg, const uint8_t 
 	return CUBEID_OK;
 }
 
+/* The digests, fetched once: EVP_sha256() and friends make OpenSSL 3
+ * fetch the implementation again on every EVP_Digest(), which cost more
+ * than hashing a JWT's signing input (bench/workload-api, callgrind). */
+static EVP_MD *md_fetched[3];
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+
+static void
+md_fetch(void)
+{
+	md_fetched[0] = EVP_MD_fetch(NULL, "SHA256", NULL);
+	md_fetched[1] = EVP_MD_fetch(NULL, "SHA384", NULL);
+	md_fetched[2] = EVP_MD_fetch(NULL, "SHA512", NULL);
+}
+
+/* cubeid_sig_alg_md(alg), prefetched when it could be. */
+static const EVP_MD *
+sig_alg_md_fetched(cubeid_sig_alg alg)
+{
+	const EVP_MD *md = cubeid_sig_alg_md(alg);
+	int i = md == EVP_sha256() ? 0 : md == EVP_sha384() ? 1 : md == EVP_sha512() ? 2 : -1;
+
+	pthread_once(&md_once, md_fetch);
+	return i >= 0 && md_fetched[i] != NULL ? md_fetched[i] : md;
+}
+
 int
 cubeid_key_sign(const cubeid_key *key, cubeid_sig_alg alg, const uint8_t *data, size_t data_len,
                 uint8_t *sig, size_t *sig_len)
 {
-	const EVP_MD *md = cubeid_sig_alg_md(alg);
+	const EVP_MD *md = sig_alg_md_fetched(alg);
 	uint8_t digest[EVP_MAX_MD_SIZE];
 	unsigned int dlen;
 
