@@ -66,10 +66,18 @@
 #define FRAME_MAX   (1 << 20) /* a bigger HTTP/2 frame from the agent is an error */
 #define AUD_LEN     96
 
-enum mode { MODE_RAW, MODE_CACHED, MODE_UNCACHED, MODE_CACHED_REUSE, MODE_UNCACHED_REUSE, N_MODES };
-static const char *const mode_names[N_MODES] = {"raw C_Sign", "cached, new conn",
-                                                "uncached, new conn", "cached, reused conn",
-                                                "uncached, reused conn"};
+enum mode {
+	MODE_RAW,
+	MODE_CACHED,
+	MODE_UNCACHED,
+	MODE_CACHED_REUSE,
+	MODE_UNCACHED_REUSE,
+	MODE_RAW_TOKEN,
+	N_MODES
+};
+static const char *const mode_names[N_MODES] = {
+        "raw C_Sign",          "cached, new conn",      "uncached, new conn",
+        "cached, reused conn", "uncached, reused conn", "raw C_Sign, token key"};
 
 struct cfg {
 	const char *socket; /* "unix:///path" or "/path" */
@@ -497,7 +505,8 @@ out:
 
 struct raw_ctx {
 	cubeid_token *tok;
-	cubeid_key *key;
+	cubeid_key *key;     /* a session object, as bench/token-sign */
+	cubeid_key *key_tok; /* a token object, as the agent's JWT key */
 	uint8_t digest[32];
 };
 
@@ -551,7 +560,7 @@ worker_main(void *arg)
 	int r;
 
 	o.conn = NULL;
-	if (w->mode == MODE_RAW) {
+	if (w->mode == MODE_RAW || w->mode == MODE_RAW_TOKEN) {
 		f = w->raw->tok->f;
 		rv = f->C_OpenSession(w->raw->tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
 		                      NULL, &s);
@@ -566,8 +575,13 @@ worker_main(void *arg)
 	while (w->err == 0 && worker_more(w)) {
 		switch (w->mode) {
 		case MODE_RAW:
+		case MODE_RAW_TOKEN:
 			len = sizeof(sig);
-			if ((rv = f->C_SignInit(s, &mech, p11_key_handle(w->raw->key))) != CKR_OK ||
+			if ((rv = f->C_SignInit(s, &mech,
+			                        p11_key_handle(w->mode == MODE_RAW
+			                                               ? w->raw->key
+			                                               : w->raw->key_tok))) !=
+			            CKR_OK ||
 			    (rv = f->C_Sign(s, (CK_BYTE_PTR)w->raw->digest, sizeof(w->raw->digest),
 			                    sig, &len)) != CKR_OK)
 				w->err = p11_err(rv);
@@ -687,6 +701,14 @@ raw_setup(struct th_token *th, struct raw_ctx *raw)
 		fprintf(stderr, "workload-api: key generation: %s\n", cubeid_strerror(r));
 		return 1;
 	}
+	/* SoftHSM2 re-reads a token object's file (and the token's generation
+	 * file) on every C_SignInit; the agent's JWT key is one */
+	ko.persistent = true;
+	snprintf(label, sizeof(label), "cubeid-bench-wl-tok-%ld", (long)getpid());
+	if ((r = cubeid_key_generate(raw->tok, &ko, &raw->key_tok)) != CUBEID_OK) {
+		fprintf(stderr, "workload-api: key generation: %s\n", cubeid_strerror(r));
+		return 1;
+	}
 	if (RAND_bytes(data, sizeof(data)) != 1 ||
 	    EVP_Digest(data, sizeof(data), raw->digest, &dlen, EVP_sha256(), NULL) != 1)
 		return 1;
@@ -717,14 +739,14 @@ bench_throughput(const struct cfg *c, const struct cubeid_wl_opts *o)
 	double ratio[MAX_ROUNDS], m[MAX_TCOUNTS][N_MODES], mr[MAX_TCOUNTS][N_MODES];
 	struct th_token th;
 	struct raw_ctx raw = {0};
-	bool mode_on[N_MODES] = {c->raw, true, c->uncached, true, c->uncached};
+	bool mode_on[N_MODES] = {c->raw, true, c->uncached, true, c->uncached, c->raw};
 	unsigned i;
 	unsigned round, ti, k;
 	enum mode mode;
 	int rc = 1;
 
 	for (i = 0; c->cases != 0 && i < N_MODES; i++)
-		if (i != MODE_RAW && !(c->cases & (1u << i)))
+		if (i != MODE_RAW && i != MODE_RAW_TOKEN && !(c->cases & (1u << i)))
 			mode_on[i] = false;
 	memset(&th, 0, sizeof(th));
 	memset(m, 0, sizeof(m));
@@ -771,18 +793,21 @@ bench_throughput(const struct cfg *c, const struct cubeid_wl_opts *o)
 		printf("  (%.1f s per case)\n", c->seconds);
 	else
 		printf("  (%lu calls per thread per case)\n", c->ops);
-	printf("  %-8s %12s", "threads", "raw C_Sign");
+	printf("  %-8s %12s %12s", "threads", "raw C_Sign", "raw,tok key");
 	for (k = 0; k < 4; k++)
 		printf(" %14s", head[k]);
 	printf("    (calls/s)\n");
 	for (ti = 0; ti < c->n_threads; ti++) {
-		char v[32];
+		char v[32], vt[32];
 
-		if (c->raw)
+		if (c->raw) {
 			snprintf(v, sizeof(v), "%.0f", m[ti][MODE_RAW]);
-		else
+			snprintf(vt, sizeof(vt), "%.0f", m[ti][MODE_RAW_TOKEN]);
+		} else {
 			snprintf(v, sizeof(v), "-");
-		printf("  %-8u %12s", c->threads[ti], v);
+			snprintf(vt, sizeof(vt), "-");
+		}
+		printf("  %-8u %12s %12s", c->threads[ti], v, vt);
 		for (k = 0; k < 4; k++) {
 			if (mode_on[shown[k]])
 				snprintf(v, sizeof(v), "%.0f", m[ti][shown[k]]);
@@ -793,12 +818,12 @@ bench_throughput(const struct cfg *c, const struct cubeid_wl_opts *o)
 		printf("\n");
 	}
 	if (c->raw) {
-		printf("  %-8s %12s", "", "");
+		printf("  %-8s %12s %12s", "", "", "");
 		for (k = 0; k < 4; k++)
 			printf(" %14s", head[k]);
 		printf("    (/ raw C_Sign, median of per-round ratios)\n");
 		for (ti = 0; ti < c->n_threads; ti++) {
-			printf("  %-8u %12s", c->threads[ti], "1");
+			printf("  %-8u %12s %12.3f", c->threads[ti], "1", mr[ti][MODE_RAW_TOKEN]);
 			for (k = 0; k < 4; k++) {
 				char v[32] = "-";
 
@@ -837,6 +862,9 @@ out:
 	if (raw.key != NULL && cubeid_key_is_persistent(raw.key))
 		cubeid_key_delete(raw.key);
 	cubeid_key_free(raw.key);
+	if (raw.key_tok != NULL)
+		cubeid_key_delete(raw.key_tok);
+	cubeid_key_free(raw.key_tok);
 	cubeid_token_free(raw.tok);
 	if (c->raw)
 		th_token_teardown(&th);
