@@ -17,6 +17,7 @@
 
 #include "agent/workload.pb-c.h"
 #include "common/grpc-frame.h"
+#include "common/pb-depth.h"
 
 #define WL_MAX_AUDIENCES    64
 #define WL_MAX_STRUCT_DEPTH 32
@@ -189,6 +190,7 @@ struct first_msg {
 	const ProtobufCMessageDescriptor *desc;
 	ProtobufCMessage *msg;
 	bool stream;
+	bool nested; /* a ValidateJWTSVIDResponse: bound its nesting first */
 };
 
 /* Keep the first message.  A stream is cancelled after it (its status is
@@ -201,6 +203,9 @@ first_msg_cb(const uint8_t *msg, size_t len, void *arg)
 
 	if (f->msg != NULL)
 		return CUBEID_ERR_PROTOCOL; /* a second message on a unary call */
+	/* protobuf-c recurses into nested messages without a limit */
+	if (f->nested && pb_validate_response_depth(msg, len, PB_STRUCT_MAX_DEPTH) != 0)
+		return CUBEID_ERR_PROTOCOL;
 	f->msg = protobuf_c_message_unpack(f->desc, NULL, len, msg);
 	if (f->msg == NULL)
 		return CUBEID_ERR_PROTOCOL;
@@ -212,7 +217,9 @@ call_first(const struct cubeid_wl_opts *o, const char *path, bool stream,
            const ProtobufCMessage *req, const ProtobufCMessageDescriptor *desc,
            ProtobufCMessage **out, struct cubeid_wl_status *st)
 {
-	struct first_msg f = {.desc = desc, .stream = stream};
+	struct first_msg f = {.desc = desc,
+	                      .stream = stream,
+	                      .nested = desc == &validate_jwtsvidresponse__descriptor};
 	size_t len = protobuf_c_message_get_packed_size(req);
 	uint8_t *buf;
 	int r;

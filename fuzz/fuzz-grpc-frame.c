@@ -2,7 +2,8 @@
  * libFuzzer target: the gRPC deframer (common/grpc-frame.c) fed arbitrary
  * bytes in arbitrary splits, every complete message run through the
  * protobuf-c unpackers of the Workload API requests the agent accepts (and
- * the responses the client reads), plus grpc-message and grpc-timeout
+ * the responses the client reads, the Struct-bearing one after the wire
+ * nesting check of common/pb-depth.c), plus grpc-message and grpc-timeout
  * decoding.  The first input byte picks the split size and the max length.
  */
 #include "config.h"
@@ -15,6 +16,7 @@
 
 #include "agent/workload.pb-c.h"
 #include "common/grpc-frame.h"
+#include "common/pb-depth.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -31,6 +33,7 @@ static void
 unpack_all(const uint8_t *msg, size_t len)
 {
 	size_t i;
+	int r;
 
 	for (i = 0; i < sizeof(descs) / sizeof(descs[0]); i++) {
 		ProtobufCMessage *m = protobuf_c_message_unpack(descs[i], NULL, len, msg);
@@ -45,9 +48,12 @@ unpack_all(const uint8_t *msg, size_t len)
 			protobuf_c_message_free_unpacked(m, NULL);
 		}
 	}
-	/* The Struct-bearing response only for small inputs (nesting depth
-	 * is bounded by the size; protobuf-c recurses). */
-	if (len <= 4096) {
+	/* The Struct-bearing response only once its nesting is bounded, as
+	 * the client does (protobuf-c recurses without a limit). */
+	r = pb_validate_response_depth(msg, len, PB_STRUCT_MAX_DEPTH);
+	if (r != 0 && r != CUBEID_ERR_TOO_LARGE && r != CUBEID_ERR_PARSE)
+		__builtin_trap();
+	if (r == 0) {
 		ValidateJWTSVIDResponse *v = validate_jwtsvidresponse__unpack(NULL, len, msg);
 
 		validate_jwtsvidresponse__free_unpacked(v, NULL);

@@ -25,6 +25,7 @@
 
 #include "agent/agent.h"
 #include "agent/workload.pb-c.h"
+#include "common/pb-depth.h"
 #include "tests/harness.h"
 
 /* ------------------------------------------------------------- toy handlers */
@@ -163,12 +164,92 @@ h_fetch_jwt_bundles(grpc_call *c, void *ctx)
 /* ValidateJWTSVID: always PermissionDenied, with a message that needs
  * percent-encoding (non-ASCII, '%', a newline). */
 #define DENY_MSG "no entry for caller \xc3\xa9 (100% sure)\n"
+
+/* Prepend bytes to a buffer filled from its end. */
+static void
+prepend(uint8_t *buf, size_t *pos, const void *p, size_t n)
+{
+	ck_assert_uint_ge(*pos, n);
+	*pos -= n;
+	memcpy(buf + *pos, p, n);
+}
+
+static void
+prepend_tag_len(uint8_t *buf, size_t *pos, uint8_t tag, size_t len)
+{
+	uint8_t v[11];
+	size_t n = 0;
+
+	v[n++] = tag;
+	do {
+		v[n++] = (uint8_t)((len & 0x7f) | (len >= 0x80 ? 0x80 : 0));
+		len >>= 7;
+	} while (len > 0);
+	prepend(buf, pos, v, n);
+}
+
+/* A serialized ValidateJWTSVIDResponse whose claims are {"a": ... {"a":
+ * true}} with `levels` objects, built on the wire from the inside out.
+ * *len gets its size; *pos where it starts in the returned buffer. */
+static uint8_t *
+nested_response(size_t levels, size_t *pos, size_t *len)
+{
+	static const char id[] = "spiffe://example.org/deep";
+	size_t cap = levels * 24 + 128, end, mark;
+	uint8_t *buf = malloc(cap);
+	size_t i;
+
+	ck_assert_ptr_nonnull(buf);
+	*pos = end = cap;
+	prepend(buf, pos, "\x20\x01", 2); /* Value{bool_value: true} */
+	for (i = 0; i < levels; i++) {
+		mark = *pos;
+		/* FieldsEntry{key: "a", value: V} */
+		prepend_tag_len(buf, pos, 0x12, end - mark);
+		prepend(buf, pos,
+		        "\x0a\x01"
+		        "a",
+		        3);
+		/* Struct{fields: [entry]} */
+		prepend_tag_len(buf, pos, 0x0a, end - *pos);
+		if (i + 1 < levels) /* Value{struct_value: S} */
+			prepend_tag_len(buf, pos, 0x2a, end - *pos);
+	}
+	prepend_tag_len(buf, pos, 0x12, end - *pos); /* claims */
+	prepend(buf, pos, id, sizeof(id) - 1);
+	prepend_tag_len(buf, pos, 0x0a, sizeof(id) - 1);
+	*len = end - *pos;
+	return buf;
+}
+
+/* ValidateJWTSVID: audience "deep" or "shallow" gets nested claims, any
+ * other PermissionDenied. */
 static void
 h_validate(grpc_call *c, void *ctx)
 {
+	ValidateJWTSVIDRequest *req;
+	const uint8_t *msg;
+	size_t len, pos, n = 0;
+	uint8_t *buf;
+
 	if (!has_security_header(c))
 		return;
-	grpc_call_finish(c, GRPC_PERMISSION_DENIED, DENY_MSG);
+	msg = grpc_call_request(c, &len);
+	if ((req = validate_jwtsvidrequest__unpack(NULL, len, msg)) != NULL) {
+		if (strcmp(req->audience, "deep") == 0)
+			n = 100000;
+		else if (strcmp(req->audience, "shallow") == 0)
+			n = 3;
+		validate_jwtsvidrequest__free_unpacked(req, NULL);
+	}
+	if (n == 0) {
+		grpc_call_finish(c, GRPC_PERMISSION_DENIED, DENY_MSG);
+		return;
+	}
+	buf = nested_response(n, &pos, &len);
+	grpc_call_send(c, buf + pos, len);
+	grpc_call_finish(c, GRPC_OK, NULL);
+	free(buf);
 }
 
 /* A stream whose one message carries a secret (as x509_svid_key): 32
@@ -383,6 +464,40 @@ START_TEST(test_status_and_encoded_message_reach_the_client)
 	ck_assert_ptr_null(v);
 	ck_assert_int_eq(st.code, GRPC_PERMISSION_DENIED);
 	ck_assert_str_eq(st.message, DENY_MSG);
+}
+END_TEST
+
+/* protobuf-c would recurse 300,000 deep unpacking this: the client
+ * refuses it from the wire bytes first, and takes a shallow one. */
+START_TEST(test_deeply_nested_claims_are_refused)
+{
+	struct cubeid_wl_status st;
+	struct cubeid_wl_validated *v = NULL;
+	size_t pos, len;
+	uint8_t *buf;
+
+	ck_assert_int_eq(cubeid_wl_validate_jwt(&fx.opts, "a.b.c", "deep", &v, &st),
+	                 CUBEID_ERR_PROTOCOL);
+	ck_assert_ptr_null(v);
+	ck_assert_int_eq(cubeid_wl_validate_jwt(&fx.opts, "a.b.c", "shallow", &v, &st), 0);
+	ck_assert_str_eq(v->spiffe_id, "spiffe://example.org/deep");
+	ck_assert_str_eq(v->claims_json, "{\"a\":{\"a\":{\"a\":true}}}");
+	cubeid_wl_validated_free(v);
+
+	/* the wire check itself: at the limit, one past it, broken input */
+	buf = nested_response(1, &pos, &len);
+	ck_assert_int_eq(pb_validate_response_depth(buf + pos, len, 3), 0);
+	ck_assert_int_eq(pb_validate_response_depth(buf + pos, len, 2), CUBEID_ERR_TOO_LARGE);
+	ck_assert_int_eq(pb_validate_response_depth(buf + pos, len - 1, 3), CUBEID_ERR_PARSE);
+	free(buf);
+	buf = nested_response(33, &pos, &len); /* 1 + 3 * 33 messages deep */
+	ck_assert_int_eq(pb_validate_response_depth(buf + pos, len, 99), 0);
+	ck_assert_int_eq(pb_validate_response_depth(buf + pos, len, 98), CUBEID_ERR_TOO_LARGE);
+	ck_assert_int_eq(pb_validate_response_depth(buf + pos, len, PB_STRUCT_MAX_DEPTH), 0);
+	free(buf);
+	ck_assert_int_eq(pb_validate_response_depth((const uint8_t *)"\x0b", 1, 10),
+	                 CUBEID_ERR_PARSE); /* a group */
+	ck_assert_int_eq(pb_validate_response_depth(NULL, 0, 10), 0);
 }
 END_TEST
 
@@ -907,6 +1022,7 @@ grpc_suite(void)
 	tcase_add_test(tc, test_socket_from_environment);
 	tcase_add_test(tc, test_missing_security_header_is_invalid_argument);
 	tcase_add_test(tc, test_status_and_encoded_message_reach_the_client);
+	tcase_add_test(tc, test_deeply_nested_claims_are_refused);
 	tcase_add_test(tc, test_unknown_method_is_unimplemented);
 	tcase_add_test(tc, test_stream_delivers_three_messages_in_order_and_cancel_frees_the_call);
 	tcase_add_test(tc, test_fetch_x509_returns_the_first_message);
