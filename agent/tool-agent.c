@@ -166,14 +166,49 @@ out:
 	return rc;
 }
 
+/* Write one SVID's three PEM files in dir: svid.pem, svid_key.pem and
+ * svid_bundle.pem, or with index > 0 svid.N.pem, svid_key.N.pem and
+ * svid_bundle.N.pem; the key first, so that a reader that sees the new
+ * certificate finds its key. */
 static int
-join_path(const char *dir, const char *name, char **out)
+write_svid(const char *dir, const struct cubeid_wl_x509svid *s, size_t index)
 {
-	if (asprintf(out, "%s/%s", dir, name) < 0) {
-		*out = NULL;
-		return CUBEID_ERR_NOMEM;
+	static const char *const names[3] = {"svid_key", "svid", "svid_bundle"};
+	static const mode_t modes[3] = {0600, 0644, 0644};
+	char *pem[3] = {NULL, NULL, NULL}, *path = NULL;
+	size_t len[3] = {0, 0, 0}, i;
+	int rc;
+
+	if ((rc = pkcs8_to_pem(s->key, s->key_len, &pem[0], &len[0])) != CUBEID_OK ||
+	    (rc = der_certs_to_pem(s->cert_chain, s->cert_chain_len, &pem[1], &len[1])) !=
+	            CUBEID_OK ||
+	    (rc = der_certs_to_pem(s->bundle, s->bundle_len, &pem[2], &len[2])) != CUBEID_OK) {
+		tool_err("FetchX509SVID: malformed SVID from the agent: %s", cubeid_strerror(rc));
+		goto out;
 	}
-	return CUBEID_OK;
+	for (i = 0; i < 3; i++) {
+		int n = index == 0 ? asprintf(&path, "%s/%s.pem", dir, names[i])
+		                   : asprintf(&path, "%s/%s.%zu.pem", dir, names[i], index);
+
+		if (n < 0) {
+			path = NULL;
+			rc = CUBEID_ERR_NOMEM;
+			goto out;
+		}
+		if ((rc = cubeid_atomic_write(path, pem[i], len[i], modes[i])) != CUBEID_OK) {
+			tool_err("cannot write %s: %s", path, cubeid_strerror(rc));
+			goto out;
+		}
+		free(path);
+		path = NULL;
+	}
+out:
+	free(path);
+	if (pem[0] != NULL)
+		OPENSSL_cleanse(pem[0], len[0]);
+	for (i = 0; i < 3; i++)
+		free(pem[i]);
+	return rc;
 }
 
 int
@@ -183,9 +218,7 @@ tool_agent_svid_fetch(struct tool_ctx *c)
 	struct cubeid_wl_status st;
 	struct cubeid_wl_opts o;
 	struct cubeid_wl_x509 *x = NULL;
-	const struct cubeid_wl_x509svid *s;
-	char *cert = NULL, *key = NULL, *bundle = NULL, *path = NULL;
-	size_t cert_len = 0, key_len = 0, bundle_len = 0;
+	size_t i;
 	int rc;
 
 	wl_opts(c, &o);
@@ -196,44 +229,19 @@ tool_agent_svid_fetch(struct tool_ctx *c)
 		rc = CUBEID_ERR_PROTOCOL;
 		goto out;
 	}
-	s = &x->svids[0];
-	if ((rc = der_certs_to_pem(s->cert_chain, s->cert_chain_len, &cert, &cert_len)) !=
-	            CUBEID_OK ||
-	    (rc = der_certs_to_pem(s->bundle, s->bundle_len, &bundle, &bundle_len)) != CUBEID_OK ||
-	    (rc = pkcs8_to_pem(s->key, s->key_len, &key, &key_len)) != CUBEID_OK) {
-		tool_err("FetchX509SVID: malformed SVID from the agent: %s", cubeid_strerror(rc));
-		goto out;
-	}
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		rc = CUBEID_ERR_IO;
 		tool_err("cannot create %s: %s", dir, strerror(errno));
 		goto out;
 	}
-	/* the key first: a reader that sees the new certificate finds its key */
-	if ((rc = join_path(dir, "svid_key.pem", &path)) != CUBEID_OK ||
-	    (rc = cubeid_atomic_write(path, key, key_len, 0600)) != CUBEID_OK)
-		goto werr;
-	free(path);
-	if ((rc = join_path(dir, "svid.pem", &path)) != CUBEID_OK ||
-	    (rc = cubeid_atomic_write(path, cert, cert_len, 0644)) != CUBEID_OK)
-		goto werr;
-	free(path);
-	if ((rc = join_path(dir, "svid_bundle.pem", &path)) != CUBEID_OK ||
-	    (rc = cubeid_atomic_write(path, bundle, bundle_len, 0644)) != CUBEID_OK)
-		goto werr;
-	if (!c->quiet)
-		printf("%s\n", s->spiffe_id);
-	goto out;
-werr:
-	tool_err("cannot write %s: %s", path != NULL ? path : dir, cubeid_strerror(rc));
-out:
-	free(path);
-	free(cert);
-	free(bundle);
-	if (key != NULL) {
-		OPENSSL_cleanse(key, key_len);
-		free(key);
+	/* every identity of the caller: the first under the usual names */
+	for (i = 0; i < x->n_svids; i++) {
+		if ((rc = write_svid(dir, &x->svids[i], i)) != CUBEID_OK)
+			goto out;
+		if (!c->quiet)
+			printf("%s\n", x->svids[i].spiffe_id);
 	}
+out:
 	cubeid_wl_x509_free(x);
 	return tool_exit_code(rc);
 }

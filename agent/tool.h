@@ -174,8 +174,11 @@ int tool_agent_bundle_fetch(struct tool_ctx *c);
 	 "Calls FetchX509SVID on the agent's socket and writes DIR/svid.pem (leaf,\n"              \
 	 "then intermediates), DIR/svid_key.pem (PKCS#8, mode 0600) and\n"                         \
 	 "DIR/svid_bundle.pem (the trust domain's roots), each replaced atomically, the\n"         \
-	 "key first.  Prints the SPIFFE ID.  The identity is the one the agent's\n"                \
-	 "entries give the calling process.",                                                      \
+	 "key first.  The identities are the ones the agent's entries give the calling\n"          \
+	 "process.  When there are several, the first (in the agent's order) goes to\n"           \
+	 "those names and the others to svid.N.pem, svid_key.N.pem and\n"                         \
+	 "svid_bundle.N.pem, N = 1, 2, ...  Prints each SPIFFE ID, one per line, in\n"            \
+	 "that order.",                                                                            \
 	 tool_agent_svid_fetch_opts, 0, tool_agent_svid_fetch}
 #define TOOL_AGENT_SVID_WATCH_CMD                                                                  \
 	{"watch", "[--socket S] [--updates N] [--timeout DURATION]",                                \

@@ -12,6 +12,7 @@
 #     root): PermissionDenied and no SVID written;
 #   - a short X.509-SVID TTL rotates: a later fetch gets a new serial;
 #   - SIGHUP reloads the entries (a new identity appears) and keeps serving;
+#     svid fetch then writes both SVIDs (the second to svid.1.pem etc.);
 #   - so does replacing the entries file, with no signal (inotify);
 #   - SIGTERM stops the agent with exit status 0 and removes the socket.
 set -u
@@ -170,6 +171,25 @@ kill -HUP "$pid"
 for _ in $(seq 1 100); do grep -q "reloaded" "$D/agent.err" && break; sleep 0.1; done
 assert "SIGHUP reloads" grep -q "reloaded: 1 entries" "$D/agent.err"
 check "still serving after SIGHUP" 0 "$cubeid" svid fetch --socket "$S" --out "$D/svid3"
+# two identities: both written, the second to the indexed names
+assert "svid fetch prints both SPIFFE IDs" [ "$(wc -l <"$D/out")" -eq 2 ]
+assert "svid fetch names the extra identity" grep -qx "spiffe://cluster.local/extra/$uid" "$D/out"
+for f in svid.pem svid_key.pem svid_bundle.pem svid.1.pem svid_key.1.pem svid_bundle.1.pem; do
+	assert "svid fetch wrote $f" [ -s "$D/svid3/$f" ]
+done
+assert "svid_key.1.pem is 0600" [ "$(stat -c %a "$D/svid3/svid_key.1.pem")" = 600 ]
+uris=$(for f in svid.pem svid.1.pem; do
+	openssl x509 -in "$D/svid3/$f" -noout -ext subjectAltName 2>/dev/null | grep -o 'spiffe://[^, ]*'
+done | sort | tr '\n' ' ')
+assert "the two certificates carry the two SPIFFE IDs ($uris)" \
+	[ "$uris" = "$(sort "$D/out" | tr '\n' ' ')" ]
+check "the second SVID verifies" 0 openssl verify -CAfile "$D/svid3/svid_bundle.1.pem" "$D/svid3/svid.1.pem"
+pub_of() { openssl pkey -in "$1" -pubout 2>/dev/null; }
+pubc_of() { openssl x509 -in "$1" -noout -pubkey 2>/dev/null; }
+assert "the second key matches the second certificate" \
+	[ "$(pub_of "$D/svid3/svid_key.1.pem")" = "$(pubc_of "$D/svid3/svid.1.pem")" ]
+assert "the two keys differ" \
+	[ "$(pub_of "$D/svid3/svid_key.1.pem")" != "$(pub_of "$D/svid3/svid_key.pem")" ]
 check "jwt fetch after SIGHUP" 0 "$cubeid" jwt fetch --aud z --socket "$S"
 assert "two identities now (two tokens)" [ "$(wc -l <"$D/out")" -eq 2 ]
 check "jwt fetch --spiffe-id picks one" 0 "$cubeid" jwt fetch --aud z --spiffe-id "spiffe://cluster.local/extra/$uid" --socket "$S"
