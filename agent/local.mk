@@ -188,3 +188,10 @@ tests_test_helper_config_SOURCES = tests/test-helper-config.c
 tests_test_helper_config_CFLAGS = $(TEST_CFLAGS)
 tests_test_helper_config_LDADD = libagent.la $(TEST_LIBS)
 TESTS += tests/test-helper-config
+
+# Against AgentCube's real PicoD (tests/picod-peer, built from the Go module
+# proxy by tests/lib/go-peers.sh), or the golang-jwt fallback verifier.
+TESTS += tests/picod-real.sh
+EXTRA_DIST += tests/picod-real.sh tests/picod-peer/go.mod tests/picod-peer/go.sum \
+	tests/picod-peer/main.go tests/picod-jwtcheck/go.mod tests/picod-jwtcheck/go.sum \
+	tests/picod-jwtcheck/main.go

@@ -190,6 +190,13 @@ interop_version() {
 	(cd "$interop_dir" && cat go.mod go.sum *.go) | sha256sum | cut -c1-16
 }
 
+# The PicoD peers (tests/picod-peer: AgentCube's pkg/picod; tests/picod-jwtcheck:
+# the golang-jwt fallback) are keyed like the checker, by their sources.
+src_version() {
+	[ -f "$1/go.mod" ] || die 1 "peer source not found in $1 (set CUBEID_SRCDIR)"
+	(cd "$1" && cat go.mod go.sum *.go 2>/dev/null) | sha256sum | cut -c1-16
+}
+
 tool_version() {
 	case $1 in
 	spiffe-helper) echo "$SPIFFE_HELPER_VERSION" ;;
@@ -197,7 +204,8 @@ tool_version() {
 	cubeid-interop) interop_version ;;
 	kubeconform) echo "$KUBECONFORM_VERSION" ;;
 	kustomize) echo "$KUSTOMIZE_VERSION" ;;
-	*) die 2 "unknown tool '$1' (spiffe-helper, spire-server, spire-agent, cubeid-interop, kubeconform, kustomize)" ;;
+	picod-peer | picod-jwtcheck) src_version "$srcdir/tests/$1" ;;
+	*) die 2 "unknown tool '$1' (spiffe-helper, spire-server, spire-agent, cubeid-interop, kubeconform, kustomize, picod-peer, picod-jwtcheck)" ;;
 	esac
 }
 
@@ -278,6 +286,13 @@ build_tool() { # build_tool TOOL VERSION
 			-o "$tmp/$tool" .) ||
 			die 1 "go build of the checker in $interop_dir failed"
 		;;
+	picod-peer | picod-jwtcheck)
+		gocmd=$(select_go "$(gomod_go "$srcdir/tests/$tool/go.mod")")
+		note "building $tool ($ver) from $srcdir/tests/$tool with $gocmd"
+		(cd "$srcdir/tests/$tool" && "$gocmd" build -mod=readonly -trimpath \
+			-o "$tmp/$tool" .) ||
+			die 1 "go build of $tool in $srcdir/tests/$tool failed"
+		;;
 	esac
 	[ -x "$tmp/$tool" ] || die 1 "$tool was not produced"
 	end=$(date +%s)
@@ -285,8 +300,8 @@ build_tool() { # build_tool TOOL VERSION
 	install_bin "$tool" "$ver" "$tmp/$tool" >/dev/null
 	rm -rf "$tmp"
 	# The checker is keyed by a source hash: drop the builds of old sources.
-	if [ "$tool" = cubeid-interop ]; then
-		find "$godir" -maxdepth 1 -name 'cubeid-interop-*' ! -name "cubeid-interop-$ver" \
+	if [ "$tool" = cubeid-interop ] || [ "$tool" = picod-peer ] || [ "$tool" = picod-jwtcheck ]; then
+		find "$godir" -maxdepth 1 -name "$tool-*" ! -name "$tool-$ver" \
 			-mmin +60 -exec rm -rf {} + 2>/dev/null || true
 	fi
 }
@@ -309,6 +324,7 @@ usage() {
 	cat >&2 <<EOF
 usage: $prog path TOOL | build-all [--skip-spire] | go | k8s-openapi
   TOOL: cubeid-interop spiffe-helper spire-server spire-agent kubeconform kustomize
+        picod-peer picod-jwtcheck
   k8s-openapi: print the path of the Kubernetes OpenAPI v2 spec (swagger.json)
   of k8s.io/kubernetes@$K8S_VERSION, downloaded as a module
   cache: $godir
