@@ -160,22 +160,8 @@ agent_cubeid_LDADD += libagent.la $(YAML_LIBS) $(LIBCURL_LIBS)
 TESTS += tests/cli-entry.sh
 EXTRA_DIST += tests/cli-entry.sh docs/entries.md docs/config.md
 
-# PicoD tokens (issue 6): the cubeid.picod.v1.PicoD service on the agent's
-# socket (agent/picod.proto, compiled by protoc-c into libcubeid like the
-# Workload API), its handlers in the agent, and `cubeid picod`.
-EXTRA_DIST += agent/picod.proto
-PICOD_PROTO_GEN = agent/picod.pb-c.c agent/picod.pb-c.h
-BUILT_SOURCES += $(PICOD_PROTO_GEN)
-CLEANFILES += $(PICOD_PROTO_GEN)
-nodist_libcubeid_la_SOURCES += $(PICOD_PROTO_GEN)
-agent/picod.pb-c.h: agent/picod.pb-c.c
-agent/picod.pb-c.c: $(srcdir)/agent/picod.proto
-	$(AM_V_GEN)$(MKDIR_P) agent && \
-		$(PROTOC_C) -I$(srcdir)/agent --c_out=agent $(srcdir)/agent/picod.proto
-libagent_la_SOURCES += agent/picod-service.c
-agent_cubeid_SOURCES += agent/tool-picod.c
-TESTS += tests/picod-agent.sh
-EXTRA_DIST += tests/picod-agent.sh
+# PicoD tokens (issue 6): everything is in agent/picod.mk.
+include $(srcdir)/agent/picod.mk
 
 # `cubeid helper`, a drop-in for spiffe-helper (issue 5): its HCL-subset
 # config parser lives in libagent (the fuzzer links it too).
@@ -188,10 +174,3 @@ tests_test_helper_config_SOURCES = tests/test-helper-config.c
 tests_test_helper_config_CFLAGS = $(TEST_CFLAGS)
 tests_test_helper_config_LDADD = libagent.la $(TEST_LIBS)
 TESTS += tests/test-helper-config
-
-# Against AgentCube's real PicoD (tests/picod-peer, built from the Go module
-# proxy by tests/lib/go-peers.sh), or the golang-jwt fallback verifier.
-TESTS += tests/picod-real.sh
-EXTRA_DIST += tests/picod-real.sh tests/picod-peer/go.mod tests/picod-peer/go.sum \
-	tests/picod-peer/main.go tests/picod-jwtcheck/go.mod tests/picod-jwtcheck/go.sum \
-	tests/picod-jwtcheck/main.go

@@ -187,7 +187,7 @@ check "rotate --prepublish 1h" 0 "$cubeid" picod rotate --prepublish 1h
 kid3=$(cut -d' ' -f1 "$D/out")
 check "public-key --format jwks" 0 "$cubeid" picod public-key --format jwks --out "$D/keys.jwks"
 assert "publishes the old, the signing and the waiting key" bash -c \
-	"grep -q '$kid1' '$D/keys.jwks' && grep -q '$kid2' '$D/keys.jwks' && grep -q '$kid3' '$D/keys.jwks'"
+	"grep -qF -e '$kid1' '$D/keys.jwks' && grep -qF -e '$kid2' '$D/keys.jwks' && grep -qF -e '$kid3' '$D/keys.jwks'"
 check "public-key (pem) is still the signing key" 0 "$cubeid" picod public-key
 assert "the same PEM" cmp -s "$D/out" "$D/pk2.pem"
 check "the token is still the cached one" 0 "$cubeid" picod token --session s-1 \
