@@ -59,6 +59,15 @@ fuzz_fuzz_entries_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(YAML_CFLAGS)
 fuzz_fuzz_entries_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_entries_LDADD = libagent.la $(FUZZ_LIBS) $(YAML_LIBS) $(LIBCURL_LIBS)
 
+# The TLS loader's flags and allow-list entries (include/cubeid/tls.h).
+if ENABLE_FUZZING
+noinst_PROGRAMS += fuzz/fuzz-tls-flags
+endif
+fuzz_fuzz_tls_flags_SOURCES = fuzz/fuzz-tls-flags.c
+fuzz_fuzz_tls_flags_CFLAGS = $(FUZZ_COMPILE_FLAGS)
+fuzz_fuzz_tls_flags_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_tls_flags_LDADD = $(FUZZ_LIBS)
+
 # Long, random fuzzing (the suite only runs a short, fixed-seed pass):
 #   CC=clang ./configure --enable-fuzzing && make fuzz FUZZ_SECONDS=600
 FUZZ_SECONDS = 300
