@@ -2,6 +2,6 @@
 # tests/k8s-manifests.sh renders the kustomizations with kustomize and
 # validates them with kubeconform (both built from the Go module proxy)
 # against schemas made offline from k8s.io/kubernetes' OpenAPI spec.
-EXTRA_DIST += deploy/kubernetes tests/lib/k8s-schemas.py
+EXTRA_DIST += deploy/kubernetes deploy/keycloak/brokers tests/lib/k8s-schemas.py
 TESTS += tests/k8s-manifests.sh
 EXTRA_DIST += tests/k8s-manifests.sh

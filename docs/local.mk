@@ -13,3 +13,11 @@ EXTRA_DIST += tests/docs-dist.sh
 
 # PicoD tokens (issue 6)
 EXTRA_DIST += docs/picod.md
+
+# Guides for operators and users (issue 8); tests/docs-errors.sh checks that
+# troubleshooting.md covers every error code and that every page is linked
+# from README.md.
+EXTRA_DIST += docs/install.md docs/tpm.md docs/softhsm.md docs/systemd.md docs/kubernetes.md \
+	docs/operations.md docs/troubleshooting.md docs/spire-mode.md docs/sdk.md docs/federation.md
+TESTS += tests/docs-errors.sh
+EXTRA_DIST += tests/docs-errors.sh
