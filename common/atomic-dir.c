@@ -149,7 +149,27 @@ current_set(int dfd, char *buf, size_t size)
 		buf[0] = '\0'; /* not one of ours */
 }
 
-/* Remove temporary links and every set but keep (and the current one). */
+/* A stable name that points through ..data at nothing: left by an update
+ * that did not reach its swap, or by a set that lost the name. */
+static bool
+dangling_link(int dfd, const char *name)
+{
+	char have[NAME_MAX + 16];
+	ssize_t n;
+
+	if (!cubeid_adir_name_ok(name))
+		return false;
+	n = readlinkat(dfd, name, have, sizeof(have) - 1);
+	if (n <= 0)
+		return false;
+	have[n] = '\0';
+	if (strncmp(have, CUBEID_ADIR_DATA "/", sizeof(CUBEID_ADIR_DATA)) != 0)
+		return false;
+	return faccessat(dfd, name, F_OK, 0) != 0 && errno == ENOENT;
+}
+
+/* Remove temporary links, dangling stable names and every set but keep
+ * (and the current one). */
 static int
 sweep(int dfd, const char *keep, unsigned *removed)
 {
@@ -170,6 +190,11 @@ sweep(int dfd, const char *keep, unsigned *removed)
 		const char *n = de->d_name;
 
 		if (strcmp(n, DATA_TMP) == 0 || strcmp(n, LINK_TMP) == 0) {
+			if (unlinkat(dfd, n, 0) == 0 && removed != NULL)
+				(*removed)++;
+			continue;
+		}
+		if (dangling_link(dfd, n)) {
 			if (unlinkat(dfd, n, 0) == 0 && removed != NULL)
 				(*removed)++;
 			continue;
@@ -376,6 +401,14 @@ cubeid_adir_write(const char *dir, const struct cubeid_adir_file *files, size_t 
 		fail(why, "cannot fsync the new set directory", 0);
 		goto out;
 	}
+	/* Stable names first: a name new in this set points into ..data
+	 * before the swap (and resolves to nothing until then), so that no
+	 * crash can leave some names of the new set visible and others not. */
+	for (i = 0; i < n; i++)
+		if (stable_link(dfd, files[i].name) != 0) {
+			fail(why, "cannot create a stable name through ..data", 0);
+			goto out;
+		}
 	/* the swap: one rename of a new ..data symlink over the old */
 	if ((unlinkat(dfd, DATA_TMP, 0) != 0 && errno != ENOENT) ||
 	    symlinkat(set, dfd, DATA_TMP) != 0 ||
@@ -384,11 +417,6 @@ cubeid_adir_write(const char *dir, const struct cubeid_adir_file *files, size_t 
 		goto out;
 	}
 	set[0] = '\0'; /* it is the current set now: never remove it below */
-	for (i = 0; i < n; i++)
-		if (stable_link(dfd, files[i].name) != 0) {
-			fail(why, "cannot create a stable name through ..data", 0);
-			goto out;
-		}
 	drop_stale_links(dfd, old, files, n);
 	if (fsync(dfd) != 0) {
 		fail(why, "cannot fsync the directory", 0);

@@ -20,3 +20,17 @@ TESTS += tests/test-atomic-dir
 
 # PicoD tokens, the Router side: MintToken/PublicKey/RotateKey on the agent.
 libcubeid_la_SOURCES += common/picod-client.c
+
+# Crash safety of the writer: SIGKILL during continuous writes, 200 times.
+check_PROGRAMS += tests/test-adir-crash
+tests_test_adir_crash_SOURCES = tests/test-adir-crash.c
+tests_test_adir_crash_CFLAGS = $(TEST_CFLAGS)
+tests_test_adir_crash_LDADD = $(TEST_LIBS)
+TESTS += tests/test-adir-crash
+
+# The torn-read probe: a reader of cert then key, counting mismatched and
+# torn pairs (tests/delivery-*.sh run it against cubeid and spiffe-helper).
+check_PROGRAMS += tests/torn-probe
+tests_torn_probe_SOURCES = tests/torn-probe.c
+tests_torn_probe_CFLAGS = $(TEST_CFLAGS)
+tests_torn_probe_LDADD = $(OPENSSL_LIBS)

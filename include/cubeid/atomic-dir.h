@@ -10,11 +10,12 @@
  * An update writes every file of the new set into a new timestamped
  * directory (each file created 0600, then given its owner and mode with
  * fchown/fchmod, whatever existed before), fsyncs the files and the
- * directory, then swaps ..data to it with one rename(2) of a new symlink
- * over the old one, creates the stable names that are missing (symlinks
- * through ..data, also renamed into place), fsyncs DIR and removes the old
- * set.  A crash at any point leaves ..data naming the old set or the new
- * one, never a mix; cubeid_adir_cleanup() removes what a crash left behind.
+ * directory, creates the stable names that are missing (symlinks through
+ * ..data, renamed into place; a new name resolves to nothing until the
+ * swap), then swaps ..data to the new set with one rename(2) of a new
+ * symlink over the old one, fsyncs DIR and removes the old set.  A crash
+ * at any point leaves the stable names showing the old set or the new one,
+ * never a mix; cubeid_adir_cleanup() removes what a crash left behind.
  *
  * Readers that resolve ..data once (open DIR/..data/ as a directory, or
  * realpath() one file and open the others beside it) always see one whole
@@ -73,7 +74,8 @@ int cubeid_adir_write(const char *dir, const struct cubeid_adir_file *files, siz
 
 /*
  * Remove what an interrupted update left in dir: the temporary symlinks,
- * and every timestamped set that ..data does not name.  A missing dir is
+ * stable names that point through ..data at nothing, and every
+ * timestamped set that ..data does not name.  A missing dir is
  * not an error.  *removed (optional) gets the number of entries removed.
  */
 int cubeid_adir_cleanup(const char *dir, unsigned *removed, const char **why);
