@@ -174,3 +174,8 @@ tests_test_helper_config_SOURCES = tests/test-helper-config.c
 tests_test_helper_config_CFLAGS = $(TEST_CFLAGS)
 tests_test_helper_config_LDADD = libagent.la $(TEST_LIBS)
 TESTS += tests/test-helper-config
+
+# File delivery by the real agent: modes, owners, signals, commands, the
+# torn-read probe over rotations, SIGKILL at random moments.
+TESTS += tests/delivery-agent.sh
+EXTRA_DIST += tests/delivery-agent.sh
