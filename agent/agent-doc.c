@@ -521,10 +521,19 @@ static const struct key_doc config_docs[] = {
          "Where /healthz, /readyz and /metrics are served (cubeid-agent(8), HTTP ENDPOINTS): an "
          "IPv4 address, [IPv6] or localhost, no name lookups; port 0 picks a free one."},
         {"kubelet_pods_url", "an http:// or https:// URL",
-         "The kubelet's pod list for attestation, e.g. http://127.0.0.1:10255/pods.  2 s "
-         "timeout, no redirects, no proxy, at most 32 MiB, cached 5 s."},
+         "The kubelet's pod list for attestation, e.g. http://127.0.0.1:10255/pods (read-only "
+         "port) or https://127.0.0.1:10250/pods (secure port, with kubelet_token_file).  2 s "
+         "timeout, no redirects, no proxy, at most 32 MiB, cached 5 s; fetched off the loop "
+         "thread, and a caller waits for it at most 250 ms."},
         {"pod_info_file", "an absolute path",
          "A file holding the same PodList JSON, when the kubelet's list is not reachable."},
+        {"kubelet_token_file", "an absolute path; default none",
+         "A bearer token for the kubelet's secure port (https://127.0.0.1:10250/pods), e.g. "
+         "the agent's ServiceAccount token /var/run/secrets/kubernetes.io/serviceaccount/token. "
+         "Read again for every fetch (it rotates); sent only over https."},
+        {"kubelet_ca_file", "an absolute path; default the system's CAs",
+         "The CA that signed the kubelet's serving certificate, for an https:// "
+         "kubelet_pods_url."},
         {"attest_sha256_max", "a size; default 64MiB",
          "Executables up to this size are hashed for the unix:sha256 selector, only when an "
          "entry uses it; 0 turns the selector off."},

@@ -437,6 +437,11 @@ attest_tune(struct agent *a)
 			need = strncmp(a->entries->e[i].selectors.v[j], "unix:sha256", 11) == 0;
 	a->attest.sha256_max_bytes = need ? a->cfg->attest_sha256_max : 0;
 	a->attest.skip = attest_skip_for(a->entries) & attest_skip_for(&a->dev_entries);
+	/* a reload frees the old config: point at the new one */
+	a->attest.kubelet_pods_url = a->cfg->kubelet_pods_url;
+	a->attest.pod_info_file = a->cfg->pod_info_file;
+	a->attest.kubelet_token_file = a->cfg->kubelet_token_file;
+	a->attest.kubelet_ca_file = a->cfg->kubelet_ca_file;
 }
 
 static void

@@ -81,6 +81,8 @@ struct attest_opts {
 	const char *proc_root;        /* "/proc"; tests point it at fixtures */
 	const char *kubelet_pods_url; /* read-only kubelet pod list, or NULL */
 	const char *pod_info_file;    /* a pod list JSON file, or NULL */
+	const char *kubelet_token_file; /* bearer token for the kubelet (https), or NULL */
+	const char *kubelet_ca_file;    /* CA of the kubelet's certificate, or NULL */
 	size_t sha256_max_bytes;      /* unix:sha256 only below this size */
 	unsigned skip;                /* ATTEST_SKIP_*: facts no entry needs */
 };
@@ -233,6 +235,8 @@ struct agent_config {
 	char *http_address;        /* HOST:PORT for HTTP, or NULL */
 	char *kubelet_pods_url;    /* or NULL */
 	char *pod_info_file;       /* or NULL */
+	char *kubelet_token_file;  /* or NULL: a ServiceAccount token for port 10250 */
+	char *kubelet_ca_file;     /* or NULL: the kubelet's serving CA */
 	size_t attest_sha256_max;  /* bytes: 64 MiB; 0 = no unix:sha256 */
 	struct grpc_limits grpc;   /* "grpc:" mapping; the defaults of grpc_limits */
 	char *picod_issuer;        /* iss of PicoD tokens; NULL = "agentcube-router" */

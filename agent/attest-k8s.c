@@ -6,7 +6,10 @@
  *
  * Lists are cached for ATTEST_CACHE_MS; a pod missing from a cached list
  * refetches it, at most once per ATTEST_REFRESH_MS, so a pod that just
- * started is found without letting callers hammer the kubelet.
+ * started is found without letting callers hammer the kubelet.  The
+ * kubelet is asked from a thread of its own and waited for at most
+ * ATTEST_K8S_WAIT_MS (see "cache" below); its secure port (10250) takes a
+ * bearer token (kubelet_token_file) and a CA file (kubelet_ca_file).
  */
 #include "config.h"
 
@@ -15,6 +18,7 @@
 #include <cubeid/log.h>
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -218,10 +222,52 @@ curl_init(void)
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* The bearer token from path (a ServiceAccount token file, which the
+ * kubelet rewrites as it rotates): read on every fetch, trailing
+ * whitespace cut, no line breaks inside.  *out is the caller's (wipe it). */
 static int
-fetch_url(const char *url, char **out, size_t *out_len)
+read_token(const char *path, char **out)
+{
+	char buf[ATTEST_TOKEN_MAX + 1];
+	size_t n;
+	FILE *f;
+	int r = CUBEID_OK;
+
+	*out = NULL;
+	if ((f = fopen(path, "re")) == NULL) {
+		cubeid_warn("attest: kubelet token file %s: %s", path, strerror(errno));
+		return CUBEID_ERR_IO;
+	}
+	n = fread(buf, 1, sizeof(buf), f);
+	if (ferror(f))
+		r = CUBEID_ERR_IO;
+	fclose(f);
+	if (r == CUBEID_OK && n > ATTEST_TOKEN_MAX)
+		r = CUBEID_ERR_TOO_LARGE;
+	while (r == CUBEID_OK && n > 0 &&
+	       (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+	        buf[n - 1] == '\t'))
+		n--;
+	if (r == CUBEID_OK && (n == 0 || memchr(buf, '\n', n) != NULL ||
+	                       memchr(buf, '\r', n) != NULL || memchr(buf, '\0', n) != NULL))
+		r = CUBEID_ERR_PARSE;
+	if (r == CUBEID_OK && (*out = strndup(buf, n)) == NULL)
+		r = CUBEID_ERR_NOMEM;
+	if (r != CUBEID_OK)
+		cubeid_warn("attest: kubelet token file %s: %s", path, cubeid_strerror(r));
+	explicit_bzero(buf, sizeof(buf));
+	return r;
+}
+
+/* GET url: the kubelet's pod list.  token_file: send its token as
+ * "Authorization: Bearer" (https only; the secure port 10250 wants it);
+ * ca_file: the CA that signed the kubelet's serving certificate. */
+static int
+fetch_url(const char *url, const char *token_file, const char *ca_file, char **out, size_t *out_len)
 {
 	struct membuf m = {0};
+	struct curl_slist *hdrs = NULL;
+	char *token = NULL, *auth = NULL;
 	CURL *h = NULL;
 	CURLcode cc;
 	long code = 0;
@@ -232,6 +278,26 @@ fetch_url(const char *url, char **out, size_t *out_len)
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK || (h = curl_easy_init()) == NULL)
 		return CUBEID_ERR_NOMEM;
+	if (token_file != NULL) {
+		if (strncmp(url, "https://", 8) != 0) {
+			cubeid_warn("attest: not sending the kubelet token over %s: use https",
+			            url);
+			goto out;
+		}
+		if ((r = read_token(token_file, &token)) != CUBEID_OK)
+			goto out;
+		r = CUBEID_ERR_NOMEM;
+		if (asprintf(&auth, "Authorization: Bearer %s", token) < 0) {
+			auth = NULL;
+			goto out;
+		}
+		if ((hdrs = curl_slist_append(NULL, auth)) == NULL)
+			goto out;
+		r = CUBEID_ERR_IO;
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	}
+	if (ca_file != NULL)
+		curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 #if LIBCURL_VERSION_NUM >= 0x075500
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -269,6 +335,13 @@ fetch_url(const char *url, char **out, size_t *out_len)
 out:
 	free(m.p);
 	curl_easy_cleanup(h);
+	curl_slist_free_all(hdrs);
+	if (auth != NULL)
+		explicit_bzero(auth, strlen(auth));
+	free(auth);
+	if (token != NULL)
+		explicit_bzero(token, strlen(token));
+	free(token);
 	return r;
 }
 
@@ -310,16 +383,37 @@ out:
 
 /* ------------------------------------------------------------ cache */
 
-/* One slot per kind of source; a different path or URL replaces it. */
+/*
+ * One slot per kind of source; a different path or URL replaces it.  The
+ * lock guards the slots and is never held while a list is read or
+ * fetched.  Attestation runs on the agent's loop thread, so the kubelet is
+ * asked from a thread of its own: attestation starts a fetch (one at a
+ * time) and waits for it at most ATTEST_K8S_WAIT_MS.  A fetch that takes
+ * longer still fills the cache for the next caller; meanwhile the cached
+ * list, if any, is used.
+ */
 struct pod_cache {
 	char *source;
 	json_t *list;
 	int64_t fetched_ms; /* monotonic */
 	struct timespec mtime;
 	off_t size;
+	/* the URL slot's fetch */
+	bool fetching;
+	uint64_t fetches; /* fetches ended */
+	int64_t tried_ms; /* when the last one started */
+	int last_err;
 };
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pod_cache cache_file_slot, cache_url_slot;
+
+/* the fetcher thread's request (under cache_lock) */
+static pthread_cond_t want_cv = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t done_cv; /* CLOCK_MONOTONIC */
+static char *want_url, *want_token, *want_ca;
+static bool want;
+static pthread_once_t fetcher_once = PTHREAD_ONCE_INIT;
+static bool fetcher_ok;
 
 static int64_t
 now_ms(void)
@@ -333,9 +427,16 @@ now_ms(void)
 static void
 slot_clear_locked(struct pod_cache *c)
 {
+	bool fetching = c->fetching;
+	uint64_t fetches = c->fetches;
+
 	free(c->source);
 	json_decref(c->list);
 	memset(c, 0, sizeof(*c));
+	/* a fetch in flight ends all the same (its result is dropped if
+	 * the source changed) */
+	c->fetching = fetching;
+	c->fetches = fetches;
 }
 
 void
@@ -347,77 +448,239 @@ attest_pod_cache_clear(void)
 	pthread_mutex_unlock(&cache_lock);
 }
 
-/* Make c hold a fresh enough list from source (force: refetch unless it
- * was fetched within ATTEST_REFRESH_MS). */
-static int
-slot_refresh_locked(struct pod_cache *c, const char *source, bool is_file, bool force)
+/* Put a new list for source in c, unless c has moved on to another. */
+static void
+slot_install_locked(struct pod_cache *c, const char *source, json_t *list, int64_t now,
+                    const struct stat *st)
 {
-	int64_t now = now_ms();
-	struct stat st = {0};
-	char *buf = NULL, *src = NULL;
-	size_t len = 0;
-	json_t *list = NULL;
-	int r;
+	char *src;
 
-	if (c->source != NULL && strcmp(c->source, source) != 0)
-		slot_clear_locked(c);
-	if (is_file && stat(source, &st) != 0) {
-		slot_clear_locked(c);
-		return CUBEID_ERR_IO;
+	if (c->source != NULL && strcmp(c->source, source) != 0) {
+		json_decref(list);
+		return;
 	}
-	if (c->list != NULL) {
-		int64_t age = now - c->fetched_ms;
-		bool same_file = !is_file ||
-		                 (st.st_mtim.tv_sec == c->mtime.tv_sec &&
-		                  st.st_mtim.tv_nsec == c->mtime.tv_nsec && st.st_size == c->size);
-		if (same_file && (force ? age < ATTEST_REFRESH_MS : age < ATTEST_CACHE_MS))
-			return CUBEID_OK;
-	}
-	r = is_file ? read_file(source, &buf, &len) : fetch_url(source, &buf, &len);
-	if (r != CUBEID_OK)
-		goto out;
-	if ((r = parse_list(buf, len, &list)) != CUBEID_OK)
-		goto out;
 	if ((src = strdup(source)) == NULL) {
-		r = CUBEID_ERR_NOMEM;
-		goto out;
+		json_decref(list);
+		return;
 	}
-	slot_clear_locked(c);
+	free(c->source);
+	json_decref(c->list);
 	c->source = src;
 	c->list = list;
 	c->fetched_ms = now;
-	c->mtime = st.st_mtim;
-	c->size = st.st_size;
-	src = NULL;
-	list = NULL;
-out:
+	if (st != NULL) {
+		c->mtime = st->st_mtim;
+		c->size = st->st_size;
+	}
+}
+
+static void *
+fetcher_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&cache_lock);
+	for (;;) {
+		char *url, *token, *ca, *buf = NULL;
+		json_t *list = NULL;
+		size_t len = 0;
+		int64_t t;
+		int r;
+
+		while (!want)
+			pthread_cond_wait(&want_cv, &cache_lock);
+		want = false;
+		url = want_url;
+		token = want_token;
+		ca = want_ca;
+		want_url = want_token = want_ca = NULL;
+		t = now_ms();
+		pthread_mutex_unlock(&cache_lock);
+
+		r = fetch_url(url, token, ca, &buf, &len);
+		if (r == CUBEID_OK)
+			r = parse_list(buf, len, &list);
+		free(buf);
+
+		pthread_mutex_lock(&cache_lock);
+		if (r == CUBEID_OK)
+			slot_install_locked(&cache_url_slot, url, list, t, NULL);
+		cache_url_slot.last_err = r;
+		cache_url_slot.fetching = false;
+		cache_url_slot.fetches++;
+		pthread_cond_broadcast(&done_cv);
+		free(url);
+		free(token);
+		free(ca);
+	}
+	return NULL;
+}
+
+static void
+fetcher_start(void)
+{
+	pthread_condattr_t ca;
+	pthread_attr_t ta;
+	pthread_t t;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&done_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_attr_init(&ta);
+	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+	fetcher_ok = pthread_create(&t, &ta, fetcher_main, NULL) == 0;
+	pthread_attr_destroy(&ta);
+	if (!fetcher_ok)
+		cubeid_warn("attest: cannot start the kubelet fetcher thread");
+}
+
+/* Have the fetcher get the URL slot's list afresh and wait for it, at most
+ * ATTEST_K8S_WAIT_MS, with the lock released meanwhile.  A fetch that
+ * failed less than ATTEST_REFRESH_MS ago is not retried yet. */
+static void
+url_refresh_locked(const struct attest_opts *o, int64_t now)
+{
+	struct pod_cache *c = &cache_url_slot;
+	struct timespec until;
+	uint64_t seen;
+	int64_t end;
+
+	if (!c->fetching) {
+		if (c->last_err != CUBEID_OK && now - c->tried_ms < ATTEST_REFRESH_MS)
+			return;
+		free(want_url);
+		free(want_token);
+		free(want_ca);
+		want_url = strdup(o->kubelet_pods_url);
+		want_token = o->kubelet_token_file != NULL ? strdup(o->kubelet_token_file) : NULL;
+		want_ca = o->kubelet_ca_file != NULL ? strdup(o->kubelet_ca_file) : NULL;
+		if (want_url == NULL || (o->kubelet_token_file != NULL && want_token == NULL) ||
+		    (o->kubelet_ca_file != NULL && want_ca == NULL))
+			return;
+		if (c->source == NULL)
+			c->source = strdup(o->kubelet_pods_url); /* the slot is for this URL */
+		want = true;
+		c->fetching = true;
+		c->tried_ms = now;
+		pthread_cond_signal(&want_cv);
+	}
+	seen = c->fetches;
+	end = now + ATTEST_K8S_WAIT_MS;
+	until.tv_sec = end / 1000;
+	until.tv_nsec = (end % 1000) * 1000000;
+	while (c->fetches == seen)
+		if (pthread_cond_timedwait(&done_cv, &cache_lock, &until) == ETIMEDOUT)
+			break;
+	if (c->fetches == seen)
+		cubeid_info("attest: the kubelet has not answered within %d ms; going on without",
+		            ATTEST_K8S_WAIT_MS);
+}
+
+/* The file slot: read the file (not under the lock) when it changed or the
+ * copy is old. */
+static int
+file_refresh(const char *path, bool force)
+{
+	struct pod_cache *c = &cache_file_slot;
+	struct stat st = {0};
+	int64_t now = now_ms();
+	char *buf = NULL;
+	size_t len = 0;
+	json_t *list = NULL;
+	bool fresh;
+	int r;
+
+	if (stat(path, &st) != 0) {
+		pthread_mutex_lock(&cache_lock);
+		slot_clear_locked(c);
+		pthread_mutex_unlock(&cache_lock);
+		return CUBEID_ERR_IO;
+	}
+	pthread_mutex_lock(&cache_lock);
+	if (c->source != NULL && strcmp(c->source, path) != 0)
+		slot_clear_locked(c);
+	fresh = c->list != NULL && st.st_mtim.tv_sec == c->mtime.tv_sec &&
+	        st.st_mtim.tv_nsec == c->mtime.tv_nsec && st.st_size == c->size &&
+	        now - c->fetched_ms < (force ? ATTEST_REFRESH_MS : ATTEST_CACHE_MS);
+	pthread_mutex_unlock(&cache_lock);
+	if (fresh)
+		return CUBEID_OK;
+	if ((r = read_file(path, &buf, &len)) == CUBEID_OK)
+		r = parse_list(buf, len, &list);
 	free(buf);
-	free(src);
-	json_decref(list);
+	if (r != CUBEID_OK)
+		return r;
+	pthread_mutex_lock(&cache_lock);
+	if (c->source == NULL)
+		c->source = strdup(path); /* a clear may have raced: claim it */
+	slot_install_locked(c, path, list, now, &st);
+	pthread_mutex_unlock(&cache_lock);
+	return CUBEID_OK;
+}
+
+/* Look pod_uid up in slot c's list (under the lock). */
+static int
+lookup_locked(struct pod_cache *c, const char *pod_uid, const char *cid, struct selector_set *out,
+              bool *found)
+{
+	json_t *pod;
+
+	*found = false;
+	if (c->list == NULL || (pod = find_pod(c->list, pod_uid)) == NULL)
+		return CUBEID_OK;
+	*found = true;
+	return pod_selectors(pod, cid, out);
+}
+
+static int
+lookup_file(const char *path, const char *pod_uid, const char *cid, struct selector_set *out,
+            bool *found)
+{
+	int r;
+
+	*found = false;
+	if ((r = file_refresh(path, false)) != CUBEID_OK)
+		return r;
+	pthread_mutex_lock(&cache_lock);
+	r = lookup_locked(&cache_file_slot, pod_uid, cid, out, found);
+	pthread_mutex_unlock(&cache_lock);
+	if (r != CUBEID_OK || *found)
+		return r;
+	/* a pod that just started: read it again (at most once a second) */
+	if ((r = file_refresh(path, true)) != CUBEID_OK)
+		return r;
+	pthread_mutex_lock(&cache_lock);
+	r = lookup_locked(&cache_file_slot, pod_uid, cid, out, found);
+	pthread_mutex_unlock(&cache_lock);
 	return r;
 }
 
 static int
-lookup_in(struct pod_cache *c, const char *source, bool is_file, const char *pod_uid,
-          const char *cid, struct selector_set *out, bool *found)
+lookup_url(const struct attest_opts *o, const char *pod_uid, const char *cid,
+           struct selector_set *out, bool *found)
 {
-	json_t *pod;
+	struct pod_cache *c = &cache_url_slot;
+	int64_t now = now_ms();
 	int r;
 
 	*found = false;
+	pthread_once(&fetcher_once, fetcher_start);
+	if (!fetcher_ok)
+		return CUBEID_ERR_IO;
 	pthread_mutex_lock(&cache_lock);
-	if ((r = slot_refresh_locked(c, source, is_file, false)) != CUBEID_OK)
-		goto out;
-	if ((pod = find_pod(c->list, pod_uid)) == NULL) {
-		if ((r = slot_refresh_locked(c, source, is_file, true)) != CUBEID_OK)
-			goto out;
-		pod = find_pod(c->list, pod_uid);
+	if (c->source != NULL && strcmp(c->source, o->kubelet_pods_url) != 0)
+		slot_clear_locked(c);
+	if (c->list == NULL || now - c->fetched_ms >= ATTEST_CACHE_MS)
+		url_refresh_locked(o, now);
+	r = lookup_locked(c, pod_uid, cid, out, found);
+	if (r == CUBEID_OK && !*found && c->list != NULL &&
+	    now_ms() - c->fetched_ms >= ATTEST_REFRESH_MS) {
+		/* a pod that just started: ask again (at most once a second) */
+		url_refresh_locked(o, now_ms());
+		r = lookup_locked(c, pod_uid, cid, out, found);
 	}
-	if (pod != NULL) {
-		*found = true;
-		r = pod_selectors(pod, cid, out);
-	}
-out:
+	if (r == CUBEID_OK && c->list == NULL)
+		r = c->last_err != CUBEID_OK ? c->last_err : CUBEID_ERR_UNAVAILABLE;
 	pthread_mutex_unlock(&cache_lock);
 	return r;
 }
@@ -432,13 +695,12 @@ attest_k8s(const struct attest_opts *o, const char *pod_uid, const char *cid,
 	if (o == NULL || pod_uid == NULL || out == NULL)
 		return CUBEID_ERR_INVALID_ARG;
 	if (o->pod_info_file != NULL) {
-		r = lookup_in(&cache_file_slot, o->pod_info_file, true, pod_uid, cid, out, &found);
+		r = lookup_file(o->pod_info_file, pod_uid, cid, out, &found);
 		if (r != CUBEID_OK || found)
 			return r;
 	}
 	if (o->kubelet_pods_url != NULL) {
-		r = lookup_in(&cache_url_slot, o->kubelet_pods_url, false, pod_uid, cid, out,
-		              &found);
+		r = lookup_url(o, pod_uid, cid, out, &found);
 		if (r != CUBEID_OK || found)
 			return r;
 	}

@@ -50,6 +50,8 @@ static const struct key top_keys[] = {
         {"http_address", K_HOSTPORT, OFF(http_address), 0},
         {"kubelet_pods_url", K_URL, OFF(kubelet_pods_url), 0},
         {"pod_info_file", K_PATH, OFF(pod_info_file), 0},
+        {"kubelet_token_file", K_PATH, OFF(kubelet_token_file), 0},
+        {"kubelet_ca_file", K_PATH, OFF(kubelet_ca_file), 0},
         {"attest_sha256_max", K_SIZE, OFF(attest_sha256_max), (size_t)4 << 30},
         {"picod_issuer", K_STR, OFF(picod_issuer), 0},
         {"picod_token_ttl", K_DURATION, OFF(picod_token_ttl), 0},
@@ -99,6 +101,8 @@ config_free(struct agent_config *c)
 	free(c->http_address);
 	free(c->kubelet_pods_url);
 	free(c->pod_info_file);
+	free(c->kubelet_token_file);
+	free(c->kubelet_ca_file);
 	free(c->picod_issuer);
 	free(c->source);
 	free(c);

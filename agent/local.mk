@@ -152,7 +152,7 @@ tests_test_config_SOURCES = tests/test-config.c
 tests_test_config_CFLAGS = $(TEST_CFLAGS)
 tests_test_config_LDADD = libagent.la $(TEST_LIBS)
 TESTS += tests/test-attest tests/test-entries tests/test-config
-EXTRA_DIST += tests/fixtures/attest tests/fixtures/entries
+EXTRA_DIST += tests/fixtures/attest tests/fixtures/entries tests/kubelet-https.py
 
 # `cubeid entry list|show|check` (agent/tool-entry.c) uses the agent's parts.
 agent_cubeid_SOURCES += agent/tool-entry.c

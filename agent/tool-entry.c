@@ -213,6 +213,8 @@ entry_check(struct tool_ctx *c)
 	ao.kubelet_pods_url = tool_opt(c, "kubelet-pods-url") != NULL
 	                              ? tool_opt(c, "kubelet-pods-url")
 	                              : cfg->kubelet_pods_url;
+	ao.kubelet_token_file = cfg->kubelet_token_file;
+	ao.kubelet_ca_file = cfg->kubelet_ca_file;
 	ao.sha256_max_bytes =
 	        cfg->attest_sha256_max < SHA256_MAX_CLI ? cfg->attest_sha256_max : SHA256_MAX_CLI;
 	if ((r = attest_pid((pid_t)pid, &ao, &peer, &sel)) != CUBEID_OK) {

@@ -395,6 +395,8 @@ struct kubelet {
 	int port;
 	int requests;
 	int stop;
+	int hold; /* answer only after a byte arrives on release[0] */
+	int release[2];
 	pthread_t th;
 };
 
@@ -422,6 +424,12 @@ kubelet_main(void *arg)
 		if (c < 0 || __atomic_load_n(&k->stop, __ATOMIC_SEQ_CST))
 			break;
 		n = read(c, req, sizeof(req) - 1);
+		if (n > 0 && __atomic_load_n(&k->hold, __ATOMIC_SEQ_CST)) {
+			char x;
+
+			if (read(k->release[0], &x, 1) != 1)
+				perror("kubelet hold");
+		}
 		if (n > 0 && strncmp(req, "GET /pods", 9) == 0) {
 			__atomic_add_fetch(&k->requests, 1, __ATOMIC_SEQ_CST);
 			snprintf(hdr, sizeof(hdr),
@@ -449,6 +457,7 @@ kubelet_start(struct kubelet *k)
 	socklen_t al = sizeof(a);
 
 	memset(k, 0, sizeof(*k));
+	ck_assert_int_eq(pipe(k->release), 0);
 	k->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	ck_assert_int_ge(k->fd, 0);
 	a.sin_family = AF_INET;
@@ -477,6 +486,8 @@ kubelet_stop(struct kubelet *k)
 	close(c);
 	pthread_join(k->th, NULL);
 	close(k->fd);
+	close(k->release[0]);
+	close(k->release[1]);
 }
 
 START_TEST(test_kubelet_url)
@@ -510,6 +521,237 @@ START_TEST(test_kubelet_url)
 	ck_has(&s, "unix:uid:1001");
 	selector_set_clear(&s);
 	kubelet_stop(&k);
+	attest_pod_cache_clear();
+}
+END_TEST
+
+/* A kubelet that does not answer: attestation goes on without it (the
+ * loop thread is not held), other lookups are not blocked by the fetch
+ * in flight, and once the kubelet answers the cache has the pod. */
+START_TEST(test_kubelet_slow_does_not_block)
+{
+	struct kubelet k;
+	struct selector_set s = {0};
+	char url[128];
+	int i;
+
+	kubelet_start(&k);
+	__atomic_store_n(&k.hold, 1, __ATOMIC_SEQ_CST);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/pods", k.port);
+	attest_pod_cache_clear();
+	ck_assert_int_eq(attest_fixture("v2-containerd", 4242, NULL, url, NULL, &s), 0);
+	ck_assert_ptr_null(selector_set_get(&s, "k8s:ns")); /* no answer yet */
+	ck_has(&s, "unix:uid:1001");
+	selector_set_clear(&s);
+	/* the fetch is still held: the pod-info file is served meanwhile */
+	ck_assert_int_eq(attest_fixture("v2-containerd", 4242, pods_json, NULL, NULL, &s), 0);
+	ck_has(&s, "k8s:sa:agentcube-router");
+	selector_set_clear(&s);
+	/* the kubelet answers; the background fetch fills the cache */
+	__atomic_store_n(&k.hold, 0, __ATOMIC_SEQ_CST);
+	ck_assert_int_eq(write(k.release[1], "x", 1), 1);
+	for (i = 0; i < 600; i++) {
+		ck_assert_int_eq(attest_fixture("v2-containerd", 4242, NULL, url, NULL, &s), 0);
+		if (selector_set_get(&s, "k8s:sa") != NULL)
+			break;
+		selector_set_clear(&s);
+		usleep(50 * 1000);
+	}
+	ck_has(&s, "k8s:sa:agentcube-router");
+	selector_set_clear(&s);
+	kubelet_stop(&k);
+	attest_pod_cache_clear();
+}
+END_TEST
+
+/* ------------------------------------------------ kubelet secure port */
+
+struct https_kubelet {
+	char *dir;
+	char cert[PATH_MAX], key[PATH_MAX], token[PATH_MAX], wrong[PATH_MAX], log[PATH_MAX];
+	pid_t pid;
+	int port;
+};
+
+static void
+put_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(fputs(text, f), 0);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+static void
+https_kubelet_start(struct https_kubelet *k)
+{
+	char port_file[PATH_MAX], script[PATH_MAX], subj[] = "/CN=127.0.0.1";
+	char *gen[] = {"openssl",
+	               "req",
+	               "-x509",
+	               "-newkey",
+	               "ec",
+	               "-pkeyopt",
+	               "ec_paramgen_curve:P-256",
+	               "-nodes",
+	               "-keyout",
+	               k->key,
+	               "-out",
+	               k->cert,
+	               "-days",
+	               "1",
+	               "-subj",
+	               subj,
+	               "-addext",
+	               "subjectAltName=IP:127.0.0.1",
+	               NULL};
+	FILE *f;
+	int i;
+
+	k->dir = th_mkdtemp("cubeid-kubelet");
+	ck_assert_ptr_nonnull(k->dir);
+	snprintf(k->cert, sizeof(k->cert), "%s/cert.pem", k->dir);
+	snprintf(k->key, sizeof(k->key), "%s/key.pem", k->dir);
+	snprintf(k->token, sizeof(k->token), "%s/token", k->dir);
+	snprintf(k->wrong, sizeof(k->wrong), "%s/wrong-token", k->dir);
+	snprintf(k->log, sizeof(k->log), "%s/auth.log", k->dir);
+	snprintf(port_file, sizeof(port_file), "%s/port", k->dir);
+	snprintf(script, sizeof(script), "%s/tests/kubelet-https.py", CUBEID_SRCDIR);
+	ck_assert_int_eq(th_run(gen, "/dev/null"), 0);
+	put_text(k->token, "eyJhbGciOiJSUzI1NiJ9.sa-token-for-cubeid.c2ln\n");
+	put_text(k->wrong, "not-the-token\n");
+	k->pid = fork();
+	ck_assert_int_ge(k->pid, 0);
+	if (k->pid == 0) {
+		execlp("python3", "python3", script, k->cert, k->key, k->token, pods_json,
+		       port_file, k->log, (char *)NULL);
+		_exit(127);
+	}
+	for (i = 0; i < 600 && (f = fopen(port_file, "r")) == NULL; i++)
+		usleep(50 * 1000);
+	ck_assert_msg(f != NULL, "the loopback kubelet (python3 %s) did not start", script);
+	ck_assert_int_eq(fscanf(f, "%d", &k->port), 1);
+	fclose(f);
+}
+
+static void
+https_kubelet_stop(struct https_kubelet *k)
+{
+	int st;
+
+	kill(k->pid, SIGTERM);
+	waitpid(k->pid, &st, 0);
+	th_rmtree(k->dir);
+	free(k->dir);
+}
+
+/* How many lines of the server's log are exactly line. */
+static int
+log_count(const char *path, const char *line)
+{
+	char buf[512];
+	FILE *f = fopen(path, "r");
+	int n = 0;
+
+	if (f == NULL)
+		return 0;
+	while (fgets(buf, sizeof(buf), f) != NULL) {
+		buf[strcspn(buf, "\n")] = '\0';
+		n += strcmp(buf, line) == 0;
+	}
+	fclose(f);
+	return n;
+}
+
+static int
+attest_https(const char *url, const char *token, const char *ca, struct selector_set *out)
+{
+	char root[PATH_MAX];
+	struct attest_opts o = {0};
+
+	snprintf(root, sizeof(root), "%s/v2-containerd", fixtures);
+	o.proc_root = root;
+	o.kubelet_pods_url = url;
+	o.kubelet_token_file = token;
+	o.kubelet_ca_file = ca;
+	attest_pod_cache_clear();
+	return attest_pid(4242, &o, NULL, out);
+}
+
+/* The kubelet's secure port: https with a bearer token and a CA file. */
+START_TEST(test_kubelet_secure_port)
+{
+	static const char bearer[] = "Bearer eyJhbGciOiJSUzI1NiJ9.sa-token-for-cubeid.c2ln";
+	struct https_kubelet k;
+	struct selector_set s = {0};
+	char url[128], plain[128];
+	int i;
+
+	https_kubelet_start(&k);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/pods", k.port);
+	/* the right token and CA: the pod's selectors, and the token was sent
+	 * (a first fetch may outlast the wait: ask until the cache has it) */
+	for (i = 0; i < 600; i++) {
+		ck_assert_int_eq(attest_https(url, k.token, k.cert, &s), 0);
+		if (selector_set_get(&s, "k8s:sa") != NULL || log_count(k.log, bearer) > 0)
+			break;
+		selector_set_clear(&s);
+		usleep(50 * 1000);
+	}
+	selector_set_clear(&s);
+	{
+		/* the cache now holds it, or the next ask gets it */
+		struct attest_opts o = {0};
+		char root[PATH_MAX];
+
+		snprintf(root, sizeof(root), "%s/v2-containerd", fixtures);
+		o.proc_root = root;
+		o.kubelet_pods_url = url;
+		o.kubelet_token_file = k.token;
+		o.kubelet_ca_file = k.cert;
+		for (i = 0; i < 600; i++) {
+			ck_assert_int_eq(attest_pid(4242, &o, NULL, &s), 0);
+			if (selector_set_get(&s, "k8s:sa") != NULL)
+				break;
+			selector_set_clear(&s);
+			usleep(50 * 1000);
+		}
+	}
+	dump(&s);
+	ck_has(&s, "k8s:sa:agentcube-router");
+	ck_has(&s, "k8s:container-name:router");
+	selector_set_clear(&s);
+	ck_assert_int_ge(log_count(k.log, bearer), 1);
+	ck_assert_int_eq(log_count(k.log, ""), 0); /* never without the token */
+
+	/* a wrong token: 401, no k8s selectors (the rest of the attestation
+	 * stands) */
+	for (i = 0; i < 600 && log_count(k.log, "Bearer not-the-token") == 0; i++) {
+		ck_assert_int_eq(attest_https(url, k.wrong, k.cert, &s), 0);
+		ck_assert_ptr_null(selector_set_get(&s, "k8s:sa"));
+		ck_has(&s, "unix:uid:1001");
+		selector_set_clear(&s);
+		usleep(50 * 1000);
+	}
+	ck_assert_int_ge(log_count(k.log, "Bearer not-the-token"), 1);
+
+	/* no CA file: the self-signed certificate is refused, nothing sent */
+	i = log_count(k.log, bearer);
+	ck_assert_int_eq(attest_https(url, k.token, NULL, &s), 0);
+	ck_assert_ptr_null(selector_set_get(&s, "k8s:sa"));
+	selector_set_clear(&s);
+	usleep(500 * 1000); /* let a stray fetch reach the server, if any */
+	ck_assert_int_eq(log_count(k.log, bearer), i);
+
+	/* plain http with a token: the token is never sent */
+	snprintf(plain, sizeof(plain), "http://127.0.0.1:%d/pods", k.port);
+	ck_assert_int_eq(attest_https(plain, k.token, NULL, &s), 0);
+	ck_assert_ptr_null(selector_set_get(&s, "k8s:sa"));
+	selector_set_clear(&s);
+	usleep(500 * 1000);
+	ck_assert_int_eq(log_count(k.log, bearer), i);
+	https_kubelet_stop(&k);
 	attest_pod_cache_clear();
 }
 END_TEST
@@ -931,6 +1173,8 @@ main(void)
 	tcase_add_test(tc, test_name_cache);
 	tcase_add_test(tc, test_pod_list_json_bad);
 	tcase_add_test(tc, test_kubelet_url);
+	tcase_add_test(tc, test_kubelet_slow_does_not_block);
+	tcase_add_test(tc, test_kubelet_secure_port);
 	tcase_add_test(tc, test_pid_reuse_detected);
 	tcase_add_test(tc, test_proc_edge_cases);
 	tcase_add_test(tc, test_self_through_socketpair);
