@@ -155,6 +155,14 @@ probe_tick(cubeid_loop *l, void *arg)
 	return METRICS_PROBE_MS;
 }
 
+void
+agent_metrics_mint(struct agent *a, int type, int rc, double seconds, bool rotation)
+{
+	metrics_mint(&a->metrics, type, rc, seconds, rotation);
+	if (rc != CUBEID_OK && !a->stopping)
+		(void)probe_tick(a->loop, a);
+}
+
 /* ------------------------------------------------------------ ready */
 
 static size_t

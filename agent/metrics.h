@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct agent;
+
 enum { METRIC_X509 = 0, METRIC_JWT = 1, METRIC_TYPES };
 
 /* Upper bounds (seconds) of the signing latency histogram's buckets. */
@@ -33,11 +35,13 @@ struct agent_metrics {
 	long probe_timer;
 };
 
-struct agent;
-
 /* Record a finished mint (loop thread).  seconds is the time spent in the
  * worker; rotation: it replaced an SVID the cache held. */
 void metrics_mint(struct agent_metrics *m, int type, int rc, double seconds, bool rotation);
+/* The same for the agent, and a failed mint probes the token at once: a
+ * signature through OpenSSL reports a lost key as a crypto error, while
+ * the probe asks the token directly. */
+void agent_metrics_mint(struct agent *a, int type, int rc, double seconds, bool rotation);
 /* Whether rc is a token (PKCS#11) failure. */
 bool metrics_is_token_error(int rc);
 /* Monotonic seconds, for workers that time their work. */

@@ -429,7 +429,7 @@ x509_job_done(void *arg)
 	it->minting = false;
 	it->last_err = j->rc;
 	if (!c->closing)
-		metrics_mint(&c->a->metrics, METRIC_X509, j->rc, j->secs, it->svid != NULL);
+		agent_metrics_mint(c->a, METRIC_X509, j->rc, j->secs, it->svid != NULL);
 	if (j->rc == CUBEID_OK && !c->closing) {
 		x509_item_clear_svid(it);
 		it->svid = j->svid;
@@ -657,7 +657,7 @@ jwt_job_done(void *arg)
 	it->minting = false;
 	it->last_err = j->rc;
 	if (!c->closing)
-		metrics_mint(&c->a->metrics, METRIC_JWT, j->rc, j->secs, it->token != NULL);
+		agent_metrics_mint(c->a, METRIC_JWT, j->rc, j->secs, it->token != NULL);
 	if (j->rc == CUBEID_OK && !c->closing) {
 		if (it->token != NULL) {
 			OPENSSL_cleanse(it->token, strlen(it->token));

@@ -13,7 +13,11 @@
 #   - `cubeid status` shows the same facts (ready, issued, token errors);
 #   - POST is 405, an unknown path 404, a request with a body 413;
 #   - an agent with no entries is live but not ready: /readyz 503 naming why,
-#     cubeid_ready 0.
+#     cubeid_ready 0;
+#   - a token that loses its keys (SoftHSM2's object files removed): the
+#     next mint fails, the agent probes the token at once, /readyz says
+#     the token does not answer, cubeid_token_errors_total and the mint
+#     failures rise and cubeid_token_up drops to 0.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
 cubeid=$builddir/agent/cubeid
@@ -244,6 +248,54 @@ else
 	assert "no entries: cubeid_registration_entries is 0" \
 		[ "$(val "$D/m4" 'cubeid_registration_entries{}')" = 0.0 ]
 fi
+
+[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+pid=
+
+# a token that fails
+state3=$D/state3
+"$agent" --dev --state-dir "$state3" --socket "$D/agent3.sock" \
+	--http-address 127.0.0.1:0 >"$D/agent.out" 2>"$D/agent.err" &
+pid=$!
+export SPIFFE_ENDPOINT_SOCKET=unix://$D/agent3.sock
+addr=
+for _ in $(seq 1 300); do
+	if [ -S "$D/agent3.sock" ] && "$cubeid" status --json >"$D/status.json" 2>/dev/null; then
+		addr=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["health"]["http"])' "$D/status.json")
+		break
+	fi
+	sleep 0.1
+done
+base=http://$addr
+for _ in $(seq 1 300); do
+	http GET "$base/readyz" >"$D/r"
+	[ "$(head -1 "$D/r")" = 200 ] && break
+	sleep 0.1
+done
+assert "fresh token: ready" [ "$(head -1 "$D/r")" = 200 ]
+find "$state3/softhsm/tokens" -name '*.object' ! -name token.object -delete
+if "$cubeid" svid fetch --out "$D/svid3" >"$D/out" 2>"$D/err"; then
+	notok "a mint with the keys gone fails"
+else
+	ok "a mint with the keys gone fails"
+fi
+for _ in $(seq 1 300); do
+	http GET "$base/readyz" >"$D/r"
+	[ "$(head -1 "$D/r")" = 503 ] && break
+	sleep 0.1
+done
+assert "token broken: /readyz is 503" [ "$(head -1 "$D/r")" = 503 ]
+assert "token broken: /readyz says the token does not answer" grep -q "token does not answer" "$D/r"
+scrape "$base/metrics" "$D/m5" || notok "scrape the broken-token agent"
+assert "token broken: cubeid_token_errors_total rises" gt "$(val "$D/m5" 'cubeid_token_errors_total{}')" 0
+assert "token broken: cubeid_token_up is 0" [ "$(val "$D/m5" 'cubeid_token_up{}')" = 0.0 ]
+assert "token broken: the x509 mint failure counts" \
+	gt "$(val "$D/m5" 'cubeid_svid_mint_failures_total{type="x509"}')" 0
+"$cubeid" status >"$D/status.txt" 2>/dev/null
+assert "token broken: cubeid status says NO and why" \
+	grep -Eq '^ready +NO: the token does not answer$' "$D/status.txt"
+healthz=$(http GET "$base/healthz" | head -1)
+assert "token broken: still live (/healthz $healthz)" [ "$healthz" = 200 ]
 
 echo "1..$n"
 [ "$fails" -eq 0 ]
