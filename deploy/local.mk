@@ -5,3 +5,9 @@
 EXTRA_DIST += deploy/kubernetes deploy/keycloak/brokers tests/lib/k8s-schemas.py
 TESTS += tests/k8s-manifests.sh
 EXTRA_DIST += tests/k8s-manifests.sh
+
+# Cloud federation (checkpoint 12): the identity-broker fragments in
+# deploy/keycloak/brokers created in a real Keycloak (tests/lib/keycloak.sh)
+# through the admin REST API and read back.
+TESTS += tests/keycloak-brokers.sh
+EXTRA_DIST += tests/keycloak-brokers.sh
