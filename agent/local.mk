@@ -179,3 +179,5 @@ TESTS += tests/test-helper-config
 # torn-read probe over rotations, SIGKILL at random moments.
 TESTS += tests/delivery-agent.sh
 EXTRA_DIST += tests/delivery-agent.sh
+TESTS += tests/helper-agent.sh
+EXTRA_DIST += tests/helper-agent.sh

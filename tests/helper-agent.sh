@@ -1,0 +1,222 @@
+#!/bin/bash
+# `cubeid helper` with spiffe-helper configuration files against the real
+# agent (cubeid-agent --dev, a throwaway SoftHSM2 token, 2 s X.509-SVIDs):
+#  - one-shot (daemon_mode = false, and the -daemon-mode=false flag): the
+#    files, their modes (cert_file_mode, key/JWT defaults) and owner, the
+#    chain, the key, the JWT-SVID and spiffe-helper's JWT bundle format;
+#  - daemon mode: cmd started once with cmd_args split as spiffe-helper
+#    splits them (no shell), renew_signal sent to it and to the pid in
+#    pid_file_name after each rotation; the torn-read probe on its files;
+#  - an unknown key fails with the file and line;
+#  - SIGKILL of the helper at random moments: a whole set is left, and a
+#    restart writes again with no debris.
+set -u
+builddir=${CUBEID_BUILDDIR:-.}
+agent=$builddir/agent/cubeid-agent
+cubeid=$builddir/agent/cubeid
+probe=$builddir/tests/torn-probe
+KILLS=${KILLS:-8}
+
+command -v openssl >/dev/null || { echo "FAIL: openssl not found"; exit 1; }
+[ -n "${CUBEID_SOFTHSM_MODULE:-}" ] && export CUBEID_PKCS11_MODULE=$CUBEID_SOFTHSM_MODULE
+unset CUBEID_TOKEN CUBEID_PIN CUBEID_PIN_FILE CUBEID_STATE_DIR SPIFFE_ENDPOINT_SOCKET
+D=$(mktemp -d /tmp/cubeid-helper.XXXXXX) || exit 1
+chmod 0755 "$D"
+pid=
+hpid=
+app=
+cleanup() {
+	[ -n "$hpid" ] && kill "$hpid" 2>/dev/null && wait "$hpid" 2>/dev/null
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	[ -n "$app" ] && kill "$app" 2>/dev/null && wait "$app" 2>/dev/null
+	# the helper's cmd (one per helper started): each wrote its pid
+	[ -s "$D/cmd.pids" ] && kill $(cat "$D/cmd.pids") 2>/dev/null
+	rm -rf "$D"
+}
+trap cleanup EXIT
+S=$D/agent.sock
+fails=0
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+bad() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
+m() { stat -L -c '%a %u' "$1" 2>/dev/null; }
+me=$(id -u)
+consistent() {
+	local d=$1
+	[ -n "$(openssl pkey -in "$d/svid_key.pem" -pubout 2>/dev/null)" ] &&
+		[ "$(openssl x509 -in "$d/svid.pem" -noout -pubkey 2>/dev/null)" = \
+			"$(openssl pkey -in "$d/svid_key.pem" -pubout 2>/dev/null)" ] &&
+		openssl verify -no_check_time -CAfile "$d/svid_bundle.pem" "$d/svid.pem" >/dev/null 2>&1
+}
+serial() { openssl x509 -in "$1/..data/svid.pem" -noout -serial 2>/dev/null; }
+wait_new_serial() { # DIR OLD
+	local s
+	for _ in $(seq 1 300); do
+		s=$(serial "$1")
+		[ -n "$s" ] && [ "$s" != "$2" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+"$agent" --dev --state-dir "$D/state" --socket "$S" --x509-svid-ttl 2s \
+	>"$D/agent.out" 2>"$D/agent.err" &
+pid=$!
+for _ in $(seq 1 300); do
+	[ -S "$S" ] && "$cubeid" status --socket "$S" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+
+# ---- one-shot, spiffe-helper's own file format
+cat >"$D/once.conf" <<EOF
+# written for spiffe-helper v0.11.0
+agent_address = "$S"
+cert_dir = "$D/once"
+svid_file_name = "svid.pem"
+svid_key_file_name = "svid_key.pem"
+svid_bundle_file_name = "svid_bundle.pem"
+jwt_bundle_file_name = "jwt_bundle.json"   // spiffe-helper's JSON of base64 JWKS
+jwt_svids = [{jwt_audience = "picod", jwt_svid_file_name = "picod.jwt"}]
+cert_file_mode = 0444
+daemon_mode = false
+EOF
+if "$cubeid" helper -config "$D/once.conf" >"$D/once.log" 2>&1; then
+	ok "cubeid helper -config (daemon_mode = false) exits 0"
+else
+	bad "one-shot: $(cat "$D/once.log")"
+fi
+O=$D/once
+if [ "$(m "$O/svid.pem")" = "444 $me" ] && [ "$(m "$O/svid_bundle.pem")" = "444 $me" ] &&
+	[ "$(m "$O/svid_key.pem")" = "600 $me" ] && [ "$(m "$O/picod.jwt")" = "600 $me" ] &&
+	[ "$(m "$O/jwt_bundle.json")" = "600 $me" ]; then
+	ok "modes: cert_file_mode 0444; key, JWT-SVID and JWT bundle 0600 (spiffe-helper's defaults); owner $me"
+else
+	bad "modes: $(m "$O/svid.pem") $(m "$O/svid_key.pem") $(m "$O/picod.jwt") $(m "$O/jwt_bundle.json")"
+fi
+if consistent "$O" && openssl verify -CAfile "$O/svid_bundle.pem" "$O/svid.pem" >/dev/null 2>&1 &&
+	[ "$(readlink "$O/svid.pem")" = "..data/svid.pem" ]; then
+	ok "svid.pem -> ..data/svid.pem verifies against svid_bundle.pem; the key is the cert's"
+else
+	bad "one-shot set: $(ls -la "$O")"
+fi
+jwks=$(sed -n 's/^{"cluster.local":"\([A-Za-z0-9+\/=]*\)"}$/\1/p' "$O/jwt_bundle.json" | base64 -d 2>/dev/null)
+tok=$(cat "$O/picod.jwt")
+if printf '%s' "$jwks" | grep -q '"keys"' && [ "$(printf '%s' "$tok" | tr -cd . | wc -c)" -eq 2 ]; then
+	ok "jwt_bundle.json is {\"cluster.local\": base64(JWKS)}; picod.jwt holds a JWT"
+else
+	bad "JWT outputs: $(head -c 200 "$O/jwt_bundle.json")"
+fi
+sed 's/^daemon_mode = false/daemon_mode = true/; s|/once"|/once2"|' "$D/once.conf" >"$D/once2.conf"
+if timeout 60 "$cubeid" helper -config="$D/once2.conf" -daemon-mode=false >"$D/once2.log" 2>&1 &&
+	consistent "$D/once2"; then
+	ok "-daemon-mode=false overrides daemon_mode = true (as spiffe-helper's flag does)"
+else
+	bad "-daemon-mode=false: $(cat "$D/once2.log")"
+fi
+
+# ---- an unknown key: the file and the line
+printf 'agent_address = "%s"\ncert_dir = "%s/x"\n\n  svid_file_nam = "svid.pem"\n' "$S" "$D" >"$D/bad.conf"
+"$cubeid" helper -config "$D/bad.conf" >"$D/bad.log" 2>&1
+rc=$?
+if [ $rc -eq 2 ] && grep -q "$D/bad.conf:4: unknown key 'svid_file_nam'" "$D/bad.log"; then
+	ok "an unknown key: exit 2, '$(grep -o "bad.conf:4: unknown key '[a-z_]*'" "$D/bad.log")'"
+else
+	bad "unknown key: exit $rc: $(cat "$D/bad.log")"
+fi
+
+# ---- daemon mode: cmd, cmd_args, renew_signal, pid_file_name
+cat >"$D/app.sh" <<EOF
+#!/bin/bash
+# the workload spiffe-helper would start: records its arguments and SIGUSR1s
+echo \$\$ >> "$D/cmd.pids"
+printf '%s\n' "\$@" > "$D/cmd.args"
+echo start >> "$D/cmd.starts"
+trap 'echo usr1 >> "$D/cmd.usr1"' USR1
+while :; do sleep 0.1; done
+EOF
+chmod +x "$D/app.sh"
+bash -c 'trap "echo usr1 >> '"$D"'/pf.usr1" USR1; echo $$ > '"$D"'/pf.pid; while :; do sleep 0.1; done' &
+app=$!
+cat >"$D/daemon.conf" <<EOF
+agent_address = "$S"
+cert_dir = "$D/daemon"
+svid_file_name = "svid.pem"
+svid_key_file_name = "svid_key.pem"
+svid_bundle_file_name = "svid_bundle.pem"
+cmd = "bash"
+cmd_args = "$D/app.sh \"two words\" x"
+renew_signal = "SIGUSR1"
+pid_file_name = "$D/pf.pid"
+EOF
+"$cubeid" helper -config "$D/daemon.conf" >"$D/daemon.log" 2>&1 &
+hpid=$!
+if wait_new_serial "$D/daemon" ""; then
+	ok "daemon mode wrote the set"
+else
+	bad "daemon mode: $(cat "$D/daemon.log")"
+fi
+"$probe" --seconds 20 "$D/daemon" svid.pem svid_key.pem >"$D/probe.naive" &
+p1=$!
+"$probe" --snapshot --seconds 20 "$D/daemon" svid.pem svid_key.pem >"$D/probe.snap"
+wait $p1
+echo "# torn-read probe, cubeid helper, stable names: $(cat "$D/probe.naive")"
+echo "# torn-read probe, cubeid helper, through ..data: $(cat "$D/probe.snap")"
+get() { sed -n "s/.*$2=\([0-9]*\).*/\1/p" "$1"; }
+if [ "$(get "$D/probe.snap" rotations)" -ge 5 ] && [ "$(get "$D/probe.snap" mismatches)" -eq 0 ] &&
+	[ "$(get "$D/probe.snap" torn)" -eq 0 ] && [ "$(get "$D/probe.naive" torn)" -eq 0 ]; then
+	ok "probe on the helper's files: $(get "$D/probe.snap" rotations) rotations, 0 mismatched through ..data, 0 torn"
+else
+	bad "probe on the helper's files: $(cat "$D/probe.snap") / $(cat "$D/probe.naive")"
+fi
+starts=$(wc -l <"$D/cmd.starts" 2>/dev/null || echo 0)
+usr1=$(wc -l <"$D/cmd.usr1" 2>/dev/null || echo 0)
+pfusr1=$(wc -l <"$D/pf.usr1" 2>/dev/null || echo 0)
+if [ "$starts" -eq 1 ] && [ "$usr1" -ge 3 ] &&
+	[ "$(printf '%s|' $(cat "$D/cmd.args" | tr ' ' '_'))" = "two_words|x|" ]; then
+	ok "cmd started once with cmd_args [\"two words\", \"x\"] (no shell); renew_signal SIGUSR1 to it $usr1 times"
+else
+	bad "cmd: starts $starts, USR1 $usr1, args $(tr '\n' '|' <"$D/cmd.args" 2>/dev/null)"
+fi
+if [ "$pfusr1" -ge 3 ]; then
+	ok "renew_signal to the pid in pid_file_name after each update ($pfusr1)"
+else
+	bad "pid_file_name: $pfusr1 signals"
+fi
+
+# ---- SIGKILL the helper at random moments
+crash_ok=0
+for i in $(seq 1 "$KILLS"); do
+	sleep "0.$((RANDOM % 10))$((RANDOM % 10))"
+	sleep $((RANDOM % 2))
+	kill -KILL "$hpid"
+	wait "$hpid" 2>/dev/null
+	if ! consistent "$D/daemon"; then
+		bad "after SIGKILL $i of the helper the stable names do not show a whole set"
+		hpid=
+		break
+	fi
+	s0=$(serial "$D/daemon")
+	"$cubeid" helper -config "$D/daemon.conf" >>"$D/daemon.log" 2>&1 &
+	hpid=$!
+	wait_new_serial "$D/daemon" "$s0" && crash_ok=$((crash_ok + 1))
+done
+[ "$crash_ok" -eq "$KILLS" ] && ok "$KILLS SIGKILLs of cubeid helper: each left a whole set; each restart wrote again"
+kill -TERM "$hpid"
+wait "$hpid"
+rc=$?
+hpid=
+nsets=$(find "$D/daemon" -maxdepth 1 -name '..[0-9]*' -type d | wc -l)
+ntmp=$(find "$D/daemon" -maxdepth 1 -name '..*_tmp' | wc -l)
+if [ $rc -eq 0 ] && [ "$nsets" -eq 1 ] && [ "$ntmp" -eq 0 ] && consistent "$D/daemon"; then
+	ok "SIGTERM: exit 0; one set and no temporary links"
+else
+	bad "after SIGTERM: exit $rc, $nsets sets, $ntmp temporary links"
+fi
+
+echo "1..$n"
+if [ "$fails" -ne 0 ]; then
+	echo "helper log:"
+	sed 's/^/    | /' "$D/daemon.log" | tail -30
+	exit 1
+fi
+exit 0
