@@ -181,3 +181,6 @@ TESTS += tests/delivery-agent.sh
 EXTRA_DIST += tests/delivery-agent.sh
 TESTS += tests/helper-agent.sh
 EXTRA_DIST += tests/helper-agent.sh
+# The torn-read probe against the real spiffe-helper, side by side.
+TESTS += tests/torn-read.sh
+EXTRA_DIST += tests/torn-read.sh
