@@ -1,7 +1,8 @@
 #!/bin/bash
 # deploy/kubernetes: every manifest validates against the Kubernetes schemas.
 #   - kustomize (sigs.k8s.io/kustomize, built from the Go module proxy)
-#     renders base, overlays/tpm, overlays/softhsm-dev and examples;
+#     renders base, overlays/tpm, overlays/softhsm-dev, examples, and the
+#     tpm overlay with components/kubelet-pods;
 #   - the schemas are made offline from the OpenAPI v2 spec of
 #     k8s.io/kubernetes (downloaded as a Go module; tests/lib/go-peers.sh
 #     k8s-openapi) by tests/lib/k8s-schemas.py: standalone and strict, as
@@ -81,6 +82,24 @@ for t in base overlays/tpm overlays/softhsm-dev examples; do
 	fi
 done
 
+# the tpm overlay with the kubelet-pods component
+mkdir -p "$D/tpm-kubelet"
+cat >"$D/tpm-kubelet/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $(realpath --relative-to="$D/tpm-kubelet" "$K/overlays/tpm")
+components:
+  - $(realpath --relative-to="$D/tpm-kubelet" "$K/components/kubelet-pods")
+EOF
+if "$kustomize" build "$D/tpm-kubelet" >"$R/tpm-kubelet.yaml" 2>"$D/err"; then
+	ok "kustomize build overlays/tpm + components/kubelet-pods"
+else
+	notok "kustomize build overlays/tpm + components/kubelet-pods"
+fi
+assert "kubelet-pods: hostNetwork, no pod-lister, the secure port" \
+	eval 'grep -q "hostNetwork: true" "$R/tpm-kubelet.yaml" && ! grep -q "name: pod-lister" "$R/tpm-kubelet.yaml" && grep -q "https://127.0.0.1:10250/pods" "$R/tpm-kubelet.yaml"'
+
 # schemas for what the manifests use
 if "$PY" "$srcdir/tests/lib/k8s-schemas.py" "$swagger" "$D/schemas" "$R"/*.yaml >"$D/out" 2>"$D/err"; then
 	ok "schemas made from the Kubernetes OpenAPI spec ($(wc -l <"$D/out") kinds)"
@@ -129,6 +148,18 @@ else
 	notok "cubeid-agent --check accepts the ConfigMap's config and entries"
 fi
 "$cubeid" entry list --entries "$D/entries.yaml" >"$D/list" 2>"$D/err" || notok "cubeid entry list"
+# the kubelet-pods component's config (the secure port's keys) too
+"$PY" - "$R/tpm-kubelet.yaml" "$D" <<'EOF'
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "cubeid-agent":
+        open(sys.argv[2] + "/config-kubelet.yaml", "w").write(d["data"]["config.yaml"])
+EOF
+if "$agent" --check --config "$D/config-kubelet.yaml" --entries "$D/entries.yaml" >"$D/out" 2>"$D/err"; then
+	ok "cubeid-agent --check accepts the kubelet-pods config"
+else
+	notok "cubeid-agent --check accepts the kubelet-pods config"
+fi
 for e in 'spiffe://{td}/ns/{k8s:ns}/sa/{k8s:sa}' \
 	'spiffe://{td}/ns/agentcube-system/sa/agentcube-router' \
 	'spiffe://{td}/ns/agentcube-system/sa/workloadmanager' 'picod'; do
