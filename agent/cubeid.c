@@ -31,6 +31,7 @@
 	X(picod, "PicoD tokens for AgentCube's JWT mode: mint, public key, rotate, verify") \
 	X(helper, "a drop-in for spiffe-helper: SVIDs from a Workload API into files, atomically") \
 	X(oidc, "Keycloak: tokens without shared secrets, token exchange, verification") \
+	X(cluster, "trust across nodes: publish JWT keys, the cluster JWT bundle") \
 	/* end of the group table */
 // clang-format on
 

@@ -79,3 +79,12 @@ tests_test_picod_SOURCES = tests/test-picod.c
 tests_test_picod_CFLAGS = $(TEST_CFLAGS)
 tests_test_picod_LDADD = $(TEST_LIBS)
 TESTS += tests/test-picod
+# Cluster trust: key publications, the cluster view, the publication stores
+# (a shared directory, Kubernetes ConfigMaps).  docs/cluster.md.
+libcubeid_la_SOURCES += \
+	spiffe/cluster-pub.c \
+	spiffe/cluster-view.c \
+	spiffe/cluster-store.c \
+	spiffe/cluster-store.h \
+	spiffe/cluster-k8s.c
+cubeidinclude_HEADERS += include/cubeid/cluster.h
