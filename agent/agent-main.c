@@ -8,8 +8,10 @@
 #include "config.h"
 
 #include "agent/agent-doc.h"
+#include "agent/cluster.h"
 #include "agent/daemon.h"
 
+#include <cubeid/cluster.h>
 #include <cubeid/log.h>
 
 #include <errno.h>
@@ -311,6 +313,7 @@ load_bundles(struct agent *a, bool *changed)
 			return CUBEID_ERR_CRYPTO;
 		}
 	if ((rc = cubeid_jwt_keys_bundle(a->jwt_keys, 0, &jb)) != CUBEID_OK ||
+	    (rc = cluster_add_remote(a, CUBEID_PUB_USE_JWT_SVID, jb)) != CUBEID_OK ||
 	    (rc = cubeid_jwt_bundle_to_jwks(jb, &jwks, &jwks_len)) != CUBEID_OK) {
 		free(der);
 		cubeid_jwt_bundle_free(jb);
@@ -645,9 +648,36 @@ reload_jwt_keys(struct agent *a)
 	a->jwt_keys = k;
 	pthread_rwlock_unlock(&a->jwt_lock);
 	cubeid_jwt_keys_free(old);
+	cluster_kick(a); /* publish a new key before it signs */
 	if ((rc = load_bundles(a, &changed)) != CUBEID_OK)
 		cubeid_error("reload: cannot rebuild the bundles: %s", cubeid_strerror(rc));
 	return changed;
+}
+
+/* The cluster's JWKS files (docs/cluster.md), for verifiers that read
+ * files: PicoD pods, proxies. */
+static void
+write_jwks_files(struct agent *a)
+{
+	int rc;
+
+	if (a->cfg->cluster.jwks_file != NULL && a->jwks != NULL &&
+	    (rc = cubeid_atomic_write(a->cfg->cluster.jwks_file, a->jwks, a->jwks_len, 0644)) !=
+	            CUBEID_OK)
+		cubeid_error("cannot write %s: %s", a->cfg->cluster.jwks_file, cubeid_strerror(rc));
+}
+
+void
+agent_bundles_refresh(struct agent *a)
+{
+	bool changed = false;
+
+	if (!a->stopping && load_bundles(a, &changed) == CUBEID_OK && changed) {
+		cubeid_notice("the trust bundle changed; pushing it to the streams");
+		a->generation++;
+		wapi_refresh_all(a->wapi);
+		write_jwks_files(a);
+	}
 }
 
 /* The published JWT keys change with time (a prepublished key, a retired
@@ -663,6 +693,8 @@ bundle_check(cubeid_loop *l, void *arg)
 		cubeid_notice("the trust bundle changed; pushing it to the streams");
 		a->generation++;
 		wapi_refresh_all(a->wapi);
+		write_jwks_files(a);
+		cluster_kick(a); /* our published keys may have changed */
 	}
 	return AGENT_BUNDLE_CHECK_MS;
 }
@@ -849,6 +881,7 @@ agent_cleanup(struct agent *a)
 	if (sig_fd >= 0)
 		close(sig_fd);
 	loop_free(a->loop);
+	cluster_free(a);
 	entries_free(a->entries);
 	dev_entries_clear(&a->dev_entries);
 	free(a->bundle_der);
@@ -1041,6 +1074,11 @@ main(int argc, char **argv)
 	if (agent_http_start(&a) != CUBEID_OK)
 		goto out;
 	loop_timer_add(a.loop, AGENT_BUNDLE_CHECK_MS, bundle_check, &a);
+	write_jwks_files(&a);
+	if ((rc = cluster_start(&a)) != CUBEID_OK) {
+		cubeid_error("cannot start cluster trust: %s", cubeid_strerror(rc));
+		goto out;
+	}
 	entries_watch(&a);
 	delivery_sync(a.delivery);
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {

@@ -241,6 +241,18 @@ struct agent_config {
 	struct grpc_limits grpc;   /* "grpc:" mapping; the defaults of grpc_limits */
 	char *picod_issuer;        /* iss of PicoD tokens; NULL = "agentcube-router" */
 	long picod_token_ttl;      /* seconds: 300 (at most 300) */
+	/* "cluster:" mapping (docs/cluster.md): trust across nodes */
+	struct cluster_config {
+		char *store;           /* "file", "kubernetes", or NULL: off */
+		char *dir;             /* file store: the shared directory */
+		char *node;            /* this node's name; NULL = the host name */
+		long refresh;          /* seconds between syncs: 30 */
+		long max_stale;        /* seconds the last bundle outlives the store: 0 = none */
+		long publication_ttl;  /* seconds; 0 = JWT max_ttl + 5 min */
+		char *jwks_file;       /* write the cluster JWT-SVID JWKS here */
+		char *picod_jwks_file; /* write the cluster PicoD JWKS here */
+		char *k8s_api_server, *k8s_namespace, *k8s_token_file, *k8s_ca_file;
+	} cluster;
 	char *source;              /* the file it was loaded from, or NULL */
 };
 /* The defaults, in a new struct (caller frees with config_free). */

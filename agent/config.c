@@ -65,6 +65,22 @@ static const struct key grpc_keys[] = {
         {"max_pending_output", K_SIZE, GOFF(max_pending_output), (size_t)1 << 30},
         {NULL, 0, 0, 0},
 };
+#define COFF(f) (offsetof(struct agent_config, cluster) + offsetof(struct cluster_config, f))
+static const struct key cluster_keys[] = {
+        {"store", K_STR, COFF(store), 0},
+        {"dir", K_PATH, COFF(dir), 0},
+        {"node", K_STR, COFF(node), 0},
+        {"refresh", K_DURATION, COFF(refresh), 0},
+        {"max_stale", K_DURATION, COFF(max_stale), 0},
+        {"publication_ttl", K_DURATION, COFF(publication_ttl), 0},
+        {"jwks_file", K_PATH, COFF(jwks_file), 0},
+        {"picod_jwks_file", K_PATH, COFF(picod_jwks_file), 0},
+        {"k8s_api_server", K_URL, COFF(k8s_api_server), 0},
+        {"k8s_namespace", K_STR, COFF(k8s_namespace), 0},
+        {"k8s_token_file", K_PATH, COFF(k8s_token_file), 0},
+        {"k8s_ca_file", K_PATH, COFF(k8s_ca_file), 0},
+        {NULL, 0, 0, 0},
+};
 
 #define STR_VALUE_MAX 4096
 
@@ -105,6 +121,15 @@ config_free(struct agent_config *c)
 	free(c->kubelet_ca_file);
 	free(c->picod_issuer);
 	free(c->source);
+	free(c->cluster.store);
+	free(c->cluster.dir);
+	free(c->cluster.node);
+	free(c->cluster.jwks_file);
+	free(c->cluster.picod_jwks_file);
+	free(c->cluster.k8s_api_server);
+	free(c->cluster.k8s_namespace);
+	free(c->cluster.k8s_token_file);
+	free(c->cluster.k8s_ca_file);
 	free(c);
 }
 
@@ -134,6 +159,7 @@ config_default(struct agent_config **out)
 	c->grpc.max_streams = 100;
 	c->grpc.max_connections = 4096;
 	c->grpc.max_pending_output = 8u << 20;
+	c->cluster.refresh = 30;
 	*out = c;
 	return CUBEID_OK;
 }
@@ -255,6 +281,15 @@ apply_mapping(yaml_document_t *doc, yaml_node_t *map, const struct key *keys, co
 				              "'grpc' must be a mapping (max_message, max_streams, "
 				              "max_connections, max_pending_output)");
 			if ((r = apply_mapping(doc, vn, grpc_keys, "grpc.", c, name, err)) != 0)
+				return r;
+			continue;
+		}
+		if (keys == top_keys && strcmp(ks, "cluster") == 0) {
+			if (vn == NULL || vn->type != YAML_MAPPING_NODE)
+				return yu_err(err, name, vn,
+				              "'cluster' must be a mapping (store, dir, node, ...)");
+			if ((r = apply_mapping(doc, vn, cluster_keys, "cluster.", c, name, err)) !=
+			    0)
 				return r;
 			continue;
 		}

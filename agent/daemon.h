@@ -64,6 +64,7 @@ struct worker_pool;
 struct wapi;
 struct delivery;
 struct picod_service;
+struct cluster;
 
 struct agent {
 	cubeid_loop *loop;
@@ -102,6 +103,7 @@ struct agent {
 	http_server *http;            /* NULL unless http_address is set */
 	struct agent_metrics metrics; /* agent/metrics.h */
 	struct picod_service *picod;  /* PicoD tokens (picod-service.c) */
+	struct cluster *cluster; /* agent/cluster.c; NULL without a store */
 
 	time_t started;
 	uid_t uid;
@@ -235,6 +237,9 @@ void h_picod_rotate(grpc_call *call, void *ctx);
 /* Matching entries of the file and of --dev, see entries_match(). */
 int agent_match(struct agent *a, const struct selector_set *sel, const struct reg_entry ***matched,
                 char ***ids, size_t *n);
+/* Rebuild the bundles (local and cluster keys); push them to the streams
+ * and rewrite the JWKS files when they changed. */
+void agent_bundles_refresh(struct agent *a);
 /* The status document served at AGENT_STATUS_PATH (caller frees). */
 int agent_status_json(struct agent *a, char **out);
 

@@ -112,6 +112,12 @@ EXTRA_DIST += tests/agent-metrics.sh tests/agent-configmap.sh
 # File delivery by the agent (an entry's delivery:, issue 5) and what runs
 # after it (signals, commands without a shell), shared with `cubeid helper`.
 libagent_la_SOURCES += agent/delivery.c agent/deliver-exec.c
+# Cluster trust: publish and read JWT keys across nodes (docs/cluster.md).
+libagent_la_SOURCES += agent/cluster.h agent/cluster.c
+# Three agents, three SoftHSM2 tokens, one root, a file store; needs the
+# go-spiffe checker (tests/interop).
+TESTS += tests/cluster.sh
+EXTRA_DIST += tests/cluster.sh
 sbin_PROGRAMS += agent/cubeid-agent
 agent_cubeid_agent_SOURCES = agent/agent-main.c agent/agent-doc.c agent/agent-doc.h
 agent_cubeid_agent_CFLAGS = $(libagent_la_CFLAGS)

@@ -60,6 +60,8 @@ static const struct tool_opt jwt_rotate_opts[] = {
          "ec-p256 (ES256, the default), ec-p384 (ES384), rsa-2048 or rsa-3072 (RS256/PS256)"},
         {"prepublish", 0, "DURATION",
          "publish the new key this long before it signs (default: max_ttl; 0 = at once)"},
+        {"max-ttl", 0, "DURATION",
+         "the longest JWT-SVID lifetime, when this creates jwt.conf (default 1h)"},
         {0},
 };
 static const struct tool_opt jwt_keys_opts[] = {
@@ -101,7 +103,7 @@ const struct tool_cmd tool_ca_cmds[] = {
          "Loads the CA (its key must be on the token) and prints its trust domain, role,\n"
          "certificate and key URI.",
          show_opts, 0, ca_show},
-        {"jwt-rotate", "[--key-type TYPE] [--prepublish DURATION]",
+        {"jwt-rotate", "[--key-type TYPE] [--prepublish DURATION] [--max-ttl DURATION]",
          "roll the trust domain's JWT-SVID signing key over to a new one",
          "Generates a new JWT signing key in the token (persistent, non-extractable)\n"
          "and adds it to the published JWT bundle at once; it becomes the signer only\n"
@@ -110,7 +112,8 @@ const struct tool_cmd tool_ca_cmds[] = {
          "until then and stays in the bundle max_ttl longer, until every token it\n"
          "signed has expired; later runs drop such retired keys from the bundle and\n"
          "delete them from the token.  Refused while a new key still waits to sign.\n"
-         "With no JWT keys yet, the first key signs at once ('cubeid ca init' makes\n"
+         "With no JWT keys yet, the first key signs at once, and --max-ttl sets the\n"
+         "longest JWT-SVID lifetime the keys may sign ('cubeid ca init' makes\n"
          "one).  The keys and their times are in STATE-DIR/jwt.conf.",
          jwt_rotate_opts, 0, ca_jwt_rotate},
         {"jwt-keys", "", "list the JWT-SVID signing keys and their rollover times",
@@ -384,7 +387,8 @@ static int
 ca_jwt_rotate(struct tool_ctx *c)
 {
 	struct cubeid_jwt_keys_opts o = {0};
-	const char *kt = tool_opt(c, "key-type"), *pre = tool_opt(c, "prepublish");
+	const char *kt = tool_opt(c, "key-type"), *pre = tool_opt(c, "prepublish"),
+		   *mt = tool_opt(c, "max-ttl");
 	cubeid_token *tok = NULL;
 	cubeid_ca *ca = NULL;
 	cubeid_jwt_keys *k = NULL;
@@ -396,6 +400,8 @@ ca_jwt_rotate(struct tool_ctx *c)
 		o.prepublish = CUBEID_JWT_PREPUBLISH_NONE;
 	else if (pre != NULL && cubeid_duration_parse(pre, &o.prepublish) != CUBEID_OK)
 		return tool_usage_error(c, "bad duration '%s' (e.g. 0, 30s, 5m, 1h)", pre);
+	if (mt != NULL && cubeid_duration_parse(mt, &o.max_ttl) != CUBEID_OK)
+		return tool_usage_error(c, "bad duration '%s' (e.g. 30s, 5m, 1h)", mt);
 	if ((r = tool_token_open(c, true, NULL, &tok)) != CUBEID_OK)
 		return tool_exit_code(r);
 	if ((r = cubeid_ca_load(tok, c->state_dir, &ca)) != CUBEID_OK) {

@@ -109,3 +109,12 @@ fuzz_fuzz_oidc_SOURCES = fuzz/fuzz-oidc.c
 fuzz_fuzz_oidc_CFLAGS = $(FUZZ_COMPILE_FLAGS)
 fuzz_fuzz_oidc_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_oidc_LDADD = $(FUZZ_LIBS) $(LIBCURL_LIBS)
+# Cluster trust: key publications and the Kubernetes ConfigMapList
+# (what a publication store hands the agent).
+if ENABLE_FUZZING
+noinst_PROGRAMS += fuzz/fuzz-cluster
+endif
+fuzz_fuzz_cluster_SOURCES = fuzz/fuzz-cluster.c
+fuzz_fuzz_cluster_CFLAGS = $(FUZZ_COMPILE_FLAGS)
+fuzz_fuzz_cluster_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_cluster_LDADD = $(FUZZ_LIBS)

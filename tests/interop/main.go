@@ -31,6 +31,7 @@ Mint (plain Go crypto), for cubeid's verifiers to accept or reject:
 Workload API client (go-spiffe workloadapi; --socket or SPIFFE_ENDPOINT_SOCKET):
   workload x509 [--out DIR]       workload jwt --aud A [--subject ID]
   workload bundles                workload validate --token T --aud A
+  workload validate-local --token T --aud A   (go-spiffe verifies with FetchJWTBundles)
   workload watch-x509 --rotations N --timeout 60s
   workload probe [--no-header]    raw FetchX509SVID; prints the gRPC code
 `

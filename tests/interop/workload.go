@@ -88,6 +88,8 @@ func cmdWorkload(args []string) error {
 		return wlBundles(rest)
 	case "validate":
 		return wlValidate(rest)
+	case "validate-local":
+		return wlValidateLocal(rest)
 	case "watch-x509":
 		return wlWatchX509(rest)
 	case "probe":
@@ -273,6 +275,39 @@ func wlValidate(args []string) error {
 	s, err := c.ValidateJWTSVID(ctx, *token, *aud)
 	if err != nil {
 		return grpcErr("ValidateJWTSVID", err)
+	}
+	return printJSON(map[string]any{"spiffe_id": s.ID.String(), "claims": s.Claims})
+}
+
+// wlValidateLocal validates a JWT-SVID in this process, with go-spiffe's
+// jwtsvid.ParseAndValidate, against the JWT bundles fetched from the agent
+// (FetchJWTBundles): the agent only serves the keys, go-spiffe verifies.
+func wlValidateLocal(args []string) error {
+	var o workloadOpts
+	fs := newFlagSet("workload validate-local")
+	o.register(fs)
+	token := fs.String("token", "", "the JWT-SVID")
+	aud := fs.String("aud", "", "audience")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := need("workload validate-local", "token", *token, "aud", *aud); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
+	defer cancel()
+	c, err := o.client(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	bundles, err := c.FetchJWTBundles(ctx)
+	if err != nil {
+		return grpcErr("FetchJWTBundles", err)
+	}
+	s, err := jwtsvid.ParseAndValidate(*token, bundles, []string{*aud})
+	if err != nil {
+		return fmt.Errorf("jwtsvid.ParseAndValidate: %w", err)
 	}
 	return printJSON(map[string]any{"spiffe_id": s.ID.String(), "claims": s.Claims})
 }
