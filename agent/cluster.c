@@ -98,8 +98,8 @@ sync_run(void *arg)
 			free(c->last_kids);
 			c->last_kids = strdup(j->kids);
 			c->last_pub = j->now;
-			cubeid_info("cluster: published %zu key(s) of node %s to the %s store", j->n,
-			            c->node, cubeid_store_kind(c->store));
+			cubeid_info("cluster: published %zu key(s) of node %s to the %s store",
+			            j->n, c->node, cubeid_store_kind(c->store));
 		} else {
 			cubeid_error("cluster: cannot publish node %s's keys: %s", c->node,
 			             cubeid_strerror(rc));
@@ -360,7 +360,8 @@ cluster_add_remote(struct agent *a, int use, cubeid_jwt_bundle *b)
 
 		if (cubeid_jwt_bundle_find(b, kid) != NULL)
 			continue;
-		if ((rc = cubeid_jwt_bundle_add(b, kid, cubeid_jwt_bundle_key_at(r, i))) != CUBEID_OK)
+		if ((rc = cubeid_jwt_bundle_add(b, kid, cubeid_jwt_bundle_key_at(r, i))) !=
+		    CUBEID_OK)
 			return rc;
 	}
 	return CUBEID_OK;

@@ -286,8 +286,9 @@ apply_mapping(yaml_document_t *doc, yaml_node_t *map, const struct key *keys, co
 		}
 		if (keys == top_keys && strcmp(ks, "cluster") == 0) {
 			if (vn == NULL || vn->type != YAML_MAPPING_NODE)
-				return yu_err(err, name, vn,
-				              "'cluster' must be a mapping (store, dir, node, ...)");
+				return yu_err(
+				        err, name, vn,
+				        "'cluster' must be a mapping (store, dir, node, ...)");
 			if ((r = apply_mapping(doc, vn, cluster_keys, "cluster.", c, name, err)) !=
 			    0)
 				return r;

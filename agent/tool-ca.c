@@ -388,7 +388,7 @@ ca_jwt_rotate(struct tool_ctx *c)
 {
 	struct cubeid_jwt_keys_opts o = {0};
 	const char *kt = tool_opt(c, "key-type"), *pre = tool_opt(c, "prepublish"),
-		   *mt = tool_opt(c, "max-ttl");
+	           *mt = tool_opt(c, "max-ttl");
 	cubeid_token *tok = NULL;
 	cubeid_ca *ca = NULL;
 	cubeid_jwt_keys *k = NULL;

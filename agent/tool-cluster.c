@@ -26,12 +26,15 @@ static int cl_leave(struct tool_ctx *c);
 
 #define STORE_OPTS                                                                                 \
 	{"store-dir", 0, "DIR", "the file store: a shared directory, one NODE.jws per node"},      \
-	        {"kubernetes", 0, NULL, "the Kubernetes store: ConfigMaps through the API server"}, \
+	        {"kubernetes", 0, NULL,                                                            \
+	         "the Kubernetes store: ConfigMaps through the API server"},                       \
 	        {"k8s-api-server", 0, "URL",                                                       \
 	         "https:// URL of the API server (default: from KUBERNETES_SERVICE_HOST/_PORT)"},  \
 	        {"k8s-namespace", 0, "NS", "namespace of the ConfigMaps (default: the pod's)"},    \
 	        {"k8s-token-file", 0, "FILE", "ServiceAccount token (default: the pod's)"},        \
-	        {"k8s-ca-file", 0, "FILE", "CA certificate of the API server (default: the pod's)"}
+	{                                                                                          \
+		"k8s-ca-file", 0, "FILE", "CA certificate of the API server (default: the pod's)"  \
+	}
 
 static const struct tool_opt publish_opts[] = {
         {"node", 'n', "NAME", "this node's name in the store (required)"},
@@ -262,7 +265,8 @@ cl_show(struct tool_ctx *c)
 		rc = tool_fail(r, "cannot read the %s store", cubeid_store_kind(st));
 		goto out;
 	}
-	if ((r = cubeid_cluster_view_new(cubeid_x509_bundle_trust_domain(roots), &v)) != CUBEID_OK) {
+	if ((r = cubeid_cluster_view_new(cubeid_x509_bundle_trust_domain(roots), &v)) !=
+	    CUBEID_OK) {
 		rc = tool_fail(r, "view");
 		goto out;
 	}

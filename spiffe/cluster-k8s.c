@@ -118,8 +118,8 @@ k8s_request(struct k8s *k, const char *method, const char *path, const char *cty
 		             k->token_file, cubeid_strerror(rc));
 		return CUBEID_ERR_STORE;
 	}
-	while (tok_len > 0 && (tok[tok_len - 1] == '\n' || tok[tok_len - 1] == '\r' ||
-	                       tok[tok_len - 1] == ' '))
+	while (tok_len > 0 &&
+	       (tok[tok_len - 1] == '\n' || tok[tok_len - 1] == '\r' || tok[tok_len - 1] == ' '))
 		tok[--tok_len] = '\0';
 	rc = CUBEID_ERR_NOMEM;
 	if (tok_len == 0 || strpbrk(tok, "\r\n") != NULL) {
@@ -222,7 +222,8 @@ k8s_put(cubeid_store *s, const char *node, const char *doc, size_t len)
 {
 	struct k8s *k = s->impl;
 	json_t *cm = NULL;
-	char *body = NULL, *path = NULL, name[sizeof(CUBEID_K8S_NAME_PREFIX) + CUBEID_NODE_NAME_MAX];
+	char *body = NULL, *path = NULL,
+	     name[sizeof(CUBEID_K8S_NAME_PREFIX) + CUBEID_NODE_NAME_MAX];
 	int rc = CUBEID_ERR_NOMEM;
 
 	snprintf(name, sizeof(name), CUBEID_K8S_NAME_PREFIX "%s", node);
@@ -232,13 +233,13 @@ k8s_put(cubeid_store *s, const char *node, const char *doc, size_t len)
 	if (cm == NULL || (body = json_dumps(cm, JSON_COMPACT)) == NULL)
 		goto out;
 	if (asprintf(&path,
-	             "/api/v1/namespaces/%s/configmaps/%s?fieldManager=" K8S_FIELD_MGR "&force=true",
+	             "/api/v1/namespaces/%s/configmaps/%s?fieldManager=" K8S_FIELD_MGR
+	             "&force=true",
 	             k->ns, name) < 0) {
 		path = NULL;
 		goto out;
 	}
-	rc = k8s_request(k, "PATCH", path, "application/apply-patch+yaml", body, false, NULL,
-	                 NULL);
+	rc = k8s_request(k, "PATCH", path, "application/apply-patch+yaml", body, false, NULL, NULL);
 	if (rc == CUBEID_ERR_PERMISSION)
 		rc = CUBEID_ERR_STORE;
 out:
@@ -273,15 +274,17 @@ cubeid_k8s_parse_configmap_list(const char *json, size_t len, struct cubeid_stor
 	if (!json_is_object(j) || !(json_is_array(items) || json_is_null(items)))
 		goto out;
 	rc = CUBEID_OK;
-	json_array_foreach(items, i, it) {
-		const char *name = json_string_value(json_object_get(json_object_get(it, "metadata"),
-		                                                     "name"));
+	json_array_foreach(items, i, it)
+	{
+		const char *name =
+		        json_string_value(json_object_get(json_object_get(it, "metadata"), "name"));
 		json_t *d = json_object_get(json_object_get(it, "data"), CUBEID_K8S_DATA_KEY);
 		size_t pl = strlen(CUBEID_K8S_NAME_PREFIX);
 
 		if (name == NULL || strncmp(name, CUBEID_K8S_NAME_PREFIX, pl) != 0 ||
 		    !cubeid_node_name_valid(name + pl) || !json_is_string(d)) {
-			cubeid_debug("cluster store: skipping ConfigMap %s", name ? name : "(no name)");
+			cubeid_debug("cluster store: skipping ConfigMap %s",
+			             name ? name : "(no name)");
 			continue;
 		}
 		if ((rc = store_docs_push(docs, n, name + pl, json_string_value(d),
@@ -289,8 +292,8 @@ cubeid_k8s_parse_configmap_list(const char *json, size_t len, struct cubeid_stor
 			break;
 	}
 	if (rc == CUBEID_OK && resource_version != NULL &&
-	    (rv = json_string_value(json_object_get(json_object_get(j, "metadata"),
-	                                            "resourceVersion"))) != NULL &&
+	    (rv = json_string_value(
+	             json_object_get(json_object_get(j, "metadata"), "resourceVersion"))) != NULL &&
 	    (*resource_version = strdup(rv)) == NULL)
 		rc = CUBEID_ERR_NOMEM;
 	if (rc != CUBEID_OK) {
@@ -311,7 +314,8 @@ k8s_list(cubeid_store *s, struct cubeid_store_doc **docs, size_t *n)
 	size_t len = 0;
 	int rc;
 
-	if (asprintf(&path, "/api/v1/namespaces/%s/configmaps?labelSelector=cubeid.io%%2Fpublication",
+	if (asprintf(&path,
+	             "/api/v1/namespaces/%s/configmaps?labelSelector=cubeid.io%%2Fpublication",
 	             k->ns) < 0)
 		return CUBEID_ERR_NOMEM;
 	rc = k8s_request(k, "GET", path, NULL, NULL, false, &resp, &len);

@@ -35,10 +35,10 @@ struct cubeid_publication {
 	size_t n;
 };
 
-#define WHY(s)                          \
-	do {                            \
-		if (why != NULL)        \
-			*why = (s);     \
+#define WHY(s)                                                                                     \
+	do {                                                                                       \
+		if (why != NULL)                                                                   \
+			*why = (s);                                                                \
 	} while (0)
 
 const char *
@@ -221,7 +221,8 @@ cubeid_pub_sign(cubeid_ca *ca, const char *node, const struct cubeid_pub_key *ke
 			goto out;
 	for (i = 0; i < n; i++) {
 		if ((rc = cubeid_jwk_from_pkey(keys[i].pub, keys[i].kid,
-		                               cubeid_pub_use_name(keys[i].use), &jwk)) != CUBEID_OK)
+		                               cubeid_pub_use_name(keys[i].use), &jwk)) !=
+		    CUBEID_OK)
 			goto out;
 		if (json_array_append_new(jkeys, jwk) != 0) {
 			rc = CUBEID_ERR_NOMEM;
@@ -258,7 +259,7 @@ get_i64(const json_t *o, const char *name, int64_t *out)
 static int
 parse_x5c(const json_t *arr, STACK_OF(X509) * *out, const char **why)
 {
-	STACK_OF(X509) *sk;
+	STACK_OF(X509) * sk;
 	size_t i;
 	int rc = CUBEID_OK;
 
@@ -456,6 +457,7 @@ cubeid_pub_verify(const char *doc, size_t len, const cubeid_x509_bundle *roots, 
 {
 	cubeid_publication *p = NULL;
 	STACK_OF(X509) *inter = NULL;
+	const char *reason = NULL;
 	X509 *signer;
 	int i, rc;
 
@@ -499,8 +501,10 @@ cubeid_pub_verify(const char *doc, size_t len, const cubeid_x509_bundle *roots, 
 			rc = CUBEID_ERR_NOMEM;
 			goto out;
 		}
-	if ((rc = ca_verify_chain(signer, inter, roots, now, why)) != CUBEID_OK)
+	if ((rc = ca_verify_chain(signer, inter, roots, now, &reason)) != CUBEID_OK) {
+		WHY(reason);
 		goto out;
+	}
 	WHY("ok");
 	*out = p;
 	p = NULL;

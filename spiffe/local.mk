@@ -88,3 +88,9 @@ libcubeid_la_SOURCES += \
 	spiffe/cluster-store.h \
 	spiffe/cluster-k8s.c
 cubeidinclude_HEADERS += include/cubeid/cluster.h
+
+check_PROGRAMS += tests/test-cluster
+tests_test_cluster_SOURCES = tests/test-cluster.c
+tests_test_cluster_CFLAGS = $(TEST_CFLAGS)
+tests_test_cluster_LDADD = $(TEST_LIBS)
+TESTS += tests/test-cluster

@@ -48,14 +48,14 @@
 extern "C" {
 #endif
 
-#define CUBEID_PUB_MAX         (64 * 1024) /* bytes of one publication */
-#define CUBEID_PUB_KEYS_MAX    32          /* keys in one publication */
-#define CUBEID_PUB_CERTS_MAX   4           /* certificates in x5c */
-#define CUBEID_NODE_NAME_MAX   63          /* bytes of a node name */
-#define CUBEID_CLUSTER_NODES   1024        /* publications in a store or view */
-#define CUBEID_PUB_LEEWAY      60          /* seconds of clock skew allowed */
-#define CUBEID_PUB_TYP         "cubeid-publication+jwt"
-#define CUBEID_STORE_LIST_MAX  (16 * 1024 * 1024) /* bytes of a store listing */
+#define CUBEID_PUB_MAX        (64 * 1024) /* bytes of one publication */
+#define CUBEID_PUB_KEYS_MAX   32          /* keys in one publication */
+#define CUBEID_PUB_CERTS_MAX  4           /* certificates in x5c */
+#define CUBEID_NODE_NAME_MAX  63          /* bytes of a node name */
+#define CUBEID_CLUSTER_NODES  1024        /* publications in a store or view */
+#define CUBEID_PUB_LEEWAY     60          /* seconds of clock skew allowed */
+#define CUBEID_PUB_TYP        "cubeid-publication+jwt"
+#define CUBEID_STORE_LIST_MAX (16 * 1024 * 1024) /* bytes of a store listing */
 
 /* What a published key is for (the JWK's "use"). */
 typedef enum {
