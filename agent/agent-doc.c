@@ -547,6 +547,35 @@ static const struct key_doc config_docs[] = {
          "Connections on the socket; more are refused."},
         {"grpc.max_pending_output", "a size; default 8MiB",
          "Bytes queued for one connection before the slow client is dropped."},
+        {"cluster.store", "file or kubernetes; default off",
+         "Trust across nodes (docs/cluster.md): where this node publishes its JWT public keys "
+         "and reads every other node's.  The served JWT bundle is then the union of the valid "
+         "publications."},
+        {"cluster.dir", "an absolute path",
+         "The file store: a directory shared by the nodes (NFS, a hostPath), one NODE.jws per "
+         "node."},
+        {"cluster.node", "a name of 1 to 63 of a-z, 0-9 and -; default the host name",
+         "This node's name in the store."},
+        {"cluster.refresh", "a duration; default 30s",
+         "How often the store is read (and the publication renewed when due)."},
+        {"cluster.max_stale", "a duration; default off",
+         "When the store has been out of reach this long, the other nodes' keys are dropped.  "
+         "Without it they are kept until their publications expire."},
+        {"cluster.publication_ttl", "a duration; default the JWT max_ttl + 5m",
+         "How long this node's publication is valid; readers drop its keys after that.  At "
+         "least the JWT max_ttl plus refresh."},
+        {"cluster.jwks_file", "an absolute path",
+         "Write the cluster's JWT-SVID keys (JWKS) here whenever they change (0644, atomic)."},
+        {"cluster.picod_jwks_file", "an absolute path",
+         "Write the cluster's PicoD keys (JWKS) here whenever they change (0644, atomic)."},
+        {"cluster.k8s_api_server", "an https:// URL; default from KUBERNETES_SERVICE_HOST",
+         "The Kubernetes store's API server."},
+        {"cluster.k8s_namespace", "a namespace; default the pod's",
+         "Where the cubeid-pub-NODE ConfigMaps live."},
+        {"cluster.k8s_token_file", "an absolute path; default the pod's ServiceAccount token",
+         "Read before every request (projected tokens rotate)."},
+        {"cluster.k8s_ca_file", "an absolute path; default the pod's ServiceAccount ca.crt",
+         "The CA the API server's certificate must chain to."},
         {NULL, NULL, NULL},
 };
 

@@ -97,6 +97,11 @@ config_key_name(size_t i)
 		snprintf(buf, sizeof(buf), "grpc.%s", grpc_keys[i].name);
 		return buf;
 	}
+	i -= sizeof(grpc_keys) / sizeof(grpc_keys[0]) - 1;
+	if (i < sizeof(cluster_keys) / sizeof(cluster_keys[0]) - 1) {
+		snprintf(buf, sizeof(buf), "cluster.%s", cluster_keys[i].name);
+		return buf;
+	}
 	return NULL;
 }
 

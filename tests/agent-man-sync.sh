@@ -46,7 +46,11 @@ else
 fi
 # the keys a config file may hold: every one in the page
 for k in $(sed -n 's/^\\fB\([a-z0-9_.]*\)\\fR$/\1/p' "$srcdir/docs/man/cubeid.conf.5"); do
-	case $k in grpc.*) y="grpc:\n  ${k#grpc.}: 1" ;; *) y="$k: ~" ;; esac
+	case $k in
+	grpc.*) y="grpc:\n  ${k#grpc.}: 1" ;;
+	cluster.*) y="cluster:\n  ${k#cluster.}: ~" ;;
+	*) y="$k: ~" ;;
+	esac
 	printf "$y\n" >"$tmp"
 	if "$agent" --config "$tmp" --check 2>&1 | grep -q "unknown key"; then
 		echo "FAIL: cubeid.conf(5) documents '$k', which the agent rejects" >&2
