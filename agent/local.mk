@@ -14,7 +14,7 @@ agent_cubeid_SOURCES = \
 	agent/tool-svid.c \
 	agent/tool-jwt.c \
 	agent/tool-agent.c \
-	agent/tool-oidc.c
+	agent/tool-oidc.c \
 	agent/tool-cluster.c
 agent_cubeid_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS)
 agent_cubeid_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)

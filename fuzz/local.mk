@@ -109,6 +109,7 @@ fuzz_fuzz_oidc_SOURCES = fuzz/fuzz-oidc.c
 fuzz_fuzz_oidc_CFLAGS = $(FUZZ_COMPILE_FLAGS)
 fuzz_fuzz_oidc_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_oidc_LDADD = $(FUZZ_LIBS) $(LIBCURL_LIBS)
+
 # Cluster trust: key publications and the Kubernetes ConfigMapList
 # (what a publication store hands the agent).
 if ENABLE_FUZZING
