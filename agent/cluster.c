@@ -37,6 +37,7 @@ struct cluster {
 	cubeid_jwt_bundle *remote_jwt, *remote_picod;
 	int64_t last_ok;
 	size_t nodes;
+	char *picod_jwks; /* what picod_jwks_file holds */
 	struct sync_job *inflight;
 };
 
@@ -146,6 +147,45 @@ sync_run(void *arg)
 
 static void sync_start(struct cluster *c);
 
+/* cluster.picod_jwks_file: this node's PicoD keys and every other node's,
+ * for PicoD pods (a JWKS-aware verifier; docs/cluster.md).  Rewritten when
+ * it changes. */
+static void
+write_picod_jwks(struct cluster *c)
+{
+	struct agent *a = c->a;
+	const char *path = a->cfg->cluster.picod_jwks_file;
+	cubeid_jwt_bundle *b = NULL;
+	char *jwks = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (path == NULL)
+		return;
+	if (a->picod != NULL)
+		rc = picod_service_published(a->picod, 0, &b);
+	else
+		rc = cubeid_jwt_bundle_new(a->td, &b);
+	if (rc == CUBEID_OK)
+		rc = cluster_add_remote(a, CUBEID_PUB_USE_PICOD, b);
+	if (rc == CUBEID_OK)
+		rc = cubeid_jwt_bundle_to_jwks(b, &jwks, &len);
+	if (rc == CUBEID_OK && (c->picod_jwks == NULL || strcmp(c->picod_jwks, jwks) != 0)) {
+		rc = cubeid_atomic_write(path, jwks, len, 0644);
+		if (rc == CUBEID_OK) {
+			free(c->picod_jwks);
+			c->picod_jwks = jwks;
+			jwks = NULL;
+			cubeid_info("cluster: wrote %zu PicoD key(s) to %s",
+			            cubeid_jwt_bundle_count(b), path);
+		}
+	}
+	if (rc != CUBEID_OK)
+		cubeid_error("cluster: cannot write %s: %s", path, cubeid_strerror(rc));
+	free(jwks);
+	cubeid_jwt_bundle_free(b);
+}
+
 static void
 sync_done(void *arg)
 {
@@ -187,6 +227,7 @@ sync_done(void *arg)
 	}
 	job_free(j);
 	agent_bundles_refresh(a);
+	write_picod_jwks(c);
 	if (c->again)
 		sync_start(c);
 }
@@ -237,6 +278,15 @@ sync_start(struct cluster *c)
 	for (i = 0; rc == CUBEID_OK && cubeid_jwt_keys_at(a->jwt_keys, i, &info) == CUBEID_OK; i++)
 		if (cubeid_jwt_keys_published(a->jwt_keys, i, j->now))
 			rc = add_key(j, info.kid, CUBEID_PUB_USE_JWT_SVID, info.pub);
+	if (rc == CUBEID_OK && a->picod != NULL) {
+		cubeid_jwt_bundle *pb = NULL;
+
+		rc = picod_service_published(a->picod, j->now, &pb);
+		for (i = 0; rc == CUBEID_OK && i < cubeid_jwt_bundle_count(pb); i++)
+			rc = add_key(j, cubeid_jwt_bundle_kid_at(pb, i), CUBEID_PUB_USE_PICOD,
+			             cubeid_jwt_bundle_key_at(pb, i));
+		cubeid_jwt_bundle_free(pb);
+	}
 	j->ttl = a->cfg->cluster.publication_ttl > 0
 	                 ? a->cfg->cluster.publication_ttl
 	                 : cubeid_jwt_keys_max_ttl(a->jwt_keys) + CUBEID_PUB_TTL_SLACK;
@@ -380,6 +430,7 @@ cluster_free(struct agent *a)
 	cubeid_jwt_bundle_free(c->remote_jwt);
 	cubeid_jwt_bundle_free(c->remote_picod);
 	free(c->last_kids);
+	free(c->picod_jwks);
 	free(c->node);
 	free(c);
 	a->cluster = NULL;

@@ -221,6 +221,9 @@ int picod_service_new(struct agent *a, struct picod_service **out);
 void picod_service_free(struct picod_service *p); /* after worker_pool_free() */
 /* Re-read STATE-DIR/picod/jwt.conf (SIGHUP, after an offline rotation). */
 void picod_service_reload(struct picod_service *p);
+/* The PicoD keys published at now (none yet: an empty bundle); any thread.
+ * New bundle in *out. */
+int picod_service_published(struct picod_service *p, int64_t now, cubeid_jwt_bundle **out);
 void picod_service_stats(struct picod_service *p, size_t *cached, uint64_t *hits, uint64_t *mints);
 void h_picod_mint(grpc_call *call, void *ctx);
 void h_picod_public_key(grpc_call *call, void *ctx);

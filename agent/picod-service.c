@@ -17,6 +17,7 @@
  */
 #include "config.h"
 
+#include "agent/cluster.h"
 #include "agent/daemon.h"
 #include "agent/picod.pb-c.h"
 
@@ -61,6 +62,7 @@ struct picod_service {
 	pthread_rwlock_t lock;
 	pthread_mutex_t rot_mu;
 	cubeid_jwt_keys *keys;
+	bool announce; /* a key was created: tell the cluster (atomic) */
 	/* the token cache (loop thread only) */
 	struct pitem *buckets[PICOD_BUCKETS];
 	struct pitem *head, *tail;
@@ -180,6 +182,21 @@ picod_service_reload(struct picod_service *p)
 	pthread_mutex_unlock(&p->rot_mu);
 }
 
+int
+picod_service_published(struct picod_service *p, int64_t now, cubeid_jwt_bundle **out)
+{
+	int rc;
+
+	*out = NULL;
+	pthread_rwlock_rdlock(&p->lock);
+	if (p->keys != NULL)
+		rc = cubeid_jwt_keys_bundle(p->keys, now, out);
+	else
+		rc = cubeid_jwt_bundle_new(p->a->td, out);
+	pthread_rwlock_unlock(&p->lock);
+	return rc;
+}
+
 void
 picod_service_stats(struct picod_service *p, size_t *cached, uint64_t *hits, uint64_t *mints)
 {
@@ -234,6 +251,8 @@ ensure_keys(struct picod_service *p)
 		if (rc == CUBEID_ERR_NOT_FOUND &&
 		    (rc = key_opts(p, CUBEID_KEY_NONE, 0, &o, label, sizeof(label))) == CUBEID_OK) {
 			rc = cubeid_jwt_keys_init(p->a->tok, p->dir, p->a->td, &o, &k);
+			if (rc == CUBEID_OK)
+				__atomic_store_n(&p->announce, true, __ATOMIC_RELEASE);
 			if (rc == CUBEID_OK)
 				cubeid_notice("created the PicoD signing key (%s) in the token; "
 				              "its state is in %s",
@@ -588,6 +607,10 @@ job_done(void *arg)
 
 	if (call != NULL)
 		grpc_call_set_user(call, NULL, NULL);
+	/* a new key is published to the other nodes before it signs */
+	if ((j->kind == J_ROTATE && j->rc == CUBEID_OK) ||
+	    __atomic_exchange_n(&p->announce, false, __ATOMIC_ACQ_REL))
+		cluster_kick(p->a);
 	if (j->rc != CUBEID_OK) {
 		cubeid_warn("picod %s failed: %s",
 		            j->kind == J_MINT ? "MintToken"

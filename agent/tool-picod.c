@@ -298,15 +298,15 @@ picod_verify(struct tool_ctx *c)
 	}
 	if ((rc = cubeid_picod_verifier_new(&vo, &v)) != CUBEID_OK)
 		return tool_usage_error(c, "bad --sandbox, --namespace or --session");
-	if (jwksfile != NULL || pkfile != NULL) {
-		const char *f = jwksfile != NULL ? jwksfile : pkfile;
-
-		if ((rc = cubeid_read_file(f, CUBEID_JWKS_MAX, &buf, &len)) != CUBEID_OK) {
-			rc = tool_fail(rc, "cannot read %s", f);
+	if (jwksfile != NULL) {
+		/* the verifier a PicoD pod uses with the cluster's JWKS file */
+		rc = cubeid_picod_verifier_set_jwks_file(v, jwksfile);
+	} else if (pkfile != NULL) {
+		if ((rc = cubeid_read_file(pkfile, CUBEID_JWKS_MAX, &buf, &len)) != CUBEID_OK) {
+			rc = tool_fail(rc, "cannot read %s", pkfile);
 			goto out;
 		}
-		rc = jwksfile != NULL ? cubeid_picod_verifier_set_jwks(v, buf, len)
-		                      : cubeid_picod_verifier_set_pem(v, buf, len);
+		rc = cubeid_picod_verifier_set_pem(v, buf, len);
 	} else if ((env = getenv(CUBEID_PICOD_ENV_PUBLIC_KEY)) != NULL && env[0] != '\0') {
 		rc = cubeid_picod_verifier_set_pem(v, env, strlen(env));
 	} else {

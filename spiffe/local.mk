@@ -86,7 +86,8 @@ libcubeid_la_SOURCES += \
 	spiffe/cluster-view.c \
 	spiffe/cluster-store.c \
 	spiffe/cluster-store.h \
-	spiffe/cluster-k8s.c
+	spiffe/cluster-k8s.c \
+	spiffe/picod-jwks-file.c
 cubeidinclude_HEADERS += include/cubeid/cluster.h
 
 check_PROGRAMS += tests/test-cluster

@@ -102,6 +102,7 @@ entries:
   - name: me
     spiffe_id: spiffe://{td}/cluster-test
     selectors: [unix:uid:$(id -u)]
+    picod_signer: true
 EOF
 start_agent() { # start_agent I
 	local i=$1
@@ -122,6 +123,7 @@ cluster:
   refresh: 1s
   publication_ttl: 30s
   jwks_file: $D/n$i.jwks
+  picod_jwks_file: $D/n$i.picod.jwks
 EOF
 	SOFTHSM2_CONF=${TOK_CONF[i]} "$agent" --config "$D/agent$i.yaml" \
 		>"$D/agent$i.out" 2>"$D/agent$i.err" &
@@ -136,9 +138,11 @@ h = sys.argv[1].split(".")[0]
 print(json.loads(base64.urlsafe_b64decode(h + "=" * (-len(h) % 4)))["kid"])
 EOF
 }
-bundle_kids() { # bundle_kids I: the kids agent I serves (FetchJWTBundles)
-	"$cubeid" bundle fetch --format jwks --socket "$D/a$1.sock" 2>/dev/null |
-		python3 -c 'import json,sys; print("\n".join(sorted(k["kid"] for k in json.load(sys.stdin)["keys"])))' 2>/dev/null
+bundle_kids() { # bundle_kids I: the kids agent I serves (FetchJWTBundles); fails if it cannot
+	"$cubeid" bundle fetch --format jwks --socket "$D/a$1.sock" >"$D/bundle$1.json" 2>"$D/bundle$1.err" ||
+		return 1
+	python3 -c 'import json,sys; print("\n".join(sorted(k["kid"] for k in json.load(open(sys.argv[1]))["keys"])))' \
+		"$D/bundle$1.json" 2>>"$D/bundle$1.err"
 }
 local_kids() { # local_kids I: node I's own published JWT keys
 	cli $1 "$D/n$1" ca jwt-keys 2>/dev/null | awk 'NR>1 && $3 != "retired" {print $1}' | sort
@@ -194,6 +198,38 @@ else
 	bad "agent 2 accepted a wrong audience"
 fi
 
+# PicoD, the JWKS-aware path: a token minted on agent 1 is accepted by
+# libcubeid's PicoD verifier fed agent 3's cluster PicoD JWKS file
+ptok=$("$cubeid" picod token --session s1 --sandbox sb1 --socket "$D/a1.sock" 2>"$D/log")
+pkid=$([ -n "$ptok" ] && kid_of_token "$ptok")
+if [ -n "$pkid" ]; then ok "agent 1 mints a PicoD token (kid $pkid)"; else
+	bad "picod token from agent 1: $(cat "$D/log")"; fi
+picod_seen() { grep -q -- "\"$pkid\"" "$D/n3.picod.jwks" 2>/dev/null; }
+if [ -n "$pkid" ] && wait_for 60 picod_seen; then
+	ok "agent 1's PicoD key reaches agent 3's picod_jwks_file"
+else
+	bad "agent 3's PicoD JWKS: $(cat "$D/n3.picod.jwks" 2>&1)"
+fi
+if "$cubeid" picod verify "$ptok" --sandbox sb1 --session s1 --jwks "$D/n3.picod.jwks" \
+	>"$D/out" 2>&1 && grep -q '"session_id": *"s1"' "$D/out"; then
+	ok "the JWKS-aware PicoD verifier with agent 3's view accepts agent 1's token"
+else
+	bad "picod verify with agent 3's JWKS: $(cat "$D/out")"
+fi
+"$cubeid" picod public-key --format jwks --socket "$D/a3.sock" >"$D/a3-own.jwks" 2>/dev/null
+if [ -s "$D/a3-own.jwks" ] &&
+	! "$cubeid" picod verify "$ptok" --sandbox sb1 --jwks "$D/a3-own.jwks" >"$D/out" 2>&1 &&
+	grep -q "key id missing or unknown" "$D/out"; then
+	ok "agent 3's own PicoD key alone does not verify it (the cluster view is what does)"
+else
+	bad "agent 3's own key: $(cat "$D/out")"
+fi
+if ! "$cubeid" picod verify "$ptok" --sandbox sb2 --jwks "$D/n3.picod.jwks" >"$D/out" 2>&1; then
+	ok "a token for sandbox sb1 is refused by sandbox sb2"
+else
+	bad "cross-sandbox replay was accepted"
+fi
+
 # forged publications
 #  (a) a node enrolled under another root (token 2, its own root)
 if cli 2 "$D/evilroot" ca init -d $TD -q >"$D/log" 2>&1 &&
@@ -222,7 +258,7 @@ open(sys.argv[3], "w").write(h + "." + enc(body) + "." + s + "\n")
 EOF
 sleep 3 # several syncs
 for i in 1 2 3; do
-	if [ -n "$kevil" ] && ! bundle_kids $i | grep -x -- "$kevil" >/dev/null; then
+	if [ -n "$kevil" ] && k=$(bundle_kids $i) && ! printf '%s\n' "$k" | grep -x -- "$kevil" >/dev/null; then
 		ok "agent $i refuses the forged keys"
 	else
 		bad "agent $i serves the impostor's kid $kevil"
@@ -301,7 +337,7 @@ if cli 1 "$D/n1" cluster leave --node node3 --store-dir "$S" -q >"$D/log" 2>&1 &
 else
 	bad "cluster leave: $(cat "$D/log")"
 fi
-gone3() { ! bundle_kids 1 | grep -x -- "$k3" >/dev/null; }
+gone3() { local k; k=$(bundle_kids 1) && ! printf '%s\n' "$k" | grep -x -- "$k3" >/dev/null; }
 if [ -n "$exp3" ] && wait_for $((exp3 - $(date +%s) + 90)) gone3; then
 	gone_at=$(date +%s)
 	ok "node 3's key left agent 1's bundle"
@@ -313,10 +349,10 @@ if [ -n "$exp3" ] && wait_for $((exp3 - $(date +%s) + 90)) gone3; then
 else
 	bad "node 3's key $k3 is still served by agent 1 (publication expiry '$exp3')"
 fi
-if bundle_kids 1 | grep -x -- "$(local_kids 2 | head -1)" >/dev/null; then
+if wait_for 30 bundle_kids 1 >/dev/null && bundle_kids 1 | grep -x -- "$(local_kids 2 | head -1)" >/dev/null; then
 	ok "node 2's key is still there"
 else
-	bad "node 2's key vanished from agent 1"
+	bad "node 2's key vanished from agent 1: $(cat "$D/bundle1.err"; tail -5 "$D/agent1.err")"
 fi
 
 for i in 1 2; do

@@ -24,6 +24,7 @@
 #include <cubeid/ca.h>
 #include <cubeid/cluster.h>
 #include <cubeid/jwt.h>
+#include <cubeid/picod.h>
 
 #include "tests/harness.h"
 
@@ -464,6 +465,74 @@ START_TEST(test_k8s_configmap_list)
 }
 END_TEST
 
+static char *
+picod_token(EVP_PKEY *pk, const char *kid)
+{
+	struct cubeid_picod_claims_in in = {0};
+	char *aud = NULL, *t = NULL;
+
+	ck_assert_int_eq(cubeid_picod_audience("default", "sb1", &aud), CUBEID_OK);
+	in.sub = "spiffe://example.org/router";
+	in.aud = aud;
+	in.session_id = "s1";
+	in.jti = "j1";
+	in.iat = now;
+	in.ttl = 60;
+	ck_assert_int_eq(cubeid_picod_token_encode(&in, CUBEID_SIG_ECDSA_SHA256, kid,
+	                                           cubeid_jws_sign_evp, pk, &t),
+	                 CUBEID_OK);
+	free(aud);
+	return t;
+}
+
+static void
+write_jwks(const char *path, EVP_PKEY *pk, const char *kid)
+{
+	cubeid_jwt_bundle *b = NULL;
+	char *j = NULL;
+	size_t len;
+
+	ck_assert_int_eq(cubeid_jwt_bundle_new("picod", &b), CUBEID_OK);
+	ck_assert_int_eq(cubeid_jwt_bundle_add(b, kid, pk), CUBEID_OK);
+	ck_assert_int_eq(cubeid_jwt_bundle_to_jwks(b, &j, &len), CUBEID_OK);
+	ck_assert_int_eq(cubeid_atomic_write(path, j, len, 0644), CUBEID_OK);
+	free(j);
+	cubeid_jwt_bundle_free(b);
+}
+
+/* The JWKS-aware PicoD verifier follows the cluster's PicoD JWKS file. */
+START_TEST(test_picod_verifier_follows_jwks_file)
+{
+	struct cubeid_picod_verifier_opts o = {0};
+	cubeid_picod_verifier *v = NULL;
+	char *path = sub("picod.jwks"), *t1 = picod_token(k1, kid1), *t2 = picod_token(k2, kid2);
+
+	o.ns = "default";
+	o.sandbox = "sb1";
+	ck_assert_int_eq(cubeid_picod_verifier_new(&o, &v), CUBEID_OK);
+	ck_assert_int_eq(cubeid_picod_verifier_set_jwks_file(v, path), CUBEID_ERR_NOT_FOUND);
+	write_jwks(path, k1, kid1);
+	ck_assert_int_eq(cubeid_picod_verifier_set_jwks_file(v, path), CUBEID_OK);
+	ck_assert_int_eq(cubeid_picod_verify_token(v, t1, strlen(t1), now, NULL), CUBEID_OK);
+	ck_assert_int_eq(cubeid_picod_verify_token(v, t2, strlen(t2), now, NULL),
+	                 CUBEID_ERR_JWT_KID);
+	/* a node joins / a key rotates in: the file changes, an unknown kid
+	 * makes the verifier look at once */
+	write_jwks(path, k2, kid2);
+	ck_assert_int_eq(cubeid_picod_verify_token(v, t2, strlen(t2), now, NULL), CUBEID_OK);
+	/* a broken file keeps the last good keys */
+	ck_assert_int_eq(cubeid_atomic_write(path, "{oops", 5, 0644), CUBEID_OK);
+	ck_assert_int_eq(cubeid_picod_verify_token(v, t2, strlen(t2), now, NULL), CUBEID_OK);
+	/* k1 left: its tokens are refused */
+	ck_assert_int_eq(cubeid_picod_verify_token(v, t1, strlen(t1), now, NULL),
+	                 CUBEID_ERR_JWT_KID);
+	cubeid_picod_verifier_free(v);
+	free(t1);
+	free(t2);
+	free(path);
+}
+END_TEST
+
 START_TEST(test_node_names)
 {
 	ck_assert(cubeid_node_name_valid("node-1"));
@@ -495,6 +564,7 @@ suite(void)
 	tcase_add_test(tc, test_file_store);
 	tcase_add_test(tc, test_k8s_configmap_list);
 	tcase_add_test(tc, test_node_names);
+	tcase_add_test(tc, test_picod_verifier_follows_jwks_file);
 	suite_add_tcase(s, tc);
 	return s;
 }

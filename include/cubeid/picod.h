@@ -164,6 +164,13 @@ void cubeid_picod_verifier_free(cubeid_picod_verifier *v);
  * works only when the set holds one key). */
 int cubeid_picod_verifier_set_pem(cubeid_picod_verifier *v, const char *pem, size_t len);
 int cubeid_picod_verifier_set_jwks(cubeid_picod_verifier *v, const char *json, size_t len);
+/* The cluster's PicoD keys from a JWKS file (cubeid-agent's
+ * cluster.picod_jwks_file, or a mounted ConfigMap; docs/cluster.md): any
+ * current PicoD key of any node.  The file is re-read when it changes
+ * (checked at most once a second, and at once for an unknown kid); when it
+ * becomes unreadable or malformed the last good keys stay.  The first read
+ * must succeed (spiffe/picod-jwks-file.c). */
+int cubeid_picod_verifier_set_jwks_file(cubeid_picod_verifier *v, const char *path);
 /* fn/ctx stay the caller's; free_ctx (may be NULL) runs when replaced. */
 int cubeid_picod_verifier_set_source(cubeid_picod_verifier *v, cubeid_picod_key_fn fn, void *ctx,
                                      void (*free_ctx)(void *));
