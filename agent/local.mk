@@ -104,6 +104,8 @@ libagent_la_SOURCES += agent/daemon.h agent/svid-cache.c agent/workload-api.c
 # The optional HTTP server (libmicrohttpd on the loop) and health/metrics
 # (issue 8).
 libagent_la_SOURCES += agent/http.h agent/http.c agent/metrics.h agent/metrics.c
+# Keycloak: the JWKS and SPIFFE bundle endpoints on the HTTP server.
+libagent_la_SOURCES += agent/oidc-http.h agent/oidc-http.c
 # /healthz, /readyz and /metrics of a real --dev agent, parsed with the
 # Python prometheus_client text parser.
 TESTS += tests/agent-metrics.sh tests/agent-configmap.sh

@@ -14,6 +14,7 @@
 #include "agent/daemon.h"
 #include "agent/http.h"
 #include "agent/metrics.h"
+#include "agent/oidc-http.h"
 
 #include <cubeid/log.h>
 
@@ -419,12 +420,14 @@ agent_http_start(struct agent *a)
 		return rc;
 	if ((rc = http_server_route(a->http, "/healthz", h_healthz, a)) != CUBEID_OK ||
 	    (rc = http_server_route(a->http, "/readyz", h_readyz, a)) != CUBEID_OK ||
-	    (rc = http_server_route(a->http, "/metrics", h_metrics, a)) != CUBEID_OK) {
+	    (rc = http_server_route(a->http, "/metrics", h_metrics, a)) != CUBEID_OK ||
+	    (rc = agent_oidc_http_routes(a)) != CUBEID_OK) {
 		http_server_free(a->http);
 		a->http = NULL;
 		return rc;
 	}
-	cubeid_notice("http: /healthz /readyz /metrics on http://%s", http_server_address(a->http));
+	cubeid_notice("http: /healthz /readyz /metrics /keycloak/jwks /spiffe/bundle on http://%s",
+	              http_server_address(a->http));
 	return CUBEID_OK;
 }
 

@@ -4,9 +4,9 @@
 # Central, start-dev on 127.0.0.1 with the SPIFFE preview features).
 #
 #  1. A throwaway SoftHSM2 token and `cubeid ca init`: the node's JWT key.
-#  2. The agent's endpoints Keycloak fetches: the client JWKS
-#     (`cubeid oidc jwks`) and the SPIFFE bundle (`cubeid bundle show
-#     --format spiffe`), served on a loopback port.
+#  2. The real cubeid-agent on that token and state, with its HTTP server on
+#     a loopback port: /keycloak/jwks (private_key_jwt) and /spiffe/bundle
+#     (jwt-spiffe), the URLs the stamped realm gives Keycloak.
 #  3. Realms stamped from deploy/keycloak/realm-template.json: agentcube and
 #     tenant-b, plus test users (alice, bob: sandbox:invoke; carol:
 #     sandbox:manage; root: admin; nobody: no role) and two test clients.
@@ -23,9 +23,10 @@ builddir=${CUBEID_BUILDDIR:-.}
 srcdir=${CUBEID_SRCDIR:-.}
 cubeid=$builddir/agent/cubeid
 kccheck=$builddir/tests/keycloak/kc-check
+agent=$builddir/agent/cubeid-agent
 . "$srcdir/tests/lib/keycloak.sh"
 
-for tool in jq curl python3 sha256sum; do
+for tool in jq curl sha256sum; do
 	if ! command -v "$tool" >/dev/null 2>&1; then
 		if [ "${CI:-}" = true ]; then
 			echo "FAIL: $tool not found (CI=true: no skipping)" >&2
@@ -42,10 +43,10 @@ rc=$?
 eval "$exports"
 unset CUBEID_TOKEN CUBEID_PIN CUBEID_PIN_FILE CUBEID_PKCS11_MODULE CUBEID_STATE_DIR
 W=$CUBEID_T_DIR
-WWW_PID=
+AGENT_PID=
 cleanup() {
 	kc_stop
-	[ -n "$WWW_PID" ] && kill "$WWW_PID" 2>/dev/null && wait "$WWW_PID" 2>/dev/null
+	[ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
 	if [ "${KC_KEEP:-}" = 1 ]; then echo "# kept $W"; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
@@ -96,14 +97,27 @@ assert "the client JWKS has use sig, a kid and alg ES256" \
 	"$W/www/keycloak/jwks"
 check "bundle show --format spiffe" 0 "$cubeid" bundle show --format spiffe --state-dir "$S" \
 	--out "$W/www/spiffe/bundle"
+# The real cubeid-agent serves them on its HTTP server; Keycloak fetches
+# them from there.
 www_port=$(kc_free_port)
-python3 -m http.server "$www_port" --bind 127.0.0.1 --directory "$W/www" >"$W/www.log" 2>&1 &
-WWW_PID=$!
 AGENT_URL=http://127.0.0.1:$www_port
-for i in $(seq 1 60); do
-	curl -sf "$AGENT_URL/keycloak/jwks" >/dev/null && break
+: >"$W/entries.yaml"
+CUBEID_PKCS11_MODULE=$CUBEID_T_MODULE "$agent" --state-dir "$S" --socket "$W/agent.sock" \
+	--token "$CUBEID_T_URI" --pin-file "$CUBEID_T_PIN_FILE" --entries "$W/entries.yaml" \
+	--http-address "127.0.0.1:$www_port" >"$W/agent.out" 2>"$W/agent.err" &
+AGENT_PID=$!
+for i in $(seq 1 300); do
+	curl -sf "$AGENT_URL/keycloak/jwks" >"$W/agent-jwks.json" 2>/dev/null && break
+	kill -0 "$AGENT_PID" 2>/dev/null || break
 	sleep 0.5
 done
+assert "cubeid-agent serves /keycloak/jwks: the same JWKS as 'cubeid oidc jwks'" \
+	jqtest --slurpfile a "$W/www/keycloak/jwks" '. == $a[0]' "$W/agent-jwks.json"
+curl -sf "$AGENT_URL/spiffe/bundle" >"$W/agent-bundle.json"
+assert "cubeid-agent serves /spiffe/bundle: the keys of 'cubeid bundle show --format spiffe'" \
+	jqtest --slurpfile a "$W/www/spiffe/bundle" '.keys == $a[0].keys and .spiffe_refresh_hint == $a[0].spiffe_refresh_hint' \
+	"$W/agent-bundle.json"
+[ -s "$W/agent-jwks.json" ] || { sed 's/^/    | /' "$W/agent.err"; echo "FAIL: cubeid-agent did not serve its JWKS" >&2; exit 1; }
 
 # 3. realms: stamped from the template, plus test users and clients
 stamp=$srcdir/deploy/keycloak/stamp-realm.sh
@@ -164,6 +178,10 @@ assert "client_credentials for agentcube-sdk" test -s "$W/tok/sdk-sa.tok"
 echo "# kc-check suite"
 "$kccheck" suite "$W/tok" | sed 's/^\(not \)\{0,1\}ok [0-9]* - /&kc-check: /'
 [ "${PIPESTATUS[0]}" -eq 0 ] || { fails=$((fails + 1)); echo "not ok - kc-check suite failed"; }
+
+echo "# kc-check client"
+"$kccheck" client "$W/sdk.secret" | sed 's/^\(not \)\{0,1\}ok [0-9]* - /&kc-check: /'
+[ "${PIPESTATUS[0]}" -eq 0 ] || { fails=$((fails + 1)); echo "not ok - kc-check client failed"; }
 
 # 5. the CLI
 alice_sub=$(claims_of "$(cat "$W/tok/alice.tok")" | jq -r .sub)
