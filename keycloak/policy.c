@@ -112,7 +112,7 @@ cubeid_oidc_policy_parse(const char *text, size_t len, cubeid_oidc_policy **out,
 	while (pos < len) {
 		char buf[3 * FIELD_MAX + 8], f[4][FIELD_MAX + 1], *hash;
 		size_t e = pos, n;
-		int nf = 0, k;
+		int nf = 0;
 		struct rule *nr;
 		char *save = NULL, *tok;
 
@@ -161,7 +161,6 @@ cubeid_oidc_policy_parse(const char *text, size_t len, cubeid_oidc_policy **out,
 			r = CUBEID_ERR_NOMEM;
 			goto out;
 		}
-		(void)k;
 	}
 out:
 	if (r != CUBEID_OK) {

@@ -4,6 +4,9 @@
  *
  *   kc-check suite DIR         verification, roles, policy, JWKS cache,
  *                              realm isolation, RLAC (TAP output)
+ *   kc-check client SECRET-FILE
+ *                              client_credentials through the token cache
+ *                              (refresh ahead of expiry), as agentcube-sdk
  *   kc-check downstream AUD TOKEN-FILE
  *                              a WorkloadManager / PicoD stand-in: its own
  *                              verifier (own JWKS cache) for audience AUD;
@@ -361,6 +364,70 @@ downstream(const char *aud, const char *file)
 	return rc == 0 ? 0 : 1;
 }
 
+/* The client_credentials cache against Keycloak: agentcube-sdk with its
+ * secret from a file. */
+static int
+client(const char *secret_file)
+{
+	struct cubeid_oidc_client_opts o = {0};
+	struct cubeid_oidc_token err = {0}, x = {0};
+	cubeid_oidc_discovery *d = NULL;
+	cubeid_oidc_client *c = NULL;
+	char *iss = NULL, *secret = NULL, *t1 = NULL, *t2 = NULL, *t3 = NULL;
+	cubeid_jws *j = NULL;
+	int64_t now = (int64_t)time(NULL), exp;
+	int rc;
+
+	cubeid_oidc_keycloak_issuer(getenv("KC_URL"), "agentcube", &iss);
+	ok(cubeid_oidc_discover(iss, &d) == 0, "discovery for %s", iss);
+	ok(cubeid_oidc_read_secret_file(secret_file, &secret) == 0, "the secret file reads");
+	if (d == NULL || secret == NULL)
+		return 1;
+	o.token_endpoint = d->token_endpoint;
+	o.issuer = iss;
+	o.client_id = "agentcube-sdk";
+	o.method = CUBEID_OIDC_AUTH_SECRET;
+	o.secret = secret;
+	o.refresh_ahead = 30;
+	ok(cubeid_oidc_client_new(&o, &c) == 0, "a client for agentcube-sdk");
+	rc = cubeid_oidc_client_token(c, now, &t1, &err);
+	ok(rc == 0 && t1 != NULL, "client_credentials: a token (%s)", cubeid_strerror(rc));
+	rc = cubeid_oidc_client_token(c, now + 1, &t2, &err);
+	ok(rc == 0 && t2 != NULL && strcmp(t1, t2) == 0 && cubeid_oidc_client_fetches(c) == 1,
+	   "the second call is served from the cache (%lu fetch)", cubeid_oidc_client_fetches(c));
+	if (t1 == NULL || cubeid_jws_decode(t1, strlen(t1), &j) != 0)
+		return 1;
+	/* the cache counts from our clock: now + expires_in, and Keycloak's
+	 * expires_in is exp - iat */
+	exp = now + (int64_t)json_integer_value(json_object_get(cubeid_jws_claims(j), "exp")) -
+	      (int64_t)json_integer_value(json_object_get(cubeid_jws_claims(j), "iat"));
+	cubeid_jws_free(j);
+	rc = cubeid_oidc_client_token(c, exp - 31, &t3, &err);
+	ok(rc == 0 && cubeid_oidc_client_fetches(c) == 1,
+	   "31 s before expiry: still cached (refresh_ahead 30 s)");
+	free(t3);
+	t3 = NULL;
+	rc = cubeid_oidc_client_token(c, exp - 29, &t3, &err);
+	ok(rc == 0 && t3 != NULL && strcmp(t3, t1) != 0 && cubeid_oidc_client_fetches(c) == 2,
+	   "29 s before expiry: refreshed ahead of it (a new token, %lu fetches)",
+	   cubeid_oidc_client_fetches(c));
+	rc = cubeid_oidc_client_exchange(c, t1, "workloadmanager", NULL, 0, &x);
+	ok(rc == CUBEID_ERR_OAUTH && x.error != NULL,
+	   "agentcube-sdk may not exchange (token exchange is off for it): %s: %s",
+	   x.error ? x.error : "?", x.error_description ? x.error_description : "");
+	cubeid_oidc_token_clear(&x);
+	cubeid_oidc_token_clear(&err);
+	free(t1);
+	free(t2);
+	free(t3);
+	free(secret);
+	free(iss);
+	cubeid_oidc_client_free(c);
+	cubeid_oidc_discovery_free(d);
+	printf("1..%d\n", n);
+	return fails ? 1 : 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -370,8 +437,11 @@ main(int argc, char **argv)
 	}
 	if (argc == 3 && strcmp(argv[1], "suite") == 0)
 		return suite(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "client") == 0)
+		return client(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "downstream") == 0)
 		return downstream(argv[2], argv[3]);
-	fprintf(stderr, "usage: kc-check suite DIR | downstream AUD TOKEN-FILE\n");
+	fprintf(stderr,
+	        "usage: kc-check suite DIR | client SECRET-FILE | downstream AUD TOKEN-FILE\n");
 	return 2;
 }
