@@ -24,6 +24,5 @@ EXTRA_DIST += tests/docs-errors.sh
 # Trust across nodes (issue 9)
 EXTRA_DIST += docs/cluster.md
 
-
 # Keycloak (issue 7)
 EXTRA_DIST += docs/keycloak.md
