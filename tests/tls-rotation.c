@@ -1,0 +1,215 @@
+/*
+ * tls-rotation: rotation under load.  A TLS server built on the libcubeid
+ * loader (file mode: the files cubeid-agent delivers) serves on loopback;
+ * a client, built on the loader too, makes new mTLS handshakes
+ * continuously and counts every one that fails, until it has seen the
+ * server's certificate change ROTATIONS times.
+ *
+ *   tls-rotation DIR ALLOW_ID ROTATIONS TIMEOUT_S
+ *
+ * Prints the counts; exit 0 only if it saw ROTATIONS rotations and not one
+ * handshake failed on either side.  Started by tests/tls-rotation.sh.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <cubeid/tls.h>
+
+static volatile int stop;
+static unsigned long served, server_fail, client_certs_changed;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+struct srv {
+	int lfd;
+	SSL_CTX *ctx;
+};
+
+static void *
+server_main(void *arg)
+{
+	struct srv *s = arg;
+	unsigned char last[SHA256_DIGEST_LENGTH] = {0}, cur[SHA256_DIGEST_LENGTH];
+	bool have = false;
+
+	while (!stop) {
+		int fd = accept(s->lfd, NULL, NULL), r;
+		SSL *ssl;
+
+		if (fd < 0)
+			continue;
+		if (stop) {
+			close(fd);
+			break;
+		}
+		ssl = SSL_new(s->ctx);
+		SSL_set_fd(ssl, fd);
+		if ((r = SSL_accept(ssl)) != 1) {
+			const char *why = NULL;
+			int e = cubeid_tls_handshake_error(ssl, r, &why);
+			pthread_mutex_lock(&mu);
+			server_fail++;
+			pthread_mutex_unlock(&mu);
+			fprintf(stderr, "server handshake failed: %s (%s)\n", why ? why : "?",
+			        cubeid_strerror(e));
+		} else {
+			X509 *peer = SSL_get0_peer_certificate(ssl);
+			unsigned int len = 0;
+			char c = 'x';
+
+			if (peer != NULL && X509_digest(peer, EVP_sha256(), cur, &len) == 1) {
+				if (have && memcmp(cur, last, sizeof(cur)) != 0)
+					client_certs_changed++;
+				memcpy(last, cur, sizeof(cur));
+				have = true;
+			}
+			SSL_write(ssl, &c, 1);
+			SSL_shutdown(ssl);
+			pthread_mutex_lock(&mu);
+			served++;
+			pthread_mutex_unlock(&mu);
+		}
+		SSL_free(ssl);
+		close(fd);
+	}
+	return NULL;
+}
+
+static int
+loader(const char *dir, const char *allow, cubeid_tls **out)
+{
+	char cert[4096], key[4096], ca[4096];
+	const char *al[1] = {allow};
+	struct cubeid_tls_config c;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(cert, sizeof(cert), "%s/svid.pem", dir);
+	snprintf(key, sizeof(key), "%s/svid_key.pem", dir);
+	snprintf(ca, sizeof(ca), "%s/svid_bundle.pem", dir);
+	c.cert_file = cert;
+	c.key_file = key;
+	c.ca_file = ca;
+	c.allow = al;
+	c.n_allow = 1;
+	return cubeid_tls_new(&c, out);
+}
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t slen = sizeof(sa);
+	unsigned char last[SHA256_DIGEST_LENGTH] = {0}, cur[SHA256_DIGEST_LENGTH];
+	unsigned long handshakes = 0, client_fail = 0, rotations = 0, want;
+	cubeid_tls *st = NULL, *ct = NULL;
+	SSL_CTX *cctx = NULL;
+	struct srv s = {-1, NULL};
+	pthread_t th;
+	double deadline, t0;
+	bool have = false;
+	int one = 1, rc;
+
+	if (argc != 5) {
+		fprintf(stderr, "usage: tls-rotation DIR ALLOW_ID ROTATIONS TIMEOUT_S\n");
+		return 2;
+	}
+	want = strtoul(argv[3], NULL, 10);
+	if ((rc = loader(argv[1], argv[2], &st)) != CUBEID_OK ||
+	    (rc = loader(argv[1], argv[2], &ct)) != CUBEID_OK ||
+	    (rc = cubeid_tls_server_ctx(st, &s.ctx)) != CUBEID_OK ||
+	    (rc = cubeid_tls_client_ctx(ct, &cctx)) != CUBEID_OK) {
+		fprintf(stderr, "tls-rotation: the loader: %s\n", cubeid_strerror(rc));
+		return 1;
+	}
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((s.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    setsockopt(s.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(s.lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(s.lfd, 64) != 0 ||
+	    getsockname(s.lfd, (struct sockaddr *)&sa, &slen) != 0) {
+		perror("tls-rotation: listen");
+		return 1;
+	}
+	if (pthread_create(&th, NULL, server_main, &s) != 0)
+		return 1;
+	t0 = now_s();
+	deadline = t0 + atof(argv[4]);
+	while (rotations < want && now_s() < deadline) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), r;
+		SSL *ssl;
+		char c;
+
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			perror("tls-rotation: connect");
+			client_fail++;
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		ssl = SSL_new(cctx);
+		SSL_set_fd(ssl, fd);
+		handshakes++;
+		if ((r = SSL_connect(ssl)) != 1 || SSL_read(ssl, &c, 1) != 1) {
+			const char *why = NULL;
+			int e = cubeid_tls_handshake_error(ssl, r, &why);
+			client_fail++;
+			fprintf(stderr, "client handshake %lu failed after %.1f s: %s (%s)\n",
+			        handshakes, now_s() - t0, why ? why : "?", cubeid_strerror(e));
+		} else {
+			X509 *peer = SSL_get0_peer_certificate(ssl);
+			unsigned int len = 0;
+
+			if (peer != NULL && X509_digest(peer, EVP_sha256(), cur, &len) == 1) {
+				if (have && memcmp(cur, last, sizeof(cur)) != 0)
+					rotations++;
+				memcpy(last, cur, sizeof(cur));
+				have = true;
+			}
+			SSL_shutdown(ssl);
+		}
+		SSL_free(ssl);
+		close(fd);
+	}
+	stop = 1;
+	{
+		/* wake the accept() */
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0) {
+			(void)connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+			close(fd);
+		}
+	}
+	pthread_join(th, NULL);
+	printf("handshakes=%lu client_failures=%lu server_failures=%lu rotations=%lu "
+	       "client_cert_changes=%lu server_reloads=%lu client_reloads=%lu seconds=%.0f\n",
+	       handshakes, client_fail, server_fail, rotations, client_certs_changed,
+	       cubeid_tls_generation(st), cubeid_tls_generation(ct), now_s() - t0);
+	SSL_CTX_free(s.ctx);
+	SSL_CTX_free(cctx);
+	cubeid_tls_free(st);
+	cubeid_tls_free(ct);
+	close(s.lfd);
+	return rotations >= want && client_fail == 0 && server_fail == 0 ? 0 : 1;
+}
