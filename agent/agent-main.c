@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,8 @@
 
 #include <jansson.h>
 #include <openssl/asn1.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <systemd/sd-daemon.h>
 
 #define EXIT_USAGE 2
@@ -277,6 +280,19 @@ agent_status_json(struct agent *a, char **out)
 	if (o == NULL)
 		return CUBEID_ERR_NOMEM;
 	json_object_set_new(o, "jwt_svids_cached", json_integer((json_int_t)nj));
+	{
+		/* the token's health: the last real token operation (a mint or
+		 * a probe; h_status probes when it is older than a few seconds) */
+		json_t *t = json_object_get(o, "token");
+		const struct agent_metrics *m = &a->metrics;
+
+		json_object_set_new(t, "healthy",
+		                    json_boolean(a->tok != NULL && m->token_checked != 0 &&
+		                                 m->token_rc == CUBEID_OK));
+		json_object_set_new(t, "checked", json_integer((json_int_t)m->token_checked));
+		if (m->token_checked != 0 && m->token_rc != CUBEID_OK)
+			json_object_set_new(t, "error", json_string(cubeid_strerror(m->token_rc)));
+	}
 	agent_status_metrics(a, o);
 	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
@@ -447,6 +463,65 @@ attest_tune(struct agent *a)
 	a->attest.kubelet_ca_file = a->cfg->kubelet_ca_file;
 }
 
+/*
+ * What only a restart can change (the trust domain, the CA's token and
+ * state directory, the socket, the HTTP address) is refused on reload: one
+ * error line per key, saying a restart is needed, and the running value is
+ * kept in cfg.  A CA replaced on disk (ca.pem) is reported the same way;
+ * the agent goes on with the CA it loaded.
+ */
+static void
+restart_bound_keep(struct agent *a, struct agent_config *cfg)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+		bool show; /* the value may be logged (the token URI may hold a PIN) */
+	} keys[] = {
+	        {"trust_domain", offsetof(struct agent_config, trust_domain), true},
+	        {"state_dir", offsetof(struct agent_config, state_dir), true},
+	        {"token", offsetof(struct agent_config, token), false},
+	        {"pin_file", offsetof(struct agent_config, pin_file), true},
+	        {"module", offsetof(struct agent_config, module), true},
+	        {"socket_path", offsetof(struct agent_config, socket_path), true},
+	        {"http_address", offsetof(struct agent_config, http_address), true},
+	};
+	char path[PATH_MAX];
+	size_t i;
+	X509 *disk = NULL;
+	FILE *f;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		char **now = (char **)(void *)((char *)a->cfg + keys[i].off);
+		char **want = (char **)(void *)((char *)cfg + keys[i].off);
+
+		if (streq_null(*now, *want))
+			continue;
+		if (keys[i].show)
+			cubeid_error("reload: %s changed (%s -> %s): a restart is needed to apply it; "
+			             "keeping %s",
+			             keys[i].key, *now != NULL ? *now : "(none)",
+			             *want != NULL ? *want : "(none)", *now != NULL ? *now : "(none)");
+		else
+			cubeid_error("reload: %s changed: a restart is needed to apply it; keeping the "
+			             "running one",
+			             keys[i].key);
+		free(*want);
+		*want = *now != NULL ? strdup(*now) : NULL;
+	}
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", a->cfg->state_dir,
+	                     CUBEID_CA_CERT_FILE) >= sizeof(path) ||
+	    (f = fopen(path, "re")) == NULL)
+		return;
+	disk = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (disk != NULL && a->ca != NULL && X509_cmp(disk, cubeid_ca_cert(a->ca)) != 0)
+		cubeid_error("reload: the CA in %s is not the one the agent runs with: a restart "
+		             "is needed to use it; keeping the running CA",
+		             path);
+	X509_free(disk);
+}
+
 static void
 reload(struct agent *a, const char *why)
 {
@@ -463,23 +538,12 @@ reload(struct agent *a, const char *why)
 		cubeid_error("reload: keeping the old config");
 		goto out;
 	}
-	if (strcmp(cfg->trust_domain, a->cfg->trust_domain) != 0 ||
-	    strcmp(cfg->socket_path, a->cfg->socket_path) != 0 ||
-	    strcmp(cfg->state_dir, a->cfg->state_dir) != 0 ||
-	    !streq_null(cfg->http_address, a->cfg->http_address))
-		cubeid_warn("reload: trust_domain, socket_path, state_dir and http_address changes "
-		            "need a restart");
+	restart_bound_keep(a, cfg);
 	if ((rc = load_entries(cfg->entries, a->flags.dev, &entries)) != CUBEID_OK) {
 		cubeid_error("reload: keeping the old config and entries");
 		config_free(cfg);
 		goto out;
 	}
-	/* what a restart would change stays as it is */
-	replace_str(&cfg->trust_domain, a->cfg->trust_domain);
-	replace_str(&cfg->socket_path, a->cfg->socket_path);
-	replace_str(&cfg->state_dir, a->cfg->state_dir);
-	free(cfg->http_address);
-	cfg->http_address = a->cfg->http_address != NULL ? strdup(a->cfg->http_address) : NULL;
 	config_free(a->cfg);
 	a->cfg = cfg;
 	cubeid_log_set_level((cubeid_log_level)cfg->log_level);

@@ -38,6 +38,7 @@
 #define AGENT_JWT_AUD_MAX     32    /* audiences in one JWTSVIDRequest */
 #define AGENT_JWT_AUD_LEN_MAX 512   /* bytes of one audience */
 #define AGENT_STATUS_PATH     "/cubeid.Agent/Status"
+#define AGENT_STATUS_PROBE_S  5 /* a status probes the token if older than this */
 #define AGENT_JWT_LEEWAY      30 /* seconds, ValidateJWTSVID */
 #define AGENT_SWEEP_MS        250
 #define AGENT_BUNDLE_CHECK_MS 30000 /* republish the JWT bundle when it changes */
@@ -206,6 +207,8 @@ void wapi_refresh_all(struct wapi *w);
 /* End every stream with status (shutdown). */
 void wapi_finish_all(struct wapi *w, int status, const char *msg);
 unsigned wapi_streams(const struct wapi *w);
+/* A token probe ended: answer the status calls that waited for it. */
+void wapi_status_probed(struct wapi *w);
 
 /* ---- file delivery (delivery.c) -------------------------------------- */
 /* Needs the loop and the cache.  delivery_sync() (after every load of the

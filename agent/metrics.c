@@ -133,26 +133,37 @@ probe_done(void *arg)
 		cubeid_notice("token probe: the token answers again");
 	token_result(&a->metrics, j->rc);
 	free(j);
+	if (a->wapi != NULL)
+		wapi_status_probed(a->wapi); /* status calls waiting for it */
 }
 
-static long
-probe_tick(cubeid_loop *l, void *arg)
+bool
+metrics_probe_start(struct agent *a)
 {
-	struct agent *a = arg;
 	struct probe_job *j;
 
-	(void)l;
-	if (a->stopping || a->pool == NULL || a->ca == NULL || a->metrics.probing)
-		return METRICS_PROBE_MS;
+	if (a->stopping || a->pool == NULL || a->ca == NULL)
+		return false;
+	if (a->metrics.probing)
+		return true;
 	if ((j = calloc(1, sizeof(*j))) == NULL)
-		return METRICS_PROBE_MS;
+		return false;
 	j->a = a;
 	j->key = cubeid_ca_key(a->ca);
 	a->metrics.probing = true;
 	if (worker_submit(a->pool, probe_run, probe_done, j) != CUBEID_OK) {
 		a->metrics.probing = false;
 		free(j);
+		return false;
 	}
+	return true;
+}
+
+static long
+probe_tick(cubeid_loop *l, void *arg)
+{
+	(void)l;
+	(void)metrics_probe_start(arg);
 	return METRICS_PROBE_MS;
 }
 

@@ -52,6 +52,9 @@ double metrics_now(void);
  * error if the address cannot be served. */
 int agent_http_start(struct agent *a);
 void agent_http_stop(struct agent *a);
+/* Probe the token now (sign with the CA key in a worker) unless a probe
+ * is running; true if one is.  When it ends, wapi_status_probed() runs. */
+bool metrics_probe_start(struct agent *a);
 /* Ready: token reachable, CA valid now, entries loaded.  *why says what is
  * not (static), NULL when ready. */
 bool agent_ready(const struct agent *a, const char **why);

@@ -48,10 +48,18 @@ struct wcall {
 	struct wcall *next, *prev;
 };
 
+/* A status call waiting for a token probe. */
+struct status_wait {
+	struct wapi *w;
+	grpc_call *call;
+	struct status_wait *next, *prev;
+};
+
 struct wapi {
 	struct agent *a;
 	struct wcall *calls;
 	unsigned n_streams;
+	struct status_wait *status_waits;
 };
 
 /* ------------------------------------------------------------ calls */
@@ -931,30 +939,15 @@ h_unimplemented(grpc_call *call, void *ctx)
 	grpc_call_finish(call, GRPC_UNIMPLEMENTED, "WIT-SVIDs are not supported");
 }
 
-/*
- * cubeid.Agent/Status: request ignored; the response is a protobuf message
- * with one field, `string json = 1`, the status document.  Only root and
- * the agent's own uid may ask.
- */
+/* Answer a status call with the status document. */
 static void
-h_status(grpc_call *call, void *ctx)
+status_reply(struct agent *a, grpc_call *call)
 {
-	struct agent *a = ctx;
-	struct peer_info peer = {0};
-	struct selector_set sel = {0};
 	char *json = NULL;
 	uint8_t *buf = NULL;
 	size_t jlen, n, i;
-	int rc;
 
-	rc = attest_peer_fd(grpc_call_fd(call), &a->attest, &peer, &sel);
-	selector_set_clear(&sel);
-	if (rc != CUBEID_OK || (peer.uid != 0 && peer.uid != a->uid)) {
-		grpc_call_finish(call, GRPC_PERMISSION_DENIED,
-		                 "status is for root and the agent's user only");
-		return;
-	}
-	if ((rc = agent_status_json(a, &json)) != CUBEID_OK) {
+	if (agent_status_json(a, &json) != CUBEID_OK) {
 		grpc_call_finish(call, GRPC_INTERNAL, "could not build the status");
 		return;
 	}
@@ -977,6 +970,79 @@ h_status(grpc_call *call, void *ctx)
 		grpc_call_finish(call, GRPC_OK, NULL);
 	free(buf);
 	free(json);
+}
+
+static void
+status_wait_unlink(struct status_wait *sw)
+{
+	if (sw->prev != NULL)
+		sw->prev->next = sw->next;
+	else
+		sw->w->status_waits = sw->next;
+	if (sw->next != NULL)
+		sw->next->prev = sw->prev;
+}
+
+static void
+status_wait_close(grpc_call *call, void *user)
+{
+	struct status_wait *sw = user;
+
+	(void)call;
+	status_wait_unlink(sw);
+	free(sw);
+}
+
+void
+wapi_status_probed(struct wapi *w)
+{
+	struct status_wait *sw;
+
+	while ((sw = w->status_waits) != NULL) {
+		status_wait_unlink(sw);
+		grpc_call_set_user(sw->call, NULL, NULL);
+		status_reply(w->a, sw->call);
+		free(sw);
+	}
+}
+
+/*
+ * cubeid.Agent/Status: request ignored; the response is a protobuf message
+ * with one field, `string json = 1`, the status document.  Only root and
+ * the agent's own uid may ask.  The token's health in it is live: when
+ * the last token operation (a mint or a probe) is older than
+ * AGENT_STATUS_PROBE_S, the call waits for a probe (a signature with the
+ * CA key, in a worker) and is answered when it ends.
+ */
+static void
+h_status(grpc_call *call, void *ctx)
+{
+	struct agent *a = ctx;
+	struct peer_info peer = {0};
+	struct selector_set sel = {0};
+	struct status_wait *sw;
+	int64_t checked = a->metrics.token_checked;
+	int rc;
+
+	rc = attest_peer_fd(grpc_call_fd(call), &a->attest, &peer, &sel);
+	selector_set_clear(&sel);
+	if (rc != CUBEID_OK || (peer.uid != 0 && peer.uid != a->uid)) {
+		grpc_call_finish(call, GRPC_PERMISSION_DENIED,
+		                 "status is for root and the agent's user only");
+		return;
+	}
+	if ((checked == 0 || (int64_t)time(NULL) - checked >= AGENT_STATUS_PROBE_S) &&
+	    metrics_probe_start(a) && (sw = calloc(1, sizeof(*sw))) != NULL) {
+		sw->w = a->wapi;
+		sw->call = call;
+		sw->next = a->wapi->status_waits;
+		if (sw->next != NULL)
+			sw->next->prev = sw;
+		a->wapi->status_waits = sw;
+		grpc_call_set_user(call, sw, status_wait_close);
+		return;
+	}
+	status_reply(a, call);
 }
 
 const struct grpc_method wapi_methods[] = {
@@ -1019,8 +1085,16 @@ wapi_free(struct wapi *w)
 void
 wapi_finish_all(struct wapi *w, int status, const char *msg)
 {
+	struct status_wait *sw;
+
 	while (w->calls != NULL)
 		wcall_finish(w->calls, status, msg);
+	while ((sw = w->status_waits) != NULL) {
+		status_wait_unlink(sw);
+		grpc_call_set_user(sw->call, NULL, NULL);
+		grpc_call_finish(sw->call, status, msg);
+		free(sw);
+	}
 }
 
 unsigned
