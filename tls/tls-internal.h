@@ -68,8 +68,11 @@ struct tls_file_src {
 	cubeid_token *token; /* key_file is a PKCS#11 URI */
 };
 
-/* Build a state from the files (and the token for a PKCS#11 key). */
-int tls_state_from_files(const struct tls_file_src *src, struct tls_state **out, const char **why);
+/* Build a state from the files (and the token for a PKCS#11 key).  seen
+ * gets what the files were just before they were read, also on failure:
+ * a change after that point must trigger another attempt. */
+int tls_state_from_files(const struct tls_file_src *src, struct tls_state **out, const char **why,
+                         struct tls_file_id seen[TLS_F_N]);
 /* Build a state from one Workload API X.509-SVID (DER chain, PKCS#8 key,
  * DER bundle). */
 int tls_state_from_wl(const struct cubeid_wl_x509svid *svid, struct tls_state **out,

@@ -89,18 +89,14 @@ reload_files_locked(cubeid_tls *tls)
 	const char *why = NULL;
 	int rc;
 
-	rc = tls_state_from_files(&tls->files, &s, &why);
+	/* remember what we tried (as it was before reading), so that the
+	 * same broken files are not retried and logged at every check, while
+	 * a file replaced during the attempt is */
+	rc = tls_state_from_files(&tls->files, &s, &why, tls->tried);
 	if (rc != CUBEID_OK) {
-		/* remember what we tried, so the same broken files are not
-		 * retried (and logged) at every check */
-		tls_file_id_get(tls->files.cert_file, &tls->tried[TLS_F_CERT]);
-		if (tls->files.token == NULL)
-			tls_file_id_get(tls->files.key_file, &tls->tried[TLS_F_KEY]);
-		tls_file_id_get(tls->files.ca_file, &tls->tried[TLS_F_CA]);
 		tls_install(tls, NULL, rc, why);
 		return rc;
 	}
-	memcpy(tls->tried, s->files, sizeof(tls->tried));
 	tls_install(tls, s, CUBEID_OK, NULL);
 	return 1;
 }

@@ -181,7 +181,8 @@ key_from_token(cubeid_token *tok, const char *uri, EVP_PKEY **out, const char **
 }
 
 int
-tls_state_from_files(const struct tls_file_src *src, struct tls_state **out, const char **why)
+tls_state_from_files(const struct tls_file_src *src, struct tls_state **out, const char **why,
+                     struct tls_file_id seen[TLS_F_N])
 {
 	struct tls_state *s = NULL;
 	STACK_OF(X509) *chain = NULL;
@@ -190,13 +191,15 @@ tls_state_from_files(const struct tls_file_src *src, struct tls_state **out, con
 
 	*out = NULL;
 	*why = "out of memory";
+	/* stat before reading: a change after this is seen by the next check */
+	memset(seen, 0, sizeof(struct tls_file_id) * TLS_F_N);
+	tls_file_id_get(src->cert_file, &seen[TLS_F_CERT]);
+	if (src->token == NULL)
+		tls_file_id_get(src->key_file, &seen[TLS_F_KEY]);
+	tls_file_id_get(src->ca_file, &seen[TLS_F_CA]);
 	if ((s = state_new()) == NULL)
 		return CUBEID_ERR_NOMEM;
-	/* stat before reading: a change after this is seen by the next check */
-	tls_file_id_get(src->cert_file, &s->files[TLS_F_CERT]);
-	if (src->token == NULL)
-		tls_file_id_get(src->key_file, &s->files[TLS_F_KEY]);
-	tls_file_id_get(src->ca_file, &s->files[TLS_F_CA]);
+	memcpy(s->files, seen, sizeof(s->files));
 
 	rc = cubeid_x509_chain_read_file(src->cert_file, CUBEID_X509_CHAIN_MAX,
 	                                 CUBEID_X509_CHAIN_CERTS, &chain);
