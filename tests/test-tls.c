@@ -636,6 +636,71 @@ START_TEST(test_reload_by_periodic_check_alone)
 }
 END_TEST
 
+/* Files rewritten in place, certificate first and the key a moment later,
+ * as spiffe-helper writes them: the loader may read a torn or mismatched
+ * pair, refuses it, keeps serving the old one, and loads the new pair once
+ * the key is written too. */
+START_TEST(test_reload_in_place_writes_never_serve_a_torn_pair)
+{
+	const char *allow[] = {ROUTER}, *any[] = {"spiffe://" TD};
+	struct cubeid_tls_config cfg = {0};
+	char *d = sub("inplace"), *bundle = NULL, *chain = NULL, *key = NULL, *pa, *pb, *s0;
+	cubeid_x509_svid *a = ttu_mint(root, tok, WM), *b = ttu_mint(root, tok, WM);
+	cubeid_tls *wm = NULL, *router = file_loader(root, "router", ROUTER, any, 1);
+	SSL_CTX *wm_s, *router_c = client_ctx(router);
+	unsigned long gen;
+	int i;
+
+	ck_assert_int_eq(cubeid_x509_bundle_to_pem(cubeid_ca_bundle(root), &bundle, NULL),
+	                 CUBEID_OK);
+	ck_assert_int_eq(cubeid_x509_svid_write_files(a, cubeid_ca_bundle(root), d), CUBEID_OK);
+	cfg.cert_file = sub("inplace/svid.pem");
+	cfg.key_file = sub("inplace/svid_key.pem");
+	cfg.ca_file = sub("inplace/svid_bundle.pem");
+	cfg.allow = allow;
+	cfg.n_allow = 1;
+	cfg.check_interval_ms = -1;
+	ck_assert_int_eq(cubeid_tls_new(&cfg, &wm), CUBEID_OK);
+	wm_s = server_ctx(wm);
+	pa = serial_of(cubeid_x509_svid_leaf(a));
+	pb = serial_of(cubeid_x509_svid_leaf(b));
+	gen = cubeid_tls_generation(wm);
+
+	ck_assert_int_eq(cubeid_x509_svid_chain_pem(b, &chain, NULL), CUBEID_OK);
+	ck_assert_int_eq(cubeid_x509_svid_key_pkcs8_pem(b, &key, NULL), CUBEID_OK);
+	tu_write_str(cfg.cert_file, chain); /* truncate, then write: not atomic */
+	for (i = 0; i < 5; i++) {
+		poll(NULL, 0, 100);
+		s0 = presented_serial(router_c, wm_s); /* asserts the handshake works */
+		ck_assert_str_eq(s0, pa);
+		free(s0);
+	}
+	ck_assert_int_eq(cubeid_tls_generation(wm), gen);
+	tu_write_str(cfg.key_file, key);
+	wait_for(wm, gen, 0);
+	s0 = presented_serial(router_c, wm_s);
+	ck_assert_str_eq(s0, pb);
+	free(s0);
+
+	SSL_CTX_free(wm_s);
+	SSL_CTX_free(router_c);
+	cubeid_tls_free(wm);
+	cubeid_tls_free(router);
+	cubeid_x509_svid_free(a);
+	cubeid_x509_svid_free(b);
+	OPENSSL_cleanse(key, strlen(key));
+	free(key);
+	free(chain);
+	free(bundle);
+	free(pa);
+	free(pb);
+	free(d);
+	free((char *)cfg.cert_file);
+	free((char *)cfg.key_file);
+	free((char *)cfg.ca_file);
+}
+END_TEST
+
 START_TEST(test_reload_event_loop_mode)
 {
 	const char *allow[] = {ROUTER};
@@ -916,6 +981,7 @@ suite(void)
 	tcase_add_test(tc, test_tls13_default_tls12_optional);
 	tcase_add_test(tc, test_reload_by_inotify_keeps_old_on_broken_files);
 	tcase_add_test(tc, test_reload_by_periodic_check_alone);
+	tcase_add_test(tc, test_reload_in_place_writes_never_serve_a_torn_pair);
 	tcase_add_test(tc, test_reload_event_loop_mode);
 	tcase_add_test(tc, test_bad_first_load_fails);
 	tcase_add_test(tc, test_pkcs11_key_signs_in_the_token);

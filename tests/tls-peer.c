@@ -12,7 +12,8 @@
  *                   [--interval-ms MS] MTLS-FLAGS
  *       Makes N new connections (or as many as fit in MS), each a full
  *       handshake, and reads the server's line.  Prints
- *       "handshakes=N ok=N failed=N serial_changes=N" and, for each
+ *       "handshakes=N ok=N failed=N serial_changes=N last_serial=HEX" (the
+ *       serial of the last certificate the server presented) and, for each
  *       failure, "failed <code> <why>".  Exit 0 when none failed.
  *
  * MTLS-FLAGS are cubeid_tls_flags_usage()'s: --enable-mtls,
@@ -296,7 +297,8 @@ next:
 		if (interval_ms > 0)
 			poll(NULL, 0, (int)interval_ms);
 	}
-	printf("handshakes=%lu ok=%lu failed=%lu serial_changes=%lu\n", n, ok, failed, changes);
+	printf("handshakes=%lu ok=%lu failed=%lu serial_changes=%lu last_serial=%s\n", n, ok,
+	       failed, changes, last[0] != '\0' ? last : "-");
 	return failed == 0 && n > 0 ? 0 : 1;
 }
 

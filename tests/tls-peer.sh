@@ -100,7 +100,7 @@ assert "the server listens" [ -n "$port" ]
 # shellcheck disable=SC2046
 check "the Router connects (3 handshakes)" 0 "$peer" client --connect "127.0.0.1:$port" --count 3 \
 	--enable-mtls $(files "$D/router") --mtls-allow-id "$WM"
-assert "three good handshakes" grep -q "handshakes=3 ok=3 failed=0" "$D/out"
+assert "three good handshakes" grep -q "handshakes=3 ok=3 failed=0 " "$D/out"
 # shellcheck disable=SC2046
 check "PicoD is refused" 1 "$peer" client --connect "127.0.0.1:$port" \
 	--enable-mtls $(files "$D/picod") --mtls-allow-id "$WM"
@@ -133,17 +133,15 @@ check "handshakes while the server reloads (up to 30 s), none failing" 0 "$peer"
 	--connect "127.0.0.1:$port" --duration-ms 1500 --interval-ms 20 \
 	--enable-mtls $(files "$D/router") --mtls-allow-id "$WM"
 seen=no
-for _ in $(seq 1 30); do
+for _ in $(seq 1 60); do
 	# shellcheck disable=SC2046
 	"$peer" client --connect "127.0.0.1:$port" --enable-mtls $(files "$D/router") \
-		--mtls-allow-id "$WM" >"$D/one" 2>&1 || break
-	if openssl s_client -connect "127.0.0.1:$port" -cert "$D/router/svid.pem" \
-		-key "$D/router/svid_key.pem" </dev/null 2>/dev/null |
-		openssl x509 -noout -serial 2>/dev/null | grep -qi "=$new\$"; then
+		--mtls-allow-id "$WM" >"$D/one" 2>&1 || { cat "$D/one"; break; }
+	if grep -qi "last_serial=$new\$" "$D/one"; then
 		seen=yes
 		break
 	fi
-	sleep 1
+	sleep 0.5
 done
 assert "the server presents the new certificate" [ "$seen" = yes ]
 stop_server
