@@ -6,7 +6,8 @@ EXTRA_DIST += \
 	docs/pkcs11-tpm-notes.md \
 	docs/config.md \
 	docs/entries.md \
-	docs/mtls.md
+	docs/mtls.md \
+	docs/delivery.md
 
 TESTS += tests/docs-dist.sh
 EXTRA_DIST += tests/docs-dist.sh
