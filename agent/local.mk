@@ -109,6 +109,11 @@ libagent_la_SOURCES += agent/oidc-http.h agent/oidc-http.c
 # /healthz, /readyz and /metrics of a real --dev agent, parsed with the
 # Python prometheus_client text parser.
 TESTS += tests/agent-metrics.sh tests/agent-configmap.sh
+check_PROGRAMS += tests/test-http
+tests_test_http_SOURCES = tests/test-http.c
+tests_test_http_CFLAGS = $(TEST_CFLAGS)
+tests_test_http_LDADD = libagent.la $(TEST_LIBS)
+TESTS += tests/test-http
 EXTRA_DIST += tests/agent-metrics.sh tests/agent-configmap.sh
 
 # File delivery by the agent (an entry's delivery:, issue 5) and what runs
