@@ -10,6 +10,8 @@
 #   - the values move: after `cubeid svid fetch` the x509 issued counter and
 #     the signing histogram count rise; after `cubeid jwt fetch` the jwt one;
 #     a short TTL makes a rotation that cubeid_svid_rotations_total counts;
+#   - an open FetchX509SVID stream shows in cubeid_connected_clients and
+#     cubeid_workload_streams, and leaves them when it closes;
 #   - `cubeid status` shows the same facts (ready, issued, token errors);
 #   - POST is 405, an unknown path 404, a request with a body 413;
 #   - an agent with no entries is live but not ready: /readyz 503 naming why,
@@ -190,6 +192,25 @@ for _ in $(seq 1 60); do
 done
 r3=$(val "$D/m3" 'cubeid_svid_rotations_total{type="x509"}')
 assert "x509 rotations rise ($r0 -> $r3)" gt "$r3" "$r0"
+
+# an open stream: connected clients and streams count it, and not after
+"$cubeid" svid watch >"$D/watch.out" 2>&1 &
+wpid=$!
+for _ in $(seq 1 300); do
+	[ -s "$D/watch.out" ] && break
+	sleep 0.1
+done
+scrape "$base/metrics" "$D/m6" || notok "scrape with a stream open"
+assert "an open stream: cubeid_connected_clients >= 1" gt "$(val "$D/m6" 'cubeid_connected_clients{}')" 0
+assert "an open stream: cubeid_workload_streams >= 1" gt "$(val "$D/m6" 'cubeid_workload_streams{}')" 0
+kill "$wpid" 2>/dev/null
+wait "$wpid" 2>/dev/null
+for _ in $(seq 1 300); do
+	scrape "$base/metrics" "$D/m7" && [ "$(val "$D/m7" 'cubeid_workload_streams{}')" = 0.0 ] && break
+	sleep 0.1
+done
+assert "the stream closed: cubeid_workload_streams back to 0" \
+	[ "$(val "$D/m7" 'cubeid_workload_streams{}')" = 0.0 ]
 
 # the person's view
 if "$cubeid" status >"$D/status.txt" 2>"$D/err"; then ok "cubeid status"; else notok "cubeid status"; fi
