@@ -3,8 +3,8 @@
 # validates them with kubeconform (both built from the Go module proxy)
 # against schemas made offline from k8s.io/kubernetes' OpenAPI spec.
 EXTRA_DIST += deploy/kubernetes deploy/keycloak/brokers tests/lib/k8s-schemas.py
-TESTS += tests/k8s-manifests.sh
-EXTRA_DIST += tests/k8s-manifests.sh
+TESTS += tests/k8s-manifests.sh tests/k8s-enrol.sh
+EXTRA_DIST += tests/k8s-manifests.sh tests/k8s-enrol.sh
 
 # Cloud federation (checkpoint 12): the identity-broker fragments in
 # deploy/keycloak/brokers created in a real Keycloak (tests/lib/keycloak.sh)
