@@ -279,8 +279,9 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 		if (sk_X509_value(sent, i) != leaf &&
 		    sk_X509_push(chain, sk_X509_value(sent, i)) <= 0)
 			goto fail_quiet;
+	rc = cubeid_x509_svid_verify(chain, s->bundle, 0, &id, &why);
 	/* a peer of another trust domain has no CA of ours */
-	if (cubeid_x509_spiffe_id(leaf, &id, &why) == CUBEID_OK &&
+	if (rc == CUBEID_ERR_X509_SVID && cubeid_x509_spiffe_id(leaf, &id, NULL) == CUBEID_OK &&
 	    !cubeid_spiffe_id_member_of(id, td)) {
 		xerr = X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY;
 		record(ssl, CUBEID_ERR_TLS_UNKNOWN_CA, true,
@@ -288,9 +289,6 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 		       cubeid_spiffe_id_trust_domain(id), td);
 		goto fail;
 	}
-	cubeid_spiffe_id_free(id);
-	id = NULL;
-	rc = cubeid_x509_svid_verify(chain, s->bundle, 0, &id, &why);
 	switch (rc) {
 	case CUBEID_OK:
 		if (allowed(tls, id))
@@ -359,6 +357,9 @@ make_ctx(cubeid_tls *tls, bool server, SSL_CTX **out)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
 	if (server)
 		SSL_CTX_set_num_tickets(ctx, 0);
+	/* the state carries the whole chain; OpenSSL need not build one from
+	 * its (empty) store at every handshake */
+	SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
 	SSL_CTX_set_cert_cb(ctx, cert_cb, tls);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_cert_verify_callback(ctx, verify_cb, tls);
