@@ -5,7 +5,8 @@
 
 # token-sign: the token layer against raw C_Sign (issue 2).
 noinst_PROGRAMS += bench/token-sign
-bench_token_sign_SOURCES = bench/token-sign.c tests/harness.c tests/harness.h
+bench_token_sign_SOURCES = bench/token-sign.c bench/bench-util.c bench/bench-util.h \
+	tests/harness.c tests/harness.h
 bench_token_sign_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS)
 bench_token_sign_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(PTHREAD_LIBS) $(LIBS)
 
@@ -30,7 +31,8 @@ bench-token-sign-tpm: bench/token-sign$(EXEEXT)
 # svid: X.509-SVID and JWT-SVID minting against the raw token, JWT-SVID
 # verification against raw OpenSSL and libjwt (issue 3).
 noinst_PROGRAMS += bench/svid
-bench_svid_SOURCES = bench/svid.c tests/harness.c tests/harness.h
+bench_svid_SOURCES = bench/svid.c bench/bench-util.c bench/bench-util.h tests/harness.c \
+	tests/harness.h
 bench_svid_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBJWT_CFLAGS)
 bench_svid_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(LIBJWT_LIBS) $(LIBS)
 
@@ -52,7 +54,8 @@ bench-svid: bench/svid$(EXEEXT)
 # bench/run-workload-api.sh starts the agents; BENCH_WL_ARGS passes options
 # on, e.g. make bench-workload-api BENCH_WL_ARGS='--rounds 5'.
 noinst_PROGRAMS += bench/workload-api
-bench_workload_api_SOURCES = bench/workload-api.c tests/harness.c tests/harness.h
+bench_workload_api_SOURCES = bench/workload-api.c bench/bench-util.c bench/bench-util.h \
+	tests/harness.c tests/harness.h
 bench_workload_api_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS)
 bench_workload_api_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(PTHREAD_LIBS) $(LIBS)
 

@@ -45,6 +45,7 @@
  */
 #include "config.h"
 
+#include "bench/bench-util.h"
 #include "pkcs11/p11-internal.h"
 #include "tests/harness.h"
 
@@ -66,7 +67,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
-#define MAX_ROUNDS 31
+#define MAX_ROUNDS BU_MAX_ROUNDS
 #define TD         "cluster.local"
 #define SUB        "spiffe://cluster.local/ns/agentcube-system/sa/agentcube-router"
 #define AUD        "sandbox-1"
@@ -138,12 +139,6 @@ struct bench {
 	double rate_raw_nd[N_CLOCKS][MAX_ROUNDS]; /* x509 raw without destroys */
 };
 
-static double
-ts_diff(const struct timespec *a, const struct timespec *b)
-{
-	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
-
 static void
 fail(const char *what, int r)
 {
@@ -209,7 +204,7 @@ raw_x509_once(struct bench *b, bool read, double t_nd[N_CLOCKS])
 	for (k = N_CLOCKS - 1; k >= 0; k--)
 		clock_gettime(clock_ids[k], &t1[k]);
 	for (k = 0; k < N_CLOCKS; k++)
-		t_nd[k] += ts_diff(&t0[k], &t1[k]);
+		t_nd[k] += bu_ts_diff(&t0[k], &t1[k]);
 	OPENSSL_cleanse(value, sizeof(value));
 	if (hpriv != CK_INVALID_HANDLE)
 		f->C_DestroyObject(b->s, hpriv);
@@ -236,15 +231,11 @@ mint_x509_once(struct bench *b)
 static CK_RV
 raw_jwt_once(struct bench *b)
 {
-	CK_FUNCTION_LIST_PTR f = b->tok->f;
-	CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
 	uint8_t sig[128];
 	CK_ULONG len = sizeof(sig);
-	CK_RV rv;
 
-	if ((rv = f->C_SignInit(b->s, &m, p11_key_handle(b->jwt_key))) != CKR_OK)
-		return rv;
-	return f->C_Sign(b->s, b->digest, sizeof(b->digest), sig, &len);
+	return bu_raw_sign(b->tok, b->s, CKM_ECDSA, b->jwt_key, b->digest, sizeof(b->digest), sig,
+	                   &len);
 }
 
 static int
@@ -365,14 +356,14 @@ run_case(struct bench *b, enum case_id c, const struct bench_cfg *cfg, unsigned 
 			/* the clock is read each op; against >= 10 us ops that is
 			 * noise */
 			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (ts_diff(&t0[CLK_WALL], &now) >= cfg->seconds)
+			if (bu_ts_diff(&t0[CLK_WALL], &now) >= cfg->seconds)
 				break;
 		}
 	}
 	for (k = N_CLOCKS - 1; k >= 0; k--)
 		clock_gettime(clock_ids[k], &end[k]);
 	for (k = 0; k < N_CLOCKS; k++) {
-		secs = ts_diff(&t0[k], &end[k]);
+		secs = bu_ts_diff(&t0[k], &end[k]);
 		if (secs <= 0) {
 			fprintf(stderr, "svid: %s: no time elapsed\n", case_names[c]);
 			return -1;
@@ -383,36 +374,6 @@ run_case(struct bench *b, enum case_id c, const struct bench_cfg *cfg, unsigned 
 			        b->nd_secs[k] > 0 ? (double)done / b->nd_secs[k] : 0;
 	}
 	return 0;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-median(const double *v, unsigned n)
-{
-	double s[MAX_ROUNDS];
-
-	memcpy(s, v, n * sizeof(*v));
-	qsort(s, n, sizeof(*s), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-
-/* Median over the rounds of num[r] / den[r]. */
-static double
-median_ratio(const double *num, const double *den, unsigned n)
-{
-	double r[MAX_ROUNDS];
-	unsigned i;
-
-	for (i = 0; i < n; i++)
-		r[i] = den[i] > 0 ? num[i] / den[i] : 0;
-	return median(r, n);
 }
 
 static int
@@ -432,10 +393,10 @@ run_group(struct bench *b, const enum case_id *g, unsigned n, const struct bench
 static void
 rate_line(const struct bench *b, const char *what, int c, unsigned n)
 {
-	double w = c == N_CASES ? median(b->rate_raw_nd[CLK_WALL], n)
-	                        : median(b->rate[CLK_WALL][c], n);
-	double u =
-	        c == N_CASES ? median(b->rate_raw_nd[CLK_CPU], n) : median(b->rate[CLK_CPU][c], n);
+	double w = c == N_CASES ? bu_median(b->rate_raw_nd[CLK_WALL], n)
+	                        : bu_median(b->rate[CLK_WALL][c], n);
+	double u = c == N_CASES ? bu_median(b->rate_raw_nd[CLK_CPU], n)
+	                        : bu_median(b->rate[CLK_CPU][c], n);
 
 	printf("  %-46s %9.0f %9.0f\n", what, w, u);
 }
@@ -446,8 +407,8 @@ ratio_line(const struct bench *b, const char *what, int num, int den, unsigned n
 {
 	const double *dw = den == N_CASES ? b->rate_raw_nd[CLK_WALL] : b->rate[CLK_WALL][den];
 	const double *du = den == N_CASES ? b->rate_raw_nd[CLK_CPU] : b->rate[CLK_CPU][den];
-	double w = median_ratio(b->rate[CLK_WALL][num], dw, n);
-	double u = median_ratio(b->rate[CLK_CPU][num], du, n);
+	double w = bu_median_ratio(b->rate[CLK_WALL][num], dw, n);
+	double u = bu_median_ratio(b->rate[CLK_CPU][num], du, n);
 
 	printf("  %-46s %9.3f %9.3f\n", what, w, u);
 	return u;
@@ -554,8 +515,7 @@ setup(struct bench *b)
 		fail("cubeid_spiffe_id_parse", r);
 		return -1;
 	}
-	rv = b->tok->f->C_OpenSession(b->tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
-	                              &b->s);
+	rv = bu_raw_session(b->tok, &b->s);
 	if (rv != CKR_OK) {
 		fail_rv("C_OpenSession", rv);
 		return -1;
@@ -704,31 +664,21 @@ main(int argc, char **argv)
 	struct bench *b = NULL;
 	struct th_token th;
 	unsigned round;
-	char *end;
 	int c, rc = 1;
 
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			cfg.seconds = strtod(optarg, &end);
-			if (*end != '\0' || !(cfg.seconds > 0 && cfg.seconds <= 600)) {
-				fprintf(stderr, "svid: bad --seconds %s\n", optarg);
+			if (!bu_opt_seconds("svid", optarg, &cfg.seconds))
 				return 2;
-			}
 			break;
 		case 'n':
-			cfg.ops = strtoul(optarg, &end, 10);
-			if (*end != '\0' || cfg.ops == 0 || cfg.ops > 100000000UL) {
-				fprintf(stderr, "svid: bad --ops %s\n", optarg);
+			if (!bu_opt_ops("svid", optarg, &cfg.ops))
 				return 2;
-			}
 			break;
 		case 'r':
-			cfg.rounds = (unsigned)strtoul(optarg, &end, 10);
-			if (*end != '\0' || cfg.rounds == 0 || cfg.rounds > MAX_ROUNDS) {
-				fprintf(stderr, "svid: bad --rounds %s\n", optarg);
+			if (!bu_opt_rounds("svid", optarg, &cfg.rounds))
 				return 2;
-			}
 			break;
 		case 'o':
 			if (strcmp(optarg, "x509") != 0 && strcmp(optarg, "jwt") != 0 &&

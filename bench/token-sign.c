@@ -21,6 +21,7 @@
  */
 #include "config.h"
 
+#include "bench/bench-util.h"
 #include "pkcs11/p11-internal.h"
 #include "tests/harness.h"
 
@@ -38,7 +39,7 @@
 #include <openssl/rsa.h>
 
 #define MAX_THREADS 16
-#define MAX_ROUNDS  31
+#define MAX_ROUNDS  BU_MAX_ROUNDS
 #define DATA_LEN    256 /* about a JWT signing input */
 
 enum mode { MODE_RAW, MODE_RAW_HASH, MODE_LAYER, N_MODES };
@@ -84,26 +85,11 @@ struct worker {
 static const uint8_t di_sha256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
                                     0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
 
-static double
-ts_diff(const struct timespec *a, const struct timespec *b)
-{
-	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
-
-static bool
-ts_before(const struct timespec *now, const struct timespec *deadline)
-{
-	return now->tv_sec < deadline->tv_sec ||
-	       (now->tv_sec == deadline->tv_sec && now->tv_nsec < deadline->tv_nsec);
-}
-
 /* One raw signature: input is the digest (or DigestInfo) when hash is false,
  * else the data, hashed here as the layer would. */
 static CK_RV
 raw_sign_once(struct worker *w, CK_SESSION_HANDLE s, const uint8_t *pre, size_t pre_len, bool hash)
 {
-	CK_FUNCTION_LIST_PTR f = w->tok->f;
-	CK_MECHANISM mech = {w->ac->raw_mech, NULL, 0};
 	uint8_t buf[sizeof(di_sha256) + EVP_MAX_MD_SIZE];
 	const uint8_t *in = pre;
 	CK_ULONG in_len = pre_len, len = sizeof(w->sig);
@@ -121,9 +107,8 @@ raw_sign_once(struct worker *w, CK_SESSION_HANDLE s, const uint8_t *pre, size_t 
 		in = buf;
 		in_len = off + dlen;
 	}
-	if ((rv = f->C_SignInit(s, &mech, p11_key_handle(w->ac->key))) != CKR_OK)
-		return rv;
-	if ((rv = f->C_Sign(s, (CK_BYTE_PTR)in, in_len, w->sig, &len)) != CKR_OK)
+	if ((rv = bu_raw_sign(w->tok, s, w->ac->raw_mech, w->ac->key, in, in_len, w->sig, &len)) !=
+	    CKR_OK)
 		return rv;
 	w->sig_len = len;
 	return CKR_OK;
@@ -137,7 +122,7 @@ worker_more(struct worker *w)
 	if (w->ops > 0)
 		return w->done < w->ops;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return ts_before(&now, w->deadline);
+	return bu_ts_before(&now, w->deadline);
 }
 
 static void *
@@ -156,8 +141,7 @@ worker_main(void *arg)
 	/* Raw modes: a session of the thread's own, opened before timing.
 	 * The login is per token, so it is already logged in by the layer. */
 	if (w->mode != MODE_LAYER) {
-		rv = f->C_OpenSession(w->tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
-		                      &s);
+		rv = bu_raw_session(w->tok, &s);
 		if (rv == CKR_OK && w->ac->digest_info) {
 			memcpy(pre, di_sha256, sizeof(di_sha256));
 			pre_len = sizeof(di_sha256);
@@ -244,7 +228,6 @@ run_case(cubeid_token *tok, const struct alg_case *ac, enum mode mode, unsigned 
 	unsigned long total = 0;
 	unsigned i, started = 0;
 	double secs, rate = -1;
-	long ns;
 
 	memset(w, 0, sizeof(w));
 	pthread_barrier_init(&barrier, NULL, nthreads + 1);
@@ -263,14 +246,7 @@ run_case(cubeid_token *tok, const struct alg_case *ac, enum mode mode, unsigned 
 		started++;
 	}
 	/* The deadline is set before the barrier opens, and read after it. */
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	ns = (long)(cfg->seconds * 1e9);
-	deadline.tv_sec += ns / 1000000000L;
-	deadline.tv_nsec += ns % 1000000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	bu_deadline(&deadline, cfg->seconds);
 	pthread_barrier_wait(&barrier);
 	for (i = 0; i < started; i++)
 		pthread_join(w[i].th, NULL);
@@ -290,12 +266,12 @@ run_case(cubeid_token *tok, const struct alg_case *ac, enum mode mode, unsigned 
 			return -1;
 		}
 		total += w[i].done;
-		if (i == 0 || ts_before(&w[i].start, &t0))
+		if (i == 0 || bu_ts_before(&w[i].start, &t0))
 			t0 = w[i].start;
-		if (ts_before(&end, &w[i].end))
+		if (bu_ts_before(&end, &w[i].end))
 			end = w[i].end;
 	}
-	secs = ts_diff(&t0, &end);
+	secs = bu_ts_diff(&t0, &end);
 	if (secs > 0)
 		rate = (double)total / secs;
 	else
@@ -303,30 +279,11 @@ run_case(cubeid_token *tok, const struct alg_case *ac, enum mode mode, unsigned 
 	return rate;
 }
 
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double
-median(const double *v, unsigned n)
-{
-	double s[MAX_ROUNDS];
-
-	memcpy(s, v, n * sizeof(*v));
-	qsort(s, n, sizeof(*s), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-
 /* All rounds of one algorithm; prints the table.  Returns 0 or 1. */
 static int
 bench_alg(cubeid_token *tok, const struct alg_case *ac, const struct bench_cfg *cfg)
 {
 	double rate[MAX_THREADS][N_MODES][MAX_ROUNDS];
-	double ratio_raw[MAX_ROUNDS], ratio_hash[MAX_ROUNDS];
 	uint8_t data[DATA_LEN];
 	unsigned round, ti, k;
 	enum mode mode;
@@ -365,15 +322,10 @@ bench_alg(cubeid_token *tok, const struct alg_case *ac, const struct bench_cfg *
 	for (ti = 0; ti < cfg->n_threads; ti++) {
 		double m[N_MODES], rr, rh;
 		for (mode = 0; mode < N_MODES; mode++)
-			m[mode] = median(rate[ti][mode], cfg->rounds);
+			m[mode] = bu_median(rate[ti][mode], cfg->rounds);
 		/* Ratios are paired within a round, then the median taken. */
-		for (round = 0; round < cfg->rounds; round++) {
-			ratio_raw[round] = rate[ti][MODE_LAYER][round] / rate[ti][MODE_RAW][round];
-			ratio_hash[round] =
-			        rate[ti][MODE_LAYER][round] / rate[ti][MODE_RAW_HASH][round];
-		}
-		rr = median(ratio_raw, cfg->rounds);
-		rh = median(ratio_hash, cfg->rounds);
+		rr = bu_median_ratio(rate[ti][MODE_LAYER], rate[ti][MODE_RAW], cfg->rounds);
+		rh = bu_median_ratio(rate[ti][MODE_LAYER], rate[ti][MODE_RAW_HASH], cfg->rounds);
 		printf("  %-8u %14.0f %14.0f %14.0f %10.3f %15.3f\n", cfg->threads[ti], m[MODE_RAW],
 		       m[MODE_RAW_HASH], m[MODE_LAYER], rr, rh);
 		if (cfg->smoke)
@@ -430,29 +382,6 @@ usage(FILE *fp)
 	        MAX_ROUNDS);
 }
 
-static int
-parse_threads(const char *s, struct bench_cfg *cfg)
-{
-	char *end;
-	unsigned long v;
-
-	cfg->n_threads = 0;
-	while (*s != '\0') {
-		errno = 0;
-		v = strtoul(s, &end, 10);
-		if (errno != 0 || end == s || v == 0 || v > MAX_THREADS ||
-		    cfg->n_threads == MAX_THREADS)
-			return -1;
-		cfg->threads[cfg->n_threads++] = (unsigned)v;
-		s = end;
-		if (*s == ',')
-			s++;
-		else if (*s != '\0')
-			return -1;
-	}
-	return cfg->n_threads > 0 ? 0 : -1;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -476,34 +405,25 @@ main(int argc, char **argv)
 	struct alg_case rsa = {"RSA-2048", NULL, CUBEID_SIG_RSA_PKCS1_SHA256, CKM_RSA_PKCS, true};
 	cubeid_token *tok = NULL;
 	bool harness = false, session_ok;
-	char *end;
 	int c, r, rc = 1;
 
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			cfg.seconds = strtod(optarg, &end);
-			if (*end != '\0' || !(cfg.seconds > 0 && cfg.seconds <= 600)) {
-				fprintf(stderr, "token-sign: bad --seconds %s\n", optarg);
+			if (!bu_opt_seconds("token-sign", optarg, &cfg.seconds))
 				return 2;
-			}
 			break;
 		case 'n':
-			cfg.ops = strtoul(optarg, &end, 10);
-			if (*end != '\0' || cfg.ops == 0 || cfg.ops > 100000000UL) {
-				fprintf(stderr, "token-sign: bad --ops %s\n", optarg);
+			if (!bu_opt_ops("token-sign", optarg, &cfg.ops))
 				return 2;
-			}
 			break;
 		case 'r':
-			cfg.rounds = (unsigned)strtoul(optarg, &end, 10);
-			if (*end != '\0' || cfg.rounds == 0 || cfg.rounds > MAX_ROUNDS) {
-				fprintf(stderr, "token-sign: bad --rounds %s\n", optarg);
+			if (!bu_opt_rounds("token-sign", optarg, &cfg.rounds))
 				return 2;
-			}
 			break;
 		case 't':
-			if (parse_threads(optarg, &cfg) != 0) {
+			if (bu_parse_threads(optarg, MAX_THREADS, cfg.threads, MAX_THREADS,
+			                     &cfg.n_threads) != 0) {
 				fprintf(stderr,
 				        "token-sign: bad --threads %s (1..%d, comma-separated)\n",
 				        optarg, MAX_THREADS);

@@ -37,6 +37,7 @@
  */
 #include "config.h"
 
+#include "bench/bench-util.h"
 #include "pkcs11/p11-internal.h"
 #include "tests/harness.h"
 
@@ -60,7 +61,7 @@
 
 #define MAX_THREADS 64
 #define MAX_TCOUNTS 8
-#define MAX_ROUNDS  31
+#define MAX_ROUNDS  BU_MAX_ROUNDS
 #define MAX_LAT     100000
 #define MAX_STREAMS 20000
 #define FRAME_MAX   (1 << 20) /* a bigger HTTP/2 frame from the agent is an error */
@@ -95,60 +96,6 @@ struct cfg {
 	bool smoke, quiet;
 	unsigned cases; /* bit per mode; 0 = all */
 };
-
-static double
-ts_diff(const struct timespec *a, const struct timespec *b)
-{
-	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
-}
-
-static bool
-ts_before(const struct timespec *a, const struct timespec *b)
-{
-	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
-
-static double
-now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The q-quantile (nearest rank) of v[0..n-1]; sorts v. */
-static double
-quantile(double *v, unsigned n, double q)
-{
-	unsigned k;
-
-	qsort(v, n, sizeof(*v), cmp_double);
-	k = (unsigned)(q * n + 0.999999);
-	if (k < 1)
-		k = 1;
-	if (k > n)
-		k = n;
-	return v[k - 1];
-}
-
-static double
-median(const double *v, unsigned n)
-{
-	double s[MAX_ROUNDS];
-
-	memcpy(s, v, n * sizeof(*v));
-	qsort(s, n, sizeof(*s), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
 
 /* VmRSS and VmHWM of pid in KiB; false if unreadable. */
 static bool
@@ -200,11 +147,11 @@ one_x509(const struct cubeid_wl_opts *o, double *secs)
 {
 	struct cubeid_wl_x509 *x = NULL;
 	struct cubeid_wl_status st;
-	double t0 = now_s();
+	double t0 = bu_now();
 	int r;
 
 	r = cubeid_wl_fetch_x509(o, &x, &st);
-	*secs = now_s() - t0;
+	*secs = bu_now() - t0;
 	if (r != CUBEID_OK) {
 		print_status("FetchX509SVID", r, &st);
 		return 1;
@@ -244,8 +191,8 @@ one_jwt(const struct cubeid_wl_opts *o, const char *aud, char *tok, size_t tok_s
 static void
 print_lat(const char *what, double *v, unsigned n)
 {
-	printf("  %-44s p50 %8.3f ms  p99 %8.3f ms  (n=%u)\n", what, 1e3 * quantile(v, n, 0.50),
-	       1e3 * quantile(v, n, 0.99), n);
+	printf("  %-44s p50 %8.3f ms  p99 %8.3f ms  (n=%u)\n", what, 1e3 * bu_quantile(v, n, 0.50),
+	       1e3 * bu_quantile(v, n, 0.99), n);
 }
 
 static int
@@ -268,16 +215,16 @@ bench_latency(const struct cfg *c, const struct cubeid_wl_opts *o)
 			goto out;
 	print_lat("cold FetchX509SVID (connect..first message)", v, c->cold);
 
-	t = now_s();
+	t = bu_now();
 	if (one_jwt(o, "bench-latency", first, sizeof(first)) != 0)
 		goto out;
 	printf("  %-44s %8.3f ms\n", "first FetchJWTSVID of the audience (mints)",
-	       1e3 * (now_s() - t));
+	       1e3 * (bu_now() - t));
 	for (i = 0; i < c->jwt_lat; i++) {
-		t = now_s();
+		t = bu_now();
 		if (one_jwt(o, "bench-latency", tok, sizeof(tok)) != 0)
 			goto out;
-		v[i] = now_s() - t;
+		v[i] = bu_now() - t;
 		same += strcmp(tok, first) == 0;
 	}
 	print_lat("cached FetchJWTSVID (same audience)", v, c->jwt_lat);
@@ -346,7 +293,7 @@ read_full(int fd, uint8_t *b, size_t n, double deadline)
 	double left;
 
 	while (n > 0) {
-		left = deadline - now_s();
+		left = deadline - bu_now();
 		if (left <= 0 || poll(&p, 1, (int)(left * 1e3) + 1) <= 0)
 			return -1;
 		if ((got = read(fd, b, n)) <= 0) {
@@ -369,7 +316,7 @@ open_stream(const char *path, char *why, size_t why_size)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	uint8_t req[1024], fh[9], *payload = NULL;
 	size_t off = 0, hb, len;
-	double deadline = now_s() + 30;
+	double deadline = bu_now() + 30;
 	int fd;
 
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -464,7 +411,7 @@ bench_streams(const struct cfg *c)
 	       c->name, c->streams);
 	print_rss(c, "before the streams:");
 	have0 = c->pid > 0 && read_rss(c->pid, &rss0, &hwm0);
-	t0 = now_s();
+	t0 = bu_now();
 	for (i = 0; i < c->streams; i++) {
 		if ((fds[i] = open_stream(path, why, sizeof(why))) < 0) {
 			fprintf(stderr, "workload-api: stream %u: %s\n", i + 1, why);
@@ -472,7 +419,7 @@ bench_streams(const struct cfg *c)
 		}
 		n++;
 	}
-	printf("  %u streams open, each with its first message, in %.2f s\n", n, now_s() - t0);
+	printf("  %u streams open, each with its first message, in %.2f s\n", n, bu_now() - t0);
 	/* Let the agent settle (deferred frees, timers). */
 	usleep(500 * 1000);
 	{
@@ -535,7 +482,7 @@ worker_more(const struct worker *w)
 	if (w->c->ops > 0)
 		return w->done < w->c->ops;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return ts_before(&now, w->deadline);
+	return bu_ts_before(&now, w->deadline);
 }
 
 static bool
@@ -548,9 +495,7 @@ static void *
 worker_main(void *arg)
 {
 	struct worker *w = arg;
-	CK_FUNCTION_LIST_PTR f = NULL;
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
-	CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
 	struct cubeid_wl_opts o = *w->o;
 	struct cubeid_wl_status st;
 	uint8_t sig[128];
@@ -561,10 +506,7 @@ worker_main(void *arg)
 
 	o.conn = NULL;
 	if (w->mode == MODE_RAW || w->mode == MODE_RAW_TOKEN) {
-		f = w->raw->tok->f;
-		rv = f->C_OpenSession(w->raw->tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-		                      NULL, &s);
-		if (rv != CKR_OK)
+		if ((rv = bu_raw_session(w->raw->tok, &s)) != CKR_OK)
 			w->err = p11_err(rv);
 	} else if (mode_reuses(w->mode) && (r = cubeid_wl_conn_open(w->o, &o.conn, &st)) != 0) {
 		print_status("connect", r, &st);
@@ -577,13 +519,10 @@ worker_main(void *arg)
 		case MODE_RAW:
 		case MODE_RAW_TOKEN:
 			len = sizeof(sig);
-			if ((rv = f->C_SignInit(s, &mech,
-			                        p11_key_handle(w->mode == MODE_RAW
-			                                               ? w->raw->key
-			                                               : w->raw->key_tok))) !=
-			            CKR_OK ||
-			    (rv = f->C_Sign(s, (CK_BYTE_PTR)w->raw->digest, sizeof(w->raw->digest),
-			                    sig, &len)) != CKR_OK)
+			rv = bu_raw_sign(w->raw->tok, s, CKM_ECDSA,
+			                 w->mode == MODE_RAW ? w->raw->key : w->raw->key_tok,
+			                 w->raw->digest, sizeof(w->raw->digest), sig, &len);
+			if (rv != CKR_OK)
 				w->err = p11_err(rv);
 			break;
 		case MODE_CACHED:
@@ -611,7 +550,7 @@ worker_main(void *arg)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &w->end);
 	if (s != CK_INVALID_HANDLE)
-		f->C_CloseSession(s);
+		w->raw->tok->f->C_CloseSession(s);
 	cubeid_wl_conn_close(o.conn);
 	return NULL;
 }
@@ -627,7 +566,6 @@ run_case(const struct cfg *c, const struct cubeid_wl_opts *o, const struct raw_c
 	unsigned long total = 0;
 	unsigned i, started = 0;
 	double rate = -1;
-	long ns;
 
 	if (w == NULL)
 		return -1;
@@ -646,14 +584,7 @@ run_case(const struct cfg *c, const struct cubeid_wl_opts *o, const struct raw_c
 		}
 		started++;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	ns = (long)(c->seconds * 1e9);
-	deadline.tv_sec += ns / 1000000000L;
-	deadline.tv_nsec += ns % 1000000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	bu_deadline(&deadline, c->seconds);
 	pthread_barrier_wait(&barrier);
 	for (i = 0; i < started; i++)
 		pthread_join(w[i].th, NULL);
@@ -665,13 +596,13 @@ run_case(const struct cfg *c, const struct cubeid_wl_opts *o, const struct raw_c
 			goto out;
 		}
 		total += w[i].done;
-		if (i == 0 || ts_before(&w[i].start, &t0))
+		if (i == 0 || bu_ts_before(&w[i].start, &t0))
 			t0 = w[i].start;
-		if (ts_before(&end, &w[i].end))
+		if (bu_ts_before(&end, &w[i].end))
 			end = w[i].end;
 	}
-	if (ts_diff(&t0, &end) > 0)
-		rate = (double)total / ts_diff(&t0, &end);
+	if (bu_ts_diff(&t0, &end) > 0)
+		rate = (double)total / bu_ts_diff(&t0, &end);
 out:
 	free(w);
 	return rate;
@@ -736,7 +667,7 @@ bench_throughput(const struct cfg *c, const struct cubeid_wl_opts *o)
 	                                  MODE_UNCACHED_REUSE};
 	static const char *const head[] = {"cached,new", "uncached,new", "cached,reuse",
 	                                   "uncached,reuse"};
-	double ratio[MAX_ROUNDS], m[MAX_TCOUNTS][N_MODES], mr[MAX_TCOUNTS][N_MODES];
+	double m[MAX_TCOUNTS][N_MODES], mr[MAX_TCOUNTS][N_MODES];
 	struct th_token th;
 	struct raw_ctx raw = {0};
 	bool mode_on[N_MODES] = {c->raw, true, c->uncached, true, c->uncached, c->raw};
@@ -778,12 +709,11 @@ bench_throughput(const struct cfg *c, const struct cubeid_wl_opts *o)
 		for (mode = 0; mode < N_MODES; mode++) {
 			if (!mode_on[mode])
 				continue;
-			m[ti][mode] = median(rate[ti][mode], c->rounds);
+			m[ti][mode] = bu_median(rate[ti][mode], c->rounds);
 			if (!c->raw)
 				continue;
-			for (round = 0; round < c->rounds; round++)
-				ratio[round] = rate[ti][mode][round] / rate[ti][MODE_RAW][round];
-			mr[ti][mode] = median(ratio, c->rounds);
+			mr[ti][mode] =
+			        bu_median_ratio(rate[ti][mode], rate[ti][MODE_RAW], c->rounds);
 		}
 
 	printf("\nJWT-SVID fetch throughput, %s, %u round%s, medians; \"new\" is a new connection "
@@ -898,29 +828,6 @@ usage(FILE *fp)
 }
 
 static int
-parse_threads(const char *s, struct cfg *c)
-{
-	char *end;
-	unsigned long v;
-
-	c->n_threads = 0;
-	while (*s != '\0') {
-		errno = 0;
-		v = strtoul(s, &end, 10);
-		if (errno != 0 || end == s || v == 0 || v > MAX_THREADS ||
-		    c->n_threads == MAX_TCOUNTS)
-			return -1;
-		c->threads[c->n_threads++] = (unsigned)v;
-		s = end;
-		if (*s == ',')
-			s++;
-		else if (*s != '\0')
-			return -1;
-	}
-	return c->n_threads > 0 ? 0 : -1;
-}
-
-static int
 parse_cases(const char *s, struct cfg *c)
 {
 	static const char *const names[N_MODES] = {"raw", "cached-new", "uncached-new",
@@ -1024,7 +931,8 @@ main(int argc, char **argv)
 			c.rounds = (unsigned)v;
 			break;
 		case 't':
-			if (parse_threads(optarg, &c) != 0)
+			if (bu_parse_threads(optarg, MAX_THREADS, c.threads, MAX_TCOUNTS,
+			                     &c.n_threads) != 0)
 				goto bad;
 			break;
 		case 'm':
