@@ -39,29 +39,7 @@ trap cleanup EXIT
 S=$D/run/agent.sock
 state=$D/state
 uid=$(id -u)
-fails=0
-n=0
-check() { # check NAME WANT_RC CMD...
-	local name=$1 want=$2 got
-	shift 2
-	"$@" >"$D/out" 2>"$D/err"
-	got=$?
-	n=$((n + 1))
-	if [ "$got" -eq "$want" ]; then
-		echo "ok $n - $name"
-	else
-		fails=$((fails + 1))
-		echo "not ok $n - $name (exit $got, want $want)"
-		sed 's/^/    | /' "$D/err" "$D/out"
-	fi
-}
-assert() { # assert NAME TEST...
-	n=$((n + 1))
-	if "${@:2}"; then echo "ok $n - $1"; else
-		fails=$((fails + 1))
-		echo "not ok $n - $1"
-	fi
-}
+. "$(dirname "$0")/lib/tap.sh"
 serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2; }
 
 # --check

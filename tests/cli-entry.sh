@@ -12,30 +12,7 @@ D=$(mktemp -d) || exit 1
 trap 'rm -rf "$D"' EXIT
 uid=$(id -u)
 other=$((uid + 4242))
-fails=0
-n=0
-check() { # check NAME WANT_RC CMD...
-	local name=$1 want=$2 got
-	shift 2
-	"$@" >"$D/out" 2>"$D/err"
-	got=$?
-	n=$((n + 1))
-	if [ "$got" -eq "$want" ]; then
-		echo "ok $n - $name"
-	else
-		fails=$((fails + 1))
-		echo "not ok $n - $name (exit $got, want $want)"
-		sed 's/^/    | /' "$D/out" "$D/err"
-	fi
-}
-assert() { # assert NAME TEST...
-	n=$((n + 1))
-	if "${@:2}"; then echo "ok $n - $1"; else
-		fails=$((fails + 1))
-		echo "not ok $n - $1"
-		sed 's/^/    | /' "$D/out" "$D/err"
-	fi
-}
+. "$(dirname "$0")/lib/tap.sh"
 has() { grep -qF -- "$1" "$D/out"; }
 err_has() { grep -qF -- "$1" "$D/err"; }
 

@@ -27,29 +27,7 @@ T=(--token "$CUBEID_T_URI" --module "$CUBEID_T_MODULE" --pin-file "$CUBEID_T_PIN
 D=$CUBEID_T_DIR
 S=$D/state
 ID=spiffe://example.org/ns/a/sa/b
-fails=0
-n=0
-check() { # check NAME WANT_RC CMD...
-	local name=$1 want=$2 got
-	shift 2
-	"$@" >"$D/out" 2>"$D/err"
-	got=$?
-	n=$((n + 1))
-	if [ "$got" -eq "$want" ]; then
-		echo "ok $n - $name"
-	else
-		fails=$((fails + 1))
-		echo "not ok $n - $name (exit $got, want $want)"
-		sed 's/^/    | /' "$D/err"
-	fi
-}
-assert() { # assert NAME TEST...
-	n=$((n + 1))
-	if "${@:2}"; then echo "ok $n - $1"; else
-		fails=$((fails + 1))
-		echo "not ok $n - $1"
-	fi
-}
+. "$(dirname "$0")/lib/tap.sh"
 # header_of TOKEN: the decoded JOSE header
 header_of() {
 	local h=${1%%.*}

@@ -36,10 +36,7 @@ cleanup() {
 trap cleanup EXIT
 S=$D/agent.sock
 C=$D/certs
-fails=0
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-bad() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
+. "$(dirname "$0")/lib/tap.sh"
 
 # the process to signal: counts SIGHUPs
 bash -c 'trap "echo hup >> '"$D"'/hups" HUP; echo $$ > '"$D"'/app.pid.real; while :; do sleep 0.1; done' &

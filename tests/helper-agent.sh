@@ -35,10 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 S=$D/agent.sock
-fails=0
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-bad() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
+. "$(dirname "$0")/lib/tap.sh"
 m() { stat -L -c '%a %u' "$1" 2>/dev/null; }
 me=$(id -u)
 consistent() {

@@ -61,10 +61,7 @@ S=$D/agent.sock
 export SPIFFE_ENDPOINT_SOCKET=unix://$S
 uid=$(id -u)
 want="spiffe://cluster.local/unix/uid/$uid"
-fails=0
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-bad() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
+. "$(dirname "$0")/lib/tap.sh"
 
 "$agent" --dev --state-dir "$D/state" --socket "$S" --x509-svid-ttl 6s --log-level info \
 	>"$D/agent.out" 2>"$D/agent.err" &

@@ -51,29 +51,7 @@ T=(--token "$CUBEID_T_URI" --module "$CUBEID_T_MODULE" --pin-file "$CUBEID_T_PIN
 D=$CUBEID_T_DIR
 TD=example.org
 ID=spiffe://$TD/ns/agentcube-system/sa/agentcube-router
-fails=0
-n=0
-check() { # check NAME WANT_RC CMD...
-	local name=$1 want=$2 got
-	shift 2
-	"$@" >"$D/out" 2>"$D/err"
-	got=$?
-	n=$((n + 1))
-	if [ "$got" -eq "$want" ]; then
-		echo "ok $n - $name"
-	else
-		fails=$((fails + 1))
-		echo "not ok $n - $name (exit $got, want $want)"
-		sed 's/^/    | /' "$D/err"
-	fi
-}
-assert() { # assert NAME TEST...
-	n=$((n + 1))
-	if "${@:2}"; then echo "ok $n - $1"; else
-		fails=$((fails + 1))
-		echo "not ok $n - $1"
-	fi
-}
+. "$(dirname "$0")/lib/tap.sh"
 
 # (a) X.509-SVIDs minted by cubeid: EC root, RSA root, enrolled intermediate
 x509_case() { # x509_case NAME STATE-DIR

@@ -54,29 +54,8 @@ T=(--token "$CUBEID_T_URI" --module "$CUBEID_T_MODULE" --pin-file "$CUBEID_T_PIN
 S=$W/state
 TD=cluster.local
 ROUTER_ID=spiffe://$TD/ns/agentcube-system/sa/agentcube-router
-fails=0
-n=0
-check() { # check NAME WANT_RC CMD...
-	local name=$1 want=$2 got
-	shift 2
-	"$@" >"$W/out" 2>"$W/err"
-	got=$?
-	n=$((n + 1))
-	if [ "$got" -eq "$want" ]; then
-		echo "ok $n - $name"
-	else
-		fails=$((fails + 1))
-		echo "not ok $n - $name (exit $got, want $want)"
-		sed 's/^/    | /' "$W/err"
-	fi
-}
-assert() { # assert NAME TEST...
-	n=$((n + 1))
-	if "${@:2}"; then echo "ok $n - $1"; else
-		fails=$((fails + 1))
-		echo "not ok $n - $1"
-	fi
-}
+TAP_DIR=$W
+. "$(dirname "$0")/../lib/tap.sh"
 jqtest() { jq -e "$@" >/dev/null; }
 claims_of() { # the decoded payload of a JWT
 	local p=${1#*.}
