@@ -176,6 +176,32 @@ entry_show(struct tool_ctx *c)
 	if (e->hint != NULL)
 		printf("hint:          %s\n", e->hint);
 	printf("picod_signer:  %s\n", e->picod_signer ? "true" : "false");
+	if (e->delivery != NULL) {
+		const struct entry_delivery *d = e->delivery;
+
+		printf("delivery:      %s\n", d->dir);
+		if (d->svid_file != NULL)
+			printf("  files:       %s %s %s (modes %04o %04o)\n", d->svid_file,
+			       d->key_file, d->bundle_file, d->cert_mode, d->key_mode);
+		for (i = 0; i < d->n_jwt; i++)
+			printf("  jwt_svid:    %s for audience %s (mode %04o)\n", d->jwt[i].file,
+			       d->jwt[i].audience, d->jwt_svid_mode);
+		if (d->jwt_bundle_file != NULL)
+			printf("  jwt_bundle:  %s (mode %04o)\n", d->jwt_bundle_file,
+			       d->jwt_bundle_mode);
+		if (d->uid >= 0 || d->gid >= 0)
+			printf("  owner:       %ld:%ld\n", d->uid, d->gid);
+		if (d->signal != 0)
+			printf("  signal:      %d to %s%.0ld\n", d->signal,
+			       d->pid_file != NULL ? d->pid_file : "pid ",
+			       d->pid_file != NULL ? 0L : d->pid);
+		if (d->command != NULL) {
+			printf("  command:    ");
+			for (i = 0; d->command[i] != NULL; i++)
+				printf(" %s", d->command[i]);
+			printf("\n");
+		}
+	}
 	printf("source:        %s\n", e->source);
 out:
 	entries_free(set);
