@@ -99,11 +99,30 @@ START_TEST(test_sigkill_during_writes)
 {
 	char base[] = "/tmp/cubeid-adir-crash.XXXXXX", dir[PATH_MAX];
 	unsigned long gen = 1;
+	long span_us;
 	int k, debris = 0, sets, tmp, st;
 	long last = 0, g;
 
 	ck_assert_ptr_nonnull(mkdtemp(base));
 	snprintf(dir, sizeof(dir), "%s/certs", base);
+	/* how long one update takes here (valgrind, a slow disk): kills land
+	 * anywhere in the first few updates of each writer */
+	{
+		char scratch[PATH_MAX + 16];
+		struct cubeid_adir_file f = {"svid.pem", "x", 1, 0644};
+		struct timespec a, b;
+		int w;
+
+		snprintf(scratch, sizeof(scratch), "%s/scratch", base);
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		for (w = 0; w < 5; w++)
+			ck_assert_int_eq(cubeid_adir_write(scratch, &f, 1, NULL, NULL), CUBEID_OK);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		span_us = ((b.tv_sec - a.tv_sec) * 1000000L + (b.tv_nsec - a.tv_nsec) / 1000) / 5 *
+		          3 * 4;
+		if (span_us < 20000)
+			span_us = 20000;
+	}
 	for (k = 0; k < KILLS; k++) {
 		struct timespec d;
 		uint32_t r = 0;
@@ -114,8 +133,8 @@ START_TEST(test_sigkill_during_writes)
 			writer(dir, gen);
 		ck_assert_int_gt(pid, 0);
 		(void)getrandom(&r, sizeof(r), 0);
-		d.tv_sec = 0;
-		d.tv_nsec = (long)(r % 20000) * 1000; /* 0 to 20 ms */
+		d.tv_sec = (long)(r % (uint32_t)span_us) / 1000000;
+		d.tv_nsec = (long)(r % (uint32_t)span_us) % 1000000 * 1000;
 		nanosleep(&d, NULL);
 		kill(pid, SIGKILL);
 		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
