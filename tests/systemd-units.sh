@@ -11,7 +11,9 @@
 #   - the real agent under systemd-socket-activate (the same LISTEN_FDS
 #     protocol as the socket unit) serves on the socket it is passed, and
 #     tells NOTIFY_SOCKET READY=1, then WATCHDOG=1 pings at half of
-#     WATCHDOG_USEC, then STOPPING=1 on SIGTERM.
+#     WATCHDOG_USEC, then STOPPING=1 on SIGTERM;
+#   - with the kernel's W^X switch (PR_SET_MDWE, what MemoryDenyWriteExecute
+#     asks for) and no_new_privs set, the real agent still issues SVIDs.
 set -u
 srcdir=${CUBEID_SRCDIR:-.}
 builddir=${CUBEID_BUILDDIR:-.}
@@ -140,6 +142,53 @@ rc=$?
 assert "SIGTERM: exit 0 (got $rc)" [ "$rc" = 0 ]
 assert "sd_notify STOPPING=1" grep -q '^STOPPING=1' "$D/notify.log"
 assert "the activated socket is left to its owner" [ -S "$S" ]
+
+# MemoryDenyWriteExecute= and NoNewPrivileges= with the real agent: the
+# kernel's own W^X switch (PR_SET_MDWE, Linux 6.3+) and no_new_privs,
+# then --dev issues both kinds of SVID (OpenSSL, p11-kit and SoftHSM2
+# included).  systemd enforces MemoryDenyWriteExecute with seccomp; MDWE
+# refuses the same mappings.
+cat >"$D/wx.py" <<'EOF'
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_NO_NEW_PRIVS, PR_SET_MDWE, PR_GET_MDWE = 38, 65, 66
+if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    sys.exit("no_new_privs: " + os.strerror(ctypes.get_errno()))
+if libc.prctl(PR_SET_MDWE, 1, 0, 0, 0) != 0:
+    print("MDWE-UNSUPPORTED", flush=True)
+    sys.exit(3)
+assert libc.prctl(PR_GET_MDWE, 0, 0, 0, 0) == 1
+# the switch bites: a writable and executable mapping is refused
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+if libc.mmap(None, 4096, 7, 0x22, -1, 0) != ctypes.c_void_p(-1).value:
+    sys.exit("MDWE is set but a W+X mapping was allowed")
+os.execv(sys.argv[1], sys.argv[1:])
+EOF
+S2=$D/wx/agent.sock
+python3 "$D/wx.py" "$agent" --dev --state-dir "$D/wx" --socket "$S2" >"$D/wx.out" 2>"$D/wx.err" &
+wpid=$!
+pids+=($wpid)
+for _ in $(seq 1 300); do
+	[ -S "$S2" ] && break
+	kill -0 "$wpid" 2>/dev/null || break
+	sleep 0.1
+done
+if grep -q MDWE-UNSUPPORTED "$D/wx.out"; then
+	echo "# this kernel has no PR_SET_MDWE: the W^X run is left out"
+else
+	if SPIFFE_ENDPOINT_SOCKET=unix://$S2 "$cubeid" svid fetch --out "$D/wx-svid" >"$D/out" 2>"$D/err" &&
+		SPIFFE_ENDPOINT_SOCKET=unix://$S2 "$cubeid" jwt fetch --aud wx >>"$D/out" 2>>"$D/err"; then
+		ok "under W^X (PR_SET_MDWE) and no_new_privs the agent issues X.509 and JWT SVIDs"
+	else
+		sed 's/^/    | /' "$D/wx.err"
+		notok "under W^X (PR_SET_MDWE) and no_new_privs the agent issues X.509 and JWT SVIDs"
+	fi
+	kill -TERM "$wpid"
+	wait "$wpid"
+	rc=$?
+	assert "under W^X: SIGTERM, exit 0 (got $rc)" [ "$rc" = 0 ]
+fi
 
 echo "1..$n"
 [ "$fails" -eq 0 ]
