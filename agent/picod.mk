@@ -12,7 +12,7 @@ agent/picod.pb-c.c: $(srcdir)/agent/picod.proto
 	$(AM_V_GEN)$(MKDIR_P) agent && \
 		$(PROTOC_C) -I$(srcdir)/agent --c_out=agent $(srcdir)/agent/picod.proto
 libagent_la_SOURCES += agent/picod-service.c
-agent_cubeid_SOURCES += agent/tool-picod.c
+agent_cubeid_SOURCES += agent/tool-picod.c agent/tool-picod-key.c agent/tool-picod-key.h
 TESTS += tests/picod-agent.sh
 EXTRA_DIST += tests/picod-agent.sh
 

@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include "agent/tool-picod-key.h"
 #include "agent/tool.h"
 
 #include <cubeid/ca.h>
@@ -104,6 +105,7 @@ const struct tool_cmd tool_picod_cmds[] = {
          "sandbox is refused) and, with --session, the session_id.  Prints the\n"
          "claims it read as JSON; exit status 1 with the reason when rejected.",
          verify_opts, 1, picod_verify},
+        TOOL_PICOD_KEY_CMDS,
         {0},
 };
 

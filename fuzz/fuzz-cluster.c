@@ -1,10 +1,11 @@
 /*
  * libFuzzer target: what a cluster store hands us (docs/cluster.md).  The
- * first byte picks the parser, the rest is its input:
- *   even  a key publication: cubeid_pub_parse(), then cubeid_pub_verify()
- *         against an empty X.509 bundle (must never succeed)
- *   odd   a Kubernetes ConfigMapList: cubeid_k8s_parse_configmap_list(),
- *         then each document it yields as a publication
+ first byte picks the parser (its value mod 3), the rest is its input:
+ *   0  a key publication: cubeid_pub_parse(), then cubeid_pub_verify()
+ *      against an empty X.509 bundle (must never succeed)
+ *   1  a Kubernetes ConfigMapList: cubeid_k8s_parse_configmap_list(),
+ *      then each document it yields as a publication
+ *   2  a wrapped cluster PicoD key document: cubeid_wrapped_parse()
  */
 #include "config.h"
 
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include <cubeid/cluster.h>
+#include <cubeid/key-wrap.h>
 #include <cubeid/log.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -67,8 +69,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(buf, data + 1, size - 1);
 	buf[size - 1] = '\0';
-	if ((data[0] & 1) == 0) {
+	if (data[0] % 3 == 0) {
 		publication(buf, size - 1);
+	} else if (data[0] % 3 == 2) {
+		struct cubeid_wrapped_info info;
+
+		if (cubeid_wrapped_parse(buf, size - 1, &info) == CUBEID_OK) {
+			if (info.pub == NULL || info.kid == NULL || info.wrapping_kid == NULL)
+				__builtin_trap();
+			cubeid_wrapped_info_clear(&info);
+		}
 	} else if (cubeid_k8s_parse_configmap_list(buf, size - 1, &docs, &n, &rv) == CUBEID_OK) {
 		for (i = 0; i < n; i++) {
 			if (!cubeid_node_name_valid(docs[i].node) ||

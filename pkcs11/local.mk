@@ -39,3 +39,14 @@ TESTS += tests/test-pkcs11-faults
 # The token layer's documentation, and the probe that measured the libp11
 # facts in it (built and run by hand, as its header says).
 EXTRA_DIST += docs/pkcs11.md tests/probes/libp11-probe.c tests/probes/p11-close-race.c
+
+# One key in several tokens: C_WrapKey / C_UnwrapKey (the single cluster
+# PicoD key, docs/cluster.md).  tests/test-key-wrap also runs in the TPM
+# lane, where it records what tpm2-pkcs11 refuses.
+libcubeid_la_SOURCES += pkcs11/p11-wrap.c
+cubeidinclude_HEADERS += include/cubeid/key-wrap.h
+check_PROGRAMS += tests/test-key-wrap
+tests_test_key_wrap_SOURCES = tests/test-key-wrap.c
+tests_test_key_wrap_CFLAGS = $(TEST_CFLAGS)
+tests_test_key_wrap_LDADD = $(TEST_LIBS)
+TESTS += tests/test-key-wrap

@@ -520,24 +520,30 @@ gen_key(cubeid_jwt_keys *k, cubeid_token *tok, const struct cubeid_jwt_keys_opts
 	int rc;
 
 	memset(j, 0, sizeof(*j));
-	ko.type = opts != NULL && opts->key_type != CUBEID_KEY_NONE ? opts->key_type
-	                                                            : CUBEID_KEY_EC_P256;
-	if (cubeid_key_type_name(ko.type) == NULL)
-		return CUBEID_ERR_INVALID_ARG;
-	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-		return CUBEID_ERR_CRYPTO;
-	if (opts != NULL && opts->label != NULL)
-		label = strdup(opts->label);
-	else if (asprintf(&label, "cubeid-jwt-%s-%" PRId64 "-%02x%02x%02x%02x", k->td, now, rnd[0],
-	                  rnd[1], rnd[2], rnd[3]) < 0)
-		label = NULL;
-	if (label == NULL)
-		return CUBEID_ERR_NOMEM;
-	ko.label = label;
-	ko.persistent = true;
-	ko.exportable = false;
-	if ((rc = cubeid_key_generate(tok, &ko, &key)) != CUBEID_OK)
-		goto out;
+	if (opts != NULL && opts->adopt != NULL) {
+		/* a key already in the token: recorded, never deleted here */
+		key = cubeid_key_ref(opts->adopt);
+		ko.type = cubeid_key_get_type(key);
+	} else {
+		ko.type = opts != NULL && opts->key_type != CUBEID_KEY_NONE ? opts->key_type
+		                                                            : CUBEID_KEY_EC_P256;
+		if (cubeid_key_type_name(ko.type) == NULL)
+			return CUBEID_ERR_INVALID_ARG;
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+			return CUBEID_ERR_CRYPTO;
+		if (opts != NULL && opts->label != NULL)
+			label = strdup(opts->label);
+		else if (asprintf(&label, "cubeid-jwt-%s-%" PRId64 "-%02x%02x%02x%02x", k->td, now,
+		                  rnd[0], rnd[1], rnd[2], rnd[3]) < 0)
+			label = NULL;
+		if (label == NULL)
+			return CUBEID_ERR_NOMEM;
+		ko.label = label;
+		ko.persistent = true;
+		ko.exportable = false;
+		if ((rc = cubeid_key_generate(tok, &ko, &key)) != CUBEID_OK)
+			goto out;
+	}
 	if ((rc = cubeid_key_public(key, &j->pub)) != CUBEID_OK ||
 	    (rc = cubeid_kid_from_pkey(j->pub, kid)) != CUBEID_OK ||
 	    (rc = cubeid_key_uri(key, &j->uri)) != CUBEID_OK)
@@ -550,7 +556,7 @@ gen_key(cubeid_jwt_keys *k, cubeid_token *tok, const struct cubeid_jwt_keys_opts
 	j->created_at = j->publish_from = j->active_from = now;
 out:
 	if (rc != CUBEID_OK) {
-		if (key != NULL)
+		if (key != NULL && (opts == NULL || opts->adopt == NULL))
 			cubeid_key_delete(key);
 		jkey_clear(j);
 	}

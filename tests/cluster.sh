@@ -58,7 +58,7 @@ finish() { echo "1..$n"; [ $fails -eq 0 ] && exit 0; exit 1; }
 
 # three tokens: TOK_CONF[i], TOK_ARGS_i
 declare -a TOK_CONF TOK_URI TOK_PIN
-for i in 1 2 3; do
+for i in 1 2 3 4; do # 4: the enrolment token of the single cluster PicoD key
 	exports=$("$mktoken")
 	rc=$?
 	[ $rc -eq 77 ] && exit 77
@@ -229,6 +229,47 @@ if ! "$cubeid" picod verify "$ptok" --sandbox sb2 --jwks "$D/n3.picod.jwks" >"$D
 else
 	bad "cross-sandbox replay was accepted"
 fi
+
+# PicoD, the single-key path (today's PicoD): one cluster key generated in
+# the enrolment token, wrapped inside it for each node's wrapping key, and
+# unwrapped inside each node's token, non-extractable
+if cli 4 "$D/enrol" picod cluster-key create -o "$D/cluster-picod.pem" >"$D/log" 2>&1; then
+	ok "the cluster PicoD key is generated in the enrolment token"
+else
+	bad "cluster-key create: $(cat "$D/log")"
+fi
+for i in 1 2 3; do
+	if cli $i "$D/n$i" picod wrapping-key -o "$D/wrap$i.pem" >"$D/log" 2>&1 &&
+		cli 4 "$D/enrol" picod cluster-key export-wrapped --to "$D/wrap$i.pem" \
+			-o "$D/wrapped$i.json" >>"$D/log" 2>&1 &&
+		cli $i "$D/n$i" picod cluster-key import-wrapped "$D/wrapped$i.json" -q >>"$D/log" 2>&1; then
+		ok "node $i: wrapping key in its token, the cluster key wrapped for it and unwrapped into it"
+	else
+		bad "node $i single-key import: $(cat "$D/log")"
+	fi
+	kill -HUP "${pids[i]}"
+done
+ckid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["kid"])' "$D/wrapped1.json" 2>/dev/null)
+if ! cli 3 "$D/n3" picod cluster-key import-wrapped "$D/wrapped1.json" >"$D/log" 2>&1 &&
+	grep -q "not this node's" "$D/log"; then
+	ok "node 1's wrapped key does not open in node 3's token"
+else
+	bad "cross import: $(cat "$D/log")"
+fi
+for i in 1 3; do
+	signs_cluster() {
+		local t
+		t=$("$cubeid" picod token --session "s$i-$RANDOM" --sandbox sb1 --socket "$D/a$i.sock" 2>/dev/null) &&
+			[ "$(kid_of_token "$t")" = "$ckid" ] && printf '%s' "$t" >"$D/ctok$i"
+	}
+	if [ -n "$ckid" ] && wait_for 60 signs_cluster &&
+		"$cubeid" picod verify "$(cat "$D/ctok$i")" --sandbox sb1 \
+			--public-key "$D/cluster-picod.pem" >"$D/out" 2>&1; then
+		ok "agent $i signs with the cluster key; one PEM (PICOD_AUTH_PUBLIC_KEY) verifies it"
+	else
+		bad "agent $i with the cluster key: $(cat "$D/out" 2>&1; tail -3 "$D/agent$i.err")"
+	fi
+done
 
 # forged publications
 #  (a) a node enrolled under another root (token 2, its own root)

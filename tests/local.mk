@@ -17,7 +17,7 @@ EXTRA_DIST += tests/valgrind-wrap tests/lsan.supp tests/valgrind.supp
 # SoftHSM2.  `make check-tpm`; see tests/tpm/lane.sh.  Outside CI a lane that
 # cannot start (a tool missing) is reported loudly as skipped; with CI=true
 # it fails.
-TPM_LANE_TESTS = tests/test-error tests/test-pkcs11
+TPM_LANE_TESTS = tests/test-error tests/test-pkcs11 tests/test-key-wrap
 EXTRA_DIST += tests/tpm/lane.sh tests/tpm/tpm-env.sh tests/tpm/tpm-probe.c
 
 check-tpm: $(check_PROGRAMS)

@@ -66,6 +66,9 @@ struct cubeid_jwt_keys_opts {
 	int64_t refresh_hint; /* cubeid_jwt_keys_init() only; 0 = the default */
 	const char *label;    /* key label; NULL = "cubeid-jwt-<td>-<kid>" */
 	int64_t now;          /* 0 = the current time */
+	/* rotate to this key, already in the token (an imported cluster key,
+	 * <cubeid/key-wrap.h>), instead of generating one; NULL normally */
+	cubeid_key *adopt;
 };
 
 /* One key of the state; the strings and pub are borrowed from the state. */

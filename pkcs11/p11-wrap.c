@@ -1,0 +1,546 @@
+/*
+ * One key in several tokens, never in clear outside one: C_WrapKey in the
+ * enrolment token, C_UnwrapKey in each node's (<cubeid/key-wrap.h>).
+ */
+#include "config.h"
+
+#include "pkcs11/p11-internal.h"
+
+#include <cubeid/jwt.h>
+#include <cubeid/key-wrap.h>
+#include <cubeid/log.h>
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#define WRAP_ENC     "RSA-OAEP+AES-KWP" /* OAEP with SHA-1 and MGF1-SHA-1, as JWE RSA-OAEP */
+#define WRAP_VERSION 1
+#define BLOB_MAX     8192
+
+static const CK_BYTE f4[] = {0x01, 0x00, 0x01};
+
+/* Unsupported function or mechanism: the token cannot do this at all. */
+static int
+wrap_err(const char *what, CK_RV rv)
+{
+	if (rv == CKR_FUNCTION_NOT_SUPPORTED || rv == CKR_MECHANISM_INVALID ||
+	    rv == CKR_MECHANISM_PARAM_INVALID || rv == CKR_KEY_FUNCTION_NOT_PERMITTED ||
+	    rv == CKR_KEY_NOT_WRAPPABLE || rv == CKR_ATTRIBUTE_VALUE_INVALID) {
+		cubeid_error("%s: the token cannot do it (%s)", what, p11_rv_name(rv));
+		return CUBEID_ERR_UNSUPPORTED;
+	}
+	return p11_fail(what, rv);
+}
+
+/* n and e of an RSA key, big-endian (caller frees both). */
+static int
+rsa_parts(EVP_PKEY *pk, uint8_t **n, size_t *nl, uint8_t **e, size_t *el)
+{
+	BIGNUM *bn = NULL, *be = NULL;
+	int rc = CUBEID_ERR_CRYPTO;
+
+	*n = *e = NULL;
+	if (pk == NULL || !EVP_PKEY_is_a(pk, "RSA") || EVP_PKEY_get_bits(pk) < 2048 ||
+	    EVP_PKEY_get_bits(pk) > 8192)
+		return CUBEID_ERR_INVALID_ARG;
+	if (EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_N, &bn) != 1 ||
+	    EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &be) != 1)
+		goto out;
+	*nl = (size_t)BN_num_bytes(bn);
+	*el = (size_t)BN_num_bytes(be);
+	if ((*n = malloc(*nl)) == NULL || (*e = malloc(*el)) == NULL) {
+		free(*n);
+		*n = NULL;
+		rc = CUBEID_ERR_NOMEM;
+		goto out;
+	}
+	BN_bn2bin(bn, *n);
+	BN_bn2bin(be, *e);
+	rc = CUBEID_OK;
+out:
+	BN_free(bn);
+	BN_free(be);
+	ERR_clear_error();
+	return rc;
+}
+
+/* ---- generation ------------------------------------------------------- */
+
+struct gen_arg {
+	const char *label;
+	bool wrapping; /* the node's unwrap-only pair, else the cluster signing key */
+	uint8_t id[20];
+};
+
+static int
+gen_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
+{
+	struct gen_arg *a = argp;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ULONG bits = a->wrapping ? 3072 : 2048;
+	CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+	CK_ATTRIBUTE pub[7], priv[8];
+	CK_ULONG np = 0, nv = 0;
+	CK_OBJECT_HANDLE hpub, hpriv;
+	CK_RV rv;
+
+	pub[np++] = (CK_ATTRIBUTE){CKA_TOKEN, &yes, sizeof(yes)};
+	pub[np++] = (CK_ATTRIBUTE){a->wrapping ? CKA_WRAP : CKA_VERIFY, &yes, sizeof(yes)};
+	pub[np++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)a->label, strlen(a->label)};
+	pub[np++] = (CK_ATTRIBUTE){CKA_ID, a->id, sizeof(a->id)};
+	pub[np++] = (CK_ATTRIBUTE){CKA_MODULUS_BITS, &bits, sizeof(bits)};
+	pub[np++] = (CK_ATTRIBUTE){CKA_PUBLIC_EXPONENT, (void *)f4, sizeof(f4)};
+	priv[nv++] = (CK_ATTRIBUTE){CKA_TOKEN, &yes, sizeof(yes)};
+	priv[nv++] = (CK_ATTRIBUTE){CKA_PRIVATE, &yes, sizeof(yes)};
+	priv[nv++] = (CK_ATTRIBUTE){a->wrapping ? CKA_UNWRAP : CKA_SIGN, &yes, sizeof(yes)};
+	priv[nv++] = (CK_ATTRIBUTE){CKA_SENSITIVE, &yes, sizeof(yes)};
+	/* the cluster key leaves its token only wrapped (it is sensitive);
+	 * the node's wrapping key never leaves */
+	priv[nv++] = (CK_ATTRIBUTE){CKA_EXTRACTABLE, a->wrapping ? &no : &yes, sizeof(yes)};
+	priv[nv++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)a->label, strlen(a->label)};
+	priv[nv++] = (CK_ATTRIBUTE){CKA_ID, a->id, sizeof(a->id)};
+	rv = tok->f->C_GenerateKeyPair(s, &mech, pub, np, priv, nv, &hpub, &hpriv);
+	if (rv != CKR_OK) {
+		*rvp = rv;
+		return wrap_err(a->wrapping ? "generating the wrapping key"
+		                            : "generating the cluster key",
+		                rv);
+	}
+	return CUBEID_OK;
+}
+
+static int
+generate(cubeid_token *tok, const char *label, bool wrapping, cubeid_key **out)
+{
+	struct gen_arg a = {label, wrapping, {0}};
+	int rc;
+
+	*out = NULL;
+	if (tok == NULL || label == NULL || label[0] == '\0')
+		return CUBEID_ERR_INVALID_ARG;
+	if (cubeid_key_find(tok, label, NULL, 0, out) == CUBEID_OK) {
+		cubeid_key_free(*out);
+		*out = NULL;
+		return CUBEID_ERR_EXISTS;
+	}
+	if (RAND_bytes(a.id, sizeof(a.id)) != 1)
+		return CUBEID_ERR_CRYPTO;
+	if ((rc = p11_run(tok, NULL, "generating a key", gen_fn, &a)) != CUBEID_OK)
+		return rc;
+	return cubeid_key_find(tok, label, a.id, sizeof(a.id), out);
+}
+
+int
+cubeid_wrapping_key_generate(cubeid_token *tok, const char *label, cubeid_key **out)
+{
+	return generate(tok, label, true, out);
+}
+
+int
+cubeid_cluster_key_generate(cubeid_token *tok, const char *label, cubeid_key **out)
+{
+	return generate(tok, label, false, out);
+}
+
+/* ---- wrapping (enrolment token) --------------------------------------- */
+
+struct wrap_arg {
+	CK_OBJECT_HANDLE key;
+	uint8_t *n, *e;
+	size_t nl, el;
+	uint8_t *wk, *cek; /* out */
+	CK_ULONG wk_len, cek_len;
+};
+
+static int
+wrap_twice(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_MECHANISM *m, CK_OBJECT_HANDLE wrapping,
+           CK_OBJECT_HANDLE key, uint8_t **out, CK_ULONG *len, CK_RV *rvp)
+{
+	CK_RV rv;
+
+	*len = 0;
+	if ((rv = f->C_WrapKey(s, m, wrapping, key, NULL, len)) != CKR_OK)
+		goto fail;
+	if (*len == 0 || *len > BLOB_MAX || (*out = malloc(*len)) == NULL)
+		return CUBEID_ERR_NOMEM;
+	if ((rv = f->C_WrapKey(s, m, wrapping, key, *out, len)) != CKR_OK)
+		goto fail;
+	return CUBEID_OK;
+fail:
+	*rvp = rv;
+	return wrap_err("C_WrapKey", rv);
+}
+
+static int
+wrap_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
+{
+	struct wrap_arg *a = argp;
+	CK_FUNCTION_LIST_PTR f = tok->f;
+	CK_OBJECT_CLASS pubc = CKO_PUBLIC_KEY, secc = CKO_SECRET_KEY;
+	CK_KEY_TYPE rsa = CKK_RSA, aes = CKK_AES;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ULONG aes_len = 32;
+	CK_ATTRIBUTE pt[] = {
+	        {CKA_CLASS, &pubc, sizeof(pubc)}, {CKA_KEY_TYPE, &rsa, sizeof(rsa)},
+	        {CKA_TOKEN, &no, sizeof(no)},     {CKA_WRAP, &yes, sizeof(yes)},
+	        {CKA_MODULUS, a->n, a->nl},       {CKA_PUBLIC_EXPONENT, a->e, a->el},
+	};
+	CK_ATTRIBUTE at[] = {
+	        {CKA_CLASS, &secc, sizeof(secc)},     {CKA_KEY_TYPE, &aes, sizeof(aes)},
+	        {CKA_TOKEN, &no, sizeof(no)},         {CKA_VALUE_LEN, &aes_len, sizeof(aes_len)},
+	        {CKA_WRAP, &yes, sizeof(yes)},        {CKA_SENSITIVE, &yes, sizeof(yes)},
+	        {CKA_EXTRACTABLE, &yes, sizeof(yes)},
+	};
+	CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0}, kwp = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+	CK_RSA_PKCS_OAEP_PARAMS op = {CKM_SHA_1, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0};
+	CK_MECHANISM oaep = {CKM_RSA_PKCS_OAEP, &op, sizeof(op)};
+	CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, haes = CK_INVALID_HANDLE;
+	CK_RV rv;
+	int rc;
+
+	if ((rv = f->C_CreateObject(s, pt, sizeof(pt) / sizeof(pt[0]), &hpub)) != CKR_OK) {
+		*rvp = rv;
+		return wrap_err("importing the node's wrapping key", rv);
+	}
+	if ((rv = f->C_GenerateKey(s, &gen, at, sizeof(at) / sizeof(at[0]), &haes)) != CKR_OK) {
+		*rvp = rv;
+		rc = wrap_err("generating the AES transport key", rv);
+		goto out;
+	}
+	if ((rc = wrap_twice(f, s, &kwp, haes, a->key, &a->wk, &a->wk_len, rvp)) != CUBEID_OK ||
+	    (rc = wrap_twice(f, s, &oaep, hpub, haes, &a->cek, &a->cek_len, rvp)) != CUBEID_OK)
+		goto out;
+	rc = CUBEID_OK;
+out:
+	if (haes != CK_INVALID_HANDLE)
+		(void)f->C_DestroyObject(s, haes);
+	(void)f->C_DestroyObject(s, hpub);
+	return rc;
+}
+
+static int
+b64_member(json_t *o, const char *name, const uint8_t *buf, size_t len)
+{
+	char *b = NULL;
+	int rc;
+
+	if ((rc = cubeid_b64url_encode_alloc(buf, len, &b)) != CUBEID_OK)
+		return rc;
+	rc = json_object_set_new(o, name, json_string(b)) == 0 ? CUBEID_OK : CUBEID_ERR_NOMEM;
+	free(b);
+	return rc;
+}
+
+int
+cubeid_key_wrap_for(cubeid_key *key, EVP_PKEY *wrap_pub, char **out)
+{
+	struct wrap_arg a = {0};
+	EVP_PKEY *pub = NULL;
+	unsigned char *spki = NULL;
+	char kid[CUBEID_KID_LEN + 1], wkid[CUBEID_KID_LEN + 1];
+	json_t *doc = NULL;
+	int n, rc;
+
+	if (out != NULL)
+		*out = NULL;
+	if (key == NULL || wrap_pub == NULL || out == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	if (key->ck_type != CKK_RSA)
+		return CUBEID_ERR_INVALID_ARG;
+	if ((rc = rsa_parts(wrap_pub, &a.n, &a.nl, &a.e, &a.el)) != CUBEID_OK)
+		return rc;
+	if ((rc = cubeid_key_public(key, &pub)) != CUBEID_OK ||
+	    (rc = cubeid_kid_from_pkey(pub, kid)) != CUBEID_OK ||
+	    (rc = cubeid_kid_from_pkey(wrap_pub, wkid)) != CUBEID_OK)
+		goto out;
+	a.key = p11_key_handle(key);
+	if ((rc = p11_run(key->tok, key, "wrapping a key", wrap_fn, &a)) != CUBEID_OK)
+		goto out;
+	if ((n = i2d_PUBKEY(pub, &spki)) <= 0) {
+		rc = CUBEID_ERR_CRYPTO;
+		goto out;
+	}
+	rc = CUBEID_ERR_NOMEM;
+	if ((doc = json_pack("{s:i, s:s, s:s, s:s}", "v", WRAP_VERSION, "enc", WRAP_ENC, "kid", kid,
+	                     "wrapping_kid", wkid)) == NULL)
+		goto out;
+	if ((rc = b64_member(doc, "public_key", spki, (size_t)n)) != CUBEID_OK ||
+	    (rc = b64_member(doc, "wrapped_cek", a.cek, a.cek_len)) != CUBEID_OK ||
+	    (rc = b64_member(doc, "wrapped_key", a.wk, a.wk_len)) != CUBEID_OK)
+		goto out;
+	if ((*out = json_dumps(doc, JSON_INDENT(2))) == NULL)
+		rc = CUBEID_ERR_NOMEM;
+out:
+	json_decref(doc);
+	OPENSSL_free(spki);
+	EVP_PKEY_free(pub);
+	free(a.n);
+	free(a.e);
+	free(a.wk);
+	free(a.cek);
+	return rc;
+}
+
+/* ---- the document ----------------------------------------------------- */
+
+void
+cubeid_wrapped_info_clear(struct cubeid_wrapped_info *info)
+{
+	if (info == NULL)
+		return;
+	free(info->kid);
+	free(info->wrapping_kid);
+	EVP_PKEY_free(info->pub);
+	memset(info, 0, sizeof(*info));
+}
+
+static int
+get_b64(json_t *o, const char *name, uint8_t **out, size_t *len)
+{
+	const char *s = json_string_value(json_object_get(o, name));
+
+	if (s == NULL)
+		return CUBEID_ERR_PARSE;
+	if (cubeid_b64url_decode_alloc(s, strlen(s), out, len) != CUBEID_OK || *len == 0 ||
+	    *len > BLOB_MAX) {
+		free(*out);
+		*out = NULL;
+		return CUBEID_ERR_PARSE;
+	}
+	return CUBEID_OK;
+}
+
+/* Parse; *cek / *wk (optional) get the blobs. */
+static int
+parse_doc(const char *doc, size_t len, struct cubeid_wrapped_info *info, uint8_t **cek,
+          size_t *cek_len, uint8_t **wk, size_t *wk_len)
+{
+	json_t *j = NULL;
+	uint8_t *spki = NULL, *c = NULL, *w = NULL;
+	const unsigned char *p;
+	const char *kid, *wkid, *enc;
+	char want[CUBEID_KID_LEN + 1];
+	size_t sl = 0, cl = 0, wl = 0;
+	int rc = CUBEID_ERR_PARSE;
+
+	memset(info, 0, sizeof(*info));
+	if (doc == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	if (len > CUBEID_WRAPPED_MAX)
+		return CUBEID_ERR_TOO_LARGE;
+	if ((j = json_loadb(doc, len, JSON_REJECT_DUPLICATES, NULL)) == NULL || !json_is_object(j))
+		goto out;
+	enc = json_string_value(json_object_get(j, "enc"));
+	kid = json_string_value(json_object_get(j, "kid"));
+	wkid = json_string_value(json_object_get(j, "wrapping_kid"));
+	if (json_integer_value(json_object_get(j, "v")) != WRAP_VERSION || enc == NULL ||
+	    strcmp(enc, WRAP_ENC) != 0 || kid == NULL || wkid == NULL)
+		goto out;
+	if (get_b64(j, "public_key", &spki, &sl) != CUBEID_OK ||
+	    get_b64(j, "wrapped_cek", &c, &cl) != CUBEID_OK ||
+	    get_b64(j, "wrapped_key", &w, &wl) != CUBEID_OK)
+		goto out;
+	p = spki;
+	if ((info->pub = d2i_PUBKEY(NULL, &p, (long)sl)) == NULL || p != spki + sl ||
+	    !EVP_PKEY_is_a(info->pub, "RSA") ||
+	    cubeid_jws_key_fits(CUBEID_SIG_RSA_PKCS1_SHA256, info->pub) != CUBEID_OK ||
+	    cubeid_kid_from_pkey(info->pub, want) != CUBEID_OK || strcmp(want, kid) != 0)
+		goto out;
+	if ((info->kid = strdup(kid)) == NULL || (info->wrapping_kid = strdup(wkid)) == NULL) {
+		rc = CUBEID_ERR_NOMEM;
+		goto out;
+	}
+	if (cek != NULL) {
+		*cek = c;
+		*cek_len = cl;
+		c = NULL;
+	}
+	if (wk != NULL) {
+		*wk = w;
+		*wk_len = wl;
+		w = NULL;
+	}
+	rc = CUBEID_OK;
+out:
+	if (rc != CUBEID_OK)
+		cubeid_wrapped_info_clear(info);
+	ERR_clear_error();
+	json_decref(j);
+	free(spki);
+	free(c);
+	free(w);
+	return rc;
+}
+
+int
+cubeid_wrapped_parse(const char *doc, size_t len, struct cubeid_wrapped_info *info)
+{
+	if (info == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	return parse_doc(doc, len, info, NULL, NULL, NULL, NULL);
+}
+
+/* ---- unwrapping (node token) ------------------------------------------ */
+
+struct unwrap_arg {
+	CK_OBJECT_HANDLE wrapkey;
+	const char *label;
+	uint8_t id[20];
+	uint8_t *cek, *wk, *n, *e;
+	size_t cek_len, wk_len, nl, el;
+};
+
+static int
+unwrap_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
+{
+	struct unwrap_arg *a = argp;
+	CK_FUNCTION_LIST_PTR f = tok->f;
+	CK_OBJECT_CLASS secc = CKO_SECRET_KEY, privc = CKO_PRIVATE_KEY, pubc = CKO_PUBLIC_KEY;
+	CK_KEY_TYPE aes = CKK_AES, rsa = CKK_RSA;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ATTRIBUTE at[] = {
+	        {CKA_CLASS, &secc, sizeof(secc)},   {CKA_KEY_TYPE, &aes, sizeof(aes)},
+	        {CKA_TOKEN, &no, sizeof(no)},       {CKA_UNWRAP, &yes, sizeof(yes)},
+	        {CKA_SENSITIVE, &yes, sizeof(yes)}, {CKA_EXTRACTABLE, &no, sizeof(no)},
+	};
+	CK_ATTRIBUTE kt[] = {
+	        {CKA_CLASS, &privc, sizeof(privc)}, {CKA_KEY_TYPE, &rsa, sizeof(rsa)},
+	        {CKA_TOKEN, &yes, sizeof(yes)},     {CKA_PRIVATE, &yes, sizeof(yes)},
+	        {CKA_SIGN, &yes, sizeof(yes)},      {CKA_SENSITIVE, &yes, sizeof(yes)},
+	        {CKA_EXTRACTABLE, &no, sizeof(no)}, {CKA_LABEL, (void *)a->label, strlen(a->label)},
+	        {CKA_ID, a->id, sizeof(a->id)},
+	};
+	CK_ATTRIBUTE pt[] = {
+	        {CKA_CLASS, &pubc, sizeof(pubc)},
+	        {CKA_KEY_TYPE, &rsa, sizeof(rsa)},
+	        {CKA_TOKEN, &yes, sizeof(yes)},
+	        {CKA_VERIFY, &yes, sizeof(yes)},
+	        {CKA_LABEL, (void *)a->label, strlen(a->label)},
+	        {CKA_ID, a->id, sizeof(a->id)},
+	        {CKA_MODULUS, a->n, a->nl},
+	        {CKA_PUBLIC_EXPONENT, a->e, a->el},
+	};
+	CK_RSA_PKCS_OAEP_PARAMS op = {CKM_SHA_1, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0};
+	CK_MECHANISM oaep = {CKM_RSA_PKCS_OAEP, &op, sizeof(op)},
+	             kwp = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+	CK_OBJECT_HANDLE haes = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE, hpub;
+	CK_RV rv;
+	int rc;
+
+	rv = f->C_UnwrapKey(s, &oaep, a->wrapkey, a->cek, a->cek_len, at,
+	                    sizeof(at) / sizeof(at[0]), &haes);
+	if (rv != CKR_OK) {
+		*rvp = rv;
+		return wrap_err("unwrapping the AES transport key", rv);
+	}
+	rv = f->C_UnwrapKey(s, &kwp, haes, a->wk, a->wk_len, kt, sizeof(kt) / sizeof(kt[0]),
+	                    &hpriv);
+	if (rv != CKR_OK) {
+		rc = wrap_err("unwrapping the key", rv);
+		goto out;
+	}
+	if ((rv = f->C_CreateObject(s, pt, sizeof(pt) / sizeof(pt[0]), &hpub)) != CKR_OK) {
+		rc = wrap_err("creating the public key object", rv);
+		(void)f->C_DestroyObject(s, hpriv);
+		goto out;
+	}
+	rc = CUBEID_OK;
+out:
+	(void)f->C_DestroyObject(s, haes);
+	if (rc != CUBEID_OK)
+		*rvp = rv;
+	return rc;
+}
+
+/* The token key and pub must be the two halves of one key pair. */
+static int
+halves_match(cubeid_key *key, EVP_PKEY *pub)
+{
+	static const uint8_t probe[] = "cubeid key-wrap probe";
+	uint8_t sig[1024];
+	size_t sl = sizeof(sig);
+	EVP_MD_CTX *md = NULL;
+	int rc;
+
+	if ((rc = cubeid_key_sign(key, CUBEID_SIG_RSA_PKCS1_SHA256, probe, sizeof(probe), sig,
+	                          &sl)) != CUBEID_OK)
+		return rc;
+	rc = CUBEID_ERR_P11_KEY;
+	if ((md = EVP_MD_CTX_new()) != NULL &&
+	    EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pub) == 1 &&
+	    EVP_DigestVerify(md, sig, sl, probe, sizeof(probe)) == 1)
+		rc = CUBEID_OK;
+	EVP_MD_CTX_free(md);
+	ERR_clear_error();
+	return rc;
+}
+
+int
+cubeid_key_unwrap_import(cubeid_key *wrapkey, const char *doc, size_t len, const char *label,
+                         cubeid_key **out)
+{
+	struct cubeid_wrapped_info info;
+	struct unwrap_arg a = {0};
+	EVP_PKEY *wpub = NULL;
+	char wkid[CUBEID_KID_LEN + 1];
+	cubeid_key *k = NULL;
+	int rc;
+
+	if (out != NULL)
+		*out = NULL;
+	if (wrapkey == NULL || doc == NULL || label == NULL || label[0] == '\0' || out == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	if ((rc = parse_doc(doc, len, &info, &a.cek, &a.cek_len, &a.wk, &a.wk_len)) != CUBEID_OK)
+		return rc;
+	if ((rc = cubeid_key_public(wrapkey, &wpub)) != CUBEID_OK ||
+	    (rc = cubeid_kid_from_pkey(wpub, wkid)) != CUBEID_OK)
+		goto out;
+	if (strcmp(wkid, info.wrapping_kid) != 0) {
+		cubeid_error("the wrapped key is for wrapping key %s, not this node's %s",
+		             info.wrapping_kid, wkid);
+		rc = CUBEID_ERR_P11_KEY;
+		goto out;
+	}
+	if (cubeid_key_find(wrapkey->tok, label, NULL, 0, &k) == CUBEID_OK) {
+		rc = CUBEID_ERR_EXISTS;
+		goto out;
+	}
+	if ((rc = rsa_parts(info.pub, &a.n, &a.nl, &a.e, &a.el)) != CUBEID_OK)
+		goto out;
+	if (RAND_bytes(a.id, sizeof(a.id)) != 1) {
+		rc = CUBEID_ERR_CRYPTO;
+		goto out;
+	}
+	a.wrapkey = p11_key_handle(wrapkey);
+	a.label = label;
+	if ((rc = p11_run(wrapkey->tok, wrapkey, "importing a wrapped key", unwrap_fn, &a)) !=
+	    CUBEID_OK)
+		goto out;
+	if ((rc = cubeid_key_find(wrapkey->tok, label, a.id, sizeof(a.id), &k)) != CUBEID_OK)
+		goto out;
+	if ((rc = halves_match(k, info.pub)) != CUBEID_OK) {
+		cubeid_error("the unwrapped key does not match the public key it came with");
+		cubeid_key_delete(k);
+		cubeid_key_free(k);
+		k = NULL;
+		goto out;
+	}
+	*out = k;
+	k = NULL;
+out:
+	cubeid_key_free(k);
+	cubeid_wrapped_info_clear(&info);
+	EVP_PKEY_free(wpub);
+	free(a.cek);
+	free(a.wk);
+	free(a.n);
+	free(a.e);
+	return rc;
+}
