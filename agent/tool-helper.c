@@ -100,7 +100,10 @@ struct helper {
 	pid_t child; /* cmd, 0 when not running */
 	char **cmd_argv;
 	unsigned writes;
-	bool write_failed;
+	bool write_failed;     /* the last write failed: retried with backoff */
+	bool actions_pending;  /* an X.509 update is not written yet */
+	long retry_ms;         /* the next backoff */
+	struct timespec retry; /* when (CLOCK_MONOTONIC) */
 };
 
 static void
@@ -114,7 +117,10 @@ set_buf(struct helper *h, int i, uint8_t *b, size_t len)
 	h->len[i] = len;
 }
 
-/* Write every output received so far as one set (under h->mu). */
+static void after_update_locked(struct helper *h);
+
+/* Write every output received so far as one set (under h->mu); after an
+ * X.509 update, then signal and start as spiffe-helper does. */
 static int
 write_set_locked(struct helper *h)
 {
@@ -146,12 +152,28 @@ write_set_locked(struct helper *h)
 	rc = cubeid_adir_write(c->cert_dir != NULL && *c->cert_dir ? c->cert_dir : ".", f, n, NULL,
 	                       &why);
 	if (rc != CUBEID_OK) {
-		cubeid_error("writing %zu files to %s failed: %s (%s)", n,
-		             c->cert_dir != NULL ? c->cert_dir : ".", why, strerror(errno));
+		h->retry_ms = !h->write_failed      ? 1000
+		              : h->retry_ms < 60000 ? h->retry_ms * 2
+		                                    : 60000;
+		cubeid_error("writing %zu files to %s failed: %s (%s); retrying in %ld ms", n,
+		             c->cert_dir != NULL ? c->cert_dir : ".", why, strerror(errno),
+		             h->retry_ms);
 		h->write_failed = true;
+		clock_gettime(CLOCK_MONOTONIC, &h->retry);
+		h->retry.tv_sec += h->retry_ms / 1000;
+		h->retry.tv_nsec += (h->retry_ms % 1000) * 1000000L;
+		if (h->retry.tv_nsec >= 1000000000L) {
+			h->retry.tv_sec++;
+			h->retry.tv_nsec -= 1000000000L;
+		}
 		return rc;
 	}
+	h->write_failed = false;
 	h->writes++;
+	if (h->actions_pending) {
+		h->actions_pending = false;
+		after_update_locked(h);
+	}
 	cubeid_info("wrote %zu files to %s", n, c->cert_dir != NULL ? c->cert_dir : ".");
 	return CUBEID_OK;
 }
@@ -434,8 +456,8 @@ on_x509(const struct cubeid_wl_x509 *x, void *arg)
 	set_buf(h, F_SVID, s, sl);
 	set_buf(h, F_KEY, k, kl);
 	set_buf(h, F_BUNDLE, b, bl);
-	if (write_set_locked(h) == CUBEID_OK)
-		after_update_locked(h);
+	h->actions_pending = true; /* after the write, or the retried one */
+	write_set_locked(h);
 	pthread_mutex_unlock(&h->mu);
 	return 0;
 }
@@ -686,6 +708,15 @@ daemon_mode(struct helper *h)
 			h->stop = 1;
 		}
 		pthread_mutex_lock(&h->mu);
+		if (h->write_failed && !h->stop) {
+			struct timespec now;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec > h->retry.tv_sec ||
+			    (now.tv_sec == h->retry.tv_sec && now.tv_nsec >= h->retry.tv_nsec)) {
+				write_set_locked(h);
+			}
+		}
 		if (h->child > 0 && waitpid(h->child, &st, WNOHANG) == h->child) {
 			cubeid_notice("cmd (pid %ld) exited with status %d; it starts again on "
 			              "the next update",

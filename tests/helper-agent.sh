@@ -180,6 +180,24 @@ else
 	bad "pid_file_name: $pfusr1 signals"
 fi
 
+# ---- a write that fails is logged and retried with backoff
+mkdir -p "$D/retry/svid.pem" # a directory where a stable name must go
+sed "s|$D/daemon\"|$D/retry\"|; /^cmd/d; /^renew_signal/d; /^pid_file_name/d" \
+	"$D/daemon.conf" >"$D/retry.conf"
+"$cubeid" helper -config "$D/retry.conf" >"$D/retry.log" 2>&1 &
+rpid=$!
+for _ in $(seq 1 200); do grep -q "retrying in" "$D/retry.log" && break; sleep 0.1; done
+rmdir "$D/retry/svid.pem"
+for _ in $(seq 1 300); do [ -L "$D/retry/svid.pem" ] && consistent "$D/retry" && break; sleep 0.1; done
+kill "$rpid"
+wait "$rpid"
+if grep -q "failed: cannot create a stable name through ..data .*retrying in 1000 ms" "$D/retry.log" &&
+	[ -L "$D/retry/svid.pem" ] && consistent "$D/retry"; then
+	ok "a failed write is logged ('retrying in 1000 ms') and the set arrives once the way is clear"
+else
+	bad "retry: $(tail -3 "$D/retry.log")"
+fi
+
 # ---- SIGKILL the helper at random moments
 crash_ok=0
 for i in $(seq 1 "$KILLS"); do
