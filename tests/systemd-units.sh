@@ -12,6 +12,8 @@
 #     protocol as the socket unit) serves on the socket it is passed, and
 #     tells NOTIFY_SOCKET READY=1, then WATCHDOG=1 pings at half of
 #     WATCHDOG_USEC, then STOPPING=1 on SIGTERM;
+#   - the agent as an unprivileged uid attests a root caller's executable
+#     with CAP_SYS_PTRACE, and not without it or with CAP_DAC_READ_SEARCH;
 #   - with the kernel's W^X switch (PR_SET_MDWE, what MemoryDenyWriteExecute
 #     asks for) and no_new_privs set, the real agent still issues SVIDs.
 set -u
@@ -188,6 +190,55 @@ else
 	wait "$wpid"
 	rc=$?
 	assert "under W^X: SIGTERM, exit 0 (got $rc)" [ "$rc" = 0 ]
+fi
+
+# The one capability: the agent as an unprivileged uid attests another
+# uid's process by /proc/PID/exe only with CAP_SYS_PTRACE (ambient, as the
+# unit gives it); without it, or with CAP_DAC_READ_SEARCH instead, the
+# unix:path selector is missing and the entry that needs it does not match.
+if command -v setpriv >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+	cap_run() { # cap_run NAME CAPS EXPECT(0|1)
+		local dir=$D/cap-$1 apid rc
+		mkdir -p "$dir"
+		chmod 0755 "$D" "$dir"
+		cat >"$dir/entries.yaml" <<EOF
+entries:
+  - name: root-by-exe
+    spiffe_id: spiffe://{td}/exe-checked
+    selectors: [unix:uid:0, unix:path]
+EOF
+		chown -R 65534:65534 "$dir"
+		setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps="$2" \
+			--ambient-caps="$2" "$agent" --dev --state-dir "$dir/state" \
+			--socket "$dir/agent.sock" --entries "$dir/entries.yaml" \
+			>"$dir/out" 2>"$dir/err" &
+		apid=$!
+		pids+=($apid)
+		for _ in $(seq 1 300); do
+			[ -S "$dir/agent.sock" ] && break
+			kill -0 "$apid" 2>/dev/null || break
+			sleep 0.1
+		done
+		"$cubeid" jwt fetch --aud cap --spiffe-id spiffe://cluster.local/exe-checked \
+			--socket "$dir/agent.sock" >"$D/out" 2>"$D/err"
+		rc=$?
+		kill -TERM "$apid" 2>/dev/null
+		wait "$apid" 2>/dev/null
+		if [ "$3" = 0 ]; then
+			[ $rc = 0 ]
+		else
+			# refused by a running agent, not a start-up failure
+			[ $rc != 0 ] && grep -q PermissionDenied "$D/err"
+		fi
+	}
+	assert "agent as nobody with CAP_SYS_PTRACE: a root caller matches unix:path" \
+		cap_run ptrace +sys_ptrace 0
+	assert "agent as nobody without capabilities: unix:path is missing, no identity" \
+		cap_run none -all 1
+	assert "agent as nobody with CAP_DAC_READ_SEARCH instead: still no identity" \
+		cap_run dac +dac_read_search 1
+else
+	echo "# not root or no setpriv: the capability runs are left out"
 fi
 
 echo "1..$n"
