@@ -21,7 +21,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JWKS_TD "oidc" /* the bundles' nominal trust domain */
+#include <openssl/sha.h>
+
+#define JWKS_TD      "oidc" /* the bundles' nominal trust domain */
+#define VCACHE_SLOTS 256    /* verified tokens remembered */
+
+/* A token whose signature verified: SHA-256 of its bytes, its claims, and
+ * the key set it verified against (keys_gen).  A hit skips decoding and the
+ * signature, never the claim checks. */
+struct vcache_ent {
+	uint8_t h[SHA256_DIGEST_LENGTH];
+	json_t *claims;
+	uint64_t gen;
+};
 
 struct cubeid_oidc_verifier {
 	char *issuer, *jwks_uri, *azp, *client_roles;
@@ -36,6 +48,9 @@ struct cubeid_oidc_verifier {
 	int64_t fetched_at;      /* last good fetch */
 	int64_t attempted_at;    /* last attempt, good or not; 0 = never */
 	unsigned long fetches;
+	uint64_t keys_gen; /* bumped whenever the key set is replaced */
+	struct vcache_ent cache[VCACHE_SLOTS];
+	unsigned long cache_hits;
 };
 
 struct cubeid_oidc_claims {
@@ -44,6 +59,17 @@ struct cubeid_oidc_claims {
 	const char **roles;
 	size_t n_roles;
 };
+
+static void
+vcache_clear_locked(cubeid_oidc_verifier *v)
+{
+	size_t i;
+
+	for (i = 0; i < VCACHE_SLOTS; i++) {
+		json_decref(v->cache[i].claims);
+		v->cache[i].claims = NULL;
+	}
+}
 
 void
 cubeid_oidc_verifier_free(cubeid_oidc_verifier *v)
@@ -60,6 +86,7 @@ cubeid_oidc_verifier_free(cubeid_oidc_verifier *v)
 		free(v->auds[i]);
 	free(v->auds);
 	cubeid_jwt_bundle_free(v->keys);
+	vcache_clear_locked(v);
 	pthread_mutex_destroy(&v->lock);
 	free(v);
 }
@@ -124,6 +151,8 @@ install_jwks_locked(cubeid_oidc_verifier *v, const char *json, size_t len, int64
 	cubeid_jwt_bundle_free(v->keys);
 	v->keys = b;
 	v->fetched_at = now;
+	v->keys_gen++;
+	vcache_clear_locked(v); /* a removed key takes its tokens with it */
 	return CUBEID_OK;
 }
 
@@ -215,43 +244,65 @@ cubeid_oidc_verifier_key_count(const cubeid_oidc_verifier *v)
 	return n;
 }
 
-/* The key for kid, refreshing as the rules above say; a new reference. */
-static int
-key_for(cubeid_oidc_verifier *v, const char *kid, int64_t now, EVP_PKEY **out)
+unsigned long
+cubeid_oidc_verifier_cache_hits(const cubeid_oidc_verifier *v)
 {
-	EVP_PKEY *pk = NULL;
-	int r = CUBEID_OK, may_fetch;
+	unsigned long n;
 
-	*out = NULL;
-	pthread_mutex_lock(&v->lock);
-	may_fetch = v->attempted_at == 0 || now - v->attempted_at >= v->min_refresh_gap ||
-	            now < v->attempted_at;
-	if (may_fetch && (v->keys == NULL || now - v->fetched_at >= v->refresh_interval))
-		r = fetch_locked(v, now);
-	if (v->keys == NULL) {
-		r = CUBEID_ERR_UNAVAILABLE;
-		goto out;
-	}
+	pthread_mutex_lock((pthread_mutex_t *)&v->lock);
+	n = v->cache_hits;
+	pthread_mutex_unlock((pthread_mutex_t *)&v->lock);
+	return n;
+}
+
+static bool
+may_fetch_locked(const cubeid_oidc_verifier *v, int64_t now)
+{
+	return v->attempted_at == 0 || now - v->attempted_at >= v->min_refresh_gap ||
+	       now < v->attempted_at;
+}
+
+/* Periodic refresh, then: are there keys young enough to use? */
+static int
+keys_usable_locked(cubeid_oidc_verifier *v, int64_t now)
+{
+	if (may_fetch_locked(v, now) &&
+	    (v->keys == NULL || now - v->fetched_at >= v->refresh_interval))
+		(void)fetch_locked(v, now);
+	if (v->keys == NULL)
+		return CUBEID_ERR_UNAVAILABLE;
 	if (now - v->fetched_at > v->max_stale) {
 		cubeid_log(CUBEID_LOG_WARNING,
 		           "oidc: keys for %s are %lld s old (limit %lld): refusing tokens",
 		           v->issuer, (long long)(now - v->fetched_at), (long long)v->max_stale);
-		r = CUBEID_ERR_UNAVAILABLE;
+		return CUBEID_ERR_UNAVAILABLE;
+	}
+	return CUBEID_OK;
+}
+
+/* The key for kid, refreshing as the rules above say; a new reference, and
+ * the key set's generation in *gen. */
+static int
+key_for(cubeid_oidc_verifier *v, const char *kid, int64_t now, EVP_PKEY **out, uint64_t *gen)
+{
+	EVP_PKEY *pk = NULL;
+	int r;
+
+	*out = NULL;
+	pthread_mutex_lock(&v->lock);
+	if ((r = keys_usable_locked(v, now)) != CUBEID_OK)
 		goto out;
-	}
 	pk = cubeid_jwt_bundle_find(v->keys, kid);
-	if (pk == NULL) {
-		/* An unknown kid: the server may have rotated; fetch if allowed. */
-		may_fetch = now - v->attempted_at >= v->min_refresh_gap || now < v->attempted_at;
-		if (may_fetch && fetch_locked(v, now) == CUBEID_OK)
-			pk = cubeid_jwt_bundle_find(v->keys, kid);
-	}
+	/* An unknown kid: the server may have rotated; fetch if allowed. */
+	if (pk == NULL && may_fetch_locked(v, now) && fetch_locked(v, now) == CUBEID_OK)
+		pk = cubeid_jwt_bundle_find(v->keys, kid);
 	if (pk == NULL) {
 		r = CUBEID_ERR_JWT_KID;
 		goto out;
 	}
 	EVP_PKEY_up_ref(pk);
 	*out = pk;
+	*gen = v->keys_gen;
 	r = CUBEID_OK;
 out:
 	pthread_mutex_unlock(&v->lock);
@@ -376,69 +427,38 @@ aud_ok(const cubeid_oidc_verifier *v, json_t *aud)
 	return false;
 }
 
-int
-cubeid_oidc_verify(cubeid_oidc_verifier *v, const char *token, size_t len, int64_t now,
-                   cubeid_oidc_claims **out)
+/* The claim checks, on a hit as on a miss; a new claims object in *out. */
+static int
+check_claims(const cubeid_oidc_verifier *v, json_t *cl, int64_t now, cubeid_oidc_claims **out)
 {
 	cubeid_oidc_claims *c = NULL;
-	cubeid_jws *jws = NULL;
-	EVP_PKEY *pk = NULL;
-	json_t *cl, *ra;
-	const char *kid, *iss, *sub, *azp;
+	const char *iss, *sub, *azp;
 	int64_t exp, nbf, iat;
+	json_t *ra;
 	int r;
 
-	if (out != NULL)
-		*out = NULL;
-	if (v == NULL || token == NULL)
-		return CUBEID_ERR_INVALID_ARG;
-	now = now_or(now);
-	if ((r = cubeid_jws_decode(token, len, &jws)) != CUBEID_OK)
-		goto out;
-	if ((kid = cubeid_jws_kid(jws)) == NULL) {
-		r = CUBEID_ERR_JWT_KID;
-		goto out;
-	}
-	if ((r = key_for(v, kid, now, &pk)) != CUBEID_OK)
-		goto out;
-	if ((r = cubeid_jws_verify(jws, pk)) != CUBEID_OK)
-		goto out;
-	cl = cubeid_jws_claims(jws);
+	*out = NULL;
 	iss = json_string_value(json_object_get(cl, "iss"));
-	if (iss == NULL || strcmp(iss, v->issuer) != 0) {
-		r = CUBEID_ERR_JWT_ISSUER;
-		goto out;
-	}
+	if (iss == NULL || strcmp(iss, v->issuer) != 0)
+		return CUBEID_ERR_JWT_ISSUER;
 	if ((r = time_claim(cl, "exp", true, &exp)) != CUBEID_OK ||
 	    (r = time_claim(cl, "nbf", false, &nbf)) != CUBEID_OK ||
 	    (r = time_claim(cl, "iat", false, &iat)) != CUBEID_OK)
-		goto out;
-	if (now >= exp + (int64_t)v->leeway) {
-		r = CUBEID_ERR_JWT_EXPIRED;
-		goto out;
-	}
-	if (nbf > now + (int64_t)v->leeway || iat > now + (int64_t)v->leeway) {
-		r = CUBEID_ERR_JWT_NOT_YET;
-		goto out;
-	}
-	if (!aud_ok(v, json_object_get(cl, "aud"))) {
-		r = CUBEID_ERR_JWT_AUDIENCE;
-		goto out;
-	}
+		return r;
+	if (now >= exp + (int64_t)v->leeway)
+		return CUBEID_ERR_JWT_EXPIRED;
+	if (nbf > now + (int64_t)v->leeway || iat > now + (int64_t)v->leeway)
+		return CUBEID_ERR_JWT_NOT_YET;
+	if (!aud_ok(v, json_object_get(cl, "aud")))
+		return CUBEID_ERR_JWT_AUDIENCE;
 	azp = json_string_value(json_object_get(cl, "azp"));
-	if (v->azp != NULL && (azp == NULL || strcmp(azp, v->azp) != 0)) {
-		r = CUBEID_ERR_JWT_CLAIM;
-		goto out;
-	}
+	if (v->azp != NULL && (azp == NULL || strcmp(azp, v->azp) != 0))
+		return CUBEID_ERR_JWT_CLAIM;
 	sub = json_string_value(json_object_get(cl, "sub"));
-	if (sub == NULL || sub[0] == '\0') {
-		r = CUBEID_ERR_JWT_CLAIM;
-		goto out;
-	}
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		r = CUBEID_ERR_NOMEM;
-		goto out;
-	}
+	if (sub == NULL || sub[0] == '\0')
+		return CUBEID_ERR_JWT_CLAIM;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return CUBEID_ERR_NOMEM;
 	c->json = json_incref(cl);
 	c->sub = sub;
 	c->azp = azp;
@@ -453,6 +473,75 @@ cubeid_oidc_verify(cubeid_oidc_verifier *v, const char *token, size_t len, int64
 		if ((r = add_roles(c, json_object_get(ra, v->client_roles))) != CUBEID_OK)
 			goto out;
 	}
+	*out = c;
+	c = NULL;
+	r = CUBEID_OK;
+out:
+	cubeid_oidc_claims_free(c);
+	return r;
+}
+
+int
+cubeid_oidc_verify(cubeid_oidc_verifier *v, const char *token, size_t len, int64_t now,
+                   cubeid_oidc_claims **out)
+{
+	uint8_t h[SHA256_DIGEST_LENGTH];
+	struct vcache_ent *slot;
+	cubeid_oidc_claims *c = NULL;
+	cubeid_jws *jws = NULL;
+	EVP_PKEY *pk = NULL;
+	json_t *cl = NULL;
+	const char *kid;
+	uint64_t gen = 0;
+	bool hit = false;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if (v == NULL || token == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	if (len > CUBEID_JWT_MAX)
+		return CUBEID_ERR_TOO_LARGE;
+	now = now_or(now);
+	SHA256((const uint8_t *)token, len, h);
+	slot = &v->cache[(h[0] | (unsigned)h[1] << 8) % VCACHE_SLOTS];
+	pthread_mutex_lock(&v->lock);
+	r = keys_usable_locked(v, now);
+	if (r == CUBEID_OK && slot->claims != NULL && slot->gen == v->keys_gen &&
+	    memcmp(slot->h, h, sizeof(h)) == 0) {
+		cl = json_incref(slot->claims);
+		v->cache_hits++;
+		hit = true;
+	}
+	pthread_mutex_unlock(&v->lock);
+	if (r != CUBEID_OK)
+		return r;
+	if (!hit) {
+		if ((r = cubeid_jws_decode(token, len, &jws)) != CUBEID_OK)
+			goto out;
+		if ((kid = cubeid_jws_kid(jws)) == NULL) {
+			r = CUBEID_ERR_JWT_KID;
+			goto out;
+		}
+		if ((r = key_for(v, kid, now, &pk, &gen)) != CUBEID_OK)
+			goto out;
+		if ((r = cubeid_jws_verify(jws, pk)) != CUBEID_OK)
+			goto out;
+		cl = json_incref(cubeid_jws_claims(jws));
+	}
+	if ((r = check_claims(v, cl, now, &c)) != CUBEID_OK)
+		goto out;
+	if (!hit) {
+		/* remember it, unless the key set changed meanwhile */
+		pthread_mutex_lock(&v->lock);
+		if (gen == v->keys_gen) {
+			json_decref(slot->claims);
+			memcpy(slot->h, h, sizeof(h));
+			slot->claims = json_incref(cl);
+			slot->gen = gen;
+		}
+		pthread_mutex_unlock(&v->lock);
+	}
 	if (out != NULL) {
 		*out = c;
 		c = NULL;
@@ -460,6 +549,7 @@ cubeid_oidc_verify(cubeid_oidc_verifier *v, const char *token, size_t len, int64
 	r = CUBEID_OK;
 out:
 	cubeid_oidc_claims_free(c);
+	json_decref(cl);
 	EVP_PKEY_free(pk);
 	cubeid_jws_free(jws);
 	return r;

@@ -275,6 +275,41 @@ START_TEST(test_cache_refresh_and_stale)
 }
 END_TEST
 
+START_TEST(test_verified_token_cache)
+{
+	cubeid_oidc_verifier *v = verifier("agentcube-router", NULL, NULL);
+	cubeid_oidc_claims *c = NULL;
+	char *t, *other, *bad;
+
+	t = token(CUBEID_SIG_ECDSA_SHA256, k_ec, "ec1", std_claims());
+	ck_assert_int_eq(verify_at(v, t, NOW), 0);
+	ck_assert_uint_eq(cubeid_oidc_verifier_cache_hits(v), 0);
+	ck_assert_int_eq(cubeid_oidc_verify(v, t, strlen(t), NOW + 1, &c), 0);
+	ck_assert_uint_eq(cubeid_oidc_verifier_cache_hits(v), 1);
+	ck_assert_str_eq(cubeid_oidc_claims_sub(c), "user-1");
+	ck_assert(cubeid_oidc_claims_has_role(c, "sandbox:invoke"));
+	cubeid_oidc_claims_free(c);
+	/* a hit still runs the time checks */
+	ck_assert_int_eq(verify_at(v, t, NOW + 360), CUBEID_ERR_JWT_EXPIRED);
+	ck_assert_int_eq(verify_at(v, t, NOW - 61), CUBEID_ERR_JWT_NOT_YET);
+	ck_assert_uint_eq(cubeid_oidc_verifier_cache_hits(v), 3);
+	/* a tampered copy is a different token: no hit, and refused */
+	bad = strdup(t);
+	bad[strlen(bad) - 3] = bad[strlen(bad) - 3] == 'A' ? 'B' : 'A';
+	ck_assert_int_eq(verify_at(v, bad, NOW), CUBEID_ERR_JWT_SIGNATURE);
+	ck_assert_uint_eq(cubeid_oidc_verifier_cache_hits(v), 3);
+	free(bad);
+	/* the key leaves the JWKS: the cached token goes with it */
+	other = jwks_of(k_rsa, "rsa1", NULL, NULL);
+	ck_assert_int_eq(cubeid_oidc_verifier_set_jwks(v, other, strlen(other), NOW), 0);
+	ck_assert_int_eq(verify_at(v, t, NOW + 1), CUBEID_ERR_JWT_KID);
+	ck_assert_uint_eq(cubeid_oidc_verifier_cache_hits(v), 3);
+	free(other);
+	free(t);
+	cubeid_oidc_verifier_free(v);
+}
+END_TEST
+
 START_TEST(test_never_fetched)
 {
 	struct cubeid_oidc_verifier_opts o = {0};
@@ -543,6 +578,7 @@ main(void)
 	tcase_add_test(tc, test_verify_algs_and_roles);
 	tcase_add_test(tc, test_verify_claims);
 	tcase_add_test(tc, test_cache_refresh_and_stale);
+	tcase_add_test(tc, test_verified_token_cache);
 	tcase_add_test(tc, test_never_fetched);
 	tcase_add_test(tc, test_policy);
 	tcase_add_test(tc, test_authorize);

@@ -99,6 +99,8 @@ int cubeid_oidc_verifier_set_jwks(cubeid_oidc_verifier *v, const char *json, siz
                                   int64_t now);
 /* Fetches attempted and keys in the cache (for tests and metrics). */
 unsigned long cubeid_oidc_verifier_fetches(const cubeid_oidc_verifier *v);
+/* Verifications answered from the verified-token cache (see below). */
+unsigned long cubeid_oidc_verifier_cache_hits(const cubeid_oidc_verifier *v);
 size_t cubeid_oidc_verifier_key_count(const cubeid_oidc_verifier *v);
 
 typedef struct cubeid_oidc_claims cubeid_oidc_claims;
@@ -112,6 +114,14 @@ typedef struct cubeid_oidc_claims cubeid_oidc_claims;
  * (CUBEID_ERR_JWT_NOT_YET), aud (CUBEID_ERR_JWT_AUDIENCE), azp and a string
  * sub (CUBEID_ERR_JWT_CLAIM).  CUBEID_ERR_UNAVAILABLE when no keys can be had
  * (never fetched, or stale past max_stale).  New claims in *out (optional).
+ *
+ * A bearer comes back with the same token many times over its lifetime, so
+ * the verifier remembers the last 256 tokens whose signature verified (by
+ * SHA-256 of the token) with their claims: a repeat skips decoding and the
+ * signature, but every claim check (exp, nbf, iat, iss, aud, azp, sub) and
+ * the key-freshness rules run again.  Replacing the key set (a fetch or
+ * cubeid_oidc_verifier_set_jwks) forgets them all, so a token whose key left
+ * the JWKS is refused as it would be without the cache.
  */
 int cubeid_oidc_verify(cubeid_oidc_verifier *v, const char *token, size_t len, int64_t now,
                        cubeid_oidc_claims **out);
