@@ -189,7 +189,8 @@ int cubeid_tls_client_ctx(cubeid_tls *tls, SSL_CTX **out);
  */
 int cubeid_tls_fd(const cubeid_tls *tls);
 int cubeid_tls_reload_check(cubeid_tls *tls);
-/* Reload now, whatever the files look like (1 = swapped, or an error). */
+/* Reload now, whatever the files look like (1 = swapped, or an error);
+ * CUBEID_ERR_UNSUPPORTED in socket mode, where the agent pushes changes. */
 int cubeid_tls_reload(cubeid_tls *tls);
 
 /* The error of the last reload attempt (CUBEID_OK if it succeeded) and,
