@@ -147,7 +147,8 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: bench/tls [--rounds N] [--handshakes N] [--reloads N] [--smoke]\n"
-	           "  --rounds N      rounds (handshakes interleaved, first case alternating) (default 10)\n"
+	           "  --rounds N      rounds (handshakes interleaved, first case alternating) "
+	           "(default 10)\n"
 	           "  --handshakes N  handshakes per case per round (default 200)\n"
 	           "  --reloads N     reloads of one pair (default 500)\n"
 	           "  --smoke         a tiny run that only checks the bench works\n"
