@@ -656,21 +656,31 @@ sys_pidfd_open(pid_t pid)
 #endif
 }
 
-/* True while the pidfd's process has not been reaped (so its pid cannot
- * have been reused).  Signal 0 only checks. */
+/* Whether the pidfd's process has not been reaped (so its pid cannot have
+ * been reused): 1 alive, 0 gone, -1 unknown (no pidfd_send_signal: old
+ * kernels, valgrind).  Signal 0 only checks. */
+static int
+pidfd_state(int pidfd)
+{
+#ifdef SYS_pidfd_send_signal
+	if (pidfd < 0)
+		return -1;
+	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0)
+		return 1;
+	/* EPERM: alive but not ours to signal */
+	return errno == EPERM ? 1 : errno == ENOSYS ? -1 : 0;
+#else
+	(void)pidfd;
+	return -1;
+#endif
+}
+
+/* Not known to be gone; where it is unknown, the start-time comparison
+ * still guards. */
 static bool
 pidfd_alive(int pidfd)
 {
-#ifdef SYS_pidfd_send_signal
-	if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0)
-		return true;
-	/* EPERM: alive but not ours to signal.  ENOSYS (old kernels,
-	 * valgrind): unknown; the start-time comparison still guards. */
-	return errno == EPERM || errno == ENOSYS;
-#else
-	(void)pidfd;
-	return true;
-#endif
+	return pidfd_state(pidfd) != 0;
 }
 
 /* ------------------------------------------------------------ attest */
@@ -699,18 +709,19 @@ attest_common(pid_t pid, int pidfd, const struct ucred *cred, const struct attes
 	char *status = NULL, *cgroup = NULL, *unit = NULL, *pod = NULL, *cid = NULL, *f;
 	unsigned long long start1 = 0, start2 = 0;
 	unsigned long uid, gid;
-	int dirfd = -1, r;
+	int dirfd = -1, r, ps;
 
 	if (peer != NULL)
 		memset(peer, 0, sizeof(*peer));
 	if (pid <= 0)
 		return CUBEID_ERR_INVALID_ARG;
-	if (cred != NULL && (skip & SKIP_PROC) == SKIP_PROC) {
+	if (cred != NULL && (skip & SKIP_PROC) == SKIP_PROC && (ps = pidfd_state(pidfd)) >= 0) {
 		/* No entry needs anything of /proc: SO_PEERCRED has it all.
-		 * A peer that is gone already is still refused. */
+		 * A peer that is gone already is still refused (when its
+		 * pidfd cannot tell, the /proc path below does). */
 		uid = cred->uid;
 		gid = cred->gid;
-		if (pidfd >= 0 && !pidfd_alive(pidfd)) {
+		if (ps == 0) {
 			r = CUBEID_ERR_PEER_CHANGED;
 			goto out;
 		}
