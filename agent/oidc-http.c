@@ -36,10 +36,12 @@ agent_oidc_jwks_body(const cubeid_jwt_bundle *bundle, char **out, size_t *len)
 }
 
 /* The body of /spiffe/bundle: roots (concatenated DER certificates), the
- * JWT keys of k published at now, k's sequence and refresh hint. */
+ * JWT keys of k published at now and those of more (the cluster's; may be
+ * NULL), k's sequence and refresh hint. */
 int
-agent_oidc_spiffe_bundle_body(const cubeid_jwt_keys *k, const uint8_t *der, size_t der_len,
-                              int64_t now, char **out, size_t *len)
+agent_oidc_spiffe_bundle_body(const cubeid_jwt_keys *k, const cubeid_jwt_bundle *more,
+                              const uint8_t *der, size_t der_len, int64_t now, char **out,
+                              size_t *len)
 {
 	cubeid_spiffe_bundle *sb = NULL;
 	cubeid_jwt_bundle *jb = NULL;
@@ -65,6 +67,12 @@ agent_oidc_spiffe_bundle_body(const cubeid_jwt_keys *k, const uint8_t *der, size
 	}
 	if ((rc = cubeid_jwt_keys_bundle(k, now, &jb)) != CUBEID_OK)
 		goto out;
+	/* the other nodes' keys (docs/cluster.md): the trust domain's bundle */
+	for (i = 0; more != NULL && i < cubeid_jwt_bundle_count(more); i++)
+		if (cubeid_jwt_bundle_find(jb, cubeid_jwt_bundle_kid_at(more, i)) == NULL &&
+		    (rc = cubeid_jwt_bundle_add(jb, cubeid_jwt_bundle_kid_at(more, i),
+		                                cubeid_jwt_bundle_key_at(more, i))) != CUBEID_OK)
+			goto out;
 	for (i = 0; i < cubeid_jwt_bundle_count(jb); i++)
 		if ((rc = cubeid_jwt_bundle_add(cubeid_spiffe_bundle_jwt(sb),
 		                                cubeid_jwt_bundle_kid_at(jb, i),
@@ -108,8 +116,8 @@ h_spiffe_bundle(void *ctx, const char *path, struct http_reply *r)
 	pthread_rwlock_rdlock(&a->jwt_lock);
 	rc = a->jwt_keys == NULL
 	             ? CUBEID_ERR_UNAVAILABLE
-	             : agent_oidc_spiffe_bundle_body(a->jwt_keys, a->bundle_der, a->bundle_der_len,
-	                                             0, &r->body, &r->len);
+	             : agent_oidc_spiffe_bundle_body(a->jwt_keys, a->jwt_bundle, a->bundle_der,
+	                                             a->bundle_der_len, 0, &r->body, &r->len);
 	pthread_rwlock_unlock(&a->jwt_lock);
 	if (rc != CUBEID_OK)
 		return rc;

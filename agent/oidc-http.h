@@ -20,7 +20,8 @@ int agent_oidc_http_routes(struct agent *a);
 
 /* The bodies, for the handlers and the tests (caller frees *out). */
 int agent_oidc_jwks_body(const cubeid_jwt_bundle *bundle, char **out, size_t *len);
-int agent_oidc_spiffe_bundle_body(const cubeid_jwt_keys *k, const uint8_t *der, size_t der_len,
-                                  int64_t now, char **out, size_t *len);
+int agent_oidc_spiffe_bundle_body(const cubeid_jwt_keys *k, const cubeid_jwt_bundle *more,
+                                  const uint8_t *der, size_t der_len, int64_t now, char **out,
+                                  size_t *len);
 
 #endif

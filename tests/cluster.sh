@@ -125,6 +125,7 @@ cluster:
   jwks_file: $D/n$i.jwks
   picod_jwks_file: $D/n$i.picod.jwks
 EOF
+	[ "$i" = 2 ] && echo "http_address: 127.0.0.1:0" >>"$D/agent$i.yaml"
 	SOFTHSM2_CONF=${TOK_CONF[i]} "$agent" --config "$D/agent$i.yaml" \
 		>"$D/agent$i.out" 2>"$D/agent$i.err" &
 	pids[i]=$!
@@ -167,6 +168,21 @@ for i in 1 2 3; do
 	fi
 done
 k1=$(local_kids 1)
+# agent 2's SPIFFE bundle endpoint (the one Keycloak reads) and its JWKS
+url=$(sed -n 's|.* on http://\([0-9.:]*\).*|\1|p' "$D/agent2.err" | head -1)
+endpoint_has() { # endpoint_has PATH USE: node 1's key is in the document at PATH
+	python3 - "http://$url$1" "$k1" "$2" <<'EOF'
+import json, sys, urllib.request
+doc = json.load(urllib.request.urlopen(sys.argv[1], timeout=30))
+keys = [k for k in doc["keys"] if k.get("kid") == sys.argv[2] and k.get("use") == sys.argv[3]]
+sys.exit(0 if keys else 1)
+EOF
+}
+if [ -n "$url" ] && endpoint_has /spiffe/bundle jwt-svid 2>"$D/log" && endpoint_has /keycloak/jwks sig 2>>"$D/log"; then
+	ok "agent 2's /spiffe/bundle and /keycloak/jwks carry node 1's key"
+else
+	bad "agent 2's HTTP endpoints ($url): $(cat "$D/log")"
+fi
 if ! local_kids 2 | grep -qx -- "$k1" && grep -q -- "\"$k1\"" "$D/n2.jwks"; then
 	ok "agent 2's JWKS file holds node 1's key, which is not in node 2's own jwt.conf"
 else
