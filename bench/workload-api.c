@@ -20,9 +20,12 @@
  *                       Against the raw C_Sign rate
  *                       (CKM_ECDSA, P-256, precomputed digest, a session per
  *                       thread: bench/token-sign's raw loop) on the
- *                       harness's SoftHSM2 token, in the same run, the cases
+ *                       harness's SoftHSM2 token with a session-object key,
+ *                       and the same with a token-object key (the kind the
+ *                       agent's JWT key is; SoftHSM2 re-reads its file on
+ *                       every C_SignInit), in the same run, the cases
  *                       alternating round after round; medians of the rates
- *                       and of the per-round ratios.
+ *                       and of the per-round ratios to the first.
  *   RSS with streams    the agent's VmRSS/VmHWM (/proc/PID/status) before
  *                       and while --streams FetchX509SVID streams are open.
  *                       The streams are raw HTTP/2 connections from this one
