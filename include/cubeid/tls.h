@@ -103,7 +103,8 @@ typedef struct cubeid_tls cubeid_tls;
 
 /* Called after every reload attempt that changed something or failed
  * (rc = CUBEID_OK or the error; the old state is kept on error), from the
- * thread that did the reload. */
+ * thread that did the reload.  It must not free tls or the last context
+ * made from it (that would join the thread it runs on). */
 typedef void (*cubeid_tls_reload_fn)(cubeid_tls *tls, int rc, void *arg);
 
 struct cubeid_tls_config {
