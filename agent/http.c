@@ -303,14 +303,14 @@ http_server_new(cubeid_loop *l, const char *address, http_server **out)
 	s->epfd = -1;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
-	                        (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-	                        (unsigned int)HTTP_MAX_CONNECTIONS,
-	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_PER_IP,
-	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_MEMORY_LIMIT,
-	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_TIMEOUT_S,
-	                        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-	                        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+	s->d = MHD_start_daemon(
+	        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_CONNECTIONS,
+	        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_PER_IP,
+	        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_MEMORY_LIMIT,
+	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_TIMEOUT_S,
+	        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)0, /* no SO_REUSEPORT */
+	        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	if (s->d == NULL) {
 		cubeid_error("http: cannot listen on %s (in use, or not an address of this host?)",
 		             address);

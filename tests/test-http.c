@@ -238,6 +238,15 @@ START_TEST(test_route_limits)
 	                 CUBEID_ERR_TOO_LARGE);
 	/* replacing an existing route is always possible */
 	ck_assert_int_eq(http_server_route(s, "/r0", h_teapot, &teapot_n), 0);
+	/* the port is ours alone: a second server on it is refused */
+	{
+		char taken[64];
+		http_server *s2 = (void *)1;
+
+		snprintf(taken, sizeof(taken), "%s", http_server_address(s));
+		ck_assert_int_eq(http_server_new(l, taken, &s2), CUBEID_ERR_IO);
+		ck_assert_ptr_null(s2);
+	}
 	http_server_free(s);
 	ck_assert_int_eq(http_server_new(l, "example.org:80", &s), CUBEID_ERR_CONFIG);
 	ck_assert_ptr_null(s);
