@@ -8,7 +8,8 @@
 #
 # It runs spire-server and spire-agent on loopback in a temporary directory,
 # registers the current uid, then runs cubeid-interop workload x509 / jwt /
-# validate / bundles / watch-x509 / probe, and spiffe-helper once.
+# validate / bundles / watch-x509 / probe, spiffe-helper once, and `cubeid
+# helper` once (from $CUBEID_BUILDDIR, when built).
 # Exit: 0 pass, 1 fail, 77 skip (no Go outside CI).
 set -u
 
@@ -170,6 +171,34 @@ if "$helper" -config "$work/helper.conf" >"$work/helper.log" 2>&1 &&
 	ok "spiffe-helper wrote svid.pem/svid_key.pem/svid_bundle.pem; openssl verifies"
 else
 	bad "spiffe-helper: $(cat "$work/helper.log")"
+fi
+
+# `cubeid helper` (spiffe-helper's drop-in) against SPIRE's socket too, with
+# JWT outputs: the same files, written as one atomic set.
+cubeid=${CUBEID_BUILDDIR:-$srcdir}/agent/cubeid
+if [ -x "$cubeid" ]; then
+	cat >"$work/cubeid-helper.conf" <<EOF
+agent_address = "$asock"
+cert_dir = "$work/certs-cubeid"
+svid_file_name = "svid.pem"
+svid_key_file_name = "svid_key.pem"
+svid_bundle_file_name = "svid_bundle.pem"
+jwt_svids = [{jwt_audience = "smoke", jwt_svid_file_name = "smoke.jwt"}]
+jwt_bundle_file_name = "jwt_bundle.json"
+daemon_mode = false
+EOF
+	c=$work/certs-cubeid
+	if "$cubeid" helper -config "$work/cubeid-helper.conf" >"$work/cubeid-helper.log" 2>&1 &&
+		openssl verify -CAfile "$c/svid_bundle.pem" "$c/svid.pem" >/dev/null 2>&1 &&
+		[ "$(openssl x509 -in "$c/svid.pem" -noout -pubkey)" = "$(openssl pkey -in "$c/svid_key.pem" -pubout)" ] &&
+		[ "$(readlink "$c/svid.pem")" = "..data/svid.pem" ] &&
+		grep -q "\"$TD\"" "$c/jwt_bundle.json" && [ -s "$c/smoke.jwt" ]; then
+		ok "cubeid helper against SPIRE: svid.pem/svid_key.pem/svid_bundle.pem through ..data, smoke.jwt, jwt_bundle.json"
+	else
+		bad "cubeid helper against SPIRE: $(cat "$work/cubeid-helper.log")"
+	fi
+else
+	echo "# $cubeid not built: cubeid helper not tried against SPIRE (set CUBEID_BUILDDIR)"
 fi
 
 # 20 s TTL: SPIRE rotates at half life.
