@@ -22,3 +22,27 @@ TESTS += tests/picod-real.sh
 EXTRA_DIST += tests/picod-real.sh tests/picod-peer/go.mod tests/picod-peer/go.sum \
 	tests/picod-peer/main.go tests/picod-jwtcheck/go.mod tests/picod-jwtcheck/go.sum \
 	tests/picod-jwtcheck/main.go
+
+# The mtls|jwt switch (include/cubeid/picod-auth.h) in a C Router and PicoD
+# over TCP: each mode, the Router-only allow-list, and a mismatch.
+check_PROGRAMS += tests/picod-auth-peer
+tests_picod_auth_peer_SOURCES = tests/picod-auth-peer.c
+tests_picod_auth_peer_CFLAGS = $(TEST_CFLAGS)
+tests_picod_auth_peer_LDADD = $(TEST_LIBS)
+TESTS += tests/picod-auth.sh
+EXTRA_DIST += tests/picod-auth.sh
+
+# bench/picod-auth: JWT-mode against mTLS-mode bootstrap, agent minting
+# (cached, uncached) against raw C_Sign for RS256 and ES256, p50/p99, in one
+# run against a real agent.  `make bench-picod-auth`; the smoke run is a test.
+noinst_PROGRAMS += bench/picod-auth
+bench_picod_auth_SOURCES = bench/picod-auth.c tests/harness.c tests/harness.h
+bench_picod_auth_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS)
+bench_picod_auth_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS) $(LIBS)
+TESTS += bench/picod-auth-smoke.sh
+EXTRA_DIST += bench/run-picod-auth.sh bench/picod-auth-smoke.sh
+bench: bench-picod-auth
+bench-picod-auth: bench/picod-auth$(EXEEXT) agent/cubeid-agent$(EXEEXT) agent/cubeid$(EXEEXT)
+	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' CUBEID_BUILDDIR='$(abs_top_builddir)' \
+	bash '$(abs_top_srcdir)/bench/run-picod-auth.sh' $(BENCH_PICOD_ARGS)
+.PHONY: bench-picod-auth

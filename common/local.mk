@@ -18,8 +18,10 @@ tests_test_atomic_dir_CFLAGS = $(TEST_CFLAGS)
 tests_test_atomic_dir_LDADD = $(TEST_LIBS)
 TESTS += tests/test-atomic-dir
 
-# PicoD tokens, the Router side: MintToken/PublicKey/RotateKey on the agent.
-libcubeid_la_SOURCES += common/picod-client.c
+# PicoD tokens, the Router side: MintToken/PublicKey/RotateKey on the agent;
+# the mtls|jwt auth-mode switch for both sides (include/cubeid/picod-auth.h).
+libcubeid_la_SOURCES += common/picod-client.c common/picod-auth.c
+cubeidinclude_HEADERS += include/cubeid/picod-auth.h
 
 # Crash safety of the writer: SIGKILL during continuous writes, 200 times.
 check_PROGRAMS += tests/test-adir-crash

@@ -3,7 +3,7 @@
  * tried three ways: as an Authorization header value; as a claims object,
  * signed with the verifier's own key so that the claim checks (exp, iat,
  * nbf, aud, session_id, types) are reached, which no forged signature
- * could do; and as a PICOD_AUTH_PUBLIC_KEY PEM.
+ * could do; as an HTTP request head; and as a PICOD_AUTH_PUBLIC_KEY PEM.
  */
 #include "config.h"
 
@@ -17,6 +17,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include <cubeid/picod-auth.h>
 #include <cubeid/picod.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -78,7 +79,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(tok);
 	}
 	json_decref(claims);
-	/* 3: a PEM key */
+	/* 3: an HTTP head (the auth switch's request reader) */
+	if (cubeid_picod_http_header(s, size, "Authorization", &tok) == CUBEID_OK) {
+		if (tok == NULL)
+			__builtin_trap();
+		free(tok);
+	}
+	/* 4: a PEM key */
 	if (cubeid_picod_verifier_new(&o, &pv) == CUBEID_OK) {
 		(void)cubeid_picod_verifier_set_pem(pv, s, size);
 		cubeid_picod_verifier_free(pv);

@@ -16,6 +16,7 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
+#include <cubeid/picod-auth.h>
 #include <cubeid/picod.h>
 
 #define SUB "spiffe://cluster.local/ns/agentcube-system/sa/agentcube-router"
@@ -501,6 +502,61 @@ START_TEST(test_pem_input)
 }
 END_TEST
 
+/* The request-head reader of the auth switch: headers found case-blind,
+ * trimmed, a repeated one refused, folding and non-HTTP refused. */
+START_TEST(test_http_header)
+{
+	static const char req[] = "POST /api/execute HTTP/1.1\r\nHost: p\r\n"
+	                          "authorization:  Bearer abc \r\n\r\nbody: x\r\n";
+	static const char twice[] =
+	        "GET / HTTP/1.1\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n";
+	static const char fold[] = "GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n";
+	static const char resp[] = "HTTP/1.1 400 Bad Request\r\nX-PicoD-Auth-Mode: mtls\r\n\r\n";
+	char *v = NULL;
+
+	ck_assert_int_eq(cubeid_picod_http_header(req, strlen(req), "Authorization", &v),
+	                 CUBEID_OK);
+	ck_assert_str_eq(v, "Bearer abc");
+	free(v);
+	ck_assert_int_eq(cubeid_picod_http_header(req, strlen(req), "body", &v),
+	                 CUBEID_ERR_NOT_FOUND);
+	ck_assert_int_eq(cubeid_picod_http_header(twice, strlen(twice), "Authorization", &v),
+	                 CUBEID_ERR_PARSE);
+	ck_assert_int_eq(cubeid_picod_http_header(fold, strlen(fold), "X", &v), CUBEID_ERR_PARSE);
+	ck_assert_int_eq(cubeid_picod_http_header("\x16\x03\x01", 3, "X", &v), CUBEID_ERR_PARSE);
+	ck_assert_int_eq(cubeid_picod_http_header(resp, strlen(resp), "x-picod-auth-mode", &v),
+	                 CUBEID_OK);
+	ck_assert_str_eq(v, "mtls");
+	free(v);
+}
+END_TEST
+
+START_TEST(test_mode_flag)
+{
+	char a0[] = "prog", a1[] = "--picod-auth-mode", a2[] = "jwt", a3[] = "x",
+	     a4[] = "--picod-auth-mode=mtls", a5[] = "--picod-auth-mode=tls";
+	char *argv[8] = {a0, a1, a2, a3, NULL};
+	cubeid_picod_auth_mode m = CUBEID_PICOD_AUTH_MTLS;
+	int argc = 4;
+
+	ck_assert_int_eq(cubeid_picod_auth_flag_parse(&argc, argv, &m), CUBEID_OK);
+	ck_assert_int_eq(m, CUBEID_PICOD_AUTH_JWT);
+	ck_assert_int_eq(argc, 2);
+	ck_assert_str_eq(argv[1], "x");
+	ck_assert_ptr_null(argv[2]);
+	argv[1] = a4;
+	argc = 2;
+	ck_assert_int_eq(cubeid_picod_auth_flag_parse(&argc, argv, &m), CUBEID_OK);
+	ck_assert_int_eq(m, CUBEID_PICOD_AUTH_MTLS);
+	ck_assert_int_eq(argc, 1);
+	argv[1] = a5;
+	argc = 2;
+	ck_assert_int_eq(cubeid_picod_auth_flag_parse(&argc, argv, &m), CUBEID_ERR_CONFIG);
+	ck_assert_str_eq(cubeid_picod_auth_mode_name(CUBEID_PICOD_AUTH_JWT), "jwt");
+	ck_assert_str_eq(cubeid_picod_auth_mode_name(CUBEID_PICOD_AUTH_MTLS), "mtls");
+}
+END_TEST
+
 int
 main(void)
 {
@@ -531,6 +587,8 @@ main(void)
 	tcase_add_test(tc, test_claims_checked);
 	tcase_add_test(tc, test_key_sources);
 	tcase_add_test(tc, test_pem_input);
+	tcase_add_test(tc, test_http_header);
+	tcase_add_test(tc, test_mode_flag);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
