@@ -4,7 +4,22 @@
 
 #include "agent/agent.h"
 
+#include <yaml.h>
+
 struct entry_index;
+
+/* The parser's context: the document, its name for messages, the error. */
+struct entries_ctx {
+	yaml_document_t *doc;
+	const char *name;
+	char **err;
+};
+/* v as a non-empty string (a copy in *out) or a "NAME:LINE:" error. */
+int entries_get_str(struct entries_ctx *c, yaml_node_t *v, const char *key, char **out);
+/* s is non-empty, printable and at most max bytes. */
+bool entries_printable(const char *s, size_t max);
+/* An entry's delivery: mapping m into e->delivery (entries-delivery.c). */
+int entries_parse_delivery(struct entries_ctx *c, yaml_node_t *m, struct reg_entry *e);
 
 /* Split an entry selector "ns:name[:value]": *type_len is the length of
  * "ns:name", *bare true when no value follows.  False if malformed. */
