@@ -30,6 +30,7 @@ struct cluster {
 	char *node;
 	long timer;
 	bool busy, again;
+	bool stale_drop; /* the store was out of reach past max_stale */
 	/* the worker's memory of what it last published */
 	char *last_kids;
 	int64_t last_pub;
@@ -201,29 +202,36 @@ sync_done(void *arg)
 		job_free(j);
 		return;
 	}
-	if (j->list_rc == CUBEID_OK && j->jwt != NULL) {
-		if (c->last_ok == 0 || c->nodes != j->nodes)
+	if (j->list_rc == CUBEID_OK) {
+		if (c->last_ok == 0 || c->nodes != j->nodes || c->stale_drop)
 			cubeid_notice("cluster: %zu other node(s) publish keys (%zu refused)",
 			              j->nodes, j->refused);
+		c->last_ok = now;
+		c->nodes = j->nodes;
+		c->stale_drop = false;
+	} else if (stale > 0 && c->last_ok > 0 && now - c->last_ok > stale) {
+		if (!c->stale_drop)
+			cubeid_error("cluster: the %s store has been out of reach for %llds "
+			             "(max_stale %lds): dropping the other nodes' keys",
+			             cubeid_store_kind(c->store), (long long)(now - c->last_ok),
+			             stale);
+		cubeid_jwt_bundle_free(c->remote_jwt);
+		cubeid_jwt_bundle_free(c->remote_picod);
+		c->remote_jwt = c->remote_picod = NULL;
+		c->stale_drop = true; /* the next sync empties the view first */
+	} else {
+		cubeid_warn("cluster: the %s store is out of reach; keeping the last known bundle "
+		            "until the publications in it expire",
+		            cubeid_store_kind(c->store));
+	}
+	/* the view as the worker left it: expired publications are gone from
+	 * it whether or not the store answered */
+	if (j->jwt != NULL && !c->stale_drop) {
 		cubeid_jwt_bundle_free(c->remote_jwt);
 		cubeid_jwt_bundle_free(c->remote_picod);
 		c->remote_jwt = j->jwt;
 		c->remote_picod = j->picod;
 		j->jwt = j->picod = NULL;
-		c->last_ok = now;
-		c->nodes = j->nodes;
-	} else if (j->list_rc != CUBEID_OK && stale > 0 && c->last_ok > 0 &&
-	           now - c->last_ok > stale && c->remote_jwt != NULL) {
-		cubeid_error("cluster: the %s store has been out of reach for %llds (max_stale "
-		             "%lds): dropping the other nodes' keys",
-		             cubeid_store_kind(c->store), (long long)(now - c->last_ok), stale);
-		cubeid_jwt_bundle_free(c->remote_jwt);
-		cubeid_jwt_bundle_free(c->remote_picod);
-		c->remote_jwt = c->remote_picod = NULL;
-		c->again = true;
-	} else if (j->list_rc != CUBEID_OK) {
-		cubeid_warn("cluster: the %s store is out of reach; keeping the last known bundle",
-		            cubeid_store_kind(c->store));
 	}
 	job_free(j);
 	agent_bundles_refresh(a);
@@ -273,7 +281,7 @@ sync_start(struct cluster *c)
 	j->c = c;
 	j->now = (int64_t)time(NULL);
 	j->roots = (cubeid_x509_bundle *)cubeid_ca_bundle(a->ca);
-	j->drop_all = c->remote_jwt == NULL && c->last_ok > 0;
+	j->drop_all = c->stale_drop;
 	pthread_rwlock_rdlock(&a->jwt_lock);
 	for (i = 0; rc == CUBEID_OK && cubeid_jwt_keys_at(a->jwt_keys, i, &info) == CUBEID_OK; i++)
 		if (cubeid_jwt_keys_published(a->jwt_keys, i, j->now))
