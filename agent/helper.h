@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define HELPER_CONFIG_MAX    (1u << 20) /* bytes of a config file */
 #define HELPER_JWT_SVIDS_MAX 64
@@ -57,5 +58,47 @@ int helper_config_parse(const char *buf, size_t len, const char *name, struct he
  * mode, at least one output.  *err as above. */
 int helper_config_finish(struct helper_config *c, char **err);
 void helper_config_free(struct helper_config *c);
+
+/* ---- the files, from Workload API messages (helper-files.c) ---- */
+struct cubeid_wl_x509;
+struct cubeid_wl_bundle;
+/* svid.pem, svid_key.pem and svid_bundle.pem of the message's SVID (the
+ * first, or the one with c->hint) as PEM; new buffers, the caller frees
+ * (and wipes the key). */
+int helper_x509_files(const struct helper_config *c, const struct cubeid_wl_x509 *x, uint8_t **svid,
+                      size_t *svid_len, uint8_t **key, size_t *key_len, uint8_t **bundle,
+                      size_t *bundle_len);
+/* spiffe-helper's JWT bundle file: {"td": "base64(JWKS)", ...}. */
+int helper_jwt_bundle_json(const struct cubeid_wl_bundle *v, size_t n, uint8_t **out, size_t *len);
+/* The exp claim of a JWT, unverified (0 if it cannot be read). */
+int64_t helper_jwt_exp(const char *tok);
+
+/* ---- the HCL subset, as a tree (helper-hcl.c) ---- */
+enum hv_type { HV_STR, HV_NUM, HV_BOOL, HV_LIST, HV_OBJ };
+
+struct hkv;
+struct hv {
+	enum hv_type type;
+	unsigned line;
+	char *s; /* HV_STR, HV_NUM (its text) */
+	bool b;
+	struct hv *items; /* HV_LIST */
+	struct hkv *kv;   /* HV_OBJ */
+	size_t n;
+};
+struct hkv {
+	char *key;
+	unsigned line;
+	struct hv v;
+};
+
+/* Parse buf[0..len) as the items of one object into *root (free it with
+ * hcl_free() whatever the result).  On error *err is "NAME:LINE: why". */
+int hcl_parse(const char *buf, size_t len, const char *name, struct hv *root, char **err);
+void hcl_free(struct hv *v);
+/* Set *err to "NAME:LINE: message" (unless already set); returns
+ * CUBEID_ERR_CONFIG, or CUBEID_ERR_NOMEM. */
+int hcl_error(char **err, const char *name, unsigned line, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
 
 #endif
