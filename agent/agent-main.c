@@ -280,6 +280,16 @@ agent_status_json(struct agent *a, char **out)
 	if (o == NULL)
 		return CUBEID_ERR_NOMEM;
 	json_object_set_new(o, "jwt_svids_cached", json_integer((json_int_t)nj));
+	if (a->picod != NULL) { /* PicoD tokens (picod-service.c) */
+		size_t pc;
+		uint64_t ph, pm;
+
+		picod_service_stats(a->picod, &pc, &ph, &pm);
+		json_object_set_new(o, "picod",
+		                    json_pack("{s:I, s:I, s:I}", "tokens_cached", (json_int_t)pc,
+		                              "cache_hits", (json_int_t)ph, "mints",
+		                              (json_int_t)pm));
+	}
 	{
 		/* the token's health: the last real token operation (a mint or
 		 * a probe; h_status probes when it is older than a few seconds) */

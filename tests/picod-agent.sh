@@ -116,6 +116,8 @@ check "a bad sandbox name is a usage error" 2 "$cubeid" picod token --session s 
 check "an identity without picod_signer is refused" 1 "$cubeid" picod token --session s \
 	--sandbox sb-a --spiffe-id "spiffe://cluster.local/plain/$uid"
 assert "as PermissionDenied" grep -q "code=PermissionDenied" "$D/err"
+check "status --json counts PicoD tokens" 0 "$cubeid" status --json --socket "$S"
+assert "one cache hit, four mints so far" grep -q '"picod":{"cache_hits":1,"mints":4,"tokens_cached":4}' "$D/out"
 assert "the log has the jti, never the token" bash -c "grep -q 'issued picod token.*jti=' '$D/agent.err' && ! grep -qF '$t1' '$D/agent.err'"
 
 # the public key
