@@ -559,7 +559,7 @@ static const struct key_doc config_docs[] = {
         {"cluster.dir", "an absolute path",
          "The file store: a directory shared by the nodes (NFS, a hostPath), one NODE.jws per "
          "node."},
-        {"cluster.node", "a name of 1 to 63 of a-z, 0-9 and -; default the host name",
+        {"cluster.node", "a Kubernetes node name; default $CUBEID_NODE_NAME, else the host name",
          "This node's name in the store."},
         {"cluster.refresh", "a duration; default 30s",
          "How often the store is read (and the publication renewed when due)."},

@@ -330,12 +330,16 @@ cluster_kick(struct agent *a)
 		sync_start(a->cluster);
 }
 
-/* The default node name: the host name's first label, lower case. */
+/* The default node name: $CUBEID_NODE_NAME (a DaemonSet sets it from
+ * spec.nodeName), else the host name's first label, lower case. */
 static char *
 default_node(void)
 {
+	const char *env = getenv("CUBEID_NODE_NAME");
 	char host[256] = {0}, *p;
 
+	if (env != NULL && env[0] != '\0')
+		return strdup(env);
 	if (gethostname(host, sizeof(host) - 1) != 0)
 		return NULL;
 	if ((p = strchr(host, '.')) != NULL)
@@ -363,8 +367,8 @@ cluster_start(struct agent *a)
 	c->a = a;
 	c->node = cc->node != NULL ? strdup(cc->node) : default_node();
 	if (c->node == NULL || !cubeid_node_name_valid(c->node)) {
-		cubeid_error("cluster: no usable node name: set cluster.node (1 to 63 of a-z, 0-9 "
-		             "and '-')");
+		cubeid_error("cluster: no usable node name: set cluster.node or CUBEID_NODE_NAME "
+		             "(a Kubernetes node name: a-z, 0-9, '-' and '.')");
 		rc = CUBEID_ERR_CONFIG;
 		goto fail;
 	}

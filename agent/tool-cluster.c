@@ -125,8 +125,9 @@ need_node(struct tool_ctx *c, const char **node)
 	if (*node == NULL)
 		return tool_usage_error(c, "--node is required");
 	if (!cubeid_node_name_valid(*node))
-		return tool_usage_error(c, "'%s' is not a node name (1 to 63 of a-z, 0-9 and '-')",
-		                        *node);
+		return tool_usage_error(
+		        c, "'%s' is not a node name (a Kubernetes node name: a-z, 0-9, '-', '.')",
+		        *node);
 	return TOOL_EXIT_OK;
 }
 

@@ -76,9 +76,15 @@ cubeid_node_name_valid(const char *name)
 	for (i = 0; i < n; i++) {
 		char ch = name[i];
 		bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+		bool inner = i > 0 && i + 1 < n;
 
-		if (!alnum && !(ch == '-' && i > 0 && i + 1 < n))
-			return false;
+		if (alnum || (ch == '-' && inner))
+			continue;
+		/* a dot between labels: each label starts and ends alphanumeric */
+		if (ch == '.' && inner && name[i - 1] != '.' && name[i - 1] != '-' &&
+		    name[i + 1] != '.' && name[i + 1] != '-')
+			continue;
+		return false;
 	}
 	return true;
 }

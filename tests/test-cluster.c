@@ -541,12 +541,23 @@ START_TEST(test_node_names)
 	ck_assert(!cubeid_node_name_valid("-a"));
 	ck_assert(!cubeid_node_name_valid("a-"));
 	ck_assert(!cubeid_node_name_valid("A"));
-	ck_assert(!cubeid_node_name_valid("a.b"));
+	ck_assert(cubeid_node_name_valid("ip-10-0-1-23.ec2.internal"));
+	ck_assert(!cubeid_node_name_valid("a..b"));
+	ck_assert(!cubeid_node_name_valid("a.-b"));
+	ck_assert(!cubeid_node_name_valid("a-.b"));
+	ck_assert(!cubeid_node_name_valid(".a"));
+	ck_assert(!cubeid_node_name_valid("a."));
 	ck_assert(!cubeid_node_name_valid("a/b"));
-	ck_assert(cubeid_node_name_valid(
-	        "a23456789012345678901234567890123456789012345678901234567890123"));
-	ck_assert(!cubeid_node_name_valid(
-	        "a234567890123456789012345678901234567890123456789012345678901234"));
+	{
+		char longest[CUBEID_NODE_NAME_MAX + 2];
+
+		memset(longest, 'a', sizeof(longest));
+		longest[CUBEID_NODE_NAME_MAX] = '\0';
+		ck_assert(cubeid_node_name_valid(longest));
+		longest[CUBEID_NODE_NAME_MAX] = 'a';
+		longest[CUBEID_NODE_NAME_MAX + 1] = '\0';
+		ck_assert(!cubeid_node_name_valid(longest));
+	}
 }
 END_TEST
 

@@ -67,8 +67,9 @@ typedef enum {
 const char *cubeid_pub_use_name(cubeid_pub_use use); /* NULL for NONE */
 cubeid_pub_use cubeid_pub_use_from_name(const char *name);
 
-/* A node name: 1..63 bytes of [a-z0-9-], alphanumeric at both ends (an RFC
- * 1123 label, so that it fits file and ConfigMap names). */
+/* A node name: a Kubernetes node name (an RFC 1123 subdomain: labels of
+ * [a-z0-9-], alphanumeric at both ends, joined by dots) of 1..200 bytes, so
+ * that NODE.jws and cubeid-pub-NODE are valid file and ConfigMap names. */
 bool cubeid_node_name_valid(const char *name);
 
 /* One published key (borrowed strings and key). */
