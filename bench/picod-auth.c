@@ -178,8 +178,27 @@ server_start(struct server *s, const struct cubeid_picod_auth_config *cfg)
 	    bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(s->lfd, 128) != 0 ||
 	    getsockname(s->lfd, (struct sockaddr *)&sa, &sl) != 0)
 		return 1;
-	s->port = ntohs(sa.sin_port);
-	return pthread_create(&s->t, NULL, serve, s) == 0 ? 0 : 1;
+	if (pthread_create(&s->t, NULL, serve, s) != 0)
+		return 1;
+	s->port = ntohs(sa.sin_port); /* set once the thread runs */
+	return 0;
+}
+
+/* Unblock accept() (shutdown of a listening socket makes it fail), join
+ * the thread, free the auth. */
+static void
+server_stop(struct server *s)
+{
+	if (s->auth == NULL)
+		return;
+	if (s->lfd > 0) {
+		(void)shutdown(s->lfd, SHUT_RDWR);
+		if (s->port != 0)
+			pthread_join(s->t, NULL);
+		close(s->lfd);
+	}
+	cubeid_picod_auth_free(s->auth);
+	s->auth = NULL;
 }
 
 /* ---- the Router side ------------------------------------------------- */
@@ -555,6 +574,10 @@ main(int argc, char **argv)
 	printf("  PicoD accepted %lu and refused %lu requests (mTLS: %lu)\n", js.ok, js.bad, ms.ok);
 	rc = js.bad == 0 ? 0 : 1;
 out:
+	server_stop(&ms);
+	server_stop(&js);
+	for (i = 0; i < N_CASES; i++)
+		free(S[i].v);
 	free(hdr);
 	cubeid_picod_pubkey_free(pk);
 	cubeid_picod_verifier_free(v);
