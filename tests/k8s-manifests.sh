@@ -100,6 +100,24 @@ fi
 assert "kubelet-pods: hostNetwork, no pod-lister, the secure port" \
 	eval 'grep -q "hostNetwork: true" "$R/tpm-kubelet.yaml" && ! grep -q "name: pod-lister" "$R/tpm-kubelet.yaml" && grep -q "https://127.0.0.1:10250/pods" "$R/tpm-kubelet.yaml"'
 
+# the tpm overlay with the cluster-trust component (docs/cluster.md)
+mkdir -p "$D/tpm-cluster"
+cat >"$D/tpm-cluster/kustomization.yaml" <<EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $(realpath --relative-to="$D/tpm-cluster" "$K/overlays/tpm")
+components:
+  - $(realpath --relative-to="$D/tpm-cluster" "$K/components/cluster-trust")
+EOF
+if "$kustomize" build "$D/tpm-cluster" >"$R/tpm-cluster.yaml" 2>"$D/err"; then
+	ok "kustomize build overlays/tpm + components/cluster-trust"
+else
+	notok "kustomize build overlays/tpm + components/cluster-trust"
+fi
+assert "cluster-trust: CUBEID_NODE_NAME from spec.nodeName, a Role for ConfigMaps, the store" \
+	eval 'grep -q "name: CUBEID_NODE_NAME" "$R/tpm-cluster.yaml" && grep -q "fieldPath: spec.nodeName" "$R/tpm-cluster.yaml" && grep -q "name: cubeid-agent-publications" "$R/tpm-cluster.yaml" && grep -q "store: kubernetes" "$R/tpm-cluster.yaml"'
+
 # schemas for what the manifests use
 if "$PY" "$srcdir/tests/lib/k8s-schemas.py" "$swagger" "$D/schemas" "$R"/*.yaml >"$D/out" 2>"$D/err"; then
 	ok "schemas made from the Kubernetes OpenAPI spec ($(wc -l <"$D/out") kinds)"
@@ -159,6 +177,18 @@ if "$agent" --check --config "$D/config-kubelet.yaml" --entries "$D/entries.yaml
 	ok "cubeid-agent --check accepts the kubelet-pods config"
 else
 	notok "cubeid-agent --check accepts the kubelet-pods config"
+fi
+# the cluster-trust component's config too
+"$PY" - "$R/tpm-cluster.yaml" "$D" <<'EOF'
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "cubeid-agent":
+        open(sys.argv[2] + "/config-cluster.yaml", "w").write(d["data"]["config.yaml"])
+EOF
+if "$agent" --check --config "$D/config-cluster.yaml" --entries "$D/entries.yaml" >"$D/out" 2>"$D/err"; then
+	ok "cubeid-agent --check accepts the cluster-trust config"
+else
+	notok "cubeid-agent --check accepts the cluster-trust config"
 fi
 for e in 'spiffe://{td}/ns/{k8s:ns}/sa/{k8s:sa}' \
 	'spiffe://{td}/ns/agentcube-system/sa/agentcube-router' \
