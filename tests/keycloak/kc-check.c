@@ -142,7 +142,7 @@ suite(const char *dir)
 	cubeid_oidc_policy *p = NULL;
 	char hash[CUBEID_RLAC_HASH_LEN + 1], *www = NULL, *t;
 	unsigned long f0;
-	int rc;
+	int rc, st;
 
 	alice = verify(v, dir, "alice", &rc);
 	ok(rc == 0 && alice != NULL, "alice's token verifies (%s)", cubeid_strerror(rc));
@@ -219,16 +219,17 @@ suite(const char *dir)
 	           cubeid_oidc_policy_count(p) == 6,
 	   "the Router policy table parses (6 rules)");
 	free(t);
-	ok(decide(v, p, dir, NULL, "GET", "/v1/sandboxes", &www) == 401 && www != NULL &&
-	           strcmp(www, "Bearer realm=\"agentcube\"") == 0,
+	/* decide first: an argument list has no order of evaluation */
+	st = decide(v, p, dir, NULL, "GET", "/v1/sandboxes", &www);
+	ok(st == 401 && www != NULL && strcmp(www, "Bearer realm=\"agentcube\"") == 0,
 	   "no token: 401, WWW-Authenticate: %s", www ? www : "(none)");
 	free(www);
-	ok(decide(v, p, dir, "garbage", "GET", "/v1/sandboxes", &www) == 401 && www != NULL &&
-	           strstr(www, "error=\"invalid_token\"") != NULL,
+	st = decide(v, p, dir, "garbage", "GET", "/v1/sandboxes", &www);
+	ok(st == 401 && www != NULL && strstr(www, "error=\"invalid_token\"") != NULL,
 	   "garbage token: 401, WWW-Authenticate: %s", www ? www : "(none)");
 	free(www);
-	ok(decide(v, p, dir, "nobody", "GET", "/v1/sandboxes", &www) == 403 && www != NULL &&
-	           strstr(www, "insufficient_scope") != NULL,
+	st = decide(v, p, dir, "nobody", "GET", "/v1/sandboxes", &www);
+	ok(st == 403 && www != NULL && strstr(www, "insufficient_scope") != NULL,
 	   "nobody lists sandboxes: 403 (%s)", www ? www : "(none)");
 	free(www);
 	ok(decide(v, p, dir, "alice", "GET", "/v1/sandboxes", NULL) == 200, "alice lists: 200");
