@@ -303,6 +303,8 @@ agent_status_json(struct agent *a, char **out)
 		if (m->token_checked != 0 && m->token_rc != CUBEID_OK)
 			json_object_set_new(t, "error", json_string(cubeid_strerror(m->token_rc)));
 	}
+	if (a->cluster != NULL) /* trust across nodes (cluster.c) */
+		json_object_set_new(o, "cluster", cluster_status_json(a));
 	agent_status_metrics(a, o);
 	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);

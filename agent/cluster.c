@@ -39,6 +39,7 @@ struct cluster {
 	int64_t last_ok;
 	size_t nodes;
 	char *picod_jwks; /* what picod_jwks_file holds */
+	char *warned_kid; /* the last key warned about a short prepublish */
 	struct sync_job *inflight;
 };
 
@@ -283,9 +284,25 @@ sync_start(struct cluster *c)
 	j->roots = (cubeid_x509_bundle *)cubeid_ca_bundle(a->ca);
 	j->drop_all = c->stale_drop;
 	pthread_rwlock_rdlock(&a->jwt_lock);
-	for (i = 0; rc == CUBEID_OK && cubeid_jwt_keys_at(a->jwt_keys, i, &info) == CUBEID_OK; i++)
-		if (cubeid_jwt_keys_published(a->jwt_keys, i, j->now))
-			rc = add_key(j, info.kid, CUBEID_PUB_USE_JWT_SVID, info.pub);
+	for (i = 0; rc == CUBEID_OK && cubeid_jwt_keys_at(a->jwt_keys, i, &info) == CUBEID_OK;
+	     i++) {
+		if (!cubeid_jwt_keys_published(a->jwt_keys, i, j->now))
+			continue;
+		rc = add_key(j, info.kid, CUBEID_PUB_USE_JWT_SVID, info.pub);
+		/* a new key must reach every reader before it signs: one refresh
+		 * to publish it, one for them to read it */
+		if (info.active_from > j->now &&
+		    info.active_from - info.publish_from < 2 * a->cfg->cluster.refresh &&
+		    (c->warned_kid == NULL || strcmp(c->warned_kid, info.kid) != 0)) {
+			cubeid_warn("cluster: JWT key %s signs %llds after it was published, less "
+			            "than twice cluster.refresh (%lds): other nodes may see its "
+			            "tokens before its key; rotate with a longer --prepublish",
+			            info.kid, (long long)(info.active_from - info.publish_from),
+			            a->cfg->cluster.refresh);
+			free(c->warned_kid);
+			c->warned_kid = strdup(info.kid);
+		}
+	}
 	if (rc == CUBEID_OK && a->picod != NULL) {
 		cubeid_jwt_bundle *pb = NULL;
 
@@ -443,9 +460,25 @@ cluster_free(struct agent *a)
 	cubeid_jwt_bundle_free(c->remote_picod);
 	free(c->last_kids);
 	free(c->picod_jwks);
+	free(c->warned_kid);
 	free(c->node);
 	free(c);
 	a->cluster = NULL;
+}
+
+json_t *
+cluster_status_json(const struct agent *a)
+{
+	const struct cluster *c = a->cluster;
+
+	if (c == NULL)
+		return NULL;
+	return json_pack("{s:s, s:s, s:I, s:I, s:b, s:I, s:I}", "store",
+	                 cubeid_store_kind(c->store), "node", c->node, "nodes",
+	                 (json_int_t)c->nodes, "last_sync", (json_int_t)c->last_ok, "stale",
+	                 c->stale_drop, "jwt_keys",
+	                 (json_int_t)cubeid_jwt_bundle_count(c->remote_jwt), "picod_keys",
+	                 (json_int_t)cubeid_jwt_bundle_count(c->remote_picod));
 }
 
 size_t

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include <cubeid/jwt.h>
 
 struct agent;
@@ -21,6 +23,8 @@ void cluster_kick(struct agent *a);
 int cluster_add_remote(struct agent *a, int use, cubeid_jwt_bundle *b);
 /* Other nodes with a valid publication at the last sync. */
 size_t cluster_nodes(const struct agent *a);
+/* The "cluster" member of the status document (NULL without a store). */
+json_t *cluster_status_json(const struct agent *a);
 /* After the worker pool and the loop are gone. */
 void cluster_free(struct agent *a);
 

@@ -168,6 +168,12 @@ for i in 1 2 3; do
 	fi
 done
 k1=$(local_kids 1)
+if "$cubeid" status show --json --socket "$D/a1.sock" >"$D/status.json" 2>"$D/log" &&
+	python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["cluster"]; sys.exit(0 if c["store"] == "file" and c["node"] == "node1" and c["nodes"] == 2 and c["jwt_keys"] == 2 else 1)' "$D/status.json"; then
+	ok "cubeid status: agent 1 reads 2 other nodes from the file store"
+else
+	bad "status: $(cat "$D/status.json" "$D/log")"
+fi
 # agent 2's SPIFFE bundle endpoint (the one Keycloak reads) and its JWKS
 url=$(sed -n 's|.* on http://\([0-9.:]*\).*|\1|p' "$D/agent2.err" | head -1)
 endpoint_has() { # endpoint_has PATH USE: node 1's key is in the document at PATH
