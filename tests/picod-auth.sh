@@ -57,7 +57,7 @@ assert() { # assert NAME TEST...
 # last_line FILE: wait for a new line in a server's output, print it
 wait_line() {
 	local f=$1 before=$2
-	for _ in $(seq 1 100); do
+	for _ in $(seq 1 300); do
 		[ "$(wc -l <"$f")" -gt "$before" ] && break
 		sleep 0.1
 	done
@@ -115,7 +115,8 @@ wait_line "$D/mtls.log" "$l" >/dev/null
 l=$(wc -l <"$D/mtls.log")
 check "mtls: another SPIFFE ID is refused" 2 "$peer" client --enable-mtls --mtls-socket "$S" \
 	--mtls-spiffe-id "$sandbox_id" --connect "$mtls" --session s-1 --sandbox sb-a
-assert "PicoD refused it: not on the allow-list" bash -c "wait_line() { for _ in \$(seq 1 100); do [ \"\$(wc -l <'$D/mtls.log')\" -gt $l ] && break; sleep 0.1; done; tail -1 '$D/mtls.log'; }; wait_line | grep -q 'refused.*SPIFFE ID is not allowed'"
+got=$(wait_line "$D/mtls.log" "$l")
+assert "PicoD refused it: not on the allow-list" grep -q 'refused.*SPIFFE ID is not allowed' <<<"$got"
 
 # jwt
 l=$(wc -l <"$D/jwt.log")
@@ -127,10 +128,13 @@ l=$(wc -l <"$D/jwt.log")
 check "jwt: a token for sandbox sb-b gets 401" 1 "$peer" client --picod-auth-mode jwt \
 	--socket "$S" --connect "$jwt" --session s-1 --sandbox sb-b
 assert "HTTP 401 with WWW-Authenticate" bash -c "grep -q '^HTTP/1.1 401' '$D/out' && grep -q 'WWW-Authenticate: Bearer' '$D/out'"
-assert "PicoD: audience" bash -c "sleep 0.2; tail -1 '$D/jwt.log' | grep -q '^401 JWT audience'"
+got=$(wait_line "$D/jwt.log" "$l")
+assert "PicoD: audience" grep -q '^401 JWT audience' <<<"$got"
+l=$(wc -l <"$D/jwt.log")
 check "jwt: another session gets 401" 1 "$peer" client --picod-auth-mode jwt \
 	--socket "$S" --connect "$jwt" --session s-2 --sandbox sb-a
-assert "PicoD: session" bash -c "sleep 0.2; tail -1 '$D/jwt.log' | grep -q '^401 the token.s session_id'"
+got=$(wait_line "$D/jwt.log" "$l")
+assert "PicoD: session" grep -q "^401 the token's session_id" <<<"$got"
 
 # mismatches
 l=$(wc -l <"$D/mtls.log")
@@ -138,11 +142,14 @@ check "a jwt Router against an mtls PicoD fails clearly" 3 "$peer" client --pico
 	--socket "$S" --connect "$mtls" --session s-1 --sandbox sb-a
 assert "the Router says: different auth modes" grep -q "different auth modes" "$D/err"
 assert "and names them" grep -q "PicoD is in --picod-auth-mode mtls, this Router in jwt" "$D/err"
-assert "PicoD refused it for its mode" bash -c "sleep 0.2; tail -1 '$D/mtls.log' | grep -q 'refused the client and the server use different auth modes'"
+got=$(wait_line "$D/mtls.log" "$l")
+assert "PicoD refused it for its mode" grep -q 'refused the client and the server use different auth modes' <<<"$got"
+l=$(wc -l <"$D/jwt.log")
 check "an mtls Router against a jwt PicoD fails clearly" 3 "$peer" client --enable-mtls \
 	--mtls-socket "$S" --mtls-spiffe-id "$router" --connect "$jwt" --session s-1 --sandbox sb-a
 assert "the Router says: different auth modes" grep -q "different auth modes" "$D/err"
-assert "PicoD refused it for its mode" bash -c "sleep 0.2; tail -1 '$D/jwt.log' | grep -q 'refused the client and the server use different auth modes'"
+got=$(wait_line "$D/jwt.log" "$l")
+assert "PicoD refused it for its mode" grep -q 'refused the client and the server use different auth modes' <<<"$got"
 check "a bad --picod-auth-mode is refused" 2 "$peer" client --picod-auth-mode tls \
 	--connect "$jwt" --session s --sandbox sb-a
 assert "naming the flag" grep -q "picod-auth-mode" "$D/err"
