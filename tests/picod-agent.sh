@@ -179,7 +179,7 @@ check "the JWKS verifies tokens of both keys" 0 bash -c "
 	'$cubeid' picod verify '$t1' --sandbox sb-a --jwks '$D/keys.jwks'"
 nrel=$(grep -c reloaded "$D/agent.err")
 kill -HUP "$pid"
-for _ in $(seq 1 100); do [ "$(grep -c reloaded "$D/agent.err")" -gt "$nrel" ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do [ "$(grep -c reloaded "$D/agent.err")" -gt "$nrel" ] && break; sleep 0.1; done
 check "after SIGHUP the same key signs" 0 "$cubeid" picod public-key
 assert "(the same PEM)" cmp -s "$D/out" "$D/pk2.pem"
 
