@@ -93,6 +93,16 @@ reload_files_locked(cubeid_tls *tls)
 	 * same broken files are not retried and logged at every check, while
 	 * a file replaced during the attempt is */
 	rc = tls_state_from_files(&tls->files, &s, &why, tls->tried);
+	/* A writer that swaps whole sets (AtomicWriter) can swap between our
+	 * reading the certificate and reading the key: both files are then
+	 * good, only from different sets.  Read again shortly rather than
+	 * keep the old pair until the next change (which, with short TTLs,
+	 * can come after the old certificate has expired). */
+	for (int i = 0; rc == CUBEID_ERR_KEY_MISMATCH && i < 3; i++) {
+		const struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		rc = tls_state_from_files(&tls->files, &s, &why, tls->tried);
+	}
 	if (rc != CUBEID_OK) {
 		tls_install(tls, NULL, rc, why);
 		return rc;
