@@ -61,6 +61,7 @@ static const struct tool_opt verify_opts[] = {
         {"namespace", 'n', "NS", "this sandbox's namespace (default: default)"},
         {"session", 0, "ID", "session_id must be ID"},
         {"issuer", 0, "ISS", "iss must be ISS"},
+        {"sub", 0, "ID", "sub must be ID (the Router's SPIFFE ID)"},
         {"public-key", 0, "FILE", "PKIX PEM key (default: $PICOD_AUTH_PUBLIC_KEY)"},
         {"jwks", 0, "FILE", "a JWKS of PicoD keys instead of one PEM key"},
         {"header", 0, NULL, "the argument is an Authorization header value"},
@@ -288,6 +289,7 @@ picod_verify(struct tool_ctx *c)
 	vo.ns = tool_opt(c, "namespace");
 	vo.session_id = tool_opt(c, "session");
 	vo.issuer = tool_opt(c, "issuer");
+	vo.sub = tool_opt(c, "sub");
 	vo.leeway = -1;
 	if (vo.sandbox == NULL || c->argc != 1)
 		return tool_usage_error(c, "TOKEN and --sandbox are required");

@@ -30,6 +30,7 @@ struct cubeid_picod_verifier {
 	char *aud; /* NULL: not checked */
 	char *session_id;
 	char *issuer;
+	char *sub; /* NULL: not checked */
 	unsigned algs;
 	int64_t leeway, max_lifetime;
 	pthread_mutex_t mu;
@@ -78,7 +79,8 @@ cubeid_picod_verifier_new(const struct cubeid_picod_verifier_opts *o, cubeid_pic
 	if (o->sandbox != NULL && (rc = cubeid_picod_audience(o->ns, o->sandbox, &v->aud)) != 0)
 		goto fail;
 	if ((rc = dup_opt(o->session_id, &v->session_id)) != CUBEID_OK ||
-	    (rc = dup_opt(o->issuer, &v->issuer)) != CUBEID_OK)
+	    (rc = dup_opt(o->issuer, &v->issuer)) != CUBEID_OK ||
+	    (rc = dup_opt(o->sub, &v->sub)) != CUBEID_OK)
 		goto fail;
 	*out = v;
 	return CUBEID_OK;
@@ -97,6 +99,7 @@ cubeid_picod_verifier_free(cubeid_picod_verifier *v)
 	free(v->aud);
 	free(v->session_id);
 	free(v->issuer);
+	free(v->sub);
 	free(v);
 }
 
@@ -302,7 +305,7 @@ aud_has(json_t *aud, const char *want)
 static int
 check_claims(const cubeid_picod_verifier *v, json_t *c, int64_t now)
 {
-	const char *iss, *sess, *s;
+	const char *iss, *sess, *sub, *s;
 	int64_t exp, iat, nbf;
 	bool has_exp, has_iat, has_nbf;
 	int rc;
@@ -323,7 +326,7 @@ check_claims(const cubeid_picod_verifier *v, json_t *c, int64_t now)
 		return CUBEID_ERR_JWT_CLAIM;
 	if ((rc = opt_str(c, "iss", &iss)) != CUBEID_OK ||
 	    (rc = opt_str(c, "session_id", &sess)) != CUBEID_OK ||
-	    (rc = opt_str(c, "sub", &s)) != CUBEID_OK ||
+	    (rc = opt_str(c, "sub", &sub)) != CUBEID_OK ||
 	    (rc = opt_str(c, "jti", &s)) != CUBEID_OK ||
 	    (rc = opt_str(c, "user_sub", &s)) != CUBEID_OK ||
 	    (rc = opt_str(c, "user_email", &s)) != CUBEID_OK)
@@ -334,6 +337,8 @@ check_claims(const cubeid_picod_verifier *v, json_t *c, int64_t now)
 		return CUBEID_ERR_JWT_AUDIENCE;
 	if (v->session_id != NULL && (sess == NULL || strcmp(sess, v->session_id) != 0))
 		return CUBEID_ERR_PICOD_SESSION;
+	if (v->sub != NULL && (sub == NULL || strcmp(sub, v->sub) != 0))
+		return CUBEID_ERR_FORBIDDEN;
 	return CUBEID_OK;
 }
 

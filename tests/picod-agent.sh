@@ -127,6 +127,10 @@ check "openssl reads it as RSA 2048" 0 openssl pkey -pubin -in "$D/pk.pem" -noou
 assert "2048 bits" grep -q "Public-Key: (2048 bit)" "$D/out"
 check "picod verify accepts the token for sb-a, session s-1" 0 "$cubeid" picod verify "$t1" \
 	--sandbox sb-a --session s-1 --issuer router.test --public-key "$D/pk.pem"
+check "--sub: the caller's SPIFFE ID is accepted" 0 "$cubeid" picod verify "$t1" --sandbox sb-a \
+	--sub "$dev_id" --public-key "$D/pk.pem"
+check "--sub: a token minted for another workload is refused" 1 "$cubeid" picod verify "$t1" \
+	--sandbox sb-a --sub spiffe://cluster.local/ns/x/sa/other --public-key "$D/pk.pem"
 check "PICOD_AUTH_PUBLIC_KEY works as the key source" 0 env PICOD_AUTH_PUBLIC_KEY="$(cat "$D/pk.pem")" \
 	"$cubeid" picod verify "Bearer $t1" --header --sandbox sb-a
 check "sandbox sb-b refuses it (replay)" 1 "$cubeid" picod verify "$t1" --sandbox sb-b \

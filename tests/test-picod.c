@@ -423,6 +423,18 @@ START_TEST(test_claims_checked)
 	free(tok);
 	tok = mint("sb-a", "s");
 	ck_assert_int_eq(check(iss, tok), CUBEID_OK);
+	cubeid_picod_verifier_free(iss);
+	/* sub, when configured: only the Router's tokens */
+	o.issuer = NULL;
+	o.sub = SUB;
+	ck_assert_int_eq(cubeid_picod_verifier_new(&o, &iss), CUBEID_OK);
+	ck_assert_int_eq(cubeid_picod_verifier_set_pem(iss, pem_rsa, strlen(pem_rsa)), CUBEID_OK);
+	ck_assert_int_eq(check(iss, tok), CUBEID_OK);
+	cubeid_picod_verifier_free(iss);
+	o.sub = "spiffe://cluster.local/ns/default/sa/other";
+	ck_assert_int_eq(cubeid_picod_verifier_new(&o, &iss), CUBEID_OK);
+	ck_assert_int_eq(cubeid_picod_verifier_set_pem(iss, pem_rsa, strlen(pem_rsa)), CUBEID_OK);
+	ck_assert_int_eq(check(iss, tok), CUBEID_ERR_FORBIDDEN);
 	free(tok);
 	cubeid_picod_verifier_free(iss);
 	cubeid_picod_verifier_free(v);

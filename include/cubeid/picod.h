@@ -150,6 +150,9 @@ struct cubeid_picod_verifier_opts {
 	unsigned algs;          /* 0: CUBEID_PICOD_ALGS_DEFAULT (RS256, ES256) */
 	int leeway;             /* seconds for exp/iat/nbf; < 0: the default 60 */
 	int64_t max_lifetime; /* exp - iat at most this; 0: CUBEID_PICOD_TTL_MAX; < 0: unchecked */
+	/* when not NULL, sub must be this SPIFFE ID (the Router's): a token
+	 * the agent signed for another workload is CUBEID_ERR_FORBIDDEN */
+	const char *sub;
 };
 
 typedef struct cubeid_picod_verifier cubeid_picod_verifier;
@@ -198,7 +201,8 @@ void cubeid_picod_verified_free(struct cubeid_picod_verified *c);
  * (CUBEID_ERR_JWT_EXPIRED), iat required and <= now + leeway
  * (CUBEID_ERR_JWT_NOT_YET), nbf, the lifetime, iss (CUBEID_ERR_JWT_ISSUER),
  * aud (CUBEID_ERR_JWT_AUDIENCE: the token is for another sandbox),
- * session_id (CUBEID_ERR_PICOD_SESSION).  Claims of the wrong type are
+ * session_id (CUBEID_ERR_PICOD_SESSION), sub when configured
+ * (CUBEID_ERR_FORBIDDEN).  Claims of the wrong type are
  * CUBEID_ERR_JWT_CLAIM.  now 0 = the current time.  *out optional.
  */
 int cubeid_picod_verify_header(cubeid_picod_verifier *v, const char *authorization, int64_t now,
