@@ -49,6 +49,10 @@ long loop_timer_add(cubeid_loop *l, long ms, loop_timer_fn fn, void *arg);
 void loop_timer_del(cubeid_loop *l, long id);
 /* Thread-safe: run fn(arg) on the loop thread soon. */
 int loop_post(cubeid_loop *l, loop_post_fn fn, void *arg);
+/* After loop_run() has returned: run now, on the calling thread, the posts
+ * of fn still queued, so that results posted late are not dropped with
+ * what they own (a worker pool's done callbacks at shutdown). */
+void loop_run_posts_of(cubeid_loop *l, loop_post_fn fn);
 /* Run until loop_stop(); returns 0. */
 int loop_run(cubeid_loop *l);
 void loop_stop(cubeid_loop *l); /* thread- and signal-safe */
@@ -78,13 +82,13 @@ struct peer_info {
 	gid_t gid;
 };
 struct attest_opts {
-	const char *proc_root;        /* "/proc"; tests point it at fixtures */
-	const char *kubelet_pods_url; /* read-only kubelet pod list, or NULL */
-	const char *pod_info_file;    /* a pod list JSON file, or NULL */
+	const char *proc_root;          /* "/proc"; tests point it at fixtures */
+	const char *kubelet_pods_url;   /* read-only kubelet pod list, or NULL */
+	const char *pod_info_file;      /* a pod list JSON file, or NULL */
 	const char *kubelet_token_file; /* bearer token for the kubelet (https), or NULL */
 	const char *kubelet_ca_file;    /* CA of the kubelet's certificate, or NULL */
-	size_t sha256_max_bytes;      /* unix:sha256 only below this size */
-	unsigned skip;                /* ATTEST_SKIP_*: facts no entry needs */
+	size_t sha256_max_bytes;        /* unix:sha256 only below this size */
+	unsigned skip;                  /* ATTEST_SKIP_*: facts no entry needs */
 };
 /* Facts attestation may leave out, because no entry's selectors or
  * template use them (attest_skip_for()); 0 reads everything.  With all of
@@ -127,16 +131,16 @@ struct entry_delivery {
 void entry_delivery_free(struct entry_delivery *d);
 
 struct reg_entry {
-	char *name;            /* unique; file:line if not given */
-	char *spiffe_id;       /* may hold {td} {k8s:ns} {k8s:sa} {unix:uid} ... */
+	char *name;                    /* unique; file:line if not given */
+	char *spiffe_id;               /* may hold {td} {k8s:ns} {k8s:sa} {unix:uid} ... */
 	struct selector_set selectors; /* all must match */
-	long x509_ttl;         /* seconds; 0 = agent default */
-	long jwt_ttl;          /* seconds; 0 = agent default */
-	char **dns;            /* NULL-terminated */
+	long x509_ttl;                 /* seconds; 0 = agent default */
+	long jwt_ttl;                  /* seconds; 0 = agent default */
+	char **dns;                    /* NULL-terminated */
 	key_policy key;
 	char *hint;
-	bool picod_signer;     /* may mint PicoD tokens (issue 6) */
-	char *source;          /* "file:line" it came from */
+	bool picod_signer;               /* may mint PicoD tokens (issue 6) */
+	char *source;                    /* "file:line" it came from */
 	struct entry_delivery *delivery; /* files the agent writes, or NULL */
 };
 struct entry_set {
@@ -167,15 +171,15 @@ typedef struct grpc_server grpc_server;
 typedef struct grpc_call grpc_call;
 
 /* gRPC status codes used here */
-#define GRPC_OK 0
-#define GRPC_CANCELLED 1
-#define GRPC_INVALID_ARGUMENT 3
-#define GRPC_NOT_FOUND 5
-#define GRPC_PERMISSION_DENIED 7
+#define GRPC_OK                 0
+#define GRPC_CANCELLED          1
+#define GRPC_INVALID_ARGUMENT   3
+#define GRPC_NOT_FOUND          5
+#define GRPC_PERMISSION_DENIED  7
 #define GRPC_RESOURCE_EXHAUSTED 8
-#define GRPC_UNIMPLEMENTED 12
-#define GRPC_INTERNAL 13
-#define GRPC_UNAVAILABLE 14
+#define GRPC_UNIMPLEMENTED      12
+#define GRPC_INTERNAL           13
+#define GRPC_UNAVAILABLE        14
 
 /* Called on the loop thread once the whole request message has arrived. */
 typedef void (*grpc_handler)(grpc_call *call, void *ctx);
@@ -222,25 +226,25 @@ int grpc_call_finish(grpc_call *c, int status, const char *message);
  * default (config_default()); the daemon applies command-line overrides by
  * replacing fields (free the old string, strdup the new one). */
 struct agent_config {
-	char *trust_domain;        /* "cluster.local" */
-	char *socket_path;         /* "/run/cubeid/agent.sock" */
-	char *state_dir;           /* "/var/lib/cubeid" */
-	char *token;               /* PKCS#11 URI, or NULL */
-	char *pin_file;            /* or NULL */
-	char *module;              /* PKCS#11 module path, or NULL */
-	char *entries;             /* file or directory: "/etc/cubeid/entries.yaml" */
-	long x509_svid_ttl;        /* seconds: 3600 */
-	long jwt_svid_ttl;         /* seconds: 300 */
-	int log_level;             /* cubeid_log_level: CUBEID_LOG_NOTICE */
-	char *http_address;        /* HOST:PORT for HTTP, or NULL */
-	char *kubelet_pods_url;    /* or NULL */
-	char *pod_info_file;       /* or NULL */
-	char *kubelet_token_file;  /* or NULL: a ServiceAccount token for port 10250 */
-	char *kubelet_ca_file;     /* or NULL: the kubelet's serving CA */
-	size_t attest_sha256_max;  /* bytes: 64 MiB; 0 = no unix:sha256 */
-	struct grpc_limits grpc;   /* "grpc:" mapping; the defaults of grpc_limits */
-	char *picod_issuer;        /* iss of PicoD tokens; NULL = "agentcube-router" */
-	long picod_token_ttl;      /* seconds: 300 (at most 300) */
+	char *trust_domain;       /* "cluster.local" */
+	char *socket_path;        /* "/run/cubeid/agent.sock" */
+	char *state_dir;          /* "/var/lib/cubeid" */
+	char *token;              /* PKCS#11 URI, or NULL */
+	char *pin_file;           /* or NULL */
+	char *module;             /* PKCS#11 module path, or NULL */
+	char *entries;            /* file or directory: "/etc/cubeid/entries.yaml" */
+	long x509_svid_ttl;       /* seconds: 3600 */
+	long jwt_svid_ttl;        /* seconds: 300 */
+	int log_level;            /* cubeid_log_level: CUBEID_LOG_NOTICE */
+	char *http_address;       /* HOST:PORT for HTTP, or NULL */
+	char *kubelet_pods_url;   /* or NULL */
+	char *pod_info_file;      /* or NULL */
+	char *kubelet_token_file; /* or NULL: a ServiceAccount token for port 10250 */
+	char *kubelet_ca_file;    /* or NULL: the kubelet's serving CA */
+	size_t attest_sha256_max; /* bytes: 64 MiB; 0 = no unix:sha256 */
+	struct grpc_limits grpc;  /* "grpc:" mapping; the defaults of grpc_limits */
+	char *picod_issuer;       /* iss of PicoD tokens; NULL = "agentcube-router" */
+	long picod_token_ttl;     /* seconds: 300 (at most 300) */
 	/* "cluster:" mapping (docs/cluster.md): trust across nodes */
 	struct cluster_config {
 		char *store;           /* "file", "kubernetes", or NULL: off */
@@ -253,7 +257,7 @@ struct agent_config {
 		char *picod_jwks_file; /* write the cluster PicoD JWKS here */
 		char *k8s_api_server, *k8s_namespace, *k8s_token_file, *k8s_ca_file;
 	} cluster;
-	char *source;              /* the file it was loaded from, or NULL */
+	char *source; /* the file it was loaded from, or NULL */
 };
 /* The defaults, in a new struct (caller frees with config_free). */
 int config_default(struct agent_config **out);

@@ -359,6 +359,34 @@ run_posts(cubeid_loop *l)
 	}
 }
 
+void
+loop_run_posts_of(cubeid_loop *l, loop_post_fn fn)
+{
+	struct post *p, **pp, *mine = NULL, **tail = &mine;
+
+	if (l == NULL)
+		return;
+	pthread_mutex_lock(&l->post_mu);
+	l->post_tail = NULL;
+	for (pp = &l->post_head; (p = *pp) != NULL;) {
+		if (p->fn == fn) {
+			*pp = p->next;
+			p->next = NULL;
+			*tail = p;
+			tail = &p->next;
+		} else {
+			l->post_tail = p;
+			pp = &p->next;
+		}
+	}
+	pthread_mutex_unlock(&l->post_mu);
+	while ((p = mine) != NULL) {
+		mine = p->next;
+		p->fn(p->arg);
+		free(p);
+	}
+}
+
 int
 loop_run(cubeid_loop *l)
 {

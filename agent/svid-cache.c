@@ -130,6 +130,9 @@ worker_pool_free(struct worker_pool *p)
 	pthread_mutex_unlock(&p->mu);
 	for (i = 0; i < p->n; i++)
 		pthread_join(p->threads[i], NULL);
+	/* jobs that finished after the loop stopped: their results wait in
+	 * the loop's queue, and would be freed there without done() */
+	loop_run_posts_of(p->loop, job_done_trampoline);
 	/* jobs never started: let done() free their arguments */
 	while ((j = p->head) != NULL) {
 		p->head = j->next;

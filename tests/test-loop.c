@@ -274,6 +274,52 @@ run_thread(void *arg)
 	return NULL;
 }
 
+/* ---- loop_run_posts_of: results posted after the loop stopped */
+static int late_a, late_b;
+
+static void
+late_a_fn(void *arg)
+{
+	late_a += *(int *)arg;
+	free(arg);
+}
+
+static void
+late_b_fn(void *arg)
+{
+	late_b++;
+	(void)arg;
+}
+
+START_TEST(test_run_posts_of_runs_only_that_fn_in_order)
+{
+	cubeid_loop *l = NULL;
+	int *x;
+	int i;
+
+	late_a = late_b = 0;
+	ck_assert_int_eq(loop_new(&l), 0);
+	for (i = 1; i <= 3; i++) {
+		x = malloc(sizeof(*x));
+		ck_assert_ptr_nonnull(x);
+		*x = i * 10;
+		ck_assert_int_eq(loop_post(l, late_a_fn, x), 0);
+		ck_assert_int_eq(loop_post(l, late_b_fn, NULL), 0);
+	}
+	loop_run_posts_of(l, late_a_fn);
+	/* every A ran (and freed its argument: LSan checks); no B ran */
+	ck_assert_int_eq(late_a, 60);
+	ck_assert_int_eq(late_b, 0);
+	/* the Bs are still queued, and a new post after them still works */
+	ck_assert_int_eq(loop_post(l, late_b_fn, NULL), 0);
+	loop_run_posts_of(l, late_b_fn);
+	ck_assert_int_eq(late_b, 4);
+	loop_run_posts_of(l, late_a_fn);
+	ck_assert_int_eq(late_a, 60);
+	loop_free(l);
+}
+END_TEST
+
 START_TEST(test_stop_from_another_thread)
 {
 	cubeid_loop *l;
@@ -335,6 +381,7 @@ loop_suite(void)
 	tcase_add_test(tc, test_fd_readable_calls_back);
 	tcase_add_test(tc, test_fd_writable_and_replace);
 	tcase_add_test(tc, test_post_from_threads_runs_every_one_on_the_loop);
+	tcase_add_test(tc, test_run_posts_of_runs_only_that_fn_in_order);
 	tcase_add_test(tc, test_stop_from_another_thread);
 	tcase_add_test(tc, test_stop_from_a_signal_handler);
 	suite_add_tcase(s, tc);
