@@ -510,19 +510,21 @@ restart_bound_keep(struct agent *a, struct agent_config *cfg)
 		if (streq_null(*now, *want))
 			continue;
 		if (keys[i].show)
-			cubeid_error("reload: %s changed (%s -> %s): a restart is needed to apply it; "
-			             "keeping %s",
-			             keys[i].key, *now != NULL ? *now : "(none)",
-			             *want != NULL ? *want : "(none)", *now != NULL ? *now : "(none)");
+			cubeid_error(
+			        "reload: %s changed (%s -> %s): a restart is needed to apply it; "
+			        "keeping %s",
+			        keys[i].key, *now != NULL ? *now : "(none)",
+			        *want != NULL ? *want : "(none)", *now != NULL ? *now : "(none)");
 		else
-			cubeid_error("reload: %s changed: a restart is needed to apply it; keeping the "
-			             "running one",
-			             keys[i].key);
+			cubeid_error(
+			        "reload: %s changed: a restart is needed to apply it; keeping the "
+			        "running one",
+			        keys[i].key);
 		free(*want);
 		*want = *now != NULL ? strdup(*now) : NULL;
 	}
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", a->cfg->state_dir,
-	                     CUBEID_CA_CERT_FILE) >= sizeof(path) ||
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", a->cfg->state_dir, CUBEID_CA_CERT_FILE) >=
+	            sizeof(path) ||
 	    (f = fopen(path, "re")) == NULL)
 		return;
 	disk = PEM_read_X509(f, NULL, NULL, NULL);

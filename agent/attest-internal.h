@@ -19,10 +19,10 @@
 	1000 /* a pod missing from the list refetches                                              \
 	        at most this often */
 #define ATTEST_HTTP_TIMEOUT_MS 2000
-#define ATTEST_K8S_WAIT_MS     250 /* attestation waits this long for the kubelet */
+#define ATTEST_K8S_WAIT_MS     250         /* attestation waits this long for the kubelet */
 #define ATTEST_TOKEN_MAX       (64 * 1024) /* kubelet bearer token file */
-#define ATTEST_NAME_TTL_MS     5000 /* user/group names reused for this long */
-#define ATTEST_NAME_CACHE      64   /* names kept (uids and gids together) */
+#define ATTEST_NAME_TTL_MS     5000        /* user/group names reused for this long */
+#define ATTEST_NAME_CACHE      64          /* names kept (uids and gids together) */
 
 /*
  * What /proc/PID/cgroup says about a process (text is the file's contents,

@@ -38,7 +38,7 @@
 #define AGENT_JWT_AUD_MAX     32    /* audiences in one JWTSVIDRequest */
 #define AGENT_JWT_AUD_LEN_MAX 512   /* bytes of one audience */
 #define AGENT_STATUS_PATH     "/cubeid.Agent/Status"
-#define AGENT_STATUS_PROBE_S  5 /* a status probes the token if older than this */
+#define AGENT_STATUS_PROBE_S  5  /* a status probes the token if older than this */
 #define AGENT_JWT_LEEWAY      30 /* seconds, ValidateJWTSVID */
 #define AGENT_SWEEP_MS        250
 #define AGENT_BUNDLE_CHECK_MS 30000 /* republish the JWT bundle when it changes */
@@ -104,7 +104,7 @@ struct agent {
 	http_server *http;            /* NULL unless http_address is set */
 	struct agent_metrics metrics; /* agent/metrics.h */
 	struct picod_service *picod;  /* PicoD tokens (picod-service.c) */
-	struct cluster *cluster; /* agent/cluster.c; NULL without a store */
+	struct cluster *cluster;      /* agent/cluster.c; NULL without a store */
 
 	time_t started;
 	uid_t uid;

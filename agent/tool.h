@@ -169,42 +169,62 @@ int tool_agent_jwt_fetch(struct tool_ctx *c);
 int tool_agent_jwt_validate(struct tool_ctx *c);
 int tool_agent_bundle_fetch(struct tool_ctx *c);
 #define TOOL_AGENT_SVID_FETCH_CMD                                                                  \
-	{"fetch", "[--socket S] [--out DIR]",                                                      \
-	 "fetch this process's X.509-SVID from the agent and write PEM files",                     \
-	 "Calls FetchX509SVID on the agent's socket and writes DIR/svid.pem (leaf,\n"              \
-	 "then intermediates), DIR/svid_key.pem (PKCS#8, mode 0600) and\n"                         \
-	 "DIR/svid_bundle.pem (the trust domain's roots), each replaced atomically, the\n"         \
-	 "key first.  The identities are the ones the agent's entries give the calling\n"          \
-	 "process.  When there are several, the first (in the agent's order) goes to\n"           \
-	 "those names and the others to svid.N.pem, svid_key.N.pem and\n"                         \
-	 "svid_bundle.N.pem, N = 1, 2, ...  Prints each SPIFFE ID, one per line, in\n"            \
-	 "that order.",                                                                            \
-	 tool_agent_svid_fetch_opts, 0, tool_agent_svid_fetch}
+	{                                                                                          \
+		"fetch", "[--socket S] [--out DIR]",                                               \
+		        "fetch this process's X.509-SVID from the agent and write PEM files",      \
+		        "Calls FetchX509SVID on the agent's socket and writes DIR/svid.pem "       \
+		        "(leaf,\n"                                                                 \
+		        "then intermediates), DIR/svid_key.pem (PKCS#8, mode 0600) and\n"          \
+		        "DIR/svid_bundle.pem (the trust domain's roots), each replaced "           \
+		        "atomically, the\n"                                                        \
+		        "key first.  The identities are the ones the agent's entries give the "    \
+		        "calling\n"                                                                \
+		        "process.  When there are several, the first (in the agent's order) goes " \
+		        "to\n"                                                                     \
+		        "those names and the others to svid.N.pem, svid_key.N.pem and\n"           \
+		        "svid_bundle.N.pem, N = 1, 2, ...  Prints each SPIFFE ID, one per line, "  \
+		        "in\n"                                                                     \
+		        "that order.",                                                             \
+		        tool_agent_svid_fetch_opts, 0, tool_agent_svid_fetch                       \
+	}
 #define TOOL_AGENT_SVID_WATCH_CMD                                                                  \
-	{"watch", "[--socket S] [--updates N] [--timeout DURATION]",                                \
-	 "follow this process's FetchX509SVID stream and print each update",                       \
-	 "Prints one line per SVID of every message the agent sends: the message's\n"              \
-	 "number, the SPIFFE ID and the leaf's serial.  The agent sends a new message\n"           \
-	 "on every rotation and entry change, and ends the stream with\n"                          \
-	 "PermissionDenied when the caller's identity is withdrawn.",                              \
-	 tool_agent_svid_watch_opts, 0, tool_agent_svid_watch}
+	{                                                                                          \
+		"watch", "[--socket S] [--updates N] [--timeout DURATION]",                        \
+		        "follow this process's FetchX509SVID stream and print each update",        \
+		        "Prints one line per SVID of every message the agent sends: the "          \
+		        "message's\n"                                                              \
+		        "number, the SPIFFE ID and the leaf's serial.  The agent sends a new "     \
+		        "message\n"                                                                \
+		        "on every rotation and entry change, and ends the stream with\n"           \
+		        "PermissionDenied when the caller's identity is withdrawn.",               \
+		        tool_agent_svid_watch_opts, 0, tool_agent_svid_watch                       \
+	}
 #define TOOL_AGENT_JWT_FETCH_CMD                                                                   \
-	{"fetch", "--aud AUD [--spiffe-id ID] [--socket S]",                                       \
-	 "fetch a JWT-SVID for this process from the agent and print it",                          \
-	 "Calls FetchJWTSVID on the agent's socket: one token per identity of the\n"               \
-	 "caller (or only ID), one per line.",                                                     \
-	 tool_agent_jwt_fetch_opts, 0, tool_agent_jwt_fetch}
+	{                                                                                          \
+		"fetch", "--aud AUD [--spiffe-id ID] [--socket S]",                                \
+		        "fetch a JWT-SVID for this process from the agent and print it",           \
+		        "Calls FetchJWTSVID on the agent's socket: one token per identity of "     \
+		        "the\n"                                                                    \
+		        "caller (or only ID), one per line.",                                      \
+		        tool_agent_jwt_fetch_opts, 0, tool_agent_jwt_fetch                         \
+	}
 #define TOOL_AGENT_JWT_VALIDATE_CMD                                                                \
-	{"validate", "TOKEN --aud AUD [--socket S]",                                               \
-	 "ask the agent to validate a JWT-SVID (ValidateJWTSVID)",                                 \
-	 "Prints the SPIFFE ID, then the claims as JSON.  Exit status 2 when the agent\n"          \
-	 "rejects the token (InvalidArgument).",                                                   \
-	 tool_agent_jwt_validate_opts, 1, tool_agent_jwt_validate}
+	{                                                                                          \
+		"validate", "TOKEN --aud AUD [--socket S]",                                        \
+		        "ask the agent to validate a JWT-SVID (ValidateJWTSVID)",                  \
+		        "Prints the SPIFFE ID, then the claims as JSON.  Exit status 2 when the "  \
+		        "agent\n"                                                                  \
+		        "rejects the token (InvalidArgument).",                                    \
+		        tool_agent_jwt_validate_opts, 1, tool_agent_jwt_validate                   \
+	}
 #define TOOL_AGENT_BUNDLE_FETCH_CMD                                                                \
-	{"fetch", "[--format pem|jwks] [--out FILE] [--socket S]",                                 \
-	 "fetch the trust bundle from the agent",                                                  \
-	 "pem: the X.509 authorities (FetchX509Bundles).  jwks: the JWT signing keys\n"            \
-	 "(FetchJWTBundles), a JWKS with use jwt-svid and a kid on every key.",                    \
-	 tool_agent_bundle_fetch_opts, 0, tool_agent_bundle_fetch}
+	{                                                                                          \
+		"fetch", "[--format pem|jwks] [--out FILE] [--socket S]",                          \
+		        "fetch the trust bundle from the agent",                                   \
+		        "pem: the X.509 authorities (FetchX509Bundles).  jwks: the JWT signing "   \
+		        "keys\n"                                                                   \
+		        "(FetchJWTBundles), a JWKS with use jwt-svid and a kid on every key.",     \
+		        tool_agent_bundle_fetch_opts, 0, tool_agent_bundle_fetch                   \
+	}
 
 #endif
