@@ -380,6 +380,33 @@ ferr(char **err, const char *fmt, ...)
 	return *err != NULL ? CUBEID_ERR_CONFIG : CUBEID_ERR_NOMEM;
 }
 
+static bool
+default_path(char **p, const char *def)
+{
+	if (*p != NULL && **p != '\0')
+		return true;
+	free(*p);
+	return (*p = strdup(def)) != NULL;
+}
+
+/* A path that Go's http.ServeMux takes as a plain pattern and a request
+ * can reach: "/..." without spaces, controls, '{' '}' (wildcards since
+ * Go 1.22), '?' '#' (never in a request's path) or '%' (escapes). */
+#define HEALTH_PATH_RULE                                                                           \
+	"must start with '/' and have no spaces, control characters, '{', '}', '?', '#' "          \
+	"or '%'"
+
+static bool
+health_path_ok(const char *s)
+{
+	if (s[0] != '/' || strlen(s) > 1024)
+		return false;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f || strchr("{}?#%", *s) != NULL)
+			return false;
+	return true;
+}
+
 int
 helper_config_finish(struct helper_config *c, char **err)
 {
@@ -461,9 +488,30 @@ helper_config_finish(struct helper_config *c, char **err)
 		c->jwt_bundle_file_mode = 0600;
 	if (c->jwt_svid_file_mode == 0)
 		c->jwt_svid_file_mode = 0600;
-	if (c->health_listener_enabled)
-		return ferr(err, "health_checks.listener_enabled = true: cubeid helper has no "
-		                 "health listener (use the agent's /healthz and /readyz)");
+	if (c->health_listener_enabled) {
+		/* spiffe-helper checks and defaults these only when enabled */
+		if (c->health_bind_port < 0)
+			return ferr(err, "health_checks: bind port must be positive");
+		if (c->health_bind_port > 65535)
+			return ferr(err, "health_checks: bind_port %ld is larger than 65535",
+			            c->health_bind_port);
+		if (c->health_bind_port == 0)
+			c->health_bind_port = HELPER_HEALTH_PORT;
+		if (!default_path(&c->health_liveness_path, "/live") ||
+		    !default_path(&c->health_readiness_path, "/ready"))
+			return CUBEID_ERR_NOMEM;
+		if (!health_path_ok(c->health_liveness_path))
+			return ferr(err, "health_checks: liveness_path '%s' %s",
+			            c->health_liveness_path, HEALTH_PATH_RULE);
+		if (!health_path_ok(c->health_readiness_path))
+			return ferr(err, "health_checks: readiness_path '%s' %s",
+			            c->health_readiness_path, HEALTH_PATH_RULE);
+		if (strcmp(c->health_liveness_path, c->health_readiness_path) == 0)
+			return ferr(err,
+			            "health_checks: liveness_path and readiness_path are both "
+			            "'%s'",
+			            c->health_liveness_path);
+	}
 	if (c->daemon_mode < 0)
 		c->daemon_mode = 1;
 	return CUBEID_OK;

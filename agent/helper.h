@@ -20,6 +20,7 @@
 
 #define HELPER_CONFIG_MAX    (1u << 20) /* bytes of a config file */
 #define HELPER_JWT_SVIDS_MAX 64
+#define HELPER_HEALTH_PORT   8081 /* spiffe-helper's default bind_port */
 
 struct helper_jwt {
 	char *audience; /* jwt_audience */
@@ -55,7 +56,9 @@ int helper_config_parse(const char *buf, size_t len, const char *name, struct he
 /* Apply spiffe-helper's defaults and checks (ValidateConfig): the agent
  * address from the environment, file modes 0644/0600/0600/0600, the
  * all-or-none X.509 names, pid_file_name needs renew_signal and daemon
- * mode, at least one output.  *err as above. */
+ * mode, at least one output; with health_checks.listener_enabled,
+ * bind_port 0..65535 (0: 8081) and liveness_path and readiness_path
+ * ("/live", "/ready" when empty) plain, distinct paths.  *err as above. */
 int helper_config_finish(struct helper_config *c, char **err);
 void helper_config_free(struct helper_config *c);
 
@@ -72,6 +75,30 @@ int helper_x509_files(const struct helper_config *c, const struct cubeid_wl_x509
 int helper_jwt_bundle_json(const struct cubeid_wl_bundle *v, size_t n, uint8_t **out, size_t *len);
 /* The exp claim of a JWT, unverified (0 if it cannot be read). */
 int64_t helper_jwt_exp(const char *tok);
+
+/* ---- the health listener (helper-health.c) ---- */
+enum helper_write_status { HELPER_WS_UNWRITTEN, HELPER_WS_FAILED, HELPER_WS_WRITTEN };
+/* Indices of a status array: the X.509 files, the JWT bundle file, then
+ * jwt_svids[i] at HELPER_HS_JWT0 + i. */
+enum { HELPER_HS_X509, HELPER_HS_JWT_BUNDLE, HELPER_HS_JWT0 };
+/* Fills st[0 .. HELPER_HS_JWT0 + n_jwt) (called on the listener's thread). */
+typedef void (*helper_health_fn)(void *arg, enum helper_write_status *st);
+struct helper_health;
+
+/* spiffe-helper's answer to liveness_path (readiness false) or
+ * readiness_path: *http_status 200 or 503 and its JSON body (new; the
+ * caller frees). */
+int helper_health_reply(const struct helper_config *c, const enum helper_write_status *st,
+                        bool readiness, int *http_status, char **body, size_t *len);
+/* Go's path.Join(dir, name), as spiffe-helper names the JWT files there. */
+char *helper_path_join(const char *dir, const char *name);
+/* Serve c's liveness_path and readiness_path on c->health_bind_port, on
+ * address (an IPv4 or IPv6 literal) or, when NULL, on every address as
+ * spiffe-helper does, in a thread of its own.  CUBEID_ERR_IO if the port
+ * cannot be had. */
+int helper_health_start(const struct helper_config *c, const char *address, helper_health_fn snap,
+                        void *arg, struct helper_health **out);
+void helper_health_stop(struct helper_health *h);
 
 /* ---- the HCL subset, as a tree (helper-hcl.c) ---- */
 enum hv_type { HV_STR, HV_NUM, HV_BOOL, HV_LIST, HV_OBJ };

@@ -184,6 +184,7 @@ include $(srcdir)/agent/picod.mk
 # `cubeid helper`, a drop-in for spiffe-helper (issue 5): its HCL-subset
 # config parser lives in libagent (the fuzzer links it too).
 libagent_la_SOURCES += agent/helper.h agent/helper-config.c agent/helper-hcl.c
+libagent_la_SOURCES += agent/helper-health.c
 agent_cubeid_SOURCES += agent/tool-helper.c agent/helper-files.c
 agent_cubeid_CFLAGS += $(PROTOBUFC_CFLAGS)
 agent_cubeid_LDADD += $(PROTOBUFC_LIBS)

@@ -52,6 +52,9 @@ static const struct tool_opt run_opts[] = {
          "spiffe-helper's configuration file, unchanged (default helper.conf); also -config"},
         {"daemon-mode", 0, "BOOL",
          "true (the default): keep running and renew; false: write once and exit"},
+        {"health-address", 0, "ADDR",
+         "serve health_checks on this IPv4 or IPv6 address only (default: every\n"
+         "address, as spiffe-helper)"},
         {0},
 };
 
@@ -62,7 +65,8 @@ const struct tool_cmd tool_helper_cmds[] = {
          "agent_address, cert_dir, svid_file_name, svid_key_file_name,\n"
          "svid_bundle_file_name, jwt_svids, jwt_bundle_file_name, cmd, cmd_args,\n"
          "renew_signal, pid_file_name, daemon_mode, the *_file_mode keys,\n"
-         "add_intermediates_to_bundle, include_federated_domains, omit_expired, hint)\n"
+         "add_intermediates_to_bundle, include_federated_domains, omit_expired, hint,\n"
+         "health_checks)\n"
          "and spiffe-helper's flags, so 'cubeid helper -config helper.conf' replaces\n"
          "'spiffe-helper -config helper.conf'.  An unknown key is an error with its line.\n"
          "It works with any Workload API socket: cubeid-agent's or SPIRE's.\n"
@@ -78,8 +82,17 @@ const struct tool_cmd tool_helper_cmds[] = {
          "on every change; after each X.509 update it starts cmd with cmd_args (split\n"
          "at spaces with \"quotes\", as spiffe-helper does; no shell) the first time\n"
          "and sends it renew_signal afterwards, and sends renew_signal to the pid in\n"
-         "pid_file_name.  SIGTERM or SIGINT stops it.  'cubeid helper -config FILE' is\n"
-         "the same as 'cubeid helper run --config FILE'.",
+         "pid_file_name.  SIGTERM or SIGINT stops it.\n"
+         "\n"
+         "health_checks { listener_enabled = true } serves, in daemon mode, HTTP GET\n"
+         "on bind_port (8081) on every address (as spiffe-helper; --health-address\n"
+         "ADDR for one): liveness_path (/live) answers 200 unless the last write\n"
+         "of an output failed, readiness_path (/ready) 200 once every output has\n"
+         "been written, otherwise 503, with spiffe-helper's JSON body\n"
+         "{\"status\":\"OK\",\"health\":{\"file_write_statuses\":{...}}}.\n"
+         "With daemon_mode = false there is no listener, as in spiffe-helper.\n"
+         "\n"
+         "'cubeid helper -config FILE' is the same as 'cubeid helper run --config FILE'.",
          run_opts, 0, helper_run},
         {0},
 };
@@ -100,10 +113,15 @@ struct helper {
 	pid_t child; /* cmd, 0 when not running */
 	char **cmd_argv;
 	unsigned writes;
-	bool write_failed;     /* the last write failed: retried with backoff */
-	bool actions_pending;  /* an X.509 update is not written yet */
-	long retry_ms;         /* the next backoff */
-	struct timespec retry; /* when (CLOCK_MONOTONIC) */
+	bool write_failed;    /* the last write failed: retried with backoff */
+	bool actions_pending; /* an X.509 update is not written yet */
+	/* spiffe-helper's write statuses for the health listener, by HELPER_HS_*
+	 * (under ws_mu, not mu: a write may hold mu through pid file retries) */
+	pthread_mutex_t ws_mu;
+	enum helper_write_status ws[HELPER_HS_JWT0 + HELPER_JWT_SVIDS_MAX];
+	const char *health_address; /* --health-address, NULL: every address */
+	long retry_ms;              /* the next backoff */
+	struct timespec retry;      /* when (CLOCK_MONOTONIC) */
 };
 
 static void
@@ -119,6 +137,29 @@ set_buf(struct helper *h, int i, uint8_t *b, size_t len)
 
 static void after_update_locked(struct helper *h);
 
+/* The outputs of a set written (or not), as spiffe-helper records them. */
+static void
+set_status(struct helper *h, const bool *in, enum helper_write_status w)
+{
+	size_t i;
+
+	pthread_mutex_lock(&h->ws_mu);
+	for (i = 0; i < HELPER_HS_JWT0 + h->c->n_jwt; i++)
+		if (in[i])
+			h->ws[i] = w;
+	pthread_mutex_unlock(&h->ws_mu);
+}
+
+static void
+health_snap(void *arg, enum helper_write_status *st)
+{
+	struct helper *h = arg;
+
+	pthread_mutex_lock(&h->ws_mu);
+	memcpy(st, h->ws, sizeof(h->ws));
+	pthread_mutex_unlock(&h->ws_mu);
+}
+
 /* Write every output received so far as one set (under h->mu); after an
  * X.509 update, then signal and start as spiffe-helper does. */
 static int
@@ -127,10 +168,12 @@ write_set_locked(struct helper *h)
 	const struct helper_config *c = h->c;
 	struct cubeid_adir_file f[F_JWT0 + HELPER_JWT_SVIDS_MAX];
 	const char *why = NULL;
+	bool in[HELPER_HS_JWT0 + HELPER_JWT_SVIDS_MAX] = {false};
 	size_t n = 0, i;
 	int rc;
 
 	if (c->svid_file_name != NULL && h->buf[F_SVID] != NULL) {
+		in[HELPER_HS_X509] = true;
 		f[n++] = (struct cubeid_adir_file){c->svid_file_name, h->buf[F_SVID],
 		                                   h->len[F_SVID], (mode_t)c->cert_file_mode};
 		f[n++] = (struct cubeid_adir_file){c->svid_key_file_name, h->buf[F_KEY],
@@ -138,19 +181,24 @@ write_set_locked(struct helper *h)
 		f[n++] = (struct cubeid_adir_file){c->svid_bundle_file_name, h->buf[F_BUNDLE],
 		                                   h->len[F_BUNDLE], (mode_t)c->cert_file_mode};
 	}
-	if (c->jwt_bundle_file_name != NULL && h->buf[F_JWT_BUNDLE] != NULL)
+	if (c->jwt_bundle_file_name != NULL && h->buf[F_JWT_BUNDLE] != NULL) {
+		in[HELPER_HS_JWT_BUNDLE] = true;
 		f[n++] = (struct cubeid_adir_file){c->jwt_bundle_file_name, h->buf[F_JWT_BUNDLE],
 		                                   h->len[F_JWT_BUNDLE],
 		                                   (mode_t)c->jwt_bundle_file_mode};
+	}
 	for (i = 0; i < c->n_jwt; i++)
-		if (h->buf[F_JWT0 + i] != NULL)
+		if (h->buf[F_JWT0 + i] != NULL) {
+			in[HELPER_HS_JWT0 + i] = true;
 			f[n++] = (struct cubeid_adir_file){c->jwt[i].file, h->buf[F_JWT0 + i],
 			                                   h->len[F_JWT0 + i],
 			                                   (mode_t)c->jwt_svid_file_mode};
+		}
 	if (n == 0)
 		return CUBEID_OK;
 	rc = cubeid_adir_write(c->cert_dir != NULL && *c->cert_dir ? c->cert_dir : ".", f, n, NULL,
 	                       &why);
+	set_status(h, in, rc == CUBEID_OK ? HELPER_WS_WRITTEN : HELPER_WS_FAILED);
 	if (rc != CUBEID_OK) {
 		h->retry_ms = !h->write_failed      ? 1000
 		              : h->retry_ms < 60000 ? h->retry_ms * 2
@@ -502,13 +550,18 @@ one_shot(struct helper *h)
 static int
 daemon_mode(struct helper *h)
 {
+	struct helper_health *health = NULL;
 	pthread_t th[3];
 	bool started[3] = {false, false, false};
 	siginfo_t si;
 	struct timespec tick = {0, 200 * 1000 * 1000};
 	sigset_t mask;
-	int i, st;
+	int i, st, rc;
 
+	if (h->c->health_listener_enabled &&
+	    (rc = helper_health_start(h->c, h->health_address, health_snap, h, &health)) !=
+	            CUBEID_OK)
+		return rc;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
@@ -549,6 +602,7 @@ daemon_mode(struct helper *h)
 	for (i = 0; i < 3; i++)
 		if (started[i])
 			pthread_join(th[i], NULL);
+	helper_health_stop(health);
 	return CUBEID_OK;
 }
 
@@ -564,6 +618,8 @@ helper_run(struct tool_ctx *tc)
 
 	memset(&h, 0, sizeof(h));
 	pthread_mutex_init(&h.mu, NULL);
+	pthread_mutex_init(&h.ws_mu, NULL);
+	h.health_address = tool_opt(tc, "health-address");
 	if (path == NULL)
 		path = "helper.conf";
 	if (dm != NULL && strcmp(dm, "true") != 0 && strcmp(dm, "false") != 0 &&
@@ -610,6 +666,9 @@ helper_run(struct tool_ctx *tc)
 	if (!h.c->daemon_mode &&
 	    ((h.c->cmd != NULL && *h.c->cmd) || (h.c->renew_signal != NULL && *h.c->renew_signal)))
 		cubeid_warn("cmd and renew_signal are ignored when daemon_mode is false");
+	if (!h.c->daemon_mode && h.c->health_listener_enabled)
+		cubeid_notice("health_checks: no listener when daemon_mode is false (as "
+		              "spiffe-helper: nothing to serve once the files are written)");
 	{
 		unsigned removed = 0;
 		const char *why = NULL;
@@ -626,6 +685,7 @@ helper_run(struct tool_ctx *tc)
 	deliver_argv_free(h.cmd_argv);
 	helper_config_free(h.c);
 	pthread_mutex_destroy(&h.mu);
+	pthread_mutex_destroy(&h.ws_mu);
 	if (rc != CUBEID_OK)
 		return tool_exit_code(rc);
 	return TOOL_EXIT_OK;

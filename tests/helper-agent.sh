@@ -8,6 +8,9 @@
 #    splits them (no shell), renew_signal sent to it and to the pid in
 #    pid_file_name after each rotation; the torn-read probe on its files;
 #  - an unknown key fails with the file and line;
+#  - health_checks: spiffe-helper's /live and /ready (status codes, JSON
+#    bodies) before the agent is there, after a failed write, once the files
+#    are written; the port is free again after SIGTERM;
 #  - SIGKILL of the helper at random moments: a whole set is left, and a
 #    restart writes again with no debris.
 set -u
@@ -119,6 +122,118 @@ if [ $rc -eq 2 ] && grep -q "$D/bad.conf:4: unknown key 'svid_file_nam'" "$D/bad
 	ok "an unknown key: exit 2, '$(grep -o "bad.conf:4: unknown key '[a-z_]*'" "$D/bad.log")'"
 else
 	bad "unknown key: exit $rc: $(cat "$D/bad.log")"
+fi
+
+# ---- health_checks: spiffe-helper's liveness and readiness listener
+command -v curl >/dev/null || { echo "FAIL: curl not found"; exit 1; }
+free_port() {
+	local p
+	for _ in $(seq 1 200); do
+		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
+	done
+	return 1
+}
+# hget PATH [curl args] -> "CODE CONTENT-TYPE", the body in $D/h.body
+hget() {
+	curl -s -o "$D/h.body" -w '%{http_code} %{content_type}' --max-time 30 "${@:2}" \
+		"http://127.0.0.1:$hport$1"
+}
+# hwait PATH CODE TEXT: until PATH answers CODE with TEXT in its body (120 s)
+hwait() {
+	for _ in $(seq 1 1200); do
+		[ "$(hget "$1")" = "$2 application/json" ] && grep -qF "$3" "$D/h.body" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+H=$D/health
+mkdir -p "$H"
+sed "s|/once\"|/once3\"|" "$D/once.conf" >"$D/once3.conf"
+printf 'health_checks {\n  listener_enabled = true\n}\n' >>"$D/once3.conf"
+if "$cubeid" helper -config "$D/once3.conf" >"$D/once3.log" 2>&1 && consistent "$D/once3" &&
+	grep -q "no listener when daemon_mode is false" "$D/once3.log"; then
+	ok "one-shot with listener_enabled: writes, exits 0, no listener (as spiffe-helper)"
+else
+	bad "one-shot with health_checks: $(cat "$D/once3.log")"
+fi
+for _ in 1 2 3 4 5; do
+	hport=$(free_port) || break
+	cat >"$D/health.conf" <<EOF
+# spiffe-helper v0.11.0 with its health listener; the agent's socket comes later
+agent_address = "$D/late.sock"
+cert_dir = "$H"
+svid_file_name = "svid.pem"
+svid_key_file_name = "svid_key.pem"
+svid_bundle_file_name = "svid_bundle.pem"
+jwt_bundle_file_name = "jwt_bundle.json"
+jwt_svids = [{jwt_audience = "picod", jwt_svid_file_name = "picod.jwt"}]
+health_checks {
+  listener_enabled = true
+  bind_port = $hport
+}
+EOF
+	"$cubeid" helper -config "$D/health.conf" --health-address 127.0.0.1 >"$D/health.log" 2>&1 &
+	hpid=$!
+	for _ in $(seq 1 300); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$hport") 2>/dev/null && break
+		kill -0 "$hpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$hpid" 2>/dev/null && break
+	wait "$hpid"
+	hpid=
+	grep -q "cannot listen" "$D/health.log" || break # only a taken port is retried
+done
+if [ -z "$hpid" ]; then
+	bad "health listener did not start: $(cat "$D/health.log")"
+else
+	# no agent yet: alive, not ready, everything "unwritten"
+	unw='{"x509_write_status":"unwritten","jwt_write_status":{"'$H'/jwt_bundle.json":"unwritten","'$H'/picod.jwt":"unwritten"}}'
+	if [ "$(hget /live)" = "200 application/json" ] &&
+		[ "$(cat "$D/h.body")" = '{"status":"OK","health":{"file_write_statuses":'"$unw"'}}' ] &&
+		[ "$(hget /ready)" = "503 application/json" ] &&
+		[ "$(cat "$D/h.body")" = '{"status":"Service Unavailable","health":{"file_write_statuses":'"$unw"'}}' ]; then
+		ok "before any write: /live 200, /ready 503, spiffe-helper's JSON, all \"unwritten\" (port $hport)"
+	else
+		bad "before any write: $(hget /live) $(cat "$D/h.body")"
+	fi
+	# the agent appears, but the write fails: not alive
+	mkdir "$H/svid.pem"
+	ln -s "$S" "$D/late.sock"
+	if hwait /live 503 '"x509_write_status":"failed"' &&
+		[ "$(hget /ready)" = "503 application/json" ]; then
+		ok "a failed write: /live and /ready 503, x509_write_status \"failed\""
+	else
+		bad "failed write: $(hget /live) $(cat "$D/h.body") $(tail -3 "$D/health.log")"
+	fi
+	rmdir "$H/svid.pem"
+	wr='{"x509_write_status":"written","jwt_write_status":{"'$H'/jwt_bundle.json":"written","'$H'/picod.jwt":"written"}}'
+	if hwait /ready 200 '"status":"OK"' &&
+		[ "$(cat "$D/h.body")" = '{"status":"OK","health":{"file_write_statuses":'"$wr"'}}' ] &&
+		consistent "$H" && [ -s "$H/picod.jwt" ] && [ -s "$H/jwt_bundle.json" ] &&
+		[ "$(hget /live)" = "200 application/json" ]; then
+		ok "once the files are written: /ready and /live 200, every status \"written\""
+	else
+		bad "after the write: $(hget /ready) $(cat "$D/h.body")"
+	fi
+	if [ "$(hget /other)" = "404 text/plain; charset=utf-8" ] &&
+		[ "$(cat "$D/h.body")" = "404 page not found" ] &&
+		[ "$(hget /ready -X POST)" = "405 text/plain; charset=utf-8" ] &&
+		[ "$(hget /ready -I)" = "200 application/json" ]; then
+		ok "other paths 404 (as Go's ServeMux); POST 405; HEAD 200"
+	else
+		bad "other requests: $(hget /other) $(hget /ready -X POST) $(hget /ready -I)"
+	fi
+	kill -TERM "$hpid"
+	wait "$hpid"
+	rc=$?
+	hpid=
+	if [ $rc -eq 0 ] && ! (exec 3<>"/dev/tcp/127.0.0.1/$hport") 2>/dev/null; then
+		ok "SIGTERM: exit 0 and port $hport is released"
+	else
+		bad "after SIGTERM: exit $rc, port $hport still answers?"
+	fi
 fi
 
 # ---- daemon mode: cmd, cmd_args, renew_signal, pid_file_name

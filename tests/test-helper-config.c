@@ -131,8 +131,159 @@ START_TEST(test_errors_name_key_and_line)
 	parse_err("jwt_bundle_file_name = \"b\"\nrenew_signal = \"SIGNOPE\"\n", "unknown signal");
 	parse_err("jwt_bundle_file_name = \"sub/b.json\"\n", "plain file names");
 	parse_err("jwt_bundle_file_name = \"b\"\ncert_file_mode = -1\n", "must be positive");
-	parse_err("jwt_bundle_file_name = \"b\"\nhealth_checks { listener_enabled = true }\n",
-	          "no health listener");
+}
+END_TEST
+
+static struct helper_config *
+finish_ok(const char *s)
+{
+	struct helper_config *c = parse_ok(s);
+	char *err = NULL;
+	int r = helper_config_finish(c, &err);
+
+	ck_assert_msg(r == CUBEID_OK, "finish failed: %s", err != NULL ? err : "?");
+	return c;
+}
+
+START_TEST(test_health_checks_keys)
+{
+	struct helper_config *c;
+
+	/* spiffe-helper's defaults when enabled: 8081, /live, /ready */
+	c = finish_ok("jwt_bundle_file_name = \"b\"\nhealth_checks { listener_enabled = true }\n");
+	ck_assert(c->health_listener_enabled);
+	ck_assert_int_eq(c->health_bind_port, 8081);
+	ck_assert_str_eq(c->health_liveness_path, "/live");
+	ck_assert_str_eq(c->health_readiness_path, "/ready");
+	helper_config_free(c);
+	c = finish_ok("jwt_bundle_file_name = \"b\"\nhealth_checks {\n listener_enabled = true\n"
+	              " bind_port = \"0x1f90\"\n liveness_path = \"/healthz/live\"\n"
+	              " readiness_path = \"/\"\n}\n");
+	ck_assert_int_eq(c->health_bind_port, 8080);
+	ck_assert_str_eq(c->health_liveness_path, "/healthz/live");
+	ck_assert_str_eq(c->health_readiness_path, "/");
+	helper_config_free(c);
+	/* disabled: spiffe-helper checks nothing in the block */
+	c = finish_ok("jwt_bundle_file_name = \"b\"\nhealth_checks { bind_port = -1\n"
+	              "liveness_path = \"x\" }\n");
+	ck_assert(!c->health_listener_enabled);
+	helper_config_free(c);
+	/* bad ports, bad paths, bad types, unknown keys with their line */
+	parse_err("jwt_bundle_file_name = \"b\"\nhealth_checks { listener_enabled = true\n"
+	          "bind_port = -1 }\n",
+	          "bind port must be positive");
+	parse_err("jwt_bundle_file_name = \"b\"\nhealth_checks { listener_enabled = true\n"
+	          "bind_port = 65536 }\n",
+	          "bind_port 65536 is larger than 65535");
+	parse_err("health_checks {\n bind_port = \"http\" }\n",
+	          "t.conf:2: 'bind_port' must be an integer");
+	parse_err("health_checks {\n listener_enabled = \"yes\" }\n",
+	          "t.conf:2: 'listener_enabled' must be true or false");
+	parse_err("health_checks {\n listener_enabled = true\n bind_address = \"0.0.0.0\" }\n",
+	          "t.conf:3: unknown key 'bind_address' in health_checks");
+	parse_err("health_checks {\n liveness_path = [\"/a\"] }\n",
+	          "t.conf:2: 'liveness_path' must be a string");
+	parse_err("health_checks { listener_enabled = true }\nhealth_checks { }\n",
+	          "t.conf:2: duplicate key 'health_checks'");
+	parse_err("jwt_bundle_file_name = \"b\"\nhealth_checks { listener_enabled = true\n"
+	          "liveness_path = \"live\" }\n",
+	          "liveness_path 'live' must start with '/'");
+	parse_err("jwt_bundle_file_name = \"b\"\nhealth_checks { listener_enabled = true\n"
+	          "readiness_path = \"/re ady\" }\n",
+	          "readiness_path '/re ady' must start with '/'");
+	parse_err("jwt_bundle_file_name = \"b\"\nhealth_checks { listener_enabled = true\n"
+	          "readiness_path = \"/{x}\" }\n",
+	          "readiness_path '/{x}'");
+	parse_err("jwt_bundle_file_name = \"b\"\nhealth_checks { listener_enabled = true\n"
+	          "readiness_path = \"/live\" }\n",
+	          "liveness_path and readiness_path are both '/live'");
+}
+END_TEST
+
+static void
+join_eq(const char *dir, const char *name, const char *want)
+{
+	char *p = helper_path_join(dir, name);
+
+	ck_assert_ptr_nonnull(p);
+	ck_assert_str_eq(p, want);
+	free(p);
+}
+
+START_TEST(test_health_reply_like_spiffe_helper)
+{
+	struct helper_config *c;
+	enum helper_write_status st[HELPER_HS_JWT0 + 2] = {0};
+	char *body = NULL;
+	size_t len = 0;
+	int code = 0;
+
+	/* Go's path.Join, as spiffe-helper names the JWT files */
+	join_eq(NULL, "a.jwt", "a.jwt");
+	join_eq("", "a.jwt", "a.jwt");
+	join_eq("certs/", "a.jwt", "certs/a.jwt");
+	join_eq("./certs//x/..", "a.jwt", "certs/a.jwt");
+	join_eq("/../tmp/", "a.jwt", "/tmp/a.jwt");
+	join_eq("../../c", "a", "../../c/a");
+	join_eq(".", "a", "a");
+
+	c = finish_ok("cert_dir = \"/run/c<&>\"\nsvid_file_name = \"s\"\n"
+	              "svid_key_file_name = \"k\"\nsvid_bundle_file_name = \"b\"\n"
+	              "jwt_bundle_file_name = \"z.json\"\n"
+	              "jwt_svids = [{jwt_audience = \"a\", jwt_svid_file_name = \"a.jwt\"}]\n"
+	              "health_checks { listener_enabled = true }\n");
+	/* nothing written yet: alive, not ready; Go's encoding/json of its Response */
+	ck_assert_int_eq(helper_health_reply(c, st, false, &code, &body, &len), CUBEID_OK);
+	ck_assert_int_eq(code, 200);
+	ck_assert_str_eq(body, "{\"status\":\"OK\",\"health\":{\"file_write_statuses\":{"
+	                       "\"x509_write_status\":\"unwritten\",\"jwt_write_status\":{"
+	                       "\"/run/c\\u003c\\u0026\\u003e/a.jwt\":\"unwritten\","
+	                       "\"/run/c\\u003c\\u0026\\u003e/z.json\":\"unwritten\"}}}}");
+	ck_assert_uint_eq(len, strlen(body));
+	free(body);
+	ck_assert_int_eq(helper_health_reply(c, st, true, &code, &body, &len), CUBEID_OK);
+	ck_assert_int_eq(code, 503);
+	ck_assert_ptr_nonnull(strstr(body, "{\"status\":\"Service Unavailable\",\"health\""));
+	free(body);
+	/* all but one written: still not ready */
+	st[HELPER_HS_X509] = st[HELPER_HS_JWT_BUNDLE] = HELPER_WS_WRITTEN;
+	ck_assert_int_eq(helper_health_reply(c, st, true, &code, &body, &len), CUBEID_OK);
+	ck_assert_int_eq(code, 503);
+	free(body);
+	st[HELPER_HS_JWT0] = HELPER_WS_WRITTEN;
+	ck_assert_int_eq(helper_health_reply(c, st, true, &code, &body, &len), CUBEID_OK);
+	ck_assert_int_eq(code, 200);
+	ck_assert_ptr_nonnull(strstr(body, "\"x509_write_status\":\"written\""));
+	free(body);
+	/* a failed write: not alive, not ready */
+	st[HELPER_HS_X509] = HELPER_WS_FAILED;
+	ck_assert_int_eq(helper_health_reply(c, st, false, &code, &body, &len), CUBEID_OK);
+	ck_assert_int_eq(code, 503);
+	ck_assert_ptr_nonnull(strstr(body, "\"x509_write_status\":\"failed\""));
+	free(body);
+	helper_config_free(c);
+
+	/* without X.509 files: no x509_write_status */
+	memset(st, 0, sizeof(st));
+	c = finish_ok("jwt_svids = [{jwt_audience = \"a\", jwt_svid_file_name = \"a.jwt\"}]\n"
+	              "health_checks { listener_enabled = true }\n");
+	ck_assert_int_eq(helper_health_reply(c, st, true, &code, &body, &len), CUBEID_OK);
+	ck_assert_int_eq(code, 503);
+	ck_assert_str_eq(body, "{\"status\":\"Service Unavailable\",\"health\":{"
+	                       "\"file_write_statuses\":{\"jwt_write_status\":{\"a.jwt\":"
+	                       "\"unwritten\"}}}}");
+	free(body);
+	helper_config_free(c);
+	/* X.509 only: jwt_write_status is an empty object, as Go writes an empty map */
+	st[HELPER_HS_X509] = HELPER_WS_WRITTEN;
+	c = finish_ok("svid_file_name = \"s\"\nsvid_key_file_name = \"k\"\n"
+	              "svid_bundle_file_name = \"b\"\nhealth_checks { listener_enabled = true }\n");
+	ck_assert_int_eq(helper_health_reply(c, st, true, &code, &body, &len), CUBEID_OK);
+	ck_assert_int_eq(code, 200);
+	ck_assert_str_eq(body, "{\"status\":\"OK\",\"health\":{\"file_write_statuses\":{"
+	                       "\"x509_write_status\":\"written\",\"jwt_write_status\":{}}}}");
+	free(body);
+	helper_config_free(c);
 }
 END_TEST
 
@@ -233,6 +384,8 @@ main(void)
 	tcase_add_test(tc, test_spiffe_helper_example);
 	tcase_add_test(tc, test_blocks_and_escapes);
 	tcase_add_test(tc, test_errors_name_key_and_line);
+	tcase_add_test(tc, test_health_checks_keys);
+	tcase_add_test(tc, test_health_reply_like_spiffe_helper);
 	tcase_add_test(tc, test_cmd_args_split_like_spiffe_helper);
 	tcase_add_test(tc, test_signals_and_pid_files);
 	tcase_add_test(tc, test_run_without_shell);
