@@ -9,7 +9,9 @@
 #    (InvalidArgument);
 #  - another uid (nobody, when we are root): PermissionDenied;
 #  - the real spiffe-helper pointed at our socket writes svid.pem,
-#    svid_key.pem and svid_bundle.pem, which openssl verifies.
+#    svid_key.pem and svid_bundle.pem, which openssl verifies;
+#  - its health listener and `cubeid helper`'s answer alike (codes, content
+#    types, JSON bodies), side by side in a private network namespace.
 #
 # Exit: 0 pass, 1 fail, 77 skip (no usable Go outside CI; with CI=true a
 # missing Go is a failure).
@@ -139,6 +141,69 @@ if timeout 60 "$helper" -config "$D/helper.conf" >"$D/helper.log" 2>&1 &&
 	ok "spiffe-helper wrote svid.pem/svid_key.pem/svid_bundle.pem; openssl verifies; key matches"
 else
 	bad "spiffe-helper: $(cat "$D/helper.log")"
+fi
+
+# the health listener of the real spiffe-helper and of `cubeid helper`, side
+# by side with the same configuration, in a private network namespace (both
+# bind every address, as spiffe-helper's ":PORT" does; nothing leaves it)
+cat >"$D/health.conf" <<EOF
+agent_address = "$S"
+cert_dir = "certs"
+svid_file_name = "svid.pem"
+svid_key_file_name = "svid_key.pem"
+svid_bundle_file_name = "svid_bundle.pem"
+jwt_bundle_file_name = "jwt_bundle.json"
+jwt_svids = [{jwt_audience = "picod", jwt_svid_file_name = "picod.jwt"}]
+health_checks {
+  listener_enabled = true
+  bind_port = PORT
+}
+EOF
+if ! command -v curl >/dev/null || ! unshare -n true 2>/dev/null; then
+	if [ "${CI:-}" = true ]; then
+		bad "health listeners side by side: needs curl and unshare -n (a network namespace)"
+	else
+		echo "# SKIP: health listeners side by side: needs curl and unshare -n"
+	fi
+else
+	mkdir -p "$D/sh/certs" "$D/ch/certs"
+	sed 's/PORT/8081/' "$D/health.conf" >"$D/sh/helper.conf"
+	sed 's/PORT/8082/' "$D/health.conf" >"$D/ch/helper.conf"
+	# shellcheck disable=SC2016
+	timeout 300 unshare -n bash -c '
+		ip link set lo up || exit 1
+		(cd "$1/sh" && exec "$2" -config helper.conf >"$1/sh/log" 2>&1) &
+		a=$!
+		(cd "$1/ch" && exec "$3" helper -config helper.conf >"$1/ch/log" 2>&1) &
+		b=$!
+		get() { curl -s -o "$1/$2.body" -w "%{http_code} %{content_type}" --max-time 30 \
+			"http://127.0.0.1:$3$4" >"$1/$2.code"; }
+		for _ in $(seq 1 1200); do
+			get "$1/sh" ready 8081 /ready
+			get "$1/ch" ready 8082 /ready
+			[ "$(cat "$1/sh/ready.code")" = "200 application/json" ] &&
+				[ "$(cat "$1/ch/ready.code")" = "200 application/json" ] && break
+			sleep 0.1
+		done
+		for d in sh:8081 ch:8082; do
+			get "$1/${d%:*}" live "${d#*:}" /live
+			get "$1/${d%:*}" nope "${d#*:}" /nope
+		done
+		kill -TERM "$a" "$b"
+		wait "$a" "$b"
+	' sh "$D" "$helper" "$cubeid"
+	same=1
+	for f in ready.code ready.body live.code live.body nope.code nope.body; do
+		cmp -s "$D/sh/$f" "$D/ch/$f" || same=0
+	done
+	if [ "$same" -eq 1 ] && [ "$(cat "$D/sh/ready.code")" = "200 application/json" ] &&
+		grep -q '"x509_write_status":"written"' "$D/sh/ready.body"; then
+		ok "health listeners side by side: /ready, /live, /nope answer as spiffe-helper's: $(cat "$D/ch/ready.body")"
+	else
+		bad "health listeners differ: spiffe-helper $(cat "$D/sh/"{ready.code,ready.body,live.code,live.body,nope.code,nope.body} 2>/dev/null | tr '\n' ' ')" \
+			"/ cubeid $(cat "$D/ch/"{ready.code,ready.body,live.code,live.body,nope.code,nope.body} 2>/dev/null | tr '\n' ' ')"
+		tail -5 "$D/sh/log" "$D/ch/log"
+	fi
 fi
 
 kill -TERM "$pid"
