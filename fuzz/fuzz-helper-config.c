@@ -1,7 +1,8 @@
 /*
  * libFuzzer target: spiffe-helper's configuration files (the HCL subset of
  * agent/helper-config.c), parsed and then checked as `cubeid helper` does,
- * and spiffe-helper's cmd_args splitting.
+ * the health listener's JSON body of what was read, and spiffe-helper's
+ * cmd_args splitting.
  */
 #include "config.h"
 
@@ -29,6 +30,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		r = helper_config_finish(c, &err);
 		if (r != 0 && err == NULL)
 			abort();
+		if (r == 0 && c->health_listener_enabled) {
+			/* the health body, with cert_dir and the names as they came */
+			enum helper_write_status st[HELPER_HS_JWT0 + HELPER_JWT_SVIDS_MAX];
+			char *body = NULL;
+			size_t len = 0;
+			int code = 0;
+
+			memset(st, 0, sizeof(st));
+			st[HELPER_HS_X509] = HELPER_WS_FAILED;
+			if (helper_health_reply(c, st, true, &code, &body, &len) == 0 &&
+			    (code != 503 || body == NULL || strlen(body) != len))
+				abort();
+			free(body);
+		}
 	} else if (c != NULL) {
 		abort(); /* failure never leaves a result */
 	}
