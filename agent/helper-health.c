@@ -269,7 +269,6 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 {
 	struct helper_health *h = cls;
 	enum helper_write_status st[HELPER_HS_JWT0 + HELPER_JWT_SVIDS_MAX];
-	static int first;
 	char *body = NULL;
 	size_t len = 0;
 	int code = 0;
@@ -277,11 +276,13 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 
 	(void)version;
 	(void)upload;
-	if (*state == NULL) { /* the headers: answer on the next call */
-		*state = &first;
+	(void)state;
+	/* Answered on the first call, once the headers are in (as agent/http.c
+	 * does); a body the client sends after is read and dropped. */
+	if (*upload_len != 0) {
+		*upload_len = 0;
 		return MHD_YES;
 	}
-	*upload_len = 0; /* a body, if any, is ignored */
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8",
 		             (char *)"method not allowed\n", 19, false);

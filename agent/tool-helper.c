@@ -24,6 +24,7 @@
 #include <cubeid/log.h>
 #include <cubeid/workloadapi.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -620,6 +621,16 @@ helper_run(struct tool_ctx *tc)
 	pthread_mutex_init(&h.mu, NULL);
 	pthread_mutex_init(&h.ws_mu, NULL);
 	h.health_address = tool_opt(tc, "health-address");
+	if (h.health_address != NULL) {
+		struct in6_addr a;
+
+		if (inet_pton(AF_INET, h.health_address, &a) != 1 &&
+		    inet_pton(AF_INET6, h.health_address, &a) != 1)
+			return tool_usage_error(tc,
+			                        "--health-address takes an IPv4 or IPv6 address, "
+			                        "not '%s'",
+			                        h.health_address);
+	}
 	if (path == NULL)
 		path = "helper.conf";
 	if (dm != NULL && strcmp(dm, "true") != 0 && strcmp(dm, "false") != 0 &&

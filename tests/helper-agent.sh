@@ -219,11 +219,12 @@ else
 	fi
 	if [ "$(hget /other)" = "404 text/plain; charset=utf-8" ] &&
 		[ "$(cat "$D/h.body")" = "404 page not found" ] &&
-		[ "$(hget /ready -X POST)" = "405 text/plain; charset=utf-8" ] &&
+		[ "$(hget /ready -d body)" = "405 text/plain; charset=utf-8" ] &&
+		[ "$(hget /live -X GET -d body)" = "200 application/json" ] &&
 		[ "$(hget /ready -I)" = "200 application/json" ]; then
-		ok "other paths 404 (as Go's ServeMux); POST 405; HEAD 200"
+		ok "other paths 404 (as Go's ServeMux); POST (with a body) 405; GET with a body and HEAD 200"
 	else
-		bad "other requests: $(hget /other) $(hget /ready -X POST) $(hget /ready -I)"
+		bad "other requests: $(hget /other) $(hget /ready -d body) $(hget /live -X GET -d body) $(hget /ready -I)"
 	fi
 	kill -TERM "$hpid"
 	wait "$hpid"
