@@ -273,6 +273,9 @@ on_epoll(cubeid_loop *l, int fd, int events, void *arg)
 	http_drive(arg);
 }
 
+/* libmicrohttpd passes its own format strings */
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
