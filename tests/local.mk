@@ -12,6 +12,12 @@ TESTS += tests/test-error
 
 EXTRA_DIST += tests/valgrind-wrap tests/lsan.supp tests/valgrind.supp
 
+# The key-handling programs are linked with full RELRO and BIND_NOW (see
+# configure.ac: lazy binding spills vector registers, key bytes included,
+# onto the stack).
+TESTS += tests/hardening-flags.sh
+EXTRA_DIST += tests/hardening-flags.sh
+
 # The TPM lane (issue 2): the token-layer test programs again, against a
 # throwaway software TPM (swtpm + tpm2-abrmd + tpm2-pkcs11) instead of
 # SoftHSM2.  `make check-tpm`; see tests/tpm/lane.sh.  Outside CI a lane that
