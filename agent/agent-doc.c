@@ -552,6 +552,16 @@ static const struct key_doc config_docs[] = {
          "Connections on the socket; more are refused."},
         {"grpc.max_pending_output", "a size; default 8MiB",
          "Bytes queued for one connection before the slow client is dropped."},
+        {"grpc.max_connections_per_uid", "a number; default 512",
+         "Connections one local user (the uid the kernel gives for the caller) may hold; more "
+         "from that user are refused, so that one user cannot take the socket from the "
+         "others."},
+        {"grpc.max_streams_per_uid", "a number; default 1024",
+         "Concurrent streams one local user may hold over all its connections; more are "
+         "refused (REFUSED_STREAM)."},
+        {"grpc.first_request_timeout", "a duration; default 10s",
+         "A connection that has not sent one whole request by then is closed; after its first "
+         "request the idle timeout (5 minutes) applies."},
         {"cluster.store", "file or kubernetes; default off",
          "Trust across nodes (docs/cluster.md): where this node publishes its JWT public keys "
          "and reads every other node's.  The served JWT bundle is then the union of the valid "

@@ -194,6 +194,15 @@ struct grpc_limits {
 	unsigned max_connections;  /* connections per listener (4096) */
 	size_t max_pending_output; /* bytes queued per connection before the
 	                              slow client is dropped (8 MiB) */
+	/* One local user's share (SO_PEERCRED uid at accept): connections
+	 * (512) and concurrent streams over all of them (1024), so that one
+	 * user cannot take the socket from everyone else. */
+	unsigned max_connections_per_uid;
+	unsigned max_streams_per_uid;
+	/* A connection that has not sent one whole request by then is
+	 * closed, seconds (10); after its first request the idle timeout
+	 * (5 min) applies. */
+	long first_request_timeout;
 };
 int grpc_server_new(cubeid_loop *l, const struct grpc_method *m, size_t n_methods,
                     const struct grpc_limits *lim, void *ctx, grpc_server **out);

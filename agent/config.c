@@ -63,6 +63,9 @@ static const struct key grpc_keys[] = {
         {"max_streams", K_UINT, GOFF(max_streams), 100000},
         {"max_connections", K_UINT, GOFF(max_connections), 1000000},
         {"max_pending_output", K_SIZE, GOFF(max_pending_output), (size_t)1 << 30},
+        {"max_connections_per_uid", K_UINT, GOFF(max_connections_per_uid), 1000000},
+        {"max_streams_per_uid", K_UINT, GOFF(max_streams_per_uid), 100000000},
+        {"first_request_timeout", K_DURATION, GOFF(first_request_timeout), 0},
         {NULL, 0, 0, 0},
 };
 #define COFF(f) (offsetof(struct agent_config, cluster) + offsetof(struct cluster_config, f))
@@ -164,6 +167,9 @@ config_default(struct agent_config **out)
 	c->grpc.max_streams = 100;
 	c->grpc.max_connections = 4096;
 	c->grpc.max_pending_output = 8u << 20;
+	c->grpc.max_connections_per_uid = 512;
+	c->grpc.max_streams_per_uid = 1024;
+	c->grpc.first_request_timeout = 10;
 	c->cluster.refresh = 30;
 	*out = c;
 	return CUBEID_OK;
@@ -284,7 +290,9 @@ apply_mapping(yaml_document_t *doc, yaml_node_t *map, const struct key *keys, co
 			if (vn == NULL || vn->type != YAML_MAPPING_NODE)
 				return yu_err(err, name, vn,
 				              "'grpc' must be a mapping (max_message, max_streams, "
-				              "max_connections, max_pending_output)");
+				              "max_connections, max_pending_output, "
+				              "max_connections_per_uid, max_streams_per_uid, "
+				              "first_request_timeout)");
 			if ((r = apply_mapping(doc, vn, grpc_keys, "grpc.", c, name, err)) != 0)
 				return r;
 			continue;

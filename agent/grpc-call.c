@@ -31,6 +31,7 @@ call_free(struct grpc_call *call)
 	if (call->next != NULL)
 		call->next->prev = call->prev;
 	c->n_calls--;
+	grpc_peer_call_done(c);
 	c->pending -= call->out_len - call->out_off;
 	if (c->n_calls == 0)
 		c->last_active = grpc_mono_ms();
@@ -357,13 +358,15 @@ on_begin_headers_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	if (c->n_calls >= c->srv->lim.max_streams) {
+	if (c->n_calls >= c->srv->lim.max_streams || !grpc_peer_call_take(c)) {
 		nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
 		                          NGHTTP2_REFUSED_STREAM);
 		return 0; /* no call: the rest of the stream is ignored */
 	}
-	if ((call = calloc(1, sizeof(*call))) == NULL)
+	if ((call = calloc(1, sizeof(*call))) == NULL) {
+		grpc_peer_call_done(c);
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	}
 	call->conn = c;
 	call->stream_id = frame->hd.stream_id;
 	grpc_deframer_init(&call->req, c->srv->lim.max_message);
@@ -501,8 +504,10 @@ on_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 		return 0;
 	if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
 		check_headers(call);
-	if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+	if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+		call->conn->got_request = true;
 		dispatch(call);
+	}
 	return 0;
 }
 

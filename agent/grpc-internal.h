@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include <nghttp2/nghttp2.h>
@@ -24,6 +25,15 @@
 #define GRPC_SENDBUF         (64 * 1024) /* frames gathered for one send() */
 
 struct conn;
+
+/* What one local user (uid) holds on the server: its share is capped by
+ * grpc_limits.max_connections_per_uid and max_streams_per_uid. */
+struct grpc_peer {
+	struct grpc_peer *next; /* hash chain */
+	uid_t uid;
+	unsigned conns, calls;
+};
+#define GRPC_PEER_BUCKETS 64
 
 struct grpc_call {
 	struct conn *conn;
@@ -57,6 +67,8 @@ struct conn {
 	grpc_server *srv;
 	struct conn *prev, *next;
 	int fd;
+	struct grpc_peer *peer; /* the uid's share this connection counts in */
+	bool got_request;       /* one whole request seen (first_request_ms) */
 	nghttp2_session *h2;
 	struct grpc_call *calls;
 	unsigned n_calls;
@@ -65,7 +77,7 @@ struct conn {
 	size_t wlen, woff, wcap;
 	bool wbuf_secret; /* wbuf is secbuf memory (it held a sensitive call's bytes) */
 	long idle_timer, drop_timer;
-	uint64_t last_active;
+	uint64_t last_active, accepted;
 	int in_h2;   /* inside nghttp2_session_mem_recv / callbacks */
 	bool dead;   /* being torn down */
 	bool doomed; /* drop scheduled */
@@ -82,6 +94,9 @@ struct grpc_server {
 	size_t n_listeners;
 	struct conn *conns;
 	unsigned n_conns;
+	struct grpc_peer *peers[GRPC_PEER_BUCKETS];
+	unsigned long refused;   /* connections refused since the last log line */
+	uint64_t refused_logged; /* when that line was written (mono ms) */
 	/* One buffer (secbuf) where a flush gathers a connection's frames so
 	 * that they go out in one send(); wiped after a sensitive call's
 	 * bytes passed through it. */
@@ -105,6 +120,10 @@ void grpc_call_set_callbacks(nghttp2_session_callbacks *cb);
 void grpc_call_gone(struct grpc_call *call);
 
 /* grpc-server.c: connection output and teardown. */
+/* Whether the connection's uid may open one more stream; counts it if so
+ * (grpc_peer_call_done() gives it back). */
+bool grpc_peer_call_take(struct conn *c);
+void grpc_peer_call_done(struct conn *c);
 /* Push nghttp2's output to the socket; -1 (close scheduled) if dead.
  * Never frees the connection. */
 int grpc_conn_flush(struct conn *c);

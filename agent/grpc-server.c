@@ -105,6 +105,81 @@ conn_set_watch(struct conn *c, int events)
 		c->watching = events;
 }
 
+/* ------------------------------------------------------------- peers */
+
+static unsigned
+peer_bucket(uid_t uid)
+{
+	return (unsigned)((uint32_t)uid * 2654435761u >> 26) % GRPC_PEER_BUCKETS;
+}
+
+/* The share of uid, made on first use; NULL without memory. */
+static struct grpc_peer *
+peer_get(grpc_server *s, uid_t uid)
+{
+	struct grpc_peer **head = &s->peers[peer_bucket(uid)], *p;
+
+	for (p = *head; p != NULL; p = p->next)
+		if (p->uid == uid)
+			return p;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->uid = uid;
+	p->next = *head;
+	*head = p;
+	return p;
+}
+
+/* Drop uid's share once it holds nothing. */
+static void
+peer_put(grpc_server *s, struct grpc_peer *peer)
+{
+	struct grpc_peer **pp;
+
+	if (peer == NULL || peer->conns > 0 || peer->calls > 0)
+		return;
+	for (pp = &s->peers[peer_bucket(peer->uid)]; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == peer) {
+			*pp = peer->next;
+			free(peer);
+			return;
+		}
+}
+
+bool
+grpc_peer_call_take(struct conn *c)
+{
+	if (c->peer == NULL)
+		return true;
+	if (c->peer->calls >= c->srv->lim.max_streams_per_uid)
+		return false;
+	c->peer->calls++;
+	return true;
+}
+
+void
+grpc_peer_call_done(struct conn *c)
+{
+	if (c->peer != NULL && c->peer->calls > 0)
+		c->peer->calls--;
+}
+
+/* A refusal is logged at most once a second, with how many were refused
+ * since: a flood must not also flood the log. */
+static void
+refusal_log(grpc_server *s, const char *why, uid_t uid)
+{
+	uint64_t now = grpc_mono_ms();
+
+	s->refused++;
+	if (now - s->refused_logged < 1000 && s->refused_logged != 0)
+		return;
+	cubeid_warn("grpc: refusing connections: %s (uid %u; %lu refused in the last second)", why,
+	            (unsigned)uid, s->refused);
+	s->refused_logged = now;
+	s->refused = 0;
+}
+
 static void
 conn_close(struct conn *c)
 {
@@ -127,6 +202,10 @@ conn_close(struct conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	s->n_conns--;
+	if (c->peer != NULL) {
+		c->peer->conns--;
+		peer_put(s, c->peer);
+	}
 	wbuf_release(c);
 	free(c);
 }
@@ -352,6 +431,20 @@ idle_timer_cb(cubeid_loop *l, void *arg)
 	struct conn *c = arg;
 	uint64_t now = grpc_mono_ms();
 
+	if (!c->got_request) {
+		/* a connection that never sent a whole request holds a slot
+		 * for nothing: it gets first_request_ms, not the idle time */
+		uint64_t limit = (uint64_t)c->srv->lim.first_request_timeout * 1000;
+
+		if (now - c->accepted >= limit) {
+			cubeid_debug("grpc: closing fd %d: no request in %ld s", c->fd,
+			             c->srv->lim.first_request_timeout);
+			c->idle_timer = 0;
+			conn_close(c);
+			return -1;
+		}
+		return (long)(limit - (now - c->accepted));
+	}
 	if (c->n_calls > 0)
 		return GRPC_IDLE_MS;
 	if (now - c->last_active >= GRPC_IDLE_MS) {
@@ -371,6 +464,9 @@ accept_cb(cubeid_loop *l, int lfd, int events, void *arg)
 	for (i = 0; i < 64; i++) {
 		nghttp2_settings_entry iv[2];
 		struct conn *c;
+		struct grpc_peer *peer = NULL;
+		struct ucred cred;
+		socklen_t cl = sizeof(cred);
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
@@ -381,22 +477,42 @@ accept_cb(cubeid_loop *l, int lfd, int events, void *arg)
 			return;
 		}
 		if (s->n_conns >= s->lim.max_connections) {
-			cubeid_warn("grpc: refusing a connection: %u connections open", s->n_conns);
+			refusal_log(s, "the socket's connection limit is reached", (uid_t)-1);
 			close(fd);
 			continue;
 		}
+		/* The uid is the kernel's, fixed at connect(): a share keyed
+		 * on it cannot be dodged by the caller. */
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 &&
+		    cl == sizeof(cred)) {
+			if ((peer = peer_get(s, cred.uid)) == NULL) {
+				close(fd);
+				continue;
+			}
+			if (peer->conns >= s->lim.max_connections_per_uid) {
+				refusal_log(s, "this user's connection share is used up", cred.uid);
+				peer_put(s, peer);
+				close(fd);
+				continue;
+			}
+		}
 		if ((c = calloc(1, sizeof(*c))) == NULL) {
+			peer_put(s, peer);
 			close(fd);
 			continue;
 		}
 		c->srv = s;
 		c->fd = fd;
-		c->last_active = grpc_mono_ms();
+		c->last_active = c->accepted = grpc_mono_ms();
 		if (nghttp2_session_server_new2(&c->h2, callbacks, c, h2_option) != 0) {
+			peer_put(s, peer);
 			free(c);
 			close(fd);
 			continue;
 		}
+		c->peer = peer;
+		if (peer != NULL)
+			peer->conns++;
 		c->next = s->conns;
 		if (s->conns != NULL)
 			s->conns->prev = c;
@@ -407,7 +523,8 @@ accept_cb(cubeid_loop *l, int lfd, int events, void *arg)
 		iv[1] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
 		                                 GRPC_MAX_METADATA};
 		nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 2);
-		c->idle_timer = loop_timer_add(s->loop, GRPC_IDLE_MS, idle_timer_cb, c);
+		c->idle_timer = loop_timer_add(s->loop, s->lim.first_request_timeout * 1000,
+		                               idle_timer_cb, c);
 		if (c->idle_timer < 0)
 			c->idle_timer = 0;
 		grpc_conn_flush(c);
@@ -448,6 +565,12 @@ grpc_server_new(cubeid_loop *l, const struct grpc_method *m, size_t n_methods,
 		s->lim.max_connections = 4096;
 	if (s->lim.max_pending_output == 0)
 		s->lim.max_pending_output = 8u << 20;
+	if (s->lim.max_connections_per_uid == 0)
+		s->lim.max_connections_per_uid = 512;
+	if (s->lim.max_streams_per_uid == 0)
+		s->lim.max_streams_per_uid = 1024;
+	if (s->lim.first_request_timeout <= 0)
+		s->lim.first_request_timeout = 10;
 	*out = s;
 	return 0;
 }
@@ -463,6 +586,13 @@ grpc_server_free(grpc_server *s)
 		loop_watch(s->loop, s->listeners[i], 0, NULL, NULL);
 	while (s->conns != NULL)
 		conn_close(s->conns);
+	for (i = 0; i < GRPC_PEER_BUCKETS; i++)
+		while (s->peers[i] != NULL) { /* conn_close() dropped them all */
+			struct grpc_peer *p = s->peers[i];
+
+			s->peers[i] = p->next;
+			free(p);
+		}
 	secbuf_free(s->obuf, GRPC_SENDBUF);
 	free(s);
 }

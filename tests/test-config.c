@@ -154,7 +154,11 @@ START_TEST(test_errors)
 	            "config.yaml:2: 'max_streams': bad number '0' (1 to 100000)");
 	parse_fails("grpc:\n  max_mesage: 1\n", "config.yaml:2: unknown key 'grpc.max_mesage'");
 	parse_fails("grpc: 5\n", "config.yaml:1: 'grpc' must be a mapping (max_message, "
-	                         "max_streams, max_connections, max_pending_output)");
+	                         "max_streams, max_connections, max_pending_output, "
+	                         "max_connections_per_uid, max_streams_per_uid, "
+	                         "first_request_timeout)");
+	parse_fails("grpc:\n  max_connections_per_uid: 0\n",
+	            "config.yaml:2: 'max_connections_per_uid': bad number '0' (1 to 1000000)");
 	parse_fails("attest_sha256_max: 5 MiB\n",
 	            "config.yaml:1: 'attest_sha256_max': bad size '5 MiB' (bytes, or with KiB, "
 	            "MiB, GiB; at most 4294967296)");

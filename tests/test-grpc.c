@@ -9,6 +9,8 @@
 
 #include <check.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -16,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cubeid/workloadapi.h>
@@ -1014,12 +1018,187 @@ START_TEST(test_sensitive_output_stays_in_dontdump_memory)
 }
 END_TEST
 
+/* ------------------------------------------------------- one user's share */
+
+static void
+shares_start(long first_request_timeout)
+{
+	/* a small socket (8 connections) so that the flood below would take
+	 * all of it without a per-user share */
+	struct grpc_limits lim = {.max_message = 64 * 1024,
+	                          .max_connections = 8,
+	                          .max_connections_per_uid = 4,
+	                          .max_streams_per_uid = 3,
+	                          .first_request_timeout = first_request_timeout};
+
+	flood_size = 0;
+	server_start(&lim);
+	/* the flooding user must reach the socket */
+	ck_assert_int_eq(chmod(fx.dir, 0755), 0);
+	ck_assert_int_eq(chmod(fx.path, 0777), 0);
+}
+
+static void
+setup_shares(void)
+{
+	shares_start(600);
+}
+
+static void
+setup_first_request(void)
+{
+	shares_start(1);
+}
+
+/* As uid 65534, hold up to n connections open; report on res how many the
+ * server kept (it closes the rest at once), then wait for a byte on go. */
+static void
+flood_as_nobody(int n, int res, int go)
+{
+	int fds[64], kept = 0, i;
+	char b;
+
+	if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+		_exit(3);
+	for (i = 0; i < n && i < 64; i++) {
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+		fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		strcpy(sa.sun_path, fx.path);
+		if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) != 0)
+			_exit(4);
+	}
+	/* a kept connection reads the server's SETTINGS; a refused one reads
+	 * EOF: the server answers each at once */
+	for (i = 0; i < n; i++) {
+		struct pollfd p = {.fd = fds[i], .events = POLLIN};
+		char buf[256];
+
+		if (poll(&p, 1, 30 * 1000) == 1 && read(fds[i], buf, sizeof(buf)) > 0)
+			kept++;
+	}
+	b = (char)kept;
+	if (write(res, &b, 1) != 1 || read(go, &b, 1) < 0)
+		_exit(5);
+	_exit(0);
+}
+
+START_TEST(test_one_user_flooding_the_socket_leaves_room_for_others)
+{
+	const char *aud[] = {"root-still-served"};
+	struct cubeid_wl_status st;
+	struct cubeid_wl_jwt *j = NULL;
+	int res[2], go[2], wst;
+	char kept;
+	pid_t pid;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "test-grpc: SKIP one-user flood: needs root to become uid 65534\n");
+		return;
+	}
+	ck_assert_int_eq(pipe(res), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		flood_as_nobody(20, res[1], go[0]);
+	ck_assert_int_eq(read(res[0], &kept, 1), 1);
+	/* the flooder got its share and no more ... */
+	ck_assert_int_eq(kept, 4);
+	ck_assert_uint_eq(server_connections(), 4);
+	/* ... and another user is still served while it holds that */
+	ck_assert_int_eq(cubeid_wl_fetch_jwt(&fx.opts, aud, 1, NULL, &j, &st), 0);
+	ck_assert_str_eq(j->svids[0].token, "root-still-served");
+	cubeid_wl_jwt_free(j);
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
+	ck_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	close(res[0]);
+	close(res[1]);
+	close(go[0]);
+	close(go[1]);
+}
+END_TEST
+
+START_TEST(test_connection_without_a_request_is_closed_early)
+{
+	int fd = raw_connect();
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	char buf[256];
+	ssize_t n = 1;
+
+	/* the server's SETTINGS come first; then, with no request sent, EOF
+	 * after first_request_timeout (1 s), not after the idle timeout */
+	while (n > 0) {
+		ck_assert_int_eq(poll(&p, 1, 30 * 1000), 1);
+		n = read(fd, buf, sizeof(buf));
+	}
+	ck_assert_int_eq(n, 0);
+	close(fd);
+	wait_server_idle();
+}
+END_TEST
+
+static pthread_barrier_t share_barrier;
+
+static int
+hold_stream(const struct cubeid_wl_x509 *x, void *arg)
+{
+	int *n = arg;
+
+	if (++*n < 3)
+		return 0;
+	pthread_barrier_wait(&share_barrier); /* streaming */
+	pthread_barrier_wait(&share_barrier); /* main is done */
+	return 1;
+}
+
+static void *
+holder(void *arg)
+{
+	int n = 0;
+
+	(void)arg;
+	ck_assert_int_eq(cubeid_wl_watch_x509(&fx.opts, hold_stream, &n, NULL, NULL), 0);
+	return NULL;
+}
+
+START_TEST(test_streams_over_the_users_share_are_refused)
+{
+	const char *aud[] = {"fourth"};
+	struct cubeid_wl_status st;
+	struct cubeid_wl_jwt *j = NULL;
+	pthread_t t[3];
+	int i;
+
+	/* three streams on three connections: the user's whole share */
+	ck_assert_int_eq(pthread_barrier_init(&share_barrier, NULL, 4), 0);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, holder, NULL), 0);
+	pthread_barrier_wait(&share_barrier);
+	ck_assert_int_eq(atomic_load(&live_calls), 3);
+	/* a fourth call by the same user is refused, on a fourth connection */
+	ck_assert_int_lt(cubeid_wl_fetch_jwt(&fx.opts, aud, 1, NULL, &j, &st), 0);
+	ck_assert_ptr_null(j);
+	pthread_barrier_wait(&share_barrier);
+	for (i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	wait_server_idle();
+	/* the share is given back */
+	ck_assert_int_eq(cubeid_wl_fetch_jwt(&fx.opts, aud, 1, NULL, &j, &st), 0);
+	cubeid_wl_jwt_free(j);
+	pthread_barrier_destroy(&share_barrier);
+}
+END_TEST
+
 static Suite *
 grpc_suite(void)
 {
 	Suite *s = suite_create("grpc");
 	TCase *tc = tcase_create("server");
 	TCase *slow = tcase_create("slow-client");
+	TCase *shares = tcase_create("shares");
+	TCase *first = tcase_create("first-request");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_unary_fetch_jwt_echoes_audiences);
@@ -1041,6 +1220,13 @@ grpc_suite(void)
 	tcase_add_checked_fixture(slow, setup_small_backlog, teardown);
 	tcase_add_test(slow, test_output_backlog_over_the_limit_drops_the_client);
 	suite_add_tcase(s, slow);
+	tcase_add_checked_fixture(shares, setup_shares, teardown);
+	tcase_add_test(shares, test_one_user_flooding_the_socket_leaves_room_for_others);
+	tcase_add_test(shares, test_streams_over_the_users_share_are_refused);
+	suite_add_tcase(s, shares);
+	tcase_add_checked_fixture(first, setup_first_request, teardown);
+	tcase_add_test(first, test_connection_without_a_request_is_closed_early);
+	suite_add_tcase(s, first);
 	return s;
 }
 
