@@ -393,11 +393,23 @@ on_header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *nam
 	struct grpc_call *call;
 	size_t i;
 
+	/* Every field counts toward the connection's turn, whatever it is. */
+	c->turn++;
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-		return 0; /* request trailers carry nothing we use */
+		return c->turn >= GRPC_TURN_FIELDS ? NGHTTP2_ERR_PAUSE : 0;
 	call = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
 	if (call == NULL)
-		return 0;
+		return c->turn >= GRPC_TURN_FIELDS ? NGHTTP2_ERR_PAUSE : 0;
+	call->hdr_bytes += nlen + vlen + 32;
+	if (call->hdr_bytes > GRPC_MAX_HEADER_LIST_ABUSE) {
+		cubeid_info("grpc: dropping fd %d: a request's header list passed %u bytes "
+		            "(advertised limit %u)",
+		            c->fd, (unsigned)GRPC_MAX_HEADER_LIST_ABUSE,
+		            (unsigned)GRPC_MAX_METADATA);
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	}
+	if (call->hdr_bytes > GRPC_MAX_METADATA)
+		call->bad_header = true;
 	if (nlen > 0 && name[0] == ':') {
 		if (str_eq(name, nlen, ":method"))
 			call->post = str_eq(value, vlen, "POST");
@@ -407,7 +419,7 @@ on_header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *nam
 					call->method = &c->srv->methods[i];
 					break;
 				}
-		return 0;
+		return c->turn >= GRPC_TURN_FIELDS ? NGHTTP2_ERR_PAUSE : 0;
 	}
 	if (str_eq(name, nlen, "content-type"))
 		/* "application/grpc" or "application/grpc+proto" ... */
@@ -415,7 +427,7 @@ on_header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *nam
 		                (vlen == 16 || value[16] == '+' || value[16] == ';');
 	if (md_add(call, name, nlen, value, vlen) < 0)
 		call->bad_header = true;
-	return 0;
+	return c->turn >= GRPC_TURN_FIELDS ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 static int

@@ -23,6 +23,19 @@
 #define GRPC_READ_CHUNK      (16 * 1024)
 #define GRPC_READS_PER_EVENT 4
 #define GRPC_SENDBUF         (64 * 1024) /* frames gathered for one send() */
+/* Fairness on the one loop thread: a connection's turn ends after this many
+ * request header fields (about 40 requests); the rest of its input waits
+ * until every other ready connection had its turn.  A flood of HEADERS
+ * (rapid reset, HPACK references) then costs its sender the wait, not the
+ * other clients. */
+#define GRPC_TURN_FIELDS 256
+/* A request whose header list passes this many bytes (RFC 7541 sizes:
+ * name + value + 32 each) is not "too large" (431) but an attack: the
+ * connection is dropped, before the decoder spends more on it. */
+#define GRPC_MAX_HEADER_LIST_ABUSE (4 * GRPC_MAX_METADATA)
+/* RST_STREAM token bucket per connection (nghttp2's defaults are 1000/33). */
+#define GRPC_RESET_BURST 200
+#define GRPC_RESET_RATE  50
 
 struct conn;
 
@@ -55,7 +68,8 @@ struct grpc_call {
 	struct grpc_deframer req;
 	uint8_t *req_msg; /* points into req.buf once complete */
 	size_t req_len;
-	int req_err; /* deframing error, answered at END_STREAM */
+	int req_err;      /* deframing error, answered at END_STREAM */
+	size_t hdr_bytes; /* the request's header list, RFC 7541 sizes */
 	/* output: framed messages not yet handed to nghttp2 */
 	uint8_t *out;
 	size_t out_off, out_len, out_cap;
@@ -78,9 +92,13 @@ struct conn {
 	bool wbuf_secret; /* wbuf is secbuf memory (it held a sensitive call's bytes) */
 	long idle_timer, drop_timer;
 	uint64_t last_active, accepted;
-	int in_h2;   /* inside nghttp2_session_mem_recv / callbacks */
-	bool dead;   /* being torn down */
-	bool doomed; /* drop scheduled */
+	int in_h2;     /* inside nghttp2_session_mem_recv / callbacks */
+	unsigned turn; /* header fields decoded in this turn */
+	uint8_t *rbuf; /* input left when the turn ended (rlen bytes) */
+	size_t rlen;
+	long resume_timer; /* the next turn of a connection with rbuf */
+	bool dead;         /* being torn down */
+	bool doomed;       /* drop scheduled */
 	int watching;
 };
 

@@ -84,6 +84,9 @@ h2_setup_once(void)
 		return;
 	/* Don't let a client park unbounded reserved/closed stream state. */
 	nghttp2_option_set_max_reserved_remote_streams(h2_option, 0);
+	/* Rapid reset: a connection that resets streams faster than this is
+	 * torn down (GOAWAY); each turn is bounded besides (GRPC_TURN_FIELDS). */
+	nghttp2_option_set_stream_reset_rate_limit(h2_option, GRPC_RESET_BURST, GRPC_RESET_RATE);
 	h2_setup_result = 0;
 }
 
@@ -191,6 +194,7 @@ conn_close(struct conn *c)
 	loop_watch(s->loop, c->fd, 0, NULL, NULL);
 	loop_timer_del(s->loop, c->idle_timer);
 	loop_timer_del(s->loop, c->drop_timer);
+	loop_timer_del(s->loop, c->resume_timer);
 	while (c->calls != NULL)
 		grpc_call_gone(c->calls);
 	nghttp2_session_del(c->h2);
@@ -207,6 +211,7 @@ conn_close(struct conn *c)
 		peer_put(s, c->peer);
 	}
 	wbuf_release(c);
+	free(c->rbuf);
 	free(c);
 }
 
@@ -367,7 +372,9 @@ grpc_conn_flush(struct conn *c)
 	if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
 	    c->wlen == c->woff)
 		goto dead; /* both sides are done (GOAWAY) */
-	conn_set_watch(c, LOOP_READABLE | (c->wlen > c->woff ? LOOP_WRITABLE : 0));
+	/* a connection with input left from its last turn is not read */
+	conn_set_watch(c,
+	               (c->rlen > 0 ? 0 : LOOP_READABLE) | (c->wlen > c->woff ? LOOP_WRITABLE : 0));
 	return 0;
 dead:
 	c->srv->olen = 0;
@@ -376,6 +383,45 @@ dead:
 	c->srv->osecret = false;
 	conn_set_watch(c, 0);
 	grpc_conn_doom(c);
+	return -1;
+}
+
+/* Hand n bytes of input to nghttp2.  It stops early (NGHTTP2_ERR_PAUSE)
+ * when the connection has used its turn (grpc-call.c counts header
+ * fields); the rest waits in c->rbuf for the next turn, and the socket is
+ * not read until it is gone.  0, or -1 if the connection must close. */
+static int
+conn_feed(struct conn *c, const uint8_t *p, size_t n)
+{
+	ssize_t rv;
+
+	c->in_h2++;
+	rv = nghttp2_session_mem_recv(c->h2, p, n);
+	c->in_h2--;
+	if (rv < 0) {
+		cubeid_debug("grpc: closing fd %d: %s", c->fd, nghttp2_strerror((int)rv));
+		/* Say GOAWAY if the socket takes it, then close. */
+		nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR);
+		grpc_conn_flush(c);
+		return -1;
+	}
+	if ((size_t)rv < n && !c->doomed) {
+		/* paused: keep the rest (at most one read's worth) */
+		if (c->rbuf == NULL && (c->rbuf = malloc(GRPC_READ_CHUNK)) == NULL)
+			return -1;
+		memmove(c->rbuf, p + rv, n - (size_t)rv);
+		c->rlen = n - (size_t)rv;
+	}
+	return 0;
+}
+
+static long
+resume_timer_cb(cubeid_loop *l, void *arg)
+{
+	struct conn *c = arg;
+
+	c->resume_timer = 0;
+	conn_io_cb(l, c->fd, 0, c);
 	return -1;
 }
 
@@ -390,9 +436,25 @@ conn_io_cb(cubeid_loop *l, int fd, int events, void *arg)
 		conn_close(c);
 		return;
 	}
+	c->turn = 0; /* a new turn: grpc-call.c counts this turn's work */
+	if (c->rlen > 0) {
+		/* what the last turn left: it goes first, and alone */
+		size_t n = c->rlen;
+
+		c->rlen = 0;
+		if (conn_feed(c, c->rbuf, n) < 0) {
+			conn_close(c);
+			return;
+		}
+		if (c->rlen == 0) {
+			free(c->rbuf);
+			c->rbuf = NULL;
+		}
+		events &= ~LOOP_READABLE;
+	}
 	if (events & LOOP_READABLE) {
-		for (i = 0; i < GRPC_READS_PER_EVENT; i++) {
-			ssize_t n = recv(fd, buf, sizeof(buf), 0), rv;
+		for (i = 0; i < GRPC_READS_PER_EVENT && c->rlen == 0; i++) {
+			ssize_t n = recv(fd, buf, sizeof(buf), 0);
 
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -403,15 +465,7 @@ conn_io_cb(cubeid_loop *l, int fd, int events, void *arg)
 				return;
 			}
 			c->last_active = grpc_mono_ms();
-			c->in_h2++;
-			rv = nghttp2_session_mem_recv(c->h2, buf, (size_t)n);
-			c->in_h2--;
-			if (rv < 0) {
-				cubeid_debug("grpc: closing fd %d: %s", fd,
-				             nghttp2_strerror((int)rv));
-				/* Say GOAWAY if the socket takes it, then close. */
-				nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR);
-				grpc_conn_flush(c);
+			if (conn_feed(c, buf, (size_t)n) < 0) {
 				conn_close(c);
 				return;
 			}
@@ -421,8 +475,20 @@ conn_io_cb(cubeid_loop *l, int fd, int events, void *arg)
 				break;
 		}
 	}
-	if (grpc_conn_flush(c) < 0)
+	if (grpc_conn_flush(c) < 0) {
 		conn_close(c);
+		return;
+	}
+	if (c->rlen > 0) {
+		/* its turn is used up: stop reading it, and come back after
+		 * every other ready connection had its turn */
+		conn_set_watch(c, c->wlen > c->woff ? LOOP_WRITABLE : 0);
+		if (c->resume_timer == 0 &&
+		    (c->resume_timer = loop_timer_add(c->srv->loop, 0, resume_timer_cb, c)) < 0) {
+			c->resume_timer = 0;
+			conn_close(c);
+		}
+	}
 }
 
 static long

@@ -867,6 +867,145 @@ has_secret(const uint8_t *p, size_t n)
 	return false;
 }
 
+/* HPACK integer with an n-bit prefix (RFC 7541 5.1), first byte ORed with
+ * flags. */
+static void
+hpack_int(uint8_t *b, size_t *off, uint8_t flags, unsigned bits, size_t v)
+{
+	size_t max = (1u << bits) - 1;
+
+	if (v < max) {
+		b[(*off)++] = (uint8_t)(flags | v);
+		return;
+	}
+	b[(*off)++] = (uint8_t)(flags | max);
+	for (v -= max; v >= 128; v >>= 7)
+		b[(*off)++] = (uint8_t)(0x80 | (v & 0x7f));
+	b[(*off)++] = (uint8_t)v;
+}
+
+/* Connect and send the preface and an empty SETTINGS; the caller appends
+ * frames to b from *off. */
+static int
+raw_h2_start(uint8_t *b, size_t *off)
+{
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+	memcpy(b, preface, sizeof(preface) - 1);
+	*off = sizeof(preface) - 1;
+	put_frame_hdr(b + *off, 0, 0x4, 0, 0);
+	*off += 9;
+	return raw_connect();
+}
+
+/* Read frames until EOF; whether a GOAWAY came first.  Fails the test if
+ * the server neither answers nor closes in 30 s. */
+static bool
+read_until_eof_saw_goaway(int fd)
+{
+	uint8_t buf[65536];
+	size_t have = 0, pos = 0;
+	bool goaway = false;
+
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+
+		ck_assert_msg(poll(&p, 1, 30 * 1000) == 1, "the server kept the connection open");
+		n = read(fd, buf + have, sizeof(buf) - have);
+		if (n <= 0)
+			return goaway;
+		have += (size_t)n;
+		while (have - pos >= 9) {
+			size_t len = ((size_t)buf[pos] << 16) | ((size_t)buf[pos + 1] << 8) |
+			             buf[pos + 2];
+
+			if (have - pos < 9 + len)
+				break;
+			if (buf[pos + 3] == 0x7)
+				goaway = true;
+			pos += 9 + len;
+		}
+		memmove(buf, buf + pos, have - pos);
+		have -= pos;
+		pos = 0;
+	}
+}
+
+START_TEST(test_hpack_bomb_drops_the_connection)
+{
+	static uint8_t req[32 * 1024];
+	const char *aud[] = {"after-the-bomb"};
+	struct cubeid_wl_status st;
+	struct cubeid_wl_jwt *j = NULL;
+	size_t off, hb, end, i;
+	int fd = raw_h2_start(req, &off);
+
+	/* one request: a 4,000-byte field put in the dynamic table, then
+	 * referenced 10,000 times (1 byte each): 40 MB of header list for
+	 * 14 KB on the wire */
+	hb = off + 9;
+	end = hb;
+	put_hdr(req, &end, ":method", "POST");
+	put_hdr(req, &end, ":scheme", "http");
+	put_hdr(req, &end, ":path", "/SpiffeWorkloadAPI/FetchJWTSVID");
+	put_hdr(req, &end, "content-type", "application/grpc");
+	hpack_int(req, &end, 0x40, 6, 0); /* literal, incremental indexing */
+	hpack_int(req, &end, 0x00, 7, 1);
+	req[end++] = 'x';
+	hpack_int(req, &end, 0x00, 7, 4000);
+	memset(req + end, 'b', 4000);
+	end += 4000;
+	for (i = 0; i < 10000; i++)
+		req[end++] = 0x80 | 62; /* indexed: the field above */
+	put_frame_hdr(req + off, end - hb, 0x1, 0x4 | 0x1, 1);
+	off = end;
+	ck_assert_int_eq(write(fd, req, off), (ssize_t)off);
+	/* the connection is dropped, not answered 431 and kept */
+	read_until_eof_saw_goaway(fd);
+	close(fd);
+	/* and the server still serves */
+	ck_assert_int_eq(cubeid_wl_fetch_jwt(&fx.opts, aud, 1, NULL, &j, &st), 0);
+	cubeid_wl_jwt_free(j);
+}
+END_TEST
+
+START_TEST(test_rapid_reset_gets_goaway)
+{
+	static uint8_t req[256 * 1024];
+	const char *aud[] = {"after-the-resets"};
+	struct cubeid_wl_status st;
+	struct cubeid_wl_jwt *j = NULL;
+	size_t off;
+	uint32_t sid;
+	int fd = raw_h2_start(req, &off);
+
+	/* 400 requests, each reset at once (CVE-2023-44487): more resets
+	 * than the connection's bucket holds (nghttp2's default holds 1000) */
+	for (sid = 1; sid < 800; sid += 2) {
+		size_t hb = off + 9, end = hb;
+
+		put_hdr(req, &end, ":method", "POST");
+		put_hdr(req, &end, ":scheme", "http");
+		put_hdr(req, &end, ":path", "/SpiffeWorkloadAPI/FetchJWTSVID");
+		put_hdr(req, &end, "content-type", "application/grpc");
+		put_frame_hdr(req + off, end - hb, 0x1, 0x4, sid);
+		off = end;
+		put_frame_hdr(req + off, 4, 0x3, 0, sid);
+		memset(req + off + 9, 0, 3);
+		req[off + 12] = 0x8; /* CANCEL */
+		off += 13;
+	}
+	ck_assert_uint_lt(off, sizeof(req));
+	/* the server may close before it read everything */
+	(void)!write(fd, req, off);
+	ck_assert(read_until_eof_saw_goaway(fd));
+	close(fd);
+	ck_assert_int_eq(cubeid_wl_fetch_jwt(&fx.opts, aud, 1, NULL, &j, &st), 0);
+	cubeid_wl_jwt_free(j);
+}
+END_TEST
+
 /* Fetch the secret over a raw connection; true if it arrived. */
 static bool
 fetch_secret_raw(void)
@@ -1216,6 +1355,8 @@ grpc_suite(void)
 	tcase_add_test(tc, test_no_listener_is_unavailable);
 	tcase_add_test(tc, test_reused_connection_serves_every_call_and_reconnects);
 	tcase_add_test(tc, test_sensitive_output_stays_in_dontdump_memory);
+	tcase_add_test(tc, test_hpack_bomb_drops_the_connection);
+	tcase_add_test(tc, test_rapid_reset_gets_goaway);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(slow, setup_small_backlog, teardown);
 	tcase_add_test(slow, test_output_backlog_over_the_limit_drops_the_client);
