@@ -103,3 +103,20 @@ bench: bench-oidc-verify
 bench-oidc-verify: bench/oidc-verify$(EXEEXT)
 	'$(abs_top_builddir)/bench/oidc-verify$(EXEEXT)' $(BENCH_ARGS)
 .PHONY: bench-oidc-verify
+
+# grpc-abuse: a normal client's latency on a real cubeid-agent --dev, alone
+# and while other processes send HPACK bombs or rapid resets (hardening).
+noinst_PROGRAMS += bench/grpc-abuse
+bench_grpc_abuse_SOURCES = bench/grpc-abuse.c
+bench_grpc_abuse_LDADD = libcubeid.la $(LIBS)
+
+TESTS += bench/grpc-abuse-smoke.sh
+EXTRA_DIST += bench/run-grpc-abuse.sh bench/grpc-abuse-smoke.sh
+
+bench: bench-grpc-abuse
+
+bench-grpc-abuse: bench/grpc-abuse$(EXEEXT) agent/cubeid-agent$(EXEEXT) agent/cubeid$(EXEEXT)
+	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' CUBEID_BUILDDIR='$(abs_top_builddir)' \
+	bash '$(abs_top_srcdir)/bench/run-grpc-abuse.sh' $(BENCH_ABUSE_ARGS)
+
+.PHONY: bench-grpc-abuse

