@@ -16,9 +16,12 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include <microhttpd.h>
 
@@ -28,8 +31,20 @@ struct route {
 	void *ctx;
 };
 
+/* An open connection, for eviction: its socket and when it last started
+ * or finished a request. */
+struct http_conn {
+	struct MHD_Connection *c;
+	int fd;
+	uint64_t last_ms;
+};
+
 struct http_server {
 	cubeid_loop *loop;
+	struct http_conn conns[HTTP_MAX_CONNECTIONS];
+	size_t n_conns;
+	unsigned long evicted;
+	bool kick; /* run MHD again at once (see http_drive) */
 	struct MHD_Daemon *d;
 	int epfd;
 	long timer;
@@ -188,6 +203,70 @@ has_body(struct MHD_Connection *conn)
 	return te != NULL || (cl != NULL && strspn(cl, "0") != strlen(cl));
 }
 
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct http_conn *
+conn_find(http_server *s, struct MHD_Connection *c)
+{
+	size_t i;
+
+	for (i = 0; i < s->n_conns; i++)
+		if (s->conns[i].c == c)
+			return &s->conns[i];
+	return NULL;
+}
+
+/* Make room for a new connection: the longest-idle one is shut down (MHD
+ * then sees EOF and closes it on its next run). */
+static void
+conn_evict_one(http_server *s)
+{
+	struct http_conn *old = NULL;
+	size_t i;
+
+	for (i = 0; i < s->n_conns; i++)
+		if (s->conns[i].fd >= 0 && (old == NULL || s->conns[i].last_ms < old->last_ms))
+			old = &s->conns[i];
+	if (old == NULL)
+		return;
+	if (s->evicted++ % 1000 == 0)
+		cubeid_info("http: %u connections open: closing the longest idle (%lu so far)",
+		            (unsigned)s->n_conns, s->evicted);
+	(void)shutdown(old->fd, SHUT_RDWR);
+	old->fd = -1; /* evicted once; MHD reports the close */
+	s->kick = true;
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+              enum MHD_ConnectionNotificationCode toe)
+{
+	http_server *s = cls;
+	struct http_conn *hc;
+	const union MHD_ConnectionInfo *ci;
+
+	(void)socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if ((hc = conn_find(s, c)) != NULL)
+			*hc = s->conns[--s->n_conns];
+		return;
+	}
+	if (toe != MHD_CONNECTION_NOTIFY_STARTED || s->n_conns >= HTTP_MAX_CONNECTIONS)
+		return;
+	if (s->n_conns >= HTTP_EVICT_AT)
+		conn_evict_one(s);
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	s->conns[s->n_conns++] = (struct http_conn){
+	        .c = c, .fd = ci != NULL ? ci->connect_fd : -1, .last_ms = mono_ms()};
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
            const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -208,6 +287,12 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		return MHD_YES;
 	}
 	s->requests++;
+	{
+		struct http_conn *hc = conn_find(s, conn);
+
+		if (hc != NULL)
+			hc->last_ms = mono_ms();
+	}
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 		return send_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
 		                 "GET, HEAD");
@@ -260,8 +345,15 @@ http_drive(http_server *s)
 		loop_timer_del(s->loop, s->timer);
 		s->timer = 0;
 	}
-	if (MHD_get_timeout(s->d, &ms) == MHD_YES)
+	if (s->kick) {
+		/* connections were evicted in this run: MHD closes them, and
+		 * takes the connections waiting behind them, only when it runs
+		 * again, and no socket event may come to say so */
+		s->kick = false;
+		s->timer = loop_timer_add(s->loop, 0, on_timer, s);
+	} else if (MHD_get_timeout(s->d, &ms) == MHD_YES) {
 		s->timer = loop_timer_add(s->loop, ms > 60000 ? 60000 : (long)ms, on_timer, s);
+	}
 }
 
 static void
@@ -306,14 +398,14 @@ http_server_new(cubeid_loop *l, const char *address, http_server **out)
 	s->epfd = -1;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	s->d = MHD_start_daemon(
-	        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-	        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_CONNECTIONS,
-	        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_PER_IP,
-	        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_MEMORY_LIMIT,
-	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_TIMEOUT_S,
-	        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)0, /* no SO_REUSEPORT */
-	        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+	s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+	                        (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+	                        (unsigned int)HTTP_MAX_CONNECTIONS, MHD_OPTION_NOTIFY_CONNECTION,
+	                        on_connection, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	                        (size_t)HTTP_MEMORY_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+	                        (unsigned int)HTTP_TIMEOUT_S, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+	                        (unsigned int)0, /* no SO_REUSEPORT */
+	                        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	if (s->d == NULL) {
 		cubeid_error("http: cannot listen on %s (in use, or not an address of this host?)",
 		             address);

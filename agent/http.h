@@ -13,6 +13,13 @@
  * HTTP_MAX_CONNECTIONS connections, HTTP_MEMORY_LIMIT bytes of request line
  * and headers per connection, idle connections closed after
  * HTTP_TIMEOUT_S seconds.
+ *
+ * Probes first: a liveness probe must be answered while others hold idle
+ * connections, even from the probe's own address.  So there is no
+ * per-address cap that a neighbour could fill; instead, once
+ * HTTP_EVICT_AT connections are open, each new one evicts the connection
+ * that has been idle longest (connected or answered earliest and silent
+ * since).  A probe connects and asks at once, so it is never the oldest.
  */
 #ifndef CUBEID_AGENT_HTTP_H
 #define CUBEID_AGENT_HTTP_H
@@ -23,9 +30,9 @@
 #include <sys/socket.h>
 
 #define HTTP_MAX_CONNECTIONS 64
-#define HTTP_MAX_PER_IP      16
+#define HTTP_EVICT_AT        (HTTP_MAX_CONNECTIONS - 8)
 #define HTTP_MEMORY_LIMIT    (32u * 1024) /* request line + headers, per connection */
-#define HTTP_TIMEOUT_S       15
+#define HTTP_TIMEOUT_S       5
 #define HTTP_MAX_ROUTES      32
 #define HTTP_PATH_MAX        256
 #define HTTP_BODY_MAX        (16u * 1024 * 1024) /* a handler's reply */

@@ -255,6 +255,79 @@ START_TEST(test_route_limits)
 }
 END_TEST
 
+static void *
+loop_main(void *arg)
+{
+	loop_run(arg);
+	return NULL;
+}
+
+/* GET path on a new connection; the status line's code, or -1. */
+static int
+get_status(unsigned short port, const char *path)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	char req[128], resp[512];
+	ssize_t n;
+	size_t len = 0;
+	int fd, code = -1;
+
+	sa.sin_port = htons(port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
+		return -1;
+	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    write(fd, req, strlen(req)) == (ssize_t)strlen(req))
+		while (len < sizeof(resp) - 1 &&
+		       (n = read(fd, resp + len, sizeof(resp) - 1 - len)) > 0)
+			len += (size_t)n;
+	resp[len] = '\0';
+	close(fd);
+	if (sscanf(resp, "HTTP/1.1 %d", &code) != 1)
+		code = -1;
+	return code;
+}
+
+START_TEST(test_probes_are_answered_while_idle_connections_fill_the_server)
+{
+	int idle[HTTP_MAX_CONNECTIONS + 16];
+	const size_t n_idle = sizeof(idle) / sizeof(idle[0]);
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	cubeid_loop *l;
+	http_server *s;
+	pthread_t t;
+	unsigned short port;
+	size_t i;
+	int ok = 0;
+
+	ck_assert_int_eq(loop_new(&l), 0);
+	ck_assert_int_eq(http_server_new(l, "127.0.0.1:0", &s), 0);
+	ck_assert_int_eq(http_server_route(s, "/hello", h_hello, NULL), 0);
+	port = (unsigned short)atoi(http_server_address(s) + 10);
+	ck_assert_int_eq(pthread_create(&t, NULL, loop_main, l), 0);
+	/* a neighbour on the probe's own address holds more idle connections
+	 * than the server takes */
+	sa.sin_port = htons(port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (i = 0; i < n_idle; i++) {
+		idle[i] = socket(AF_INET, SOCK_STREAM, 0);
+		ck_assert_int_ge(idle[i], 0);
+		ck_assert_int_eq(connect(idle[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+	}
+	/* every probe is still answered */
+	for (i = 0; i < 60; i++)
+		ok += get_status(port, "/hello") == 200;
+	ck_assert_int_eq(ok, 60);
+	for (i = 0; i < n_idle; i++)
+		close(idle[i]);
+	loop_stop(l);
+	pthread_join(t, NULL);
+	http_server_free(s);
+	loop_free(l);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -271,6 +344,7 @@ main(void)
 	tcase_add_test(tc, test_unknown_path_is_404_and_failure_500);
 	tcase_add_test(tc, test_oversized_headers_are_refused);
 	tcase_add_test(tc, test_route_limits);
+	tcase_add_test(tc, test_probes_are_answered_while_idle_connections_fill_the_server);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
