@@ -314,19 +314,19 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 static struct MHD_Daemon *
 start(struct helper_health *h, unsigned flags, const struct sockaddr *sa)
 {
+	/* MHD's default address reuse is SO_REUSEADDR only (agent/http.c):
+	 * a restart binds past TIME-WAIT, a second live helper is refused */
 	if (sa != NULL)
 		return MHD_start_daemon(flags, (uint16_t)h->c->health_bind_port, NULL, NULL,
 		                        on_request, h, MHD_OPTION_SOCK_ADDR, sa,
 		                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
 		                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)5,
 		                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
-		                        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)0,
 		                        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	return MHD_start_daemon(flags, (uint16_t)h->c->health_bind_port, NULL, NULL, on_request, h,
 	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)16,
 	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)5,
 	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
-	                        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)0,
 	                        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 }
 

@@ -256,10 +256,17 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
 	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
 		if ((hc = conn_find(s, c)) != NULL)
 			*hc = s->conns[--s->n_conns];
+		/* MHD takes new connections again (after it stopped at its
+		 * limit) only at the start of its next run */
+		s->kick = true;
 		return;
 	}
-	if (toe != MHD_CONNECTION_NOTIFY_STARTED || s->n_conns >= HTTP_MAX_CONNECTIONS)
+	if (toe != MHD_CONNECTION_NOTIFY_STARTED || s->n_conns >= HTTP_MAX_CONNECTIONS) {
+		if (toe == MHD_CONNECTION_NOTIFY_STARTED) /* untracked: cannot be kept */
+			(void)MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+			                                (unsigned int)1);
 		return;
+	}
 	if (s->n_conns >= HTTP_EVICT_AT)
 		conn_evict_one(s);
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -346,9 +353,10 @@ http_drive(http_server *s)
 		s->timer = 0;
 	}
 	if (s->kick) {
-		/* connections were evicted in this run: MHD closes them, and
-		 * takes the connections waiting behind them, only when it runs
-		 * again, and no socket event may come to say so */
+		/* connections were evicted or closed in this run: MHD closes
+		 * the evicted ones, and takes the connections waiting behind
+		 * them, only when it runs again, and no socket event may come
+		 * to say so.  A run that closes nothing ends the chain. */
 		s->kick = false;
 		s->timer = loop_timer_add(s->loop, 0, on_timer, s);
 	} else if (MHD_get_timeout(s->d, &ms) == MHD_YES) {
@@ -400,11 +408,15 @@ http_server_new(cubeid_loop *l, const char *address, http_server **out)
 		flags |= MHD_USE_IPv6;
 	s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
 	                        (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-	                        (unsigned int)HTTP_MAX_CONNECTIONS, MHD_OPTION_NOTIFY_CONNECTION,
+	                        (unsigned int)HTTP_MHD_LIMIT, MHD_OPTION_NOTIFY_CONNECTION,
 	                        on_connection, s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 	                        (size_t)HTTP_MEMORY_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-	                        (unsigned int)HTTP_TIMEOUT_S, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-	                        (unsigned int)0, /* no SO_REUSEPORT */
+	                        (unsigned int)HTTP_TIMEOUT_S,
+	                        /* no MHD_OPTION_LISTENING_ADDRESS_REUSE: its default is
+	                         * SO_REUSEADDR without SO_REUSEPORT, so a restart binds
+	                         * past the last run's TIME-WAIT, and a second live server
+	                         * on the port is still refused; 0 would turn SO_REUSEADDR
+	                         * off too */
 	                        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	if (s->d == NULL) {
 		cubeid_error("http: cannot listen on %s (in use, or not an address of this host?)",

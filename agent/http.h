@@ -31,11 +31,14 @@
 
 #define HTTP_MAX_CONNECTIONS 64
 #define HTTP_EVICT_AT        (HTTP_MAX_CONNECTIONS - 8)
-#define HTTP_MEMORY_LIMIT    (32u * 1024) /* request line + headers, per connection */
-#define HTTP_TIMEOUT_S       5
-#define HTTP_MAX_ROUTES      32
-#define HTTP_PATH_MAX        256
-#define HTTP_BODY_MAX        (16u * 1024 * 1024) /* a handler's reply */
+/* libmicrohttpd's own cap, above ours: one run may accept a batch before
+ * the evicted connections are closed, and MHD stops accepting at its cap. */
+#define HTTP_MHD_LIMIT    (2 * HTTP_MAX_CONNECTIONS)
+#define HTTP_MEMORY_LIMIT (32u * 1024) /* request line + headers, per connection */
+#define HTTP_TIMEOUT_S    5
+#define HTTP_MAX_ROUTES   32
+#define HTTP_PATH_MAX     256
+#define HTTP_BODY_MAX     (16u * 1024 * 1024) /* a handler's reply */
 
 typedef struct http_server http_server;
 

@@ -328,6 +328,42 @@ START_TEST(test_probes_are_answered_while_idle_connections_fill_the_server)
 }
 END_TEST
 
+START_TEST(test_restart_on_the_same_port_after_serving)
+{
+	char addr[64];
+	cubeid_loop *l;
+	http_server *s;
+	pthread_t t;
+	unsigned short port;
+	int fd;
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+
+	ck_assert_int_eq(loop_new(&l), 0);
+	ck_assert_int_eq(http_server_new(l, "127.0.0.1:0", &s), 0);
+	ck_assert_int_eq(http_server_route(s, "/hello", h_hello, NULL), 0);
+	snprintf(addr, sizeof(addr), "%s", http_server_address(s));
+	port = (unsigned short)atoi(addr + 10);
+	ck_assert_int_eq(pthread_create(&t, NULL, loop_main, l), 0);
+	ck_assert_int_eq(get_status(port, "/hello"), 200);
+	/* a probe's connection is still open as the server stops: the
+	 * server's side closes first and sits in TIME-WAIT */
+	sa.sin_port = htons(port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(write(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", 32), 32);
+	usleep(100 * 1000);
+	loop_stop(l);
+	pthread_join(t, NULL);
+	http_server_free(s);
+	/* restarted at once on the same port */
+	ck_assert_int_eq(http_server_new(l, addr, &s), 0);
+	http_server_free(s);
+	close(fd);
+	loop_free(l);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -345,6 +381,7 @@ main(void)
 	tcase_add_test(tc, test_oversized_headers_are_refused);
 	tcase_add_test(tc, test_route_limits);
 	tcase_add_test(tc, test_probes_are_answered_while_idle_connections_fill_the_server);
+	tcase_add_test(tc, test_restart_on_the_same_port_after_serving);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
