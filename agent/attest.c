@@ -10,6 +10,10 @@
  * the pidfd's process is still alive after that open, and compare the start
  * time in /proc/PID/stat before and after everything else is read.  Any
  * mismatch fails closed with CUBEID_ERR_PEER_CHANGED.
+ *
+ * Exec after connect: the pid may also run another program than the one
+ * that connected.  unix:path and unix:sha256 of a connection's peer need
+ * the peer to hold the connection close-on-exec (attest-conn.c).
  */
 #include "config.h"
 
@@ -18,7 +22,6 @@
 #include <cubeid/log.h>
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -35,11 +38,6 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
-#include <linux/sock_diag.h>
-#include <linux/unix_diag.h>
 
 #include <openssl/evp.h>
 
@@ -470,228 +468,15 @@ out:
 	return r;
 }
 
-/* ------------------------------------------------------------ holder */
-
-/*
- * Exec after connect.  SO_PEERCRED names the pid that connected, but what
- * that pid runs can change by exec before /proc/PID/exe is read: a
- * process connects, forks, the parent execs a trusted program and the
- * child talks over the connection.  The kernel closes close-on-exec
- * descriptors at exec, and nothing but the new program itself (or a
- * process that can ptrace it) can put a descriptor into its table
- * afterwards.  So unix:path and unix:sha256 are given only when the
- * attested process holds the other end of this very connection in a
- * descriptor marked close-on-exec: the program it runs now obtained the
- * connection itself.  A descriptor inherited across exec (never
- * close-on-exec at that moment) does not count, nor does no descriptor.
- * docs/design.md has what this guarantees and what it does not.
- */
-
-/* The inode of the socket at the other end of Unix socket fd, from
- * sock_diag (UNIX_DIAG_PEER). */
-static int
-peer_ino_of(int fd, uint64_t *peer_ino)
-{
-	struct {
-		struct nlmsghdr nlh;
-		struct unix_diag_req req;
-	} msg;
-	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-	union {
-		struct nlmsghdr nlh;
-		char buf[8192];
-	} rep;
-	struct stat st;
-	ssize_t n;
-	int nl = -1, r = CUBEID_ERR_IO;
-
-	*peer_ino = 0;
-	if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
-		return CUBEID_ERR_INVALID_ARG;
-	memset(&msg, 0, sizeof(msg));
-	msg.nlh.nlmsg_len = sizeof(msg);
-	msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-	msg.nlh.nlmsg_flags = NLM_F_REQUEST;
-	msg.nlh.nlmsg_seq = 1;
-	msg.req.sdiag_family = AF_UNIX;
-	msg.req.udiag_states = ~0u;
-	msg.req.udiag_ino = (uint32_t)st.st_ino;
-	msg.req.udiag_show = UDIAG_SHOW_PEER;
-	msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u; /* no cookie */
-	if ((nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)) < 0) {
-		cubeid_warn("attest: sock_diag: %s", strerror(errno));
-		goto out;
-	}
-	if (sendto(nl, &msg, sizeof(msg), 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		cubeid_warn("attest: sock_diag request: %s", strerror(errno));
-		goto out;
-	}
-	do
-		n = recv(nl, &rep, sizeof(rep), 0);
-	while (n < 0 && errno == EINTR);
-	if (n < 0 || !NLMSG_OK(&rep.nlh, (size_t)n)) {
-		cubeid_warn("attest: sock_diag reply: %s", n < 0 ? strerror(errno) : "short");
-		goto out;
-	}
-	if (rep.nlh.nlmsg_type == NLMSG_ERROR) {
-		const struct nlmsgerr *e = NLMSG_DATA(&rep.nlh);
-
-		/* ENOENT: the connection is gone already */
-		cubeid_warn("attest: sock_diag: %s", strerror(-e->error));
-		r = e->error == -ENOENT ? CUBEID_ERR_PEER_CHANGED : CUBEID_ERR_IO;
-		goto out;
-	}
-	if (rep.nlh.nlmsg_type == SOCK_DIAG_BY_FAMILY &&
-	    rep.nlh.nlmsg_len >= NLMSG_LENGTH(sizeof(struct unix_diag_msg))) {
-		struct unix_diag_msg *m = NLMSG_DATA(&rep.nlh);
-		struct rtattr *a = (struct rtattr *)(m + 1);
-		int alen = (int)(rep.nlh.nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
-
-		for (; RTA_OK(a, alen); a = RTA_NEXT(a, alen))
-			if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= sizeof(uint32_t)) {
-				uint32_t v;
-
-				memcpy(&v, RTA_DATA(a), sizeof(v));
-				*peer_ino = v;
-				r = v != 0 ? CUBEID_OK : CUBEID_ERR_PEER_CHANGED;
-				goto out;
-			}
-	}
-	r = CUBEID_ERR_PEER_CHANGED; /* no peer: it closed */
-out:
-	if (nl >= 0)
-		close(nl);
-	return r;
-}
-
-/* The value of "key:" in an fdinfo text, or -1. */
-static long long
-fdinfo_field(const char *text, const char *key, int base)
-{
-	size_t kl = strlen(key);
-	const char *p = text;
-
-	while (p != NULL && *p != '\0') {
-		if (strncmp(p, key, kl) == 0 && p[kl] == ':')
-			return strtoll(p + kl + 1, NULL, base);
-		if ((p = strchr(p, '\n')) != NULL)
-			p++;
-	}
-	return -1;
-}
-
-/* The fdinfo of descriptor name of the process of dir (at most
- * sizeof(buf) - 1 bytes: the fields we read come first). */
-static int
-read_fdinfo(int dir, const char *name, char *buf, size_t len)
-{
-	ssize_t n;
-	int fd = openat(dir, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-
-	if (fd < 0)
-		return -1;
-	do
-		n = read(fd, buf, len - 1);
-	while (n < 0 && errno == EINTR);
-	close(fd);
-	if (n < 0)
-		return -1;
-	buf[n] = '\0';
-	return 0;
-}
-
-/* The mount id of sockfs (every socket's), from our own descriptor fd. */
-static long long
-sockfs_mnt_id(int fd)
-{
-	static long long cached = -1;
-	long long v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-	char name[64], buf[512];
-	int self;
-
-	if (v >= 0)
-		return v;
-	snprintf(name, sizeof(name), "%d", fd);
-	if ((self = open("/proc/self/fdinfo", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return -1;
-	if (read_fdinfo(self, name, buf, sizeof(buf)) == 0 &&
-	    (v = fdinfo_field(buf, "mnt_id", 10)) >= 0)
-		__atomic_store_n(&cached, v, __ATOMIC_RELAXED);
-	close(self);
-	return v;
-}
-
-unsigned long attest_holder_fds_read;
-
-/* Whether the process of dirfd holds the socket peer_ino in a descriptor
- * marked close-on-exec: 1 yes, 0 no (or it cannot be told: fail closed),
- * CUBEID_ERR_PEER_CHANGED if it is gone.  Reads /proc/PID/fdinfo, which
- * (unlike /proc/PID/fd) another uid's process lets us list with
- * CAP_SYS_PTRACE alone. */
-static int
-holds_cloexec(int dirfd, uint64_t peer_ino, long long mnt_id)
-{
-	char buf[1024], link[64], want[64];
-	struct dirent *de;
-	DIR *d;
-	int fd, r = 0;
-
-	if ((fd = openat(dirfd, "fdinfo", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		if (errno == ENOENT || errno == ESRCH)
-			return CUBEID_ERR_PEER_CHANGED;
-		cubeid_debug("attest: cannot list the descriptors: %s", strerror(errno));
-		return 0;
-	}
-	if ((d = fdopendir(fd)) == NULL) {
-		close(fd);
-		return 0;
-	}
-	snprintf(want, sizeof(want), "socket:[%" PRIu64 "]", peer_ino);
-	while ((de = readdir(d)) != NULL) {
-		long long ino, flags, mnt;
-
-		if (!isdigit((unsigned char)de->d_name[0]))
-			continue;
-		__atomic_add_fetch(&attest_holder_fds_read, 1, __ATOMIC_RELAXED);
-		if (read_fdinfo(fd, de->d_name, buf, sizeof(buf)) != 0)
-			continue; /* closed meanwhile */
-		ino = fdinfo_field(buf, "ino", 10);
-		mnt = fdinfo_field(buf, "mnt_id", 10);
-		if (ino < 0) {
-			/* before Linux 5.14 fdinfo has no ino: the fd link */
-			char path[sizeof(de->d_name) + 4];
-			ssize_t n;
-
-			snprintf(path, sizeof(path), "fd/%s", de->d_name);
-			n = readlinkat(dirfd, path, link, sizeof(link) - 1);
-			if (n <= 0)
-				continue;
-			link[n] = '\0';
-			if (strcmp(link, want) != 0)
-				continue;
-		} else if ((uint64_t)ino != peer_ino || mnt != mnt_id) {
-			continue;
-		}
-		flags = fdinfo_field(buf, "flags", 8);
-		if (flags >= 0 && (flags & O_CLOEXEC)) {
-			r = 1;
-			break;
-		}
-	}
-	closedir(d);
-	return r;
-}
-
-/* add_exe() for the process at the other end of connection conn_fd: the
- * exe is read first, then the process must hold the connection
- * close-on-exec, then the exe must still be the same file. */
+/* add_exe() for the process at the other end of connection conn_fd (exec
+ * after connect, attest-conn.c): the exe is read first, then the process
+ * must hold the connection close-on-exec, then the exe must still be the
+ * same file. */
 static int
 add_exe_held(struct selector_set *out, int dirfd, size_t sha256_max, int conn_fd, pid_t pid)
 {
 	struct selector_set tmp = {0};
 	struct stat st1, st2;
-	uint64_t peer_ino = 0;
-	long long mnt_id;
 	const char *v;
 	int r, held;
 
@@ -699,20 +484,7 @@ add_exe_held(struct selector_set *out, int dirfd, size_t sha256_max, int conn_fd
 		return add_exe(out, dirfd, sha256_max); /* no exe: as before */
 	if ((r = add_exe(&tmp, dirfd, sha256_max)) != CUBEID_OK)
 		goto out;
-	if ((r = peer_ino_of(conn_fd, &peer_ino)) != CUBEID_OK) {
-		if (r != CUBEID_ERR_PEER_CHANGED) {
-			cubeid_warn("attest: pid %ld: the connection's peer is unknown: no "
-			            "unix:path or unix:sha256 selectors",
-			            (long)pid);
-			r = CUBEID_OK;
-		}
-		goto out;
-	}
-	if ((mnt_id = sockfs_mnt_id(conn_fd)) < 0) {
-		cubeid_warn("attest: sockfs mount id unknown: no unix:path or unix:sha256");
-		goto out;
-	}
-	if ((held = holds_cloexec(dirfd, peer_ino, mnt_id)) < 0) {
+	if ((held = attest_conn_held(conn_fd, dirfd)) < 0) {
 		r = held;
 		goto out;
 	}
