@@ -40,7 +40,11 @@
 #include <linux/unix_diag.h>
 
 /* The inode of the socket at the other end of Unix socket fd, from
- * sock_diag (UNIX_DIAG_PEER). */
+ * sock_diag (UNIX_DIAG_PEER): 0, or CUBEID_ERR_NOT_FOUND when our end is in
+ * another network namespace (the kernel makes the accepted socket in the
+ * connector's, and sock_diag sees only ours), CUBEID_ERR_PEER_CHANGED when
+ * the peer has closed, CUBEID_ERR_IO when sock_diag cannot answer (no
+ * CONFIG_UNIX_DIAG, AF_NETLINK forbidden). */
 static int
 peer_ino_of(int fd, uint64_t *peer_ino)
 {
@@ -88,11 +92,14 @@ peer_ino_of(int fd, uint64_t *peer_ino)
 	if (rep.nlh.nlmsg_type == NLMSG_ERROR) {
 		const struct nlmsgerr *e = NLMSG_DATA(&rep.nlh);
 
-		/* ENOENT: the connection is gone already */
-		cubeid_warn("attest: sock_diag: %s", strerror(-e->error));
-		r = e->error == -ENOENT ? CUBEID_ERR_PEER_CHANGED : CUBEID_ERR_IO;
+		if (e->error == -ENOENT) {
+			r = CUBEID_ERR_NOT_FOUND;
+		} else {
+			cubeid_warn("attest: sock_diag: %s", strerror(-e->error));
+		}
 		goto out;
 	}
+	r = CUBEID_ERR_PEER_CHANGED; /* no peer: it closed */
 	if (rep.nlh.nlmsg_type == SOCK_DIAG_BY_FAMILY &&
 	    rep.nlh.nlmsg_len >= NLMSG_LENGTH(sizeof(struct unix_diag_msg))) {
 		struct unix_diag_msg *m = NLMSG_DATA(&rep.nlh);
@@ -105,11 +112,11 @@ peer_ino_of(int fd, uint64_t *peer_ino)
 
 				memcpy(&v, RTA_DATA(a), sizeof(v));
 				*peer_ino = v;
-				r = v != 0 ? CUBEID_OK : CUBEID_ERR_PEER_CHANGED;
-				goto out;
+				if (v != 0)
+					r = CUBEID_OK;
+				break;
 			}
 	}
-	r = CUBEID_ERR_PEER_CHANGED; /* no peer: it closed */
 out:
 	if (nl >= 0)
 		close(nl);
@@ -241,10 +248,17 @@ attest_conn_held(int conn_fd, int proc_dir)
 	long long mnt_id;
 	int r;
 
+	/* Whatever cannot be told is "not held": the exe selectors are left
+	 * out, and nothing else. */
 	if ((r = peer_ino_of(conn_fd, &peer_ino)) != CUBEID_OK) {
-		if (r == CUBEID_ERR_PEER_CHANGED)
-			return r;
-		cubeid_warn("attest: the connection's peer is unknown: %s", cubeid_strerror(r));
+		if (r == CUBEID_ERR_NOT_FOUND)
+			cubeid_notice("attest: the caller connected from another network "
+			              "namespace; sock_diag cannot see its end of the connection");
+		else if (r == CUBEID_ERR_PEER_CHANGED)
+			cubeid_debug("attest: the caller has closed its end of the connection");
+		else
+			cubeid_warn("attest: the other end of the connection is unknown: %s",
+			            cubeid_strerror(r));
 		return 0;
 	}
 	if ((mnt_id = sockfs_mnt_id(conn_fd)) < 0) {

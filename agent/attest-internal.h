@@ -55,8 +55,9 @@ int attest_k8s_from_json(const char *buf, size_t len, const char *pod_uid, const
 /* Whether the process of proc_dir (its /proc/PID directory fd) holds the
  * other end of Unix socket conn_fd in a descriptor marked close-on-exec
  * (attest-conn.c, exec after connect): 1 yes; 0 no, or it cannot be told
- * (fail closed); CUBEID_ERR_PEER_CHANGED when the process or the
- * connection is gone. */
+ * (fail closed: another network namespace, no sock_diag, the connection
+ * closed, the descriptors unreadable); CUBEID_ERR_PEER_CHANGED when the
+ * process is gone. */
 int attest_conn_held(int conn_fd, int proc_dir);
 
 /* Tests only: how many user/group name lookups went to NSS (not cached). */
