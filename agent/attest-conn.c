@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,22 +181,74 @@ sockfs_mnt_id(int fd)
 	return v;
 }
 
-unsigned long attest_holder_fds_read;
+/* Whether descriptor name of the process of proc_dir is the socket
+ * peer_ino and marked close-on-exec.  With fd_dir (its open /proc/PID/fd)
+ * the link says which file it is, and fdinfo is read only for a match;
+ * without, fdinfo says (ino, and mnt_id for the file system). */
+static bool
+fd_is_cloexec_peer(int proc_dir, int fd_dir, int fdinfo_dir, const char *name, uint64_t peer_ino,
+                   long long mnt_id)
+{
+	char buf[1024], link[64], want[64], path[300];
+	long long ino, flags;
+	ssize_t n;
+
+	snprintf(want, sizeof(want), "socket:[%" PRIu64 "]", peer_ino);
+	if (fd_dir >= 0) {
+		n = readlinkat(fd_dir, name, link, sizeof(link) - 1);
+		if (n <= 0)
+			return false;
+		link[n] = '\0';
+		if (strcmp(link, want) != 0)
+			return false;
+		snprintf(path, sizeof(path), "fdinfo/%s", name);
+		if (read_fdinfo(proc_dir, path, buf, sizeof(buf)) != 0)
+			return false; /* closed meanwhile */
+		/* not another file under a reused number since the link */
+		if ((ino = fdinfo_field(buf, "ino", 10)) >= 0 && (uint64_t)ino != peer_ino)
+			return false;
+	} else {
+		if (read_fdinfo(fdinfo_dir, name, buf, sizeof(buf)) != 0)
+			return false;
+		ino = fdinfo_field(buf, "ino", 10);
+		if (ino < 0) {
+			/* before Linux 5.14 fdinfo has no ino: the fd link */
+			snprintf(path, sizeof(path), "fd/%s", name);
+			n = readlinkat(proc_dir, path, link, sizeof(link) - 1);
+			if (n <= 0)
+				return false;
+			link[n] = '\0';
+			if (strcmp(link, want) != 0)
+				return false;
+		} else if ((uint64_t)ino != peer_ino || fdinfo_field(buf, "mnt_id", 10) != mnt_id) {
+			return false;
+		}
+	}
+	flags = fdinfo_field(buf, "flags", 8);
+	return flags >= 0 && (flags & O_CLOEXEC) != 0;
+}
 
 /* Whether the process of proc_dir holds the socket peer_ino in a descriptor
  * marked close-on-exec: 1 yes, 0 no (or it cannot be told: fail closed),
- * CUBEID_ERR_PEER_CHANGED if it is gone.  Reads /proc/PID/fdinfo, which
- * (unlike /proc/PID/fd) another uid's process lets us list with
- * CAP_SYS_PTRACE alone. */
+ * CUBEID_ERR_PEER_CHANGED if it is gone.  /proc/PID/fd costs one readlink
+ * a descriptor, but another uid's process lets us list it only with
+ * CAP_DAC_READ_SEARCH; /proc/PID/fdinfo (an open, a read and a close a
+ * descriptor) needs only CAP_SYS_PTRACE, the capability the units grant. */
 static int
 holds_cloexec(int proc_dir, uint64_t peer_ino, long long mnt_id)
 {
-	char buf[1024], link[64], want[64];
 	struct dirent *de;
 	DIR *d;
-	int fd, r = 0;
+	int fd, fd_dir = -1, r = 0;
 
-	if ((fd = openat(proc_dir, "fdinfo", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+	fd = openat(proc_dir, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0)
+		fd_dir = fd;
+	else if (errno == ENOENT || errno == ESRCH)
+		return CUBEID_ERR_PEER_CHANGED;
+	else
+		fd = openat(proc_dir, "fdinfo", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
 		if (errno == ENOENT || errno == ESRCH)
 			return CUBEID_ERR_PEER_CHANGED;
 		cubeid_debug("attest: cannot list the descriptors: %s", strerror(errno));
@@ -205,34 +258,10 @@ holds_cloexec(int proc_dir, uint64_t peer_ino, long long mnt_id)
 		close(fd);
 		return 0;
 	}
-	snprintf(want, sizeof(want), "socket:[%" PRIu64 "]", peer_ino);
 	while ((de = readdir(d)) != NULL) {
-		long long ino, flags, mnt;
-
 		if (!isdigit((unsigned char)de->d_name[0]))
 			continue;
-		__atomic_add_fetch(&attest_holder_fds_read, 1, __ATOMIC_RELAXED);
-		if (read_fdinfo(fd, de->d_name, buf, sizeof(buf)) != 0)
-			continue; /* closed meanwhile */
-		ino = fdinfo_field(buf, "ino", 10);
-		mnt = fdinfo_field(buf, "mnt_id", 10);
-		if (ino < 0) {
-			/* before Linux 5.14 fdinfo has no ino: the fd link */
-			char path[sizeof(de->d_name) + 4];
-			ssize_t n;
-
-			snprintf(path, sizeof(path), "fd/%s", de->d_name);
-			n = readlinkat(proc_dir, path, link, sizeof(link) - 1);
-			if (n <= 0)
-				continue;
-			link[n] = '\0';
-			if (strcmp(link, want) != 0)
-				continue;
-		} else if ((uint64_t)ino != peer_ino || mnt != mnt_id) {
-			continue;
-		}
-		flags = fdinfo_field(buf, "flags", 8);
-		if (flags >= 0 && (flags & O_CLOEXEC)) {
+		if (fd_is_cloexec_peer(proc_dir, fd_dir, fd, de->d_name, peer_ino, mnt_id)) {
 			r = 1;
 			break;
 		}

@@ -63,10 +63,6 @@ int attest_conn_held(int conn_fd, int proc_dir);
 /* Tests only: how many user/group name lookups went to NSS (not cached). */
 extern unsigned long attest_name_lookups;
 
-/* Tests only: how many descriptors of attested processes were looked at
- * for the connection (exec after connect, attest.c). */
-extern unsigned long attest_holder_fds_read;
-
 /* Tests only: called (when set) after everything has been read and before
  * the start time is read again, to simulate a pid reused meanwhile. */
 extern void (*attest_test_hook_before_recheck)(const char *proc_dir);
