@@ -3,6 +3,13 @@
  * beyond SO_PEERCRED: whether that process still holds the connection
  * (exec after connect), and its LSM label (SO_PEERSEC).
  *
+ * The label is the one other fact fixed before the agent looks: it is the
+ * label of the caller's socket, which the LSM took from the process that
+ * made it.  So it has no exec race: an LSM that gives a program its own
+ * label on exec (an AppArmor profile, an SELinux domain transition) names
+ * the program that made the connection, whatever the pid runs later.  It
+ * is the unix:seclabel selector.
+ *
  * Exec after connect.  SO_PEERCRED names the pid that connected, but what
  * that pid runs can change by exec before /proc/PID/exe is read: a
  * process connects, forks, the parent execs a trusted program and the
@@ -295,4 +302,41 @@ attest_conn_held(int conn_fd, int proc_dir)
 		return 0;
 	}
 	return holds_cloexec(proc_dir, peer_ino, mnt_id);
+}
+
+int
+attest_conn_seclabel(int conn_fd, char **out)
+{
+	socklen_t len = 256;
+	char *buf = NULL, *nb;
+
+	*out = NULL;
+	for (;;) {
+		socklen_t got = len;
+
+		if ((nb = realloc(buf, (size_t)len + 1)) == NULL) {
+			free(buf);
+			return CUBEID_ERR_NOMEM;
+		}
+		buf = nb;
+		if (getsockopt(conn_fd, SOL_SOCKET, SO_PEERSEC, buf, &got) == 0) {
+			buf[got < len ? got : len] = '\0';
+			break;
+		}
+		if (errno == ERANGE && got > len && got <= ATTEST_SECLABEL_MAX) {
+			len = got;
+			continue;
+		}
+		/* ENOPROTOOPT: no LSM labels sockets; anything else: none */
+		if (errno != ENOPROTOOPT)
+			cubeid_debug("attest: SO_PEERSEC: %s", strerror(errno));
+		free(buf);
+		return CUBEID_OK;
+	}
+	if (buf[0] == '\0') {
+		free(buf);
+		return CUBEID_OK;
+	}
+	*out = buf;
+	return CUBEID_OK;
 }

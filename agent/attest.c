@@ -913,7 +913,7 @@ needs_of(const char *s)
 	}
 	/* a type attestation does not know reads everything, to be safe */
 	return strncmp(s, "unix:uid", 8) == 0 || strncmp(s, "unix:gid", 8) == 0 ||
-	                       strncmp(s, "td}", 3) == 0
+	                       strncmp(s, "unix:seclabel", 13) == 0 || strncmp(s, "td}", 3) == 0
 	               ? 0
 	               : ATTEST_SKIP_ALL;
 }
@@ -967,6 +967,7 @@ attest_peer_fd(int fd, const struct attest_opts *o, struct peer_info *peer,
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
+	char *label = NULL;
 	int pidfd = -1, r;
 
 	if (peer != NULL)
@@ -994,5 +995,13 @@ attest_peer_fd(int fd, const struct attest_opts *o, struct peer_info *peer,
 	r = attest_common(cred.pid, pidfd, &cred, fd, o, peer, out);
 	if (pidfd >= 0)
 		close(pidfd);
+	if (r != CUBEID_OK)
+		return r;
+	/* unix:seclabel: fixed before connect, like SO_PEERCRED */
+	if ((r = attest_conn_seclabel(fd, &label)) == CUBEID_OK && label != NULL)
+		r = add_soft(out, "unix:seclabel", label);
+	free(label);
+	if (r != CUBEID_OK)
+		selector_set_clear(out);
 	return r;
 }

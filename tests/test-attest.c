@@ -1066,6 +1066,10 @@ START_TEST(test_skip_for_entries)
 	        {"entries:\n- spiffe_id: spiffe://{td}/a\n  selectors: [unix:uid:1]\n"
 	         "- spiffe_id: spiffe://{td}/b\n  selectors: [unix:sha256:" APP_SHA256 "]\n",
 	         ATTEST_SKIP_ALL & ~ATTEST_SKIP_PATH},
+	        /* the LSM label comes with the connection: nothing to read */
+	        {"entries:\n- spiffe_id: spiffe://{td}/a\n  selectors: "
+	         "[unix:seclabel:system_u:system_r:app_t:s0]\n",
+	         ATTEST_SKIP_ALL},
 	        {"entries:\n- spiffe_id: spiffe://{td}/a\n  selectors: [systemd:id:x.service]\n",
 	         ATTEST_SKIP_ALL & ~ATTEST_SKIP_CGROUP},
 	        /* a template needs its selectors even when no selector names them */
@@ -1241,6 +1245,43 @@ START_TEST(test_exec_selectors_need_cloexec_holder)
 	ck_assert(!has_type(&s, "unix:path"));
 	selector_set_clear(&s);
 	close(sv[0]);
+}
+END_TEST
+
+/* unix:seclabel is SO_PEERSEC as the kernel gives it, or absent when no
+ * LSM labels sockets (as here, most likely). */
+START_TEST(test_seclabel_is_so_peersec)
+{
+	struct attest_opts o = {.skip = ATTEST_SKIP_ALL};
+	struct selector_set s = {0};
+	char want[ATTEST_SECLABEL_MAX + 1], *label = NULL, sel[ATTEST_SECLABEL_MAX + 32];
+	socklen_t len = ATTEST_SECLABEL_MAX;
+	int sv[2];
+	bool have;
+
+	ck_assert(selector_type_known("unix:seclabel"));
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	have = getsockopt(sv[0], SOL_SOCKET, SO_PEERSEC, want, &len) == 0 && len > 0;
+	if (have)
+		want[len < ATTEST_SECLABEL_MAX ? len : ATTEST_SECLABEL_MAX] = '\0';
+	have = have && want[0] != '\0';
+	ck_assert_int_eq(attest_conn_seclabel(sv[0], &label), 0);
+	ck_assert_int_eq(attest_peer_fd(sv[0], &o, NULL, &s), 0);
+	if (have) {
+		ck_assert_ptr_nonnull(label);
+		ck_assert_str_eq(label, want);
+		snprintf(sel, sizeof(sel), "unix:seclabel:%s", want);
+		ck_has(&s, sel);
+		printf("# SO_PEERSEC: %s\n", want);
+	} else {
+		ck_assert_ptr_null(label);
+		ck_assert_ptr_null(selector_set_get(&s, "unix:seclabel"));
+		printf("# SO_PEERSEC: no label here (%s)\n", strerror(errno));
+	}
+	free(label);
+	selector_set_clear(&s);
+	close(sv[0]);
+	close(sv[1]);
 }
 END_TEST
 
@@ -1428,6 +1469,7 @@ main(void)
 	tcase_add_test(tc, test_peer_gone);
 	tcase_add_test(tc, test_exec_selectors_need_cloexec_holder);
 	tcase_add_test(tc, test_exec_check_cost);
+	tcase_add_test(tc, test_seclabel_is_so_peersec);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
 	srunner_run_all(sr, CK_NORMAL);
