@@ -480,8 +480,11 @@ add_exe_held(struct selector_set *out, int dirfd, size_t sha256_max, int conn_fd
 	const char *v;
 	int r, held;
 
-	if (fstatat(dirfd, "exe", &st1, 0) != 0)
-		return add_exe(out, dirfd, sha256_max); /* no exe: as before */
+	if (fstatat(dirfd, "exe", &st1, 0) != 0) {
+		/* kernel threads have no exe; others may be unreadable to us */
+		cubeid_debug("attest: no exe: %s", strerror(errno));
+		return errno == ESRCH ? CUBEID_ERR_PEER_CHANGED : CUBEID_OK;
+	}
 	if ((r = add_exe(&tmp, dirfd, sha256_max)) != CUBEID_OK)
 		goto out;
 	if ((held = attest_conn_held(conn_fd, dirfd)) < 0) {

@@ -107,7 +107,8 @@ assert "the agent says why" grep -q "does not hold its connection" "$D/agent.err
 if unshare -n true 2>/dev/null; then
 	check "trusted, from another network namespace, gets no unix:path identity" 1 \
 		unshare -n "${as_nobody[@]}" "$D/bin/trusted" fetch "$S"
-	assert "the agent says why" grep -q "another network namespace" "$D/agent.err"
+	assert "the agent says why (another network namespace)" \
+		grep -q "another network namespace" "$D/agent.err"
 	check "a unix:uid identity from another network namespace still works" 0 \
 		unshare -n "$cubeid" svid fetch --socket "$S" --out "$D/netns"
 else
