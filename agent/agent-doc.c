@@ -720,8 +720,15 @@ static const struct key_doc selector_docs[] = {
         {"unix:group", "a name", "The gid's name in the agent's group database."},
         {"unix:supplementary_gid", "decimal, one each",
          "Each supplementary group (at most 256), from /proc/PID/status."},
-        {"unix:path", "a path", "The executable, from readlink /proc/PID/exe."},
-        {"unix:sha256", "hex", "SHA-256 of the executable, up to attest_sha256_max bytes."},
+        {"unix:path", "a path",
+         "The executable, from readlink /proc/PID/exe; only while the caller holds its "
+         "connection close-on-exec."},
+        {"unix:sha256", "hex",
+         "SHA-256 of the executable, up to attest_sha256_max bytes; as unix:path, only while "
+         "the caller holds its connection close-on-exec."},
+        {"unix:seclabel", "an LSM label",
+         "The AppArmor or SELinux label of the caller's socket, from SO_PEERSEC: that of the "
+         "process that made it, fixed before connect."},
         {"systemd:id", "a unit name",
          "The last .service, .scope, .socket, .mount or .swap component of the cgroup path."},
         {"k8s:ns", "a namespace", "The pod's namespace (pod metadata)."},

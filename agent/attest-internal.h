@@ -23,6 +23,7 @@
 #define ATTEST_TOKEN_MAX       (64 * 1024) /* kubelet bearer token file */
 #define ATTEST_NAME_TTL_MS     5000        /* user/group names reused for this long */
 #define ATTEST_NAME_CACHE      64          /* names kept (uids and gids together) */
+#define ATTEST_SECLABEL_MAX    4096        /* SO_PEERSEC label */
 
 /*
  * What /proc/PID/cgroup says about a process (text is the file's contents,
@@ -51,6 +52,20 @@ int attest_k8s(const struct attest_opts *o, const char *pod_uid, const char *cid
  * there. */
 int attest_k8s_from_json(const char *buf, size_t len, const char *pod_uid, const char *cid,
                          struct selector_set *out, bool *found);
+
+/* Whether the process of proc_dir (its /proc/PID directory fd) holds the
+ * other end of Unix socket conn_fd in a descriptor marked close-on-exec
+ * (attest-conn.c, exec after connect): 1 yes; 0 no, or it cannot be told
+ * (fail closed: another network namespace, no sock_diag, the connection
+ * closed, the descriptors unreadable); CUBEID_ERR_PEER_CHANGED when the
+ * process is gone. */
+int attest_conn_held(int conn_fd, int proc_dir);
+
+/* The LSM label of the other end of conn_fd (SO_PEERSEC): its socket's,
+ * taken from the process that made it, before connect.  *out a new string,
+ * or NULL when there is none (no LSM labels sockets).  0 or
+ * CUBEID_ERR_NOMEM. */
+int attest_conn_seclabel(int conn_fd, char **out);
 
 /* Tests only: how many user/group name lookups went to NSS (not cached). */
 extern unsigned long attest_name_lookups;

@@ -10,6 +10,10 @@
  * the pidfd's process is still alive after that open, and compare the start
  * time in /proc/PID/stat before and after everything else is read.  Any
  * mismatch fails closed with CUBEID_ERR_PEER_CHANGED.
+ *
+ * Exec after connect: the pid may also run another program than the one
+ * that connected.  unix:path and unix:sha256 of a connection's peer need
+ * the peer to hold the connection close-on-exec (attest-conn.c).
  */
 #include "config.h"
 
@@ -464,6 +468,50 @@ out:
 	return r;
 }
 
+/* add_exe() for the process at the other end of connection conn_fd (exec
+ * after connect, attest-conn.c): the exe is read first, then the process
+ * must hold the connection close-on-exec, then the exe must still be the
+ * same file. */
+static int
+add_exe_held(struct selector_set *out, int dirfd, size_t sha256_max, int conn_fd, pid_t pid)
+{
+	struct selector_set tmp = {0};
+	struct stat st1, st2;
+	const char *v;
+	int r, held;
+
+	if (fstatat(dirfd, "exe", &st1, 0) != 0) {
+		/* kernel threads have no exe; others may be unreadable to us */
+		cubeid_debug("attest: no exe: %s", strerror(errno));
+		return errno == ESRCH ? CUBEID_ERR_PEER_CHANGED : CUBEID_OK;
+	}
+	if ((r = add_exe(&tmp, dirfd, sha256_max)) != CUBEID_OK)
+		goto out;
+	if ((held = attest_conn_held(conn_fd, dirfd)) < 0) {
+		r = held;
+		goto out;
+	}
+	if (fstatat(dirfd, "exe", &st2, 0) != 0 || st1.st_dev != st2.st_dev ||
+	    st1.st_ino != st2.st_ino)
+		held = 0; /* it execed while we looked */
+	if (!held) {
+		cubeid_notice("attest: pid %ld does not hold its connection in a close-on-exec "
+		              "descriptor (exec after connect?): no unix:path or unix:sha256 "
+		              "selectors",
+		              (long)pid);
+		goto out;
+	}
+	if ((v = selector_set_get(&tmp, "unix:path")) != NULL &&
+	    (r = selector_set_add(out, "unix:path", v)) != CUBEID_OK)
+		goto out;
+	if ((v = selector_set_get(&tmp, "unix:sha256")) != NULL &&
+	    (r = selector_set_add(out, "unix:sha256", v)) != CUBEID_OK)
+		goto out;
+out:
+	selector_set_clear(&tmp);
+	return r;
+}
+
 /* ------------------------------------------------------------ cgroups */
 
 static bool
@@ -699,8 +747,8 @@ real_proc(const struct attest_opts *o)
 /* Attest pid, whose pidfd (or -1) the caller holds; cred gives uid/gid
  * from SO_PEERCRED, or NULL to take the effective ids from /proc. */
 static int
-attest_common(pid_t pid, int pidfd, const struct ucred *cred, const struct attest_opts *o,
-              struct peer_info *peer, struct selector_set *out)
+attest_common(pid_t pid, int pidfd, const struct ucred *cred, int conn_fd,
+              const struct attest_opts *o, struct peer_info *peer, struct selector_set *out)
 {
 	const char *root = o != NULL && o->proc_root != NULL ? o->proc_root : "/proc";
 	unsigned skip = o != NULL ? o->skip : 0;
@@ -776,9 +824,16 @@ attest_common(pid_t pid, int pidfd, const struct ucred *cred, const struct attes
 		goto out;
 	if (!(skip & ATTEST_SKIP_GROUPS) && (r = add_supplementary(&sel, status)) != 0)
 		goto out;
-	if (!(skip & ATTEST_SKIP_PATH) &&
-	    (r = add_exe(&sel, dirfd, o != NULL ? o->sha256_max_bytes : 0)) != CUBEID_OK)
-		goto out;
+	if (!(skip & ATTEST_SKIP_PATH)) {
+		size_t max = o != NULL ? o->sha256_max_bytes : 0;
+
+		/* a connection's peer must hold it (exec after connect); a
+		 * bare pid (cubeid entry check --pid) and fixtures have none */
+		r = conn_fd >= 0 && real_proc(o) ? add_exe_held(&sel, dirfd, max, conn_fd, pid)
+		                                 : add_exe(&sel, dirfd, max);
+		if (r != CUBEID_OK)
+			goto out;
+	}
 	r = skip & ATTEST_SKIP_CGROUP ? CUBEID_ERR_NOT_FOUND
 	                              : read_at(dirfd, "cgroup", ATTEST_CGROUP_MAX, &cgroup, NULL);
 	if (r == CUBEID_OK) {
@@ -861,7 +916,7 @@ needs_of(const char *s)
 	}
 	/* a type attestation does not know reads everything, to be safe */
 	return strncmp(s, "unix:uid", 8) == 0 || strncmp(s, "unix:gid", 8) == 0 ||
-	                       strncmp(s, "td}", 3) == 0
+	                       strncmp(s, "unix:seclabel", 13) == 0 || strncmp(s, "td}", 3) == 0
 	               ? 0
 	               : ATTEST_SKIP_ALL;
 }
@@ -903,7 +958,7 @@ attest_pid(pid_t pid, const struct attest_opts *o, struct peer_info *peer, struc
 		if (pidfd < 0 && errno != ENOSYS)
 			cubeid_debug("attest: pidfd_open(%ld): %s", (long)pid, strerror(errno));
 	}
-	r = attest_common(pid, pidfd, NULL, o, peer, out);
+	r = attest_common(pid, pidfd, NULL, -1, o, peer, out);
 	if (pidfd >= 0)
 		close(pidfd);
 	return r;
@@ -915,6 +970,7 @@ attest_peer_fd(int fd, const struct attest_opts *o, struct peer_info *peer,
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
+	char *label = NULL;
 	int pidfd = -1, r;
 
 	if (peer != NULL)
@@ -939,8 +995,16 @@ attest_peer_fd(int fd, const struct attest_opts *o, struct peer_info *peer,
 				return CUBEID_ERR_PEER_CHANGED;
 		}
 	}
-	r = attest_common(cred.pid, pidfd, &cred, o, peer, out);
+	r = attest_common(cred.pid, pidfd, &cred, fd, o, peer, out);
 	if (pidfd >= 0)
 		close(pidfd);
+	if (r != CUBEID_OK)
+		return r;
+	/* unix:seclabel: fixed before connect, like SO_PEERCRED */
+	if ((r = attest_conn_seclabel(fd, &label)) == CUBEID_OK && label != NULL)
+		r = add_soft(out, "unix:seclabel", label);
+	free(label);
+	if (r != CUBEID_OK)
+		selector_set_clear(out);
 	return r;
 }

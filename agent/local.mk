@@ -91,7 +91,7 @@ EXTRA_DIST += tests/grpc-interop.sh
 
 # Workload attestation, the config file and registration entries (issue 4):
 # selectors, kernel facts and pod metadata, YAML via libyaml.
-libagent_la_SOURCES += agent/selectors.c agent/attest.c agent/attest-k8s.c \
+libagent_la_SOURCES += agent/selectors.c agent/attest.c agent/attest-conn.c agent/attest-k8s.c \
 	agent/attest-internal.h agent/config.c agent/entries.c agent/entries-match.c \
 	agent/entries-internal.h agent/yaml-util.c \
 	agent/yaml-util.h

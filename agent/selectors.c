@@ -18,6 +18,7 @@ static const char *const known_types[] = {
         "unix:supplementary_gid",
         "unix:path",
         "unix:sha256",
+        "unix:seclabel",
         "systemd:id",
         "k8s:ns",
         "k8s:sa",

@@ -71,3 +71,15 @@ tests_tls_peer_CFLAGS = $(TEST_CFLAGS)
 tests_tls_peer_LDADD = $(TEST_LIBS)
 TESTS += tests/tls-peer.sh
 EXTRA_DIST += tests/tls-peer.sh
+
+# Exec after connect (docs/design.md): tests/exec-peer plays the attacker
+# that forks and execs a trusted program, and that program; the test runs
+# it as nobody against a real agent.  -no-install: the test copies the
+# binary itself, not a libtool wrapper.
+check_PROGRAMS += tests/exec-peer
+tests_exec_peer_SOURCES = tests/exec-peer.c
+tests_exec_peer_CFLAGS = $(TEST_CFLAGS)
+tests_exec_peer_LDADD = $(TEST_LIBS) $(PTHREAD_LIBS)
+tests_exec_peer_LDFLAGS = $(AM_LDFLAGS) -no-install
+TESTS += tests/attest-exec.sh
+EXTRA_DIST += tests/attest-exec.sh

@@ -91,7 +91,7 @@ rm -rf "$U/cubeid-agent.service.d"
 for kv in Type=notify WatchdogSec=30s RuntimeDirectory=cubeid User=cubeid ProtectSystem=strict \
 	ProtectHome=yes PrivateTmp=yes NoNewPrivileges=yes MemoryDenyWriteExecute=yes \
 	CapabilityBoundingSet=CAP_SYS_PTRACE SystemCallFilter=@system-service \
-	"RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6" PrivateDevices=yes; do
+	"RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK" PrivateDevices=yes; do
 	assert "service has $kv" grep -qx "$kv" "$unit"
 done
 assert "the PIN comes as a credential, not argv" grep -q -- '--pin-file %d/pin' "$unit"

@@ -11,6 +11,7 @@
 #include "tests/harness.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,11 +22,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <stddef.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -1063,6 +1066,10 @@ START_TEST(test_skip_for_entries)
 	        {"entries:\n- spiffe_id: spiffe://{td}/a\n  selectors: [unix:uid:1]\n"
 	         "- spiffe_id: spiffe://{td}/b\n  selectors: [unix:sha256:" APP_SHA256 "]\n",
 	         ATTEST_SKIP_ALL & ~ATTEST_SKIP_PATH},
+	        /* the LSM label comes with the connection: nothing to read */
+	        {"entries:\n- spiffe_id: spiffe://{td}/a\n  selectors: "
+	         "[unix:seclabel:system_u:system_r:app_t:s0]\n",
+	         ATTEST_SKIP_ALL},
 	        {"entries:\n- spiffe_id: spiffe://{td}/a\n  selectors: [systemd:id:x.service]\n",
 	         ATTEST_SKIP_ALL & ~ATTEST_SKIP_CGROUP},
 	        /* a template needs its selectors even when no selector names them */
@@ -1171,6 +1178,267 @@ START_TEST(test_name_cache)
 }
 END_TEST
 
+/* ------------------------------------------------ exec after connect */
+
+static bool
+has_type(const struct selector_set *s, const char *type)
+{
+	return selector_set_get(s, type) != NULL;
+}
+
+/* unix:path and unix:sha256 only for a peer that holds the other end of
+ * the connection close-on-exec; uid and gid regardless. */
+START_TEST(test_exec_selectors_need_cloexec_holder)
+{
+	struct attest_opts o = {.sha256_max_bytes = 256u << 20};
+	struct selector_set s = {0};
+	char sel[64];
+	int sv[2], go[2];
+	pid_t child;
+
+	snprintf(sel, sizeof(sel), "unix:uid:%u", (unsigned)geteuid());
+	/* held, but not close-on-exec: as if inherited across exec */
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ck_assert_int_eq(attest_peer_fd(sv[0], &o, NULL, &s), 0);
+	ck_has(&s, sel);
+	ck_assert(!has_type(&s, "unix:path"));
+	ck_assert(!has_type(&s, "unix:sha256"));
+	selector_set_clear(&s);
+	/* the same descriptor marked close-on-exec */
+	ck_assert_int_eq(fcntl(sv[1], F_SETFD, FD_CLOEXEC), 0);
+	ck_assert_int_eq(attest_peer_fd(sv[0], &o, NULL, &s), 0);
+	ck_assert(has_type(&s, "unix:path"));
+	ck_assert(has_type(&s, "unix:sha256"));
+	selector_set_clear(&s);
+	/* a copy close-on-exec among others that are not: held */
+	{
+		int extra = dup(sv[1]); /* dup() clears FD_CLOEXEC */
+
+		ck_assert_int_ge(extra, 0);
+		ck_assert_int_eq(attest_peer_fd(sv[0], &o, NULL, &s), 0);
+		ck_assert(has_type(&s, "unix:path"));
+		selector_set_clear(&s);
+		close(extra);
+	}
+	/* held by another process only (SO_PEERCRED still names us) */
+	ck_assert_int_eq(pipe(go), 0);
+	child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		char c;
+
+		close(go[1]);
+		(void)read(go[0], &c, 1); /* until the parent is done */
+		_exit(0);
+	}
+	close(go[0]);
+	close(sv[1]);
+	ck_assert_int_eq(attest_peer_fd(sv[0], &o, NULL, &s), 0);
+	ck_has(&s, sel);
+	ck_assert(!has_type(&s, "unix:path"));
+	ck_assert(!has_type(&s, "unix:sha256"));
+	selector_set_clear(&s);
+	close(go[1]);
+	waitpid(child, NULL, 0);
+	/* nobody holds it any more: still not an error, just no exe */
+	ck_assert_int_eq(attest_peer_fd(sv[0], &o, NULL, &s), 0);
+	ck_assert(!has_type(&s, "unix:path"));
+	selector_set_clear(&s);
+	close(sv[0]);
+}
+END_TEST
+
+/* unix:seclabel is SO_PEERSEC as the kernel gives it, or absent when no
+ * LSM labels sockets (as here, most likely). */
+START_TEST(test_seclabel_is_so_peersec)
+{
+	struct attest_opts o = {.skip = ATTEST_SKIP_ALL};
+	struct selector_set s = {0};
+	char want[ATTEST_SECLABEL_MAX + 1], *label = NULL, sel[ATTEST_SECLABEL_MAX + 32];
+	socklen_t len = ATTEST_SECLABEL_MAX;
+	int sv[2];
+	bool have;
+
+	ck_assert(selector_type_known("unix:seclabel"));
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	have = getsockopt(sv[0], SOL_SOCKET, SO_PEERSEC, want, &len) == 0 && len > 0;
+	if (have)
+		want[len < ATTEST_SECLABEL_MAX ? len : ATTEST_SECLABEL_MAX] = '\0';
+	have = have && want[0] != '\0';
+	ck_assert_int_eq(attest_conn_seclabel(sv[0], &label), 0);
+	ck_assert_int_eq(attest_peer_fd(sv[0], &o, NULL, &s), 0);
+	if (have) {
+		ck_assert_ptr_nonnull(label);
+		ck_assert_str_eq(label, want);
+		snprintf(sel, sizeof(sel), "unix:seclabel:%s", want);
+		ck_has(&s, sel);
+		printf("# SO_PEERSEC: %s\n", want);
+	} else {
+		ck_assert_ptr_null(label);
+		ck_assert_ptr_null(selector_set_get(&s, "unix:seclabel"));
+		printf("# SO_PEERSEC: no label here (%s)\n", strerror(errno));
+	}
+	free(label);
+	selector_set_clear(&s);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
+static double
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* Mean microseconds of attest_peer_fd(fd) with skip, over n calls. */
+static double
+time_attest(int fd, unsigned skip, int n)
+{
+	struct attest_opts o = {.skip = skip};
+	struct selector_set s = {0};
+	double t0 = now_us();
+	int i;
+
+	for (i = 0; i < n; i++) {
+		ck_assert_int_eq(attest_peer_fd(fd, &o, NULL, &s), 0);
+		selector_set_clear(&s);
+	}
+	return (now_us() - t0) / n;
+}
+
+/* The rejected alternative: every process's descriptors, looking for
+ * other holders of inode ino.  Returns the holders found. */
+static int
+scan_all_holders(unsigned long ino, unsigned *procs, unsigned long *fds)
+{
+	char path[300], buf[512], want[64];
+	struct dirent *de, *fe;
+	DIR *proc, *fdi;
+	int holders = 0;
+
+	*procs = 0;
+	*fds = 0;
+	snprintf(want, sizeof(want), "ino:\t%lu\n", ino);
+	if ((proc = opendir("/proc")) == NULL)
+		return -1;
+	while ((de = readdir(proc)) != NULL) {
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/fdinfo", de->d_name);
+		if ((fdi = opendir(path)) == NULL)
+			continue;
+		(*procs)++;
+		while ((fe = readdir(fdi)) != NULL) {
+			int fd;
+			ssize_t n;
+
+			if (fe->d_name[0] == '.')
+				continue;
+			(*fds)++;
+			if ((fd = openat(dirfd(fdi), fe->d_name, O_RDONLY | O_CLOEXEC)) < 0)
+				continue;
+			n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			if (n > 0) {
+				buf[n] = '\0';
+				if (strstr(buf, want) != NULL)
+					holders++;
+			}
+		}
+		closedir(fdi);
+	}
+	closedir(proc);
+	return holders;
+}
+
+/* Not assertions: what each check costs here, for docs/design.md. */
+START_TEST(test_exec_check_cost)
+{
+	static const int counts[] = {0, 1000, 10000};
+	struct rlimit rl;
+	size_t k;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	printf("# exec-after-connect check costs (mean us per call; the peer's descriptor\n"
+	       "# is its highest, or missing: the worst case, a whole scan)\n");
+	for (k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+		int *extra = calloc((size_t)counts[k] + 1, sizeof(int));
+		int sv[2], i, got = 0, procfd, n = counts[k] >= 10000 ? 20 : 200;
+		double held, notheld, peercred, path;
+		char dir[64];
+
+		ck_assert_ptr_nonnull(extra);
+		for (i = 0; i < counts[k]; i++, got++)
+			if ((extra[i] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+				break;
+		if (got < counts[k]) {
+			printf("# %d descriptors: only %d could be opened; skipped\n", counts[k],
+			       got);
+			for (i = 0; i < got; i++)
+				close(extra[i]);
+			free(extra);
+			continue;
+		}
+		ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+		snprintf(dir, sizeof(dir), "/proc/%ld", (long)getpid());
+		procfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		ck_assert_int_ge(procfd, 0);
+		{
+			double t0 = now_us();
+
+			for (i = 0; i < n; i++)
+				ck_assert_int_eq(attest_conn_held(sv[0], procfd), 1);
+			held = (now_us() - t0) / n;
+		}
+		peercred = time_attest(sv[0], ATTEST_SKIP_ALL, n);
+		path = time_attest(sv[0], ATTEST_SKIP_ALL & ~ATTEST_SKIP_PATH, n);
+		ck_assert_int_eq(fcntl(sv[1], F_SETFD, 0), 0);
+		{
+			double t0 = now_us();
+
+			for (i = 0; i < n; i++)
+				ck_assert_int_eq(attest_conn_held(sv[0], procfd), 0);
+			notheld = (now_us() - t0) / n;
+		}
+		printf("# %5d descriptors: holder check %8.1f (held), %8.1f (not held, full scan);"
+		       " attestation: SO_PEERCRED only %6.1f, with unix:path %8.1f\n",
+		       counts[k] + 5, held, notheld, peercred, path);
+		close(procfd);
+		close(sv[0]);
+		close(sv[1]);
+		for (i = 0; i < counts[k]; i++)
+			close(extra[i]);
+		free(extra);
+	}
+	/* the rejected alternative, once */
+	{
+		struct stat st;
+		unsigned procs;
+		unsigned long fds;
+		int sv[2], holders;
+		double t0;
+
+		ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+		ck_assert_int_eq(fstat(sv[1], &st), 0);
+		t0 = now_us();
+		holders = scan_all_holders((unsigned long)st.st_ino, &procs, &fds);
+		printf("# scanning every process for other holders: %.0f us for %u processes, %lu "
+		       "descriptors (%.2f us each); %d holder(s)\n",
+		       now_us() - t0, procs, fds, fds > 0 ? (now_us() - t0) / (double)fds : 0.0,
+		       holders);
+		close(sv[0]);
+		close(sv[1]);
+	}
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1199,6 +1467,9 @@ main(void)
 	tcase_add_test(tc, test_proc_edge_cases);
 	tcase_add_test(tc, test_self_through_socketpair);
 	tcase_add_test(tc, test_peer_gone);
+	tcase_add_test(tc, test_exec_selectors_need_cloexec_holder);
+	tcase_add_test(tc, test_exec_check_cost);
+	tcase_add_test(tc, test_seclabel_is_so_peersec);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
 	srunner_run_all(sr, CK_NORMAL);
