@@ -17,6 +17,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,6 +279,68 @@ outage_then_recovers(CK_RV rv)
 	cubeid_key_free(k);
 }
 
+/* Signers on several threads while the token goes and comes back: the
+ * re-init drains them out of the module before C_Finalize (SoftHSM2
+ * crashes when finalised under a thread), and they all sign again. */
+struct signer {
+	cubeid_key *k;
+	volatile int *stop;
+	int ok_after; /* signatures that worked after the token came back */
+	volatile int *back;
+};
+
+static void *
+signer_run(void *arg)
+{
+	struct signer *sg = arg;
+	uint8_t sig[64];
+	size_t len;
+
+	while (!*sg->stop) {
+		len = sizeof(sig);
+		if (cubeid_key_sign(sg->k, CUBEID_SIG_ECDSA_SHA256, (const uint8_t *)"x", 1, sig,
+		                    &len) == CUBEID_OK &&
+		    *sg->back)
+			sg->ok_after++;
+		usleep(5 * 1000);
+	}
+	return NULL;
+}
+
+START_TEST(test_outage_under_concurrent_signers_recovers)
+{
+	cubeid_key *k = gen(CUBEID_KEY_EC_P256);
+	struct signer sg[4];
+	pthread_t th_[4];
+	volatile int stop = 0, back = 0;
+	struct cubeid_token_health h;
+	int i;
+
+	mock_reset();
+	for (i = 0; i < 4; i++) {
+		sg[i] = (struct signer){k, &stop, 0, &back};
+		ck_assert_int_eq(pthread_create(&th_[i], NULL, signer_run, &sg[i]), 0);
+	}
+	usleep(300 * 1000);
+	mock_outage(CKR_DEVICE_REMOVED);
+	usleep(1500 * 1000);
+	mock_token_back();
+	back = 1;
+	usleep(6000 * 1000); /* the backoff is at most 4 s */
+	stop = 1;
+	for (i = 0; i < 4; i++)
+		pthread_join(th_[i], NULL);
+	for (i = 0; i < 4; i++)
+		ck_assert_msg(sg[i].ok_after > 0, "signer %d never signed again", i);
+	cubeid_token_health(tok, &h);
+	ck_assert(!h.down);
+	ck_assert_uint_ge(h.recoveries, 1);
+	ck_assert_int_eq(sign_verify(k, CUBEID_SIG_ECDSA_SHA256), CUBEID_OK);
+	cubeid_key_delete(k);
+	cubeid_key_free(k);
+}
+END_TEST
+
 START_TEST(test_outage_device_removed_recovers_after_reinit)
 {
 	outage_then_recovers(CKR_DEVICE_REMOVED);
@@ -483,6 +546,7 @@ main(void)
 	tcase_add_test(sess, test_outage_device_removed_recovers_after_reinit);
 	tcase_add_test(sess, test_outage_session_invalid_recovers_after_reinit);
 	tcase_add_test(sess, test_outage_token_not_present_recovers_after_reinit);
+	tcase_add_test(sess, test_outage_under_concurrent_signers_recovers);
 	tcase_add_test(mech, test_hidden_pss_is_mechanism_error_and_rs256_still_works);
 	tcase_add_test(pin, test_wrong_pin_at_open_logs_in_once);
 	tcase_add_test(pin, test_pin_rejected_later_is_never_retried);
