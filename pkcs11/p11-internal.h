@@ -43,6 +43,7 @@ struct p11_module {
 	bool down;                   /* the last recovery failed: fail fast until next_try */
 	double next_try;             /* monotonic seconds: no re-init before this */
 	unsigned delay_ms;           /* the backoff before the next re-init */
+	double last_reinit;          /* monotonic s of the last re-init (0: none) */
 	unsigned recoveries;         /* re-inits that brought every token back */
 	int last_err;                /* why the last recovery failed (cubeid code) */
 	uint64_t gen;                /* atomic: bumped by each re-init */
@@ -135,11 +136,10 @@ void p11_module_remove_token(struct p11_module *mod, cubeid_token *tok);
  * Must be called with no session borrowed.  Returns CUBEID_OK when the
  * caller should try again, else an error.
  */
-#define P11_RECOVER_MIN_MS 500
-#define P11_RECOVER_MAX_MS 4000
+#define P11_RECOVER_MIN_MS  500
+#define P11_RECOVER_MAX_MS  4000
+#define P11_RECOVER_RESET_S 60 /* a re-init this long after the last: new outage */
 int p11_recover(cubeid_token *tok, uint64_t seen_gen, const char *what, int cause);
-/* An operation worked: the next outage starts from the shortest backoff. */
-void p11_recover_ok(struct p11_module *mod);
 /* After a re-init (gen != tok->mod_gen): forget the sessions (the module
  * closed them), find the slot again by tok->uri_str, and record gen.
  * Called with tok->lock held and from inside the module. */

@@ -20,7 +20,10 @@
  * the re-init holds neither while it calls into the module.
  *
  * Re-inits are rate-limited: P11_RECOVER_MIN_MS doubling to
- * P11_RECOVER_MAX_MS; an operation that works resets the backoff.  While a
+ * P11_RECOVER_MAX_MS; a re-init more than P11_RECOVER_RESET_S after the
+ * last one starts again from the shortest delay.  (Not "an operation that
+ * works": one that always fails with CKR_GENERAL_ERROR among others that
+ * work must not re-initialise the module every half second.)  While a
  * recovery has failed (mod->down), operations fail at once without calling
  * the module, and a caller (the agent's probe) tries again once the
  * backoff has passed.
@@ -113,16 +116,6 @@ p11_module_remove_token(struct p11_module *mod, cubeid_token *tok)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&mod->gate);
-}
-
-void
-p11_recover_ok(struct p11_module *mod)
-{
-	if (__atomic_load_n(&mod->delay_ms, __ATOMIC_RELAXED) == P11_RECOVER_MIN_MS)
-		return;
-	pthread_mutex_lock(&mod->gate);
-	mod->delay_ms = P11_RECOVER_MIN_MS;
 	pthread_mutex_unlock(&mod->gate);
 }
 
@@ -238,6 +231,8 @@ p11_recover(cubeid_token *tok, uint64_t seen_gen, const char *what, int cause)
 		return r;
 	}
 	now = p11_mono();
+	if (!mod->down && now - mod->last_reinit > P11_RECOVER_RESET_S)
+		mod->delay_ms = P11_RECOVER_MIN_MS; /* a new outage */
 	if (now < mod->next_try) {
 		r = mod->down ? mod->last_err : cause;
 		pthread_mutex_unlock(&mod->gate);
@@ -267,6 +262,7 @@ p11_recover(cubeid_token *tok, uint64_t seen_gen, const char *what, int cause)
 		pthread_mutex_lock(&mod->gate);
 	}
 	now = p11_mono();
+	mod->last_reinit = now;
 	mod->next_try = now + mod->delay_ms / 1000.0;
 	if (r == CUBEID_OK) {
 		mod->down = false;

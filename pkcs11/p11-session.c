@@ -282,8 +282,6 @@ p11_run(cubeid_token *tok, const cubeid_key *key, const char *what, p11_op_fn fn
 		r = fn(tok, s, arg, &rv);
 		if (r == CUBEID_OK || rv == CKR_OK) {
 			p11_session_put(tok, s, false);
-			if (r == CUBEID_OK)
-				p11_recover_ok(tok->mod);
 			return r;
 		}
 		if (p11_rv_session_lost(rv) || rv == CKR_OPERATION_ACTIVE) {
@@ -302,6 +300,20 @@ p11_run(cubeid_token *tok, const cubeid_key *key, const char *what, p11_op_fn fn
 				continue;
 			}
 			break;
+		}
+		if (rv == CKR_GENERAL_ERROR && recovers < P11_MAX_RECOVERS) {
+			/* How tpm2-pkcs11 reports a TPM stack that went away
+			 * (tpm2-abrmd or the TPM restarted): no new session helps,
+			 * a re-initialised module may.  Rate-limited there. */
+			p11_session_put(tok, s, false);
+			recovers++;
+			if (p11_recover(tok, gen, what, r) == CUBEID_OK) {
+				gen = p11_module_gen(tok->mod);
+				repairs = 0;
+				continue;
+			}
+			cubeid_error("%s: %s (0x%lx)", what, p11_rv_name(rv), (unsigned long)rv);
+			return r;
 		}
 		if (repairs < P11_MAX_REPAIRS && rv == CKR_USER_NOT_LOGGED_IN) {
 			repairs++;
