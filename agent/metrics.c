@@ -217,7 +217,7 @@ agent_token_why(const struct agent *a)
 		snprintf(buf, sizeof(buf), "token unavailable (%s), retrying in %.0fs",
 		         cubeid_strerror(h.last_err), h.retry_in < 1 ? 1 : h.retry_in + 0.5);
 	else
-		snprintf(buf, sizeof(buf), "the token does not answer (%s), recovering",
+		snprintf(buf, sizeof(buf), "the token does not answer (%s)",
 		         cubeid_strerror(a->metrics.token_rc));
 	return buf;
 }
