@@ -300,8 +300,21 @@ agent_status_json(struct agent *a, char **out)
 		                    json_boolean(a->tok != NULL && m->token_checked != 0 &&
 		                                 m->token_rc == CUBEID_OK));
 		json_object_set_new(t, "checked", json_integer((json_int_t)m->token_checked));
-		if (m->token_checked != 0 && m->token_rc != CUBEID_OK)
+		if (m->token_checked != 0 && m->token_rc != CUBEID_OK) {
 			json_object_set_new(t, "error", json_string(cubeid_strerror(m->token_rc)));
+			json_object_set_new(t, "why", json_string(agent_token_why(a)));
+		}
+		if (a->tok != NULL) { /* outages the token layer recovers from */
+			struct cubeid_token_health th;
+
+			cubeid_token_health(a->tok, &th);
+			json_object_set_new(t, "unavailable", json_boolean(th.down));
+			if (th.down)
+				json_object_set_new(
+				        t, "retry_in",
+				        json_real((double)(long)(th.retry_in * 10) / 10));
+			json_object_set_new(t, "recoveries", json_integer(th.recoveries));
+		}
 	}
 	if (a->cluster != NULL) /* trust across nodes (cluster.c) */
 		json_object_set_new(o, "cluster", cluster_status_json(a));

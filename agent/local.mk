@@ -155,8 +155,9 @@ EXTRA_DIST += tests/agent-man-sync.sh
 
 # The real daemon in --dev mode with the CLI as its client; and real SPIFFE
 # clients (go-spiffe, spiffe-helper) against it.
-TESTS += tests/agent-dev.sh tests/interop-agent.sh tests/agent-status.sh
-EXTRA_DIST += tests/agent-dev.sh tests/interop-agent.sh tests/agent-status.sh
+TESTS += tests/agent-dev.sh tests/interop-agent.sh tests/agent-status.sh tests/agent-token-outage.sh
+EXTRA_DIST += tests/agent-dev.sh tests/interop-agent.sh tests/agent-status.sh \
+	tests/agent-token-outage.sh
 
 # Attestation, entries and config tests; fixture /proc trees and a pod list.
 check_PROGRAMS += tests/test-attest tests/test-entries tests/test-config

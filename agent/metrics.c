@@ -116,6 +116,24 @@ probe_run(void *arg)
 	j->rc = cubeid_key_sign(j->key, alg, msg, sizeof(msg) - 1, sig, &sig_len);
 }
 
+/* While the token fails, probe it every second: each probe lets the token
+ * layer re-initialise the module once its backoff has passed, so the agent
+ * recovers within seconds of the token coming back, not at the next
+ * METRICS_PROBE_MS tick. */
+static long
+probe_fast_tick(cubeid_loop *l, void *arg)
+{
+	struct agent *a = arg;
+
+	(void)l;
+	if (a->stopping || a->metrics.token_rc == CUBEID_OK) {
+		a->metrics.fast_timer = 0;
+		return -1;
+	}
+	(void)metrics_probe_start(a);
+	return METRICS_PROBE_DOWN_MS;
+}
+
 static void
 probe_done(void *arg)
 {
@@ -132,6 +150,9 @@ probe_done(void *arg)
 	         a->metrics.token_checked != 0)
 		cubeid_notice("token probe: the token answers again");
 	token_result(&a->metrics, j->rc);
+	if (j->rc != CUBEID_OK && a->metrics.fast_timer == 0 && !a->stopping)
+		a->metrics.fast_timer =
+		        loop_timer_add(a->loop, METRICS_PROBE_DOWN_MS, probe_fast_tick, a);
 	free(j);
 	if (a->wapi != NULL)
 		wapi_status_probed(a->wapi); /* status calls waiting for it */
@@ -183,6 +204,24 @@ n_entries(const struct agent *a)
 	return (a->entries != NULL ? a->entries->n : 0) + a->dev_entries.n;
 }
 
+const char *
+agent_token_why(const struct agent *a)
+{
+	static __thread char buf[160];
+	struct cubeid_token_health h;
+
+	if (a->tok == NULL)
+		return "no token";
+	cubeid_token_health(a->tok, &h);
+	if (h.down)
+		snprintf(buf, sizeof(buf), "token unavailable (%s), retrying in %.0fs",
+		         cubeid_strerror(h.last_err), h.retry_in < 1 ? 1 : h.retry_in + 0.5);
+	else
+		snprintf(buf, sizeof(buf), "the token does not answer (%s)",
+		         cubeid_strerror(a->metrics.token_rc));
+	return buf;
+}
+
 bool
 agent_ready(const struct agent *a, const char **why)
 {
@@ -197,7 +236,7 @@ agent_ready(const struct agent *a, const char **why)
 	else if (a->metrics.token_checked == 0)
 		*why = "the token has not been probed yet";
 	else if (a->metrics.token_rc != CUBEID_OK)
-		*why = "the token does not answer";
+		*why = agent_token_why(a);
 	else if (ca == NULL)
 		*why = "no CA";
 	else if (X509_cmp_time(X509_get0_notBefore(ca), &now) > 0)
@@ -448,6 +487,9 @@ agent_http_stop(struct agent *a)
 	if (a->metrics.probe_timer > 0 && a->loop != NULL)
 		loop_timer_del(a->loop, a->metrics.probe_timer);
 	a->metrics.probe_timer = 0;
+	if (a->metrics.fast_timer > 0 && a->loop != NULL)
+		loop_timer_del(a->loop, a->metrics.fast_timer);
+	a->metrics.fast_timer = 0;
 	http_server_free(a->http);
 	a->http = NULL;
 }

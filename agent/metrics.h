@@ -18,7 +18,8 @@ enum { METRIC_X509 = 0, METRIC_JWT = 1, METRIC_TYPES };
 #define METRIC_LAT_BUCKETS 14
 extern const double metric_lat_bounds[METRIC_LAT_BUCKETS];
 
-#define METRICS_PROBE_MS 30000 /* how often the token is probed */
+#define METRICS_PROBE_MS      30000 /* how often the token is probed */
+#define METRICS_PROBE_DOWN_MS 1000  /* and while it fails: recovery runs then */
 
 struct agent_metrics {
 	uint64_t issued[METRIC_TYPES];    /* SVIDs minted */
@@ -33,6 +34,7 @@ struct agent_metrics {
 	int64_t token_checked; /* when (unix time), 0: never */
 	bool probing;
 	long probe_timer;
+	long fast_timer; /* re-probes every METRICS_PROBE_DOWN_MS while down */
 };
 
 /* Record a finished mint (loop thread).  seconds is the time spent in the
@@ -58,6 +60,10 @@ bool metrics_probe_start(struct agent *a);
 /* Ready: token reachable, CA valid now, entries loaded.  *why says what is
  * not (static), NULL when ready. */
 bool agent_ready(const struct agent *a, const char **why);
+/* What is wrong with the token, for a person: "token unavailable (...),
+ * retrying in 2s" while the token layer recovers (cubeid_token_health).
+ * Valid until the next call on this thread. */
+const char *agent_token_why(const struct agent *a);
 /* Add "health" (ready, why, token_up, http) and "metrics" (the counters)
  * objects to the status document o (a jansson json_t object). */
 struct json_t;

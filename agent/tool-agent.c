@@ -491,10 +491,18 @@ status_show(struct tool_ctx *c)
 		       json_is_true(json_object_get(j, "dev")) ? " (DEVELOPMENT MODE)" : "");
 		printf("%-16s %s\n", "trust domain",
 		       json_string_value(json_object_get(j, "trust_domain")));
-		printf("%-16s %s (serial %s) %s\n", "token",
+		printf("%-16s %s (serial %s) %s%s%s%s\n", "token",
 		       json_string_value(json_object_get(tok, "label")),
 		       json_string_value(json_object_get(tok, "serial")),
-		       json_is_true(json_object_get(tok, "healthy")) ? "healthy" : "UNHEALTHY");
+		       json_is_true(json_object_get(tok, "healthy")) ? "healthy" : "UNHEALTHY",
+		       json_is_string(json_object_get(tok, "why")) ? ": " : "",
+		       json_is_string(json_object_get(tok, "why"))
+		               ? json_string_value(json_object_get(tok, "why"))
+		               : "",
+		       json_integer_value(json_object_get(tok, "recoveries")) > 0 &&
+		                       json_is_true(json_object_get(tok, "healthy"))
+		               ? " (recovered from an outage)"
+		               : "");
 		printf("%-16s %s\n", "ca",
 		       json_is_true(json_object_get(ca, "root")) ? "root" : "intermediate");
 		print_time("ca expires", json_object_get(ca, "not_after"));

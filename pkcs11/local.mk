@@ -10,7 +10,8 @@ libcubeid_la_SOURCES += \
 	pkcs11/p11-export.c \
 	pkcs11/p11-sign.c \
 	pkcs11/p11-evp.c \
-	pkcs11/p11-softhsm.c
+	pkcs11/p11-softhsm.c \
+	pkcs11/p11-recover.c
 cubeidinclude_HEADERS += include/cubeid/token.h
 
 # Tests: the layer against a real SoftHSM2 token (and the TPM lane).

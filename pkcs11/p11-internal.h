@@ -30,8 +30,28 @@ struct p11_module {
 	CK_INFO info;
 	unsigned refs; /* guarded by the module registry lock */
 	struct p11_module *next;
+
+	/* Outage recovery (p11-recover.c).  Everything below is guarded by
+	 * gate, except gen, which is read atomically.  A thread is "inside"
+	 * the module while it holds a borrowed session (p11_session_get to
+	 * p11_session_put); C_Finalize runs only with nobody inside. */
+	pthread_mutex_t gate;
+	pthread_cond_t gate_cond;
+	unsigned users;              /* threads inside the module */
+	bool reiniting;              /* a re-init is draining or running: nobody enters */
+	bool initialized;            /* C_Initialize worked and no C_Finalize since */
+	bool down;                   /* the last recovery failed: fail fast until next_try */
+	double next_try;             /* monotonic seconds: no re-init before this */
+	unsigned delay_ms;           /* the backoff before the next re-init */
+	double last_reinit;          /* monotonic s of the last re-init (0: none) */
+	unsigned recoveries;         /* re-inits that brought every token back */
+	int last_err;                /* why the last recovery failed (cubeid code) */
+	uint64_t gen;                /* atomic: bumped by each re-init */
+	struct cubeid_token *tokens; /* tokens open on this module (mod_next) */
 };
 
+/* Initialise the module (CKF_OS_LOCKING_OK); returns the CK_RV. */
+CK_RV p11_module_initialize(struct p11_module *mod);
 /* Load (or share) the module at path; allow_dirs as in cubeid_token_opts. */
 int p11_module_get(const char *path, const char *const *allow_dirs, struct p11_module **out);
 void p11_module_put(struct p11_module *mod);
@@ -61,6 +81,10 @@ struct cubeid_token {
 	CK_ULONG n_mechs;
 	bool login_required;
 
+	char *uri_str;                 /* the URI it was opened with: to find the slot again */
+	uint64_t mod_gen;              /* atomic: mod->gen the slot and sessions belong to */
+	struct cubeid_token *mod_next; /* guarded by mod->gate */
+
 	pthread_mutex_t lock; /* guards everything below */
 	pthread_cond_t cond;
 	char *pin; /* locked, not dumped; NULL when no_login */
@@ -84,8 +108,42 @@ int p11_relogin(cubeid_token *tok, CK_SESSION_HANDLE h);
 bool p11_rv_session_lost(CK_RV rv);
 /* Sleep before retry number attempt (0-based): 0, 10, 40, 160 ms... */
 void p11_backoff(unsigned attempt);
-#define P11_MAX_RETRIES 4 /* lost sessions, with backoff */
-#define P11_MAX_REPAIRS 3 /* re-login / re-find, no backoff */
+#define P11_MAX_REOPENS  2 /* lost sessions: fresh ones, with backoff */
+#define P11_MAX_RECOVERS 2 /* then module re-inits (p11_recover) per operation */
+#define P11_MAX_RETRIES  (P11_MAX_REOPENS + P11_MAX_RECOVERS)
+#define P11_MAX_REPAIRS  3 /* re-login / re-find, no backoff */
+
+/* ---- p11-recover.c: outages (docs/pkcs11.md, "Token outages") ---- */
+/* Monotonic seconds. */
+double p11_mono(void);
+/* Enter the module (p11_session_get does): waits while a re-init runs;
+ * fails fast (the last recovery's error) while the module is down.
+ * Re-entrant in one thread.  Leave with p11_gate_leave. */
+int p11_gate_enter(struct p11_module *mod);
+void p11_gate_leave(struct p11_module *mod);
+uint64_t p11_module_gen(struct p11_module *mod);
+/* Track the tokens open on a module (a re-init finds their slots again);
+ * remove waits for a running re-init to end. */
+void p11_module_add_token(struct p11_module *mod, cubeid_token *tok);
+void p11_module_remove_token(struct p11_module *mod, cubeid_token *tok);
+/*
+ * The token failed in a way that new sessions did not fix (cause, a cubeid
+ * code).  Unless another thread re-initialised the module since seen_gen,
+ * re-initialise it: drain every thread out of the module, close every
+ * session, C_Finalize, C_Initialize, find each token's slot again by its
+ * URI and log in again.  Rate-limited with backoff (P11_RECOVER_MIN_MS
+ * doubling to P11_RECOVER_MAX_MS): inside the backoff it fails at once.
+ * Must be called with no session borrowed.  Returns CUBEID_OK when the
+ * caller should try again, else an error.
+ */
+#define P11_RECOVER_MIN_MS  500
+#define P11_RECOVER_MAX_MS  4000
+#define P11_RECOVER_RESET_S 60 /* a re-init this long after the last: new outage */
+int p11_recover(cubeid_token *tok, uint64_t seen_gen, const char *what, int cause);
+/* After a re-init (gen != tok->mod_gen): forget the sessions (the module
+ * closed them), find the slot again by tok->uri_str, and record gen.
+ * Called with tok->lock held and from inside the module. */
+int p11_token_rebind_locked(cubeid_token *tok, uint64_t gen);
 
 cubeid_token *p11_token_ref(cubeid_token *tok);
 void p11_token_unref(cubeid_token *tok);
@@ -119,6 +177,7 @@ struct cubeid_key {
 	cubeid_token *tok;
 	CK_OBJECT_HANDLE priv; /* atomic; re-found by id if invalid */
 	CK_OBJECT_HANDLE pub;  /* atomic; 0 if no public object */
+	uint64_t handle_gen;   /* atomic: tok->mod_gen when priv and pub were found */
 	cubeid_key_type type;
 	CK_KEY_TYPE ck_type;
 	size_t field_len; /* EC: bytes per coordinate; RSA: modulus bytes */
@@ -130,8 +189,14 @@ struct cubeid_key {
 	EVP_PKEY *pub_pkey; /* public half, built once at load */
 };
 
-/* Object handle of the private key, re-found by CKA_ID when stale. */
+/* Object handle of the private key, re-found by CKA_ID when stale;
+ * CK_INVALID_HANDLE if it was found before the module's last re-init (a
+ * handle from then may name another object now). */
 CK_OBJECT_HANDLE p11_key_handle(const cubeid_key *key);
+/* The same for the public object. */
+CK_OBJECT_HANDLE p11_key_pub_handle(const cubeid_key *key);
+/* True if the key's handles predate the module's last re-init. */
+bool p11_key_stale(const cubeid_key *key);
 int p11_key_refind(const cubeid_key *key, CK_SESSION_HANDLE s);
 
 /* ---- helpers ---- */

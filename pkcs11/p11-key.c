@@ -211,6 +211,7 @@ load_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 		return CUBEID_ERR_NOMEM;
 	k->refs = 1;
 	k->priv = a->priv;
+	k->handle_gen = __atomic_load_n(&tok->mod_gen, __ATOMIC_ACQUIRE);
 	if ((rv = tok->f->C_GetAttributeValue(s, a->priv, t, 4)) != CKR_OK) {
 		*rvp = rv;
 		r = p11_err(rv);
@@ -534,14 +535,41 @@ p11_key_refind(const cubeid_key *key, CK_SESSION_HANDLE s)
 		cubeid_error("key '%s' is gone from token %s", key->label, key->tok->label);
 		return n == 0 ? CUBEID_ERR_NOT_FOUND : CUBEID_ERR_AMBIGUOUS;
 	}
+	/* Called from inside the module (a borrowed session), so no re-init
+	 * runs meanwhile and tok->mod_gen is the generation of h. */
 	__atomic_store_n(&((cubeid_key *)key)->priv, h[0], __ATOMIC_RELEASE);
+	if (p11_key_stale(key)) {
+		__atomic_store_n(&((cubeid_key *)key)->pub,
+		                 find_public(key->tok, s, key->id, key->id_len), __ATOMIC_RELEASE);
+		__atomic_store_n(&((cubeid_key *)key)->handle_gen,
+		                 __atomic_load_n(&key->tok->mod_gen, __ATOMIC_ACQUIRE),
+		                 __ATOMIC_RELEASE);
+		cubeid_notice("key '%s' found again on token %s", key->label, key->tok->label);
+	}
 	return CUBEID_OK;
+}
+
+bool
+p11_key_stale(const cubeid_key *key)
+{
+	return __atomic_load_n(&key->handle_gen, __ATOMIC_ACQUIRE) !=
+	       __atomic_load_n(&key->tok->mod_gen, __ATOMIC_ACQUIRE);
 }
 
 CK_OBJECT_HANDLE
 p11_key_handle(const cubeid_key *key)
 {
+	if (p11_key_stale(key))
+		return CK_INVALID_HANDLE;
 	return __atomic_load_n(&key->priv, __ATOMIC_ACQUIRE);
+}
+
+CK_OBJECT_HANDLE
+p11_key_pub_handle(const cubeid_key *key)
+{
+	if (p11_key_stale(key))
+		return CK_INVALID_HANDLE;
+	return __atomic_load_n(&key->pub, __ATOMIC_ACQUIRE);
 }
 
 /* ---- generation ---- */
@@ -641,6 +669,7 @@ setid_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 
 struct destroy_arg {
 	CK_OBJECT_HANDLE h[2];
+	const cubeid_key *key; /* if set, h comes from it, read in the session */
 };
 
 static int
@@ -650,6 +679,11 @@ destroy_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 	CK_RV rv;
 	int i;
 
+	if (a->key != NULL) { /* handles found again after a re-init, if one ran */
+		a->h[0] = p11_key_handle(a->key);
+		a->h[1] = p11_key_pub_handle(a->key);
+		a->key = NULL;
+	}
 	for (i = 0; i < 2; i++) {
 		if (a->h[i] == CK_INVALID_HANDLE)
 			continue;
@@ -668,9 +702,10 @@ cubeid_key_generate(cubeid_token *tok, const struct cubeid_keygen_opts *o, cubei
 {
 	struct gen_arg ga = {o, CK_INVALID_HANDLE, CK_INVALID_HANDLE};
 	struct setid_arg sa;
-	struct destroy_arg da;
+	struct destroy_arg da = {0};
 	uint8_t id[SHA_DIGEST_LENGTH];
 	cubeid_key *k = NULL;
+	uint64_t gen;
 	int r;
 
 	*out = NULL;
@@ -682,10 +717,17 @@ cubeid_key_generate(cubeid_token *tok, const struct cubeid_keygen_opts *o, cubei
 	/* Session objects belong to the session that made them, so that
 	 * session must stay in the pool: generation runs on a pool session,
 	 * and the key dies if the token drops that session. */
+	gen = p11_module_gen(tok->mod);
 	if ((r = p11_run(tok, NULL, "generating key", gen_fn, &ga)) != CUBEID_OK)
 		return r;
 	if ((r = key_load(tok, ga.priv, &k)) != CUBEID_OK)
 		goto fail;
+	if (p11_module_gen(tok->mod) != gen) {
+		/* The module was re-initialised under us: ga's handles may name
+		 * other objects now, so neither use nor destroy them. */
+		cubeid_key_free(k);
+		return CUBEID_ERR_P11_DEVICE;
+	}
 	if ((r = pkey_id(k->pub_pkey, id)) != CUBEID_OK)
 		goto fail;
 	sa = (struct setid_arg){ga.priv, ga.pub, id, sizeof(id)};
@@ -711,12 +753,11 @@ fail:
 int
 cubeid_key_delete(cubeid_key *key)
 {
-	struct destroy_arg da;
+	struct destroy_arg da = {0};
 
 	if (key == NULL)
 		return CUBEID_ERR_INVALID_ARG;
-	da.h[0] = p11_key_handle(key);
-	da.h[1] = key->pub;
+	da.key = key;
 	return p11_run(key->tok, key, "deleting key", destroy_fn, &da);
 }
 

@@ -48,6 +48,16 @@ path_allowed(const char *real, const char *const *dirs)
 	return false;
 }
 
+CK_RV
+p11_module_initialize(struct p11_module *mod)
+{
+	CK_C_INITIALIZE_ARGS args;
+
+	memset(&args, 0, sizeof(args));
+	args.flags = CKF_OS_LOCKING_OK;
+	return mod->f->C_Initialize(&args);
+}
+
 static int
 module_load(const char *real, struct p11_module **out)
 {
@@ -55,7 +65,6 @@ module_load(const char *real, struct p11_module **out)
 	CK_C_GetFunctionList getfl;
 	p11_get_interface_fn getif;
 	struct p11_interface *iface = NULL;
-	CK_C_INITIALIZE_ARGS args;
 	CK_RV rv;
 	int r = CUBEID_ERR_P11_MODULE;
 
@@ -88,9 +97,7 @@ module_load(const char *real, struct p11_module **out)
 			goto out;
 		}
 	}
-	memset(&args, 0, sizeof(args));
-	args.flags = CKF_OS_LOCKING_OK;
-	rv = m->f->C_Initialize(&args);
+	rv = p11_module_initialize(m);
 	if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
 		/* Someone else in this process initialised it; leave it to them. */
 		m->initialized_here = false;
@@ -107,6 +114,10 @@ module_load(const char *real, struct p11_module **out)
 		goto out;
 	}
 	m->refs = 1;
+	m->initialized = true;
+	m->delay_ms = P11_RECOVER_MIN_MS;
+	pthread_mutex_init(&m->gate, NULL);
+	pthread_cond_init(&m->gate_cond, NULL);
 	*out = m;
 	m = NULL;
 	r = CUBEID_OK;
@@ -183,8 +194,10 @@ p11_module_put(struct p11_module *mod)
 		}
 	}
 	pthread_mutex_unlock(&registry_lock);
-	if (mod->initialized_here)
+	if (mod->initialized_here && mod->initialized)
 		mod->f->C_Finalize(NULL);
+	pthread_cond_destroy(&mod->gate_cond);
+	pthread_mutex_destroy(&mod->gate);
 	/* Modules are not unloaded: several (SoftHSM2 among them) register
 	 * atexit handlers or keep threads, and dlclose under them crashes. */
 	free(mod->path);

@@ -124,11 +124,21 @@ int
 p11_session_get(cubeid_token *tok, CK_SESSION_HANDLE *out)
 {
 	struct p11_session *ps, *closed;
+	uint64_t gen;
 	unsigned i;
 	int r;
 
 	*out = CK_INVALID_HANDLE;
+	if ((r = p11_gate_enter(tok->mod)) != CUBEID_OK)
+		return r;
 	pthread_mutex_lock(&tok->lock);
+	gen = p11_module_gen(tok->mod);
+	if (__atomic_load_n(&tok->mod_gen, __ATOMIC_ACQUIRE) != gen &&
+	    (r = p11_token_rebind_locked(tok, gen)) != CUBEID_OK) {
+		pthread_mutex_unlock(&tok->lock);
+		p11_gate_leave(tok->mod);
+		return r;
+	}
 	for (;;) {
 		closed = NULL;
 		for (i = 0; i < tok->pool_size; i++) {
@@ -148,6 +158,7 @@ p11_session_get(cubeid_token *tok, CK_SESSION_HANDLE *out)
 		if (closed != NULL) {
 			if ((r = session_open_locked(tok, closed)) != CUBEID_OK) {
 				pthread_mutex_unlock(&tok->lock);
+				p11_gate_leave(tok->mod);
 				return r;
 			}
 			closed->busy = true;
@@ -202,6 +213,26 @@ p11_session_put(cubeid_token *tok, CK_SESSION_HANDLE h, bool broken)
 		prune_idle_locked(tok);
 	pthread_cond_signal(&tok->cond);
 	pthread_mutex_unlock(&tok->lock);
+	p11_gate_leave(tok->mod);
+}
+
+/* Failures a fresh session cannot fix but a re-initialised module may:
+ * the token gone from its slot, the device failing, the module down. */
+static bool
+outage_error(int r)
+{
+	return r == CUBEID_ERR_P11_DEVICE || r == CUBEID_ERR_P11_SESSION ||
+	       r == CUBEID_ERR_P11_NO_TOKEN || r == CUBEID_ERR_P11_GENERAL;
+}
+
+/* A key the token no longer shows.  Persistent keys do not vanish on their
+ * own: when one does, the token lost its objects (SoftHSM2's directory
+ * went away), which a re-init may fix.  A session object is really gone
+ * after a re-init, and re-initialising again would not bring it back. */
+static bool
+key_lost(const cubeid_key *key, int r)
+{
+	return key != NULL && key->persistent && r == CUBEID_ERR_NOT_FOUND;
 }
 
 int
@@ -210,19 +241,39 @@ p11_run(cubeid_token *tok, const cubeid_key *key, const char *what, p11_op_fn fn
 	CK_SESSION_HANDLE s;
 	CK_SESSION_INFO si;
 	CK_RV rv;
-	/* Two budgets: sessions the token dropped are retried with backoff;
-	 * repairs that need no waiting (log in again, find the key again)
-	 * have their own small budget per session and do not use up the
-	 * backoff steps.  At most (MAX_RETRIES+1) x (MAX_REPAIRS+1) tries. */
-	unsigned attempt = 0, repairs = 0;
+	/* Three budgets: sessions the token dropped are reopened with
+	 * backoff, and when fresh sessions do not help the module is
+	 * re-initialised (p11-recover.c, itself rate-limited); repairs that
+	 * need no waiting (log in again, find the key again) have their own
+	 * small budget per session.  Bounded: at most P11_MAX_REOPENS +
+	 * P11_MAX_RECOVERS + 1 sessions, each with P11_MAX_REPAIRS repairs. */
+	unsigned attempt = 0, repairs = 0, recovers = 0;
+	uint64_t gen = p11_module_gen(tok->mod);
 	int r = CUBEID_ERR_P11_GENERAL;
 
 	for (;;) {
 		if ((r = p11_session_get(tok, &s)) != CUBEID_OK) {
-			/* Opening failed: the device may be coming back. */
-			if ((r == CUBEID_ERR_P11_DEVICE || r == CUBEID_ERR_P11_SESSION) &&
-			    attempt < P11_MAX_RETRIES) {
-				p11_backoff(++attempt);
+			/* No session: the token is gone, or the module is down
+			 * after a failed recovery (then this fails at once until
+			 * the backoff has passed). */
+			if (outage_error(r) && recovers++ < P11_MAX_RECOVERS &&
+			    p11_recover(tok, gen, what, r) == CUBEID_OK) {
+				gen = p11_module_gen(tok->mod);
+				repairs = 0;
+				continue;
+			}
+			return r;
+		}
+		if (key != NULL && p11_key_stale(key)) {
+			/* The module was re-initialised since the key's handles
+			 * were found: they may name other objects now. */
+			r = p11_key_refind(key, s);
+			p11_session_put(tok, s, false);
+			if (r == CUBEID_OK)
+				continue;
+			if (key_lost(key, r) && recovers++ < P11_MAX_RECOVERS &&
+			    p11_recover(tok, gen, what, r) == CUBEID_OK) {
+				gen = p11_module_gen(tok->mod);
 				continue;
 			}
 			return r;
@@ -238,11 +289,31 @@ p11_run(cubeid_token *tok, const cubeid_key *key, const char *what, p11_op_fn fn
 			 * after some failures) is as good as lost. */
 			cubeid_warn("%s: %s; reopening the session", what, p11_rv_name(rv));
 			p11_session_put(tok, s, true);
-			if (attempt >= P11_MAX_RETRIES)
-				break;
-			p11_backoff(++attempt);
 			repairs = 0; /* a new session may need its own repairs */
-			continue;
+			if (attempt < P11_MAX_REOPENS) {
+				p11_backoff(++attempt);
+				continue;
+			}
+			if (recovers++ < P11_MAX_RECOVERS &&
+			    p11_recover(tok, gen, what, r) == CUBEID_OK) {
+				gen = p11_module_gen(tok->mod);
+				continue;
+			}
+			break;
+		}
+		if (rv == CKR_GENERAL_ERROR && recovers < P11_MAX_RECOVERS) {
+			/* How tpm2-pkcs11 reports a TPM stack that went away
+			 * (tpm2-abrmd or the TPM restarted): no new session helps,
+			 * a re-initialised module may.  Rate-limited there. */
+			p11_session_put(tok, s, false);
+			recovers++;
+			if (p11_recover(tok, gen, what, r) == CUBEID_OK) {
+				gen = p11_module_gen(tok->mod);
+				repairs = 0;
+				continue;
+			}
+			cubeid_error("%s: %s (0x%lx)", what, p11_rv_name(rv), (unsigned long)rv);
+			return r;
 		}
 		if (repairs < P11_MAX_REPAIRS && rv == CKR_USER_NOT_LOGGED_IN) {
 			repairs++;
@@ -270,6 +341,12 @@ p11_run(cubeid_token *tok, const cubeid_key *key, const char *what, p11_op_fn fn
 				r = p11_key_refind(key, s);
 			}
 			p11_session_put(tok, s, false);
+			if (key_lost(key, r) && recovers++ < P11_MAX_RECOVERS &&
+			    p11_recover(tok, gen, what, r) == CUBEID_OK) {
+				gen = p11_module_gen(tok->mod);
+				repairs = 0;
+				continue;
+			}
 			if (r != CUBEID_OK)
 				return r;
 			continue;
@@ -278,8 +355,9 @@ p11_run(cubeid_token *tok, const cubeid_key *key, const char *what, p11_op_fn fn
 		cubeid_error("%s: %s (0x%lx)", what, p11_rv_name(rv), (unsigned long)rv);
 		return r;
 	}
-	cubeid_error("%s: token %s still failing after %d retries", what, tok->label,
-	             P11_MAX_RETRIES);
+	cubeid_error("%s: token %s still failing after %u new session(s) and %u recovery "
+	             "attempt(s)",
+	             what, tok->label, attempt, recovers);
 	return r;
 }
 

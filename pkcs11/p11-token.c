@@ -43,9 +43,20 @@ p11_token_unref(cubeid_token *tok)
 
 	if (tok == NULL || __atomic_sub_fetch(&tok->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
-	for (i = 0; i < tok->pool_size; i++)
-		if (tok->pool[i].open)
-			tok->f->C_CloseSession(tok->pool[i].h);
+	if (tok->mod != NULL) {
+		p11_module_remove_token(tok->mod, tok);
+		/* Sessions from before a re-init are gone with it; while the
+		 * module is down there is nothing to close. */
+		if (p11_gate_enter(tok->mod) == CUBEID_OK) {
+			if (__atomic_load_n(&tok->mod_gen, __ATOMIC_ACQUIRE) ==
+			    p11_module_gen(tok->mod))
+				for (i = 0; i < tok->pool_size; i++)
+					if (tok->pool[i].open)
+						tok->f->C_CloseSession(tok->pool[i].h);
+			p11_gate_leave(tok->mod);
+		}
+	}
+	free(tok->uri_str);
 	free(tok->pool);
 	free(tok->mechs);
 	pin_wipe(tok);
@@ -230,8 +241,10 @@ module_choose(P11KitUri *uri, const struct cubeid_token_opts *opts)
 	return CUBEID_SOFTHSM_MODULE;
 }
 
+/* Find the one initialised token matching uri: its slot and info. */
 static int
-slot_choose(cubeid_token *tok, P11KitUri *uri, const char *uri_str)
+slot_choose(cubeid_token *tok, P11KitUri *uri, const char *uri_str, CK_SLOT_ID *slot_out,
+            CK_TOKEN_INFO *ti_out)
 {
 	CK_SLOT_ID *slots = NULL;
 	CK_ULONG n = 0, i, matches = 0;
@@ -259,8 +272,8 @@ slot_choose(cubeid_token *tok, P11KitUri *uri, const char *uri_str)
 		    !(ti.flags & CKF_TOKEN_INITIALIZED) || !p11_kit_uri_match_token_info(uri, &ti))
 			continue;
 		if (matches++ == 0) {
-			tok->slot = slots[i];
-			tok->ti = ti;
+			*slot_out = slots[i];
+			*ti_out = ti;
 		}
 	}
 	if (matches == 0) {
@@ -297,6 +310,41 @@ mechs_load(cubeid_token *tok)
 }
 
 int
+p11_token_rebind_locked(cubeid_token *tok, uint64_t gen)
+{
+	P11KitUri *uri = NULL;
+	CK_TOKEN_INFO ti;
+	CK_SLOT_ID slot;
+	unsigned i;
+	int r;
+
+	/* The re-init closed them (or C_Finalize did): forget the handles. */
+	for (i = 0; i < tok->pool_size; i++)
+		if (!tok->pool[i].busy)
+			tok->pool[i].open = false;
+	if ((r = p11_uri_parse(tok->uri_str, &uri)) != CUBEID_OK)
+		return r;
+	r = slot_choose(tok, uri, tok->uri_str, &slot, &ti);
+	p11_kit_uri_free(uri);
+	if (r != CUBEID_OK)
+		return r;
+	/* The same token, not another that happens to match a loose URI. */
+	if (memcmp(ti.serialNumber, tok->ti.serialNumber, sizeof(ti.serialNumber)) != 0 ||
+	    memcmp(ti.label, tok->ti.label, sizeof(ti.label)) != 0) {
+		cubeid_error("token %s: the token matching %s after re-initialisation is another "
+		             "one (serial changed); not using it",
+		             tok->label, tok->uri_str);
+		return CUBEID_ERR_P11_NO_TOKEN;
+	}
+	if (slot != tok->slot)
+		cubeid_notice("token %s: now in slot %lu (was %lu)", tok->label,
+		              (unsigned long)slot, (unsigned long)tok->slot);
+	tok->slot = slot;
+	__atomic_store_n(&tok->mod_gen, gen, __ATOMIC_RELEASE);
+	return CUBEID_OK;
+}
+
+int
 cubeid_token_open(const char *uri_str, const struct cubeid_token_opts *opts, cubeid_token **out)
 {
 	cubeid_token *tok = NULL;
@@ -321,7 +369,19 @@ cubeid_token_open(const char *uri_str, const struct cubeid_token_opts *opts, cub
 	                        &tok->mod)) != CUBEID_OK)
 		goto out;
 	tok->f = tok->mod->f;
-	if ((r = slot_choose(tok, uri, uri_str)) != CUBEID_OK)
+	if ((tok->uri_str = strdup(uri_str)) == NULL) {
+		r = CUBEID_ERR_NOMEM;
+		goto out;
+	}
+	p11_module_add_token(tok->mod, tok);
+	if ((r = p11_gate_enter(tok->mod)) != CUBEID_OK)
+		goto out;
+	tok->mod_gen = p11_module_gen(tok->mod);
+	r = slot_choose(tok, uri, uri_str, &tok->slot, &tok->ti);
+	if (r == CUBEID_OK)
+		r = mechs_load(tok);
+	p11_gate_leave(tok->mod);
+	if (r != CUBEID_OK)
 		goto out;
 	p11_strfield(tok->label, sizeof(tok->label), tok->ti.label, sizeof(tok->ti.label));
 	p11_strfield(tok->serial, sizeof(tok->serial), tok->ti.serialNumber,
@@ -329,8 +389,6 @@ cubeid_token_open(const char *uri_str, const struct cubeid_token_opts *opts, cub
 	p11_strfield(tok->model, sizeof(tok->model), tok->ti.model, sizeof(tok->ti.model));
 	p11_strfield(tok->manufacturer, sizeof(tok->manufacturer), tok->ti.manufacturerID,
 	             sizeof(tok->ti.manufacturerID));
-	if ((r = mechs_load(tok)) != CUBEID_OK)
-		goto out;
 
 	tok->pool_size = opts != NULL ? opts->pool_size : 0;
 	if (tok->pool_size == 0) {

@@ -152,6 +152,7 @@ cubeid_cluster_key_generate(cubeid_token *tok, const char *label, cubeid_key **o
 /* ---- wrapping (enrolment token) --------------------------------------- */
 
 struct wrap_arg {
+	const cubeid_key *k; /* its handle is read in the session (p11_key_handle) */
 	CK_OBJECT_HANDLE key;
 	uint8_t *n, *e;
 	size_t nl, el;
@@ -205,6 +206,7 @@ wrap_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 	CK_RV rv;
 	int rc;
 
+	a->key = p11_key_handle(a->k);
 	if ((rv = f->C_CreateObject(s, pt, sizeof(pt) / sizeof(pt[0]), &hpub)) != CKR_OK) {
 		*rvp = rv;
 		return wrap_err("importing the node's wrapping key", rv);
@@ -260,7 +262,7 @@ cubeid_key_wrap_for(cubeid_key *key, EVP_PKEY *wrap_pub, char **out)
 	    (rc = cubeid_kid_from_pkey(pub, kid)) != CUBEID_OK ||
 	    (rc = cubeid_kid_from_pkey(wrap_pub, wkid)) != CUBEID_OK)
 		goto out;
-	a.key = p11_key_handle(key);
+	a.k = key;
 	if ((rc = p11_run(key->tok, key, "wrapping a key", wrap_fn, &a)) != CUBEID_OK)
 		goto out;
 	if ((n = i2d_PUBKEY(pub, &spki)) <= 0) {
@@ -390,6 +392,7 @@ cubeid_wrapped_parse(const char *doc, size_t len, struct cubeid_wrapped_info *in
 /* ---- unwrapping (node token) ------------------------------------------ */
 
 struct unwrap_arg {
+	const cubeid_key *wk_key; /* its handle is read in the session */
 	CK_OBJECT_HANDLE wrapkey;
 	const char *label;
 	uint8_t id[20];
@@ -434,6 +437,7 @@ unwrap_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 	CK_RV rv;
 	int rc;
 
+	a->wrapkey = p11_key_handle(a->wk_key);
 	rv = f->C_UnwrapKey(s, &oaep, a->wrapkey, a->cek, a->cek_len, at,
 	                    sizeof(at) / sizeof(at[0]), &haes);
 	if (rv != CKR_OK) {
@@ -518,7 +522,7 @@ cubeid_key_unwrap_import(cubeid_key *wrapkey, const char *doc, size_t len, const
 		rc = CUBEID_ERR_CRYPTO;
 		goto out;
 	}
-	a.wrapkey = p11_key_handle(wrapkey);
+	a.wk_key = wrapkey;
 	a.label = label;
 	if ((rc = p11_run(wrapkey->tok, wrapkey, "importing a wrapped key", unwrap_fn, &a)) !=
 	    CUBEID_OK)

@@ -314,7 +314,7 @@ assert "token broken: the x509 mint failure counts" \
 	gt "$(val "$D/m5" 'cubeid_svid_mint_failures_total{type="x509"}')" 0
 "$cubeid" status >"$D/status.txt" 2>/dev/null
 assert "token broken: cubeid status says NO and why" \
-	grep -Eq '^ready +NO: the token does not answer$' "$D/status.txt"
+	grep -Eq '^ready +NO: the token does not answer( \(.*\))?$' "$D/status.txt"
 healthz=$(http GET "$base/healthz" | head -1)
 assert "token broken: still live (/healthz $healthz)" [ "$healthz" = 200 ]
 

@@ -26,12 +26,41 @@ static CK_RV fail_sign_rv;
 static CK_MECHANISM_TYPE hidden_mech = (CK_MECHANISM_TYPE)-1;
 static int login_calls;
 static int sign_calls;
+/* A token outage: while outage_rv is set, sessions, searches and
+ * signatures fail with it.  Like SoftHSM2, which reads its token directory
+ * in C_Initialize, a token that came back (token_back) is seen only after
+ * the next C_Initialize. */
+static CK_RV outage_rv;
+static int token_back;
+static int init_calls;
 
 void mock_p11_fail_sign(int count, CK_RV rv);
 void mock_p11_hide_mechanism(CK_MECHANISM_TYPE m);
 int mock_p11_login_calls(void);
 int mock_p11_sign_calls(void);
 void mock_p11_reset(void);
+void mock_p11_outage(CK_RV rv);
+void mock_p11_token_back(void);
+int mock_p11_init_calls(void);
+
+void
+mock_p11_outage(CK_RV rv)
+{
+	__atomic_store_n(&token_back, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&outage_rv, rv, __ATOMIC_SEQ_CST);
+}
+
+void
+mock_p11_token_back(void)
+{
+	__atomic_store_n(&token_back, 1, __ATOMIC_SEQ_CST);
+}
+
+int
+mock_p11_init_calls(void)
+{
+	return __atomic_load_n(&init_calls, __ATOMIC_SEQ_CST);
+}
 
 void
 mock_p11_fail_sign(int count, CK_RV rv)
@@ -65,6 +94,59 @@ mock_p11_reset(void)
 	hidden_mech = (CK_MECHANISM_TYPE)-1;
 	login_calls = 0;
 	sign_calls = 0;
+	outage_rv = CKR_OK;
+	token_back = 0;
+	init_calls = 0;
+}
+
+static CK_RV
+outage(void)
+{
+	return __atomic_load_n(&outage_rv, __ATOMIC_SEQ_CST);
+}
+
+static CK_RV
+shim_Initialize(CK_VOID_PTR args)
+{
+	CK_RV rv = real->C_Initialize(args);
+
+	__atomic_add_fetch(&init_calls, 1, __ATOMIC_SEQ_CST);
+	if (rv == CKR_OK && __atomic_exchange_n(&token_back, 0, __ATOMIC_SEQ_CST))
+		__atomic_store_n(&outage_rv, CKR_OK, __ATOMIC_SEQ_CST);
+	return rv;
+}
+
+static CK_RV
+shim_OpenSession(CK_SLOT_ID slot, CK_FLAGS fl, CK_VOID_PTR app, CK_NOTIFY n,
+                 CK_SESSION_HANDLE_PTR s)
+{
+	if (outage() != CKR_OK)
+		return outage();
+	return real->C_OpenSession(slot, fl, app, n, s);
+}
+
+static CK_RV
+shim_GetSessionInfo(CK_SESSION_HANDLE s, CK_SESSION_INFO_PTR info)
+{
+	if (outage() != CKR_OK)
+		return outage();
+	return real->C_GetSessionInfo(s, info);
+}
+
+static CK_RV
+shim_FindObjectsInit(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n)
+{
+	if (outage() != CKR_OK)
+		return outage();
+	return real->C_FindObjectsInit(s, t, n);
+}
+
+static CK_RV
+shim_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+{
+	if (outage() != CKR_OK)
+		return outage();
+	return real->C_SignInit(s, m, k);
 }
 
 static CK_RV
@@ -135,6 +217,11 @@ C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out)
 		real_copy = *real;
 		shim = real_copy;
 		shim.C_Login = shim_Login;
+		shim.C_Initialize = shim_Initialize;
+		shim.C_OpenSession = shim_OpenSession;
+		shim.C_GetSessionInfo = shim_GetSessionInfo;
+		shim.C_FindObjectsInit = shim_FindObjectsInit;
+		shim.C_SignInit = shim_SignInit;
 		shim.C_Sign = shim_Sign;
 		shim.C_GetMechanismList = shim_GetMechanismList;
 		shim.C_GetMechanismInfo = shim_GetMechanismInfo;

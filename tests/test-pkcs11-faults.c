@@ -17,6 +17,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,9 @@ static void (*mock_hide_mechanism)(CK_MECHANISM_TYPE m);
 static int (*mock_login_calls)(void);
 static int (*mock_sign_calls)(void);
 static void (*mock_reset)(void);
+static void (*mock_outage)(CK_RV rv);
+static void (*mock_token_back)(void);
+static int (*mock_init_calls)(void);
 
 static struct th_token th;
 static cubeid_token *tok;
@@ -70,6 +74,10 @@ open_through_mock(void)
 	*(void **)&mock_login_calls = dlsym(dl, "mock_p11_login_calls");
 	*(void **)&mock_sign_calls = dlsym(dl, "mock_p11_sign_calls");
 	*(void **)&mock_reset = dlsym(dl, "mock_p11_reset");
+	*(void **)&mock_outage = dlsym(dl, "mock_p11_outage");
+	*(void **)&mock_token_back = dlsym(dl, "mock_p11_token_back");
+	*(void **)&mock_init_calls = dlsym(dl, "mock_p11_init_calls");
+	ck_assert(mock_outage != NULL && mock_token_back != NULL && mock_init_calls != NULL);
 	ck_assert(mock_fail_sign != NULL && mock_hide_mechanism != NULL &&
 	          mock_login_calls != NULL && mock_sign_calls != NULL && mock_reset != NULL);
 	dlclose(dl); /* drops only our reference */
@@ -220,6 +228,136 @@ fails_always_bounded(CK_RV rv, int want)
 	cubeid_key_delete(k);
 	cubeid_key_free(k);
 }
+
+/* ---- an outage: the token is gone, then back (seen after C_Initialize) ---- */
+
+static void
+outage_then_recovers(CK_RV rv)
+{
+	cubeid_key *k = gen(CUBEID_KEY_EC_P256);
+	struct cubeid_token_health h;
+	uint8_t sig[64];
+	size_t len;
+	double t0, t;
+	int inits, r = CUBEID_ERR_P11_GENERAL, i;
+
+	mock_reset();
+	ck_assert_int_eq(sign_verify(k, CUBEID_SIG_ECDSA_SHA256), CUBEID_OK);
+	mock_outage(rv);
+	len = sizeof(sig);
+	ck_assert_int_ne(
+	        cubeid_key_sign(k, CUBEID_SIG_ECDSA_SHA256, (const uint8_t *)"x", 1, sig, &len),
+	        CUBEID_OK);
+	/* It re-initialised the module, and the token was still gone. */
+	ck_assert_int_ge(mock_init_calls(), 1);
+	cubeid_token_health(tok, &h);
+	ck_assert(h.down);
+	ck_assert(h.retry_in > 0 && h.retry_in <= P11_RECOVER_MAX_MS / 1000.0);
+	/* Inside the backoff, a call fails at once without a re-init. */
+	inits = mock_init_calls();
+	len = sizeof(sig);
+	(void)cubeid_key_sign(k, CUBEID_SIG_ECDSA_SHA256, (const uint8_t *)"x", 1, sig, &len);
+	ck_assert_int_eq(mock_init_calls(), inits);
+	/* Back: the next call after the backoff re-initialises and signs. */
+	mock_token_back();
+	t0 = p11_mono();
+	for (i = 0; i < 200 && r != CUBEID_OK; i++) {
+		len = sizeof(sig);
+		r = cubeid_key_sign(k, CUBEID_SIG_ECDSA_SHA256, (const uint8_t *)"x", 1, sig, &len);
+		if (r != CUBEID_OK)
+			usleep(50 * 1000);
+	}
+	t = p11_mono() - t0;
+	ck_assert_msg(r == CUBEID_OK, "still failing: %s", cubeid_strerror(r));
+	ck_assert_msg(t < 10, "recovered after %.2f s", t);
+	ck_assert_int_gt(mock_init_calls(), inits);
+	ck_assert_int_eq(sign_verify(k, CUBEID_SIG_ECDSA_SHA256), CUBEID_OK);
+	cubeid_token_health(tok, &h);
+	ck_assert(!h.down);
+	ck_assert_uint_ge(h.recoveries, 1);
+	cubeid_key_delete(k);
+	cubeid_key_free(k);
+}
+
+/* Signers on several threads while the token goes and comes back: the
+ * re-init drains them out of the module before C_Finalize (SoftHSM2
+ * crashes when finalised under a thread), and they all sign again. */
+struct signer {
+	cubeid_key *k;
+	volatile int *stop;
+	int ok_after; /* signatures that worked after the token came back */
+	volatile int *back;
+};
+
+static void *
+signer_run(void *arg)
+{
+	struct signer *sg = arg;
+	uint8_t sig[64];
+	size_t len;
+
+	while (!*sg->stop) {
+		len = sizeof(sig);
+		if (cubeid_key_sign(sg->k, CUBEID_SIG_ECDSA_SHA256, (const uint8_t *)"x", 1, sig,
+		                    &len) == CUBEID_OK &&
+		    *sg->back)
+			sg->ok_after++;
+		usleep(5 * 1000);
+	}
+	return NULL;
+}
+
+START_TEST(test_outage_under_concurrent_signers_recovers)
+{
+	cubeid_key *k = gen(CUBEID_KEY_EC_P256);
+	struct signer sg[4];
+	pthread_t th_[4];
+	volatile int stop = 0, back = 0;
+	struct cubeid_token_health h;
+	int i;
+
+	mock_reset();
+	for (i = 0; i < 4; i++) {
+		sg[i] = (struct signer){k, &stop, 0, &back};
+		ck_assert_int_eq(pthread_create(&th_[i], NULL, signer_run, &sg[i]), 0);
+	}
+	usleep(300 * 1000);
+	mock_outage(CKR_DEVICE_REMOVED);
+	usleep(1500 * 1000);
+	mock_token_back();
+	back = 1;
+	usleep(6000 * 1000); /* the backoff is at most 4 s */
+	stop = 1;
+	for (i = 0; i < 4; i++)
+		pthread_join(th_[i], NULL);
+	for (i = 0; i < 4; i++)
+		ck_assert_msg(sg[i].ok_after > 0, "signer %d never signed again", i);
+	cubeid_token_health(tok, &h);
+	ck_assert(!h.down);
+	ck_assert_uint_ge(h.recoveries, 1);
+	ck_assert_int_eq(sign_verify(k, CUBEID_SIG_ECDSA_SHA256), CUBEID_OK);
+	cubeid_key_delete(k);
+	cubeid_key_free(k);
+}
+END_TEST
+
+START_TEST(test_outage_device_removed_recovers_after_reinit)
+{
+	outage_then_recovers(CKR_DEVICE_REMOVED);
+}
+END_TEST
+
+START_TEST(test_outage_session_invalid_recovers_after_reinit)
+{
+	outage_then_recovers(CKR_SESSION_HANDLE_INVALID);
+}
+END_TEST
+
+START_TEST(test_outage_token_not_present_recovers_after_reinit)
+{
+	outage_then_recovers(CKR_TOKEN_NOT_PRESENT);
+}
+END_TEST
 
 START_TEST(test_device_removed_once_reopens_and_signs)
 {
@@ -405,6 +543,10 @@ main(void)
 	tcase_add_test(sess, test_session_invalid_once_reopens_and_signs);
 	tcase_add_test(sess, test_session_invalid_always_is_session_error_after_bounded_retries);
 	tcase_add_test(sess, test_function_failed_is_not_retried);
+	tcase_add_test(sess, test_outage_device_removed_recovers_after_reinit);
+	tcase_add_test(sess, test_outage_session_invalid_recovers_after_reinit);
+	tcase_add_test(sess, test_outage_token_not_present_recovers_after_reinit);
+	tcase_add_test(sess, test_outage_under_concurrent_signers_recovers);
 	tcase_add_test(mech, test_hidden_pss_is_mechanism_error_and_rs256_still_works);
 	tcase_add_test(pin, test_wrong_pin_at_open_logs_in_once);
 	tcase_add_test(pin, test_pin_rejected_later_is_never_retried);

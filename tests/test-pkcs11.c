@@ -125,6 +125,59 @@ sign_and_verify(cubeid_key *k, cubeid_sig_alg alg)
 	EVP_PKEY_free(pub);
 }
 
+/* A token outage in the TPM lane: $CUBEID_TEST_OUTAGE_CMD (tests/tpm/tpm-env.sh
+ * outage DIR) kills swtpm and tpm2-abrmd ("down") and starts them again on
+ * the same state ("up").  The layer re-initialises tpm2-pkcs11 and signs
+ * again within 10 s of the TPM's return.  Elsewhere it is skipped. */
+static void
+outage_cmd(const char *cmd, const char *what)
+{
+	char *line = NULL;
+
+	ck_assert_int_ge(asprintf(&line, "%s %s", cmd, what), 0);
+	ck_assert_msg(system(line) == 0, "%s failed", line);
+	free(line);
+}
+
+START_TEST(test_token_outage_recovers)
+{
+	const char *cmd = getenv("CUBEID_TEST_OUTAGE_CMD");
+	cubeid_key *k;
+	uint8_t sig[512];
+	size_t len;
+	double t0, t;
+	int r = CUBEID_ERR_P11_GENERAL, i;
+
+	if (cmd == NULL || *cmd == '\0') {
+		/* SoftHSM2's outages: tests/agent-token-outage.sh, test-pkcs11-faults */
+		fprintf(stderr, "SKIP part: no CUBEID_TEST_OUTAGE_CMD (the TPM lane sets it)\n");
+		return;
+	}
+	k = gen(CUBEID_KEY_EC_P256, true, false);
+	sign_and_verify(k, CUBEID_SIG_ECDSA_SHA256);
+	outage_cmd(cmd, "down");
+	len = sizeof(sig);
+	r = cubeid_key_sign(k, CUBEID_SIG_ECDSA_SHA256, (const uint8_t *)"x", 1, sig, &len);
+	fprintf(stderr, "# while down: %s\n", cubeid_strerror(r));
+	ck_assert_int_ne(r, CUBEID_OK);
+	outage_cmd(cmd, "up");
+	t0 = p11_mono();
+	for (i = 0, r = CUBEID_ERR_P11_GENERAL; i < 100 && r != CUBEID_OK; i++) {
+		len = sizeof(sig);
+		r = cubeid_key_sign(k, CUBEID_SIG_ECDSA_SHA256, (const uint8_t *)"x", 1, sig, &len);
+		if (r != CUBEID_OK)
+			usleep(100 * 1000);
+	}
+	t = p11_mono() - t0;
+	fprintf(stderr, "# token outage: signing again %.2f s after the TPM came back\n", t);
+	ck_assert_msg(r == CUBEID_OK, "still failing: %s", cubeid_strerror(r));
+	ck_assert_msg(t <= 10, "recovered after %.2f s", t);
+	sign_and_verify(k, CUBEID_SIG_ECDSA_SHA256);
+	cubeid_key_delete(k);
+	cubeid_key_free(k);
+}
+END_TEST
+
 START_TEST(test_ec_p256_generate_sign_verify)
 {
 	cubeid_key *k = gen(CUBEID_KEY_EC_P256, true, false);
@@ -764,6 +817,7 @@ main(void)
 	tcase_add_test(fail, test_unknown_mechanism_is_clear_error);
 	tcase_add_test(conc, test_eight_threads_sign_at_once);
 	tcase_add_test(conc, test_sessions_recover_after_closed_from_outside);
+	tcase_add_test(conc, test_token_outage_recovers);
 	suite_add_tcase(s, keys);
 	suite_add_tcase(s, x509);
 	suite_add_tcase(s, fail);

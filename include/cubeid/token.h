@@ -75,6 +75,21 @@ int cubeid_token_uri(const cubeid_token *tok, char **out);
 /* True if the token offers mechanism mech (a CKM_* value). */
 bool cubeid_token_has_mechanism(const cubeid_token *tok, unsigned long mech);
 
+/*
+ * Whether the token is in an outage the layer is recovering from.  An
+ * operation that finds the token gone re-initialises the module (closes
+ * every session, C_Finalize, C_Initialize, finds the slot again by the URI,
+ * logs in again) with backoff; between tries operations fail at once.
+ * docs/pkcs11.md, "Token outages".
+ */
+struct cubeid_token_health {
+	bool down;           /* the last recovery failed; operations fail fast */
+	double retry_in;     /* seconds until the next recovery may run (>= 0) */
+	int last_err;        /* why the last recovery failed (when down) */
+	unsigned recoveries; /* module re-inits that brought the token back */
+};
+void cubeid_token_health(const cubeid_token *tok, struct cubeid_token_health *out);
+
 /* Key types the layer can generate. */
 typedef enum {
 	CUBEID_KEY_NONE = 0,

@@ -17,6 +17,7 @@
 set -u
 
 prog=${0##*/}
+here=$(cd "$(dirname "$0")" && pwd)
 MARKER=.cubeid-tpm-env
 
 die() {
@@ -360,7 +361,62 @@ start() {
 		echo "export CUBEID_TEST_TOKEN_LABEL='$label'"
 		echo "export CUBEID_TEST_TOKEN_KIND='tpm'"
 	} >"$DIR/env.tmp" && mv "$DIR/env.tmp" "$DIR/env" || die "cannot write $DIR/env"
+	echo "$port" >"$DIR/port"
 	echo "$prog: TPM token '$label' ready (swtpm 127.0.0.1:$port, env in $DIR/env)"
+	echo "export CUBEID_TEST_OUTAGE_CMD='bash $here/tpm-env.sh outage $DIR'" >>"$DIR/env"
+}
+
+# Kill the recorded processes called name (SIGKILL: a crash, not a shutdown).
+kill_named() {
+	local pid n comm
+
+	while read -r pid n; do
+		[ "$n" = "$1" ] && alive "$pid" || continue
+		comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
+		case $1 in "$comm"*) ;; *) continue ;; esac
+		kill -KILL "$pid" 2>/dev/null
+		while alive "$pid"; do sleep 0.05; done
+	done <"$DIR/pids"
+}
+
+# outage DIR down|up: a TPM outage as a node sees one.  down: swtpm and
+# tpm2-abrmd are killed (tpm2-abrmd cannot reconnect to a restarted TPM by
+# itself, so a node's systemd restarts both).  up: swtpm again on the same
+# port and state, and tpm2-abrmd on the same bus.
+outage() {
+	local port pid i bus="unix:path=$DIR/dbus.sock"
+
+	case $1 in
+	down)
+		kill_named tpm2-abrmd
+		kill_named swtpm
+		;;
+	up)
+		port=$(cat "$DIR/port") || die "no $DIR/port"
+		# setsid: the caller may be a Check test, whose process group
+		# is killed when the test ends; these must outlive it.
+		setsid swtpm socket --tpm2 --tpmstate dir="$DIR/tpmstate" \
+			--server type=tcp,port="$port",bindaddr=127.0.0.1 \
+			--ctrl type=tcp,port="$((port + 1))",bindaddr=127.0.0.1 \
+			--flags not-need-init,startup-clear \
+			</dev/null >>"$DIR/swtpm.log" 2>&1 &
+		record "$!" swtpm
+		poll 50 swtpm_ioctl --tcp "127.0.0.1:$((port + 1))" -g || die "swtpm did not come back"
+		DBUS_SESSION_BUS_ADDRESS=$bus setsid tpm2-abrmd --session --allow-root \
+			${CUBEID_TPM_MAX_TRANSIENTS:+--max-transients="$CUBEID_TPM_MAX_TRANSIENTS"} \
+			--tcti="swtpm:host=127.0.0.1,port=$port" </dev/null >>"$DIR/abrmd.log" 2>&1 &
+		pid=$!
+		record "$pid" tpm2-abrmd
+		for i in $(seq 1 100); do
+			dbus-send --bus="$bus" --print-reply --dest=org.freedesktop.DBus \
+				/org/freedesktop/DBus org.freedesktop.DBus.NameHasOwner \
+				string:com.intel.tss2.Tabrmd 2>/dev/null | grep -q 'boolean true' && return 0
+			sleep 0.1
+		done
+		die "tpm2-abrmd did not come back"
+		;;
+	*) die "usage: $prog outage DIR down|up" ;;
+	esac
 }
 
 # Stop every recorded process, newest first (abrmd, the bus, swtpm).
@@ -412,6 +468,11 @@ stop() {
 }
 
 case ${1:-} in
+outage)
+	[ $# -eq 3 ] || die "usage: $prog outage DIR down|up"
+	DIR=$2
+	outage "$3"
+	;;
 start | stop)
 	[ $# -eq 2 ] && [ -n "$2" ] || die "usage: $prog start|stop DIR"
 	DIR=$2
