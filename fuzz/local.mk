@@ -119,3 +119,13 @@ fuzz_fuzz_cluster_SOURCES = fuzz/fuzz-cluster.c
 fuzz_fuzz_cluster_CFLAGS = $(FUZZ_COMPILE_FLAGS)
 fuzz_fuzz_cluster_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_cluster_LDADD = $(FUZZ_LIBS)
+
+# make fuzz-long: every target for FUZZ_SECONDS (default 600) from its seed
+# corpus with a random seed, printing executions per target (CI's fuzz pass
+# is short and repeatable instead: a fixed seed and run count).
+EXTRA_DIST += fuzz/run-long.sh
+fuzz-long: all
+	@CUBEID_SRCDIR='$(abs_top_srcdir)' CUBEID_BUILDDIR='$(abs_top_builddir)' \
+	FUZZ_SECONDS='$(FUZZ_SECONDS)' FUZZ_TARGETS='$(FUZZ_TARGETS)' \
+	bash '$(abs_top_srcdir)/fuzz/run-long.sh'
+.PHONY: fuzz-long
