@@ -5,6 +5,8 @@
  */
 #include "config.h"
 
+#include "common/safe-dir.h"
+
 #include <cubeid/atomic-dir.h>
 #include <cubeid/error.h>
 
@@ -61,46 +63,6 @@ write_all(int fd, const void *buf, size_t len)
 		}
 		p += w;
 		len -= (size_t)w;
-	}
-	return 0;
-}
-
-/* mkdir -p: parents 0755, the last one mode. */
-static int
-mkdirs(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX], *p;
-	struct stat st;
-
-	if (strlen(path) >= sizeof(buf)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	if (stat(path, &st) == 0)
-		return S_ISDIR(st.st_mode) ? 0 : (errno = ENOTDIR, -1);
-	strcpy(buf, path);
-	for (p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) != 0 && errno != EEXIST)
-		return -1;
-	/* the new directory's entry is durable only once its parent is synced */
-	if ((p = strrchr(buf, '/')) != NULL) {
-		int pfd;
-
-		if (p == buf)
-			p[1] = '\0';
-		else
-			*p = '\0';
-		if ((pfd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-			(void)fsync(pfd);
-			close(pfd);
-		}
 	}
 	return 0;
 }
@@ -220,11 +182,11 @@ cubeid_adir_cleanup(const char *dir, unsigned *removed, const char **why)
 		*removed = 0;
 	if (dir == NULL)
 		return fail(why, "no directory", CUBEID_ERR_INVALID_ARG);
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		if (errno == ENOENT)
-			return CUBEID_OK;
-		return fail(why, "cannot open the directory", CUBEID_ERR_IO);
-	}
+	rc = safe_dir_open(dir, false, 0, &dfd, why);
+	if (rc == CUBEID_ERR_NOT_FOUND)
+		return CUBEID_OK;
+	if (rc != CUBEID_OK)
+		return rc;
 	if (flock(dfd, LOCK_EX) != 0)
 		rc = fail(why, "cannot lock the directory", CUBEID_ERR_IO);
 	else if (sweep(dfd, NULL, removed) != 0)
@@ -368,10 +330,10 @@ cubeid_adir_write(const char *dir, const struct cubeid_adir_file *files, size_t 
 				return fail(why, "two files have the same name",
 				            CUBEID_ERR_INVALID_ARG);
 	}
-	if (mkdirs(dir, dmode) != 0)
-		return fail(why, "cannot create the directory", CUBEID_ERR_IO);
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return fail(why, "cannot open the directory", CUBEID_ERR_IO);
+	/* from here on, every operation is relative to dfd, never by path */
+	if ((rc = safe_dir_open(dir, true, dmode, &dfd, why)) != CUBEID_OK)
+		return rc;
+	rc = CUBEID_ERR_IO;
 	if (flock(dfd, LOCK_EX) != 0) {
 		fail(why, "cannot lock the directory", 0);
 		goto out;

@@ -27,6 +27,12 @@
  * Writers of one directory are serialized with flock(2) on DIR, so the
  * agent and `cubeid helper` pointed at the same directory cannot interleave.
  *
+ * The writer is often root writing files that a workload owns, so DIR's
+ * path is not trusted (common/safe-dir.c): it is walked one component at a
+ * time, a symlink anywhere in it is refused (CUBEID_ERR_PERMISSION; give
+ * the real path), and everything after is done relative to DIR's
+ * descriptor.
+ *
  * Conventions: 0 or a negative CUBEID_ERR_* code; on failure *why (when not
  * NULL) gets a static reason and errno is left as the failing call set it.
  */

@@ -1,0 +1,271 @@
+/*
+ * The atomic directory writer, run as root, against a workload that tries
+ * to point it somewhere else (<cubeid/atomic-dir.h>, common/safe-dir.c).
+ * The attacker's steps run in a child that has become an unprivileged user
+ * (nobody, 65534); the writer runs as root, as the agent does.  Everything
+ * happens in a scratch directory under /tmp, with a stand-in "victim"
+ * directory (root's, never a real system one) holding files named like the
+ * delivered ones and a directory named like a set.  Every test checks that
+ * the victim is byte for byte what it was.
+ *
+ *  - the delivery dir is a symlink to the victim: refused, victim intact;
+ *  - a workload that owns the delivery dir's parent swaps the dir for a
+ *    symlink between two writes: the second write is refused.
+ *
+ * It needs root (to be the writer and to become nobody); without it, it
+ * is skipped (exit 77).
+ */
+#include "config.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cubeid/atomic-dir.h>
+#include <cubeid/error.h>
+
+#define NOBODY ((uid_t)65534)
+#define SET    "..2026_01_01_00_00_00.000000001.abcdef"
+
+static char base[256], victim[512], snap0[8192];
+
+static const struct cubeid_adir_file files[3] = {
+        {"svid.pem", "cert", 4, 0644},
+        {"svid_key.pem", "key", 3, 0600},
+        {"svid_bundle.pem", "bundle", 6, 0644},
+};
+
+static void
+path(char *buf, size_t size, const char *rel)
+{
+	int n = snprintf(buf, size, "%s/%s", base, rel);
+
+	ck_assert(n > 0 && (size_t)n < size);
+}
+
+static void
+put(const char *rel, const char *text)
+{
+	char p[PATH_MAX];
+	FILE *f;
+
+	path(p, sizeof(p), rel);
+	ck_assert_ptr_nonnull(f = fopen(p, "w"));
+	fputs(text, f);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+static void
+mk(const char *rel, mode_t mode, uid_t owner)
+{
+	char p[PATH_MAX];
+
+	path(p, sizeof(p), rel);
+	ck_assert_int_eq(mkdir(p, mode), 0);
+	ck_assert_int_eq(chmod(p, mode), 0); /* whatever the umask */
+	ck_assert_int_eq(chown(p, owner, owner), 0);
+}
+
+/* Every entry of dir and one level below, with types, owners and file
+ * contents, appended to out. */
+static void
+snapshot_dir(const char *dir, int depth, char *out, size_t size)
+{
+	struct dirent **names;
+	int i, n = scandir(dir, &names, NULL, alphasort);
+
+	ck_assert_int_ge(n, 0);
+	for (i = 0; i < n; i++) {
+		char p[PATH_MAX], buf[256];
+		const char *nm = names[i]->d_name;
+		struct stat st;
+		ssize_t len = 0;
+
+		if (strcmp(nm, ".") != 0 && strcmp(nm, "..") != 0) {
+			snprintf(p, sizeof(p), "%s/%s", dir, nm);
+			ck_assert_int_eq(lstat(p, &st), 0);
+			buf[0] = '\0';
+			if (S_ISREG(st.st_mode)) {
+				int fd = open(p, O_RDONLY);
+				ck_assert_int_ge(fd, 0);
+				len = read(fd, buf, sizeof(buf) - 1);
+				close(fd);
+			} else if (S_ISLNK(st.st_mode)) {
+				len = readlink(p, buf, sizeof(buf) - 1);
+			}
+			buf[len > 0 ? len : 0] = '\0';
+			snprintf(out + strlen(out), size - strlen(out), "%*s%s %o %u [%s]\n",
+			         depth * 2, "", nm, (unsigned)st.st_mode, (unsigned)st.st_uid, buf);
+			if (S_ISDIR(st.st_mode) && depth == 0)
+				snapshot_dir(p, 1, out, size);
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
+static const char *
+snapshot(void)
+{
+	static char s[8192];
+
+	s[0] = '\0';
+	snapshot_dir(victim, 0, s, sizeof(s));
+	return s;
+}
+
+static void
+setup(void)
+{
+	snprintf(base, sizeof(base), "/tmp/cubeid-adir-attack.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(base));
+	ck_assert_int_eq(chmod(base, 0755), 0);
+	path(victim, sizeof(victim), "victim");
+	/* the stand-in for a directory the workload must not reach */
+	mk("victim", 0755, 0);
+	put("victim/svid.pem", "victim's svid.pem");
+	put("victim/svid_key.pem", "victim's svid_key.pem");
+	put("victim/..data", "victim's ..data");
+	mk("victim/" SET, 0755, 0);
+	put("victim/" SET "/keep", "a file in a set-named directory");
+	strcpy(snap0, snapshot());
+	ck_assert_ptr_nonnull(strstr(snap0, "victim's svid.pem"));
+	ck_assert_ptr_nonnull(strstr(snap0, "a file in a set-named directory"));
+}
+
+static void
+teardown(void)
+{
+	char cmd[PATH_MAX + 16];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Run step(arg) as nobody in a child; true if it returned 0. */
+static bool
+as_nobody(int (*step)(const char *), const char *arg)
+{
+	pid_t pid = fork();
+	int st;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0 ||
+		    getuid() != NOBODY)
+			_exit(2);
+		_exit(step(arg) == 0 ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* nobody: DIR -> the victim */
+static int
+plant_link(const char *dir)
+{
+	return symlink(victim, dir);
+}
+
+/* nobody, who owns DIR's parent: DIR aside, a symlink to the victim in
+ * its place */
+static int
+swap_for_link(const char *dir)
+{
+	char aside[PATH_MAX];
+
+	snprintf(aside, sizeof(aside), "%s.old", dir);
+	if (rename(dir, aside) != 0)
+		return -1;
+	return symlink(victim, dir);
+}
+
+static struct cubeid_adir_opts
+opts(bool allow_unsafe_parent)
+{
+	struct cubeid_adir_opts o = {NOBODY, NOBODY, 0755};
+
+	(void)allow_unsafe_parent; /* there is no check of the parents yet */
+	return o;
+}
+
+START_TEST(test_dir_is_a_symlink)
+{
+	struct cubeid_adir_opts o;
+	char dir[PATH_MAX];
+	const char *why = NULL;
+	unsigned removed = 99;
+	int allow;
+
+	mk("wl", 0755, NOBODY);
+	path(dir, sizeof(dir), "wl/certs");
+	ck_assert(as_nobody(plant_link, dir));
+	for (allow = 0; allow <= 1; allow++) {
+		o = opts(allow);
+		ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_ERR_PERMISSION);
+		ck_assert_msg(strstr(why, "symlink") != NULL, "why: %s", why);
+		ck_assert_int_eq(cubeid_adir_cleanup(dir, &removed, &why), CUBEID_ERR_PERMISSION);
+		ck_assert_uint_eq(removed, 0);
+		ck_assert_str_eq(snapshot(), snap0);
+	}
+	/* and one further up the path */
+	path(dir, sizeof(dir), "wl/certs/deeper");
+	o = opts(true);
+	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_ERR_PERMISSION);
+	ck_assert_msg(strstr(why, "symlink") != NULL, "why: %s", why);
+	ck_assert_str_eq(snapshot(), snap0);
+}
+END_TEST
+
+START_TEST(test_swap_between_writes)
+{
+	struct cubeid_adir_opts o = opts(true);
+	char dir[PATH_MAX], p[PATH_MAX];
+	const char *why = NULL;
+	unsigned removed = 99;
+
+	mk("wl", 0755, NOBODY);
+	path(dir, sizeof(dir), "wl/certs");
+	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_OK);
+	path(p, sizeof(p), "wl/certs/svid_key.pem");
+	ck_assert_int_eq(access(p, R_OK), 0);
+	/* between two rotations, the workload swaps the directory */
+	ck_assert(as_nobody(swap_for_link, dir));
+	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_ERR_PERMISSION);
+	ck_assert_msg(strstr(why, "symlink") != NULL, "why: %s", why);
+	ck_assert_int_eq(cubeid_adir_cleanup(dir, &removed, &why), CUBEID_ERR_PERMISSION);
+	ck_assert_str_eq(snapshot(), snap0);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("adir-symlink-attack");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	if (geteuid() != 0) {
+		printf("SKIP: needs root, to write as the agent does and to act as nobody\n");
+		return 77;
+	}
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_dir_is_a_symlink);
+	tcase_add_test(tc, test_swap_between_writes);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
