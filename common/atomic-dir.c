@@ -174,15 +174,18 @@ sweep(int dfd, const char *keep, unsigned *removed)
 }
 
 int
-cubeid_adir_cleanup(const char *dir, unsigned *removed, const char **why)
+cubeid_adir_cleanup(const char *dir, const struct cubeid_adir_opts *opts, unsigned *removed,
+                    const char **why)
 {
 	int dfd, rc = CUBEID_OK;
 
+	if (why != NULL)
+		*why = "ok";
 	if (removed != NULL)
 		*removed = 0;
 	if (dir == NULL)
 		return fail(why, "no directory", CUBEID_ERR_INVALID_ARG);
-	rc = safe_dir_open(dir, false, 0, &dfd, why);
+	rc = safe_dir_open(dir, false, 0, opts != NULL && opts->allow_unsafe_parent, &dfd, why);
 	if (rc == CUBEID_ERR_NOT_FOUND)
 		return CUBEID_OK;
 	if (rc != CUBEID_OK)
@@ -305,7 +308,7 @@ int
 cubeid_adir_write(const char *dir, const struct cubeid_adir_file *files, size_t n,
                   const struct cubeid_adir_opts *opts, const char **why)
 {
-	struct cubeid_adir_opts def = {(uid_t)-1, (gid_t)-1, 0755};
+	struct cubeid_adir_opts def = {(uid_t)-1, (gid_t)-1, 0755, false};
 	char old[NAME_MAX + 1], set[NAME_MAX + 1] = "";
 	mode_t dmode;
 	size_t i, j;
@@ -331,7 +334,8 @@ cubeid_adir_write(const char *dir, const struct cubeid_adir_file *files, size_t 
 				            CUBEID_ERR_INVALID_ARG);
 	}
 	/* from here on, every operation is relative to dfd, never by path */
-	if ((rc = safe_dir_open(dir, true, dmode, &dfd, why)) != CUBEID_OK)
+	if ((rc = safe_dir_open(dir, true, dmode, opts->allow_unsafe_parent, &dfd, why)) !=
+	    CUBEID_OK)
 		return rc;
 	rc = CUBEID_ERR_IO;
 	if (flock(dfd, LOCK_EX) != 0) {

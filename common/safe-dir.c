@@ -8,7 +8,8 @@
  * Each step opens one name relative to the directory opened before, with
  * openat2(RESOLVE_NO_SYMLINKS) where the kernel has it, O_NOFOLLOW
  * otherwise: for a single name the two refuse the same thing.  The walk
- * itself is what makes it safe.
+ * itself is what makes it safe (a path resolved in one call could not be
+ * checked directory by directory for the second layer below).
  */
 #include "config.h"
 
@@ -31,6 +32,10 @@
 #define HAVE_OPENAT2_H 1
 #endif
 #endif
+
+#define UNSAFE                                                                                     \
+	"a parent of the directory is writable by another user, who could swap the directory "     \
+	"for a symlink (allow_unsafe_parent accepts that)"
 
 static int
 fail(const char **why, const char *reason, int rc)
@@ -67,11 +72,29 @@ open_step(int dfd, const char *name)
 	return openat(dfd, name, flags);
 }
 
+/* Could a user other than root and me replace the entry for child (cst)
+ * in directory st? */
+static bool
+replaceable(const struct stat *st, const struct stat *cst, uid_t me)
+{
+	if (st->st_uid != 0 && st->st_uid != me)
+		return true; /* its owner can rename anything in it */
+	if ((st->st_mode & (S_IWGRP | S_IWOTH)) == 0)
+		return false;
+	if ((st->st_mode & S_ISVTX) == 0)
+		return true;
+	/* sticky (/tmp): only the entry's owner, the directory's and root
+	 * may rename or remove an entry */
+	return cst->st_uid != 0 && cst->st_uid != me;
+}
+
 int
-safe_dir_open(const char *path, bool create, mode_t mode, int *fd, const char **why)
+safe_dir_open(const char *path, bool create, mode_t mode, bool allow_unsafe_parent, int *fd,
+              const char **why)
 {
 	char buf[PATH_MAX], *p, *name, *next;
-	struct stat cst;
+	struct stat st, cst;
+	uid_t me = geteuid();
 	int dfd, nfd, rc;
 
 	*fd = -1;
@@ -82,7 +105,8 @@ safe_dir_open(const char *path, bool create, mode_t mode, int *fd, const char **
 		return fail(why, "the directory's path is too long", CUBEID_ERR_INVALID_ARG);
 	}
 	strcpy(buf, path);
-	if ((dfd = open(buf[0] == '/' ? "/" : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+	if ((dfd = open(buf[0] == '/' ? "/" : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    fstat(dfd, &st) != 0) {
 		rc = fail(why, "cannot open the directory", CUBEID_ERR_IO);
 		goto out;
 	}
@@ -104,6 +128,14 @@ safe_dir_open(const char *path, bool create, mode_t mode, int *fd, const char **
 			}
 		nfd = open_step(dfd, name);
 		if (nfd < 0 && errno == ENOENT && create) {
+			/* refuse before making anything: the new directory
+			 * would be ours, its parent decides */
+			cst.st_uid = me;
+			if (!allow_unsafe_parent && replaceable(&st, &cst, me)) {
+				errno = EPERM;
+				rc = fail(why, UNSAFE, CUBEID_ERR_PERMISSION);
+				goto out;
+			}
 			if (mkdirat(dfd, name, last ? mode & 0777 : 0755) != 0 && errno != EEXIST) {
 				rc = fail(why, "cannot create the directory", CUBEID_ERR_IO);
 				goto out;
@@ -133,8 +165,21 @@ safe_dir_open(const char *path, bool create, mode_t mode, int *fd, const char **
 			}
 			goto out;
 		}
+		if (fstat(nfd, &cst) != 0) {
+			close(nfd);
+			rc = fail(why, "cannot open the directory", CUBEID_ERR_IO);
+			goto out;
+		}
+		/* ".." is always the real parent of the directory we hold */
+		if (!allow_unsafe_parent && strcmp(name, "..") != 0 && replaceable(&st, &cst, me)) {
+			close(nfd);
+			errno = EPERM;
+			rc = fail(why, UNSAFE, CUBEID_ERR_PERMISSION);
+			goto out;
+		}
 		close(dfd);
 		dfd = nfd;
+		st = cst;
 	}
 	*fd = dfd;
 	dfd = -1;

@@ -13,11 +13,16 @@
 
 /*
  * Open path as a directory (O_RDONLY) into *fd; *fd = -1 on entry.  With
- * create, missing components are made (0755, the last one mode).  A
- * symlink anywhere is CUBEID_ERR_PERMISSION; a missing
+ * create, missing components are made (0755, the last one mode).  Unless
+ * allow_unsafe_parent, refuses (CUBEID_ERR_PERMISSION) a path where a user
+ * other than root and the caller's euid could replace a component: a
+ * directory on the way owned by another user, or writable by group or
+ * others (a sticky one, like /tmp, only when the entry in it is another
+ * user's).  A symlink anywhere is CUBEID_ERR_PERMISSION; a missing
  * component without create is CUBEID_ERR_NOT_FOUND; other failures
  * CUBEID_ERR_IO, with errno set.  *why gets a static reason.
  */
-int safe_dir_open(const char *path, bool create, mode_t mode, int *fd, const char **why);
+int safe_dir_open(const char *path, bool create, mode_t mode, bool allow_unsafe_parent, int *fd,
+                  const char **why);
 
 #endif

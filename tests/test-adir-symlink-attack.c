@@ -10,7 +10,10 @@
  *
  *  - the delivery dir is a symlink to the victim: refused, victim intact;
  *  - a workload that owns the delivery dir's parent swaps the dir for a
- *    symlink between two writes: the second write is refused.
+ *    symlink between two writes: the second write is refused;
+ *  - a parent writable by another user is refused unless
+ *    allow_unsafe_parent (a sticky /tmp-like parent only when the entry in
+ *    it is another user's).
  *
  * It needs root (to be the writer and to become nobody); without it, it
  * is skipped (exit 77).
@@ -192,9 +195,8 @@ swap_for_link(const char *dir)
 static struct cubeid_adir_opts
 opts(bool allow_unsafe_parent)
 {
-	struct cubeid_adir_opts o = {NOBODY, NOBODY, 0755};
+	struct cubeid_adir_opts o = {NOBODY, NOBODY, 0755, allow_unsafe_parent};
 
-	(void)allow_unsafe_parent; /* there is no check of the parents yet */
 	return o;
 }
 
@@ -209,11 +211,13 @@ START_TEST(test_dir_is_a_symlink)
 	mk("wl", 0755, NOBODY);
 	path(dir, sizeof(dir), "wl/certs");
 	ck_assert(as_nobody(plant_link, dir));
+	/* with or without the second layer: a symlink is never followed */
 	for (allow = 0; allow <= 1; allow++) {
 		o = opts(allow);
 		ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_ERR_PERMISSION);
 		ck_assert_msg(strstr(why, "symlink") != NULL, "why: %s", why);
-		ck_assert_int_eq(cubeid_adir_cleanup(dir, &removed, &why), CUBEID_ERR_PERMISSION);
+		ck_assert_int_eq(cubeid_adir_cleanup(dir, &o, &removed, &why),
+		                 CUBEID_ERR_PERMISSION);
 		ck_assert_uint_eq(removed, 0);
 		ck_assert_str_eq(snapshot(), snap0);
 	}
@@ -228,7 +232,7 @@ END_TEST
 
 START_TEST(test_swap_between_writes)
 {
-	struct cubeid_adir_opts o = opts(true);
+	struct cubeid_adir_opts o = opts(true); /* the operator accepted the parent */
 	char dir[PATH_MAX], p[PATH_MAX];
 	const char *why = NULL;
 	unsigned removed = 99;
@@ -242,7 +246,56 @@ START_TEST(test_swap_between_writes)
 	ck_assert(as_nobody(swap_for_link, dir));
 	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_ERR_PERMISSION);
 	ck_assert_msg(strstr(why, "symlink") != NULL, "why: %s", why);
-	ck_assert_int_eq(cubeid_adir_cleanup(dir, &removed, &why), CUBEID_ERR_PERMISSION);
+	ck_assert_int_eq(cubeid_adir_cleanup(dir, &o, &removed, &why), CUBEID_ERR_PERMISSION);
+	ck_assert_str_eq(snapshot(), snap0);
+	/* the default refuses the directory before any swap */
+	o = opts(false);
+	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_ERR_PERMISSION);
+	ck_assert_str_eq(snapshot(), snap0);
+}
+END_TEST
+
+START_TEST(test_unsafe_parent_refused)
+{
+	struct cubeid_adir_opts o = opts(false);
+	char dir[PATH_MAX], p[PATH_MAX];
+	const char *why = NULL;
+
+	/* a parent another user owns */
+	mk("wl", 0755, NOBODY);
+	path(dir, sizeof(dir), "wl/certs");
+	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_ERR_PERMISSION);
+	ck_assert_msg(strstr(why, "writable by another user") != NULL, "why: %s", why);
+	ck_assert_int_ne(access(dir, F_OK), 0); /* nothing was created */
+	/* a parent, root's, that others may write (not sticky) */
+	mk("open", 0777, 0);
+	path(dir, sizeof(dir), "open/certs");
+	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_ERR_PERMISSION);
+	mk("grp", 0775, 0);
+	path(dir, sizeof(dir), "grp/certs");
+	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_ERR_PERMISSION);
+	/* a sticky one, like /tmp: the entry in it decides */
+	mk("sticky", 01777, 0);
+	mk("sticky/theirs", 0755, NOBODY);
+	path(dir, sizeof(dir), "sticky/theirs/certs");
+	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_ERR_PERMISSION);
+	mk("sticky/ours", 0755, 0);
+	path(dir, sizeof(dir), "sticky/ours/certs");
+	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_OK);
+	/* a delivery dir that nobody else could have made, in a sticky one:
+	 * created by the writer, so it is root's */
+	path(dir, sizeof(dir), "sticky/made-here");
+	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_OK);
+	/* ... but not one that another user made there first */
+	mk("sticky/squatted", 0755, NOBODY);
+	path(dir, sizeof(dir), "sticky/squatted/certs");
+	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_ERR_PERMISSION);
+	/* the opt-out */
+	o = opts(true);
+	path(dir, sizeof(dir), "wl/certs");
+	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_OK);
+	path(p, sizeof(p), "wl/certs/svid.pem");
+	ck_assert_int_eq(access(p, R_OK), 0);
 	ck_assert_str_eq(snapshot(), snap0);
 }
 END_TEST
@@ -262,6 +315,7 @@ main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_dir_is_a_symlink);
 	tcase_add_test(tc, test_swap_between_writes);
+	tcase_add_test(tc, test_unsafe_parent_refused);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
