@@ -67,29 +67,82 @@ write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-/* A set's directory name: "..2026_11_29_04_20_00.123456789.1a2b3c". */
+/* A set's directory name, exactly as new_set_dir() makes it:
+ * "..2026_11_29_04_20_00.123456789.1a2b3c". */
 static bool
 is_set_name(const char *n)
 {
-	return n[0] == '.' && n[1] == '.' && n[2] >= '0' && n[2] <= '9';
+	static const char pat[] = "..dddd_dd_dd_dd_dd_dd.ddddddddd.xxxxxx";
+	size_t i;
+
+	for (i = 0; pat[i] != '\0'; i++) {
+		char c = n[i];
+
+		if (pat[i] == 'd'   ? !(c >= '0' && c <= '9')
+		    : pat[i] == 'x' ? !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
+		                    : c != pat[i])
+			return false;
+	}
+	return n[i] == '\0';
 }
 
-/* Remove the files in set directory name (one level), then the directory. */
+/* Is name in dfd a symlink this writer made (owned by its uid)?  errno is
+ * ENOENT when there is nothing there. */
+static bool
+own_link(int dfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return false;
+	errno = 0;
+	return S_ISLNK(st.st_mode) && st.st_uid == geteuid();
+}
+
+/* Remove the temporary link name if it is ours; one that is not stays,
+ * and the symlinkat() that needs its place then fails. */
+static int
+clear_tmp_link(int dfd, const char *name)
+{
+	if (own_link(dfd, name))
+		return unlinkat(dfd, name, 0) != 0 && errno != ENOENT ? -1 : 0;
+	return errno == ENOENT ? 0 : (errno = EEXIST, -1);
+}
+
+/*
+ * Remove set directory name (its regular files, then itself), but only
+ * one this writer made: a real directory (not a symlink) with the exact
+ * name pattern, owned by the writer's uid.  The uid holds across restarts
+ * and no other user can create a directory owned by it; the files inside
+ * belong to the workload (fchown), so they are recognized by being
+ * regular files in that directory.  Anything else is left alone (and then
+ * the directory stays too).
+ */
 static int
 remove_set(int dfd, const char *name)
 {
 	struct dirent *de;
+	struct stat st;
 	DIR *d;
 	int fd, rc = 0;
 
+	if (!is_set_name(name))
+		return 0;
 	if ((fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-		return errno == ENOENT ? 0 : -1;
+		return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : -1;
+	if (fstat(fd, &st) != 0 || st.st_uid != geteuid()) {
+		close(fd);
+		return 0;
+	}
 	if ((d = fdopendir(fd)) == NULL) {
 		close(fd);
 		return -1;
 	}
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(st.st_mode))
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT)
 			rc = -1;
@@ -119,7 +172,7 @@ dangling_link(int dfd, const char *name)
 	char have[NAME_MAX + 16];
 	ssize_t n;
 
-	if (!cubeid_adir_name_ok(name))
+	if (!cubeid_adir_name_ok(name) || !own_link(dfd, name))
 		return false;
 	n = readlinkat(dfd, name, have, sizeof(have) - 1);
 	if (n <= 0)
@@ -130,13 +183,14 @@ dangling_link(int dfd, const char *name)
 	return faccessat(dfd, name, F_OK, 0) != 0 && errno == ENOENT;
 }
 
-/* Remove temporary links, dangling stable names and every set but keep
- * (and the current one). */
+/* Remove our temporary links, dangling stable names and every set of ours
+ * but keep (and the current one). */
 static int
 sweep(int dfd, const char *keep, unsigned *removed)
 {
 	char cur[NAME_MAX + 1];
 	struct dirent *de;
+	struct stat st;
 	DIR *d;
 	int fd, rc = 0;
 
@@ -152,7 +206,7 @@ sweep(int dfd, const char *keep, unsigned *removed)
 		const char *n = de->d_name;
 
 		if (strcmp(n, DATA_TMP) == 0 || strcmp(n, LINK_TMP) == 0) {
-			if (unlinkat(dfd, n, 0) == 0 && removed != NULL)
+			if (own_link(dfd, n) && unlinkat(dfd, n, 0) == 0 && removed != NULL)
 				(*removed)++;
 			continue;
 		}
@@ -166,8 +220,8 @@ sweep(int dfd, const char *keep, unsigned *removed)
 			continue;
 		if (remove_set(dfd, n) != 0)
 			rc = -1;
-		else if (removed != NULL)
-			(*removed)++;
+		else if (removed != NULL && fstatat(dfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			(*removed)++; /* gone: it was ours (remove_set leaves others') */
 	}
 	closedir(d);
 	return rc;
@@ -260,7 +314,7 @@ stable_link(int dfd, const char *name)
 		if (strcmp(have, want) == 0)
 			return 0;
 	}
-	if (unlinkat(dfd, LINK_TMP, 0) != 0 && errno != ENOENT)
+	if (clear_tmp_link(dfd, LINK_TMP) != 0)
 		return -1;
 	if (symlinkat(want, dfd, LINK_TMP) != 0)
 		return -1;
@@ -294,6 +348,8 @@ drop_stale_links(int dfd, const char *old, const struct cubeid_adir_file *files,
 		if (i < n)
 			continue;
 		snprintf(want, sizeof(want), "%s/%s", CUBEID_ADIR_DATA, de->d_name);
+		if (!own_link(dfd, de->d_name))
+			continue;
 		len = readlinkat(dfd, de->d_name, have, sizeof(have) - 1);
 		if (len > 0) {
 			have[len] = '\0';
@@ -376,8 +432,7 @@ cubeid_adir_write(const char *dir, const struct cubeid_adir_file *files, size_t 
 			goto out;
 		}
 	/* the swap: one rename of a new ..data symlink over the old */
-	if ((unlinkat(dfd, DATA_TMP, 0) != 0 && errno != ENOENT) ||
-	    symlinkat(set, dfd, DATA_TMP) != 0 ||
+	if (clear_tmp_link(dfd, DATA_TMP) != 0 || symlinkat(set, dfd, DATA_TMP) != 0 ||
 	    renameat(dfd, DATA_TMP, dfd, CUBEID_ADIR_DATA) != 0) {
 		fail(why, "cannot swap the ..data link", 0);
 		goto out;

@@ -13,7 +13,9 @@
  *    symlink between two writes: the second write is refused;
  *  - a parent writable by another user is refused unless
  *    allow_unsafe_parent (a sticky /tmp-like parent only when the entry in
- *    it is another user's).
+ *    it is another user's);
+ *  - the writer never removes what it did not make: a set-named directory
+ *    owned by someone else, a set-named symlink, a look-alike name.
  *
  * It needs root (to be the writer and to become nobody); without it, it
  * is skipped (exit 77).
@@ -300,6 +302,51 @@ START_TEST(test_unsafe_parent_refused)
 }
 END_TEST
 
+START_TEST(test_removes_only_its_own)
+{
+	struct cubeid_adir_opts o = opts(false);
+	char dir[PATH_MAX], p[PATH_MAX], t[PATH_MAX];
+	const char *why = NULL;
+	unsigned removed = 99;
+	int i;
+
+	path(dir, sizeof(dir), "certs");
+	ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_OK);
+	/* set-named things the writer did not make: another user's
+	 * directory, a symlink to the victim, a look-alike (Kubernetes'
+	 * AtomicWriter's own names), and a symlink at a temporary name */
+	mk("certs/" SET, 0755, NOBODY);
+	put("certs/" SET "/theirs", "another user's file");
+	path(p, sizeof(p), "certs/..2026_01_01_00_00_00.000000002.abcdef");
+	ck_assert_int_eq(symlink(victim, p), 0);
+	mk("certs/..2026_01_01_00_00_00.1234567890", 0755, 0);
+	put("certs/..2026_01_01_00_00_00.1234567890/k8s", "kubelet's");
+	path(p, sizeof(p), "certs/..link_tmp");
+	ck_assert_int_eq(symlink(victim, p), 0);
+	ck_assert_int_eq(lchown(p, NOBODY, NOBODY), 0);
+	path(p, sizeof(p), "certs/old.pem");
+	ck_assert_int_eq(symlink("..data/old.pem", p), 0); /* dangling, but not ours */
+	ck_assert_int_eq(lchown(p, NOBODY, NOBODY), 0);
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(cubeid_adir_cleanup(dir, &o, &removed, &why), CUBEID_OK);
+		ck_assert_uint_eq(removed, 0);
+		/* the write needs ..link_tmp only for a new stable name */
+		ck_assert_int_eq(cubeid_adir_write(dir, files, 3, &o, &why), CUBEID_OK);
+	}
+	path(p, sizeof(p), "certs/" SET "/theirs");
+	ck_assert_int_eq(access(p, F_OK), 0);
+	path(p, sizeof(p), "certs/..2026_01_01_00_00_00.000000002.abcdef");
+	ck_assert_int_eq(readlink(p, t, sizeof(t)), (ssize_t)strlen(victim));
+	path(p, sizeof(p), "certs/..2026_01_01_00_00_00.1234567890/k8s");
+	ck_assert_int_eq(access(p, F_OK), 0);
+	path(p, sizeof(p), "certs/..link_tmp");
+	ck_assert_int_eq(lstat(p, &(struct stat){0}), 0);
+	path(p, sizeof(p), "certs/old.pem");
+	ck_assert_int_eq(lstat(p, &(struct stat){0}), 0);
+	ck_assert_str_eq(snapshot(), snap0);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -316,6 +363,7 @@ main(void)
 	tcase_add_test(tc, test_dir_is_a_symlink);
 	tcase_add_test(tc, test_swap_between_writes);
 	tcase_add_test(tc, test_unsafe_parent_refused);
+	tcase_add_test(tc, test_removes_only_its_own);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

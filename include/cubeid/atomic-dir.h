@@ -33,7 +33,9 @@
  * the real path), and everything after is done relative to DIR's
  * descriptor.  Unless opts->allow_unsafe_parent, a DIR with a parent that
  * a user other than root and the writer could write is refused too: that
- * user could swap DIR for a symlink between two writes.
+ * user could swap DIR for a symlink between two writes.  Only what the
+ * writer made is ever removed: sets with the exact name pattern that are
+ * real directories owned by the writer's uid, and symlinks owned by it.
  *
  * Conventions: 0 or a negative CUBEID_ERR_* code; on failure *why (when not
  * NULL) gets a static reason and errno is left as the failing call set it.
@@ -85,9 +87,10 @@ int cubeid_adir_write(const char *dir, const struct cubeid_adir_file *files, siz
 /*
  * Remove what an interrupted update left in dir: the temporary symlinks,
  * stable names that point through ..data at nothing, and every
- * timestamped set that ..data does not name.  The path is checked as cubeid_adir_write() checks it;
- * opts may be NULL (only allow_unsafe_parent is used).  A missing dir is not an error.  *removed
- * (optional) gets the number of entries removed.
+ * timestamped set that ..data does not name (only those the writer made,
+ * as above).  The path is checked as cubeid_adir_write() checks it; opts
+ * may be NULL (only allow_unsafe_parent is used).  A missing dir is not
+ * an error.  *removed (optional) gets the number of entries removed.
  */
 int cubeid_adir_cleanup(const char *dir, const struct cubeid_adir_opts *opts, unsigned *removed,
                         const char **why);
