@@ -694,7 +694,9 @@ static const struct key_doc entry_docs[] = {
 
 static const struct key_doc delivery_docs[] = {
         {"dir", "required",
-         "An absolute directory; the files are replaced there as one atomic set."},
+         "An absolute directory; the files are replaced there as one atomic set. No symlink "
+         "in its path is followed (give the real path), and one whose parents another user "
+         "could write is refused (see allow_unsafe_parent)."},
         {"x509", "true or false; default true", "Whether the X.509-SVID files are written."},
         {"svid_file", "a file name; default svid.pem", "The certificate chain, leaf first."},
         {"key_file", "a file name; default svid_key.pem", "The private key (PKCS#8 PEM)."},
@@ -712,6 +714,9 @@ static const struct key_doc delivery_docs[] = {
         {"pid", "a process id", "Where signal goes."},
         {"pid_file", "an absolute path", "A file holding the pid signal goes to."},
         {"command", "a list: an argument vector", "Run after every update, with no shell."},
+        {"allow_unsafe_parent", "true or false; default false",
+         "Write even when a user other than root and the agent could write a parent of dir "
+         "(and so swap dir for a symlink between two writes)."},
         {NULL, NULL, NULL},
 };
 

@@ -126,7 +126,8 @@ struct entry_delivery {
 	int signal;    /* sent after each update to pid or pid_file's pid; 0 = none */
 	long pid;      /* 0 = none */
 	char *pid_file;
-	char **command; /* run after each update (no shell); NULL-terminated, or NULL */
+	char **command;           /* run after each update (no shell); NULL-terminated, or NULL */
+	bool allow_unsafe_parent; /* write even if another user could write a parent of dir */
 };
 void entry_delivery_free(struct entry_delivery *d);
 

@@ -155,7 +155,7 @@ static void
 job_run(struct djob *j)
 {
 	const struct entry_delivery *c = j->t->cfg;
-	struct cubeid_adir_opts o = {(uid_t)c->uid, (gid_t)c->gid, 0755};
+	struct cubeid_adir_opts o = {(uid_t)c->uid, (gid_t)c->gid, 0755, c->allow_unsafe_parent};
 
 	j->write_rc = CUBEID_OK;
 	j->act_rc = CUBEID_OK;
@@ -294,12 +294,13 @@ canon_key(const struct reg_entry *e, const char *id)
 	char *s = NULL, *t;
 	size_t i;
 
-	if (asprintf(&s, "%s\n%s\n%ld %ld\n%s\n%s %s %s %s\n%o %o %o %o %ld %ld %d %ld %s", e->name,
-	             id, e->x509_ttl, e->jwt_ttl, c->dir, c->svid_file ? c->svid_file : "-",
-	             c->key_file ? c->key_file : "-", c->bundle_file ? c->bundle_file : "-",
+	if (asprintf(&s, "%s\n%s\n%ld %ld\n%s\n%s %s %s %s\n%o %o %o %o %ld %ld %d %ld %s %d",
+	             e->name, id, e->x509_ttl, e->jwt_ttl, c->dir,
+	             c->svid_file ? c->svid_file : "-", c->key_file ? c->key_file : "-",
+	             c->bundle_file ? c->bundle_file : "-",
 	             c->jwt_bundle_file ? c->jwt_bundle_file : "-", c->cert_mode, c->key_mode,
 	             c->jwt_svid_mode, c->jwt_bundle_mode, c->uid, c->gid, c->signal, c->pid,
-	             c->pid_file ? c->pid_file : "-") < 0)
+	             c->pid_file ? c->pid_file : "-", c->allow_unsafe_parent) < 0)
 		return NULL;
 	for (i = 0; i < c->n_jwt; i++) {
 		if (asprintf(&t, "%s\njwt %s %s", s, c->jwt[i].audience, c->jwt[i].file) < 0) {
@@ -326,6 +327,7 @@ target_new(struct delivery *d, const struct reg_entry *e, const char *id, char *
 {
 	struct agent *a = d->a;
 	struct target *t;
+	struct cubeid_adir_opts o = {(uid_t)-1, (gid_t)-1, 0, false};
 	unsigned removed = 0;
 	const char *why = NULL;
 	size_t i;
@@ -355,7 +357,8 @@ target_new(struct delivery *d, const struct reg_entry *e, const char *id, char *
 			goto fail;
 	}
 	/* what a crash during an earlier delivery may have left */
-	if (cubeid_adir_cleanup(t->cfg->dir, &removed, &why) != CUBEID_OK)
+	o.allow_unsafe_parent = t->cfg->allow_unsafe_parent;
+	if (cubeid_adir_cleanup(t->cfg->dir, &o, &removed, &why) != CUBEID_OK)
 		cubeid_warn("delivery %s: cleaning %s: %s: %s", t->name, t->cfg->dir, why,
 		            strerror(errno));
 	else if (removed > 0)

@@ -204,6 +204,7 @@ static const char *const delivery_keys[] = {"dir",
                                             "pid",
                                             "pid_file",
                                             "command",
+                                            "allow_unsafe_parent",
                                             NULL};
 
 const char *
@@ -313,6 +314,10 @@ entries_parse_delivery(struct entries_ctx *c, yaml_node_t *m, struct reg_entry *
 		} else if (strcmp(k, "command") == 0) {
 			if ((r = parse_delivery_command(c, v, d)) != CUBEID_OK)
 				return r;
+		} else if (strcmp(k, "allow_unsafe_parent") == 0) {
+			if (yu_bool(v, &d->allow_unsafe_parent) != CUBEID_OK)
+				return yu_err(c->err, c->name, v,
+				              "'allow_unsafe_parent' must be true or false");
 		}
 	}
 	if (d->dir == NULL)

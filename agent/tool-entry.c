@@ -195,6 +195,9 @@ entry_show(struct tool_ctx *c)
 			printf("  signal:      %d to %s%.0ld\n", d->signal,
 			       d->pid_file != NULL ? d->pid_file : "pid ",
 			       d->pid_file != NULL ? 0L : d->pid);
+		if (d->allow_unsafe_parent)
+			printf("  unsafe:      allow_unsafe_parent: a parent of the dir is not "
+			       "checked\n");
 		if (d->command != NULL) {
 			printf("  command:    ");
 			for (i = 0; d->command[i] != NULL; i++)

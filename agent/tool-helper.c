@@ -56,6 +56,9 @@ static const struct tool_opt run_opts[] = {
         {"health-address", 0, "ADDR",
          "serve health_checks on this IPv4 or IPv6 address only (default: every\n"
          "address, as spiffe-helper)"},
+        {"allow-unsafe-parent", 0, NULL,
+         "write into cert_dir even when another user could write one of its\n"
+         "parents (and so swap cert_dir for a symlink); refused by default"},
         {0},
 };
 
@@ -77,6 +80,9 @@ const struct tool_cmd tool_helper_cmds[] = {
          "with rename(2), with svid.pem and the other names pointing through ..data.\n"
          "File modes are applied on every write.  The JWT bundle file has\n"
          "spiffe-helper's format: a JSON object from trust domain to base64 JWKS.\n"
+         "No symlink in cert_dir's path is followed (give the real path), and a\n"
+         "cert_dir whose parents another user could write is refused unless\n"
+         "--allow-unsafe-parent.\n"
          "\n"
          "With daemon_mode = false it writes once and exits (status 1 if it could\n"
          "not).  In daemon mode it follows the agent's streams and rewrites the set\n"
@@ -120,9 +126,10 @@ struct helper {
 	 * (under ws_mu, not mu: a write may hold mu through pid file retries) */
 	pthread_mutex_t ws_mu;
 	enum helper_write_status ws[HELPER_HS_JWT0 + HELPER_JWT_SVIDS_MAX];
-	const char *health_address; /* --health-address, NULL: every address */
-	long retry_ms;              /* the next backoff */
-	struct timespec retry;      /* when (CLOCK_MONOTONIC) */
+	const char *health_address;    /* --health-address, NULL: every address */
+	struct cubeid_adir_opts wopts; /* --allow-unsafe-parent */
+	long retry_ms;                 /* the next backoff */
+	struct timespec retry;         /* when (CLOCK_MONOTONIC) */
 };
 
 static void
@@ -197,8 +204,8 @@ write_set_locked(struct helper *h)
 		}
 	if (n == 0)
 		return CUBEID_OK;
-	rc = cubeid_adir_write(c->cert_dir != NULL && *c->cert_dir ? c->cert_dir : ".", f, n, NULL,
-	                       &why);
+	rc = cubeid_adir_write(c->cert_dir != NULL && *c->cert_dir ? c->cert_dir : ".", f, n,
+	                       &h->wopts, &why);
 	set_status(h, in, rc == CUBEID_OK ? HELPER_WS_WRITTEN : HELPER_WS_FAILED);
 	if (rc != CUBEID_OK) {
 		h->retry_ms = !h->write_failed      ? 1000
@@ -621,6 +628,8 @@ helper_run(struct tool_ctx *tc)
 	pthread_mutex_init(&h.mu, NULL);
 	pthread_mutex_init(&h.ws_mu, NULL);
 	h.health_address = tool_opt(tc, "health-address");
+	h.wopts = (struct cubeid_adir_opts){(uid_t)-1, (gid_t)-1, 0755,
+	                                    tool_flag(tc, "allow-unsafe-parent")};
 	if (h.health_address != NULL) {
 		struct in6_addr a;
 
@@ -684,7 +693,7 @@ helper_run(struct tool_ctx *tc)
 		unsigned removed = 0;
 		const char *why = NULL;
 		const char *dir = h.c->cert_dir != NULL && *h.c->cert_dir ? h.c->cert_dir : ".";
-		if (cubeid_adir_cleanup(dir, &removed, &why) != CUBEID_OK)
+		if (cubeid_adir_cleanup(dir, &h.wopts, &removed, &why) != CUBEID_OK)
 			cubeid_warn("cleaning %s: %s", dir, why);
 		else if (removed > 0)
 			cubeid_notice("removed %u leftovers of an interrupted update in %s",

@@ -5,6 +5,8 @@
  */
 #include "config.h"
 
+#include "common/safe-dir.h"
+
 #include <cubeid/atomic-dir.h>
 #include <cubeid/error.h>
 
@@ -65,69 +67,82 @@ write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-/* mkdir -p: parents 0755, the last one mode. */
-static int
-mkdirs(const char *path, mode_t mode)
-{
-	char buf[PATH_MAX], *p;
-	struct stat st;
-
-	if (strlen(path) >= sizeof(buf)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	if (stat(path, &st) == 0)
-		return S_ISDIR(st.st_mode) ? 0 : (errno = ENOTDIR, -1);
-	strcpy(buf, path);
-	for (p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) != 0 && errno != EEXIST)
-		return -1;
-	/* the new directory's entry is durable only once its parent is synced */
-	if ((p = strrchr(buf, '/')) != NULL) {
-		int pfd;
-
-		if (p == buf)
-			p[1] = '\0';
-		else
-			*p = '\0';
-		if ((pfd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-			(void)fsync(pfd);
-			close(pfd);
-		}
-	}
-	return 0;
-}
-
-/* A set's directory name: "..2026_11_29_04_20_00.123456789.1a2b3c". */
+/* A set's directory name, exactly as new_set_dir() makes it:
+ * "..2026_11_29_04_20_00.123456789.1a2b3c". */
 static bool
 is_set_name(const char *n)
 {
-	return n[0] == '.' && n[1] == '.' && n[2] >= '0' && n[2] <= '9';
+	static const char pat[] = "..dddd_dd_dd_dd_dd_dd.ddddddddd.xxxxxx";
+	size_t i;
+
+	for (i = 0; pat[i] != '\0'; i++) {
+		char c = n[i];
+
+		if (pat[i] == 'd'   ? !(c >= '0' && c <= '9')
+		    : pat[i] == 'x' ? !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))
+		                    : c != pat[i])
+			return false;
+	}
+	return n[i] == '\0';
 }
 
-/* Remove the files in set directory name (one level), then the directory. */
+/* Is name in dfd a symlink this writer made (owned by its uid)?  errno is
+ * ENOENT when there is nothing there. */
+static bool
+own_link(int dfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return false;
+	errno = 0;
+	return S_ISLNK(st.st_mode) && st.st_uid == geteuid();
+}
+
+/* Remove the temporary link name if it is ours; one that is not stays,
+ * and the symlinkat() that needs its place then fails. */
+static int
+clear_tmp_link(int dfd, const char *name)
+{
+	if (own_link(dfd, name))
+		return unlinkat(dfd, name, 0) != 0 && errno != ENOENT ? -1 : 0;
+	return errno == ENOENT ? 0 : (errno = EEXIST, -1);
+}
+
+/*
+ * Remove set directory name (its regular files, then itself), but only
+ * one this writer made: a real directory (not a symlink) with the exact
+ * name pattern, owned by the writer's uid.  The uid holds across restarts
+ * and no other user can create a directory owned by it; the files inside
+ * belong to the workload (fchown), so they are recognized by being
+ * regular files in that directory.  Anything else is left alone (and then
+ * the directory stays too).
+ */
 static int
 remove_set(int dfd, const char *name)
 {
 	struct dirent *de;
+	struct stat st;
 	DIR *d;
 	int fd, rc = 0;
 
+	if (!is_set_name(name))
+		return 0;
 	if ((fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-		return errno == ENOENT ? 0 : -1;
+		return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? 0 : -1;
+	if (fstat(fd, &st) != 0 || st.st_uid != geteuid()) {
+		close(fd);
+		return 0;
+	}
 	if ((d = fdopendir(fd)) == NULL) {
 		close(fd);
 		return -1;
 	}
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(st.st_mode))
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT)
 			rc = -1;
@@ -157,7 +172,7 @@ dangling_link(int dfd, const char *name)
 	char have[NAME_MAX + 16];
 	ssize_t n;
 
-	if (!cubeid_adir_name_ok(name))
+	if (!cubeid_adir_name_ok(name) || !own_link(dfd, name))
 		return false;
 	n = readlinkat(dfd, name, have, sizeof(have) - 1);
 	if (n <= 0)
@@ -168,13 +183,14 @@ dangling_link(int dfd, const char *name)
 	return faccessat(dfd, name, F_OK, 0) != 0 && errno == ENOENT;
 }
 
-/* Remove temporary links, dangling stable names and every set but keep
- * (and the current one). */
+/* Remove our temporary links, dangling stable names and every set of ours
+ * but keep (and the current one). */
 static int
 sweep(int dfd, const char *keep, unsigned *removed)
 {
 	char cur[NAME_MAX + 1];
 	struct dirent *de;
+	struct stat st;
 	DIR *d;
 	int fd, rc = 0;
 
@@ -190,7 +206,7 @@ sweep(int dfd, const char *keep, unsigned *removed)
 		const char *n = de->d_name;
 
 		if (strcmp(n, DATA_TMP) == 0 || strcmp(n, LINK_TMP) == 0) {
-			if (unlinkat(dfd, n, 0) == 0 && removed != NULL)
+			if (own_link(dfd, n) && unlinkat(dfd, n, 0) == 0 && removed != NULL)
 				(*removed)++;
 			continue;
 		}
@@ -204,27 +220,30 @@ sweep(int dfd, const char *keep, unsigned *removed)
 			continue;
 		if (remove_set(dfd, n) != 0)
 			rc = -1;
-		else if (removed != NULL)
-			(*removed)++;
+		else if (removed != NULL && fstatat(dfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			(*removed)++; /* gone: it was ours (remove_set leaves others') */
 	}
 	closedir(d);
 	return rc;
 }
 
 int
-cubeid_adir_cleanup(const char *dir, unsigned *removed, const char **why)
+cubeid_adir_cleanup(const char *dir, const struct cubeid_adir_opts *opts, unsigned *removed,
+                    const char **why)
 {
 	int dfd, rc = CUBEID_OK;
 
+	if (why != NULL)
+		*why = "ok";
 	if (removed != NULL)
 		*removed = 0;
 	if (dir == NULL)
 		return fail(why, "no directory", CUBEID_ERR_INVALID_ARG);
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		if (errno == ENOENT)
-			return CUBEID_OK;
-		return fail(why, "cannot open the directory", CUBEID_ERR_IO);
-	}
+	rc = safe_dir_open(dir, false, 0, opts != NULL && opts->allow_unsafe_parent, &dfd, why);
+	if (rc == CUBEID_ERR_NOT_FOUND)
+		return CUBEID_OK;
+	if (rc != CUBEID_OK)
+		return rc;
 	if (flock(dfd, LOCK_EX) != 0)
 		rc = fail(why, "cannot lock the directory", CUBEID_ERR_IO);
 	else if (sweep(dfd, NULL, removed) != 0)
@@ -295,7 +314,7 @@ stable_link(int dfd, const char *name)
 		if (strcmp(have, want) == 0)
 			return 0;
 	}
-	if (unlinkat(dfd, LINK_TMP, 0) != 0 && errno != ENOENT)
+	if (clear_tmp_link(dfd, LINK_TMP) != 0)
 		return -1;
 	if (symlinkat(want, dfd, LINK_TMP) != 0)
 		return -1;
@@ -329,6 +348,8 @@ drop_stale_links(int dfd, const char *old, const struct cubeid_adir_file *files,
 		if (i < n)
 			continue;
 		snprintf(want, sizeof(want), "%s/%s", CUBEID_ADIR_DATA, de->d_name);
+		if (!own_link(dfd, de->d_name))
+			continue;
 		len = readlinkat(dfd, de->d_name, have, sizeof(have) - 1);
 		if (len > 0) {
 			have[len] = '\0';
@@ -343,7 +364,7 @@ int
 cubeid_adir_write(const char *dir, const struct cubeid_adir_file *files, size_t n,
                   const struct cubeid_adir_opts *opts, const char **why)
 {
-	struct cubeid_adir_opts def = {(uid_t)-1, (gid_t)-1, 0755};
+	struct cubeid_adir_opts def = {(uid_t)-1, (gid_t)-1, 0755, false};
 	char old[NAME_MAX + 1], set[NAME_MAX + 1] = "";
 	mode_t dmode;
 	size_t i, j;
@@ -368,10 +389,11 @@ cubeid_adir_write(const char *dir, const struct cubeid_adir_file *files, size_t 
 				return fail(why, "two files have the same name",
 				            CUBEID_ERR_INVALID_ARG);
 	}
-	if (mkdirs(dir, dmode) != 0)
-		return fail(why, "cannot create the directory", CUBEID_ERR_IO);
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		return fail(why, "cannot open the directory", CUBEID_ERR_IO);
+	/* from here on, every operation is relative to dfd, never by path */
+	if ((rc = safe_dir_open(dir, true, dmode, opts->allow_unsafe_parent, &dfd, why)) !=
+	    CUBEID_OK)
+		return rc;
+	rc = CUBEID_ERR_IO;
 	if (flock(dfd, LOCK_EX) != 0) {
 		fail(why, "cannot lock the directory", 0);
 		goto out;
@@ -410,8 +432,7 @@ cubeid_adir_write(const char *dir, const struct cubeid_adir_file *files, size_t 
 			goto out;
 		}
 	/* the swap: one rename of a new ..data symlink over the old */
-	if ((unlinkat(dfd, DATA_TMP, 0) != 0 && errno != ENOENT) ||
-	    symlinkat(set, dfd, DATA_TMP) != 0 ||
+	if (clear_tmp_link(dfd, DATA_TMP) != 0 || symlinkat(set, dfd, DATA_TMP) != 0 ||
 	    renameat(dfd, DATA_TMP, dfd, CUBEID_ADIR_DATA) != 0) {
 		fail(why, "cannot swap the ..data link", 0);
 		goto out;

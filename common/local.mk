@@ -10,13 +10,22 @@ cubeidinclude_HEADERS += include/cubeid/workloadapi.h
 
 # The atomic directory writer (Kubernetes AtomicWriter pattern), shared by
 # the agent's file delivery and `cubeid helper` (include/cubeid/atomic-dir.h).
-libcubeid_la_SOURCES += common/atomic-dir.c
+libcubeid_la_SOURCES += common/atomic-dir.c common/safe-dir.c
+noinst_HEADERS += common/safe-dir.h
 cubeidinclude_HEADERS += include/cubeid/atomic-dir.h
 check_PROGRAMS += tests/test-atomic-dir
 tests_test_atomic_dir_SOURCES = tests/test-atomic-dir.c
 tests_test_atomic_dir_CFLAGS = $(TEST_CFLAGS)
 tests_test_atomic_dir_LDADD = $(TEST_LIBS)
 TESTS += tests/test-atomic-dir
+
+# The writer as root against a workload that swaps its directory for a
+# symlink (the attacker's steps run as nobody; skipped when not root).
+check_PROGRAMS += tests/test-adir-symlink-attack
+tests_test_adir_symlink_attack_SOURCES = tests/test-adir-symlink-attack.c
+tests_test_adir_symlink_attack_CFLAGS = $(TEST_CFLAGS)
+tests_test_adir_symlink_attack_LDADD = $(TEST_LIBS)
+TESTS += tests/test-adir-symlink-attack
 
 # PicoD tokens, the Router side: MintToken/PublicKey/RotateKey on the agent;
 # the mtls|jwt auth-mode switch for both sides (include/cubeid/picod-auth.h).

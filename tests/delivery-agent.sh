@@ -13,7 +13,10 @@
 #    one after the other sees is printed (see docs/delivery.md);
 #  - SIGKILL of the agent at random moments, 10 times: the files left are
 #    a whole set (key = cert's, bundle verifies the cert), and a restart
-#    leaves one set and no temporary links.
+#    leaves one set and no temporary links;
+#  - an entry whose dir goes through a symlink is refused and logged, and
+#    the directory the symlink points at is left as it was
+#    (tests/test-adir-symlink-attack has the attacks themselves).
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
 agent=$builddir/agent/cubeid-agent
@@ -68,7 +71,18 @@ $owner
       signal: SIGHUP
       pid_file: $D/app.pid
       command: [/bin/sh, -c, "echo run >> $D/runs"]
+  - name: trapped
+    spiffe_id: spiffe://{td}/ns/agentcube-system/sa/trapped
+    selectors: [unix:uid:4242425]
+    delivery:
+      dir: $D/link/certs
+      x509: false
+      jwt_bundle_file: jwt_bundle.json
 EOF
+# the trapped entry's dir goes through a symlink, to a stand-in victim
+mkdir -p "$D/victim/certs"
+echo "the victim's" >"$D/victim/certs/jwt_bundle.json"
+ln -s victim "$D/link"
 
 start_agent() {
 	"$agent" --dev --state-dir "$D/state" --socket "$S" --entries "$D/entries.yaml" \
@@ -136,6 +150,18 @@ if printf '%s' "$claims" | grep -q '"aud":\["picod"\]\|"aud":"picod"' &&
 	ok "picod.jwt is a JWT-SVID for audience picod; jwt_bundle.json is a JWKS"
 else
 	bad "JWT files: $claims"
+fi
+
+for _ in $(seq 1 50); do
+	grep -q "delivery trapped: writing" "$D/agent.err" && break
+	sleep 0.1
+done
+if grep -q "delivery trapped: writing $D/link/certs failed: the directory or one of its parents is a symlink" "$D/agent.err" &&
+	[ "$(ls -A "$D/victim/certs")" = jwt_bundle.json ] &&
+	[ "$(cat "$D/victim/certs/jwt_bundle.json")" = "the victim's" ]; then
+	ok "a dir through a symlink is refused and logged; the symlink's target is untouched"
+else
+	bad "trapped entry: $(grep trapped "$D/agent.err" | head -3); victim: $(ls -A "$D/victim/certs")"
 fi
 
 # every write sets modes and owner again: loosen the current key file

@@ -150,7 +150,7 @@ START_TEST(test_sigkill_during_writes)
 		count(dir, &sets, &tmp);
 		if (sets > 1 || tmp > 0 || (g == -2 && sets > 0))
 			debris++;
-		ck_assert_int_eq(cubeid_adir_cleanup(dir, &removed, NULL), CUBEID_OK);
+		ck_assert_int_eq(cubeid_adir_cleanup(dir, NULL, &removed, NULL), CUBEID_OK);
 		count(dir, &sets, &tmp);
 		ck_assert_int_eq(tmp, 0);
 		ck_assert_int_eq(sets, g >= 0 ? 1 : 0);

@@ -129,7 +129,7 @@ END_TEST
 START_TEST(test_owner_and_mode_every_write)
 {
 	struct cubeid_adir_file f = {"svid_key.pem", "k", 1, 0600};
-	struct cubeid_adir_opts o = {(uid_t)-1, (gid_t)-1, 0750};
+	struct cubeid_adir_opts o = {(uid_t)-1, (gid_t)-1, 0750, false};
 	char p[PATH_MAX + 64];
 	uid_t uid;
 	int i;
@@ -185,15 +185,15 @@ START_TEST(test_crash_leftovers_cleaned)
 	snprintf(p, sizeof(p), "%s/..link_tmp", dir);
 	ck_assert_int_eq(symlink("..data/svid.pem", p), 0);
 	ck_assert_int_eq(count_sets(), 2);
-	ck_assert_int_eq(cubeid_adir_cleanup(dir, &removed, NULL), CUBEID_OK);
+	ck_assert_int_eq(cubeid_adir_cleanup(dir, NULL, &removed, NULL), CUBEID_OK);
 	ck_assert_uint_eq(removed, 3);
 	ck_assert_int_eq(count_sets(), 1);
 	ck_assert_str_eq(slurp("svid.pem"), "one");
 	/* nothing to do on a clean directory, or a missing one */
-	ck_assert_int_eq(cubeid_adir_cleanup(dir, &removed, NULL), CUBEID_OK);
+	ck_assert_int_eq(cubeid_adir_cleanup(dir, NULL, &removed, NULL), CUBEID_OK);
 	ck_assert_uint_eq(removed, 0);
 	snprintf(p, sizeof(p), "%s/nope", base);
-	ck_assert_int_eq(cubeid_adir_cleanup(p, &removed, NULL), CUBEID_OK);
+	ck_assert_int_eq(cubeid_adir_cleanup(p, NULL, &removed, NULL), CUBEID_OK);
 }
 END_TEST
 

@@ -309,7 +309,14 @@ START_TEST(test_delivery)
 	ck_assert_int_eq(d->signal, 1);
 	ck_assert_str_eq(d->command[1], "x");
 	ck_assert_ptr_null(d->command[2]);
+	ck_assert(!d->allow_unsafe_parent); /* parents are checked by default */
 	entries_free(s);
+	s = parse_ok(DELIVERY_ENTRY("      dir: /home/app/certs\n"
+	                            "      allow_unsafe_parent: true\n"));
+	ck_assert(s->e[0].delivery->allow_unsafe_parent);
+	entries_free(s);
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      allow_unsafe_parent: maybe\n"),
+	            "'allow_unsafe_parent' must be true or false");
 
 	parse_fails(DELIVERY_ENTRY("      dirr: /x\n"),
 	            "t.yaml:6: unknown key 'dirr' in a delivery");

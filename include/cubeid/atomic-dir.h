@@ -27,6 +27,16 @@
  * Writers of one directory are serialized with flock(2) on DIR, so the
  * agent and `cubeid helper` pointed at the same directory cannot interleave.
  *
+ * The writer is often root writing files that a workload owns, so DIR's
+ * path is not trusted (common/safe-dir.c): it is walked one component at a
+ * time, a symlink anywhere in it is refused (CUBEID_ERR_PERMISSION; give
+ * the real path), and everything after is done relative to DIR's
+ * descriptor.  Unless opts->allow_unsafe_parent, a DIR with a parent that
+ * a user other than root and the writer could write is refused too: that
+ * user could swap DIR for a symlink between two writes.  Only what the
+ * writer made is ever removed: sets with the exact name pattern that are
+ * real directories owned by the writer's uid, and symlinks owned by it.
+ *
  * Conventions: 0 or a negative CUBEID_ERR_* code; on failure *why (when not
  * NULL) gets a static reason and errno is left as the failing call set it.
  */
@@ -57,6 +67,8 @@ struct cubeid_adir_opts {
 	uid_t uid;       /* owner of the files; (uid_t)-1 keeps the writer's */
 	gid_t gid;       /* group of the files; (gid_t)-1 keeps the writer's */
 	mode_t dir_mode; /* of DIR when it is created and of each set; 0 = 0755 */
+	/* accept a DIR whose parents another user could write (see below) */
+	bool allow_unsafe_parent;
 };
 
 /* True if name may be a file of a set. */
@@ -75,10 +87,13 @@ int cubeid_adir_write(const char *dir, const struct cubeid_adir_file *files, siz
 /*
  * Remove what an interrupted update left in dir: the temporary symlinks,
  * stable names that point through ..data at nothing, and every
- * timestamped set that ..data does not name.  A missing dir is
- * not an error.  *removed (optional) gets the number of entries removed.
+ * timestamped set that ..data does not name (only those the writer made,
+ * as above).  The path is checked as cubeid_adir_write() checks it; opts
+ * may be NULL (only allow_unsafe_parent is used).  A missing dir is not
+ * an error.  *removed (optional) gets the number of entries removed.
  */
-int cubeid_adir_cleanup(const char *dir, unsigned *removed, const char **why);
+int cubeid_adir_cleanup(const char *dir, const struct cubeid_adir_opts *opts, unsigned *removed,
+                        const char **why);
 
 #ifdef __cplusplus
 }
