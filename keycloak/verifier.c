@@ -427,6 +427,16 @@ aud_ok(const cubeid_oidc_verifier *v, json_t *aud)
 	return false;
 }
 
+/*
+ * Whether a > b + slack, without computing b + slack: a token's times are
+ * attacker-chosen and may sit at either end of int64_t.
+ */
+static bool
+later_than(int64_t a, int64_t b, unsigned slack)
+{
+	return a > b && (uint64_t)a - (uint64_t)b > slack;
+}
+
 /* The claim checks, on a hit as on a miss; a new claims object in *out. */
 static int
 check_claims(const cubeid_oidc_verifier *v, json_t *cl, int64_t now, cubeid_oidc_claims **out)
@@ -445,9 +455,10 @@ check_claims(const cubeid_oidc_verifier *v, json_t *cl, int64_t now, cubeid_oidc
 	    (r = time_claim(cl, "nbf", false, &nbf)) != CUBEID_OK ||
 	    (r = time_claim(cl, "iat", false, &iat)) != CUBEID_OK)
 		return r;
-	if (now >= exp + (int64_t)v->leeway)
+	/* now >= exp + leeway, without the sum */
+	if (now >= exp && (uint64_t)now - (uint64_t)exp >= v->leeway)
 		return CUBEID_ERR_JWT_EXPIRED;
-	if (nbf > now + (int64_t)v->leeway || iat > now + (int64_t)v->leeway)
+	if (later_than(nbf, now, v->leeway) || later_than(iat, now, v->leeway))
 		return CUBEID_ERR_JWT_NOT_YET;
 	if (!aud_ok(v, json_object_get(cl, "aud")))
 		return CUBEID_ERR_JWT_AUDIENCE;

@@ -224,6 +224,24 @@ START_TEST(test_verify_claims)
 	t = token(CUBEID_SIG_ECDSA_SHA256, k_ec, "ec1", cl);
 	ck_assert_int_eq(verify_at(v, t, NOW), CUBEID_ERR_JWT_CLAIM);
 	free(t);
+	/* times at the ends of int64_t: no overflow (UBSan), the right answer */
+	cl = std_claims();
+	json_object_set_new(cl, "exp", json_integer(INT64_MAX));
+	json_object_set_new(cl, "nbf", json_integer(INT64_MIN));
+	json_object_set_new(cl, "iat", json_integer(INT64_MIN));
+	t = token(CUBEID_SIG_ECDSA_SHA256, k_ec, "ec1", cl);
+	ck_assert_int_eq(verify_at(v, t, NOW), 0);
+	free(t);
+	cl = std_claims();
+	json_object_set_new(cl, "exp", json_integer(INT64_MIN));
+	t = token(CUBEID_SIG_ECDSA_SHA256, k_ec, "ec1", cl);
+	ck_assert_int_eq(verify_at(v, t, NOW), CUBEID_ERR_JWT_EXPIRED);
+	free(t);
+	cl = std_claims();
+	json_object_set_new(cl, "iat", json_integer(INT64_MAX));
+	t = token(CUBEID_SIG_ECDSA_SHA256, k_ec, "ec1", cl);
+	ck_assert_int_eq(verify_at(v, t, NOW), CUBEID_ERR_JWT_NOT_YET);
+	free(t);
 	/* azp where configured */
 	vz = verifier(NULL, "agentcube-router", NULL);
 	t = token(CUBEID_SIG_ECDSA_SHA256, k_ec, "ec1", std_claims());
