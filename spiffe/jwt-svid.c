@@ -114,7 +114,8 @@ cubeid_jwt_svid_validate(const char *token, size_t len, const cubeid_jwt_bundle 
 	if (!json_is_string(sub) ||
 	    cubeid_spiffe_id_parse(json_string_value(sub), json_string_length(sub), &sub_id,
 	                           NULL) != CUBEID_OK ||
-	    !cubeid_spiffe_id_member_of(sub_id, cubeid_jwt_bundle_trust_domain(bundle))) {
+	    !cubeid_spiffe_id_member_of(sub_id, cubeid_jwt_bundle_trust_domain(bundle)) ||
+	    cubeid_spiffe_id_is_trust_domain_id(sub_id)) {
 		rc = CUBEID_ERR_JWT_CLAIM;
 		goto out;
 	}
@@ -146,6 +147,9 @@ cubeid_jwt_svid_encode(cubeid_sig_alg alg, const char *kid, const cubeid_spiffe_
 	if (sub == NULL || aud == NULL || n_aud == 0 || n_aud > CUBEID_JWKS_MAX_KEYS || ttl == 0 ||
 	    sign == NULL)
 		return CUBEID_ERR_INVALID_ARG;
+	/* JWT-SVID.md 3: sub is a workload's ID, which has a path */
+	if (cubeid_spiffe_id_is_trust_domain_id(sub))
+		return CUBEID_ERR_SPIFFE_ID;
 	for (i = 0; i < n_aud; i++)
 		if (aud[i] == NULL || aud[i][0] == '\0')
 			return CUBEID_ERR_INVALID_ARG;

@@ -670,6 +670,27 @@ START_TEST(test_reject_sub)
 	tok = signed_token("{\"alg\":\"ES256\",\"kid\":\"k-p256\"}", cl);
 	ck_assert_int_eq(validate(tok, 0), CUBEID_ERR_JWT_CLAIM); /* missing */
 	free(tok);
+	snprintf(cl, sizeof(cl), "{\"sub\":\"spiffe://example.org\",\"aud\":\"%s\",\"exp\":%lld}",
+	         AUD, (long long)exp);
+	tok = signed_token("{\"alg\":\"ES256\",\"kid\":\"k-p256\"}", cl);
+	ck_assert_int_eq(validate(tok, 0), CUBEID_ERR_JWT_CLAIM); /* the trust domain's own ID */
+	free(tok);
+}
+END_TEST
+
+START_TEST(test_encode_refuses_trust_domain_id)
+{
+	cubeid_spiffe_id *id = NULL;
+	const char *aud[] = {AUD};
+	char *tok = NULL;
+
+	ck_assert_int_eq(cubeid_spiffe_id_parse("spiffe://" TD, strlen("spiffe://" TD), &id, NULL),
+	                 CUBEID_OK);
+	ck_assert_int_eq(cubeid_jwt_svid_encode(CUBEID_SIG_ECDSA_SHA256, "k-p256", id, aud, 1, 0,
+	                                        60, NULL, cubeid_jws_sign_evp, k_p256, &tok),
+	                 CUBEID_ERR_SPIFFE_ID);
+	ck_assert_ptr_null(tok);
+	cubeid_spiffe_id_free(id);
 }
 END_TEST
 
@@ -774,6 +795,7 @@ main(void)
 	tcase_add_test(tc, test_reject_malformed_shape);
 	tcase_add_test(tc, test_reject_oversize);
 	tcase_add_test(tc, test_reject_sub);
+	tcase_add_test(tc, test_encode_refuses_trust_domain_id);
 	tcase_add_test(tc, test_libjwt_verifies_ours);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
