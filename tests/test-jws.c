@@ -20,6 +20,8 @@
 
 #include <cubeid/jwt.h>
 
+#include "tests/ecdsa-test-util.h"
+
 #define TD  "example.org"
 #define SUB "spiffe://example.org/ns/default/sa/web"
 #define AUD "spiffe://example.org/reports"
@@ -576,6 +578,83 @@ START_TEST(test_reject_bad_signature)
 }
 END_TEST
 
+/* ECDSA malleability: (r, n - s) verifies under plain ECDSA; only the
+ * low-S form is accepted, and every ES token we encode is low-S. */
+START_TEST(test_reject_high_s_twin)
+{
+	static const struct {
+		cubeid_sig_alg alg;
+		EVP_PKEY **key;
+		const char *kid;
+	} es[] = {
+	        {CUBEID_SIG_ECDSA_SHA256, &k_p256, "k-p256"},
+	        {CUBEID_SIG_ECDSA_SHA384, &k_p384, "k-p384"},
+	        {CUBEID_SIG_ECDSA_SHA512, &k_p521, "k-p521"},
+	};
+	size_t i, n;
+
+	for (i = 0; i < sizeof(es) / sizeof(es[0]); i++) {
+		char *tok = mint(es[i].alg, *es[i].key, es[i].kid, 0, 60), *twin;
+		cubeid_jws *j = NULL;
+		uint8_t sig[CUBEID_JWS_SIG_MAX];
+		const uint8_t *p;
+
+		ck_assert(etu_low_s(tok));
+		ck_assert_int_eq(validate(tok, 0), CUBEID_OK);
+		twin = etu_flip_s(tok);
+		ck_assert(!etu_low_s(twin));
+		ck_assert_int_eq(validate(twin, 0), CUBEID_ERR_JWT_SIGNATURE);
+		ck_assert_int_eq(cubeid_jws_decode(twin, strlen(twin), &j), CUBEID_OK);
+		ck_assert_int_eq(cubeid_jws_verify(j, *es[i].key), CUBEID_ERR_JWT_SIGNATURE);
+		/* the twin is a valid ECDSA signature: the opt-in accepts it */
+		ck_assert_int_eq(cubeid_jws_verify_flags(j, *es[i].key, CUBEID_JWS_ALLOW_HIGH_S),
+		                 CUBEID_OK);
+		ck_assert_int_eq(cubeid_jws_verify_flags(j, *es[i].key, 0x80),
+		                 CUBEID_ERR_INVALID_ARG);
+		/* and canonicalises back to the original */
+		p = cubeid_jws_signature(j, &n);
+		memcpy(sig, p, n);
+		ck_assert_int_eq(cubeid_jws_ecdsa_low_s(es[i].alg, sig, n), 1);
+		ck_assert_int_eq(cubeid_jws_ecdsa_low_s(es[i].alg, sig, n), 0);
+		ck_assert_int_eq(cubeid_jws_ecdsa_low_s(es[i].alg, sig, n - 1),
+		                 CUBEID_ERR_INVALID_ARG);
+		ck_assert_int_eq(cubeid_jws_ecdsa_low_s(CUBEID_SIG_RSA_PKCS1_SHA256, sig, n),
+		                 CUBEID_ERR_INVALID_ARG);
+		cubeid_jws_free(j);
+		ck_assert_int_eq(cubeid_jws_decode(tok, strlen(tok), &j), CUBEID_OK);
+		p = cubeid_jws_signature(j, &n);
+		ck_assert_int_eq(memcmp(p, sig, n), 0);
+		cubeid_jws_free(j);
+		free(twin);
+		free(tok);
+	}
+}
+END_TEST
+
+START_TEST(test_encoded_es_tokens_are_low_s)
+{
+	int i;
+
+	/* OpenSSL leaves s high about half of the time: 300 tokens would all
+	 * be low-S by chance with probability 2^-300 */
+	for (i = 0; i < 300; i++) {
+		char *tok = mint(CUBEID_SIG_ECDSA_SHA256, k_p256, "k-p256", 0, 60);
+
+		ck_assert_msg(etu_low_s(tok), "token %d is high-S", i);
+		free(tok);
+	}
+	for (i = 0; i < 50; i++) {
+		char *a = mint(CUBEID_SIG_ECDSA_SHA384, k_p384, "k-p384", 0, 60);
+		char *b = mint(CUBEID_SIG_ECDSA_SHA512, k_p521, "k-p521", 0, 60);
+
+		ck_assert(etu_low_s(a));
+		ck_assert(etu_low_s(b));
+		free(a);
+		free(b);
+	}
+}
+END_TEST
+
 START_TEST(test_reject_malformed_shape)
 {
 	char *tok = mint(CUBEID_SIG_ECDSA_SHA256, k_p256, "k-p256", 0, 60), buf[4096];
@@ -792,6 +871,8 @@ main(void)
 	tcase_add_test(tc, test_reject_expired_and_not_yet);
 	tcase_add_test(tc, test_reject_typ);
 	tcase_add_test(tc, test_reject_bad_signature);
+	tcase_add_test(tc, test_reject_high_s_twin);
+	tcase_add_test(tc, test_encoded_es_tokens_are_low_s);
 	tcase_add_test(tc, test_reject_malformed_shape);
 	tcase_add_test(tc, test_reject_oversize);
 	tcase_add_test(tc, test_reject_sub);
