@@ -57,6 +57,18 @@ cubeid_jwt_svid_validate(const char *token, size_t len, const cubeid_jwt_bundle 
                          const char *audience, int64_t now, unsigned leeway, cubeid_spiffe_id **id,
                          json_t **claims)
 {
+	struct cubeid_jwt_svid_opts o = {0};
+
+	o.now = now;
+	o.leeway = leeway;
+	return cubeid_jwt_svid_validate_opts(token, len, bundle, audience, &o, id, claims);
+}
+
+int
+cubeid_jwt_svid_validate_opts(const char *token, size_t len, const cubeid_jwt_bundle *bundle,
+                              const char *audience, const struct cubeid_jwt_svid_opts *o,
+                              cubeid_spiffe_id **id, json_t **claims)
+{
 	cubeid_jws *jws = NULL;
 	cubeid_spiffe_id *sub_id = NULL;
 	const char *typ, *kid;
@@ -64,17 +76,21 @@ cubeid_jwt_svid_validate(const char *token, size_t len, const cubeid_jwt_bundle 
 	EVP_PKEY *pk;
 	jwt_key_class kc;
 	bool present;
-	double exp, nbf;
+	double exp, nbf, iat, max_life;
+	int64_t now;
+	unsigned leeway;
 	int rc;
 
 	if (id != NULL)
 		*id = NULL;
 	if (claims != NULL)
 		*claims = NULL;
-	if (token == NULL || bundle == NULL || audience == NULL)
+	if (token == NULL || bundle == NULL || audience == NULL || o == NULL)
 		return CUBEID_ERR_INVALID_ARG;
-	if (now == 0)
-		now = (int64_t)time(NULL);
+	now = o->now != 0 ? o->now : (int64_t)time(NULL);
+	leeway = o->leeway;
+	max_life = (double)(o->max_lifetime != 0 ? o->max_lifetime
+	                                         : CUBEID_JWT_SVID_MAX_LIFETIME_DEFAULT);
 
 	if ((rc = cubeid_jws_decode(token, len, &jws)) != CUBEID_OK)
 		goto out;
@@ -106,6 +122,19 @@ cubeid_jwt_svid_validate(const char *token, size_t len, const cubeid_jwt_bundle 
 		goto out;
 	if (present && nbf > (double)now + (double)leeway) {
 		rc = CUBEID_ERR_JWT_NOT_YET;
+		goto out;
+	}
+	/* iat in the future is a clock gone wrong or a forged timeline */
+	if ((rc = numeric_date(cl, "iat", &present, &iat)) != CUBEID_OK)
+		goto out;
+	if (present && iat > (double)now + (double)leeway) {
+		rc = CUBEID_ERR_JWT_NOT_YET;
+		goto out;
+	}
+	/* nor may it live longer than any issuer of ours would sign for:
+	 * exp counted from iat, or from now (with the leeway) without one */
+	if (present ? exp - iat > max_life : exp - (double)now > max_life + (double)leeway) {
+		rc = CUBEID_ERR_JWT_CLAIM;
 		goto out;
 	}
 	if ((rc = check_audience(cl, audience)) != CUBEID_OK)

@@ -517,6 +517,77 @@ START_TEST(test_reject_expired_and_not_yet)
 }
 END_TEST
 
+/* exp far in the future, iat in the future, a lifetime over the maximum */
+START_TEST(test_reject_future_iat_and_long_lifetime)
+{
+	static const char hdr[] = "{\"alg\":\"ES256\",\"kid\":\"k-p256\"}";
+	int64_t now = (int64_t)time(NULL);
+	struct cubeid_jwt_svid_opts o = {0};
+	cubeid_jwt_bundle *b = test_bundle();
+	char cl[512], *tok;
+
+	/* exp = INT64_MAX, with and without iat */
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld,\"iat\":%lld}", SUB,
+	         AUD, (long long)INT64_MAX, (long long)now);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(validate(tok, now), CUBEID_ERR_JWT_CLAIM);
+	free(tok);
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld}", SUB, AUD,
+	         (long long)INT64_MAX);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(validate(tok, now), CUBEID_ERR_JWT_CLAIM);
+	free(tok);
+	/* iat in the future: beyond the leeway refused, within it accepted */
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld,\"iat\":%lld}", SUB,
+	         AUD, (long long)now + 900, (long long)now + 600);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(validate(tok, now), CUBEID_ERR_JWT_NOT_YET);
+	o.now = now + 570;
+	o.leeway = 30;
+	ck_assert_int_eq(cubeid_jwt_svid_validate_opts(tok, strlen(tok), b, AUD, &o, NULL, NULL),
+	                 CUBEID_OK);
+	o.now = now + 569;
+	ck_assert_int_eq(cubeid_jwt_svid_validate_opts(tok, strlen(tok), b, AUD, &o, NULL, NULL),
+	                 CUBEID_ERR_JWT_NOT_YET);
+	free(tok);
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld,\"iat\":\"now\"}",
+	         SUB, AUD, (long long)now + 60);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(validate(tok, now), CUBEID_ERR_JWT_CLAIM);
+	free(tok);
+	/* the default maximum is 24 h: exactly that passes, a second more not */
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld,\"iat\":%lld}", SUB,
+	         AUD, (long long)now + 86400, (long long)now);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(validate(tok, now), CUBEID_OK);
+	/* a configured maximum */
+	o.now = now;
+	o.leeway = 0;
+	o.max_lifetime = 3600;
+	ck_assert_int_eq(cubeid_jwt_svid_validate_opts(tok, strlen(tok), b, AUD, &o, NULL, NULL),
+	                 CUBEID_ERR_JWT_CLAIM);
+	free(tok);
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld,\"iat\":%lld}", SUB,
+	         AUD, (long long)now + 86401, (long long)now);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(validate(tok, now), CUBEID_ERR_JWT_CLAIM);
+	free(tok);
+	/* without iat the lifetime counts from now */
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld}", SUB, AUD,
+	         (long long)now + 3600);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(cubeid_jwt_svid_validate_opts(tok, strlen(tok), b, AUD, &o, NULL, NULL),
+	                 CUBEID_OK);
+	o.max_lifetime = 3599;
+	ck_assert_int_eq(cubeid_jwt_svid_validate_opts(tok, strlen(tok), b, AUD, &o, NULL, NULL),
+	                 CUBEID_ERR_JWT_CLAIM);
+	ck_assert_int_eq(cubeid_jwt_svid_validate_opts(tok, strlen(tok), b, AUD, NULL, NULL, NULL),
+	                 CUBEID_ERR_INVALID_ARG);
+	free(tok);
+	cubeid_jwt_bundle_free(b);
+}
+END_TEST
+
 START_TEST(test_reject_typ)
 {
 	char *tok;
@@ -869,6 +940,7 @@ main(void)
 	tcase_add_test(tc, test_reject_kid);
 	tcase_add_test(tc, test_reject_audience);
 	tcase_add_test(tc, test_reject_expired_and_not_yet);
+	tcase_add_test(tc, test_reject_future_iat_and_long_lifetime);
 	tcase_add_test(tc, test_reject_typ);
 	tcase_add_test(tc, test_reject_bad_signature);
 	tcase_add_test(tc, test_reject_high_s_twin);

@@ -265,7 +265,8 @@ int cubeid_spiffe_bundle_parse(const char *td, const char *json, size_t len,
  * nbf, if present, <= now + leeway (CUBEID_ERR_JWT_NOT_YET); aud present, a
  * string or an array of strings, containing audience
  * (CUBEID_ERR_JWT_AUDIENCE); sub a valid SPIFFE ID in the bundle's trust
- * domain (CUBEID_ERR_JWT_CLAIM).
+ * domain, not the trust domain's own ID (CUBEID_ERR_JWT_CLAIM); iat and the
+ * lifetime as in cubeid_jwt_svid_validate_opts(), at most 24 h.
  * now is seconds since the epoch, 0 for the current time.
  * On success *id (optional) gets the subject (caller frees) and *claims
  * (optional) a new reference to the claims (caller json_decref()s).
@@ -273,6 +274,23 @@ int cubeid_spiffe_bundle_parse(const char *td, const char *json, size_t len,
 int cubeid_jwt_svid_validate(const char *token, size_t len, const cubeid_jwt_bundle *bundle,
                              const char *audience, int64_t now, unsigned leeway,
                              cubeid_spiffe_id **id, json_t **claims);
+
+/*
+ * The same with options.  Beyond the checks above: iat, if present, a
+ * number (CUBEID_ERR_JWT_CLAIM) and <= now + leeway (CUBEID_ERR_JWT_NOT_YET);
+ * the lifetime exp - iat (exp - now - leeway without iat) at most
+ * max_lifetime (CUBEID_ERR_JWT_CLAIM).  cubeid_jwt_svid_validate() is this
+ * with max_lifetime 0.
+ */
+#define CUBEID_JWT_SVID_MAX_LIFETIME_DEFAULT 86400 /* seconds: 24 h */
+struct cubeid_jwt_svid_opts {
+	int64_t now;           /* seconds since the epoch; 0: the current time */
+	unsigned leeway;       /* clock skew allowed on exp, nbf and iat, seconds */
+	unsigned max_lifetime; /* longest exp - iat accepted, seconds; 0: the default */
+};
+int cubeid_jwt_svid_validate_opts(const char *token, size_t len, const cubeid_jwt_bundle *bundle,
+                                  const char *audience, const struct cubeid_jwt_svid_opts *o,
+                                  cubeid_spiffe_id **id, json_t **claims);
 
 /*
  * Encode and sign a JWT-SVID: header {alg, kid, typ:"JWT"}, claims {sub,
