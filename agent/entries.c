@@ -307,10 +307,18 @@ parse_entry(struct entries_ctx *c, yaml_node_t *m, struct reg_entry *e)
 		return r;
 	if (r == CUBEID_OK) {
 		cubeid_spiffe_reason reason;
-		if (cubeid_spiffe_id_validate(tmp, strlen(tmp), &reason) != CUBEID_OK) {
+		cubeid_spiffe_id *sid = NULL;
+
+		if (cubeid_spiffe_id_parse(tmp, strlen(tmp), &sid, &reason) != CUBEID_OK) {
 			why = cubeid_spiffe_reason_str(reason);
 			r = CUBEID_ERR_SPIFFE_ID;
+		} else if (cubeid_spiffe_id_is_trust_domain_id(sid)) {
+			/* X509-SVID.md 2, JWT-SVID.md 3: that ID names the
+			 * trust domain (its CA), never a workload */
+			why = "the trust domain's own ID is not a workload's; give it a path";
+			r = CUBEID_ERR_SPIFFE_ID;
 		}
+		cubeid_spiffe_id_free(sid);
 	}
 	free(tmp);
 	if (r != CUBEID_OK)

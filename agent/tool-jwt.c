@@ -11,6 +11,7 @@
 #include <cubeid/jwt-keys.h>
 #include <cubeid/jwt.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ static const struct tool_opt verify_opts[] = {
         {"bundle", 0, "FILE", "a JWKS or SPIFFE bundle (default: the state's JWT bundle)"},
         {"trust-domain", 'd', "TD", "the bundle's trust domain (default: the token's subject's)"},
         {"token-file", 0, "FILE", "read the token from FILE instead of the argument"},
+        {"max-lifetime", 0, "DURATION", "the longest exp - iat accepted (default 24h)"},
         {0},
 };
 
@@ -49,14 +51,15 @@ const struct tool_cmd tool_jwt_cmds[] = {
          "the key type: ES256 for EC P-256 (the default), ES384 for P-384, RS256 for\n"
          "RSA, or PS256 for RSA with --alg PS256.  The token goes to standard output.",
          mint_opts, 0, jwt_mint},
-        {"verify", "TOKEN --aud AUD [--bundle FILE] [--trust-domain TD]",
+        {"verify", "TOKEN --aud AUD [--bundle FILE] [--trust-domain TD] [--max-lifetime 24h]",
          "validate a JWT-SVID and print its subject and claims",
          "Checks alg against the allow-list, the kid against the bundle, the\n"
-         "signature, typ, exp (60 s leeway), nbf, that aud holds AUD and that sub is a\n"
-         "SPIFFE ID of the bundle's trust domain.  The bundle is the state's published\n"
-         "JWT keys, or FILE: a JWKS or a SPIFFE bundle document.  Prints the subject,\n"
-         "then the claims as JSON.  Needs no token.  Exit status 1 with the reason\n"
-         "when the token is rejected.",
+         "signature (ES* low-S only), typ, exp, nbf and iat (60 s leeway), a lifetime\n"
+         "exp - iat of at most --max-lifetime, that aud holds AUD and that sub is a\n"
+         "SPIFFE ID with a path in the bundle's trust domain.  The bundle is the\n"
+         "state's published JWT keys, or FILE: a JWKS or a SPIFFE bundle document.\n"
+         "Prints the subject, then the claims as JSON.  Needs no token.  Exit status\n"
+         "1 with the reason when the token is rejected.",
          verify_opts, 1, jwt_verify},
         TOOL_AGENT_JWT_FETCH_CMD,
         TOOL_AGENT_JWT_VALIDATE_CMD,
@@ -226,6 +229,9 @@ jwt_verify(struct tool_ctx *c)
 {
 	const char *aud = tool_opt(c, "aud"), *bundle_path = tool_opt(c, "bundle");
 	const char *td_opt = tool_opt(c, "trust-domain"), *tfile = tool_opt(c, "token-file");
+	const char *life = tool_opt(c, "max-lifetime");
+	struct cubeid_jwt_svid_opts vo = {.leeway = 60};
+	int64_t secs;
 	cubeid_jwt_bundle *b = NULL;
 	cubeid_jwt_keys *k = NULL;
 	cubeid_spiffe_id *id = NULL;
@@ -236,6 +242,11 @@ jwt_verify(struct tool_ctx *c)
 
 	if (aud == NULL)
 		return tool_usage_error(c, "--aud is required");
+	if (life != NULL) {
+		if (cubeid_duration_parse(life, &secs) != CUBEID_OK || secs < 1 || secs > UINT_MAX)
+			return tool_usage_error(c, "bad --max-lifetime '%s' (e.g. 1h, 24h)", life);
+		vo.max_lifetime = (unsigned)secs;
+	}
 	if ((c->argc == 1) == (tfile != NULL))
 		return tool_usage_error(c, "give the token as the argument or with --token-file");
 	if (tfile != NULL) {
@@ -276,7 +287,7 @@ jwt_verify(struct tool_ctx *c)
 		rc = tool_fail(r, "cannot read the JWT bundle %s", bundle_path ? bundle_path : "");
 		goto out;
 	}
-	if ((r = cubeid_jwt_svid_validate(token, strlen(token), b, aud, 0, 60, &id, &claims)) !=
+	if ((r = cubeid_jwt_svid_validate_opts(token, strlen(token), b, aud, &vo, &id, &claims)) !=
 	    CUBEID_OK) {
 		tool_err("rejected: %s", cubeid_strerror(r));
 		rc = TOOL_EXIT_FAILURE;

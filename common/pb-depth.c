@@ -53,12 +53,16 @@ varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 static int
 walk(const uint8_t *p, size_t n, enum kind k, unsigned depth, unsigned max_depth)
 {
-	const uint8_t *end = p + n;
+	const uint8_t *end;
 	uint64_t key, len;
 	int r;
 
 	if (depth > max_depth)
 		return CUBEID_ERR_TOO_LARGE;
+	/* An empty message may come as (NULL, 0): NULL + 0 is undefined. */
+	if (n == 0)
+		return 0;
+	end = p + n;
 	while (p < end) {
 		if (!varint(&p, end, &key) || (key >> 3) == 0)
 			return CUBEID_ERR_PARSE;

@@ -25,7 +25,7 @@ TESTS += tests/keycloak/run.sh
 EXTRA_DIST += tests/keycloak/run.sh
 
 check_PROGRAMS += tests/test-oidc
-tests_test_oidc_SOURCES = tests/test-oidc.c
+tests_test_oidc_SOURCES = tests/test-oidc.c tests/ecdsa-test-util.h
 tests_test_oidc_CFLAGS = $(TEST_CFLAGS)
 tests_test_oidc_LDADD = $(TEST_LIBS)
 TESTS += tests/test-oidc

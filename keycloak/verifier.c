@@ -21,14 +21,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #define JWKS_TD      "oidc" /* the bundles' nominal trust domain */
 #define VCACHE_SLOTS 256    /* verified tokens remembered */
 
-/* A token whose signature verified: SHA-256 of its bytes, its claims, and
- * the key set it verified against (keys_gen).  A hit skips decoding and the
- * signature, never the claim checks. */
+/* A token whose signature verified: SHA-256 of its signing input and its
+ * canonical (low-S) signature, its claims, and the key set it verified
+ * against (keys_gen).  A hit skips decoding and the signature, never the
+ * claim checks. */
 struct vcache_ent {
 	uint8_t h[SHA256_DIGEST_LENGTH];
 	json_t *claims;
@@ -427,6 +429,16 @@ aud_ok(const cubeid_oidc_verifier *v, json_t *aud)
 	return false;
 }
 
+/*
+ * Whether a > b + slack, without computing b + slack: a token's times are
+ * attacker-chosen and may sit at either end of int64_t.
+ */
+static bool
+later_than(int64_t a, int64_t b, unsigned slack)
+{
+	return a > b && (uint64_t)a - (uint64_t)b > slack;
+}
+
 /* The claim checks, on a hit as on a miss; a new claims object in *out. */
 static int
 check_claims(const cubeid_oidc_verifier *v, json_t *cl, int64_t now, cubeid_oidc_claims **out)
@@ -445,9 +457,10 @@ check_claims(const cubeid_oidc_verifier *v, json_t *cl, int64_t now, cubeid_oidc
 	    (r = time_claim(cl, "nbf", false, &nbf)) != CUBEID_OK ||
 	    (r = time_claim(cl, "iat", false, &iat)) != CUBEID_OK)
 		return r;
-	if (now >= exp + (int64_t)v->leeway)
+	/* now >= exp + leeway, without the sum */
+	if (now >= exp && (uint64_t)now - (uint64_t)exp >= v->leeway)
 		return CUBEID_ERR_JWT_EXPIRED;
-	if (nbf > now + (int64_t)v->leeway || iat > now + (int64_t)v->leeway)
+	if (later_than(nbf, now, v->leeway) || later_than(iat, now, v->leeway))
 		return CUBEID_ERR_JWT_NOT_YET;
 	if (!aud_ok(v, json_object_get(cl, "aud")))
 		return CUBEID_ERR_JWT_AUDIENCE;
@@ -481,6 +494,43 @@ out:
 	return r;
 }
 
+/*
+ * The cache key: SHA-256 over "header.claims" and the signature, with an
+ * ECDSA signature's s made low.  Keycloak signs with Java's ECDSA, which
+ * leaves s high half of the time, so both forms verify (see below); keyed
+ * on the token's bytes, the twin (r, n - s) of a remembered token would be
+ * a second entry.  The signature length says the curve (RSA signatures are
+ * 256 bytes or more); a token whose signature does not decode gets the
+ * hash of its bytes, and can never have been remembered.
+ */
+static void
+cache_key(const char *token, size_t len, uint8_t h[SHA256_DIGEST_LENGTH])
+{
+	const char *dot = memrchr(token, '.', len);
+	uint8_t sig[CUBEID_JWS_SIG_MAX];
+	size_t n = 0, in_len;
+	cubeid_sig_alg alg;
+	EVP_MD_CTX *c = NULL;
+
+	in_len = dot != NULL ? (size_t)(dot - token) : len;
+	if (dot == NULL ||
+	    cubeid_b64url_decode(dot + 1, len - in_len - 1, sig, sizeof(sig), &n) != CUBEID_OK) {
+		SHA256((const uint8_t *)token, len, h);
+		return;
+	}
+	alg = n == 64    ? CUBEID_SIG_ECDSA_SHA256
+	      : n == 96  ? CUBEID_SIG_ECDSA_SHA384
+	      : n == 132 ? CUBEID_SIG_ECDSA_SHA512
+	                 : CUBEID_SIG_NONE;
+	if (alg != CUBEID_SIG_NONE)
+		(void)cubeid_jws_ecdsa_low_s(alg, sig, n);
+	if ((c = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(c, token, in_len) != 1 || EVP_DigestUpdate(c, ".", 1) != 1 ||
+	    EVP_DigestUpdate(c, sig, n) != 1 || EVP_DigestFinal_ex(c, h, NULL) != 1)
+		SHA256((const uint8_t *)token, len, h); /* no memory: as before */
+	EVP_MD_CTX_free(c);
+}
+
 int
 cubeid_oidc_verify(cubeid_oidc_verifier *v, const char *token, size_t len, int64_t now,
                    cubeid_oidc_claims **out)
@@ -503,7 +553,7 @@ cubeid_oidc_verify(cubeid_oidc_verifier *v, const char *token, size_t len, int64
 	if (len > CUBEID_JWT_MAX)
 		return CUBEID_ERR_TOO_LARGE;
 	now = now_or(now);
-	SHA256((const uint8_t *)token, len, h);
+	cache_key(token, len, h);
 	slot = &v->cache[(h[0] | (unsigned)h[1] << 8) % VCACHE_SLOTS];
 	pthread_mutex_lock(&v->lock);
 	r = keys_usable_locked(v, now);
@@ -525,7 +575,8 @@ cubeid_oidc_verify(cubeid_oidc_verifier *v, const char *token, size_t len, int64
 		}
 		if ((r = key_for(v, kid, now, &pk, &gen)) != CUBEID_OK)
 			goto out;
-		if ((r = cubeid_jws_verify(jws, pk)) != CUBEID_OK)
+		/* Keycloak's ECDSA signatures may be high-S: see cache_key() */
+		if ((r = cubeid_jws_verify_flags(jws, pk, CUBEID_JWS_ALLOW_HIGH_S)) != CUBEID_OK)
 			goto out;
 		cl = json_incref(cubeid_jws_claims(jws));
 	}

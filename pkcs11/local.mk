@@ -16,7 +16,7 @@ cubeidinclude_HEADERS += include/cubeid/token.h
 
 # Tests: the layer against a real SoftHSM2 token (and the TPM lane).
 check_PROGRAMS += tests/test-pkcs11
-tests_test_pkcs11_SOURCES = tests/test-pkcs11.c
+tests_test_pkcs11_SOURCES = tests/test-pkcs11.c tests/p11-attr-util.h
 tests_test_pkcs11_CFLAGS = $(TEST_CFLAGS)
 tests_test_pkcs11_LDADD = $(TEST_LIBS)
 TESTS += tests/test-pkcs11
@@ -47,7 +47,7 @@ EXTRA_DIST += docs/pkcs11.md tests/probes/libp11-probe.c tests/probes/p11-close-
 libcubeid_la_SOURCES += pkcs11/p11-wrap.c
 cubeidinclude_HEADERS += include/cubeid/key-wrap.h
 check_PROGRAMS += tests/test-key-wrap
-tests_test_key_wrap_SOURCES = tests/test-key-wrap.c
+tests_test_key_wrap_SOURCES = tests/test-key-wrap.c tests/p11-attr-util.h
 tests_test_key_wrap_CFLAGS = $(TEST_CFLAGS)
 tests_test_key_wrap_LDADD = $(TEST_LIBS)
 TESTS += tests/test-key-wrap

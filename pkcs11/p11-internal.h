@@ -189,6 +189,23 @@ struct cubeid_key {
 	EVP_PKEY *pub_pkey; /* public half, built once at load */
 };
 
+/*
+ * C_GenerateKeyPair for a key that must do one thing.  The templates carry
+ * what the key does (CKA_SIGN / CKA_VERIFY, or CKA_UNWRAP / CKA_WRAP) and may
+ * carry usage flags set false that every token we know accepts; at most
+ * P11_GEN_TEMPLATE_MAX attributes each.  This adds CKA_DECRYPT and
+ * CKA_SIGN_RECOVER false to the private half and CKA_ENCRYPT and
+ * CKA_VERIFY_RECOVER false to the public one, since SoftHSM2 (as the
+ * standard's defaults allow) would set them.  tpm2-pkcs11 refuses
+ * CKA_DECRYPT=false at generation (docs/pkcs11-tpm-notes.md): a token that
+ * fails with those attributes gets one more try without them, and keeps its
+ * own defaults (logged at debug level).
+ */
+#define P11_GEN_TEMPLATE_MAX 12
+CK_RV p11_generate_key_pair(cubeid_token *tok, CK_SESSION_HANDLE s, CK_MECHANISM *mech,
+                            const CK_ATTRIBUTE *pub, CK_ULONG npub, const CK_ATTRIBUTE *priv,
+                            CK_ULONG npriv, CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hpriv);
+
 /* Object handle of the private key, re-found by CKA_ID when stale;
  * CK_INVALID_HANDLE if it was found before the module's last re-init (a
  * handle from then may name another object now). */

@@ -574,6 +574,35 @@ p11_key_pub_handle(const cubeid_key *key)
 
 /* ---- generation ---- */
 
+CK_RV
+p11_generate_key_pair(cubeid_token *tok, CK_SESSION_HANDLE s, CK_MECHANISM *mech,
+                      const CK_ATTRIBUTE *pub, CK_ULONG npub, const CK_ATTRIBUTE *priv,
+                      CK_ULONG npriv, CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hpriv)
+{
+	CK_BBOOL no = CK_FALSE;
+	CK_ATTRIBUTE pt[P11_GEN_TEMPLATE_MAX + 2], vt[P11_GEN_TEMPLATE_MAX + 2];
+	CK_RV rv;
+
+	if (npub > P11_GEN_TEMPLATE_MAX || npriv > P11_GEN_TEMPLATE_MAX)
+		return CKR_ARGUMENTS_BAD;
+	memcpy(pt, pub, npub * sizeof(*pub));
+	memcpy(vt, priv, npriv * sizeof(*priv));
+	pt[npub] = (CK_ATTRIBUTE){CKA_ENCRYPT, &no, sizeof(no)};
+	pt[npub + 1] = (CK_ATTRIBUTE){CKA_VERIFY_RECOVER, &no, sizeof(no)};
+	vt[npriv] = (CK_ATTRIBUTE){CKA_DECRYPT, &no, sizeof(no)};
+	vt[npriv + 1] = (CK_ATTRIBUTE){CKA_SIGN_RECOVER, &no, sizeof(no)};
+	rv = tok->f->C_GenerateKeyPair(s, mech, pt, npub + 2, vt, npriv + 2, hpub, hpriv);
+	if (rv == CKR_GENERAL_ERROR || rv == CKR_ATTRIBUTE_VALUE_INVALID ||
+	    rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_TYPE_INVALID) {
+		cubeid_debug("token %s refuses CKA_DECRYPT/CKA_ENCRYPT=false at generation "
+		             "(%s): the key keeps the token's defaults",
+		             tok->label, p11_rv_name(rv));
+		rv = tok->f->C_GenerateKeyPair(s, mech, (CK_ATTRIBUTE *)pub, npub,
+		                               (CK_ATTRIBUTE *)priv, npriv, hpub, hpriv);
+	}
+	return rv;
+}
+
 struct gen_arg {
 	const struct cubeid_keygen_opts *o;
 	CK_OBJECT_HANDLE priv, pub;
@@ -592,9 +621,11 @@ gen_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 	static CK_BYTE f4[] = {0x01, 0x00, 0x01};
 	uint8_t tmp_id[20];
 	CK_MECHANISM mech = {0, NULL, 0};
-	/* Only what we need: tpm2-pkcs11 1.9 fails generation on some
-	 * harmless extras (CKA_DECRYPT=false, see docs/pkcs11.md). */
-	CK_ATTRIBUTE pub[8], priv[10];
+	/* A signing key signs and nothing else: CKA_DECRYPT and friends are
+	 * refused here or in p11_generate_key_pair(), which also copes with
+	 * tpm2-pkcs11 1.9 failing on CKA_DECRYPT=false (docs/pkcs11.md). */
+	CK_BBOOL no = CK_FALSE;
+	CK_ATTRIBUTE pub[P11_GEN_TEMPLATE_MAX], priv[P11_GEN_TEMPLATE_MAX];
 	CK_ULONG npub = 0, npriv = 0;
 	CK_RV rv;
 
@@ -602,11 +633,14 @@ gen_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 		return CUBEID_ERR_CRYPTO;
 	pub[npub++] = (CK_ATTRIBUTE){CKA_TOKEN, &persistent, sizeof(persistent)};
 	pub[npub++] = (CK_ATTRIBUTE){CKA_VERIFY, &yes, sizeof(yes)};
+	pub[npub++] = (CK_ATTRIBUTE){CKA_WRAP, &no, sizeof(no)};
 	pub[npub++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)o->label, strlen(o->label)};
 	pub[npub++] = (CK_ATTRIBUTE){CKA_ID, tmp_id, sizeof(tmp_id)};
 	priv[npriv++] = (CK_ATTRIBUTE){CKA_TOKEN, &persistent, sizeof(persistent)};
 	priv[npriv++] = (CK_ATTRIBUTE){CKA_PRIVATE, &yes, sizeof(yes)};
 	priv[npriv++] = (CK_ATTRIBUTE){CKA_SIGN, &yes, sizeof(yes)};
+	priv[npriv++] = (CK_ATTRIBUTE){CKA_UNWRAP, &no, sizeof(no)};
+	priv[npriv++] = (CK_ATTRIBUTE){CKA_DERIVE, &no, sizeof(no)};
 	priv[npriv++] = (CK_ATTRIBUTE){CKA_SENSITIVE, &sensitive, sizeof(sensitive)};
 	priv[npriv++] = (CK_ATTRIBUTE){CKA_EXTRACTABLE, &extractable, sizeof(extractable)};
 	priv[npriv++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)o->label, strlen(o->label)};
@@ -638,7 +672,7 @@ gen_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 		             cubeid_key_type_name(o->type), p11_mech_name(mech.mechanism));
 		return CUBEID_ERR_P11_MECHANISM;
 	}
-	rv = tok->f->C_GenerateKeyPair(s, &mech, pub, npub, priv, npriv, &a->pub, &a->priv);
+	rv = p11_generate_key_pair(tok, s, &mech, pub, npub, priv, npriv, &a->pub, &a->priv);
 	if (rv != CKR_OK) {
 		*rvp = rv;
 		return p11_err(rv);

@@ -86,13 +86,16 @@ gen_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 	CK_ULONG bits = a->wrapping ? 3072 : 2048;
 	CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
-	CK_ATTRIBUTE pub[7], priv[8];
+	CK_ATTRIBUTE pub[P11_GEN_TEMPLATE_MAX], priv[P11_GEN_TEMPLATE_MAX];
 	CK_ULONG np = 0, nv = 0;
 	CK_OBJECT_HANDLE hpub, hpriv;
 	CK_RV rv;
 
+	/* one use each: the wrapping pair wraps and unwraps, the cluster key
+	 * signs (p11_generate_key_pair() adds no encrypt/decrypt) */
 	pub[np++] = (CK_ATTRIBUTE){CKA_TOKEN, &yes, sizeof(yes)};
 	pub[np++] = (CK_ATTRIBUTE){a->wrapping ? CKA_WRAP : CKA_VERIFY, &yes, sizeof(yes)};
+	pub[np++] = (CK_ATTRIBUTE){a->wrapping ? CKA_VERIFY : CKA_WRAP, &no, sizeof(no)};
 	pub[np++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)a->label, strlen(a->label)};
 	pub[np++] = (CK_ATTRIBUTE){CKA_ID, a->id, sizeof(a->id)};
 	pub[np++] = (CK_ATTRIBUTE){CKA_MODULUS_BITS, &bits, sizeof(bits)};
@@ -100,13 +103,15 @@ gen_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 	priv[nv++] = (CK_ATTRIBUTE){CKA_TOKEN, &yes, sizeof(yes)};
 	priv[nv++] = (CK_ATTRIBUTE){CKA_PRIVATE, &yes, sizeof(yes)};
 	priv[nv++] = (CK_ATTRIBUTE){a->wrapping ? CKA_UNWRAP : CKA_SIGN, &yes, sizeof(yes)};
+	priv[nv++] = (CK_ATTRIBUTE){a->wrapping ? CKA_SIGN : CKA_UNWRAP, &no, sizeof(no)};
+	priv[nv++] = (CK_ATTRIBUTE){CKA_DERIVE, &no, sizeof(no)};
 	priv[nv++] = (CK_ATTRIBUTE){CKA_SENSITIVE, &yes, sizeof(yes)};
 	/* the cluster key leaves its token only wrapped (it is sensitive);
 	 * the node's wrapping key never leaves */
 	priv[nv++] = (CK_ATTRIBUTE){CKA_EXTRACTABLE, a->wrapping ? &no : &yes, sizeof(yes)};
 	priv[nv++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)a->label, strlen(a->label)};
 	priv[nv++] = (CK_ATTRIBUTE){CKA_ID, a->id, sizeof(a->id)};
-	rv = tok->f->C_GenerateKeyPair(s, &mech, pub, np, priv, nv, &hpub, &hpriv);
+	rv = p11_generate_key_pair(tok, s, &mech, pub, np, priv, nv, &hpub, &hpriv);
 	if (rv != CKR_OK) {
 		*rvp = rv;
 		return wrap_err(a->wrapping ? "generating the wrapping key"
@@ -191,13 +196,16 @@ wrap_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 	CK_ATTRIBUTE pt[] = {
 	        {CKA_CLASS, &pubc, sizeof(pubc)}, {CKA_KEY_TYPE, &rsa, sizeof(rsa)},
 	        {CKA_TOKEN, &no, sizeof(no)},     {CKA_WRAP, &yes, sizeof(yes)},
+	        {CKA_ENCRYPT, &no, sizeof(no)},   {CKA_VERIFY, &no, sizeof(no)},
 	        {CKA_MODULUS, a->n, a->nl},       {CKA_PUBLIC_EXPONENT, a->e, a->el},
 	};
 	CK_ATTRIBUTE at[] = {
 	        {CKA_CLASS, &secc, sizeof(secc)},     {CKA_KEY_TYPE, &aes, sizeof(aes)},
 	        {CKA_TOKEN, &no, sizeof(no)},         {CKA_VALUE_LEN, &aes_len, sizeof(aes_len)},
 	        {CKA_WRAP, &yes, sizeof(yes)},        {CKA_SENSITIVE, &yes, sizeof(yes)},
-	        {CKA_EXTRACTABLE, &yes, sizeof(yes)},
+	        {CKA_EXTRACTABLE, &yes, sizeof(yes)}, {CKA_ENCRYPT, &no, sizeof(no)},
+	        {CKA_DECRYPT, &no, sizeof(no)},       {CKA_SIGN, &no, sizeof(no)},
+	        {CKA_VERIFY, &no, sizeof(no)},        {CKA_UNWRAP, &no, sizeof(no)},
 	};
 	CK_MECHANISM gen = {CKM_AES_KEY_GEN, NULL, 0}, kwp = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
 	CK_RSA_PKCS_OAEP_PARAMS op = {CKM_SHA_1, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0};
@@ -412,19 +420,27 @@ unwrap_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 	        {CKA_CLASS, &secc, sizeof(secc)},   {CKA_KEY_TYPE, &aes, sizeof(aes)},
 	        {CKA_TOKEN, &no, sizeof(no)},       {CKA_UNWRAP, &yes, sizeof(yes)},
 	        {CKA_SENSITIVE, &yes, sizeof(yes)}, {CKA_EXTRACTABLE, &no, sizeof(no)},
+	        {CKA_ENCRYPT, &no, sizeof(no)},     {CKA_DECRYPT, &no, sizeof(no)},
+	        {CKA_SIGN, &no, sizeof(no)},        {CKA_VERIFY, &no, sizeof(no)},
+	        {CKA_WRAP, &no, sizeof(no)},
 	};
 	CK_ATTRIBUTE kt[] = {
 	        {CKA_CLASS, &privc, sizeof(privc)}, {CKA_KEY_TYPE, &rsa, sizeof(rsa)},
 	        {CKA_TOKEN, &yes, sizeof(yes)},     {CKA_PRIVATE, &yes, sizeof(yes)},
 	        {CKA_SIGN, &yes, sizeof(yes)},      {CKA_SENSITIVE, &yes, sizeof(yes)},
 	        {CKA_EXTRACTABLE, &no, sizeof(no)}, {CKA_LABEL, (void *)a->label, strlen(a->label)},
-	        {CKA_ID, a->id, sizeof(a->id)},
+	        {CKA_ID, a->id, sizeof(a->id)},     {CKA_DECRYPT, &no, sizeof(no)},
+	        {CKA_UNWRAP, &no, sizeof(no)},      {CKA_SIGN_RECOVER, &no, sizeof(no)},
+	        {CKA_DERIVE, &no, sizeof(no)},
 	};
 	CK_ATTRIBUTE pt[] = {
 	        {CKA_CLASS, &pubc, sizeof(pubc)},
 	        {CKA_KEY_TYPE, &rsa, sizeof(rsa)},
 	        {CKA_TOKEN, &yes, sizeof(yes)},
 	        {CKA_VERIFY, &yes, sizeof(yes)},
+	        {CKA_ENCRYPT, &no, sizeof(no)},
+	        {CKA_WRAP, &no, sizeof(no)},
+	        {CKA_VERIFY_RECOVER, &no, sizeof(no)},
 	        {CKA_LABEL, (void *)a->label, strlen(a->label)},
 	        {CKA_ID, a->id, sizeof(a->id)},
 	        {CKA_MODULUS, a->n, a->nl},

@@ -481,11 +481,12 @@ cubeid_pub_verify(const char *doc, size_t len, const cubeid_x509_bundle *roots, 
 		WHY("published for another trust domain");
 		goto out;
 	}
-	if (p->iat > now + (int64_t)leeway) {
+	/* no sums: iat and exp may be anywhere up to INT64_MAX */
+	if (p->iat > now && (uint64_t)p->iat - (uint64_t)now > leeway) {
 		WHY("issued in the future (clock skew?)");
 		goto out;
 	}
-	if (now >= p->exp + (int64_t)leeway) {
+	if (now >= p->exp && (uint64_t)now - (uint64_t)p->exp >= leeway) {
 		WHY("expired");
 		goto out;
 	}

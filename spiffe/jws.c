@@ -174,6 +174,64 @@ class_field_len(jwt_key_class kc)
 	}
 }
 
+/* The curve of an ES alg; NID_undef for anything else. */
+static int
+alg_curve(cubeid_sig_alg alg, size_t *field)
+{
+	switch (alg) {
+	case CUBEID_SIG_ECDSA_SHA256:
+		*field = 32;
+		return NID_X9_62_prime256v1;
+	case CUBEID_SIG_ECDSA_SHA384:
+		*field = 48;
+		return NID_secp384r1;
+	case CUBEID_SIG_ECDSA_SHA512:
+		*field = 66;
+		return NID_secp521r1;
+	default:
+		*field = 0;
+		return NID_undef;
+	}
+}
+
+/*
+ * s of the raw r||s sig against the curve order n: 1 if s > n/2 (the
+ * malleable twin of (r, n - s)), 0 if not; with fix, a high s is replaced by
+ * n - s in place.  < 0 on a bad argument or an allocation failure.
+ */
+static int
+ecdsa_high_s(cubeid_sig_alg alg, uint8_t *sig, size_t sig_len, bool fix)
+{
+	EC_GROUP *g = NULL;
+	BIGNUM *s = NULL, *half = NULL;
+	size_t field;
+	int nid = alg_curve(alg, &field), rc = CUBEID_ERR_NOMEM;
+
+	if (nid == NID_undef || sig == NULL || sig_len != 2 * field)
+		return CUBEID_ERR_INVALID_ARG;
+	if ((g = EC_GROUP_new_by_curve_name(nid)) == NULL ||
+	    (s = BN_bin2bn(sig + field, (int)field, NULL)) == NULL ||
+	    (half = BN_dup(EC_GROUP_get0_order(g))) == NULL || BN_rshift1(half, half) != 1)
+		goto out;
+	rc = BN_cmp(s, half) > 0;
+	if (rc == 1 && fix &&
+	    (BN_sub(s, EC_GROUP_get0_order(g), s) != 1 ||
+	     BN_bn2binpad(s, sig + field, (int)field) != (int)field))
+		rc = CUBEID_ERR_CRYPTO;
+out:
+	BN_free(half);
+	BN_free(s);
+	EC_GROUP_free(g);
+	ERR_clear_error();
+	return rc;
+}
+
+int
+cubeid_jws_ecdsa_low_s(cubeid_sig_alg alg, uint8_t *sig, size_t sig_len)
+{
+	return ecdsa_high_s(alg, sig, sig_len, true);
+}
+
 /* DER INTEGER for the unsigned big-endian v[0..n) at p; returns bytes written. */
 static size_t
 der_uint(const uint8_t *v, size_t n, uint8_t *p)
@@ -210,11 +268,11 @@ ecdsa_raw_to_der(const uint8_t *raw, size_t field, uint8_t *der)
 	return o + n;
 }
 
-int
-jwt_verify_raw(cubeid_sig_alg alg, EVP_PKEY *pk, jwt_key_class kc, const uint8_t *in, size_t in_len,
-               const uint8_t *sig, size_t sig_len)
+static int
+verify_raw(cubeid_sig_alg alg, EVP_PKEY *pk, jwt_key_class kc, const uint8_t *in, size_t in_len,
+           const uint8_t *sig, size_t sig_len, unsigned flags)
 {
-	uint8_t der[2 * (66 + 3) + 3];
+	uint8_t der[2 * (66 + 3) + 3], low[2 * 66];
 	EVP_MD_CTX *md_ctx = NULL;
 	EVP_PKEY_CTX *pctx = NULL;
 	const EVP_MD *md = alg_md(alg);
@@ -226,7 +284,16 @@ jwt_verify_raw(cubeid_sig_alg alg, EVP_PKEY *pk, jwt_key_class kc, const uint8_t
 		size_t field = class_field_len(kc);
 		if (sig_len != 2 * field)
 			return CUBEID_ERR_JWT_SIGNATURE;
-		sig_len = ecdsa_raw_to_der(sig, field, der);
+		/* low-S only: (r, n - s) verifies too, and would be a second
+		 * encoding of one signature */
+		memcpy(low, sig, sig_len);
+		rc = ecdsa_high_s(alg, low, sig_len, (flags & CUBEID_JWS_ALLOW_HIGH_S) != 0);
+		if (rc < 0)
+			return rc;
+		if (rc == 1 && (flags & CUBEID_JWS_ALLOW_HIGH_S) == 0)
+			return CUBEID_ERR_JWT_SIGNATURE;
+		rc = CUBEID_ERR_JWT_SIGNATURE;
+		sig_len = ecdsa_raw_to_der(low, field, der);
 		sig = der;
 	} else if (sig_len != (size_t)EVP_PKEY_get_size(pk)) {
 		return CUBEID_ERR_JWT_SIGNATURE;
@@ -250,6 +317,13 @@ out:
 	ERR_clear_error();
 	EVP_MD_CTX_free(md_ctx);
 	return rc;
+}
+
+int
+jwt_verify_raw(cubeid_sig_alg alg, EVP_PKEY *pk, jwt_key_class kc, const uint8_t *in, size_t in_len,
+               const uint8_t *sig, size_t sig_len)
+{
+	return verify_raw(alg, pk, kc, in, in_len, sig, sig_len, 0);
 }
 
 /* Parse b64url text[0..len) as a JSON object (duplicate names refused). */
@@ -435,6 +509,15 @@ cubeid_jws_verify(const cubeid_jws *jws, EVP_PKEY *pk)
 	return jwt_jws_verify_class(jws, pk, jwt_key_class_of(pk));
 }
 
+int
+cubeid_jws_verify_flags(const cubeid_jws *jws, EVP_PKEY *pk, unsigned flags)
+{
+	if (jws == NULL || pk == NULL || (flags & ~CUBEID_JWS_ALLOW_HIGH_S) != 0)
+		return CUBEID_ERR_INVALID_ARG;
+	return verify_raw(jws->alg, pk, jwt_key_class_of(pk), (const uint8_t *)jws->token,
+	                  jws->input_len, jws->sig, jws->sig_len, flags);
+}
+
 /* DER ECDSA-Sig-Value to raw r||s of field bytes each. */
 static int
 ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t field, uint8_t *raw)
@@ -493,7 +576,8 @@ cubeid_jws_sign_evp(void *ctx, cubeid_sig_alg alg, const uint8_t *in, size_t in_
 	if (EVP_DigestSign(md_ctx, buf, &n, in, in_len) != 1)
 		goto out;
 	if (alg_is_ec(alg)) {
-		if ((rc = ecdsa_der_to_raw(buf, n, class_field_len(kc), sig)) != CUBEID_OK)
+		if ((rc = ecdsa_der_to_raw(buf, n, class_field_len(kc), sig)) != CUBEID_OK ||
+		    (rc = ecdsa_high_s(alg, sig, need, true)) < 0)
 			goto out;
 	} else {
 		if (n != need)
@@ -566,6 +650,13 @@ cubeid_jws_encode(cubeid_sig_alg alg, const char *kid, const char *typ, const js
 		goto out;
 	if (sig_len == 0 || sig_len > sizeof(sig)) {
 		rc = CUBEID_ERR_INTERNAL;
+		goto out;
+	}
+	/* ours are low-S whatever the signer (a token's raw r||s, or
+	 * OpenSSL) produced, so that verifiers insisting on it accept them */
+	if (alg_is_ec(alg) && (rc = ecdsa_high_s(alg, sig, sig_len, true)) < 0) {
+		if (rc == CUBEID_ERR_INVALID_ARG)
+			rc = CUBEID_ERR_INTERNAL; /* a signer broke the length contract */
 		goto out;
 	}
 	tok[o++] = '.';

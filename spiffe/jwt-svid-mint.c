@@ -17,9 +17,19 @@ int
 cubeid_jws_sign_key(void *ctx, cubeid_sig_alg alg, const uint8_t *in, size_t in_len, uint8_t *sig,
                     size_t *sig_len)
 {
+	int rc;
+
 	if (ctx == NULL)
 		return CUBEID_ERR_INVALID_ARG;
-	return cubeid_key_sign((const cubeid_key *)ctx, alg, in, in_len, sig, sig_len);
+	rc = cubeid_key_sign((const cubeid_key *)ctx, alg, in, in_len, sig, sig_len);
+	/* the token's r||s is whatever its ECDSA made; verifiers take low-S
+	 * only (cubeid_jws_verify) */
+	if (rc == CUBEID_OK && sig != NULL &&
+	    (alg == CUBEID_SIG_ECDSA_SHA256 || alg == CUBEID_SIG_ECDSA_SHA384 ||
+	     alg == CUBEID_SIG_ECDSA_SHA512) &&
+	    (rc = cubeid_jws_ecdsa_low_s(alg, sig, *sig_len)) > 0)
+		rc = CUBEID_OK;
+	return rc;
 }
 
 int

@@ -57,6 +57,18 @@ cubeid_jwt_svid_validate(const char *token, size_t len, const cubeid_jwt_bundle 
                          const char *audience, int64_t now, unsigned leeway, cubeid_spiffe_id **id,
                          json_t **claims)
 {
+	struct cubeid_jwt_svid_opts o = {0};
+
+	o.now = now;
+	o.leeway = leeway;
+	return cubeid_jwt_svid_validate_opts(token, len, bundle, audience, &o, id, claims);
+}
+
+int
+cubeid_jwt_svid_validate_opts(const char *token, size_t len, const cubeid_jwt_bundle *bundle,
+                              const char *audience, const struct cubeid_jwt_svid_opts *o,
+                              cubeid_spiffe_id **id, json_t **claims)
+{
 	cubeid_jws *jws = NULL;
 	cubeid_spiffe_id *sub_id = NULL;
 	const char *typ, *kid;
@@ -64,17 +76,21 @@ cubeid_jwt_svid_validate(const char *token, size_t len, const cubeid_jwt_bundle 
 	EVP_PKEY *pk;
 	jwt_key_class kc;
 	bool present;
-	double exp, nbf;
+	double exp, nbf, iat, max_life;
+	int64_t now;
+	unsigned leeway;
 	int rc;
 
 	if (id != NULL)
 		*id = NULL;
 	if (claims != NULL)
 		*claims = NULL;
-	if (token == NULL || bundle == NULL || audience == NULL)
+	if (token == NULL || bundle == NULL || audience == NULL || o == NULL)
 		return CUBEID_ERR_INVALID_ARG;
-	if (now == 0)
-		now = (int64_t)time(NULL);
+	now = o->now != 0 ? o->now : (int64_t)time(NULL);
+	leeway = o->leeway;
+	max_life = (double)(o->max_lifetime != 0 ? o->max_lifetime
+	                                         : CUBEID_JWT_SVID_MAX_LIFETIME_DEFAULT);
 
 	if ((rc = cubeid_jws_decode(token, len, &jws)) != CUBEID_OK)
 		goto out;
@@ -108,13 +124,27 @@ cubeid_jwt_svid_validate(const char *token, size_t len, const cubeid_jwt_bundle 
 		rc = CUBEID_ERR_JWT_NOT_YET;
 		goto out;
 	}
+	/* iat in the future is a clock gone wrong or a forged timeline */
+	if ((rc = numeric_date(cl, "iat", &present, &iat)) != CUBEID_OK)
+		goto out;
+	if (present && iat > (double)now + (double)leeway) {
+		rc = CUBEID_ERR_JWT_NOT_YET;
+		goto out;
+	}
+	/* nor may it live longer than any issuer of ours would sign for:
+	 * exp counted from iat, or from now (with the leeway) without one */
+	if (present ? exp - iat > max_life : exp - (double)now > max_life + (double)leeway) {
+		rc = CUBEID_ERR_JWT_CLAIM;
+		goto out;
+	}
 	if ((rc = check_audience(cl, audience)) != CUBEID_OK)
 		goto out;
 	sub = json_object_get(cl, "sub");
 	if (!json_is_string(sub) ||
 	    cubeid_spiffe_id_parse(json_string_value(sub), json_string_length(sub), &sub_id,
 	                           NULL) != CUBEID_OK ||
-	    !cubeid_spiffe_id_member_of(sub_id, cubeid_jwt_bundle_trust_domain(bundle))) {
+	    !cubeid_spiffe_id_member_of(sub_id, cubeid_jwt_bundle_trust_domain(bundle)) ||
+	    cubeid_spiffe_id_is_trust_domain_id(sub_id)) {
 		rc = CUBEID_ERR_JWT_CLAIM;
 		goto out;
 	}
@@ -146,6 +176,9 @@ cubeid_jwt_svid_encode(cubeid_sig_alg alg, const char *kid, const cubeid_spiffe_
 	if (sub == NULL || aud == NULL || n_aud == 0 || n_aud > CUBEID_JWKS_MAX_KEYS || ttl == 0 ||
 	    sign == NULL)
 		return CUBEID_ERR_INVALID_ARG;
+	/* JWT-SVID.md 3: sub is a workload's ID, which has a path */
+	if (cubeid_spiffe_id_is_trust_domain_id(sub))
+		return CUBEID_ERR_SPIFFE_ID;
 	for (i = 0; i < n_aud; i++)
 		if (aud[i] == NULL || aud[i][0] == '\0')
 			return CUBEID_ERR_INVALID_ARG;

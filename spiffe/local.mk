@@ -17,7 +17,7 @@ tests_test_spiffe_id_LDADD = $(TEST_LIBS)
 TESTS += tests/test-spiffe-id
 
 check_PROGRAMS += tests/test-jws
-tests_test_jws_SOURCES = tests/test-jws.c
+tests_test_jws_SOURCES = tests/test-jws.c tests/ecdsa-test-util.h
 tests_test_jws_CFLAGS = $(TEST_CFLAGS) $(LIBJWT_CFLAGS)
 tests_test_jws_LDADD = $(TEST_LIBS) $(LIBJWT_LIBS)
 TESTS += tests/test-jws
@@ -59,7 +59,7 @@ tests_test_x509svid_LDADD = $(TEST_LIBS)
 TESTS += tests/test-ca tests/test-x509svid
 
 check_PROGRAMS += tests/test-jwt-mint
-tests_test_jwt_mint_SOURCES = tests/test-jwt-mint.c
+tests_test_jwt_mint_SOURCES = tests/test-jwt-mint.c tests/ecdsa-test-util.h
 tests_test_jwt_mint_CFLAGS = $(TEST_CFLAGS) $(LIBJWT_CFLAGS)
 tests_test_jwt_mint_LDADD = $(TEST_LIBS) $(LIBJWT_LIBS)
 TESTS += tests/test-jwt-mint
@@ -75,7 +75,7 @@ libcubeid_la_SOURCES += spiffe/picod-claims.c spiffe/picod-verify.c
 cubeidinclude_HEADERS += include/cubeid/picod.h
 
 check_PROGRAMS += tests/test-picod
-tests_test_picod_SOURCES = tests/test-picod.c
+tests_test_picod_SOURCES = tests/test-picod.c tests/ecdsa-test-util.h
 tests_test_picod_CFLAGS = $(TEST_CFLAGS)
 tests_test_picod_LDADD = $(TEST_LIBS)
 TESTS += tests/test-picod

@@ -111,6 +111,10 @@ check_leaf(X509 *leaf, const cubeid_x509_bundle *bundle, cubeid_spiffe_id **id, 
 		REASON(reason, "leaf's SPIFFE ID is not in the bundle's trust domain");
 		goto fail;
 	}
+	if (cubeid_spiffe_id_is_trust_domain_id(*id)) {
+		REASON(reason, "leaf's SPIFFE ID has no path (X509-SVID.md 2)");
+		goto fail;
+	}
 	return CUBEID_OK;
 fail:
 	cubeid_spiffe_id_free(*id);

@@ -236,6 +236,13 @@ cubeid_x509_svid_mint(cubeid_ca *ca, const struct cubeid_svid_req *req, cubeid_x
 		             cubeid_spiffe_id_string(req->id), ca->td);
 		return CUBEID_ERR_SPIFFE_ID;
 	}
+	/* X509-SVID.md 2: an SVID's ID has a path; the bare trust-domain ID
+	 * names the CA, never a workload */
+	if (cubeid_spiffe_id_is_trust_domain_id(req->id)) {
+		cubeid_error("%s has no path: an X.509-SVID needs one",
+		             cubeid_spiffe_id_string(req->id));
+		return CUBEID_ERR_SPIFFE_ID;
+	}
 	if (req->n_dns > SVID_MAX_DNS || (req->n_dns > 0 && req->dns == NULL))
 		return CUBEID_ERR_INVALID_ARG;
 	for (i = 0; i < req->n_dns; i++)

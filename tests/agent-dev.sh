@@ -55,6 +55,10 @@ printf 'trust_domain: cluster.local\nsocket_pth: /x\n' >"$D/bad.yaml"
 check "--check accepts a good config" 0 "$agent" --config "$D/good.yaml" --check
 check "--check refuses an unknown key" 1 "$agent" --config "$D/bad.yaml" --check
 assert "--check names the key and its line" grep -q "socket_pth" "$D/err"
+printf 'entries:\n  - spiffe_id: spiffe://{td}\n    selectors: [unix:uid:0]\n' >"$D/root-entries.yaml"
+check "--check refuses an entry for the trust domain's own ID" 1 "$agent" --config "$D/good.yaml" \
+	--entries "$D/root-entries.yaml" --check
+assert "--check names the entry's file and line" grep -q "root-entries.yaml:2: bad spiffe_id" "$D/err"
 check "--help" 0 "$agent" --help
 check "a bad flag value is a usage error" 2 "$agent" --dev --x509-svid-ttl 1y --check
 

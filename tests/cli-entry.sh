@@ -79,5 +79,15 @@ check "check with a bad pid" 2 "$cubeid" entry check --pid 12x "${E[@]}"
 # a pid that does not exist (pid_max is at most 4194304)
 check "check a pid that does not exist" 4 "$cubeid" entry check --pid 2147483647 "${E[@]}"
 
+# the trust domain's own ID is not a workload's: refused with file and line
+cat >"$D/root.yaml" <<EOY
+entries:
+  - name: root
+    spiffe_id: spiffe://{td}
+    selectors: [unix:uid:$uid]
+EOY
+check "an entry for the trust domain's own ID" 1 "$cubeid" entry list --entries "$D/root.yaml"
+assert "the error names the file and line" err_has "root.yaml:3: bad spiffe_id"
+
 echo "1..$n"
 [ "$fails" -eq 0 ]

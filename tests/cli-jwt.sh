@@ -58,6 +58,16 @@ assert "the tampered token differs" [ "$tampered" != "$tok1" ]
 check "jwt verify: tampered token" 1 "$cubeid" jwt verify "$tampered" --aud svc --state-dir "$S"
 check "jwt verify: garbage" 1 "$cubeid" jwt verify not.a.jwt --aud svc --state-dir "$S"
 check "jwt verify needs --aud" 2 "$cubeid" jwt verify "$tok1" --state-dir "$S"
+# a lifetime over --max-lifetime (tok1 lives 5m, the default ttl)
+check "jwt verify: --max-lifetime 4m refuses a 5m token" 1 "$cubeid" jwt verify "$tok1" --aud svc \
+	--max-lifetime 4m --state-dir "$S"
+check "jwt verify: --max-lifetime 5m accepts it" 0 "$cubeid" jwt verify "$tok1" --aud svc \
+	--max-lifetime 5m --state-dir "$S"
+check "jwt verify: a bad --max-lifetime" 2 "$cubeid" jwt verify "$tok1" --aud svc \
+	--max-lifetime soon --state-dir "$S"
+# the trust domain's own ID is not a workload's
+check "jwt mint for the trust domain's own ID" 1 "$cubeid" jwt mint --spiffe-id spiffe://example.org \
+	--aud svc "${T[@]}" --state-dir "$S"
 check "jwt verify: no bundle file" 4 "$cubeid" jwt verify "$tok1" --aud svc --bundle "$D/none.json"
 check "jwt mint needs --aud" 2 "$cubeid" jwt mint --spiffe-id "$ID" "${T[@]}" --state-dir "$S"
 check "jwt mint: ttl past max_ttl" 2 "$cubeid" jwt mint --spiffe-id "$ID" --aud a --ttl 2h "${T[@]}" --state-dir "$S"

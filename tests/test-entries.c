@@ -254,6 +254,11 @@ START_TEST(test_errors_name_file_and_line)
 	        "unbalanced");
 	parse_fails("entries:\n  - spiffe_id: spiffe://{td}/a//b\n    selectors: [unix:uid:1]\n",
 	            "t.yaml:2: bad spiffe_id");
+	/* the trust domain's own ID names its CA, never a workload */
+	parse_fails("entries:\n  - spiffe_id: spiffe://{td}\n    selectors: [unix:uid:1]\n",
+	            "t.yaml:2: bad spiffe_id 'spiffe://{td}': the trust domain's own ID");
+	parse_fails("entries:\n  - spiffe_id: spiffe://example.org\n    selectors: [unix:uid:1]\n",
+	            "t.yaml:2: bad spiffe_id");
 	parse_fails("entries:\n  - spiffe_id: spiffe://{td}/a\n    selectors: [unix:uid:1]\n"
 	            "    key: shared\n",
 	            "t.yaml:4: 'key' must be exportable or resident");

@@ -20,6 +20,8 @@
 
 #include <cubeid/jwt.h>
 
+#include "tests/ecdsa-test-util.h"
+
 #define TD  "example.org"
 #define SUB "spiffe://example.org/ns/default/sa/web"
 #define AUD "spiffe://example.org/reports"
@@ -515,6 +517,77 @@ START_TEST(test_reject_expired_and_not_yet)
 }
 END_TEST
 
+/* exp far in the future, iat in the future, a lifetime over the maximum */
+START_TEST(test_reject_future_iat_and_long_lifetime)
+{
+	static const char hdr[] = "{\"alg\":\"ES256\",\"kid\":\"k-p256\"}";
+	int64_t now = (int64_t)time(NULL);
+	struct cubeid_jwt_svid_opts o = {0};
+	cubeid_jwt_bundle *b = test_bundle();
+	char cl[512], *tok;
+
+	/* exp = INT64_MAX, with and without iat */
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld,\"iat\":%lld}", SUB,
+	         AUD, (long long)INT64_MAX, (long long)now);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(validate(tok, now), CUBEID_ERR_JWT_CLAIM);
+	free(tok);
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld}", SUB, AUD,
+	         (long long)INT64_MAX);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(validate(tok, now), CUBEID_ERR_JWT_CLAIM);
+	free(tok);
+	/* iat in the future: beyond the leeway refused, within it accepted */
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld,\"iat\":%lld}", SUB,
+	         AUD, (long long)now + 900, (long long)now + 600);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(validate(tok, now), CUBEID_ERR_JWT_NOT_YET);
+	o.now = now + 570;
+	o.leeway = 30;
+	ck_assert_int_eq(cubeid_jwt_svid_validate_opts(tok, strlen(tok), b, AUD, &o, NULL, NULL),
+	                 CUBEID_OK);
+	o.now = now + 569;
+	ck_assert_int_eq(cubeid_jwt_svid_validate_opts(tok, strlen(tok), b, AUD, &o, NULL, NULL),
+	                 CUBEID_ERR_JWT_NOT_YET);
+	free(tok);
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld,\"iat\":\"now\"}",
+	         SUB, AUD, (long long)now + 60);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(validate(tok, now), CUBEID_ERR_JWT_CLAIM);
+	free(tok);
+	/* the default maximum is 24 h: exactly that passes, a second more not */
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld,\"iat\":%lld}", SUB,
+	         AUD, (long long)now + 86400, (long long)now);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(validate(tok, now), CUBEID_OK);
+	/* a configured maximum */
+	o.now = now;
+	o.leeway = 0;
+	o.max_lifetime = 3600;
+	ck_assert_int_eq(cubeid_jwt_svid_validate_opts(tok, strlen(tok), b, AUD, &o, NULL, NULL),
+	                 CUBEID_ERR_JWT_CLAIM);
+	free(tok);
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld,\"iat\":%lld}", SUB,
+	         AUD, (long long)now + 86401, (long long)now);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(validate(tok, now), CUBEID_ERR_JWT_CLAIM);
+	free(tok);
+	/* without iat the lifetime counts from now */
+	snprintf(cl, sizeof(cl), "{\"sub\":\"%s\",\"aud\":\"%s\",\"exp\":%lld}", SUB, AUD,
+	         (long long)now + 3600);
+	tok = signed_token(hdr, cl);
+	ck_assert_int_eq(cubeid_jwt_svid_validate_opts(tok, strlen(tok), b, AUD, &o, NULL, NULL),
+	                 CUBEID_OK);
+	o.max_lifetime = 3599;
+	ck_assert_int_eq(cubeid_jwt_svid_validate_opts(tok, strlen(tok), b, AUD, &o, NULL, NULL),
+	                 CUBEID_ERR_JWT_CLAIM);
+	ck_assert_int_eq(cubeid_jwt_svid_validate_opts(tok, strlen(tok), b, AUD, NULL, NULL, NULL),
+	                 CUBEID_ERR_INVALID_ARG);
+	free(tok);
+	cubeid_jwt_bundle_free(b);
+}
+END_TEST
+
 START_TEST(test_reject_typ)
 {
 	char *tok;
@@ -573,6 +646,83 @@ START_TEST(test_reject_bad_signature)
 		ck_assert_int_ne(validate(tok, 0), CUBEID_OK);
 	}
 	free(tok);
+}
+END_TEST
+
+/* ECDSA malleability: (r, n - s) verifies under plain ECDSA; only the
+ * low-S form is accepted, and every ES token we encode is low-S. */
+START_TEST(test_reject_high_s_twin)
+{
+	static const struct {
+		cubeid_sig_alg alg;
+		EVP_PKEY **key;
+		const char *kid;
+	} es[] = {
+	        {CUBEID_SIG_ECDSA_SHA256, &k_p256, "k-p256"},
+	        {CUBEID_SIG_ECDSA_SHA384, &k_p384, "k-p384"},
+	        {CUBEID_SIG_ECDSA_SHA512, &k_p521, "k-p521"},
+	};
+	size_t i, n;
+
+	for (i = 0; i < sizeof(es) / sizeof(es[0]); i++) {
+		char *tok = mint(es[i].alg, *es[i].key, es[i].kid, 0, 60), *twin;
+		cubeid_jws *j = NULL;
+		uint8_t sig[CUBEID_JWS_SIG_MAX];
+		const uint8_t *p;
+
+		ck_assert(etu_low_s(tok));
+		ck_assert_int_eq(validate(tok, 0), CUBEID_OK);
+		twin = etu_flip_s(tok);
+		ck_assert(!etu_low_s(twin));
+		ck_assert_int_eq(validate(twin, 0), CUBEID_ERR_JWT_SIGNATURE);
+		ck_assert_int_eq(cubeid_jws_decode(twin, strlen(twin), &j), CUBEID_OK);
+		ck_assert_int_eq(cubeid_jws_verify(j, *es[i].key), CUBEID_ERR_JWT_SIGNATURE);
+		/* the twin is a valid ECDSA signature: the opt-in accepts it */
+		ck_assert_int_eq(cubeid_jws_verify_flags(j, *es[i].key, CUBEID_JWS_ALLOW_HIGH_S),
+		                 CUBEID_OK);
+		ck_assert_int_eq(cubeid_jws_verify_flags(j, *es[i].key, 0x80),
+		                 CUBEID_ERR_INVALID_ARG);
+		/* and canonicalises back to the original */
+		p = cubeid_jws_signature(j, &n);
+		memcpy(sig, p, n);
+		ck_assert_int_eq(cubeid_jws_ecdsa_low_s(es[i].alg, sig, n), 1);
+		ck_assert_int_eq(cubeid_jws_ecdsa_low_s(es[i].alg, sig, n), 0);
+		ck_assert_int_eq(cubeid_jws_ecdsa_low_s(es[i].alg, sig, n - 1),
+		                 CUBEID_ERR_INVALID_ARG);
+		ck_assert_int_eq(cubeid_jws_ecdsa_low_s(CUBEID_SIG_RSA_PKCS1_SHA256, sig, n),
+		                 CUBEID_ERR_INVALID_ARG);
+		cubeid_jws_free(j);
+		ck_assert_int_eq(cubeid_jws_decode(tok, strlen(tok), &j), CUBEID_OK);
+		p = cubeid_jws_signature(j, &n);
+		ck_assert_int_eq(memcmp(p, sig, n), 0);
+		cubeid_jws_free(j);
+		free(twin);
+		free(tok);
+	}
+}
+END_TEST
+
+START_TEST(test_encoded_es_tokens_are_low_s)
+{
+	int i;
+
+	/* OpenSSL leaves s high about half of the time: 300 tokens would all
+	 * be low-S by chance with probability 2^-300 */
+	for (i = 0; i < 300; i++) {
+		char *tok = mint(CUBEID_SIG_ECDSA_SHA256, k_p256, "k-p256", 0, 60);
+
+		ck_assert_msg(etu_low_s(tok), "token %d is high-S", i);
+		free(tok);
+	}
+	for (i = 0; i < 50; i++) {
+		char *a = mint(CUBEID_SIG_ECDSA_SHA384, k_p384, "k-p384", 0, 60);
+		char *b = mint(CUBEID_SIG_ECDSA_SHA512, k_p521, "k-p521", 0, 60);
+
+		ck_assert(etu_low_s(a));
+		ck_assert(etu_low_s(b));
+		free(a);
+		free(b);
+	}
 }
 END_TEST
 
@@ -670,6 +820,27 @@ START_TEST(test_reject_sub)
 	tok = signed_token("{\"alg\":\"ES256\",\"kid\":\"k-p256\"}", cl);
 	ck_assert_int_eq(validate(tok, 0), CUBEID_ERR_JWT_CLAIM); /* missing */
 	free(tok);
+	snprintf(cl, sizeof(cl), "{\"sub\":\"spiffe://example.org\",\"aud\":\"%s\",\"exp\":%lld}",
+	         AUD, (long long)exp);
+	tok = signed_token("{\"alg\":\"ES256\",\"kid\":\"k-p256\"}", cl);
+	ck_assert_int_eq(validate(tok, 0), CUBEID_ERR_JWT_CLAIM); /* the trust domain's own ID */
+	free(tok);
+}
+END_TEST
+
+START_TEST(test_encode_refuses_trust_domain_id)
+{
+	cubeid_spiffe_id *id = NULL;
+	const char *aud[] = {AUD};
+	char *tok = NULL;
+
+	ck_assert_int_eq(cubeid_spiffe_id_parse("spiffe://" TD, strlen("spiffe://" TD), &id, NULL),
+	                 CUBEID_OK);
+	ck_assert_int_eq(cubeid_jwt_svid_encode(CUBEID_SIG_ECDSA_SHA256, "k-p256", id, aud, 1, 0,
+	                                        60, NULL, cubeid_jws_sign_evp, k_p256, &tok),
+	                 CUBEID_ERR_SPIFFE_ID);
+	ck_assert_ptr_null(tok);
+	cubeid_spiffe_id_free(id);
 }
 END_TEST
 
@@ -769,11 +940,15 @@ main(void)
 	tcase_add_test(tc, test_reject_kid);
 	tcase_add_test(tc, test_reject_audience);
 	tcase_add_test(tc, test_reject_expired_and_not_yet);
+	tcase_add_test(tc, test_reject_future_iat_and_long_lifetime);
 	tcase_add_test(tc, test_reject_typ);
 	tcase_add_test(tc, test_reject_bad_signature);
+	tcase_add_test(tc, test_reject_high_s_twin);
+	tcase_add_test(tc, test_encoded_es_tokens_are_low_s);
 	tcase_add_test(tc, test_reject_malformed_shape);
 	tcase_add_test(tc, test_reject_oversize);
 	tcase_add_test(tc, test_reject_sub);
+	tcase_add_test(tc, test_encode_refuses_trust_domain_id);
 	tcase_add_test(tc, test_libjwt_verifies_ours);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

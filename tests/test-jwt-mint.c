@@ -16,6 +16,7 @@
 
 #include <cubeid/jwt.h>
 
+#include "tests/ecdsa-test-util.h"
 #include "tests/harness.h"
 
 #define SUB "spiffe://cluster.local/ns/agentcube-system/sa/agentcube-router"
@@ -148,6 +149,41 @@ START_TEST(test_token_ps256_mint_verifies)
 END_TEST
 
 /* The key cannot make an alg it does not fit, and the error says so. */
+/* The token's raw r||s may be high-S; what we mint never is (verifiers
+ * accept only low-S).  300 high-S-free tokens by chance: 2^-300. */
+START_TEST(test_token_es_mints_are_low_s)
+{
+	cubeid_key *key = gen(CUBEID_KEY_EC_P256), *k384 = gen(CUBEID_KEY_EC_P384);
+	cubeid_spiffe_id *id = NULL;
+	const char *aud[] = {"sandbox-1"};
+	char *t = NULL;
+	int i;
+
+	ck_assert_int_eq(cubeid_spiffe_id_parse(SUB, strlen(SUB), &id, NULL), CUBEID_OK);
+	for (i = 0; i < 300; i++) {
+		ck_assert_int_eq(cubeid_jwt_svid_mint(key, CUBEID_SIG_ECDSA_SHA256, "k", id, aud, 1,
+		                                      60, NULL, &t),
+		                 CUBEID_OK);
+		ck_assert_msg(etu_low_s(t), "ES256 token %d is high-S", i);
+		free(t);
+	}
+	for (i = 0; i < 50; i++) {
+		ck_assert_int_eq(cubeid_jwt_svid_mint(k384, CUBEID_SIG_ECDSA_SHA384, "k", id, aud,
+		                                      1, 60, NULL, &t),
+		                 CUBEID_OK);
+		ck_assert_msg(etu_low_s(t), "ES384 token %d is high-S", i);
+		free(t);
+	}
+	cubeid_spiffe_id_free(id);
+	if (th_is_tpm(&th)) {
+		cubeid_key_delete(key);
+		cubeid_key_delete(k384);
+	}
+	cubeid_key_free(key);
+	cubeid_key_free(k384);
+}
+END_TEST
+
 START_TEST(test_token_alg_mismatch_is_refused)
 {
 	cubeid_key *key = gen(CUBEID_KEY_EC_P256);
@@ -210,6 +246,7 @@ main(void)
 	tcase_add_test(tc, test_token_rs256_mint_verifies);
 	tcase_add_test(tc, test_token_ps256_mint_verifies);
 	tcase_add_test(tc, test_token_alg_mismatch_is_refused);
+	tcase_add_test(tc, test_token_es_mints_are_low_s);
 	tcase_add_test(tc, test_token_export_jwk);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -22,6 +22,7 @@
 #include <cubeid/key-wrap.h>
 
 #include "tests/harness.h"
+#include "tests/p11-attr-util.h"
 
 static struct th_token th;
 static cubeid_token *tok;
@@ -150,6 +151,18 @@ START_TEST(test_wrap_unwrap_custody)
 		return;
 	}
 	ck_assert_int_eq(rc, CUBEID_OK);
+	/* the wrapping pair wraps and unwraps, nothing else; the cluster key
+	 * signs, nothing else */
+	ck_assert_int_eq(pat_bool(wrap, false, CKA_UNWRAP), CK_TRUE);
+	ck_assert_int_eq(pat_bool(wrap, true, CKA_WRAP), CK_TRUE);
+	ck_assert_int_ne(pat_bool(wrap, false, CKA_SIGN), CK_TRUE);
+	ck_assert_int_ne(pat_bool(wrap, false, CKA_DERIVE), CK_TRUE);
+	ck_assert_int_ne(pat_bool(wrap, true, CKA_VERIFY), CK_TRUE);
+	if (!th_is_tpm(&th)) {
+		ck_assert_int_ne(pat_bool(wrap, false, CKA_DECRYPT), CK_TRUE);
+		ck_assert_int_ne(pat_bool(wrap, true, CKA_ENCRYPT), CK_TRUE);
+	}
+	pat_assert_sign_only(ck, !th_is_tpm(&th));
 	ck_assert_int_eq(cubeid_key_public(wrap, &wpub), CUBEID_OK);
 	ck_assert_int_eq(cubeid_key_public(ck, &cpub), CUBEID_OK);
 	/* the cluster key is never readable in clear */
@@ -181,6 +194,7 @@ START_TEST(test_wrap_unwrap_custody)
 	ck_assert_int_eq(cubeid_key_export_private(imp, &priv), CUBEID_ERR_P11_SENSITIVE);
 	ck_assert(cubeid_key_is_persistent(imp));
 	ck_assert(verify_rs256(cpub, imp));
+	pat_assert_sign_only(imp, true);
 	/* the label is taken now */
 	ck_assert_int_eq(
 	        cubeid_key_unwrap_import(wrap, doc, strlen(doc), "cluster-picod-imported", &imp2),

@@ -20,6 +20,8 @@
 
 #include <cubeid/oidc.h>
 
+#include "tests/ecdsa-test-util.h"
+
 #define ISS  "https://kc.example.org/realms/agentcube"
 #define DEAD "http://127.0.0.1:9/certs" /* discard port: nothing answers */
 #define NOW  ((int64_t)1900000000)
@@ -224,6 +226,24 @@ START_TEST(test_verify_claims)
 	t = token(CUBEID_SIG_ECDSA_SHA256, k_ec, "ec1", cl);
 	ck_assert_int_eq(verify_at(v, t, NOW), CUBEID_ERR_JWT_CLAIM);
 	free(t);
+	/* times at the ends of int64_t: no overflow (UBSan), the right answer */
+	cl = std_claims();
+	json_object_set_new(cl, "exp", json_integer(INT64_MAX));
+	json_object_set_new(cl, "nbf", json_integer(INT64_MIN));
+	json_object_set_new(cl, "iat", json_integer(INT64_MIN));
+	t = token(CUBEID_SIG_ECDSA_SHA256, k_ec, "ec1", cl);
+	ck_assert_int_eq(verify_at(v, t, NOW), 0);
+	free(t);
+	cl = std_claims();
+	json_object_set_new(cl, "exp", json_integer(INT64_MIN));
+	t = token(CUBEID_SIG_ECDSA_SHA256, k_ec, "ec1", cl);
+	ck_assert_int_eq(verify_at(v, t, NOW), CUBEID_ERR_JWT_EXPIRED);
+	free(t);
+	cl = std_claims();
+	json_object_set_new(cl, "iat", json_integer(INT64_MAX));
+	t = token(CUBEID_SIG_ECDSA_SHA256, k_ec, "ec1", cl);
+	ck_assert_int_eq(verify_at(v, t, NOW), CUBEID_ERR_JWT_NOT_YET);
+	free(t);
 	/* azp where configured */
 	vz = verifier(NULL, "agentcube-router", NULL);
 	t = token(CUBEID_SIG_ECDSA_SHA256, k_ec, "ec1", std_claims());
@@ -299,11 +319,18 @@ START_TEST(test_verified_token_cache)
 	ck_assert_int_eq(verify_at(v, bad, NOW), CUBEID_ERR_JWT_SIGNATURE);
 	ck_assert_uint_eq(cubeid_oidc_verifier_cache_hits(v), 3);
 	free(bad);
+	/* the high-S twin (r, n - s): Keycloak's Java ECDSA makes such tokens,
+	 * so it is accepted, and it is the same cache entry (canonical key) */
+	bad = etu_flip_s(t);
+	ck_assert(etu_low_s(t) && !etu_low_s(bad));
+	ck_assert_int_eq(verify_at(v, bad, NOW), 0);
+	ck_assert_uint_eq(cubeid_oidc_verifier_cache_hits(v), 4);
+	free(bad);
 	/* the key leaves the JWKS: the cached token goes with it */
 	other = jwks_of(k_rsa, "rsa1", NULL, NULL);
 	ck_assert_int_eq(cubeid_oidc_verifier_set_jwks(v, other, strlen(other), NOW), 0);
 	ck_assert_int_eq(verify_at(v, t, NOW + 1), CUBEID_ERR_JWT_KID);
-	ck_assert_uint_eq(cubeid_oidc_verifier_cache_hits(v), 3);
+	ck_assert_uint_eq(cubeid_oidc_verifier_cache_hits(v), 4);
 	free(other);
 	free(t);
 	cubeid_oidc_verifier_free(v);

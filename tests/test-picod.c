@@ -19,6 +19,8 @@
 #include <cubeid/picod-auth.h>
 #include <cubeid/picod.h>
 
+#include "tests/ecdsa-test-util.h"
+
 #define SUB "spiffe://cluster.local/ns/agentcube-system/sa/agentcube-router"
 
 static EVP_PKEY *k_rsa, *k_rsa2, *k_p256;
@@ -460,7 +462,7 @@ START_TEST(test_key_sources)
 	struct cubeid_picod_verifier_opts o = {.sandbox = "sb-a", .leeway = -1};
 	cubeid_picod_verifier *v = NULL;
 	cubeid_jwt_bundle *b = NULL;
-	char *jwks = NULL, *es, *rs;
+	char *jwks = NULL, *es, *rs, *twin;
 
 	es = mint_full(k_p256, CUBEID_SIG_ECDSA_SHA256, "kid-p256", NULL, "sb-a", "s", now, 300);
 	rs = mint("sb-a", "s");
@@ -477,6 +479,11 @@ START_TEST(test_key_sources)
 	ck_assert_int_eq(cubeid_picod_verifier_set_jwks(v, jwks, strlen(jwks)), CUBEID_OK);
 	ck_assert_int_eq(check(v, es), CUBEID_OK);
 	ck_assert_int_eq(check(v, rs), CUBEID_OK);
+	/* the high-S twin of the ES256 token (s -> n - s) is refused */
+	twin = etu_flip_s(es);
+	ck_assert(etu_low_s(es));
+	ck_assert_int_eq(check(v, twin), CUBEID_ERR_JWT_SIGNATURE);
+	free(twin);
 	free(rs);
 	rs = mint_full(k_rsa, CUBEID_SIG_RSA_PKCS1_SHA256, "other", NULL, "sb-a", "s", now, 300);
 	ck_assert_int_eq(check(v, rs), CUBEID_ERR_JWT_KID);

@@ -6,6 +6,7 @@
 
 #include "tests/harness.h"
 #include "pkcs11/p11-internal.h"
+#include "tests/p11-attr-util.h"
 
 #include <check.h>
 #include <dlfcn.h>
@@ -275,6 +276,34 @@ START_TEST(test_private_key_is_sensitive_and_unextractable)
 	ck_assert_ptr_null(pk);
 	cubeid_key_delete(k);
 	cubeid_key_free(k);
+}
+END_TEST
+
+/* Signing keys sign: no decrypt, unwrap or derive on the private half, no
+ * encrypt or wrap on the public one (SoftHSM2 would default them on). */
+START_TEST(test_generated_keys_are_sign_only)
+{
+	static const cubeid_key_type types[] = {CUBEID_KEY_EC_P256, CUBEID_KEY_EC_P384,
+	                                        CUBEID_KEY_RSA_2048};
+	size_t i;
+
+	for (i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		cubeid_key *k = gen(types[i], true, false);
+
+		pat_assert_sign_only(k, !th_is_tpm(&th));
+		sign_and_verify(k, types[i] == CUBEID_KEY_RSA_2048 ? CUBEID_SIG_RSA_PKCS1_SHA256
+		                                                   : CUBEID_SIG_ECDSA_SHA256);
+		cubeid_key_delete(k);
+		cubeid_key_free(k);
+	}
+	if (th_is_tpm(&th))
+		return; /* workload keys are not made on the TPM */
+	{
+		cubeid_key *k = gen(CUBEID_KEY_EC_P256, false, true);
+
+		pat_assert_sign_only(k, true);
+		cubeid_key_free(k);
+	}
 }
 END_TEST
 
@@ -802,6 +831,7 @@ main(void)
 	tcase_add_test(keys, test_rsa_3072_generate_sign_verify);
 	tcase_add_test(keys, test_session_objects_sign_and_vanish);
 	tcase_add_test(keys, test_private_key_is_sensitive_and_unextractable);
+	tcase_add_test(keys, test_generated_keys_are_sign_only);
 	tcase_add_test(keys, test_exportable_key_exports_matching_private);
 	tcase_add_test(keys, test_find_list_uri_and_delete);
 	tcase_add_test(keys, test_export_public_der_and_pem_match);

@@ -304,6 +304,11 @@ START_TEST(test_ttl_is_clamped_to_the_ca)
 	r.now = 0;
 	ck_assert_int_eq(cubeid_x509_svid_mint(root, &r, &s), CUBEID_ERR_SPIFFE_ID);
 	cubeid_spiffe_id_free((cubeid_spiffe_id *)r.id);
+	/* nor for the trust domain's own ID, which names the CA */
+	r.id = sid("spiffe://" TD);
+	ck_assert_int_eq(cubeid_x509_svid_mint(root, &r, &s), CUBEID_ERR_SPIFFE_ID);
+	ck_assert_ptr_null(s);
+	cubeid_spiffe_id_free((cubeid_spiffe_id *)r.id);
 	cubeid_ca_free(root);
 	free(rd);
 }
@@ -600,6 +605,15 @@ START_TEST(test_reject_leaf_with_two_uri_sans)
 }
 END_TEST
 
+START_TEST(test_reject_leaf_with_trust_domain_id)
+{
+	struct tu_spec s = good_leaf();
+
+	s.san = "URI:spiffe://" TD;
+	expect_leaf(s, CUBEID_ERR_X509_SVID, "no path");
+}
+END_TEST
+
 START_TEST(test_reject_leaf_with_non_spiffe_uri)
 {
 	struct tu_spec s = good_leaf();
@@ -862,6 +876,7 @@ suite(void)
 	tcase_add_test(soft, test_reject_leaf_without_uri_san);
 	tcase_add_test(soft, test_reject_leaf_with_two_uri_sans);
 	tcase_add_test(soft, test_reject_leaf_with_non_spiffe_uri);
+	tcase_add_test(soft, test_reject_leaf_with_trust_domain_id);
 	tcase_add_test(soft, test_reject_leaf_outside_validity);
 	tcase_add_test(soft, test_reject_leaf_of_other_trust_domain);
 	tcase_add_test(soft, test_reject_bad_intermediates);

@@ -107,9 +107,29 @@ const uint8_t *cubeid_jws_signature(const cubeid_jws *jws, size_t *len);
  * Verify the signature with pk.  CUBEID_ERR_JWT_ALG if pk does not fit the
  * token's alg (see cubeid_jws_key_fits), CUBEID_ERR_JWT_SIGNATURE if the
  * signature is wrong (including an ES signature that is not exactly r||s of
- * the curve's size).
+ * the curve's size, or whose s is above half the curve order: ECDSA's
+ * (r, n - s) verifies as well as (r, s), so only the low-S one of the two
+ * is accepted, and one signature has one encoding).
  */
 int cubeid_jws_verify(const cubeid_jws *jws, EVP_PKEY *pk);
+
+/*
+ * The same with flags.  CUBEID_JWS_ALLOW_HIGH_S accepts a high-S ES
+ * signature too: for issuers whose signer does not normalise s (Keycloak's
+ * Java ECDSA, Go's crypto/ecdsa), half of whose valid tokens are high-S.  A
+ * caller that remembers tokens must then key on cubeid_jws_ecdsa_low_s()'s
+ * canonical form of the signature.
+ */
+#define CUBEID_JWS_ALLOW_HIGH_S 0x1u
+int cubeid_jws_verify_flags(const cubeid_jws *jws, EVP_PKEY *pk, unsigned flags);
+
+/*
+ * Make the raw r||s ES signature sig (alg's size) low-S in place: when
+ * s > n/2 it becomes n - s.  Returns 1 if it changed, 0 if it was already
+ * low-S, CUBEID_ERR_INVALID_ARG for a non-ES alg or a wrong length.
+ * cubeid_jws_encode() applies it to every ES signature it writes.
+ */
+int cubeid_jws_ecdsa_low_s(cubeid_sig_alg alg, uint8_t *sig, size_t sig_len);
 
 /* ---- encoding -------------------------------------------------------- */
 
@@ -123,7 +143,7 @@ typedef int (*cubeid_jws_sign_fn)(void *ctx, cubeid_sig_alg alg, const uint8_t *
                                   uint8_t *sig, size_t *sig_len);
 
 /* A cubeid_jws_sign_fn for a software key: ctx is an EVP_PKEY * holding a
- * private key. */
+ * private key.  ES signatures come out low-S. */
 int cubeid_jws_sign_evp(void *ctx, cubeid_sig_alg alg, const uint8_t *in, size_t in_len,
                         uint8_t *sig, size_t *sig_len);
 /* A cubeid_jws_sign_fn for a token key: ctx is a cubeid_key *. */
@@ -245,7 +265,8 @@ int cubeid_spiffe_bundle_parse(const char *td, const char *json, size_t len,
  * nbf, if present, <= now + leeway (CUBEID_ERR_JWT_NOT_YET); aud present, a
  * string or an array of strings, containing audience
  * (CUBEID_ERR_JWT_AUDIENCE); sub a valid SPIFFE ID in the bundle's trust
- * domain (CUBEID_ERR_JWT_CLAIM).
+ * domain, not the trust domain's own ID (CUBEID_ERR_JWT_CLAIM); iat and the
+ * lifetime as in cubeid_jwt_svid_validate_opts(), at most 24 h.
  * now is seconds since the epoch, 0 for the current time.
  * On success *id (optional) gets the subject (caller frees) and *claims
  * (optional) a new reference to the claims (caller json_decref()s).
@@ -253,6 +274,23 @@ int cubeid_spiffe_bundle_parse(const char *td, const char *json, size_t len,
 int cubeid_jwt_svid_validate(const char *token, size_t len, const cubeid_jwt_bundle *bundle,
                              const char *audience, int64_t now, unsigned leeway,
                              cubeid_spiffe_id **id, json_t **claims);
+
+/*
+ * The same with options.  Beyond the checks above: iat, if present, a
+ * number (CUBEID_ERR_JWT_CLAIM) and <= now + leeway (CUBEID_ERR_JWT_NOT_YET);
+ * the lifetime exp - iat (exp - now - leeway without iat) at most
+ * max_lifetime (CUBEID_ERR_JWT_CLAIM).  cubeid_jwt_svid_validate() is this
+ * with max_lifetime 0.
+ */
+#define CUBEID_JWT_SVID_MAX_LIFETIME_DEFAULT 86400 /* seconds: 24 h */
+struct cubeid_jwt_svid_opts {
+	int64_t now;           /* seconds since the epoch; 0: the current time */
+	unsigned leeway;       /* clock skew allowed on exp, nbf and iat, seconds */
+	unsigned max_lifetime; /* longest exp - iat accepted, seconds; 0: the default */
+};
+int cubeid_jwt_svid_validate_opts(const char *token, size_t len, const cubeid_jwt_bundle *bundle,
+                                  const char *audience, const struct cubeid_jwt_svid_opts *o,
+                                  cubeid_spiffe_id **id, json_t **claims);
 
 /*
  * Encode and sign a JWT-SVID: header {alg, kid, typ:"JWT"}, claims {sub,
