@@ -22,6 +22,8 @@ EXTRA_DIST += docs/install.md docs/tpm.md docs/softhsm.md docs/systemd.md docs/k
 	docs/operations.md docs/troubleshooting.md docs/spire-mode.md docs/sdk.md docs/federation.md
 TESTS += tests/docs-errors.sh
 EXTRA_DIST += tests/docs-errors.sh
+# Threats, the tests that prove them, and the measurements
+EXTRA_DIST += docs/hardening.md
 # Trust across nodes (issue 9)
 EXTRA_DIST += docs/cluster.md
 
