@@ -54,7 +54,7 @@ const struct tool_cmd tool_jwt_cmds[] = {
         {"verify", "TOKEN --aud AUD [--bundle FILE] [--trust-domain TD] [--max-lifetime 24h]",
          "validate a JWT-SVID and print its subject and claims",
          "Checks alg against the allow-list, the kid against the bundle, the\n"
-         "signature (ES* low-S only), typ, exp, nbf and iat (60 s leeway), a lifetime\n"
+         "signature, typ, exp, nbf and iat (60 s leeway), a lifetime\n"
          "exp - iat of at most --max-lifetime, that aud holds AUD and that sub is a\n"
          "SPIFFE ID with a path in the bundle's trust domain.  The bundle is the\n"
          "state's published JWT keys, or FILE: a JWKS or a SPIFFE bundle document.\n"

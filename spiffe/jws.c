@@ -493,12 +493,12 @@ cubeid_jws_signature(const cubeid_jws *jws, size_t *len)
 }
 
 int
-jwt_jws_verify_class(const cubeid_jws *jws, EVP_PKEY *pk, jwt_key_class kc)
+jwt_jws_verify_class(const cubeid_jws *jws, EVP_PKEY *pk, jwt_key_class kc, unsigned flags)
 {
 	if (jws == NULL || pk == NULL)
 		return CUBEID_ERR_INVALID_ARG;
-	return jwt_verify_raw(jws->alg, pk, kc, (const uint8_t *)jws->token, jws->input_len,
-	                      jws->sig, jws->sig_len);
+	return verify_raw(jws->alg, pk, kc, (const uint8_t *)jws->token, jws->input_len, jws->sig,
+	                  jws->sig_len, flags);
 }
 
 int
@@ -506,7 +506,7 @@ cubeid_jws_verify(const cubeid_jws *jws, EVP_PKEY *pk)
 {
 	if (jws == NULL || pk == NULL)
 		return CUBEID_ERR_INVALID_ARG;
-	return jwt_jws_verify_class(jws, pk, jwt_key_class_of(pk));
+	return jwt_jws_verify_class(jws, pk, jwt_key_class_of(pk), 0);
 }
 
 int

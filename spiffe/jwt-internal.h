@@ -17,7 +17,8 @@ jwt_key_class jwt_key_class_of(EVP_PKEY *pk);
 /* Verify sig over in with pk of class kc (already known). */
 int jwt_verify_raw(cubeid_sig_alg alg, EVP_PKEY *pk, jwt_key_class kc, const uint8_t *in,
                    size_t in_len, const uint8_t *sig, size_t sig_len);
-int jwt_jws_verify_class(const cubeid_jws *jws, EVP_PKEY *pk, jwt_key_class kc);
+/* flags: CUBEID_JWS_ALLOW_HIGH_S or 0 */
+int jwt_jws_verify_class(const cubeid_jws *jws, EVP_PKEY *pk, jwt_key_class kc, unsigned flags);
 /* The key for kid and its class, or NULL. */
 EVP_PKEY *jwt_bundle_find_class(const cubeid_jwt_bundle *b, const char *kid, jwt_key_class *kc);
 

@@ -104,7 +104,10 @@ cubeid_jwt_svid_validate_opts(const char *token, size_t len, const cubeid_jwt_bu
 		rc = CUBEID_ERR_JWT_KID;
 		goto out;
 	}
-	if ((rc = jwt_jws_verify_class(jws, pk, kc)) != CUBEID_OK)
+	/* high-S too unless asked: SPIRE and go-spiffe sign with Go's
+	 * crypto/ecdsa, which does not normalise s (see <cubeid/jwt.h>) */
+	if ((rc = jwt_jws_verify_class(jws, pk, kc, o->low_s_only ? 0 : CUBEID_JWS_ALLOW_HIGH_S)) !=
+	    CUBEID_OK)
 		goto out;
 
 	cl = cubeid_jws_claims(jws);

@@ -116,7 +116,8 @@ int cubeid_jws_verify(const cubeid_jws *jws, EVP_PKEY *pk);
 /*
  * The same with flags.  CUBEID_JWS_ALLOW_HIGH_S accepts a high-S ES
  * signature too: for issuers whose signer does not normalise s (Keycloak's
- * Java ECDSA, Go's crypto/ecdsa), half of whose valid tokens are high-S.  A
+ * Java ECDSA, Go's crypto/ecdsa: SPIRE, go-spiffe), half of whose valid
+ * tokens are high-S.  A
  * caller that remembers tokens must then key on cubeid_jws_ecdsa_low_s()'s
  * canonical form of the signature.
  */
@@ -280,13 +281,21 @@ int cubeid_jwt_svid_validate(const char *token, size_t len, const cubeid_jwt_bun
  * number (CUBEID_ERR_JWT_CLAIM) and <= now + leeway (CUBEID_ERR_JWT_NOT_YET);
  * the lifetime exp - iat (exp - now - leeway without iat) at most
  * max_lifetime (CUBEID_ERR_JWT_CLAIM).  cubeid_jwt_svid_validate() is this
- * with max_lifetime 0.
+ * with max_lifetime 0 and low_s_only false.
+ *
+ * ES signatures: JWT-SVIDs come from other issuers too (SPIRE, go-spiffe),
+ * which sign with Go's crypto/ecdsa and leave s high in half of their
+ * tokens, so a high-S signature is accepted unless low_s_only is set.
+ * Nothing here remembers tokens; a caller that does must key on the
+ * canonical signature (cubeid_jws_ecdsa_low_s()).  What cubeid signs is
+ * always low-S.
  */
 #define CUBEID_JWT_SVID_MAX_LIFETIME_DEFAULT 86400 /* seconds: 24 h */
 struct cubeid_jwt_svid_opts {
 	int64_t now;           /* seconds since the epoch; 0: the current time */
 	unsigned leeway;       /* clock skew allowed on exp, nbf and iat, seconds */
 	unsigned max_lifetime; /* longest exp - iat accepted, seconds; 0: the default */
+	bool low_s_only;       /* refuse high-S ES signatures (see below) */
 };
 int cubeid_jwt_svid_validate_opts(const char *token, size_t len, const cubeid_jwt_bundle *bundle,
                                   const char *audience, const struct cubeid_jwt_svid_opts *o,
