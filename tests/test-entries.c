@@ -273,6 +273,59 @@ START_TEST(test_errors_name_file_and_line)
 }
 END_TEST
 
+/* Deep nesting is refused before libyaml builds a document: its scanner
+ * costs time in proportion to the flow depth on every token. */
+START_TEST(test_deep_nesting_is_refused)
+{
+	static const char *const open[] = {"[", "{a: ", "- "};
+	size_t i, j, n = 20000;
+
+	for (i = 0; i < sizeof(open) / sizeof(open[0]); i++) {
+		size_t w = strlen(open[i]);
+		char *buf = malloc(16 + n * w + 70 * (2 * 70 + 1)), *q = buf;
+
+		ck_assert_ptr_nonnull(buf);
+		q += sprintf(q, "entries: []\nx: ");
+		for (j = 0; j < (i == 2 ? 70 : n); j++) {
+			if (i == 2) { /* block: one level per line, indented */
+				*q++ = '\n';
+				memset(q, ' ', 2 * (j + 1));
+				q += 2 * (j + 1);
+			}
+			memcpy(q, open[i], w);
+			q += w;
+		}
+		*q = '\0';
+		parse_fails(buf, i == 2 ? "t.yaml:" : "t.yaml:2: nested deeper than 64 levels");
+		parse_fails(buf, "nested deeper than 64 levels");
+		free(buf);
+	}
+	/* 64 levels are fine */
+	{
+		char buf[512], *q = buf;
+
+		q += sprintf(q, "entries: []\nx: ");
+		for (j = 0; j < 63; j++)
+			*q++ = '[';
+		for (j = 0; j < 63; j++)
+			*q++ = ']';
+		*q++ = '\n';
+		*q = '\0';
+		parse_fails(buf, "t.yaml:2: unknown key 'x'");
+	}
+	/* a quote inside a plain scalar does not hide what follows */
+	{
+		char *buf = malloc(n + 64), *q = buf;
+
+		q += sprintf(q, "entries: []\nx: it 's\ny: ");
+		memset(q, '[', n);
+		q[n] = '\0';
+		parse_fails(buf, "t.yaml:3: nested deeper than 64 levels");
+		free(buf);
+	}
+}
+END_TEST
+
 #define DELIVERY_ENTRY(extra)                                                                      \
 	"entries:\n"                                                                               \
 	"  - name: router\n"                                                                       \
@@ -474,6 +527,7 @@ main(void)
 	tcase_add_test(tc, test_directory);
 	tcase_add_test(tc, test_ten_thousand);
 	tcase_add_test(tc, test_delivery);
+	tcase_add_test(tc, test_deep_nesting_is_refused);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
 	srunner_run_all(sr, CK_NORMAL);
