@@ -85,16 +85,21 @@ get_id(struct entries_ctx *c, yaml_node_t *v, const char *key, long *out)
 		*out = (long)u;
 		return CUBEID_OK;
 	}
+	/* the _r forms: a reload parses on a worker thread */
 	if (s != NULL && *s != '\0' && strcmp(key, "uid") == 0) {
-		struct passwd *pw = getpwnam(s);
-		if (pw != NULL) {
-			*out = (long)pw->pw_uid;
+		struct passwd pw, *pwp = NULL;
+		char buf[16384];
+
+		if (getpwnam_r(s, &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL) {
+			*out = (long)pw.pw_uid;
 			return CUBEID_OK;
 		}
 	} else if (s != NULL && *s != '\0') {
-		struct group *gr = getgrnam(s);
-		if (gr != NULL) {
-			*out = (long)gr->gr_gid;
+		struct group gr, *grp = NULL;
+		char buf[16384];
+
+		if (getgrnam_r(s, &gr, buf, sizeof(buf), &grp) == 0 && grp != NULL) {
+			*out = (long)gr.gr_gid;
 			return CUBEID_OK;
 		}
 	}
