@@ -159,6 +159,10 @@ TESTS += tests/agent-dev.sh tests/interop-agent.sh tests/agent-status.sh tests/a
 EXTRA_DIST += tests/agent-dev.sh tests/interop-agent.sh tests/agent-status.sh \
 	tests/agent-token-outage.sh
 
+# Hostile input to the running agent: a deeply nested entries file.
+TESTS += tests/agent-hostile-input.sh
+EXTRA_DIST += tests/agent-hostile-input.sh
+
 # Attestation, entries and config tests; fixture /proc trees and a pod list.
 check_PROGRAMS += tests/test-attest tests/test-entries tests/test-config
 tests_test_attest_SOURCES = tests/test-attest.c
