@@ -118,9 +118,30 @@ load_config(const struct agent_flags *f, struct agent_config **out)
 	return CUBEID_OK;
 }
 
-/* Load cfg->entries; a missing file is no entries when allow_missing. */
+/* The PIN file, if the config or --pin-file names one, must be the agent's
+ * own and closed to everyone else.  A missing one is left to the token's
+ * login to report: --check runs where the secrets are not. */
 static int
-load_entries(const char *path, bool allow_missing, struct entry_set **out)
+pin_file_check(const struct agent_config *cfg)
+{
+	char *err = NULL;
+	int rc;
+
+	if (cfg->pin_file == NULL)
+		return CUBEID_OK;
+	rc = config_secret_file_check(cfg->pin_file, &err);
+	if (rc == CUBEID_ERR_NOT_FOUND)
+		rc = CUBEID_OK;
+	else if (rc != CUBEID_OK)
+		cubeid_error("pin_file %s", err != NULL ? err : cubeid_strerror(rc));
+	free(err);
+	return rc;
+}
+
+/* Load cfg->entries; a missing file is no entries when allow_missing.
+ * Every entry must be in trust domain td. */
+static int
+load_entries(const char *path, bool allow_missing, const char *td, struct entry_set **out)
 {
 	struct stat st;
 	char *err = NULL;
@@ -137,9 +158,12 @@ load_entries(const char *path, bool allow_missing, struct entry_set **out)
 		cubeid_error("entries: %s does not exist", path);
 		return CUBEID_ERR_NOT_FOUND;
 	}
-	if ((rc = entries_load(path, out, &err)) != CUBEID_OK) {
+	if ((rc = entries_load(path, out, &err)) != CUBEID_OK ||
+	    (rc = entries_check_trust_domain(*out, td, &err)) != CUBEID_OK) {
 		cubeid_error("entries: %s", err != NULL ? err : cubeid_strerror(rc));
 		free(err);
+		entries_free(*out);
+		*out = NULL;
 	}
 	return rc;
 }
@@ -580,7 +604,7 @@ reload_run(void *arg)
 	if ((j->rc = load_config(&j->a->flags, &j->cfg)) != CUBEID_OK)
 		return;
 	j->config_ok = true;
-	j->rc = load_entries(j->cfg->entries, j->a->flags.dev, &j->entries);
+	j->rc = load_entries(j->cfg->entries, j->a->flags.dev, j->a->td, &j->entries);
 }
 
 static void
@@ -1173,7 +1197,8 @@ main(int argc, char **argv)
 			goto out;
 		}
 
-		if ((rc = load_entries(a.cfg->entries, true, &e)) != CUBEID_OK)
+		if ((rc = pin_file_check(a.cfg)) != CUBEID_OK ||
+		    (rc = load_entries(a.cfg->entries, true, a.cfg->trust_domain, &e)) != CUBEID_OK)
 			goto out;
 		printf("%s: ok (%zu entries from %s)\n",
 		       f->config_file != NULL ? f->config_file : "defaults",
@@ -1200,9 +1225,9 @@ main(int argc, char **argv)
 		cubeid_error("signalfd: %s", strerror(errno));
 		goto out;
 	}
-	if (open_token_and_ca(&a) != CUBEID_OK)
+	if (pin_file_check(a.cfg) != CUBEID_OK || open_token_and_ca(&a) != CUBEID_OK)
 		goto out;
-	if (load_entries(a.cfg->entries, true, &a.entries) != CUBEID_OK)
+	if (load_entries(a.cfg->entries, true, a.td, &a.entries) != CUBEID_OK)
 		goto out;
 	if (f->dev && dev_entry_add(&a) != CUBEID_OK)
 		goto out;

@@ -8,6 +8,8 @@
 
 #include "agent/agent.h"
 
+#include <cubeid/error.h>
+
 #include <check.h>
 #include <limits.h>
 #include <stdio.h>
@@ -204,7 +206,41 @@ START_TEST(test_trust_domain_is_enforced)
 	/* a trust domain that is a prefix of the ID's is not the same */
 	ck_assert_uint_eq(match(s, &sel, "cluster.loc", &m, &ids), 0);
 	selector_set_clear(&sel);
+	/* the agent refuses such a file: FILE:LINE of the foreign entry */
+	{
+		char *err = NULL;
+
+		ck_assert_int_eq(entries_check_trust_domain(s, "cluster.local", &err),
+		                 CUBEID_ERR_CONFIG);
+		ck_assert_msg(strstr(err, "t.yaml:2: entry other: spiffe_id "
+		                          "'spiffe://other.org/x' is not in the trust domain "
+		                          "cluster.local") != NULL,
+		              "%s", err);
+		free(err);
+		ck_assert_int_eq(entries_check_trust_domain(s, "cluster.loc", &err),
+		                 CUBEID_ERR_CONFIG);
+		free(err);
+	}
 	entries_free(s);
+	s = parse_ok("entries:\n"
+	             "  - spiffe_id: spiffe://{td}/x\n"
+	             "    selectors: [unix:uid:1]\n"
+	             "  - spiffe_id: spiffe://cluster.local/y\n"
+	             "    selectors: [unix:uid:1]\n");
+	{
+		char *err = (char *)1;
+
+		ck_assert_int_eq(entries_check_trust_domain(s, "cluster.local", &err), 0);
+		ck_assert_ptr_null(err);
+	}
+	entries_free(s);
+	/* no placeholder but {td} in the trust domain */
+	parse_fails(
+	        "entries:\n  - spiffe_id: spiffe://{unix:user}/x\n    selectors: [unix:uid:1]\n",
+	        "t.yaml:2: bad spiffe_id 'spiffe://{unix:user}/x': the trust domain must be "
+	        "{td} or fixed");
+	parse_fails("entries:\n  - spiffe_id: spiffe://a{td}/x\n    selectors: [unix:uid:1]\n",
+	            "t.yaml:2: bad spiffe_id 'spiffe://a{td}/x': the trust domain");
 }
 END_TEST
 
@@ -382,6 +418,50 @@ START_TEST(test_delivery)
 	            "not a number or a known user");
 	parse_fails(DELIVERY_ENTRY("      dir: /x\n      x509: false\n"),
 	            "needs jwt_svids or jwt_bundle_file");
+	/* key files: 0600 or stricter */
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      key_mode: 0644\n"),
+	            "t.yaml:7: 'key_mode' 0644: a key file must be 0600 or stricter");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      key_mode: 0777\n"),
+	            "t.yaml:7: 'key_mode' 0777");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      key_mode: 4755\n"),
+	            "t.yaml:7: 'key_mode' 4755");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      key_mode: 1600\n"),
+	            "t.yaml:7: 'key_mode' 1600");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      key_mode: 0640\n"),
+	            "t.yaml:7: 'key_mode' 0640");
+	entries_free(parse_ok(DELIVERY_ENTRY("      dir: /x\n      key_mode: 0400\n")));
+	/* no pid 1, no uncatchable signals */
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      signal: SIGHUP\n      pid: 1\n"),
+	            "t.yaml:8: 'pid': 1 is init; it is never signalled");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      signal: SIGKILL\n      pid: 12\n"),
+	            "t.yaml:7: 'signal': SIGKILL may not be sent");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      signal: STOP\n      pid: 12\n"),
+	            "t.yaml:7: 'signal': STOP may not be sent");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      signal: 9\n      pid: 12\n"),
+	            "t.yaml:7: 'signal': 9 may not be sent");
+	entries_free(
+	        parse_ok(DELIVERY_ENTRY("      dir: /x\n      signal: SIGUSR2\n      pid: 12\n")));
+	/* system directories themselves, however spelled; not what is under them */
+	{
+		static const char *const sys[] = {
+		        "/",    "/etc", "/etc/",  "//etc",   "/./etc",   "/bin",     "/sbin",
+		        "/usr", "/lib", "/lib64", "/libx32", "/boot",    "/dev",     "/proc",
+		        "/sys", "/var", "/root",  "/run",    "/run/../", "/etc/x/.."};
+		char y[256];
+		size_t i;
+
+		for (i = 0; i < sizeof(sys) / sizeof(sys[0]); i++) {
+			snprintf(y, sizeof(y), DELIVERY_ENTRY("      dir: %s\n"), sys[i]);
+			parse_fails(y, "t.yaml:6: 'dir");
+		}
+		parse_fails(DELIVERY_ENTRY("      dir: /etc\n"),
+		            "t.yaml:6: 'dir': /etc is a system directory");
+		parse_fails(DELIVERY_ENTRY("      dir: /etc/x/..\n"), "without '..'");
+		entries_free(parse_ok(DELIVERY_ENTRY("      dir: /etc/myapp/certs\n")));
+		entries_free(parse_ok(DELIVERY_ENTRY("      dir: /var/lib/app\n")));
+		entries_free(parse_ok(DELIVERY_ENTRY("      dir: /library\n")));
+		entries_free(parse_ok(DELIVERY_ENTRY("      dir: /a..b\n")));
+	}
 	parse_fails("entries:\n"
 	            "  - spiffe_id: spiffe://{td}/ns/{k8s:ns}/sa/x\n"
 	            "    selectors: [k8s:ns]\n"
