@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include "agent/agent-doc.h"
+#include "agent/audit.h"
 #include "agent/cluster.h"
 #include "agent/daemon.h"
 
@@ -1058,6 +1059,7 @@ agent_cleanup(struct agent *a)
 	svid_cache_shutdown(a->cache);
 	a->stopping = true; /* a reload finishing now is dropped, not applied */
 	worker_pool_free(a->pool);
+	audit_flush(); /* the cached fetches counted since the last summary */
 	delivery_free(a->delivery);
 	picod_service_free(a->picod);
 	wapi_free(a->wapi);

@@ -100,7 +100,8 @@ libagent_la_LIBADD += $(LIBCURL_LIBS)
 
 # cubeid-agent: the daemon (issue 4).  The SVID cache and worker pool, the
 # Workload API handlers, and main (flags, --dev, signals, sd_notify).
-libagent_la_SOURCES += agent/daemon.h agent/svid-cache.c agent/workload-api.c
+libagent_la_SOURCES += agent/daemon.h agent/svid-cache.c agent/workload-api.c \
+	agent/audit.h agent/audit.c
 # The optional HTTP server (libmicrohttpd on the loop) and health/metrics
 # (issue 8).
 libagent_la_SOURCES += agent/http.h agent/http.c agent/metrics.h agent/metrics.c

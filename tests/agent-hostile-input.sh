@@ -4,7 +4,9 @@
 #   - an entries file nested 20,000 levels deep, written while a client
 #     fetches, is refused on reload with FILE:LINE; the old entries stay and
 #     the fetches keep working (the parse runs on a worker, and the depth is
-#     capped before libyaml builds the document).
+#     capped before libyaml builds the document);
+#   - a client fetching in a loop adds one audit line per credential, not
+#     one per call: repeats of a cached SVID are summed up in one line.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
 cubeid=$builddir/agent/cubeid
@@ -54,6 +56,22 @@ check "the agent is up" 0 "$cubeid" status --socket "$S"
 check "svid fetch" 0 "$cubeid" svid fetch --socket "$S" --out "$D/svid1"
 assert "the file's entry is served" grep -qx "spiffe://cluster.local/app" "$D/out"
 
+# The audit log: 40 cached fetches of each kind, one full line per credential.
+n0=$(wc -l <"$D/agent.err")
+done=0
+for _ in $(seq 1 40); do
+	"$cubeid" svid fetch --socket "$S" --out "$D/svidl" >/dev/null 2>&1 || break
+	"$cubeid" jwt fetch --aud loop --socket "$S" >/dev/null 2>&1 || break
+	done=$((done + 1))
+done
+n1=$(wc -l <"$D/agent.err")
+assert "40 rounds of fetches ($done)" [ "$done" -eq 40 ]
+assert "one x509-svid audit line for the entry" \
+	[ "$(grep -c 'issued x509-svid spiffe_id=spiffe://cluster.local/app ' "$D/agent.err")" -eq 1 ]
+assert "one jwt-svid audit line for the entry and audience" \
+	[ "$(grep -c 'issued jwt-svid spiffe_id=spiffe://cluster.local/app .*aud=\[loop\]' "$D/agent.err")" -eq 1 ]
+assert "the log grew by a few lines for 160 deliveries, not 160 ($((n1 - n0)))" [ $((n1 - n0)) -le 6 ]
+
 # A client fetching in a loop while the deep file goes in.
 (
 	i=0
@@ -90,5 +108,9 @@ wait "$pid" 2>/dev/null
 rc=$?
 pid=
 assert "the agent stops cleanly (rc $rc)" [ "$rc" -eq 0 ]
+assert "the cached x509 fetches are counted in one line" \
+	grep -Eq "x509-svid spiffe_id=spiffe://cluster.local/app uid=$uid entry=app last_pid=[0-9]+ serial=[0-9A-Fa-f:]+: served [0-9]+ cached fetches in the last [0-9]+ s" "$D/agent.err"
+assert "and the cached jwt fetches" \
+	grep -Eq "jwt-svid spiffe_id=spiffe://cluster.local/app aud=\[loop\] uid=$uid entry=app last_pid=[0-9]+ jti=[0-9a-f]+: served 39 cached fetches" "$D/agent.err"
 echo "1..$n"
 [ "$fails" -eq 0 ]
