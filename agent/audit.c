@@ -18,10 +18,12 @@ struct slot {
 	uint64_t hash;
 	unsigned long count; /* cached fetches not yet logged */
 	long last_pid;
-	int64_t since, last_seen; /* monotonic seconds */
+	int64_t since;      /* monotonic seconds: the start of the count */
+	uint64_t last_used; /* tick of the last call: the LRU order */
 };
 
 static struct slot slots[AUDIT_SLOTS];
+static uint64_t ticks;
 
 static int64_t
 now_s(void)
@@ -90,7 +92,7 @@ audit_first(const char *kind, uid_t uid, pid_t pid, const char *entry, const cha
 		/* other callers' minutes that ended meanwhile */
 		if (t->count > 0 && now - t->since >= AUDIT_WINDOW_S)
 			summary(t, now);
-		if (lru == NULL || (lru->key != NULL && t->last_seen < lru->last_seen))
+		if (lru == NULL || (lru->key != NULL && t->last_used < lru->last_used))
 			lru = t;
 	}
 	if (asprintf(&c, "%s=%s", cred_name, cred) < 0) {
@@ -102,7 +104,7 @@ audit_first(const char *kind, uid_t uid, pid_t pid, const char *entry, const cha
 		free(c);
 		s->count++;
 		s->last_pid = (long)pid;
-		s->last_seen = now;
+		s->last_used = ++ticks;
 		if (now - s->since >= AUDIT_WINDOW_S)
 			summary(s, now);
 		return false;
@@ -131,7 +133,7 @@ audit_first(const char *kind, uid_t uid, pid_t pid, const char *entry, const cha
 	}
 	s->count = 0;
 	s->since = now;
-	s->last_seen = now;
+	s->last_used = ++ticks;
 	s->last_pid = (long)pid;
 	return true;
 }

@@ -102,6 +102,11 @@ libagent_la_LIBADD += $(LIBCURL_LIBS)
 # Workload API handlers, and main (flags, --dev, signals, sd_notify).
 libagent_la_SOURCES += agent/daemon.h agent/svid-cache.c agent/workload-api.c \
 	agent/audit.h agent/audit.c
+check_PROGRAMS += tests/test-audit
+tests_test_audit_SOURCES = tests/test-audit.c
+tests_test_audit_CFLAGS = $(TEST_CFLAGS)
+tests_test_audit_LDADD = libagent.la $(TEST_LIBS)
+TESTS += tests/test-audit
 # The optional HTTP server (libmicrohttpd on the loop) and health/metrics
 # (issue 8).
 libagent_la_SOURCES += agent/http.h agent/http.c agent/metrics.h agent/metrics.c
