@@ -511,7 +511,8 @@ static const struct key_doc config_docs[] = {
          "The token holding the CA and JWT keys, e.g. \"pkcs11:token=cubeid\".  Default "
          "`$CUBEID_TOKEN`."},
         {"pin_file", "an absolute path",
-         "The file holding the token's user PIN (never the PIN itself).  Mode 0600 or stricter."},
+         "The file holding the token's user PIN (never the PIN itself).  Owned by the agent's "
+         "user, mode 0600 or stricter: --check and the start refuse it otherwise."},
         {"module", "an absolute path",
          "The PKCS#11 module, when the URI does not name one with module-path: e.g. "
          "/usr/lib/softhsm/libsofthsm2.so or "
@@ -674,7 +675,9 @@ static const struct key_doc entry_docs[] = {
         {"name", "optional",
          "Unique over all files; letters, digits and ._-:/@, at most 253.  Default: FILE:LINE "
          "of the entry."},
-        {"spiffe_id", "required", "The ID, possibly a template (TEMPLATES)."},
+        {"spiffe_id", "required",
+         "The ID, possibly a template (TEMPLATES).  Its trust domain is {td} or the agent's "
+         "own; no other placeholder may stand there."},
         {"selectors", "required",
          "A list; all must match.  At least one (an entry with none would match everyone), at "
          "most 64."},
@@ -694,9 +697,11 @@ static const struct key_doc entry_docs[] = {
 
 static const struct key_doc delivery_docs[] = {
         {"dir", "required",
-         "An absolute directory; the files are replaced there as one atomic set. No symlink "
-         "in its path is followed (give the real path), and one whose parents another user "
-         "could write is refused (see allow_unsafe_parent)."},
+         "An absolute directory; the files are replaced there as one atomic set.  Not a "
+         "system directory itself (/, /etc, /bin, /sbin, /usr, /lib*, /boot, /dev, /proc, "
+         "/sys, /var, /root, /run); a directory under one is fine.  No symlink in its path "
+         "is followed (give the real path), and one whose parents another user could write "
+         "is refused (see allow_unsafe_parent)."},
         {"x509", "true or false; default true", "Whether the X.509-SVID files are written."},
         {"svid_file", "a file name; default svid.pem", "The certificate chain, leaf first."},
         {"key_file", "a file name; default svid_key.pem", "The private key (PKCS#8 PEM)."},
@@ -704,14 +709,17 @@ static const struct key_doc delivery_docs[] = {
         {"jwt_svids", "a list of {audience, file}", "JWT-SVID files, one per audience."},
         {"jwt_bundle_file", "a file name", "The JWT bundle (JWKS)."},
         {"cert_mode", "octal; default 0644", "Mode of the certificate and bundle files."},
-        {"key_mode", "octal; default 0600", "Mode of the key file."},
+        {"key_mode", "octal; default 0600",
+         "Mode of the key file: 0600 or stricter (no group or other bits, no setuid, setgid "
+         "or sticky)."},
         {"jwt_svid_mode", "octal; default 0600", "Mode of the JWT-SVID files."},
         {"jwt_bundle_mode", "octal; default 0644", "Mode of the JWT bundle file."},
         {"uid", "a number or user name", "Owner of the files; default the agent's."},
         {"gid", "a number or group name", "Group of the files; default the agent's."},
-        {"signal", "a signal name (SIGHUP, SIGUSR1, ...)",
-         "Sent after every update to pid or to pid_file's process."},
-        {"pid", "a process id", "Where signal goes."},
+        {"signal", "SIGHUP, SIGUSR1, SIGUSR2, SIGTERM, SIGINT or SIGWINCH",
+         "Sent after every update to pid or to pid_file's process.  Other signals (SIGKILL, "
+         "SIGSTOP, ...) are refused."},
+        {"pid", "a process id other than 1", "Where signal goes; init (1) is never signalled."},
         {"pid_file", "an absolute path", "A file holding the pid signal goes to."},
         {"command", "a list: an argument vector", "Run after every update, with no shell."},
         {"allow_unsafe_parent", "true or false; default false",

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include "agent/agent-doc.h"
+#include "agent/audit.h"
 #include "agent/cluster.h"
 #include "agent/daemon.h"
 
@@ -20,6 +21,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,9 +119,30 @@ load_config(const struct agent_flags *f, struct agent_config **out)
 	return CUBEID_OK;
 }
 
-/* Load cfg->entries; a missing file is no entries when allow_missing. */
+/* The PIN file, if the config or --pin-file names one, must be the agent's
+ * own and closed to everyone else.  A missing one is left to the token's
+ * login to report: --check runs where the secrets are not. */
 static int
-load_entries(const char *path, bool allow_missing, struct entry_set **out)
+pin_file_check(const struct agent_config *cfg)
+{
+	char *err = NULL;
+	int rc;
+
+	if (cfg->pin_file == NULL)
+		return CUBEID_OK;
+	rc = config_secret_file_check(cfg->pin_file, &err);
+	if (rc == CUBEID_ERR_NOT_FOUND)
+		rc = CUBEID_OK;
+	else if (rc != CUBEID_OK)
+		cubeid_error("pin_file %s", err != NULL ? err : cubeid_strerror(rc));
+	free(err);
+	return rc;
+}
+
+/* Load cfg->entries; a missing file is no entries when allow_missing.
+ * Every entry must be in trust domain td. */
+static int
+load_entries(const char *path, bool allow_missing, const char *td, struct entry_set **out)
 {
 	struct stat st;
 	char *err = NULL;
@@ -136,9 +159,12 @@ load_entries(const char *path, bool allow_missing, struct entry_set **out)
 		cubeid_error("entries: %s does not exist", path);
 		return CUBEID_ERR_NOT_FOUND;
 	}
-	if ((rc = entries_load(path, out, &err)) != CUBEID_OK) {
+	if ((rc = entries_load(path, out, &err)) != CUBEID_OK ||
+	    (rc = entries_check_trust_domain(*out, td, &err)) != CUBEID_OK) {
 		cubeid_error("entries: %s", err != NULL ? err : cubeid_strerror(rc));
 		free(err);
+		entries_free(*out);
+		*out = NULL;
 	}
 	return rc;
 }
@@ -549,34 +575,75 @@ restart_bound_keep(struct agent *a, struct agent_config *cfg)
 	X509_free(disk);
 }
 
-static void
-reload(struct agent *a, const char *why)
-{
-	struct agent_config *cfg = NULL;
-	struct entry_set *entries = NULL;
+/*
+ * A reload reads and parses the config and the entries on a worker (a big
+ * or hostile file must not stall the Workload API), then applies them on
+ * the loop thread in reload_done(), keeping the old state on any error.
+ * Token work (the JWT keys, picod) stays where it was.  A reload asked for
+ * while one is in flight is folded into one more after it.
+ */
+struct reload_job {
+	struct agent *a;
 	bool bundles_changed;
-	int rc;
+	int rc; /* of load_config, then of load_entries; -1 if run() never ran */
+	bool config_ok;
+	struct agent_config *cfg;
+	struct entry_set *entries;
+	pthread_t loop_thread;
+};
 
-	cubeid_notice("%s: reloading the config and the entries", why);
-	sd_notify(0, "RELOADING=1\nSTATUS=reloading");
-	bundles_changed = reload_jwt_keys(a); /* whatever becomes of the config */
-	picod_service_reload(a->picod);
-	if ((rc = load_config(&a->flags, &cfg)) != CUBEID_OK) {
+static atomic_bool reload_busy;  /* a worker clears it if the loop is out of reach */
+static const char *reload_again; /* why, when one more is due */
+
+static void reload(struct agent *a, const char *why);
+
+static void
+reload_run(void *arg)
+{
+	struct reload_job *j = arg;
+
+	if ((j->rc = load_config(&j->a->flags, &j->cfg)) != CUBEID_OK)
+		return;
+	j->config_ok = true;
+	j->rc = load_entries(j->cfg->entries, j->a->flags.dev, j->a->td, &j->entries);
+}
+
+static void
+reload_done(void *arg)
+{
+	struct reload_job *j = arg;
+	struct agent *a = j->a;
+	const char *again;
+
+	/* The pool runs done() after the loop stopped (a->stopping), or on the
+	 * worker when it could not post back (out of memory): drop the result. */
+	if (a->stopping || !pthread_equal(pthread_self(), j->loop_thread)) {
+		if (!a->stopping)
+			cubeid_error("reload: the result could not reach the loop; keeping the old "
+			             "config and entries");
+		entries_free(j->entries);
+		config_free(j->cfg);
+		free(j);
+		atomic_store(&reload_busy, false);
+		return;
+	}
+	atomic_store(&reload_busy, false);
+	if (!j->config_ok) {
 		cubeid_error("reload: keeping the old config");
 		goto out;
 	}
-	restart_bound_keep(a, cfg);
-	if ((rc = load_entries(cfg->entries, a->flags.dev, &entries)) != CUBEID_OK) {
+	restart_bound_keep(a, j->cfg);
+	if (j->rc != CUBEID_OK) {
 		cubeid_error("reload: keeping the old config and entries");
-		config_free(cfg);
+		config_free(j->cfg);
 		goto out;
 	}
 	config_free(a->cfg);
-	a->cfg = cfg;
-	cubeid_log_set_level((cubeid_log_level)cfg->log_level);
+	a->cfg = j->cfg;
+	cubeid_log_set_level((cubeid_log_level)a->cfg->log_level);
 	attest_name_cache_clear();
 	entries_free(a->entries);
-	a->entries = entries;
+	a->entries = j->entries;
 	attest_tune(a);
 	a->generation++;
 	delivery_sync(a->delivery);
@@ -585,14 +652,46 @@ reload(struct agent *a, const char *why)
 	cubeid_notice("reloaded: %zu entries from files%s",
 	              a->entries != NULL ? a->entries->n : (size_t)0,
 	              a->dev_entries.n > 0 ? " + the --dev user" : "");
-	bundles_changed = false; /* the streams have it already */
+	j->bundles_changed = false; /* the streams have it already */
 out:
-	if (bundles_changed) {
+	if (j->bundles_changed) {
 		a->generation++;
 		wapi_refresh_all(a->wapi);
 	}
+	free(j);
 	entries_watch(a); /* the entries path may have changed */
 	sd_notify(0, "READY=1\nSTATUS=serving");
+	if ((again = reload_again) != NULL) {
+		reload_again = NULL;
+		reload(a, again);
+	}
+}
+
+static void
+reload(struct agent *a, const char *why)
+{
+	struct reload_job *j;
+
+	if (atomic_load(&reload_busy)) {
+		reload_again = why;
+		return;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		cubeid_error("%s: cannot reload: %s", why, cubeid_strerror(CUBEID_ERR_NOMEM));
+		return;
+	}
+	j->a = a;
+	j->rc = -1;
+	j->loop_thread = pthread_self();
+	cubeid_notice("%s: reloading the config and the entries", why);
+	sd_notify(0, "RELOADING=1\nSTATUS=reloading");
+	j->bundles_changed = reload_jwt_keys(a); /* whatever becomes of the config */
+	picod_service_reload(a->picod);
+	atomic_store(&reload_busy, true);
+	if (worker_submit(a->pool, reload_run, reload_done, j) != CUBEID_OK) {
+		reload_run(j); /* no worker to be had: as before, on this thread */
+		reload_done(j);
+	}
 }
 
 /* ------------------------------------------------ entries change */
@@ -958,7 +1057,9 @@ agent_cleanup(struct agent *a)
 	agent_http_stop(a);
 	grpc_server_free(a->grpc);
 	svid_cache_shutdown(a->cache);
+	a->stopping = true; /* a reload finishing now is dropped, not applied */
 	worker_pool_free(a->pool);
+	audit_flush(); /* the cached fetches counted since the last summary */
 	delivery_free(a->delivery);
 	picod_service_free(a->picod);
 	wapi_free(a->wapi);
@@ -1098,7 +1199,8 @@ main(int argc, char **argv)
 			goto out;
 		}
 
-		if ((rc = load_entries(a.cfg->entries, true, &e)) != CUBEID_OK)
+		if ((rc = pin_file_check(a.cfg)) != CUBEID_OK ||
+		    (rc = load_entries(a.cfg->entries, true, a.cfg->trust_domain, &e)) != CUBEID_OK)
 			goto out;
 		printf("%s: ok (%zu entries from %s)\n",
 		       f->config_file != NULL ? f->config_file : "defaults",
@@ -1125,9 +1227,9 @@ main(int argc, char **argv)
 		cubeid_error("signalfd: %s", strerror(errno));
 		goto out;
 	}
-	if (open_token_and_ca(&a) != CUBEID_OK)
+	if (pin_file_check(a.cfg) != CUBEID_OK || open_token_and_ca(&a) != CUBEID_OK)
 		goto out;
-	if (load_entries(a.cfg->entries, true, &a.entries) != CUBEID_OK)
+	if (load_entries(a.cfg->entries, true, a.td, &a.entries) != CUBEID_OK)
 		goto out;
 	if (f->dev && dev_entry_add(&a) != CUBEID_OK)
 		goto out;

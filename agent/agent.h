@@ -153,6 +153,10 @@ struct entry_set {
  * parse error, *err says file:line and why (caller frees). */
 int entries_load(const char *path, struct entry_set **out, char **err);
 void entries_free(struct entry_set *s);
+/* CUBEID_ERR_CONFIG, with *err "FILE:LINE: entry NAME: ..." (caller
+ * frees), if an entry's spiffe_id names a trust domain other than td
+ * ({td} always fits). */
+int entries_check_trust_domain(const struct entry_set *s, const char *td, char **err);
 /* Every entry whose selectors all match, with its SPIFFE ID resolved for
  * trust domain td (templates filled from sel; an entry whose template needs
  * a selector the workload lacks does not match).  ids[i] belongs to
@@ -279,6 +283,11 @@ int config_load(const char *path, struct agent_config **out, char **err);
 int config_parse(const char *buf, size_t len, const char *name, struct agent_config **out,
                  char **err);
 void config_free(struct agent_config *c);
+/* A file holding a secret (the PIN file): a regular file of the effective
+ * user, with no group or other bits, as `cubeid oidc --secret-file` wants
+ * it.  CUBEID_ERR_PERMISSION (owner, mode), _NOT_FOUND or _IO, with *err
+ * "PATH: why" (caller frees). */
+int config_secret_file_check(const char *path, char **err);
 
 /* --------------------------------------- entries and selectors, more */
 /* True if type ("k8s:ns") is a selector type attestation can produce. */

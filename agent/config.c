@@ -15,9 +15,12 @@
 #include <cubeid/log.h>
 #include <cubeid/spiffe.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define CONFIG_FILE_MAX (1024 * 1024)
 
@@ -383,5 +386,39 @@ config_load(const char *path, struct agent_config **out, char **err)
 		return r;
 	r = config_parse(buf, len, path, out, err);
 	free(buf);
+	return r;
+}
+
+int
+config_secret_file_check(const char *path, char **err)
+{
+	struct stat st;
+	int r = CUBEID_OK;
+
+	*err = NULL;
+	if (stat(path, &st) != 0) {
+		r = errno == ENOENT ? CUBEID_ERR_NOT_FOUND : CUBEID_ERR_IO;
+		if (asprintf(err, "%s: %s", path, strerror(errno)) < 0)
+			*err = NULL;
+		return r;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		if (asprintf(err, "%s: not a regular file", path) < 0)
+			*err = NULL;
+		return CUBEID_ERR_IO;
+	}
+	if (st.st_uid != geteuid()) {
+		if (asprintf(err, "%s: owned by uid %lu, not by the agent's uid %lu: refused", path,
+		             (unsigned long)st.st_uid, (unsigned long)geteuid()) < 0)
+			*err = NULL;
+		r = CUBEID_ERR_PERMISSION;
+	} else if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		if (asprintf(
+		            err,
+		            "%s: readable or writable by others (mode %04o): refused; chmod 600 it",
+		            path, (unsigned)(st.st_mode & 07777)) < 0)
+			*err = NULL;
+		r = CUBEID_ERR_PERMISSION;
+	}
 	return r;
 }

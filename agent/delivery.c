@@ -140,6 +140,10 @@ run_actions(const struct entry_delivery *c, const char **why)
 			                                  : "the pid file holds no pid";
 			return rc;
 		}
+		if (pid <= 1) { /* a pid file naming init: never signalled */
+			*why = "the pid file names pid 1";
+			return CUBEID_ERR_PERMISSION;
+		}
 		if (kill(pid, c->signal) != 0) {
 			*why = errno == ESRCH ? "no process has the pid" : "kill() failed";
 			return CUBEID_ERR_IO;

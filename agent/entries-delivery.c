@@ -12,8 +12,11 @@
 
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define DELIVERY_JWT_MAX  16
 #define DELIVERY_ARGV_MAX 64
@@ -85,16 +88,21 @@ get_id(struct entries_ctx *c, yaml_node_t *v, const char *key, long *out)
 		*out = (long)u;
 		return CUBEID_OK;
 	}
+	/* the _r forms: a reload parses on a worker thread */
 	if (s != NULL && *s != '\0' && strcmp(key, "uid") == 0) {
-		struct passwd *pw = getpwnam(s);
-		if (pw != NULL) {
-			*out = (long)pw->pw_uid;
+		struct passwd pw, *pwp = NULL;
+		char buf[16384];
+
+		if (getpwnam_r(s, &pw, buf, sizeof(buf), &pwp) == 0 && pwp != NULL) {
+			*out = (long)pw.pw_uid;
 			return CUBEID_OK;
 		}
 	} else if (s != NULL && *s != '\0') {
-		struct group *gr = getgrnam(s);
-		if (gr != NULL) {
-			*out = (long)gr->gr_gid;
+		struct group gr, *grp = NULL;
+		char buf[16384];
+
+		if (getgrnam_r(s, &gr, buf, sizeof(buf), &grp) == 0 && grp != NULL) {
+			*out = (long)gr.gr_gid;
 			return CUBEID_OK;
 		}
 	}
@@ -187,6 +195,76 @@ parse_delivery_command(struct entries_ctx *c, yaml_node_t *v, struct entry_deliv
 	return CUBEID_OK;
 }
 
+/*
+ * Signals a delivery may send: the ones programs take as "reload" or "stop
+ * cleanly".  SIGKILL and SIGSTOP cannot be caught (a certificate update
+ * would kill or freeze the service), and the rest mean faults.
+ */
+static const int signal_allowed[] = {SIGHUP, SIGUSR1, SIGUSR2, SIGTERM, SIGINT, SIGWINCH};
+
+static bool
+signal_ok(int sig)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(signal_allowed) / sizeof(signal_allowed[0]); i++)
+		if (signal_allowed[i] == sig)
+			return true;
+	return false;
+}
+
+/*
+ * System directories a delivery must not replace: the root, /etc, the
+ * binaries and libraries, and the kernel's and the system's state.  Only the
+ * directory itself: /etc/myapp/certs is fine.  dir is absolute, with no
+ * '..' component; "//" and "/./" and a trailing '/' do not hide one.
+ */
+static bool
+dir_is_system(const char *dir)
+{
+	static const char *const sys[] = {"",       "/etc",   "/bin",    "/sbin", "/usr", "/lib",
+	                                  "/lib32", "/lib64", "/libx32", "/boot", "/dev", "/proc",
+	                                  "/sys",   "/var",   "/root",   "/run"};
+	char norm[4096];
+	size_t n = 0, i;
+	const char *p = dir;
+
+	while (*p != '\0') {
+		size_t l;
+
+		while (*p == '/')
+			p++;
+		l = strcspn(p, "/");
+		if (l == 0 || (l == 1 && p[0] == '.')) {
+			p += l;
+			continue;
+		}
+		if (n + 1 + l >= sizeof(norm))
+			return false;
+		norm[n++] = '/';
+		memcpy(norm + n, p, l);
+		n += l;
+		p += l;
+	}
+	norm[n] = '\0';
+	for (i = 0; i < sizeof(sys) / sizeof(sys[0]); i++)
+		if (strcmp(norm, sys[i]) == 0)
+			return true;
+	return false;
+}
+
+/* True if a path component of s is "..". */
+static bool
+has_dotdot(const char *s)
+{
+	const char *p;
+
+	for (p = strstr(s, ".."); p != NULL; p = strstr(p + 1, ".."))
+		if ((p == s || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
+			return true;
+	return false;
+}
+
 static const char *const delivery_keys[] = {"dir",
                                             "x509",
                                             "svid_file",
@@ -256,9 +334,14 @@ entries_parse_delivery(struct entries_ctx *c, yaml_node_t *m, struct reg_entry *
 			if ((r = entries_get_str(c, v, k, &d->dir)) != CUBEID_OK)
 				return r;
 			if (d->dir[0] != '/' || !entries_printable(d->dir, 4000) ||
-			    strstr(d->dir, "/../") != NULL)
+			    has_dotdot(d->dir))
 				return yu_err(c->err, c->name, v,
 				              "'dir' must be an absolute path without '..'");
+			if (dir_is_system(d->dir))
+				return yu_err(c->err, c->name, v,
+				              "'dir': %s is a system directory; deliver into a "
+				              "directory of its own (e.g. /etc/myapp/certs)",
+				              d->dir);
 		} else if (strcmp(k, "x509") == 0) {
 			if (yu_bool(v, &x509) != CUBEID_OK)
 				return yu_err(c->err, c->name, v, "'x509' must be true or false");
@@ -283,6 +366,12 @@ entries_parse_delivery(struct entries_ctx *c, yaml_node_t *m, struct reg_entry *
 		} else if (strcmp(k, "key_mode") == 0) {
 			if ((r = get_mode(c, v, k, &d->key_mode)) != CUBEID_OK)
 				return r;
+			if (d->key_mode & (S_ISUID | S_ISGID | S_ISVTX | S_IRWXG | S_IRWXO))
+				return yu_err(
+				        c->err, c->name, v,
+				        "'key_mode' %04o: a key file must be 0600 or stricter "
+				        "(no group or other bits, no setuid, setgid or sticky)",
+				        d->key_mode);
 		} else if (strcmp(k, "jwt_svid_mode") == 0) {
 			if ((r = get_mode(c, v, k, &d->jwt_svid_mode)) != CUBEID_OK)
 				return r;
@@ -301,9 +390,18 @@ entries_parse_delivery(struct entries_ctx *c, yaml_node_t *m, struct reg_entry *
 				        c->err, c->name, v,
 				        "'signal': unknown signal '%s' (SIGHUP, SIGUSR1, ...)",
 				        yu_scalar(v) != NULL ? yu_scalar(v) : "(not a string)");
+			if (!signal_ok(d->signal))
+				return yu_err(
+				        c->err, c->name, v,
+				        "'signal': %s may not be sent (SIGHUP, SIGUSR1, SIGUSR2, "
+				        "SIGTERM, SIGINT or SIGWINCH)",
+				        yu_scalar(v));
 		} else if (strcmp(k, "pid") == 0) {
 			if (yu_ulong(v, 4194304, &ul) != CUBEID_OK || ul == 0)
 				return yu_err(c->err, c->name, v, "'pid' must be a process id > 0");
+			if (ul == 1)
+				return yu_err(c->err, c->name, v,
+				              "'pid': 1 is init; it is never signalled");
 			d->pid = (long)ul;
 		} else if (strcmp(k, "pid_file") == 0) {
 			if ((r = entries_get_str(c, v, k, &d->pid_file)) != CUBEID_OK)

@@ -53,6 +53,33 @@ entry_clear(struct reg_entry *e)
 	memset(e, 0, sizeof(*e));
 }
 
+int
+entries_check_trust_domain(const struct entry_set *s, const char *td, char **err)
+{
+	size_t i, tl = strlen(td);
+
+	*err = NULL;
+	for (i = 0; s != NULL && i < s->n; i++) {
+		const char *id = s->e[i].spiffe_id, *d;
+
+		if (id == NULL || strncmp(id, "spiffe://", 9) != 0)
+			continue; /* not loaded from a file: checked when parsed */
+		d = id + 9;
+		if (strncmp(d, "{td}", 4) == 0 && (d[4] == '/' || d[4] == '\0'))
+			continue;
+		if (strncmp(d, td, tl) == 0 && (d[tl] == '/' || d[tl] == '\0'))
+			continue;
+		if (asprintf(err, "%s: entry %s: spiffe_id '%s' is not in the trust domain %s",
+		             s->e[i].source != NULL ? s->e[i].source : "(entry)",
+		             s->e[i].name != NULL ? s->e[i].name : "(unnamed)", id, td) < 0) {
+			*err = NULL;
+			return CUBEID_ERR_NOMEM;
+		}
+		return CUBEID_ERR_CONFIG;
+	}
+	return CUBEID_OK;
+}
+
 void
 entries_free(struct entry_set *s)
 {
@@ -301,6 +328,18 @@ parse_entry(struct entries_ctx *c, yaml_node_t *m, struct reg_entry *e)
 	if (e->selectors.n == 0)
 		return yu_err(c->err, c->name, m, "entry %s has no 'selectors'",
 		              e->name != NULL ? e->name : "(unnamed)");
+	/* The trust domain is {td} or fixed: a selector's value there would
+	 * let a workload pick its own trust domain. */
+	if (strncmp(e->spiffe_id, "spiffe://", 9) == 0) {
+		size_t l = strcspn(e->spiffe_id + 9, "/");
+
+		if (memchr(e->spiffe_id + 9, '{', l) != NULL &&
+		    !(l == 4 && strncmp(e->spiffe_id + 9, "{td}", 4) == 0))
+			return yu_err(c->err, c->name, id_node,
+			              "bad spiffe_id '%s': the trust domain must be {td} or fixed, "
+			              "with no placeholder",
+			              e->spiffe_id);
+	}
 	/* The ID must be valid whatever the template values are. */
 	r = entries_expand(e->spiffe_id, NULL, "example.org", &tmp, &why, &bad);
 	if (r == CUBEID_ERR_NOMEM)

@@ -100,7 +100,13 @@ libagent_la_LIBADD += $(LIBCURL_LIBS)
 
 # cubeid-agent: the daemon (issue 4).  The SVID cache and worker pool, the
 # Workload API handlers, and main (flags, --dev, signals, sd_notify).
-libagent_la_SOURCES += agent/daemon.h agent/svid-cache.c agent/workload-api.c
+libagent_la_SOURCES += agent/daemon.h agent/svid-cache.c agent/workload-api.c \
+	agent/audit.h agent/audit.c
+check_PROGRAMS += tests/test-audit
+tests_test_audit_SOURCES = tests/test-audit.c
+tests_test_audit_CFLAGS = $(TEST_CFLAGS)
+tests_test_audit_LDADD = libagent.la $(TEST_LIBS)
+TESTS += tests/test-audit
 # The optional HTTP server (libmicrohttpd on the loop) and health/metrics
 # (issue 8).
 libagent_la_SOURCES += agent/http.h agent/http.c agent/metrics.h agent/metrics.c
@@ -158,6 +164,10 @@ EXTRA_DIST += tests/agent-man-sync.sh
 TESTS += tests/agent-dev.sh tests/interop-agent.sh tests/agent-status.sh tests/agent-token-outage.sh
 EXTRA_DIST += tests/agent-dev.sh tests/interop-agent.sh tests/agent-status.sh \
 	tests/agent-token-outage.sh
+
+# Hostile input to the running agent: a deeply nested entries file.
+TESTS += tests/agent-hostile-input.sh
+EXTRA_DIST += tests/agent-hostile-input.sh
 
 # Attestation, entries and config tests; fixture /proc trees and a pod list.
 check_PROGRAMS += tests/test-attest tests/test-entries tests/test-config

@@ -17,6 +17,7 @@
  */
 #include "config.h"
 
+#include "agent/audit.h"
 #include "agent/cluster.h"
 #include "agent/daemon.h"
 #include "agent/picod.pb-c.h"
@@ -587,7 +588,14 @@ static void
 log_issued(const struct pitem *it, const char *session, const struct pjob *j, pid_t pid, uid_t uid,
            bool cached)
 {
+	char what[4096];
+
 	(void)j;
+	/* a mint is always logged; a cached token only the first time this
+	 * caller gets it, then counted (audit.h) */
+	snprintf(what, sizeof(what), "sub=%s aud=%s session_id=%s", it->sub, it->aud, session);
+	if (!audit_first("picod-token", uid, pid, "-", what, "jti", it->jti) && cached)
+		return;
 	cubeid_notice("issued picod token sub=%s aud=%s session_id=%s jti=%s kid=%s exp=%lld "
 	              "pid=%ld uid=%ld cached=%s",
 	              it->sub, it->aud, session, it->jti, it->kid, (long long)it->exp, (long)pid,

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include "agent/audit.h"
 #include "agent/daemon.h"
 #include "agent/workload.pb-c.h"
 
@@ -315,6 +316,28 @@ x509_set_items(struct wcall *wc, const struct reg_entry **matched, char **ids, s
 	return CUBEID_OK;
 }
 
+/* True if this delivery goes into the audit log in full: the first time
+ * this caller gets this SVID; repeats are counted (audit.h). */
+static bool
+audit_x509(const struct wcall *wc, const struct x509_item *it)
+{
+	char what[2304];
+
+	snprintf(what, sizeof(what), "spiffe_id=%s", it->spiffe_id);
+	return audit_first("x509-svid", wc->peer.uid, wc->peer.pid, it->entry_name, what, "serial",
+	                   it->serial);
+}
+
+static bool
+audit_jwt(const struct wcall *wc, size_t i, const char *audlog)
+{
+	char what[4096];
+
+	snprintf(what, sizeof(what), "spiffe_id=%s aud=[%s]", wc->jitems[i]->spiffe_id, audlog);
+	return audit_first("jwt-svid", wc->peer.uid, wc->peer.pid, wc->jentry[i], what, "jti",
+	                   wc->jitems[i]->jti);
+}
+
 /* Send the full state if every identity is ready and something changed.
  * Finishes the call when it cannot be served. */
 static void
@@ -381,7 +404,7 @@ x509_maybe_send(struct wcall *wc, bool force)
 	for (i = 0; i < wc->n_items; i++) {
 		struct x509_item *it = wc->items[i];
 
-		if (wc->sent[i] != it->version)
+		if (wc->sent[i] != it->version && audit_x509(wc, it))
 			cubeid_notice("issued x509-svid spiffe_id=%s pid=%ld uid=%ld entry=%s "
 			              "selectors=%s serial=%s",
 			              it->spiffe_id, (long)wc->peer.pid, (long)wc->peer.uid,
@@ -600,11 +623,12 @@ jwt_maybe_reply(struct wcall *wc)
 		off += (size_t)k;
 	}
 	for (i = 0; i < wc->n_j; i++)
-		cubeid_notice("issued jwt-svid spiffe_id=%s pid=%ld uid=%ld entry=%s selectors=%s "
-		              "aud=[%s] jti=%s exp=%lld",
-		              wc->jitems[i]->spiffe_id, (long)wc->peer.pid, (long)wc->peer.uid,
-		              wc->jentry[i], wc->sel_str, audlog, wc->jitems[i]->jti,
-		              (long long)wc->jitems[i]->exp);
+		if (audit_jwt(wc, i, audlog))
+			cubeid_notice("issued jwt-svid spiffe_id=%s pid=%ld uid=%ld entry=%s "
+			              "selectors=%s aud=[%s] jti=%s exp=%lld",
+			              wc->jitems[i]->spiffe_id, (long)wc->peer.pid,
+			              (long)wc->peer.uid, wc->jentry[i], wc->sel_str, audlog,
+			              wc->jitems[i]->jti, (long long)wc->jitems[i]->exp);
 	if (grpc_call_send(wc->call, buf, len) != CUBEID_OK) {
 		free(buf);
 		free(svids);

@@ -123,6 +123,57 @@ yu_err(char **err, const char *name, const yaml_node_t *n, const char *fmt, ...)
 	return r == CUBEID_OK ? CUBEID_ERR_CONFIG : r;
 }
 
+/*
+ * Refuse a stream nested deeper than YU_DEPTH_MAX before building a
+ * document from it.  libyaml's scanner spends time in proportion to the
+ * flow depth on every token, so 40,000 levels of "[[[[" took 10 s on the
+ * loop thread.  The check walks libyaml's own events and stops at the
+ * first level too deep, which costs at most YU_DEPTH_MAX times the tokens
+ * read so far: a textual scan for '[' and '{' would have to guess where
+ * quoted scalars start, and a quote inside a plain scalar (a: it 's) would
+ * hide the brackets after it.  Mappings and sequences count alike, block
+ * or flow, in every document of the stream; an alias is a leaf.  A syntax
+ * error ends the check: yaml_parser_load() reports it.
+ */
+static int
+depth_check(const char *buf, size_t len, const char *name, char **err)
+{
+	yaml_parser_t p;
+	yaml_event_t ev;
+	unsigned depth = 0;
+	int r = CUBEID_OK;
+
+	if (!yaml_parser_initialize(&p))
+		return CUBEID_ERR_NOMEM;
+	yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
+	for (;;) {
+		yaml_event_type_t t;
+		unsigned long line;
+
+		if (!yaml_parser_parse(&p, &ev)) {
+			r = p.error == YAML_MEMORY_ERROR ? CUBEID_ERR_NOMEM : CUBEID_OK;
+			break;
+		}
+		t = ev.type;
+		line = (unsigned long)ev.start_mark.line + 1;
+		yaml_event_delete(&ev);
+		if (t == YAML_STREAM_END_EVENT)
+			break;
+		if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+			if (++depth > YU_DEPTH_MAX) {
+				r = set_err(err, "%s:%lu: nested deeper than %d levels", name, line,
+				            YU_DEPTH_MAX);
+				r = r == CUBEID_OK ? CUBEID_ERR_CONFIG : r;
+				break;
+			}
+		} else if ((t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) &&
+		           depth > 0)
+			depth--;
+	}
+	yaml_parser_delete(&p);
+	return r;
+}
+
 int
 yu_load(const char *buf, size_t len, const char *name, yaml_document_t *doc, char **err)
 {
@@ -131,6 +182,8 @@ yu_load(const char *buf, size_t len, const char *name, yaml_document_t *doc, cha
 	int r = CUBEID_OK;
 
 	memset(doc, 0, sizeof(*doc));
+	if ((r = depth_check(buf, len, name, err)) != CUBEID_OK)
+		return r;
 	if (!yaml_parser_initialize(&p))
 		return CUBEID_ERR_NOMEM;
 	yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);

@@ -20,9 +20,14 @@
  * _IO.  *err gets "PATH: why" on failure (caller frees). */
 int yu_read_file(const char *path, size_t max, char **buf, size_t *len, char **err);
 
+/* Deepest nesting of mappings and sequences (block or flow) yu_load()
+ * accepts; our files need a handful of levels. */
+#define YU_DEPTH_MAX 64
+
 /* Parse exactly one YAML document from buf into *doc (the caller calls
  * yaml_document_delete on success).  An empty stream gives a document with
- * no root.  On error *err is "NAME:LINE: problem" and the result is
+ * no root.  A stream nested deeper than YU_DEPTH_MAX is refused before it
+ * is loaded.  On error *err is "NAME:LINE: problem" and the result is
  * CUBEID_ERR_CONFIG. */
 int yu_load(const char *buf, size_t len, const char *name, yaml_document_t *doc, char **err);
 

@@ -59,6 +59,38 @@ printf 'entries:\n  - spiffe_id: spiffe://{td}\n    selectors: [unix:uid:0]\n' >
 check "--check refuses an entry for the trust domain's own ID" 1 "$agent" --config "$D/good.yaml" \
 	--entries "$D/root-entries.yaml" --check
 assert "--check names the entry's file and line" grep -q "root-entries.yaml:2: bad spiffe_id" "$D/err"
+# --check refuses what an entries file or a PIN file must not allow, with FILE:LINE
+hostile() { # hostile NAME DELIVERY_LINES WANT [SPIFFE_ID]
+	local id='spiffe://{td}/x'
+
+	[ $# -gt 3 ] && id=$4
+	printf 'entries:\n  - name: x\n    spiffe_id: %s\n    selectors: [unix:uid:1]\n%b' \
+		"$id" "$2" >"$D/hostile.yaml"
+	check "--check refuses $1" 1 "$agent" --config "$D/good.yaml" --entries "$D/hostile.yaml" --check
+	assert "naming $D/hostile.yaml:$3" grep -qF "$D/hostile.yaml:$3" "$D/err"
+}
+hostile "key_mode 0644" '    delivery:\n      dir: /tmp/x\n      key_mode: 0644\n' "7: 'key_mode' 0644"
+hostile "key_mode 4755" '    delivery:\n      dir: /tmp/x\n      key_mode: 4755\n' "7: 'key_mode' 4755"
+hostile "SIGKILL" '    delivery:\n      dir: /tmp/x\n      signal: SIGKILL\n      pid: 99\n' "7: 'signal'"
+hostile "pid 1" '    delivery:\n      dir: /tmp/x\n      signal: SIGHUP\n      pid: 1\n' "8: 'pid': 1"
+hostile "dir: /etc" '    delivery:\n      dir: /etc\n' "6: 'dir': /etc is a system directory"
+hostile "dir: /" '    delivery:\n      dir: /\n' "6: 'dir': / is a system directory"
+hostile "a foreign trust domain" '' "2: entry x: spiffe_id 'spiffe://other.org/x' is not in the trust domain cluster.local" \
+	spiffe://other.org/x
+hostile "a placeholder in the trust domain" '' "3: bad spiffe_id 'spiffe://{unix:user}/x'" \
+	'spiffe://{unix:user}/x'
+printf '1234\n' >"$D/pin"
+chmod 0640 "$D/pin"
+printf 'pin_file: %s\n' "$D/pin" | cat "$D/good.yaml" - >"$D/pin.yaml"
+check "--check refuses a PIN file others can read" 1 "$agent" --config "$D/pin.yaml" --check
+assert "and says why" grep -qF "pin_file $D/pin: readable or writable by others (mode 0640): refused" "$D/err"
+chmod 0600 "$D/pin"
+check "--check accepts a 0600 PIN file" 0 "$agent" --config "$D/pin.yaml" --check
+if [ "$(id -u)" -eq 0 ]; then
+	chown 65534 "$D/pin"
+	check "--check refuses a PIN file of another user" 1 "$agent" --config "$D/pin.yaml" --check
+	assert "and says whose it is" grep -qF "owned by uid 65534" "$D/err"
+fi
 check "--help" 0 "$agent" --help
 check "a bad flag value is a usage error" 2 "$agent" --dev --x509-svid-ttl 1y --check
 

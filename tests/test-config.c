@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -262,6 +263,74 @@ START_TEST(test_files)
 }
 END_TEST
 
+/* The PIN file: the agent's own, no group or other bits. */
+START_TEST(test_secret_file)
+{
+	char dir[] = "/tmp/cubeid-config-XXXXXX", path[128], *err = NULL;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/pin", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("1234\n", f);
+	fclose(f);
+	ck_assert_int_eq(chmod(path, 0600), 0);
+	ck_assert_int_eq(config_secret_file_check(path, &err), 0);
+	ck_assert_ptr_null(err);
+	ck_assert_int_eq(chmod(path, 0400), 0);
+	ck_assert_int_eq(config_secret_file_check(path, &err), 0);
+	ck_assert_int_eq(chmod(path, 0640), 0);
+	ck_assert_int_eq(config_secret_file_check(path, &err), CUBEID_ERR_PERMISSION);
+	ck_assert_msg(strstr(err, "(mode 0640): refused") != NULL, "%s", err);
+	ck_assert_ptr_nonnull(strstr(err, path));
+	free(err);
+	ck_assert_int_eq(chmod(path, 0604), 0);
+	ck_assert_int_eq(config_secret_file_check(path, &err), CUBEID_ERR_PERMISSION);
+	free(err);
+	ck_assert_int_eq(chmod(path, 0600), 0);
+	if (geteuid() == 0) { /* another owner: only root can make one */
+		ck_assert_int_eq(chown(path, 65534, 65534), 0);
+		ck_assert_int_eq(config_secret_file_check(path, &err), CUBEID_ERR_PERMISSION);
+		ck_assert_msg(strstr(err, "owned by uid 65534") != NULL, "%s", err);
+		free(err);
+	}
+	unlink(path);
+	ck_assert_int_eq(config_secret_file_check(path, &err), CUBEID_ERR_NOT_FOUND);
+	free(err);
+	ck_assert_int_eq(config_secret_file_check(dir, &err), CUBEID_ERR_IO);
+	ck_assert_ptr_nonnull(strstr(err, "not a regular file"));
+	free(err);
+	rmdir(dir);
+}
+END_TEST
+
+/* The config goes through yu_load() too: deep nesting is refused. */
+START_TEST(test_deep_nesting)
+{
+	char dir[] = "/tmp/cubeid-config-XXXXXX", path[128], *err = NULL;
+	struct agent_config *c = NULL;
+	FILE *f;
+	int i;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/config.yaml", dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("trust_domain: example.org\ngrpc: ", f);
+	for (i = 0; i < 20000; i++)
+		fputs("{a: ", f);
+	fclose(f);
+	ck_assert_int_eq(config_load(path, &c, &err), CUBEID_ERR_CONFIG);
+	ck_assert_ptr_null(c);
+	ck_assert_msg(strstr(err, "config.yaml:2: nested deeper than 64 levels") != NULL, "%s",
+	              err);
+	free(err);
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -275,6 +344,8 @@ main(void)
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_files);
 	tcase_add_test(tc, test_http_address);
+	tcase_add_test(tc, test_secret_file);
+	tcase_add_test(tc, test_deep_nesting);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
 	srunner_run_all(sr, CK_NORMAL);

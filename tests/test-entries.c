@@ -8,6 +8,8 @@
 
 #include "agent/agent.h"
 
+#include <cubeid/error.h>
+
 #include <check.h>
 #include <limits.h>
 #include <stdio.h>
@@ -204,7 +206,41 @@ START_TEST(test_trust_domain_is_enforced)
 	/* a trust domain that is a prefix of the ID's is not the same */
 	ck_assert_uint_eq(match(s, &sel, "cluster.loc", &m, &ids), 0);
 	selector_set_clear(&sel);
+	/* the agent refuses such a file: FILE:LINE of the foreign entry */
+	{
+		char *err = NULL;
+
+		ck_assert_int_eq(entries_check_trust_domain(s, "cluster.local", &err),
+		                 CUBEID_ERR_CONFIG);
+		ck_assert_msg(strstr(err, "t.yaml:2: entry other: spiffe_id "
+		                          "'spiffe://other.org/x' is not in the trust domain "
+		                          "cluster.local") != NULL,
+		              "%s", err);
+		free(err);
+		ck_assert_int_eq(entries_check_trust_domain(s, "cluster.loc", &err),
+		                 CUBEID_ERR_CONFIG);
+		free(err);
+	}
 	entries_free(s);
+	s = parse_ok("entries:\n"
+	             "  - spiffe_id: spiffe://{td}/x\n"
+	             "    selectors: [unix:uid:1]\n"
+	             "  - spiffe_id: spiffe://cluster.local/y\n"
+	             "    selectors: [unix:uid:1]\n");
+	{
+		char *err = (char *)1;
+
+		ck_assert_int_eq(entries_check_trust_domain(s, "cluster.local", &err), 0);
+		ck_assert_ptr_null(err);
+	}
+	entries_free(s);
+	/* no placeholder but {td} in the trust domain */
+	parse_fails(
+	        "entries:\n  - spiffe_id: spiffe://{unix:user}/x\n    selectors: [unix:uid:1]\n",
+	        "t.yaml:2: bad spiffe_id 'spiffe://{unix:user}/x': the trust domain must be "
+	        "{td} or fixed");
+	parse_fails("entries:\n  - spiffe_id: spiffe://a{td}/x\n    selectors: [unix:uid:1]\n",
+	            "t.yaml:2: bad spiffe_id 'spiffe://a{td}/x': the trust domain");
 }
 END_TEST
 
@@ -278,6 +314,59 @@ START_TEST(test_errors_name_file_and_line)
 }
 END_TEST
 
+/* Deep nesting is refused before libyaml builds a document: its scanner
+ * costs time in proportion to the flow depth on every token. */
+START_TEST(test_deep_nesting_is_refused)
+{
+	static const char *const open[] = {"[", "{a: ", "- "};
+	size_t i, j, n = 20000;
+
+	for (i = 0; i < sizeof(open) / sizeof(open[0]); i++) {
+		size_t w = strlen(open[i]);
+		char *buf = malloc(16 + n * w + 70 * (2 * 70 + 1)), *q = buf;
+
+		ck_assert_ptr_nonnull(buf);
+		q += sprintf(q, "entries: []\nx: ");
+		for (j = 0; j < (i == 2 ? 70 : n); j++) {
+			if (i == 2) { /* block: one level per line, indented */
+				*q++ = '\n';
+				memset(q, ' ', 2 * (j + 1));
+				q += 2 * (j + 1);
+			}
+			memcpy(q, open[i], w);
+			q += w;
+		}
+		*q = '\0';
+		parse_fails(buf, i == 2 ? "t.yaml:" : "t.yaml:2: nested deeper than 64 levels");
+		parse_fails(buf, "nested deeper than 64 levels");
+		free(buf);
+	}
+	/* 64 levels are fine */
+	{
+		char buf[512], *q = buf;
+
+		q += sprintf(q, "entries: []\nx: ");
+		for (j = 0; j < 63; j++)
+			*q++ = '[';
+		for (j = 0; j < 63; j++)
+			*q++ = ']';
+		*q++ = '\n';
+		*q = '\0';
+		parse_fails(buf, "t.yaml:2: unknown key 'x'");
+	}
+	/* a quote inside a plain scalar does not hide what follows */
+	{
+		char *buf = malloc(n + 64), *q = buf;
+
+		q += sprintf(q, "entries: []\nx: it 's\ny: ");
+		memset(q, '[', n);
+		q[n] = '\0';
+		parse_fails(buf, "t.yaml:3: nested deeper than 64 levels");
+		free(buf);
+	}
+}
+END_TEST
+
 #define DELIVERY_ENTRY(extra)                                                                      \
 	"entries:\n"                                                                               \
 	"  - name: router\n"                                                                       \
@@ -341,6 +430,50 @@ START_TEST(test_delivery)
 	            "not a number or a known user");
 	parse_fails(DELIVERY_ENTRY("      dir: /x\n      x509: false\n"),
 	            "needs jwt_svids or jwt_bundle_file");
+	/* key files: 0600 or stricter */
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      key_mode: 0644\n"),
+	            "t.yaml:7: 'key_mode' 0644: a key file must be 0600 or stricter");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      key_mode: 0777\n"),
+	            "t.yaml:7: 'key_mode' 0777");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      key_mode: 4755\n"),
+	            "t.yaml:7: 'key_mode' 4755");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      key_mode: 1600\n"),
+	            "t.yaml:7: 'key_mode' 1600");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      key_mode: 0640\n"),
+	            "t.yaml:7: 'key_mode' 0640");
+	entries_free(parse_ok(DELIVERY_ENTRY("      dir: /x\n      key_mode: 0400\n")));
+	/* no pid 1, no uncatchable signals */
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      signal: SIGHUP\n      pid: 1\n"),
+	            "t.yaml:8: 'pid': 1 is init; it is never signalled");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      signal: SIGKILL\n      pid: 12\n"),
+	            "t.yaml:7: 'signal': SIGKILL may not be sent");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      signal: STOP\n      pid: 12\n"),
+	            "t.yaml:7: 'signal': STOP may not be sent");
+	parse_fails(DELIVERY_ENTRY("      dir: /x\n      signal: 9\n      pid: 12\n"),
+	            "t.yaml:7: 'signal': 9 may not be sent");
+	entries_free(
+	        parse_ok(DELIVERY_ENTRY("      dir: /x\n      signal: SIGUSR2\n      pid: 12\n")));
+	/* system directories themselves, however spelled; not what is under them */
+	{
+		static const char *const sys[] = {
+		        "/",    "/etc", "/etc/",  "//etc",   "/./etc",   "/bin",     "/sbin",
+		        "/usr", "/lib", "/lib64", "/libx32", "/boot",    "/dev",     "/proc",
+		        "/sys", "/var", "/root",  "/run",    "/run/../", "/etc/x/.."};
+		char y[256];
+		size_t i;
+
+		for (i = 0; i < sizeof(sys) / sizeof(sys[0]); i++) {
+			snprintf(y, sizeof(y), DELIVERY_ENTRY("      dir: %s\n"), sys[i]);
+			parse_fails(y, "t.yaml:6: 'dir");
+		}
+		parse_fails(DELIVERY_ENTRY("      dir: /etc\n"),
+		            "t.yaml:6: 'dir': /etc is a system directory");
+		parse_fails(DELIVERY_ENTRY("      dir: /etc/x/..\n"), "without '..'");
+		entries_free(parse_ok(DELIVERY_ENTRY("      dir: /etc/myapp/certs\n")));
+		entries_free(parse_ok(DELIVERY_ENTRY("      dir: /var/lib/app\n")));
+		entries_free(parse_ok(DELIVERY_ENTRY("      dir: /library\n")));
+		entries_free(parse_ok(DELIVERY_ENTRY("      dir: /a..b\n")));
+	}
 	parse_fails("entries:\n"
 	            "  - spiffe_id: spiffe://{td}/ns/{k8s:ns}/sa/x\n"
 	            "    selectors: [k8s:ns]\n"
@@ -486,6 +619,7 @@ main(void)
 	tcase_add_test(tc, test_directory);
 	tcase_add_test(tc, test_ten_thousand);
 	tcase_add_test(tc, test_delivery);
+	tcase_add_test(tc, test_deep_nesting_is_refused);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
 	srunner_run_all(sr, CK_NORMAL);
