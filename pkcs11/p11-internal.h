@@ -197,9 +197,10 @@ struct cubeid_key {
  * CKA_SIGN_RECOVER false to the private half and CKA_ENCRYPT and
  * CKA_VERIFY_RECOVER false to the public one, since SoftHSM2 (as the
  * standard's defaults allow) would set them.  tpm2-pkcs11 refuses
- * CKA_DECRYPT=false at generation (docs/pkcs11-tpm-notes.md): a token that
- * fails with those attributes gets one more try without them, and keeps its
- * own defaults (logged at debug level).
+ * CKA_DECRYPT=false at generation, and CKA_VERIFY=false on an RSA key
+ * (docs/pkcs11-tpm-notes.md): a token that fails with those attributes
+ * gets one more try without any usage flag set false, and keeps its own
+ * defaults (logged at debug level).
  */
 #define P11_GEN_TEMPLATE_MAX 12
 CK_RV p11_generate_key_pair(cubeid_token *tok, CK_SESSION_HANDLE s, CK_MECHANISM *mech,

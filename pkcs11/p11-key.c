@@ -574,6 +574,36 @@ p11_key_pub_handle(const cubeid_key *key)
 
 /* ---- generation ---- */
 
+/* Copy the n attributes of in to out, leaving out the usage flags that
+ * are set false; returns how many were copied. */
+static CK_ULONG
+usage_true_only(const CK_ATTRIBUTE *in, CK_ULONG n, CK_ATTRIBUTE *out)
+{
+	CK_ULONG i, k = 0;
+
+	for (i = 0; i < n; i++) {
+		switch (in[i].type) {
+		case CKA_ENCRYPT:
+		case CKA_DECRYPT:
+		case CKA_WRAP:
+		case CKA_UNWRAP:
+		case CKA_SIGN:
+		case CKA_SIGN_RECOVER:
+		case CKA_VERIFY:
+		case CKA_VERIFY_RECOVER:
+		case CKA_DERIVE:
+			if (in[i].ulValueLen == sizeof(CK_BBOOL) && in[i].pValue != NULL &&
+			    *(const CK_BBOOL *)in[i].pValue == CK_FALSE)
+				continue;
+			break;
+		default:
+			break;
+		}
+		out[k++] = in[i];
+	}
+	return k;
+}
+
 CK_RV
 p11_generate_key_pair(cubeid_token *tok, CK_SESSION_HANDLE s, CK_MECHANISM *mech,
                       const CK_ATTRIBUTE *pub, CK_ULONG npub, const CK_ATTRIBUTE *priv,
@@ -594,11 +624,15 @@ p11_generate_key_pair(cubeid_token *tok, CK_SESSION_HANDLE s, CK_MECHANISM *mech
 	rv = tok->f->C_GenerateKeyPair(s, mech, pt, npub + 2, vt, npriv + 2, hpub, hpriv);
 	if (rv == CKR_GENERAL_ERROR || rv == CKR_ATTRIBUTE_VALUE_INVALID ||
 	    rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_TYPE_INVALID) {
-		cubeid_debug("token %s refuses CKA_DECRYPT/CKA_ENCRYPT=false at generation "
-		             "(%s): the key keeps the token's defaults",
+		/* tpm2-pkcs11 refuses any usage flag set false that its key type
+		 * has (an RSA key there signs and decrypts): try once more with
+		 * only what the key must do, and keep the token's defaults */
+		cubeid_debug("token %s refuses usage flags set false at generation (%s): the "
+		             "key keeps the token's defaults",
 		             tok->label, p11_rv_name(rv));
-		rv = tok->f->C_GenerateKeyPair(s, mech, (CK_ATTRIBUTE *)pub, npub,
-		                               (CK_ATTRIBUTE *)priv, npriv, hpub, hpriv);
+		npub = usage_true_only(pub, npub, pt);
+		npriv = usage_true_only(priv, npriv, vt);
+		rv = tok->f->C_GenerateKeyPair(s, mech, pt, npub, vt, npriv, hpub, hpriv);
 	}
 	return rv;
 }
