@@ -471,6 +471,8 @@ x509_job_done(void *arg)
 	secbuf_free(j->key_der, j->key_der_len);
 	if (!c->closing && c->a->wapi != NULL)
 		wapi_x509_changed(c->a->wapi, it);
+	if (!c->closing && j->rc == CUBEID_OK && c->a->delivery != NULL)
+		delivery_x509_changed(c->a->delivery);
 	svid_cache_x509_put(c, it);
 	free(j);
 }
