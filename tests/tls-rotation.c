@@ -53,13 +53,53 @@ wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* notAfter - now in ms (INT64_MAX if x is NULL). */
+static int64_t left_ms(X509 *x);
+
+/* The write time of the ..data set in ms, from its name
+ * (..2026_12_07_21_45_38.931290075.861b71); 0 if unknown. */
+static int64_t
+set_written_ms(void)
+{
+	char path[4096], set[256];
+	struct tm tm = {0};
+	long ns = 0;
+	ssize_t n;
+	char *p;
+
+	snprintf(path, sizeof(path), "%s/..data", certs_dir);
+	if ((n = readlink(path, set, sizeof(set) - 1)) <= 2)
+		return 0;
+	set[n] = '\0';
+	if ((p = strptime(set + 2, "%Y_%m_%d_%H_%M_%S", &tm)) == NULL || *p != '.')
+		return 0;
+	ns = strtol(p + 1, NULL, 10);
+	return (int64_t)timegm(&tm) * 1000 + ns / 1000000;
+}
+
+/* the least time the old certificate had left when a loader swapped in
+ * the new one (the rotation's margin), and how long after the new set was
+ * written that was; notAfter of each loader's current certificate */
+static int64_t reload_min_left[2] = {INT64_MAX, INT64_MAX}, reload_lag[2], cur_end[2];
+
 static void
 on_reload(cubeid_tls *tls, int rc, void *arg)
 {
 	int i = (int)(intptr_t)arg;
+	int64_t now = wall_ms(), left, written = set_written_ms();
+	X509 *x = NULL;
 
-	__atomic_store_n(rc == CUBEID_OK ? &last_reload[i] : &last_reload_err[i], wall_ms(),
+	__atomic_store_n(rc == CUBEID_OK ? &last_reload[i] : &last_reload_err[i], now,
 	                 __ATOMIC_RELAXED);
+	if (rc != CUBEID_OK || cubeid_tls_own_cert(tls, &x) != CUBEID_OK)
+		return;
+	left = cur_end[i] - now;
+	if (cur_end[i] != 0 && left < reload_min_left[i]) {
+		reload_min_left[i] = left;
+		reload_lag[i] = written > 0 ? now - written : -1;
+	}
+	cur_end[i] = now + left_ms(x);
+	X509_free(x);
 }
 
 /* notAfter - now in ms (INT64_MAX if x is NULL). */
@@ -246,6 +286,13 @@ main(int argc, char **argv)
 		fprintf(stderr, "tls-rotation: the loader: %s\n", cubeid_strerror(rc));
 		return 1;
 	}
+	for (int i = 0; i < 2; i++) {
+		X509 *x = NULL;
+
+		if (cubeid_tls_own_cert(i == 0 ? st : ct, &x) == CUBEID_OK)
+			cur_end[i] = wall_ms() + left_ms(x);
+		X509_free(x);
+	}
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if ((s.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    setsockopt(s.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
@@ -309,10 +356,13 @@ main(int argc, char **argv)
 	pthread_join(th, NULL);
 	printf("handshakes=%lu client_failures=%lu server_failures=%lu rotations=%lu "
 	       "client_cert_changes=%lu server_reloads=%lu client_reloads=%lu seconds=%.0f "
-	       "least_ms_left_server_cert=%lld least_ms_left_client_cert=%lld\n",
+	       "least_ms_left_server_cert=%lld least_ms_left_client_cert=%lld "
+	       "least_ms_left_at_reload=%lld/%lld (%lld/%lld ms after the write)\n",
 	       handshakes, client_fail, server_fail, rotations, client_certs_changed,
 	       cubeid_tls_generation(st), cubeid_tls_generation(ct), now_s() - t0,
-	       (long long)client_min_left, (long long)server_min_left);
+	       (long long)client_min_left, (long long)server_min_left,
+	       (long long)reload_min_left[0], (long long)reload_min_left[1],
+	       (long long)reload_lag[0], (long long)reload_lag[1]);
 	SSL_CTX_free(s.ctx);
 	SSL_CTX_free(cctx);
 	cubeid_tls_free(st);
