@@ -217,6 +217,10 @@ void wapi_status_probed(struct wapi *w);
  * svid_cache_free(). */
 int delivery_new(struct agent *a, struct delivery **out);
 void delivery_sync(struct delivery *d);
+/* The SVID cache minted a new X.509-SVID: write it out now, not at the
+ * next poll (a fifth of a second of a short SVID's rotation margin).
+ * Loop thread. */
+void delivery_x509_changed(struct delivery *d);
 void delivery_free(struct delivery *d);
 
 /* ---- PicoD tokens (picod-service.c, agent/picod.proto) -------------- */

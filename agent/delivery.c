@@ -7,9 +7,10 @@
  * process and/or runs a command (no shell).  A failed write or action is
  * logged and retried with exponential backoff (1 s to 60 s).
  *
- * The loop thread notices changes (a 200 ms poll) and encodes the PEM
- * files; one delivery thread does the writing (fsync can be slow), the
- * signalling and the commands, and hands results back with loop_post().
+ * The loop thread notices changes (at once for a new X.509-SVID, else by
+ * a 200 ms poll) and encodes the PEM files; one delivery thread does the
+ * writing (fsync can be slow), the signalling and the commands, and hands
+ * results back with loop_post().
  */
 #include "config.h"
 
@@ -670,7 +671,23 @@ poll_timer(cubeid_loop *l, void *arg)
 	return DELIVERY_POLL_MS;
 }
 
+/* Check the targets now rather than at the next poll. */
+static void
+kick(void *arg)
+{
+	(void)poll_timer(NULL, arg);
+}
+
 /* ------------------------------------------------------------ API */
+
+void
+delivery_x509_changed(struct delivery *d)
+{
+	/* posted, not called: this runs inside the SVID cache's callback,
+	 * and check_target() calls back into the cache */
+	if (d != NULL)
+		(void)loop_post(d->a->loop, kick, d);
+}
 
 int
 delivery_new(struct agent *a, struct delivery **out)

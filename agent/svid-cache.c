@@ -471,6 +471,8 @@ x509_job_done(void *arg)
 	secbuf_free(j->key_der, j->key_der_len);
 	if (!c->closing && c->a->wapi != NULL)
 		wapi_x509_changed(c->a->wapi, it);
+	if (!c->closing && j->rc == CUBEID_OK && c->a->delivery != NULL)
+		delivery_x509_changed(c->a->delivery);
 	svid_cache_x509_put(c, it);
 	free(j);
 }
@@ -800,6 +802,7 @@ sweep(cubeid_loop *l, void *arg)
 	struct x509_item *it, *next;
 	struct jwt_item *jt, *jnext;
 	int64_t now = now_s(), nms = now_ms();
+	long wait = AGENT_SWEEP_MS;
 
 	(void)l;
 	for (it = c->x_head; it != NULL; it = next) {
@@ -808,6 +811,11 @@ sweep(cubeid_loop *l, void *arg)
 			/* watched: renew on time, and retry a failed mint */
 			if (!it->minting && (it->svid == NULL || nms >= it->rotate_at_ms))
 				x509_start_mint(c, it);
+			/* on time: run again at the next rotation rather than up
+			 * to a whole period after it (a quarter of a 2 s TTL's
+			 * margin) */
+			else if (!it->minting && it->rotate_at_ms - nms < wait)
+				wait = (long)(it->rotate_at_ms - nms);
 			continue;
 		}
 		if (it->refs == 1 && !it->minting && (it->svid == NULL || now >= it->not_after)) {
@@ -826,7 +834,7 @@ sweep(cubeid_loop *l, void *arg)
 			jwt_item_free(jt);
 		}
 	}
-	return AGENT_SWEEP_MS;
+	return wait > 0 ? wait : 1;
 }
 
 int

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/ec.h>
@@ -223,7 +224,7 @@ cubeid_x509_svid_mint(cubeid_ca *ca, const struct cubeid_svid_req *req, cubeid_x
 {
 	cubeid_x509_svid *svid = NULL;
 	EVP_PKEY *pub = NULL;
-	int64_t now, ttl, ca_nb, ca_na, nb, na;
+	int64_t now, end, ttl, ca_nb, ca_na, nb, na;
 	size_t i;
 	int rc;
 
@@ -252,11 +253,25 @@ cubeid_x509_svid_mint(cubeid_ca *ca, const struct cubeid_svid_req *req, cubeid_x
 	if (ttl < 1 || ttl > SVID_TTL_MAX)
 		return CUBEID_ERR_INVALID_ARG;
 	now = x509_now(req->now);
+	end = now + ttl;
+	/* notAfter holds whole seconds: rounded down, an SVID minted at
+	 * x.9 s would lose 0.9 s of its TTL (almost half of a 2 s one), and
+	 * its rotation at half its real life would leave too little time to
+	 * deliver and load the next one before it expires.  Round up, so
+	 * that it lives at least its TTL. */
+	if (req->now == 0) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		end = (int64_t)ts.tv_sec + ttl + (ts.tv_nsec > 0 ? 1 : 0);
+		if (end < now + ttl)
+			end = now + ttl;
+	}
 	if ((rc = x509_time_to_epoch(X509_get0_notBefore(ca->cert), &ca_nb)) != CUBEID_OK ||
 	    (rc = x509_time_to_epoch(X509_get0_notAfter(ca->cert), &ca_na)) != CUBEID_OK)
 		return rc;
 	/* never outlive the signing certificate, nor start before it */
-	na = now + ttl < ca_na ? now + ttl : ca_na;
+	na = end < ca_na ? end : ca_na;
 	nb = now - CUBEID_SVID_BACKDATE > ca_nb ? now - CUBEID_SVID_BACKDATE : ca_nb;
 	if (na <= now) {
 		cubeid_error("the CA certificate has expired");

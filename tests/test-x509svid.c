@@ -10,10 +10,12 @@
 #include "config.h"
 
 #include <check.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/pem.h>
@@ -200,8 +202,9 @@ START_TEST(test_minted_svid_passes_openssl_and_our_verifier)
 	ck_assert_int_eq(
 	        X509_cmp(sk_X509_value(cubeid_x509_svid_chain(s), 1), cubeid_ca_cert(inter)), 0);
 	assert_leaf_follows_spec(leaf, false);
-	/* 1 h by default, backdated 60 s */
-	ck_assert_int_eq(cubeid_x509_svid_not_after(s) - cubeid_x509_svid_not_before(s), 3600 + 60);
+	/* 1 h by default (the end rounded up to the second), backdated 60 s */
+	ck_assert_int_ge(cubeid_x509_svid_not_after(s) - cubeid_x509_svid_not_before(s), 3600 + 60);
+	ck_assert_int_le(cubeid_x509_svid_not_after(s) - cubeid_x509_svid_not_before(s), 3600 + 61);
 	assert_openssl_accepts(root, s);
 	assert_we_accept(inter, s, "spiffe://" TD "/ns/a/sa/b");
 	cubeid_x509_svid_free(s);
@@ -275,6 +278,39 @@ START_TEST(test_serial_is_16_random_bytes_and_differs)
 	}
 	for (i = 0; i < 24; i++)
 		ASN1_INTEGER_free(seen[i]);
+	cubeid_ca_free(root);
+	free(rd);
+}
+END_TEST
+
+/* notAfter has whole seconds; truncated, a 2 s SVID minted at x.9 s lived
+ * 1.1 s, and the agent's rotation at half of that left its delivery and
+ * the TLS loaders under 0.1 s on a busy machine (tests/tls-rotation.sh saw
+ * expired certificates).  An SVID lives at least its TTL from the mint. */
+START_TEST(test_svid_lives_at_least_its_ttl)
+{
+	char *rd = sub("root");
+	cubeid_ca *root = make_root(0, 0, rd);
+	int i;
+
+	for (i = 0; i < 5; i++) {
+		struct timespec ts;
+		int64_t before_ms;
+		cubeid_x509_svid *s;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		before_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		s = mint(root, "spiffe://" TD "/short", 2, 0, 0);
+		ck_assert_msg(cubeid_x509_svid_not_after(s) * 1000 >= before_ms + 2000,
+		              "a 2 s SVID minted at %lld ms ends at %lld s", (long long)before_ms,
+		              (long long)cubeid_x509_svid_not_after(s));
+		clock_gettime(CLOCK_REALTIME, &ts);
+		/* and not a whole second more */
+		ck_assert_int_le(cubeid_x509_svid_not_after(s) * 1000,
+		                 (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 3000);
+		cubeid_x509_svid_free(s);
+		poll(NULL, 0, 170); /* another fraction of a second */
+	}
 	cubeid_ca_free(root);
 	free(rd);
 }
@@ -863,6 +899,7 @@ suite(void)
 	tcase_add_test(tc, test_rsa_and_ec_ca_keys);
 	tcase_add_test(tc, test_serial_is_16_random_bytes_and_differs);
 	tcase_add_test(tc, test_ttl_is_clamped_to_the_ca);
+	tcase_add_test(tc, test_svid_lives_at_least_its_ttl);
 	tcase_add_test(tc, test_exportable_key_policy);
 	tcase_add_test(tc, test_resident_key_policy);
 	suite_add_tcase(s, tc);

@@ -149,7 +149,8 @@ typedef struct cubeid_x509_svid cubeid_x509_svid;
  * URI SAN (req->id) plus req->dns, keyUsage critical digitalSignature (and
  * keyEncipherment for RSA keys), EKU serverAuth+clientAuth, basicConstraints
  * critical cA=false, SKID/AKID, a 16-byte random positive serial, notBefore
- * now - CUBEID_SVID_BACKDATE, notAfter now + ttl clamped to the CA
+ * now - CUBEID_SVID_BACKDATE, notAfter now + ttl (rounded up to the whole
+ * second, so that the SVID lives at least ttl) clamped to the CA
  * certificate's notAfter; signed in the token by the CA key.  The chain is
  * the leaf, then the CA's intermediates (never a self-signed root).
  * CUBEID_ERR_SPIFFE_ID for an ID outside the CA's trust domain; CUBEID_ERR_CA
