@@ -41,12 +41,28 @@ S=$D/agent.sock
 . "$(dirname "$0")/lib/tap.sh"
 m() { stat -L -c '%a %u' "$1" 2>/dev/null; }
 me=$(id -u)
+# a whole set: the key is the cert's, and the bundle verifies the cert.
+# The set is read through ..data resolved once, and copied in one go, as a
+# reader that must not mix two sets reads it: the helper may still be
+# rotating (2 s TTL), and reading svid.pem then svid_key.pem by their
+# stable names could straddle a swap (docs/delivery.md).  A copy that lost
+# a file to the removal of a replaced set is retried on the next set.
 consistent() {
-	local d=$1
-	[ -n "$(openssl pkey -in "$d/svid_key.pem" -pubout 2>/dev/null)" ] &&
-		[ "$(openssl x509 -in "$d/svid.pem" -noout -pubkey 2>/dev/null)" = \
-			"$(openssl pkey -in "$d/svid_key.pem" -pubout 2>/dev/null)" ] &&
-		openssl verify -no_check_time -CAfile "$d/svid_bundle.pem" "$d/svid.pem" >/dev/null 2>&1
+	local d=$1 s i got=no
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		s=$(readlink -f "$d/..data" 2>/dev/null)
+		[ -n "$s" ] || s=$d
+		rm -rf "$D/cset" && mkdir "$D/cset" || return 1
+		if cp "$s/svid.pem" "$s/svid_key.pem" "$s/svid_bundle.pem" "$D/cset/" 2>/dev/null; then
+			got=yes
+			break
+		fi
+	done
+	[ $got = yes ] &&
+		[ -n "$(openssl pkey -in "$D/cset/svid_key.pem" -pubout 2>/dev/null)" ] &&
+		[ "$(openssl x509 -in "$D/cset/svid.pem" -noout -pubkey 2>/dev/null)" = \
+			"$(openssl pkey -in "$D/cset/svid_key.pem" -pubout 2>/dev/null)" ] &&
+		openssl verify -no_check_time -CAfile "$D/cset/svid_bundle.pem" "$D/cset/svid.pem" >/dev/null 2>&1
 }
 serial() { openssl x509 -in "$1/..data/svid.pem" -noout -serial 2>/dev/null; }
 wait_new_serial() { # DIR OLD
