@@ -51,9 +51,11 @@ EXTRA_DIST += tests/lib/go-peers.sh tests/lib/tap.sh tests/interop/selftest.sh t
 # Maven and the Python packages from pip, into caches keyed by version
 # (tests/lib/java-peers.sh, tests/lib/python-peers.sh); no peer's code is
 # committed.
-TESTS += tests/interop-java.sh
+TESTS += tests/interop-java.sh tests/interop-python.sh
 EXTRA_DIST += tests/interop-java.sh tests/lib/java-peers.sh tests/java/pom.xml \
-	tests/java/CubeidJavaInterop.java
+	tests/java/CubeidJavaInterop.java \
+	tests/interop-python.sh tests/lib/python-peers.sh tests/python/requirements.txt \
+	tests/python/pyspiffe_interop.py
 
 # The TLS loader (issue 5): tests/test-tls with certificates from a CA in a
 # real SoftHSM2 token; tests/tls-test-util.* is shared with bench/tls.
