@@ -416,7 +416,6 @@ on_header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *nam
 	const char *why;
 	bool trailer;
 	size_t i;
-	int r;
 
 	/* Every field counts toward the connection's turn, whatever it is. */
 	c->turn++;
@@ -427,9 +426,8 @@ on_header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *nam
 	call = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
 	if (call == NULL || call->refused != NULL)
 		return c->turn >= GRPC_TURN_FIELDS ? NGHTTP2_ERR_PAUSE : 0;
-	if ((r = grpc_http_field(&call->http, name, nlen, value, vlen, trailer, &why)) != 0) {
-		if (r < 0)
-			call_refuse(call, why);
+	if (grpc_http_field(&call->http, name, nlen, value, vlen, trailer, &why) < 0) {
+		call_refuse(call, why);
 		return c->turn >= GRPC_TURN_FIELDS ? NGHTTP2_ERR_PAUSE : 0;
 	}
 	if (trailer) /* trailers carry no metadata for the handler */

@@ -6,24 +6,24 @@
  * nghttp2 reset every such stream before any callback ran.  So the server
  * turns nghttp2's HTTP messaging off (nghttp2_option_set_no_http_messaging)
  * and this file puts back each server-side check of nghttp2_http.c (1.52),
- * in the same order, with one change: :authority and host take any header
- * value without control characters, an empty :authority included.
+ * in the same order, with one change: :authority takes any header value
+ * without control characters, empty included (host keeps nghttp2's check).
  *
  * Rules, for a request's header block and its trailers:
- *   - a header name has only lowercase token characters; an uppercase or a
- *     bad character in a pseudo-header name refuses the stream; another bad
- *     regular name is ignored (as nghttp2 does);
+ *   - a header name is not empty and has only lowercase token characters;
  *   - a value has no NUL, CR, LF or other control character but HTAB, and
- *     no leading or trailing blank; a bad pseudo-header value refuses the
- *     stream, a bad regular one is ignored (as nghttp2 does);
+ *     no leading or trailing blank (nghttp2 "ignores" a bad regular field
+ *     only for a session with an invalid-header callback; the agent never
+ *     had one, so a bad field has always reset the stream);
  *   - pseudo-headers come before regular fields and never in trailers;
  *     only :method, :scheme, :path and :authority are known, each at most
  *     once; :method, :scheme and :path are non-empty and valid (method
  *     token characters; path visible characters; scheme ALPHA *(ALPHA /
  *     DIGIT / "+" / "-" / ".")); CONNECT and :protocol are refused;
  *   - connection, keep-alive, proxy-connection, transfer-encoding and
- *     upgrade are refused; te is only "trailers"; host at most once and
- *     non-empty; content-length at most once, digits only;
+ *     upgrade are refused; te is only "trailers"; host at most once,
+ *     non-empty, of authority characters; content-length at most once,
+ *     digits only;
  *   - the request has :method, :scheme, :path, and :authority or host; for
  *     an http(s) scheme the path starts with "/" ("*" only for OPTIONS);
  *   - trailers end the stream; the DATA received never passes
@@ -142,6 +142,24 @@ scheme_ok(const uint8_t *v, size_t n)
 	return true;
 }
 
+/* As nghttp2_check_authority: RFC 3986 authority characters.  host keeps
+ * this check; only :authority is relaxed. */
+static bool
+host_ok(const uint8_t *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		uint8_t c = v[i];
+
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= '@' && c <= '[') ||
+		      (c >= '$' && c <= '.') || c == '!' || c == ':' || c == ';' || c == '=' ||
+		      c == ']' || c == '_' || c == '~'))
+			return false;
+	}
+	return true;
+}
+
 /* Digits only, no overflow; -1 otherwise. */
 static int64_t
 parse_length(const uint8_t *v, size_t n)
@@ -173,33 +191,14 @@ int
 grpc_http_field(struct grpc_http *h, const uint8_t *name, size_t nlen, const uint8_t *value,
                 size_t vlen, bool trailer, const char **why)
 {
-	size_t i;
-
 	*why = NULL;
-	if (nlen == 0) {
-		*why = "an empty header name";
+	if (!nghttp2_check_header_name(name, nlen)) { /* an empty one too */
+		*why = "a malformed header name";
 		return -1;
 	}
-	if (!nghttp2_check_header_name(name, nlen)) {
-		if (name[0] == ':') {
-			*why = "a malformed pseudo-header name";
-			return -1;
-		}
-		for (i = 0; i < nlen; i++)
-			if (name[i] >= 'A' && name[i] <= 'Z') {
-				*why = "an uppercase header name";
-				return -1;
-			}
-		h->flags |= F_REGULAR_SEEN;
-		return 1;
-	}
 	if (!value_ok(value, vlen)) {
-		if (name[0] == ':') {
-			*why = "a control character or edge blank in a pseudo-header value";
-			return -1;
-		}
-		h->flags |= F_REGULAR_SEEN;
-		return 1;
+		*why = "a control character or edge blank in a header value";
+		return -1;
 	}
 	if (name[0] == ':') {
 		if (trailer) {
@@ -261,8 +260,8 @@ grpc_http_field(struct grpc_http *h, const uint8_t *name, size_t nlen, const uin
 		*why = "te other than \"trailers\"";
 		return -1;
 	}
-	if (eq(name, nlen, "host") && (vlen == 0 || !once(h, F_HOST))) {
-		*why = "a repeated or empty host";
+	if (eq(name, nlen, "host") && (vlen == 0 || !host_ok(value, vlen) || !once(h, F_HOST))) {
+		*why = "a repeated, empty or malformed host";
 		return -1;
 	}
 	if (eq(name, nlen, "content-length")) {

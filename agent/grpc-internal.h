@@ -48,8 +48,7 @@ struct grpc_http {
 };
 void grpc_http_init(struct grpc_http *h);
 /* One header field of the request (trailer: of its trailers).  0: keep it;
- * 1: ignore it (a bad regular field, as nghttp2 does); -1: refuse the
- * stream, *why says why (a static string). */
+ * -1: refuse the stream, *why says why (a static string). */
 int grpc_http_field(struct grpc_http *h, const uint8_t *name, size_t nlen, const uint8_t *value,
                     size_t vlen, bool trailer, const char **why);
 /* After the request's header block, DATA, and the stream's end: NULL, or
