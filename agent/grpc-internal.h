@@ -165,18 +165,21 @@ grpc_mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* grpc-call.c: the nghttp2 stream callbacks, and a call's end. */
-void grpc_call_set_callbacks(nghttp2_session_callbacks *cb);
-/* The stream is gone: on_close (unless finished), then free. */
-void grpc_call_gone(struct grpc_call *call);
-
-/* grpc-server.c: connection output and teardown. */
+/* grpc-errors.c: the callbacks that log and count HTTP/2 errors. */
+void grpc_errors_set_callbacks(nghttp2_session_callbacks *cb);
 /* A protocol error on c: counted, and why remembered for the log line of
  * the RST_STREAM or GOAWAY it causes. */
 void grpc_conn_protocol_error(struct conn *c, const char *why);
 /* Log an HTTP/2 error of c's peer (notice: seen at the default level),
  * rate-limited. */
 void grpc_conn_log(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* grpc-call.c: the nghttp2 stream callbacks, and a call's end. */
+void grpc_call_set_callbacks(nghttp2_session_callbacks *cb);
+/* The stream is gone: on_close (unless finished), then free. */
+void grpc_call_gone(struct grpc_call *call);
+
+/* grpc-server.c: connection output and teardown. */
 /* Whether the connection's uid may open one more stream; counts it if so
  * (grpc_peer_call_done() gives it back). */
 bool grpc_peer_call_take(struct conn *c);
