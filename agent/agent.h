@@ -215,6 +215,13 @@ void grpc_server_free(grpc_server *s);
 /* Serve on an already listening Unix socket fd (ours or systemd's). */
 int grpc_server_listen_fd(grpc_server *s, int fd);
 unsigned grpc_server_connections(const grpc_server *s);
+/* HTTP/2 errors since start (read on the loop thread). */
+struct grpc_counters {
+	unsigned long protocol_errors; /* HTTP/2 protocol errors by clients */
+	unsigned long stream_resets;   /* RST_STREAM frames the server sent */
+	unsigned long goaways;         /* GOAWAY frames with an error code */
+};
+void grpc_server_counters(const grpc_server *s, struct grpc_counters *out);
 
 /* The call's request message (borrowed), metadata value (borrowed; NULL if
  * absent), the connected fd (for attestation), user data. */

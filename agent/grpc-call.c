@@ -359,6 +359,9 @@ on_begin_headers_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	if (c->n_calls >= c->srv->lim.max_streams || !grpc_peer_call_take(c)) {
+		c->why = c->n_calls >= c->srv->lim.max_streams
+		                 ? "the connection's stream limit is reached"
+		                 : "this user's stream share is used up";
 		nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
 		                          NGHTTP2_REFUSED_STREAM);
 		return 0; /* no call: the rest of the stream is ignored */
@@ -370,6 +373,7 @@ on_begin_headers_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 	call->conn = c;
 	call->stream_id = frame->hd.stream_id;
 	grpc_deframer_init(&call->req, c->srv->lim.max_message);
+	grpc_http_init(&call->http);
 	call->next = c->calls;
 	if (c->calls != NULL)
 		c->calls->prev = call;
@@ -377,6 +381,24 @@ on_begin_headers_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 	c->n_calls++;
 	nghttp2_session_set_stream_user_data(h2, frame->hd.stream_id, call);
 	return 0;
+}
+
+/* The stream broke the HTTP/2 request rules (grpc-http.c): reset it with
+ * PROTOCOL_ERROR, as nghttp2 would, and ignore the rest of its input.  The
+ * reset is logged when it goes out (grpc-server.c). */
+static void
+call_refuse(struct grpc_call *call, const char *why)
+{
+	struct conn *c = call->conn;
+
+	if (call->refused != NULL)
+		return;
+	call->refused = why;
+	call->dispatched = true; /* no handler, no answer but the reset */
+	grpc_conn_protocol_error(c, why);
+	if (nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, call->stream_id,
+	                              NGHTTP2_PROTOCOL_ERROR) != 0)
+		grpc_conn_doom(c);
 }
 
 static bool
@@ -391,21 +413,30 @@ on_header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *nam
 {
 	struct conn *c = user;
 	struct grpc_call *call;
+	const char *why;
+	bool trailer;
 	size_t i;
 
 	/* Every field counts toward the connection's turn, whatever it is. */
 	c->turn++;
-	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+	if (frame->hd.type != NGHTTP2_HEADERS || (frame->headers.cat != NGHTTP2_HCAT_REQUEST &&
+	                                          frame->headers.cat != NGHTTP2_HCAT_HEADERS))
 		return c->turn >= GRPC_TURN_FIELDS ? NGHTTP2_ERR_PAUSE : 0;
+	trailer = frame->headers.cat == NGHTTP2_HCAT_HEADERS;
 	call = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-	if (call == NULL)
+	if (call == NULL || call->refused != NULL)
+		return c->turn >= GRPC_TURN_FIELDS ? NGHTTP2_ERR_PAUSE : 0;
+	if (grpc_http_field(&call->http, name, nlen, value, vlen, trailer, &why) < 0) {
+		call_refuse(call, why);
+		return c->turn >= GRPC_TURN_FIELDS ? NGHTTP2_ERR_PAUSE : 0;
+	}
+	if (trailer) /* trailers carry no metadata for the handler */
 		return c->turn >= GRPC_TURN_FIELDS ? NGHTTP2_ERR_PAUSE : 0;
 	call->hdr_bytes += nlen + vlen + 32;
 	if (call->hdr_bytes > GRPC_MAX_HEADER_LIST_ABUSE) {
-		cubeid_info("grpc: dropping fd %d: a request's header list passed %u bytes "
-		            "(advertised limit %u)",
-		            c->fd, (unsigned)GRPC_MAX_HEADER_LIST_ABUSE,
-		            (unsigned)GRPC_MAX_METADATA);
+		/* logged with the GOAWAY that ends the connection */
+		grpc_conn_protocol_error(c, "a request's header list passed four times the "
+		                            "advertised limit (an HPACK bomb?)");
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	}
 	if (call->hdr_bytes > GRPC_MAX_METADATA)
@@ -435,8 +466,15 @@ on_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const ui
                  size_t len, void *user)
 {
 	struct grpc_call *call = nghttp2_session_get_stream_user_data(h2, stream_id);
+	const char *why;
 
-	while (call != NULL && !call->dispatched && call->req_err == 0 && len > 0) {
+	if (call == NULL || call->refused != NULL)
+		return 0;
+	if ((why = grpc_http_data(&call->http, len)) != NULL) {
+		call_refuse(call, why);
+		return 0;
+	}
+	while (!call->dispatched && call->req_err == 0 && len > 0) {
 		const uint8_t *msg;
 		size_t used, mlen;
 		int r = grpc_deframer_push(&call->req, data, len, &used, &msg, &mlen);
@@ -508,12 +546,23 @@ static int
 on_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 {
 	struct grpc_call *call;
+	const char *why = NULL;
 
 	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
 		return 0;
 	call = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-	if (call == NULL)
+	if (call == NULL || call->refused != NULL)
 		return 0;
+	if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+		why = grpc_http_request_end(&call->http);
+	else if (frame->hd.type == NGHTTP2_HEADERS && !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		why = "trailers that do not end the stream";
+	if (why == NULL && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		why = grpc_http_end_stream(&call->http);
+	if (why != NULL) {
+		call_refuse(call, why);
+		return 0;
+	}
 	if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
 		check_headers(call);
 	if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {

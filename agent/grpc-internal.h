@@ -39,6 +39,24 @@
 
 struct conn;
 
+/* grpc-http.c: a stream's HTTP/2 request rules (RFC 9113 8.1-8.3), which
+ * nghttp2 no longer checks (its HTTP messaging is off: see grpc-http.c). */
+struct grpc_http {
+	unsigned flags;
+	int64_t content_length; /* -1: none */
+	int64_t received;       /* DATA payload bytes */
+};
+void grpc_http_init(struct grpc_http *h);
+/* One header field of the request (trailer: of its trailers).  0: keep it;
+ * -1: refuse the stream, *why says why (a static string). */
+int grpc_http_field(struct grpc_http *h, const uint8_t *name, size_t nlen, const uint8_t *value,
+                    size_t vlen, bool trailer, const char **why);
+/* After the request's header block, DATA, and the stream's end: NULL, or
+ * why the stream is refused. */
+const char *grpc_http_request_end(const struct grpc_http *h);
+const char *grpc_http_data(struct grpc_http *h, size_t n);
+const char *grpc_http_end_stream(const struct grpc_http *h);
+
 /* What one local user (uid) holds on the server: its share is capped by
  * grpc_limits.max_connections_per_uid and max_streams_per_uid. */
 struct grpc_peer {
@@ -59,6 +77,10 @@ struct grpc_call {
 	bool finished;     /* grpc_call_finish() called */
 	bool deferred;     /* data provider is waiting for output */
 	bool trailers_sent;
+	/* reset for breaking the HTTP/2 rules (static string), after which
+	 * its input is ignored; NULL: not refused */
+	const char *refused;
+	struct grpc_http http;
 	bool sensitive; /* out is secbuf memory; DATA goes out without a copy */
 	int status;
 	char *status_msg; /* percent-encoded grpc-message, or NULL */
@@ -100,6 +122,11 @@ struct conn {
 	bool dead;         /* being torn down */
 	bool doomed;       /* drop scheduled */
 	int watching;
+	pid_t pid; /* SO_PEERCRED at accept (-1: unknown), for the log */
+	uid_t uid;
+	/* why the next RST_STREAM / GOAWAY goes out: a static string or why_buf */
+	const char *why;
+	char why_buf[128];
 };
 
 struct grpc_server {
@@ -115,6 +142,12 @@ struct grpc_server {
 	struct grpc_peer *peers[GRPC_PEER_BUCKETS];
 	unsigned long refused;   /* connections refused since the last log line */
 	uint64_t refused_logged; /* when that line was written (mono ms) */
+	/* HTTP/2 errors: counted for /metrics, logged through a token bucket
+	 * (a hostile client must not flood the log) */
+	struct grpc_counters counters;
+	double log_tokens;
+	uint64_t log_refilled;        /* mono ms */
+	unsigned long log_suppressed; /* lines dropped since the last one */
 	/* One buffer (secbuf) where a flush gathers a connection's frames so
 	 * that they go out in one send(); wiped after a sensitive call's
 	 * bytes passed through it. */
@@ -131,6 +164,15 @@ grpc_mono_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
+
+/* grpc-errors.c: the callbacks that log and count HTTP/2 errors. */
+void grpc_errors_set_callbacks(nghttp2_session_callbacks *cb);
+/* A protocol error on c: counted, and why remembered for the log line of
+ * the RST_STREAM or GOAWAY it causes. */
+void grpc_conn_protocol_error(struct conn *c, const char *why);
+/* Log an HTTP/2 error of c's peer (notice: seen at the default level),
+ * rate-limited. */
+void grpc_conn_log(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* grpc-call.c: the nghttp2 stream callbacks, and a call's end. */
 void grpc_call_set_callbacks(nghttp2_session_callbacks *cb);

@@ -80,8 +80,14 @@ h2_setup_once(void)
 	if (nghttp2_session_callbacks_new(&callbacks) != 0)
 		return;
 	grpc_call_set_callbacks(callbacks);
+	grpc_errors_set_callbacks(callbacks);
 	if (nghttp2_option_new(&h2_option) != 0)
 		return;
+	/* nghttp2's HTTP messaging checks :authority as a host name and
+	 * resets the stream of grpc-java, which sends the socket's path: it is
+	 * off, and grpc-http.c enforces the same request rules instead, with
+	 * :authority taking any value. */
+	nghttp2_option_set_no_http_messaging(h2_option, 1);
 	/* Don't let a client park unbounded reserved/closed stream state. */
 	nghttp2_option_set_max_reserved_remote_streams(h2_option, 0);
 	/* Rapid reset: a connection that resets streams faster than this is
@@ -399,10 +405,16 @@ conn_feed(struct conn *c, const uint8_t *p, size_t n)
 	rv = nghttp2_session_mem_recv(c->h2, p, n);
 	c->in_h2--;
 	if (rv < 0) {
-		cubeid_debug("grpc: closing fd %d: %s", c->fd, nghttp2_strerror((int)rv));
-		/* Say GOAWAY if the socket takes it, then close. */
+		const char *why = nghttp2_strerror((int)rv);
+
+		/* Say GOAWAY if the socket takes it (it is logged as it goes
+		 * out), then close. */
+		if (c->why == NULL)
+			grpc_conn_protocol_error(c, why);
 		nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR);
 		grpc_conn_flush(c);
+		if (c->why != NULL) /* no GOAWAY went out */
+			grpc_conn_log(c, "closing the connection: %s", c->why);
 		return -1;
 	}
 	if ((size_t)rv < n && !c->doomed) {
@@ -549,6 +561,8 @@ accept_cb(cubeid_loop *l, int lfd, int events, void *arg)
 		}
 		/* The uid is the kernel's, fixed at connect(): a share keyed
 		 * on it cannot be dodged by the caller. */
+		cred.pid = -1;
+		cred.uid = (uid_t)-1;
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 &&
 		    cl == sizeof(cred)) {
 			if ((peer = peer_get(s, cred.uid)) == NULL) {
@@ -569,6 +583,8 @@ accept_cb(cubeid_loop *l, int lfd, int events, void *arg)
 		}
 		c->srv = s;
 		c->fd = fd;
+		c->pid = cred.pid;
+		c->uid = cred.uid;
 		c->last_active = c->accepted = grpc_mono_ms();
 		if (nghttp2_session_server_new2(&c->h2, callbacks, c, h2_option) != 0) {
 			peer_put(s, peer);

@@ -47,7 +47,7 @@ libagent_la_LIBADD = libcubeid.la $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS)
 	$(OPENSSL_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
 # The event loop and the gRPC server (issue 4).
-libagent_la_SOURCES += agent/loop.c agent/grpc-server.c agent/grpc-call.c agent/grpc-internal.h \
+libagent_la_SOURCES += agent/loop.c agent/grpc-server.c agent/grpc-call.c agent/grpc-http.c agent/grpc-errors.c agent/grpc-internal.h \
 	agent/secbuf.c
 
 # The SPIFFE Workload API messages, compiled by protoc-c into the build tree:

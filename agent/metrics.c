@@ -295,6 +295,7 @@ int
 agent_metrics_text(struct agent *a, char **out, size_t *len)
 {
 	struct agent_metrics *m = &a->metrics;
+	struct grpc_counters gc = {0};
 	struct buf b = {0};
 	size_t nx = 0, nj = 0, i;
 	int64_t next = 0;
@@ -368,6 +369,17 @@ agent_metrics_text(struct agent *a, char **out, size_t *len)
 	       "Workload API connections open on the socket.");
 	bprintf(&b, "cubeid_connected_clients %u\n",
 	        a->grpc != NULL ? grpc_server_connections(a->grpc) : 0u);
+	if (a->grpc != NULL)
+		grpc_server_counters(a->grpc, &gc);
+	family(&b, "cubeid_grpc_protocol_errors_total", "counter",
+	       "HTTP/2 protocol errors by Workload API clients (each is logged, rate-limited).");
+	bprintf(&b, "cubeid_grpc_protocol_errors_total %lu\n", gc.protocol_errors);
+	family(&b, "cubeid_grpc_stream_resets_total", "counter",
+	       "HTTP/2 streams the Workload API server reset (RST_STREAM sent).");
+	bprintf(&b, "cubeid_grpc_stream_resets_total %lu\n", gc.stream_resets);
+	family(&b, "cubeid_grpc_goaways_total", "counter",
+	       "Workload API connections ended with an HTTP/2 error (GOAWAY sent).");
+	bprintf(&b, "cubeid_grpc_goaways_total %lu\n", gc.goaways);
 	family(&b, "cubeid_workload_streams", "gauge", "Open Workload API streams.");
 	bprintf(&b, "cubeid_workload_streams %u\n", a->wapi != NULL ? wapi_streams(a->wapi) : 0u);
 	family(&b, "cubeid_registration_entries", "gauge", "Registration entries loaded.");

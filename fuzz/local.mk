@@ -49,6 +49,16 @@ fuzz_fuzz_grpc_frame_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(PROTOBUFC_CFLAGS)
 fuzz_fuzz_grpc_frame_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_grpc_frame_LDADD = $(FUZZ_LIBS) $(PROTOBUFC_LIBS)
 
+# The gRPC server's HTTP/2 request rules (agent/grpc-http.c), differentially
+# against nghttp2's HTTP messaging, which they replace.
+if ENABLE_FUZZING
+noinst_PROGRAMS += fuzz/fuzz-grpc-http
+endif
+fuzz_fuzz_grpc_http_SOURCES = fuzz/fuzz-grpc-http.c agent/grpc-http.c
+fuzz_fuzz_grpc_http_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(NGHTTP2_CFLAGS)
+fuzz_fuzz_grpc_http_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_grpc_http_LDADD = $(FUZZ_LIBS) $(NGHTTP2_LIBS)
+
 # Registration entries and the agent config (YAML via libyaml), and the
 # attestation pod-list JSON.
 if ENABLE_FUZZING

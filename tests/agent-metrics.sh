@@ -152,7 +152,9 @@ if scrape "$base/metrics" "$D/m0"; then ok "/metrics parses with prometheus_clie
 for fam in "cubeid_svids_issued counter" "cubeid_svid_sign_duration_seconds histogram" \
 	"cubeid_token_errors counter" "cubeid_connected_clients gauge" \
 	"cubeid_ca_expiry_seconds gauge" "cubeid_svid_rotations counter" "cubeid_ready gauge" \
-	"cubeid_token_up gauge" "cubeid_svid_mint_failures counter"; do
+	"cubeid_token_up gauge" "cubeid_svid_mint_failures counter" \
+	"cubeid_grpc_protocol_errors counter" "cubeid_grpc_stream_resets counter" \
+	"cubeid_grpc_goaways counter"; do
 	assert "family $fam" grep -qx "TYPE $fam" "$D/m0"
 done
 assert "cubeid_ready is 1" [ "$(val "$D/m0" 'cubeid_ready{}')" = 1.0 ]
@@ -211,6 +213,25 @@ for _ in $(seq 1 300); do
 done
 assert "the stream closed: cubeid_workload_streams back to 0" \
 	[ "$(val "$D/m7" 'cubeid_workload_streams{}')" = 0.0 ]
+
+# an HTTP/2 protocol error (HTTP/1.1 instead of the preface): the GOAWAY is
+# counted, and logged at the default level with the peer's pid and uid
+e0=$(val "$D/m7" 'cubeid_grpc_protocol_errors_total{}')
+g0=$(val "$D/m7" 'cubeid_grpc_goaways_total{}')
+"$PY" - "$D/agent.sock" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+while s.recv(4096):
+    pass
+EOF
+scrape "$base/metrics" "$D/m8" || notok "scrape after a protocol error"
+e8=$(val "$D/m8" 'cubeid_grpc_protocol_errors_total{}')
+assert "protocol errors rise ($e0 -> $e8)" gt "$e8" "$e0"
+assert "GOAWAYs with an error rise" gt "$(val "$D/m8" 'cubeid_grpc_goaways_total{}')" "$g0"
+assert "the GOAWAY is logged with the peer's pid and uid" \
+	grep -Eq "notice: grpc: ending the connection \(GOAWAY\) with PROTOCOL_ERROR: .*\(peer pid [0-9]+ uid $(id -u)\)" "$D/agent.err"
 
 # the person's view
 if "$cubeid" status >"$D/status.txt" 2>"$D/err"; then ok "cubeid status"; else notok "cubeid status"; fi

@@ -47,6 +47,16 @@ EXTRA_DIST += tests/lib/go-peers.sh tests/lib/tap.sh tests/interop/selftest.sh t
 	tests/interop/go.mod tests/interop/go.sum tests/interop/main.go \
 	tests/interop/verify.go tests/interop/mint.go tests/interop/workload.go
 
+# java-spiffe and py-spiffe, unchanged, against the agent: the jars come from
+# Maven and the Python packages from pip, into caches keyed by version
+# (tests/lib/java-peers.sh, tests/lib/python-peers.sh); no peer's code is
+# committed.
+TESTS += tests/interop-java.sh tests/interop-python.sh
+EXTRA_DIST += tests/interop-java.sh tests/lib/java-peers.sh tests/java/pom.xml \
+	tests/java/CubeidJavaInterop.java \
+	tests/interop-python.sh tests/lib/python-peers.sh tests/python/requirements.txt \
+	tests/python/pyspiffe_interop.py
+
 # The TLS loader (issue 5): tests/test-tls with certificates from a CA in a
 # real SoftHSM2 token; tests/tls-test-util.* is shared with bench/tls.
 check_PROGRAMS += tests/test-tls

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cubeid/workloadapi.h>
@@ -1006,6 +1007,445 @@ START_TEST(test_rapid_reset_gets_goaway)
 }
 END_TEST
 
+/* ---- HTTP/2 request rules (agent/grpc-http.c) ---- */
+
+/* How the server answered stream 1 of one raw request. */
+enum h2_outcome {
+	H2_ANSWERED = 'D', /* a response message (DATA) */
+	H2_RESET = 'R',    /* RST_STREAM PROTOCOL_ERROR */
+	H2_OTHER = '?',    /* anything else (another error, GOAWAY, EOF) */
+};
+
+struct h2_case {
+	const char *name;
+	const char *hdrs[24]; /* name, value, ..., NULL; NULL values skip */
+	int body;             /* 0: END_STREAM on HEADERS; 1: one empty message */
+	const char *trailers[6];
+	bool trailers_end; /* trailers carry END_STREAM */
+	char expect;
+};
+
+#define REQ_OK                                                                                     \
+	":method", "POST", ":scheme", "http", ":path", "/SpiffeWorkloadAPI/FetchJWTSVID",          \
+	        ":authority", "localhost", "content-type", "application/grpc",                     \
+	        "workload.spiffe.io", "true"
+#define REQ_NOAUTH                                                                                 \
+	":method", "POST", ":scheme", "http", ":path", "/SpiffeWorkloadAPI/FetchJWTSVID",          \
+	        "content-type", "application/grpc", "workload.spiffe.io", "true"
+
+static const struct h2_case h2_cases[] = {
+        /* what gRPC clients send as :authority over a Unix socket */
+        {"grpc-java: the socket path",
+         {":method", "POST", ":scheme", "http", ":path", "/SpiffeWorkloadAPI/FetchJWTSVID",
+          ":authority", "/run/cubeid/agent.sock", "content-type", "application/grpc",
+          "workload.spiffe.io", "true", "te", "trailers", NULL},
+         1,
+         {NULL},
+         false,
+         H2_ANSWERED},
+        {"python grpc: a percent-encoded path",
+         {":method", "POST", ":scheme", "http", ":path", "/SpiffeWorkloadAPI/FetchJWTSVID",
+          ":authority", "%2Frun%2Fcubeid%2Fagent.sock", "content-type", "application/grpc",
+          "workload.spiffe.io", "true", NULL},
+         1,
+         {NULL},
+         false,
+         H2_ANSWERED},
+        {"grpc-go: localhost", {REQ_OK, NULL}, 1, {NULL}, false, H2_ANSWERED},
+        {"an empty :authority",
+         {":method", "POST", ":scheme", "http", ":path", "/SpiffeWorkloadAPI/FetchJWTSVID",
+          ":authority", "", "content-type", "application/grpc", "workload.spiffe.io", "true", NULL},
+         1,
+         {NULL},
+         false,
+         H2_ANSWERED},
+        {"host instead of :authority",
+         {REQ_NOAUTH, "host", "localhost", NULL},
+         1,
+         {NULL},
+         false,
+         H2_ANSWERED},
+        {"content-length that matches",
+         {REQ_OK, "content-length", "5", NULL},
+         1,
+         {NULL},
+         false,
+         H2_ANSWERED},
+        {"trailers that end the stream",
+         {REQ_OK, NULL},
+         1,
+         {"x-trailer", "1", NULL},
+         true,
+         H2_ANSWERED},
+        /* malformed requests are still refused */
+        {"a regular value with LF", {REQ_OK, "x-bad", "a\nb", NULL}, 1, {NULL}, false, H2_RESET},
+        {"no :authority and no host", {REQ_NOAUTH, NULL}, 1, {NULL}, false, H2_RESET},
+        {"an :authority with CR",
+         {REQ_NOAUTH, ":authority", "a\rb", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"two :authority", {":authority", "a", REQ_OK, NULL}, 1, {NULL}, false, H2_RESET},
+        {"no :method",
+         {":scheme", "http", ":path", "/SpiffeWorkloadAPI/FetchJWTSVID", ":authority", "x",
+          "content-type", "application/grpc", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"no :scheme",
+         {":method", "POST", ":path", "/SpiffeWorkloadAPI/FetchJWTSVID", ":authority", "x",
+          "content-type", "application/grpc", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"no :path",
+         {":method", "POST", ":scheme", "http", ":authority", "x", "content-type",
+          "application/grpc", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"two :path", {":path", "/a", REQ_OK, NULL}, 1, {NULL}, false, H2_RESET},
+        {"two :method", {":method", "POST", REQ_OK, NULL}, 1, {NULL}, false, H2_RESET},
+        {"two :scheme", {":scheme", "http", REQ_OK, NULL}, 1, {NULL}, false, H2_RESET},
+        {"an empty :method",
+         {":method", "", ":scheme", "http", ":path", "/SpiffeWorkloadAPI/FetchJWTSVID",
+          ":authority", "x", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"an empty :path",
+         {":method", "POST", ":scheme", "http", ":path", "", ":authority", "x", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"a :path with a space",
+         {":method", "POST", ":scheme", "http", ":path", "/a b", ":authority", "x", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"an http :path without /",
+         {":method", "POST", ":scheme", "http", ":path", "SpiffeWorkloadAPI/FetchJWTSVID",
+          ":authority", "x", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"a malformed :scheme",
+         {":method", "POST", ":scheme", "1http", ":path", "/a", ":authority", "x", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"a :method with a space",
+         {":method", "PO ST", ":scheme", "http", ":path", "/a", ":authority", "x", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"CONNECT", {":method", "CONNECT", ":authority", "x", NULL}, 1, {NULL}, false, H2_RESET},
+        {"an unknown pseudo-header", {":foo", "x", REQ_OK, NULL}, 1, {NULL}, false, H2_RESET},
+        {":status in a request", {":status", "200", REQ_OK, NULL}, 1, {NULL}, false, H2_RESET},
+        {":protocol", {":protocol", "websocket", REQ_OK, NULL}, 1, {NULL}, false, H2_RESET},
+        {"a pseudo-header after a regular one",
+         {":method", "POST", ":scheme", "http", "content-type", "application/grpc", ":path",
+          "/SpiffeWorkloadAPI/FetchJWTSVID", ":authority", "x", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"a header name with a control character",
+         {REQ_OK, "x\001", "1", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"an empty header name", {REQ_OK, "", "1", NULL}, 1, {NULL}, false, H2_RESET},
+        {"an uppercase header name",
+         {REQ_OK, "Content-Length", "5", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"a malformed pseudo-header name",
+         {":Path", "/a", REQ_OK, NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"connection", {REQ_OK, "connection", "close", NULL}, 1, {NULL}, false, H2_RESET},
+        {"keep-alive", {REQ_OK, "keep-alive", "1", NULL}, 1, {NULL}, false, H2_RESET},
+        {"proxy-connection", {REQ_OK, "proxy-connection", "x", NULL}, 1, {NULL}, false, H2_RESET},
+        {"transfer-encoding",
+         {REQ_OK, "transfer-encoding", "chunked", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"upgrade", {REQ_OK, "upgrade", "h2c", NULL}, 1, {NULL}, false, H2_RESET},
+        {"te other than trailers", {REQ_OK, "te", "gzip", NULL}, 1, {NULL}, false, H2_RESET},
+        {"an empty host", {REQ_OK, "host", "", NULL}, 1, {NULL}, false, H2_RESET},
+        {"two host", {REQ_OK, "host", "a", "host", "a", NULL}, 1, {NULL}, false, H2_RESET},
+        {"a malformed content-length",
+         {REQ_OK, "content-length", "5x", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"two content-length",
+         {REQ_OK, "content-length", "5", "content-length", "5", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"less DATA than content-length",
+         {REQ_OK, "content-length", "6", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"more DATA than content-length",
+         {REQ_OK, "content-length", "4", NULL},
+         1,
+         {NULL},
+         false,
+         H2_RESET},
+        {"content-length without DATA",
+         {REQ_OK, "content-length", "5", NULL},
+         0,
+         {NULL},
+         false,
+         H2_RESET},
+        {"a pseudo-header in trailers", {REQ_OK, NULL}, 1, {":path", "/a", NULL}, true, H2_RESET},
+        {"trailers that do not end the stream",
+         {REQ_OK, NULL},
+         1,
+         {"x-trailer", "1", NULL},
+         false,
+         H2_RESET},
+        {"a connection header in trailers",
+         {REQ_OK, NULL},
+         1,
+         {"connection", "close", NULL},
+         true,
+         H2_RESET},
+};
+
+/* Append a HEADERS frame on stream 1 with fields (name, value, ..., NULL). */
+static void
+put_headers_frame(uint8_t *b, size_t *off, const char *const *f, uint8_t flags)
+{
+	size_t hb = *off + 9, end = hb, i;
+
+	for (i = 0; f[i] != NULL; i += 2)
+		put_hdr(b, &end, f[i], f[i + 1]);
+	put_frame_hdr(b + *off, end - hb, 0x1, 0x4 | flags, 1);
+	*off = end;
+}
+
+/* Send one request on a fresh connection; how stream 1 ended. */
+static char
+h2_try(const struct h2_case *tc)
+{
+	uint8_t req[4096], buf[16384];
+	size_t off, have = 0, pos;
+	int fd = raw_h2_start(req, &off);
+	char got = H2_OTHER;
+
+	put_headers_frame(req, &off, tc->hdrs, tc->body == 0 ? 0x1 : 0);
+	if (tc->body == 1) {
+		bool end = tc->trailers[0] == NULL;
+
+		put_frame_hdr(req + off, 5, 0x0, end ? 0x1 : 0, 1);
+		memset(req + off + 9, 0, 5);
+		off += 14;
+		if (!end)
+			put_headers_frame(req, &off, tc->trailers, tc->trailers_end ? 0x1 : 0);
+	}
+	ck_assert_int_eq(write(fd, req, off), (ssize_t)off);
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+
+		ck_assert_msg(poll(&p, 1, 30 * 1000) == 1, "%s: no answer", tc->name);
+		n = read(fd, buf + have, sizeof(buf) - have);
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		for (pos = 0; have - pos >= 9;) {
+			size_t len = ((size_t)buf[pos] << 16) | ((size_t)buf[pos + 1] << 8) |
+			             buf[pos + 2];
+			uint8_t type = buf[pos + 3];
+			uint32_t sid = ((uint32_t)(buf[pos + 5] & 0x7f) << 24) |
+			               ((uint32_t)buf[pos + 6] << 16) |
+			               ((uint32_t)buf[pos + 7] << 8) | buf[pos + 8];
+
+			if (have - pos < 9 + len)
+				break;
+			if (type == 0x0 && sid == 1 && len > 0)
+				got = H2_ANSWERED;
+			else if (type == 0x3 && sid == 1 && len == 4 && buf[pos + 12] == 0x1 &&
+			         buf[pos + 9] == 0 && buf[pos + 10] == 0 && buf[pos + 11] == 0)
+				got = H2_RESET;
+			else if (type == 0x3 || type == 0x7)
+				got = H2_OTHER;
+			if (got != H2_OTHER || type == 0x3 || type == 0x7) {
+				close(fd);
+				return got;
+			}
+			pos += 9 + len;
+		}
+		memmove(buf, buf + pos, have - pos);
+		have -= pos;
+	}
+	close(fd);
+	return got;
+}
+
+START_TEST(test_every_unix_socket_authority_is_served_and_malformed_requests_are_reset)
+{
+	const char *aud[] = {"after-the-cases"};
+	struct cubeid_wl_status st;
+	struct cubeid_wl_jwt *j = NULL;
+	size_t i;
+
+	for (i = 0; i < sizeof(h2_cases) / sizeof(h2_cases[0]); i++) {
+		char got = h2_try(&h2_cases[i]);
+
+		ck_assert_msg(got == h2_cases[i].expect, "%s: got %c, expected %c",
+		              h2_cases[i].name, got, h2_cases[i].expect);
+	}
+	/* and the server still serves a real client */
+	ck_assert_int_eq(cubeid_wl_fetch_jwt(&fx.opts, aud, 1, NULL, &j, &st), 0);
+	cubeid_wl_jwt_free(j);
+}
+END_TEST
+
+/* grpc_server_counters(), read on the loop thread. */
+struct counters_query {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	struct grpc_counters c;
+};
+
+static void
+counters_query_fn(void *arg)
+{
+	struct counters_query *q = arg;
+
+	pthread_mutex_lock(&q->mu);
+	grpc_server_counters(fx.s, &q->c);
+	q->done = true;
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
+static struct grpc_counters
+server_counters(void)
+{
+	struct counters_query q = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, {0}};
+
+	ck_assert_int_eq(loop_post(fx.l, counters_query_fn, &q), 0);
+	pthread_mutex_lock(&q.mu);
+	while (!q.done)
+		pthread_cond_wait(&q.cv, &q.mu);
+	pthread_mutex_unlock(&q.mu);
+	return q.c;
+}
+
+START_TEST(test_resets_and_protocol_errors_are_logged_rate_limited_and_counted)
+{
+	static uint8_t req[64 * 1024];
+	char path[160], line[512], want[64];
+	const struct h2_case *bad = NULL;
+	struct grpc_counters before, after;
+	struct timespec t0, t1;
+	long secs;
+	size_t off, i;
+	int fd, logfd, saved, lines = 0, resets = 0, with_peer = 0, suppressed = 0;
+	FILE *f;
+
+	for (i = 0; i < sizeof(h2_cases) / sizeof(h2_cases[0]); i++)
+		if (strcmp(h2_cases[i].name, "connection") == 0)
+			bad = &h2_cases[i];
+	ck_assert_ptr_nonnull(bad);
+	snprintf(path, sizeof(path), "%s/log", fx.dir);
+	logfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ck_assert_int_ge(logfd, 0);
+	saved = dup(2);
+	dup2(logfd, 2);
+	before = server_counters();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+
+	/* one malformed stream: logged with the peer and the reason */
+	ck_assert_int_eq(h2_try(bad), H2_RESET);
+	/* 200 more on one connection: the log takes a burst, then a few */
+	fd = raw_h2_start(req, &off);
+	for (i = 0; i < 200; i++) {
+		size_t hb = off + 9, end = hb, k;
+
+		for (k = 0; bad->hdrs[k] != NULL; k += 2)
+			put_hdr(req, &end, bad->hdrs[k], bad->hdrs[k + 1]);
+		put_frame_hdr(req + off, end - hb, 0x1, 0x4 | 0x1, (uint32_t)(2 * i + 1));
+		off = end;
+	}
+	ck_assert_uint_lt(off, sizeof(req));
+	ck_assert_int_eq(write(fd, req, off), (ssize_t)off);
+	shutdown(fd, SHUT_WR);
+	drain_until_eof(fd);
+	close(fd);
+	/* garbage instead of the preface: a connection-level error, logged
+	 * once the bucket has a token again, with the count of lines dropped */
+	usleep(600 * 1000);
+	fd = raw_connect();
+	ck_assert_int_eq(write(fd, "GET / HTTP/1.1\r\n\r\n", 18), 18);
+	drain_until_eof(fd);
+	close(fd);
+	after = server_counters();
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (long)(t1.tv_sec - t0.tv_sec) + 1;
+
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(logfd);
+	ck_assert_uint_ge(after.stream_resets - before.stream_resets, 201);
+	ck_assert_uint_ge(after.protocol_errors - before.protocol_errors, 202);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	snprintf(want, sizeof(want), "peer pid %ld uid %ld", (long)getpid(), (long)getuid());
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strstr(line, "grpc: ") == NULL)
+			continue;
+		lines++;
+		if (strstr(line,
+		           "reset stream 1 with PROTOCOL_ERROR: a connection-specific header") !=
+		    NULL)
+			resets++;
+		if (strstr(line, want) != NULL)
+			with_peer++;
+		if (strstr(line, "more HTTP/2 errors not logged") != NULL)
+			suppressed++;
+	}
+	fclose(f);
+	ck_assert_int_ge(resets, 1);
+	ck_assert_int_eq(with_peer, lines);
+	/* 202 errors: a burst of 20 lines, and 2 a second after it (however
+	 * slow this machine is) */
+	ck_assert_int_ge(lines, 2);
+	ck_assert_int_le(lines, 20 + 2 * secs);
+	ck_assert_int_lt(lines, 202);
+	ck_assert_int_ge(suppressed, 1);
+}
+END_TEST
+
 /* Fetch the secret over a raw connection; true if it arrived. */
 static bool
 fetch_secret_raw(void)
@@ -1357,6 +1797,9 @@ grpc_suite(void)
 	tcase_add_test(tc, test_sensitive_output_stays_in_dontdump_memory);
 	tcase_add_test(tc, test_hpack_bomb_drops_the_connection);
 	tcase_add_test(tc, test_rapid_reset_gets_goaway);
+	tcase_add_test(tc,
+	               test_every_unix_socket_authority_is_served_and_malformed_requests_are_reset);
+	tcase_add_test(tc, test_resets_and_protocol_errors_are_logged_rate_limited_and_counted);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(slow, setup_small_backlog, teardown);
 	tcase_add_test(slow, test_output_backlog_over_the_limit_drops_the_client);
