@@ -14,13 +14,17 @@
 #include <string.h>
 #include <unistd.h>
 
-static char logpath[] = "/tmp/cubeid-test-audit-XXXXXX";
+static char logpath[64];
 
-/* stderr (where the log goes) into a fresh file */
+/* stderr (where the log goes) into a fresh file; each test gets its own
+ * (without fork, as under valgrind, the tests share the process) */
 static void
 capture(void)
 {
-	int fd = mkstemp(logpath);
+	int fd;
+
+	snprintf(logpath, sizeof(logpath), "/tmp/cubeid-test-audit-XXXXXX");
+	fd = mkstemp(logpath);
 
 	ck_assert_int_ge(fd, 0);
 	fflush(stderr);
