@@ -1,7 +1,7 @@
 # agent/picod.mk (included by agent/local.mk).  PicoD tokens (issue 6): the
 # cubeid.picod.v1.PicoD service on the agent's
 # socket (agent/picod.proto, compiled by protoc-c into libcubeid like the
-# Workload API), its handlers in the agent, and `cubeid picod`.
+# Workload API) and its handlers in the agent; `cubeid picod` is in cli/.
 EXTRA_DIST += agent/picod.proto
 PICOD_PROTO_GEN = agent/picod.pb-c.c agent/picod.pb-c.h
 BUILT_SOURCES += $(PICOD_PROTO_GEN)
@@ -12,7 +12,6 @@ agent/picod.pb-c.c: $(srcdir)/agent/picod.proto
 	$(AM_V_GEN)$(MKDIR_P) agent && \
 		$(PROTOC_C) -I$(srcdir)/agent --c_out=agent $(srcdir)/agent/picod.proto
 libagent_la_SOURCES += agent/picod-service.c
-agent_cubeid_SOURCES += agent/tool-picod.c agent/tool-picod-key.c agent/tool-picod-key.h
 TESTS += tests/picod-agent.sh
 EXTRA_DIST += tests/picod-agent.sh
 
@@ -42,7 +41,7 @@ bench_picod_auth_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_L
 TESTS += bench/picod-auth-smoke.sh
 EXTRA_DIST += bench/run-picod-auth.sh bench/picod-auth-smoke.sh
 bench: bench-picod-auth
-bench-picod-auth: bench/picod-auth$(EXEEXT) agent/cubeid-agent$(EXEEXT) agent/cubeid$(EXEEXT)
+bench-picod-auth: bench/picod-auth$(EXEEXT) agent/cubeid-agent$(EXEEXT) cli/cubeid$(EXEEXT)
 	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' CUBEID_BUILDDIR='$(abs_top_builddir)' \
 	bash '$(abs_top_srcdir)/bench/run-picod-auth.sh' $(BENCH_PICOD_ARGS)
 .PHONY: bench-picod-auth

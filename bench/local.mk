@@ -64,7 +64,7 @@ EXTRA_DIST += bench/run-workload-api.sh bench/workload-api-smoke.sh
 
 bench: bench-workload-api
 
-bench-workload-api: bench/workload-api$(EXEEXT) agent/cubeid-agent$(EXEEXT) agent/cubeid$(EXEEXT)
+bench-workload-api: bench/workload-api$(EXEEXT) agent/cubeid-agent$(EXEEXT) cli/cubeid$(EXEEXT)
 	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' CUBEID_BUILDDIR='$(abs_top_builddir)' \
 	bash '$(abs_top_srcdir)/bench/run-workload-api.sh' $(BENCH_WL_ARGS)
 

@@ -65,7 +65,7 @@ tests_test_jwt_mint_LDADD = $(TEST_LIBS) $(LIBJWT_LIBS)
 TESTS += tests/test-jwt-mint
 
 # Interop with real go-spiffe v2 and OpenSSL, both directions (CLI-level;
-# needs agent/cubeid and tests/mktoken).  Skips (77) without Go, except
+# needs cli/cubeid and tests/mktoken).  Skips (77) without Go, except
 # with CI=true, where that fails.
 TESTS += tests/interop-spiffe.sh
 EXTRA_DIST += tests/interop-spiffe.sh

@@ -1,5 +1,5 @@
 /*
- * spiffe-helper's configuration files (agent/helper.h): an HCL subset
+ * spiffe-helper's configuration files (cli/helper.h): an HCL subset
  * parsed into a small tree, then mapped onto struct helper_config with
  * hashicorp/hcl v1's decoding rules (string keys take strings or numbers,
  * integer keys take numbers or strings parsed like Go's
@@ -8,7 +8,7 @@
 #include "config.h"
 
 #include "agent/agent.h"
-#include "agent/helper.h"
+#include "cli/helper.h"
 
 #include <cubeid/error.h>
 

@@ -2,20 +2,20 @@
  * cubeid: the command-line tool.  `cubeid GROUP COMMAND [options]`.
  *
  * This file is only the group table and main(); each group lives in
- * agent/tool-GROUP.c, the shared parts in agent/tool-common.c and the help
- * and man page rendering in agent/tool-help.c.  See agent/tool.h.
+ * cli/tool-GROUP.c, the shared parts in cli/tool-common.c and the help
+ * and man page rendering in cli/tool-help.c.  See cli/tool.h.
  */
 #include "config.h"
 
-#include "agent/tool.h"
+#include "cli/tool.h"
 
 #include <stdio.h>
 #include <string.h>
 
 /*
  * THE GROUP TABLE.  To add a group `foo`:
- *   1. write agent/tool-foo.c defining tool_foo() and tool_foo_cmds[]
- *      (copy the shape of agent/tool-token.c) and list it in agent/local.mk;
+ *   1. write cli/tool-foo.c defining tool_foo() and tool_foo_cmds[]
+ *      (copy the shape of cli/tool-token.c) and list it in agent/local.mk;
  *   2. add ONE line below:  X(foo, "one-line summary for --help") \
  * The groups appear in --help and in the man page in this order.
  */

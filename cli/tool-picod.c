@@ -6,8 +6,8 @@
  */
 #include "config.h"
 
-#include "agent/tool-picod-key.h"
-#include "agent/tool.h"
+#include "cli/tool-picod-key.h"
+#include "cli/tool.h"
 
 #include <cubeid/ca.h>
 #include <cubeid/picod.h>

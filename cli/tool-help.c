@@ -6,7 +6,7 @@
  */
 #include "config.h"
 
-#include "agent/tool.h"
+#include "cli/tool.h"
 
 #include <ctype.h>
 #include <stdio.h>

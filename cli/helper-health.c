@@ -1,5 +1,5 @@
 /*
- * `cubeid helper`'s health listener (agent/helper.h): spiffe-helper
+ * `cubeid helper`'s health listener (cli/helper.h): spiffe-helper
  * v0.11.0's health_checks.  With listener_enabled, in daemon mode, it
  * serves on bind_port (8081), on every address as spiffe-helper's ":PORT"
  * does unless --health-address says which:
@@ -20,7 +20,7 @@
  */
 #include "config.h"
 
-#include "agent/helper.h"
+#include "cli/helper.h"
 #include "agent/http.h"
 
 #include <cubeid/error.h>

@@ -6,7 +6,7 @@
  */
 #include "config.h"
 
-#include "agent/helper.h"
+#include "cli/helper.h"
 
 #include <cubeid/error.h>
 #include <cubeid/log.h>

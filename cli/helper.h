@@ -1,5 +1,5 @@
 /*
- * `cubeid helper`: a drop-in for spiffe-helper (agent/tool-helper.c).
+ * `cubeid helper`: a drop-in for spiffe-helper (cli/tool-helper.c).
  *
  * helper-config.c reads spiffe-helper's own configuration files, which are
  * a small subset of HCL (version 1, as hashicorp/hcl decodes them):

@@ -1,6 +1,6 @@
 /*
  * `cubeid helper`: a drop-in for spiffe-helper.  It reads spiffe-helper's
- * own configuration file (agent/helper-config.c) and its flags (-config
+ * own configuration file (cli/helper-config.c) and its flags (-config
  * FILE, -daemon-mode=BOOL), talks to any Workload API socket (cubeid-agent
  * or SPIRE's agent), and writes the same files, but as one atomic set
  * (<cubeid/atomic-dir.h>): a reader never sees a certificate of one SVID
@@ -16,8 +16,8 @@
 #include "config.h"
 
 #include "agent/agent.h"
-#include "agent/helper.h"
-#include "agent/tool.h"
+#include "cli/helper.h"
+#include "cli/tool.h"
 #include "agent/workload.pb-c.h"
 
 #include <cubeid/atomic-dir.h>

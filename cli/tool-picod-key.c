@@ -2,11 +2,11 @@
  * `cubeid picod wrapping-key | cluster-key ...`: one PicoD key for every
  * node, for today's single-key PicoD, copied between tokens only wrapped
  * (<cubeid/key-wrap.h>, docs/cluster.md "Single cluster PicoD key").
- * Listed in agent/tool-picod.c's table.
+ * Listed in cli/tool-picod.c's table.
  */
 #include "config.h"
 
-#include "agent/tool-picod-key.h"
+#include "cli/tool-picod-key.h"
 
 #include <cubeid/ca.h>
 #include <cubeid/jwt-keys.h>

@@ -2,12 +2,12 @@
  * The `cubeid` command-line tool: shared declarations.
  *
  * cubeid is git/OpenSSH-style: `cubeid GROUP COMMAND [options]`.  A group
- * (token, ca, svid, ...) is one file agent/tool-GROUP.c exporting
+ * (token, ca, svid, ...) is one file cli/tool-GROUP.c exporting
  *
  *     int tool_GROUP(int argc, char **argv);        argv[0] is "GROUP"
  *     extern const struct tool_cmd tool_GROUP_cmds[];
  *
- * and one line in the table in agent/cubeid.c.  A group normally describes
+ * and one line in the table in cli/cubeid.c.  A group normally describes
  * its commands in a tool_cmd table and lets tool_dispatch() parse the
  * command line: that table is also the one source of the `--help` text and
  * of the man page (cubeid --help-man > docs/man/cubeid.1).
@@ -61,7 +61,7 @@ struct tool_cmd {
 	int (*run)(struct tool_ctx *c);
 };
 
-/* One group: a line of the table in agent/cubeid.c. */
+/* One group: a line of the table in cli/cubeid.c. */
 struct tool_group {
 	const char *name;
 	int (*main)(int argc, char **argv);
@@ -91,7 +91,7 @@ struct tool_ctx {
 /* Options every command takes (--token, --module, ...), for the help. */
 extern const struct tool_opt tool_common_opts[];
 
-/* The group table (agent/cubeid.c), terminated by a NULL name. */
+/* The group table (cli/cubeid.c), terminated by a NULL name. */
 extern const struct tool_group tool_groups[];
 
 /*
@@ -147,16 +147,16 @@ void tool_print_group_help(FILE *f, const char *group, const struct tool_cmd *cm
 void tool_print_cmd_help(FILE *f, const char *group, const struct tool_cmd *cmd);
 void tool_print_man(FILE *f);
 
-/* A group's entry points.  agent/tool-GROUP.c starts with
- * TOOL_GROUP_DECLARE(GROUP); and agent/cubeid.c's table uses it too. */
+/* A group's entry points.  cli/tool-GROUP.c starts with
+ * TOOL_GROUP_DECLARE(GROUP); and cli/cubeid.c's table uses it too. */
 #define TOOL_GROUP_DECLARE(name)                                                                   \
 	int tool_##name(int argc, char **argv);                                                    \
 	extern const struct tool_cmd tool_##name##_cmds[]
 
 /* Commands of the token group that live in their own file. */
-int tool_token_info(struct tool_ctx *c); /* agent/tool-token-info.c */
+int tool_token_info(struct tool_ctx *c); /* cli/tool-token-info.c */
 
-/* Commands that talk to a running cubeid-agent (agent/tool-agent.c), listed
+/* Commands that talk to a running cubeid-agent (cli/tool-agent.c), listed
  * in the svid, jwt and bundle groups' tables with these entries. */
 extern const struct tool_opt tool_agent_svid_fetch_opts[];
 extern const struct tool_opt tool_agent_svid_watch_opts[];

@@ -10,7 +10,7 @@
  */
 #include "config.h"
 
-#include "agent/tool.h"
+#include "cli/tool.h"
 
 #include <cubeid/ca.h>
 #include <cubeid/workloadapi.h>

@@ -7,7 +7,7 @@
  */
 #include "config.h"
 
-#include "agent/tool.h"
+#include "cli/tool.h"
 #include "pkcs11/p11-internal.h"
 
 #include <cubeid/log.h>

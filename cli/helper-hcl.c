@@ -1,12 +1,12 @@
 /*
- * The HCL subset of spiffe-helper's configuration files (agent/helper.h),
+ * The HCL subset of spiffe-helper's configuration files (cli/helper.h),
  * parsed into a small tree: strings, numbers (their text), booleans, lists
  * and objects, with the line of every value.  Hard limits: 4 levels of
  * nesting, 256 items per list or object, 64 KiB per string.
  */
 #include "config.h"
 
-#include "agent/helper.h"
+#include "cli/helper.h"
 
 #include <cubeid/error.h>
 

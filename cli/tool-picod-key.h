@@ -1,12 +1,12 @@
 /*
- * `cubeid picod wrapping-key | cluster-key ...` (agent/tool-picod-key.c):
+ * `cubeid picod wrapping-key | cluster-key ...` (cli/tool-picod-key.c):
  * the single cluster PicoD key, copied between tokens only wrapped.  The
- * entries of agent/tool-picod.c's table.
+ * entries of cli/tool-picod.c's table.
  */
 #ifndef CUBEID_TOOL_PICOD_KEY_H
 #define CUBEID_TOOL_PICOD_KEY_H
 
-#include "agent/tool.h"
+#include "cli/tool.h"
 
 extern const struct tool_opt tool_picod_wrapping_key_opts[];
 extern const struct tool_opt tool_picod_cluster_create_opts[];
