@@ -219,7 +219,7 @@ int delivery_new(struct agent *a, struct delivery **out);
 void delivery_sync(struct delivery *d);
 void delivery_free(struct delivery *d);
 
-/* ---- PicoD tokens (picod-service.c, agent/picod.proto) -------------- */
+/* ---- PicoD tokens (picod-service.c, picod/picod.proto) -------------- */
 int picod_service_new(struct agent *a, struct picod_service **out);
 void picod_service_free(struct picod_service *p); /* after worker_pool_free() */
 /* Re-read STATE-DIR/picod/jwt.conf (SIGHUP, after an offline rotation). */

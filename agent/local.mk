@@ -23,26 +23,6 @@ libagent_la_LIBADD = libcubeid.la $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS)
 libagent_la_SOURCES += agent/loop.c agent/grpc-server.c agent/grpc-call.c agent/grpc-internal.h \
 	agent/secbuf.c
 
-# The SPIFFE Workload API messages, compiled by protoc-c into the build tree:
-# agent/workload.pb-c.[ch] and google/protobuf/struct.pb-c.[ch] (found
-# through -I$(top_builddir)).  They go into libcubeid, which the client
-# needs and the agent links.
-EXTRA_DIST += agent/workload.proto
-PROTO_GEN = agent/workload.pb-c.c agent/workload.pb-c.h \
-	google/protobuf/struct.pb-c.c google/protobuf/struct.pb-c.h
-BUILT_SOURCES = $(PROTO_GEN)
-CLEANFILES += $(PROTO_GEN)
-nodist_libcubeid_la_SOURCES = $(PROTO_GEN)
-
-agent/workload.pb-c.h: agent/workload.pb-c.c
-agent/workload.pb-c.c: $(srcdir)/agent/workload.proto
-	$(AM_V_GEN)$(MKDIR_P) agent && \
-		$(PROTOC_C) -I$(srcdir)/agent -I$(PROTO_INCLUDE) --c_out=agent $(srcdir)/agent/workload.proto
-google/protobuf/struct.pb-c.h: google/protobuf/struct.pb-c.c
-google/protobuf/struct.pb-c.c: $(PROTO_INCLUDE)/google/protobuf/struct.proto
-	$(AM_V_GEN)$(MKDIR_P) google/protobuf && \
-		$(PROTOC_C) -I$(PROTO_INCLUDE) --c_out=. google/protobuf/struct.proto
-
 # Unit tests of the loop and of the gRPC server driven by libcubeid's client.
 check_PROGRAMS += tests/test-loop tests/test-grpc
 tests_test_loop_SOURCES = tests/test-loop.c

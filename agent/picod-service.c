@@ -1,5 +1,5 @@
 /*
- * cubeid.picod.v1.PicoD (agent/picod.proto): the agent signs the PicoD
+ * cubeid.picod.v1.PicoD (picod/picod.proto): the agent signs the PicoD
  * tokens of AgentCube's JWT mode with a dedicated key in the node's token.
  *
  *   MintToken  attested callers whose entry has picod_signer: true; others
@@ -19,7 +19,7 @@
 
 #include "agent/cluster.h"
 #include "agent/daemon.h"
-#include "agent/picod.pb-c.h"
+#include "picod/picod.pb-c.h"
 
 #include <cubeid/ca.h>
 #include <cubeid/log.h>

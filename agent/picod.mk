@@ -1,16 +1,7 @@
 # agent/picod.mk (included by agent/local.mk).  PicoD tokens (issue 6): the
 # cubeid.picod.v1.PicoD service on the agent's
-# socket (agent/picod.proto, compiled by protoc-c into libcubeid like the
-# Workload API) and its handlers in the agent; `cubeid picod` is in cli/.
-EXTRA_DIST += agent/picod.proto
-PICOD_PROTO_GEN = agent/picod.pb-c.c agent/picod.pb-c.h
-BUILT_SOURCES += $(PICOD_PROTO_GEN)
-CLEANFILES += $(PICOD_PROTO_GEN)
-nodist_libcubeid_la_SOURCES += $(PICOD_PROTO_GEN)
-agent/picod.pb-c.h: agent/picod.pb-c.c
-agent/picod.pb-c.c: $(srcdir)/agent/picod.proto
-	$(AM_V_GEN)$(MKDIR_P) agent && \
-		$(PROTOC_C) -I$(srcdir)/agent --c_out=agent $(srcdir)/agent/picod.proto
+# socket (picod/picod.proto) and its handlers in the agent; the library side
+# is in picod/ and `cubeid picod` is in cli/.
 libagent_la_SOURCES += agent/picod-service.c
 TESTS += tests/picod-agent.sh
 EXTRA_DIST += tests/picod-agent.sh
@@ -21,15 +12,6 @@ TESTS += tests/picod-real.sh
 EXTRA_DIST += tests/picod-real.sh tests/picod-peer/go.mod tests/picod-peer/go.sum \
 	tests/picod-peer/main.go tests/picod-jwtcheck/go.mod tests/picod-jwtcheck/go.sum \
 	tests/picod-jwtcheck/main.go
-
-# The mtls|jwt switch (include/cubeid/picod-auth.h) in a C Router and PicoD
-# over TCP: each mode, the Router-only allow-list, and a mismatch.
-check_PROGRAMS += tests/picod-auth-peer
-tests_picod_auth_peer_SOURCES = tests/picod-auth-peer.c
-tests_picod_auth_peer_CFLAGS = $(TEST_CFLAGS)
-tests_picod_auth_peer_LDADD = $(TEST_LIBS)
-TESTS += tests/picod-auth.sh
-EXTRA_DIST += tests/picod-auth.sh
 
 # bench/picod-auth: JWT-mode against mTLS-mode bootstrap, agent minting
 # (cached, uncached) against raw C_Sign for RS256 and ES256, p50/p99, in one

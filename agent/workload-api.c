@@ -8,7 +8,7 @@
 #include "config.h"
 
 #include "agent/daemon.h"
-#include "agent/workload.pb-c.h"
+#include "spiffe/workload.pb-c.h"
 
 #include <cubeid/log.h>
 

@@ -18,7 +18,7 @@
 #include "agent/agent.h"
 #include "cli/helper.h"
 #include "cli/tool.h"
-#include "agent/workload.pb-c.h"
+#include "spiffe/workload.pb-c.h"
 
 #include <cubeid/atomic-dir.h>
 #include <cubeid/log.h>

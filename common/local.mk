@@ -1,12 +1,14 @@
+# common/: the bottom layer of libcubeid, which uses nothing above it:
+# errors, logging, gRPC framing, the protobuf depth check and the atomic
+# directory writer.  Clients of the agent live with their area (spiffe/,
+# picod/, cluster/).
 libcubeid_la_SOURCES += common/error.c common/log.c
 cubeidinclude_HEADERS += include/cubeid/error.h include/cubeid/log.h
 
-# gRPC framing shared by the agent's server and the Workload API client, and
-# the client itself (include/cubeid/workloadapi.h).
-libcubeid_la_SOURCES += common/grpc-frame.c common/workloadapi-client.c common/workloadapi.c \
-	common/pb-depth.c
+# gRPC framing shared by the agent's server and the Workload API client
+# (spiffe/), and the nesting-depth check for protobuf input.
+libcubeid_la_SOURCES += common/grpc-frame.c common/pb-depth.c
 noinst_HEADERS += common/grpc-frame.h common/pb-depth.h
-cubeidinclude_HEADERS += include/cubeid/workloadapi.h
 
 # The atomic directory writer (Kubernetes AtomicWriter pattern), shared by
 # the agent's file delivery and `cubeid helper` (include/cubeid/atomic-dir.h).
@@ -17,11 +19,6 @@ tests_test_atomic_dir_SOURCES = tests/test-atomic-dir.c
 tests_test_atomic_dir_CFLAGS = $(TEST_CFLAGS)
 tests_test_atomic_dir_LDADD = $(TEST_LIBS)
 TESTS += tests/test-atomic-dir
-
-# PicoD tokens, the Router side: MintToken/PublicKey/RotateKey on the agent;
-# the mtls|jwt auth-mode switch for both sides (include/cubeid/picod-auth.h).
-libcubeid_la_SOURCES += common/picod-client.c common/picod-auth.c
-cubeidinclude_HEADERS += include/cubeid/picod-auth.h
 
 # Crash safety of the writer: SIGKILL during continuous writes, 200 times.
 check_PROGRAMS += tests/test-adir-crash

@@ -1,6 +1,6 @@
 /*
- * The store interface's backends (spiffe/cluster-store.c: the interface and
- * the file backend; spiffe/cluster-k8s.c: Kubernetes).  Not installed.
+ * The store interface's backends (cluster/cluster-store.c: the interface and
+ * the file backend; cluster/cluster-k8s.c: Kubernetes).  Not installed.
  */
 #ifndef CUBEID_CLUSTER_STORE_H
 #define CUBEID_CLUSTER_STORE_H

@@ -1,6 +1,6 @@
 /*
  * The Router side of PicoD tokens: the cubeid.picod.v1.PicoD calls on the
- * agent's socket (agent/picod.proto), over the Workload API client's
+ * agent's socket (picod/picod.proto), over the Workload API client's
  * transport (cubeid_wl_call()).  See <cubeid/picod.h>.
  */
 #include "config.h"
@@ -13,7 +13,7 @@
 
 #include <cubeid/picod.h>
 
-#include "agent/picod.pb-c.h"
+#include "picod/picod.pb-c.h"
 #include "common/grpc-frame.h"
 
 struct unary {

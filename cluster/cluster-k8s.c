@@ -15,7 +15,7 @@
  */
 #include "config.h"
 
-#include "spiffe/cluster-store.h"
+#include "cluster/cluster-store.h"
 
 #include <cubeid/ca.h>
 #include <cubeid/log.h>
