@@ -16,7 +16,7 @@ noinst_LTLIBRARIES += libagent.la
 libagent_la_SOURCES = agent/agent.h
 libagent_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS) \
 	$(NGHTTP2_CFLAGS) $(PROTOBUFC_CFLAGS) $(YAML_CFLAGS) $(SYSTEMD_CFLAGS) $(MHD_CFLAGS)
-libagent_la_LIBADD = libcubeid.la $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) $(MHD_LIBS) \
+libagent_la_LIBADD = libcubeid-internal.la $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) $(MHD_LIBS) \
 	$(OPENSSL_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
 # The event loop and the gRPC server (issue 4).
@@ -143,6 +143,6 @@ EXTRA_DIST += tests/torn-read.sh
 check_PROGRAMS += tests/tls-rotation
 tests_tls_rotation_SOURCES = tests/tls-rotation.c
 tests_tls_rotation_CFLAGS = $(TEST_CFLAGS)
-tests_tls_rotation_LDADD = $(TEST_LIBS)
+tests_tls_rotation_LDADD = $(PUBLIC_LIBS)
 TESTS += tests/tls-rotation.sh
 EXTRA_DIST += tests/tls-rotation.sh

@@ -17,9 +17,9 @@ EXTRA_DIST += tests/picod-real.sh tests/picod-peer/go.mod tests/picod-peer/go.su
 # (cached, uncached) against raw C_Sign for RS256 and ES256, p50/p99, in one
 # run against a real agent.  `make bench-picod-auth`; the smoke run is a test.
 noinst_PROGRAMS += bench/picod-auth
-bench_picod_auth_SOURCES = bench/picod-auth.c tests/harness.c tests/harness.h
+bench_picod_auth_SOURCES = bench/picod-auth.c
 bench_picod_auth_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS)
-bench_picod_auth_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS) $(LIBS)
+bench_picod_auth_LDADD = libcubeid-test.la libcubeid-internal.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS) $(LIBS)
 TESTS += bench/picod-auth-smoke.sh
 EXTRA_DIST += bench/run-picod-auth.sh bench/picod-auth-smoke.sh
 bench: bench-picod-auth

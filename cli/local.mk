@@ -22,7 +22,7 @@ cli_cubeid_SOURCES = \
 	cli/tool-picod-key.c \
 	cli/tool-picod-key.h
 cli_cubeid_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS)
-cli_cubeid_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
+cli_cubeid_LDADD = libcubeid-internal.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
 # The man page is rendered from the same tables as --help: `make update-man`
 # regenerates it and tests/cli-man-sync.sh fails when it is stale.

@@ -1,7 +1,7 @@
 # cluster/: cluster trust, the library side: key publications, the
 # cluster view, the publication stores (a shared directory, Kubernetes
 # ConfigMaps).  docs/cluster.md.  Uses common/, pkcs11/ and spiffe/.
-libcubeid_la_SOURCES += \
+libcubeid_internal_la_SOURCES += \
 	cluster/cluster-pub.c \
 	cluster/cluster-view.c \
 	cluster/cluster-store.c \

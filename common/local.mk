@@ -2,17 +2,17 @@
 # errors, logging, gRPC framing, the protobuf depth check and the atomic
 # directory writer.  Clients of the agent live with their area (spiffe/,
 # picod/, cluster/).
-libcubeid_la_SOURCES += common/error.c common/log.c
+libcubeid_internal_la_SOURCES += common/error.c common/log.c
 cubeidinclude_HEADERS += include/cubeid/error.h include/cubeid/log.h
 
 # gRPC framing shared by the agent's server and the Workload API client
 # (spiffe/), and the nesting-depth check for protobuf input.
-libcubeid_la_SOURCES += common/grpc-frame.c common/pb-depth.c
+libcubeid_internal_la_SOURCES += common/grpc-frame.c common/pb-depth.c
 noinst_HEADERS += common/grpc-frame.h common/pb-depth.h
 
 # The atomic directory writer (Kubernetes AtomicWriter pattern), shared by
 # the agent's file delivery and `cubeid helper` (include/cubeid/atomic-dir.h).
-libcubeid_la_SOURCES += common/atomic-dir.c
+libcubeid_internal_la_SOURCES += common/atomic-dir.c
 cubeidinclude_HEADERS += include/cubeid/atomic-dir.h
 check_PROGRAMS += tests/test-atomic-dir
 tests_test_atomic_dir_SOURCES = tests/test-atomic-dir.c

@@ -4,7 +4,7 @@
 #   fuzz/fuzz-spiffe-id -max_total_time=60 $(srcdir)/fuzz/corpus/spiffe-id
 FUZZ_COMPILE_FLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS)
 FUZZ_LINK_FLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer -no-install
-FUZZ_LIBS = libcubeid.la $(OPENSSL_LIBS) $(JANSSON_LIBS)
+FUZZ_LIBS = libcubeid-internal.la $(OPENSSL_LIBS) $(JANSSON_LIBS)
 
 if ENABLE_FUZZING
 noinst_PROGRAMS += fuzz/fuzz-spiffe-id fuzz/fuzz-jws fuzz/fuzz-jwks fuzz/fuzz-p11-uri

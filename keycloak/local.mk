@@ -1,7 +1,7 @@
 # keycloak/: the OIDC side (include/cubeid/oidc.h): discovery, a JWKS cache
 # and token verification with roles and an endpoint policy, client
 # credentials without shared secrets, token exchange, RLAC helpers.
-libcubeid_la_SOURCES += \
+libcubeid_internal_la_SOURCES += \
 	keycloak/oidc-internal.h \
 	keycloak/http.c \
 	keycloak/discovery.c \

@@ -5,7 +5,7 @@
 # agent (agent/picod.mk).  Uses common/, pkcs11/, spiffe/ and tls/.
 
 # Sandbox audiences, the claims, the verifier; a JWKS file as a key source.
-libcubeid_la_SOURCES += picod/picod-claims.c picod/picod-verify.c picod/picod-jwks-file.c
+libcubeid_internal_la_SOURCES += picod/picod-claims.c picod/picod-verify.c picod/picod-jwks-file.c
 cubeidinclude_HEADERS += include/cubeid/picod.h
 
 check_PROGRAMS += tests/test-picod
@@ -16,7 +16,7 @@ TESTS += tests/test-picod
 
 # PicoD tokens, the Router side: MintToken/PublicKey/RotateKey on the agent;
 # the mtls|jwt auth-mode switch for both sides (include/cubeid/picod-auth.h).
-libcubeid_la_SOURCES += picod/picod-client.c picod/picod-auth.c
+libcubeid_internal_la_SOURCES += picod/picod-client.c picod/picod-auth.c
 cubeidinclude_HEADERS += include/cubeid/picod-auth.h
 
 # The cubeid.picod.v1.PicoD messages, compiled by protoc-c into libcubeid
@@ -25,7 +25,7 @@ EXTRA_DIST += picod/picod.proto
 PICOD_PROTO_GEN = picod/picod.pb-c.c picod/picod.pb-c.h
 BUILT_SOURCES += $(PICOD_PROTO_GEN)
 CLEANFILES += $(PICOD_PROTO_GEN)
-nodist_libcubeid_la_SOURCES += $(PICOD_PROTO_GEN)
+nodist_libcubeid_internal_la_SOURCES += $(PICOD_PROTO_GEN)
 picod/picod.pb-c.h: picod/picod.pb-c.c
 picod/picod.pb-c.c: $(srcdir)/picod/picod.proto
 	$(AM_V_GEN)$(MKDIR_P) picod && \
@@ -36,7 +36,7 @@ picod/picod.pb-c.c: $(srcdir)/picod/picod.proto
 check_PROGRAMS += tests/picod-auth-peer
 tests_picod_auth_peer_SOURCES = tests/picod-auth-peer.c
 tests_picod_auth_peer_CFLAGS = $(TEST_CFLAGS)
-tests_picod_auth_peer_LDADD = $(TEST_LIBS)
+tests_picod_auth_peer_LDADD = $(PUBLIC_LIBS)
 TESTS += tests/picod-auth.sh
 EXTRA_DIST += tests/picod-auth.sh
 

@@ -1,6 +1,6 @@
 # spiffe/: the identity model (SPIFFE IDs, JWS/JWT-SVIDs, JWKS and bundles,
 # the CA, X.509-SVIDs) and the Workload API client with its .proto file.
-libcubeid_la_SOURCES += \
+libcubeid_internal_la_SOURCES += \
 	spiffe/spiffe-id.c \
 	spiffe/b64url.c \
 	spiffe/jws.c \
@@ -30,7 +30,7 @@ tests_test_jwks_LDADD = $(TEST_LIBS)
 TESTS += tests/test-jwks
 
 # The CA chain in the token, X.509-SVIDs and X.509 bundles.
-libcubeid_la_SOURCES += \
+libcubeid_internal_la_SOURCES += \
 	spiffe/ca.c \
 	spiffe/state.c \
 	spiffe/x509-build.c \
@@ -41,7 +41,7 @@ libcubeid_la_SOURCES += \
 cubeidinclude_HEADERS += include/cubeid/ca.h include/cubeid/x509svid.h
 
 # JWT-SVID signing keys with rollover (STATE-DIR/jwt.conf).
-libcubeid_la_SOURCES += spiffe/jwt-keys.c
+libcubeid_internal_la_SOURCES += spiffe/jwt-keys.c
 cubeidinclude_HEADERS += include/cubeid/jwt-keys.h
 
 check_PROGRAMS += tests/test-jwt-keys
@@ -73,7 +73,7 @@ EXTRA_DIST += tests/interop-spiffe.sh
 
 # The Workload API client (include/cubeid/workloadapi.h) over the gRPC
 # framing in common/.
-libcubeid_la_SOURCES += spiffe/workloadapi-client.c spiffe/workloadapi.c
+libcubeid_internal_la_SOURCES += spiffe/workloadapi-client.c spiffe/workloadapi.c
 cubeidinclude_HEADERS += include/cubeid/workloadapi.h
 
 # The SPIFFE Workload API messages, compiled by protoc-c into the build tree:
@@ -85,7 +85,7 @@ PROTO_GEN = spiffe/workload.pb-c.c spiffe/workload.pb-c.h \
 	google/protobuf/struct.pb-c.c google/protobuf/struct.pb-c.h
 BUILT_SOURCES = $(PROTO_GEN)
 CLEANFILES += $(PROTO_GEN)
-nodist_libcubeid_la_SOURCES = $(PROTO_GEN)
+nodist_libcubeid_internal_la_SOURCES = $(PROTO_GEN)
 
 spiffe/workload.pb-c.h: spiffe/workload.pb-c.c
 spiffe/workload.pb-c.c: $(srcdir)/spiffe/workload.proto

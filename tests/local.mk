@@ -1,8 +1,9 @@
-# The test harness (a throwaway token per program) and the error table test.
-check_LTLIBRARIES += libcubeid-test.la
+# The test harness (a throwaway token per program), a convenience library
+# that the Check programs and the benchmarks link; and the error table test.
+noinst_LTLIBRARIES += libcubeid-test.la
 libcubeid_test_la_SOURCES = tests/harness.c tests/harness.h
 libcubeid_test_la_CFLAGS = $(TEST_CFLAGS)
-libcubeid_test_la_LIBADD = libcubeid.la $(OPENSSL_LIBS) $(LIBS)
+libcubeid_test_la_LIBADD = libcubeid-internal.la $(OPENSSL_LIBS) $(LIBS)
 
 check_PROGRAMS += tests/test-error
 tests_test_error_SOURCES = tests/test-error.c
@@ -68,6 +69,6 @@ TESTS += tests/test-tls-agent
 check_PROGRAMS += tests/tls-peer
 tests_tls_peer_SOURCES = tests/tls-peer.c
 tests_tls_peer_CFLAGS = $(TEST_CFLAGS)
-tests_tls_peer_LDADD = $(TEST_LIBS)
+tests_tls_peer_LDADD = $(PUBLIC_LIBS)
 TESTS += tests/tls-peer.sh
 EXTRA_DIST += tests/tls-peer.sh
