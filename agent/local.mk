@@ -16,7 +16,7 @@ noinst_LTLIBRARIES += libagent.la
 libagent_la_SOURCES = agent/agent.h
 libagent_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS) \
 	$(NGHTTP2_CFLAGS) $(PROTOBUFC_CFLAGS) $(YAML_CFLAGS) $(SYSTEMD_CFLAGS) $(MHD_CFLAGS)
-libagent_la_LIBADD = libcubeid-internal.la $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) $(MHD_LIBS) \
+libagent_la_LIBADD = $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) $(MHD_LIBS) \
 	$(OPENSSL_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
 # The event loop and the gRPC server (issue 4).
@@ -85,7 +85,7 @@ EXTRA_DIST += tests/cluster-k8s.sh tests/k8s-api-server.py tests/fixtures/k8s
 sbin_PROGRAMS += agent/cubeid-agent
 agent_cubeid_agent_SOURCES = agent/agent-main.c agent/agent-doc.c agent/agent-doc.h
 agent_cubeid_agent_CFLAGS = $(libagent_la_CFLAGS)
-agent_cubeid_agent_LDADD = libagent.la $(libagent_la_LIBADD)
+agent_cubeid_agent_LDADD = libagent.la libcubeid-internal.la $(libagent_la_LIBADD)
 # Its man pages are rendered from agent/agent-doc.c, the source of --help:
 # `make update-man` regenerates them; tests/agent-man-sync.sh checks them.
 dist_man_MANS += docs/man/cubeid-agent.8 docs/man/cubeid.conf.5 docs/man/cubeid-entries.5

@@ -1,6 +1,7 @@
 # cli/: the `cubeid` command-line tool, and `cubeid helper`, its drop-in for
 # spiffe-helper.  Everything here ends up in the one binary cli/cubeid
-# (installed as $(bindir)/cubeid).
+# (installed as $(bindir)/cubeid).  It links three convenience libraries,
+# last first: libhelper.la (below), libagent.la and libcubeid-internal.la.
 #
 # cubeid: `cubeid GROUP COMMAND [options]`.  A new group is cli/tool-GROUP.c
 # (add it to cli_cubeid_SOURCES) plus one line in the table in cli/cubeid.c.
@@ -22,7 +23,7 @@ cli_cubeid_SOURCES = \
 	cli/tool-picod-key.c \
 	cli/tool-picod-key.h
 cli_cubeid_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS)
-cli_cubeid_LDADD = libcubeid-internal.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
+cli_cubeid_LDADD = libhelper.la libagent.la libcubeid-internal.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
 # The man page is rendered from the same tables as --help: `make update-man`
 # regenerates it and tests/cli-man-sync.sh fails when it is stale.
@@ -39,7 +40,7 @@ EXTRA_DIST += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh tests/cli
 # `cubeid entry list|show|check` (cli/tool-entry.c) loads entries with the
 # agent's own parser, so it links the agent's parts (libagent.la).
 cli_cubeid_SOURCES += cli/tool-entry.c
-cli_cubeid_LDADD += libagent.la $(YAML_LIBS) $(LIBCURL_LIBS)
+cli_cubeid_LDADD += $(YAML_LIBS) $(LIBCURL_LIBS)
 TESTS += tests/cli-entry.sh
 EXTRA_DIST += tests/cli-entry.sh docs/entries.md docs/config.md
 
@@ -51,10 +52,9 @@ EXTRA_DIST += tests/cli-entry.sh docs/entries.md docs/config.md
 noinst_LTLIBRARIES += libhelper.la
 libhelper_la_SOURCES = cli/helper.h cli/helper-config.c cli/helper-hcl.c cli/helper-health.c
 libhelper_la_CFLAGS = $(libagent_la_CFLAGS)
-libhelper_la_LIBADD = libagent.la
 cli_cubeid_SOURCES += cli/tool-helper.c cli/helper-files.c
 cli_cubeid_CFLAGS += $(PROTOBUFC_CFLAGS)
-cli_cubeid_LDADD += libhelper.la $(PROTOBUFC_LIBS)
+cli_cubeid_LDADD += $(PROTOBUFC_LIBS)
 check_PROGRAMS += tests/test-helper-config
 tests_test_helper_config_SOURCES = tests/test-helper-config.c
 tests_test_helper_config_CFLAGS = $(TEST_CFLAGS)

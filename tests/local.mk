@@ -72,3 +72,8 @@ tests_tls_peer_CFLAGS = $(TEST_CFLAGS)
 tests_tls_peer_LDADD = $(PUBLIC_LIBS)
 TESTS += tests/tls-peer.sh
 EXTRA_DIST += tests/tls-peer.sh
+
+# The layer rules of docs/design.md ("Layout"): includes, the objects in each
+# library and the calls between them, and libcubeid.so's exports (nm -D).
+TESTS += tests/layering.sh
+EXTRA_DIST += tests/layering.sh tests/layering.py

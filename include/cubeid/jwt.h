@@ -11,10 +11,10 @@
  * Verification keys are EVP_PKEYs the caller parses once and keeps: nothing
  * on the verify path parses PEM or JSON keys.
  *
- * Conventions (STYLE.md): functions return CUBEID_OK (0) or a negative code;
- * out parameters are set to NULL/0 on entry and filled only on success;
- * *_free(NULL) is a no-op.  "borrowed" results are owned by the object they
- * come from and live as long as it does.
+ * Conventions (docs/sdk.md, "Conventions"): functions return CUBEID_OK (0) or
+ * a negative code; out parameters are set to NULL/0 on entry and filled only
+ * on success; *_free(NULL) is a no-op.  "borrowed" results are owned by the
+ * object they come from and live as long as it does.
  */
 #ifndef CUBEID_JWT_H
 #define CUBEID_JWT_H
