@@ -1,4 +1,5 @@
-# bench/: benchmarks.  Built by `make` (so they do not rot) but run only by
+# bench/: benchmarks; they link libcubeid-internal.la and the test harness
+# library libcubeid-test.la (tests/local.mk).  Built by `make` (so they do not rot) but run only by
 # `make bench`; they are not part of `make check`, which has no timing in it.
 # A smoke run (a handful of ops, no thresholds) is a test, so a broken bench
 # shows up in `make check`.

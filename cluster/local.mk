@@ -1,6 +1,7 @@
 # cluster/: cluster trust, the library side: key publications, the
 # cluster view, the publication stores (a shared directory, Kubernetes
-# ConfigMaps).  docs/cluster.md.  Uses common/, pkcs11/ and spiffe/.
+# ConfigMaps).  docs/cluster.md.  In libcubeid; uses common/, pkcs11/ and
+# spiffe/ (docs/design.md, "Layout").
 libcubeid_internal_la_SOURCES += \
 	cluster/cluster-pub.c \
 	cluster/cluster-view.c \

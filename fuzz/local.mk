@@ -1,4 +1,6 @@
-# fuzz/: libFuzzer targets for the parsers, built only with
+# fuzz/: libFuzzer targets for the parsers, linked with libcubeid-internal.la
+# (and libagent.la, libhelper.la for the agent's and the helper's parsers),
+# built only with
 #   CC=clang ./configure --enable-fuzzing
 # Run one with its seed corpus, e.g.
 #   fuzz/fuzz-spiffe-id -max_total_time=60 $(srcdir)/fuzz/corpus/spiffe-id

@@ -1,6 +1,7 @@
 # keycloak/: the OIDC side (include/cubeid/oidc.h): discovery, a JWKS cache
 # and token verification with roles and an endpoint policy, client
-# credentials without shared secrets, token exchange, RLAC helpers.
+# credentials without shared secrets, token exchange, RLAC helpers.  In
+# libcubeid; uses common/, pkcs11/ and spiffe/ (docs/design.md, "Layout").
 libcubeid_internal_la_SOURCES += \
 	keycloak/oidc-internal.h \
 	keycloak/http.c \

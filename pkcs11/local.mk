@@ -1,4 +1,5 @@
-# pkcs11/: the token layer.
+# pkcs11/: the token layer, in libcubeid (libcubeid-internal.la, see
+# Makefile.am).  Uses common/ only (docs/design.md, "Layout").
 libcubeid_internal_la_SOURCES += \
 	pkcs11/p11-internal.h \
 	pkcs11/p11-names.h \

@@ -1,5 +1,6 @@
 # spiffe/: the identity model (SPIFFE IDs, JWS/JWT-SVIDs, JWKS and bundles,
 # the CA, X.509-SVIDs) and the Workload API client with its .proto file.
+# In libcubeid; uses common/ and pkcs11/ (docs/design.md, "Layout").
 libcubeid_internal_la_SOURCES += \
 	spiffe/spiffe-id.c \
 	spiffe/b64url.c \

@@ -1,3 +1,7 @@
+# tests/: Check programs (tests/test-*.c) and shell tests against the real
+# binaries.  Check programs link libcubeid-internal.la (Makefile.am,
+# TEST_LIBS); those that use only the public API link libcubeid.so.
+#
 # The test harness (a throwaway token per program), a convenience library
 # that the Check programs and the benchmarks link; and the error table test.
 noinst_LTLIBRARIES += libcubeid-test.la
