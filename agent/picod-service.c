@@ -738,7 +738,7 @@ signer_identity(struct agent *a, const struct selector_set *sel, const char *wan
 	int rc;
 
 	*out = NULL;
-	if ((rc = agent_match(a, sel, &matched, &ids, &n)) != CUBEID_OK)
+	if ((rc = a->ops->match(a, sel, &matched, &ids, &n)) != CUBEID_OK)
 		return rc;
 	for (i = 0; i < n && *out == NULL; i++) {
 		if (!matched[i]->picod_signer)
