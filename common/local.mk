@@ -1,9 +1,14 @@
 # common/: the bottom layer of libcubeid, which uses nothing above it:
-# errors, logging, gRPC framing, the protobuf depth check and the atomic
+# errors, logging, base64url, gRPC framing, the protobuf depth check and the atomic
 # directory writer.  Clients of the agent live with their area (spiffe/,
 # picod/, cluster/).
 libcubeid_internal_la_SOURCES += common/error.c common/log.c
 cubeidinclude_HEADERS += include/cubeid/error.h include/cubeid/log.h
+
+# Strict base64 and base64url (include/cubeid/b64url.h), for JWS and JWK in
+# spiffe/ and the wrapped-key documents in pkcs11/.
+libcubeid_internal_la_SOURCES += common/b64url.c
+cubeidinclude_HEADERS += include/cubeid/b64url.h
 
 # gRPC framing shared by the agent's server and the Workload API client
 # (spiffe/), and the nesting-depth check for protobuf input.

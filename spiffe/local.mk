@@ -3,7 +3,6 @@
 # In libcubeid; uses common/ and pkcs11/ (docs/design.md, "Layout").
 libcubeid_internal_la_SOURCES += \
 	spiffe/spiffe-id.c \
-	spiffe/b64url.c \
 	spiffe/jws.c \
 	spiffe/jwks.c \
 	spiffe/bundle.c \

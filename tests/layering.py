@@ -40,6 +40,7 @@ OWNER = {
     "error.h": "common",
     "log.h": "common",
     "atomic-dir.h": "common",
+    "b64url.h": "common",
     "token.h": "pkcs11",
     "key-wrap.h": "pkcs11",
     "spiffe.h": "spiffe",
@@ -143,7 +144,7 @@ def nm(path, *args):
     return syms
 
 
-def members(build, archive, prefix):
+def members(src, build, archive, prefix):
     """The objects in a libtool convenience archive, as build-tree paths."""
     names = subprocess.run(["ar", "t", os.path.join(build, ".libs", archive)],
                            capture_output=True, text=True, check=True).stdout.split()
@@ -152,8 +153,13 @@ def members(build, archive, prefix):
         if not n.startswith(prefix):
             problems.append(f"{archive}: holds {n}, an object of another library")
             continue
+        stem = n[len(prefix):-len(".o")]
         hits = glob.glob(os.path.join(build, "*", ".libs", n)) + \
             glob.glob(os.path.join(build, "*", "*", ".libs", n))
+        # An object left over from a file that moved has no source beside it.
+        hits = [h for h in hits
+                if any(os.path.exists(os.path.join(top, os.path.dirname(os.path.dirname(
+                    os.path.relpath(h, build))), stem + ".c")) for top in (src, build))]
         if len(hits) != 1:
             problems.append(f"{archive}: cannot tell which folder {n} comes from ({len(hits)} candidates)")
             continue
@@ -162,10 +168,10 @@ def members(build, archive, prefix):
     return objs
 
 
-def check_objects(build):
-    lib = members(build, "libcubeid-internal.a", "libcubeid_internal_la-")
-    agent = members(build, "libagent.a", "libagent_la-")
-    helper = members(build, "libhelper.a", "libhelper_la-")
+def check_objects(src, build):
+    lib = members(src, build, "libcubeid-internal.a", "libcubeid_internal_la-")
+    agent = members(src, build, "libagent.a", "libagent_la-")
+    helper = members(src, build, "libhelper.a", "libhelper_la-")
     for rel, f in lib.items():
         if f not in LIB:
             problems.append(f"libcubeid: holds {rel}, which is not in a library folder")
@@ -238,7 +244,7 @@ def check_style_refs(src):
 def main():
     src, build = sys.argv[1], sys.argv[2]
     check_includes(src)
-    check_objects(build)
+    check_objects(src, build)
     check_exports(build)
     check_style_refs(src)
     for d in sorted(DEBTS - used_debts):

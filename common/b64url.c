@@ -10,7 +10,7 @@
  */
 #include "config.h"
 
-#include <cubeid/jwt.h>
+#include <cubeid/b64url.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -232,11 +232,11 @@ decode_alloc(int url, const char *in, size_t len, size_t max, uint8_t **out, siz
 int
 cubeid_b64url_decode_alloc(const char *in, size_t len, uint8_t **out, size_t *out_len)
 {
-	return decode_alloc(1, in, len, CUBEID_JWKS_MAX, out, out_len);
+	return decode_alloc(1, in, len, CUBEID_B64_DECODE_MAX, out, out_len);
 }
 
 int
 cubeid_b64_std_decode_alloc(const char *in, size_t len, uint8_t **out, size_t *out_len)
 {
-	return decode_alloc(0, in, len, CUBEID_JWKS_MAX, out, out_len);
+	return decode_alloc(0, in, len, CUBEID_B64_DECODE_MAX, out, out_len);
 }
