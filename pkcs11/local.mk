@@ -51,3 +51,8 @@ tests_test_key_wrap_SOURCES = tests/test-key-wrap.c
 tests_test_key_wrap_CFLAGS = $(TEST_CFLAGS)
 tests_test_key_wrap_LDADD = $(TEST_LIBS)
 TESTS += tests/test-key-wrap
+
+# What `cubeid token info` shows, as JSON (include/cubeid/token-info.h), so
+# that the CLI needs nothing internal.
+libcubeid_internal_la_SOURCES += pkcs11/p11-info.c
+cubeidinclude_HEADERS += include/cubeid/token-info.h

@@ -43,6 +43,7 @@ OWNER = {
     "b64url.h": "common",
     "token.h": "pkcs11",
     "key-wrap.h": "pkcs11",
+    "token-info.h": "pkcs11",
     "spiffe.h": "spiffe",
     "jwt.h": "spiffe",
     "jwt-keys.h": "spiffe",
@@ -66,8 +67,6 @@ DEBTS = {
     ("cli", "agent"),
     # `cubeid helper` decodes Workload API messages itself.
     ("cli", "spiffe"),
-    # `cubeid token info` reads the token layer's structures.
-    ("cli", "pkcs11"),
     # p11-wrap.c computes JWK thumbprints (spiffe/); see docs/design.md.
     ("pkcs11", "spiffe"),
 }
