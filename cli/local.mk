@@ -17,6 +17,7 @@ cli_cubeid_SOURCES = \
 	cli/tool-svid.c \
 	cli/tool-jwt.c \
 	cli/tool-agent.c \
+	cli/tool-rpc.c \
 	cli/tool-oidc.c \
 	cli/tool-cluster.c \
 	cli/tool-picod.c \

@@ -34,90 +34,35 @@ TOOL_GROUP_DECLARE(status);
 #define STATUS_PATH     "/cubeid.Agent/Status"
 #define STATUS_JSON_MAX (64 * 1024)
 
-#define SOCKET_OPT                                                                                 \
-	{                                                                                          \
-		"socket", 0, "S", "the agent's socket (default: $SPIFFE_ENDPOINT_SOCKET)"          \
-	}
-
 const struct tool_opt tool_agent_svid_fetch_opts[] = {
-        SOCKET_OPT,
+        TOOL_SOCKET_OPT,
         {"out", 'o', "DIR", "directory for svid.pem, svid_key.pem, svid_bundle.pem (default .)"},
         {"no-security-header", 0, NULL, "omit the workload.spiffe.io header (for tests)"},
         {0},
 };
 const struct tool_opt tool_agent_svid_watch_opts[] = {
-        SOCKET_OPT,
+        TOOL_SOCKET_OPT,
         {"updates", 'n', "N", "stop with status 0 after N messages (default: never)"},
         {"timeout", 0, "DURATION", "give up after this long (default: never)"},
         {0},
 };
 const struct tool_opt tool_agent_jwt_fetch_opts[] = {
-        SOCKET_OPT,
+        TOOL_SOCKET_OPT,
         {"aud", 'a', "AUD", "the audience (required)"},
         {"spiffe-id", 'i', "ID", "only this identity of the caller"},
         {0},
 };
 const struct tool_opt tool_agent_jwt_validate_opts[] = {
-        SOCKET_OPT,
+        TOOL_SOCKET_OPT,
         {"aud", 'a', "AUD", "the audience the token must carry (required)"},
         {0},
 };
 const struct tool_opt tool_agent_bundle_fetch_opts[] = {
-        SOCKET_OPT,
+        TOOL_SOCKET_OPT,
         {"format", 'f', "FORMAT", "pem (X.509 authorities, the default) or jwks (JWT keys)"},
         {"out", 'o', "FILE", "write to FILE instead of standard output"},
         {0},
 };
-
-static const char *
-grpc_code_name(int code)
-{
-	static const char *const names[] = {
-	        "OK",
-	        "Canceled",
-	        "Unknown",
-	        "InvalidArgument",
-	        "DeadlineExceeded",
-	        "NotFound",
-	        "AlreadyExists",
-	        "PermissionDenied",
-	        "ResourceExhausted",
-	        "FailedPrecondition",
-	        "Aborted",
-	        "OutOfRange",
-	        "Unimplemented",
-	        "Internal",
-	        "Unavailable",
-	        "DataLoss",
-	        "Unauthenticated",
-	};
-
-	if (code >= 0 && (size_t)code < sizeof(names) / sizeof(names[0]))
-		return names[code];
-	return "none";
-}
-
-/* Print why a call failed, with the gRPC code by name (scripts match it). */
-static int
-rpc_fail(int rc, const char *what, const struct cubeid_wl_status *st)
-{
-	if (st->code > 0)
-		tool_err("%s: code=%s: %s", what, grpc_code_name(st->code), st->message);
-	else
-		tool_err("%s: %s%s%s", what, cubeid_strerror(rc), st->message[0] ? ": " : "",
-		         st->message);
-	return tool_exit_code(rc);
-}
-
-static void
-wl_opts(const struct tool_ctx *c, struct cubeid_wl_opts *o)
-{
-	memset(o, 0, sizeof(*o));
-	o->socket = tool_opt(c, "socket");
-	for (const struct tool_opt *opt = c->cmd->opts; opt != NULL && opt->name != NULL; opt++)
-		if (strcmp(opt->name, "no-security-header") == 0)
-			o->no_security_header = tool_flag(c, "no-security-header");
-}
 
 /* DER certificates, concatenated, as PEM (caller frees). */
 static int
@@ -221,9 +166,9 @@ tool_agent_svid_fetch(struct tool_ctx *c)
 	size_t i;
 	int rc;
 
-	wl_opts(c, &o);
+	tool_wl_opts(c, &o);
 	if ((rc = cubeid_wl_fetch_x509(&o, &x, &st)) != CUBEID_OK)
-		return rpc_fail(rc, "FetchX509SVID", &st);
+		return tool_rpc_fail(rc, "FetchX509SVID", &st);
 	if (x->n_svids == 0) {
 		tool_err("FetchX509SVID: the agent sent no SVID");
 		rc = CUBEID_ERR_PROTOCOL;
@@ -292,10 +237,10 @@ tool_agent_svid_watch(struct tool_ctx *c)
 	}
 	if (t != NULL && cubeid_duration_parse(t, &secs) != CUBEID_OK)
 		return tool_usage_error(c, "bad duration '%s' (e.g. 30s, 5m)", t);
-	wl_opts(c, &o);
+	tool_wl_opts(c, &o);
 	o.timeout_ms = (long)secs * 1000;
 	if ((rc = cubeid_wl_watch_x509(&o, watch_msg, &w, NULL, &st)) != CUBEID_OK)
-		return rpc_fail(rc, "FetchX509SVID", &st);
+		return tool_rpc_fail(rc, "FetchX509SVID", &st);
 	return TOOL_EXIT_OK;
 }
 
@@ -311,9 +256,9 @@ tool_agent_jwt_fetch(struct tool_ctx *c)
 
 	if (aud == NULL)
 		return tool_usage_error(c, "--aud is required");
-	wl_opts(c, &o);
+	tool_wl_opts(c, &o);
 	if ((rc = cubeid_wl_fetch_jwt(&o, &aud, 1, tool_opt(c, "spiffe-id"), &j, &st)) != CUBEID_OK)
-		return rpc_fail(rc, "FetchJWTSVID", &st);
+		return tool_rpc_fail(rc, "FetchJWTSVID", &st);
 	for (i = 0; i < j->n; i++) {
 		if (c->verbose > 0)
 			fprintf(stderr, "%s\n", j->svids[i].spiffe_id);
@@ -334,9 +279,9 @@ tool_agent_jwt_validate(struct tool_ctx *c)
 
 	if (aud == NULL || c->argc != 1)
 		return tool_usage_error(c, "TOKEN and --aud are required");
-	wl_opts(c, &o);
+	tool_wl_opts(c, &o);
 	if ((rc = cubeid_wl_validate_jwt(&o, c->argv[0], aud, &v, &st)) != CUBEID_OK)
-		return rpc_fail(rc, "ValidateJWTSVID", &st);
+		return tool_rpc_fail(rc, "ValidateJWTSVID", &st);
 	printf("%s\n%s\n", v->spiffe_id, v->claims_json != NULL ? v->claims_json : "{}");
 	cubeid_wl_validated_free(v);
 	return TOOL_EXIT_OK;
@@ -360,11 +305,11 @@ tool_agent_bundle_fetch(struct tool_ctx *c)
 		jwks = true;
 	else
 		return tool_usage_error(c, "--format is pem or jwks, not '%s'", fmt);
-	wl_opts(c, &o);
+	tool_wl_opts(c, &o);
 	rc = jwks ? cubeid_wl_fetch_jwt_bundles(&o, &b, &st)
 	          : cubeid_wl_fetch_x509_bundles(&o, &b, &st);
 	if (rc != CUBEID_OK)
-		return rpc_fail(rc, jwks ? "FetchJWTBundles" : "FetchX509Bundles", &st);
+		return tool_rpc_fail(rc, jwks ? "FetchJWTBundles" : "FetchX509Bundles", &st);
 	for (i = 0; i < b->n; i++) {
 		if (c->verbose > 0)
 			fprintf(stderr, "%s\n", b->v[i].trust_domain);
@@ -471,11 +416,11 @@ status_show(struct tool_ctx *c)
 	json_t *j;
 	int rc;
 
-	wl_opts(c, &o);
+	tool_wl_opts(c, &o);
 	rc = cubeid_wl_call(&o, STATUS_PATH, NULL, 0, status_msg, &sb, NULL, &st);
 	if (rc != CUBEID_OK) {
 		free(sb.json);
-		return rpc_fail(rc, "cubeid.Agent/Status", &st);
+		return tool_rpc_fail(rc, "cubeid.Agent/Status", &st);
 	}
 	if (sb.json == NULL || (j = json_loads(sb.json, 0, NULL)) == NULL) {
 		free(sb.json);
@@ -515,7 +460,7 @@ status_show(struct tool_ctx *c)
 }
 
 static const struct tool_opt status_opts[] = {
-        SOCKET_OPT,
+        TOOL_SOCKET_OPT,
         {"json", 0, NULL, "print the status document as JSON"},
         {0},
 };

@@ -26,11 +26,6 @@ static int picod_public_key(struct tool_ctx *c);
 static int picod_rotate(struct tool_ctx *c);
 static int picod_verify(struct tool_ctx *c);
 
-#define SOCKET_OPT                                                                                 \
-	{                                                                                          \
-		"socket", 0, "S", "the agent's socket (default: $SPIFFE_ENDPOINT_SOCKET)"          \
-	}
-
 static const struct tool_opt token_opts[] = {
         {"session", 0, "ID", "the session_id claim (required)"},
         {"sandbox", 0, "NAME", "the sandbox the token is for (required)"},
@@ -40,20 +35,20 @@ static const struct tool_opt token_opts[] = {
         {"ttl", 0, "DURATION", "lifetime (default and most: the agent's, 5m)"},
         {"spiffe-id", 'i', "ID", "which identity of the caller signs (sub)"},
         {"json", 0, NULL, "print the token and what the agent says of it as JSON"},
-        SOCKET_OPT,
+        TOOL_SOCKET_OPT,
         {0},
 };
 static const struct tool_opt pubkey_opts[] = {
         {"format", 'f', "FORMAT", "pem (the default: PICOD_AUTH_PUBLIC_KEY) or jwks"},
         {"out", 'o', "FILE", "write to FILE instead of standard output"},
-        SOCKET_OPT,
+        TOOL_SOCKET_OPT,
         {0},
 };
 static const struct tool_opt rotate_opts[] = {
         {"key-type", 0, "TYPE", "rsa-2048 (default, RS256), rsa-3072 or ec-p256 (ES256)"},
         {"prepublish", 0, "DURATION", "publish first, sign after this long (default 5m)"},
         {"now", 0, NULL, "sign with the new key at once"},
-        SOCKET_OPT,
+        TOOL_SOCKET_OPT,
         {0},
 };
 static const struct tool_opt verify_opts[] = {
@@ -116,45 +111,6 @@ tool_picod(int argc, char **argv)
 	return tool_dispatch("picod", tool_picod_cmds, argc, argv);
 }
 
-static const char *
-grpc_code_name(int code)
-{
-	static const char *const names[] = {
-	        "OK",
-	        "Canceled",
-	        "Unknown",
-	        "InvalidArgument",
-	        "DeadlineExceeded",
-	        "NotFound",
-	        "AlreadyExists",
-	        "PermissionDenied",
-	        "ResourceExhausted",
-	        "FailedPrecondition",
-	        "Aborted",
-	        "OutOfRange",
-	        "Unimplemented",
-	        "Internal",
-	        "Unavailable",
-	        "DataLoss",
-	        "Unauthenticated",
-	};
-
-	if (code >= 0 && (size_t)code < sizeof(names) / sizeof(names[0]))
-		return names[code];
-	return "none";
-}
-
-static int
-rpc_fail(int rc, const char *what, const struct cubeid_wl_status *st)
-{
-	if (st->code > 0)
-		tool_err("%s: code=%s: %s", what, grpc_code_name(st->code), st->message);
-	else
-		tool_err("%s: %s%s%s", what, cubeid_strerror(rc), st->message[0] ? ": " : "",
-		         st->message);
-	return tool_exit_code(rc);
-}
-
 static int
 picod_token(struct tool_ctx *c)
 {
@@ -181,9 +137,9 @@ picod_token(struct tool_ctx *c)
 	if (ttls != NULL && (cubeid_duration_parse(ttls, &r.ttl) != CUBEID_OK || r.ttl < 1 ||
 	                     r.ttl > CUBEID_PICOD_TTL_MAX))
 		return tool_usage_error(c, "--ttl takes a duration of 1s to 5m");
-	o.socket = tool_opt(c, "socket");
+	tool_wl_opts(c, &o);
 	if ((rc = cubeid_picod_fetch_token(&o, &r, &t, &st)) != CUBEID_OK)
-		return rpc_fail(rc, "MintToken", &st);
+		return tool_rpc_fail(rc, "MintToken", &st);
 	if (tool_flag(c, "json")) {
 		s = NULL;
 		json_t *j = json_pack("{ss ss ss ss ss sI sI sb}", "token", t->token, "kid", t->kid,
@@ -224,9 +180,9 @@ picod_public_key(struct tool_ctx *c)
 		fmt = "pem";
 	if (strcmp(fmt, "pem") != 0 && strcmp(fmt, "jwks") != 0)
 		return tool_usage_error(c, "--format is pem or jwks");
-	o.socket = tool_opt(c, "socket");
+	tool_wl_opts(c, &o);
 	if ((rc = cubeid_picod_fetch_public_key(&o, &k, &st)) != CUBEID_OK)
-		return rpc_fail(rc, "PublicKey", &st);
+		return tool_rpc_fail(rc, "PublicKey", &st);
 	if (strcmp(fmt, "pem") == 0) {
 		data = k->pem;
 	} else {
@@ -262,10 +218,10 @@ picod_rotate(struct tool_ctx *c)
 		secs = -1;
 	if (type != NULL && cubeid_key_type_from_name(type) == CUBEID_KEY_NONE)
 		return tool_usage_error(c, "unknown key type '%s'", type);
-	o.socket = tool_opt(c, "socket");
+	tool_wl_opts(c, &o);
 	o.timeout_ms = 120000; /* RSA key generation on a slow token */
 	if ((rc = cubeid_picod_rotate_key(&o, type, secs, &kid, &active, &st)) != CUBEID_OK)
-		return rpc_fail(rc, "RotateKey", &st);
+		return tool_rpc_fail(rc, "RotateKey", &st);
 	printf("%s %lld\n", kid, (long long)active);
 	free(kid);
 	return fflush(stdout) == 0 ? TOOL_EXIT_OK : TOOL_EXIT_FAILURE;

@@ -117,6 +117,21 @@ int tool_usage_error(const struct tool_ctx *c, const char *fmt, ...)
 /* Print "cubeid: MESSAGE" to stderr (no exit code implied). */
 void tool_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- the agent's socket (tool-rpc.c) ---- */
+struct cubeid_wl_opts;
+struct cubeid_wl_status;
+/* The --socket option of every command that calls the agent. */
+#define TOOL_SOCKET_OPT                                                                            \
+	{                                                                                          \
+		"socket", 0, "S", "the agent's socket (default: $SPIFFE_ENDPOINT_SOCKET)"          \
+	}
+/* The Workload API client's options from --socket (and
+ * --no-security-header where the command has it). */
+void tool_wl_opts(const struct tool_ctx *c, struct cubeid_wl_opts *o);
+/* Print why a call to the agent failed, with the gRPC code by name
+ * ("WHAT: code=NotFound: message"; scripts match it); return the exit code. */
+int tool_rpc_fail(int rc, const char *what, const struct cubeid_wl_status *st);
+
 /* Open the token named by the common options.  login false: do not ask for a
  * PIN (only public facts are read).  uri_fallback is used when neither
  * --token nor $CUBEID_TOKEN is given (may be NULL).  Prints why on failure.
