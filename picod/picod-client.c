@@ -14,56 +14,7 @@
 #include <cubeid/picod.h>
 
 #include "picod/picod.pb-c.h"
-#include "common/grpc-frame.h"
-
-struct unary {
-	const ProtobufCMessageDescriptor *desc;
-	ProtobufCMessage *msg;
-};
-
-static int
-unary_cb(const uint8_t *msg, size_t len, void *arg)
-{
-	struct unary *u = arg;
-
-	if (u->msg != NULL)
-		return CUBEID_ERR_PROTOCOL; /* a second message on a unary call */
-	if ((u->msg = protobuf_c_message_unpack(u->desc, NULL, len, msg)) == NULL)
-		return CUBEID_ERR_PROTOCOL;
-	return 0;
-}
-
-static int
-unary_call(const struct cubeid_wl_opts *o, const char *path, const ProtobufCMessage *req,
-           const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out,
-           struct cubeid_wl_status *st)
-{
-	struct unary u = {.desc = desc};
-	size_t len = protobuf_c_message_get_packed_size(req);
-	uint8_t *buf;
-	int r;
-
-	*out = NULL;
-	if (len > GRPC_MAX_MESSAGE)
-		return CUBEID_ERR_TOO_LARGE;
-	if ((buf = malloc(len ? len : 1)) == NULL)
-		return CUBEID_ERR_NOMEM;
-	protobuf_c_message_pack(req, buf);
-	r = cubeid_wl_call(o, path, buf, len, unary_cb, &u, NULL, st);
-	free(buf);
-	if (r == 0 && u.msg == NULL) {
-		r = CUBEID_ERR_PROTOCOL;
-		if (st != NULL)
-			snprintf(st->message, sizeof(st->message), "the agent sent no message");
-	}
-	if (r < 0) {
-		if (u.msg != NULL)
-			protobuf_c_message_free_unpacked(u.msg, NULL);
-		return r;
-	}
-	*out = u.msg;
-	return 0;
-}
+#include "spiffe/workloadapi-internal.h"
 
 static char *
 xstrdup(const char *s)
@@ -108,9 +59,9 @@ cubeid_picod_fetch_token(const struct cubeid_wl_opts *o, const struct cubeid_pic
 	req.user_email = (char *)(r->user_email != NULL ? r->user_email : "");
 	req.ttl_seconds = r->ttl;
 	req.spiffe_id = (char *)(r->spiffe_id != NULL ? r->spiffe_id : "");
-	if ((rc = unary_call(o, CUBEID_PICOD_MINT_PATH, &req.base,
-	                     &cubeid__picod__v1__mint_token_response__descriptor,
-	                     (ProtobufCMessage **)&m, st)) < 0)
+	if ((rc = wl_unary_call(o, CUBEID_PICOD_MINT_PATH, &req.base,
+	                        &cubeid__picod__v1__mint_token_response__descriptor,
+	                        (ProtobufCMessage **)&m, st)) < 0)
 		return rc;
 	rc = CUBEID_ERR_PROTOCOL;
 	if (m->token == NULL || m->token[0] == '\0')
@@ -163,9 +114,9 @@ cubeid_picod_fetch_public_key(const struct cubeid_wl_opts *o, struct cubeid_pico
 	if (out == NULL)
 		return CUBEID_ERR_INVALID_ARG;
 	*out = NULL;
-	if ((rc = unary_call(o, CUBEID_PICOD_PUBKEY_PATH, &req.base,
-	                     &cubeid__picod__v1__public_key_response__descriptor,
-	                     (ProtobufCMessage **)&m, st)) < 0)
+	if ((rc = wl_unary_call(o, CUBEID_PICOD_PUBKEY_PATH, &req.base,
+	                        &cubeid__picod__v1__public_key_response__descriptor,
+	                        (ProtobufCMessage **)&m, st)) < 0)
 		return rc;
 	rc = CUBEID_ERR_PROTOCOL;
 	if (m->pem == NULL || strncmp(m->pem, "-----BEGIN PUBLIC KEY-----", 26) != 0)
@@ -202,9 +153,9 @@ cubeid_picod_rotate_key(const struct cubeid_wl_opts *o, const char *key_type, in
 		*active_from = 0;
 	req.key_type = (char *)(key_type != NULL ? key_type : "");
 	req.prepublish_seconds = prepublish;
-	if ((rc = unary_call(o, CUBEID_PICOD_ROTATE_PATH, &req.base,
-	                     &cubeid__picod__v1__rotate_key_response__descriptor,
-	                     (ProtobufCMessage **)&m, st)) < 0)
+	if ((rc = wl_unary_call(o, CUBEID_PICOD_ROTATE_PATH, &req.base,
+	                        &cubeid__picod__v1__rotate_key_response__descriptor,
+	                        (ProtobufCMessage **)&m, st)) < 0)
 		return rc;
 	rc = 0;
 	if (kid != NULL && (*kid = xstrdup(m->kid)) == NULL)

@@ -73,7 +73,8 @@ EXTRA_DIST += tests/interop-spiffe.sh
 
 # The Workload API client (include/cubeid/workloadapi.h) over the gRPC
 # framing in common/.
-libcubeid_internal_la_SOURCES += spiffe/workloadapi-client.c spiffe/workloadapi.c
+libcubeid_internal_la_SOURCES += spiffe/workloadapi-client.c spiffe/workloadapi.c \
+	spiffe/workloadapi-internal.h
 cubeidinclude_HEADERS += include/cubeid/workloadapi.h
 
 # The SPIFFE Workload API messages, compiled by protoc-c into the build tree:

@@ -18,6 +18,7 @@
 #include "spiffe/workload.pb-c.h"
 #include "common/grpc-frame.h"
 #include "common/pb-depth.h"
+#include "spiffe/workloadapi-internal.h"
 
 #define WL_MAX_AUDIENCES    64
 #define WL_MAX_STRUCT_DEPTH 32
@@ -496,4 +497,12 @@ out:
 	validate_jwtsvidresponse__free_unpacked(m, NULL);
 	cubeid_wl_validated_free(v);
 	return r;
+}
+
+int
+wl_unary_call(const struct cubeid_wl_opts *o, const char *path, const ProtobufCMessage *req,
+              const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out,
+              struct cubeid_wl_status *st)
+{
+	return call_first(o, path, false, req, desc, out, st);
 }
