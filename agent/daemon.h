@@ -28,7 +28,6 @@
 #include <cubeid/x509svid.h>
 
 #define AGENT_SOCKET_DEFAULT  "/run/cubeid/agent.sock"
-#define AGENT_TD_DEFAULT      "cluster.local"
 #define AGENT_DEV_STATE_DIR   "cubeid-dev-state"
 #define AGENT_WORKERS         3
 #define AGENT_JOB_QUEUE_MAX   4096 /* queued token jobs before UNAVAILABLE */

@@ -8,6 +8,7 @@
 #include "cli/tool.h"
 
 #include <cubeid/log.h>
+#include <cubeid/spiffe.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -17,7 +18,7 @@
 
 TOOL_GROUP_DECLARE(entry);
 
-#define DEFAULT_TD     "cluster.local"
+#define DEFAULT_TD     CUBEID_TRUST_DOMAIN_DEFAULT
 #define SHA256_MAX_CLI (256u << 20)
 
 static int entry_list(struct tool_ctx *c);

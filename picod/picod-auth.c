@@ -128,7 +128,7 @@ auth_mtls(cubeid_picod_auth *a, const struct cubeid_picod_auth_config *cfg)
 	if (tc.n_allow == 0) {
 		/* PicoD accepts only the Router; the Router any ID of its domain */
 		snprintf(def, sizeof(def), "spiffe://%s%s",
-		         tc.trust_domain != NULL ? tc.trust_domain : "cluster.local",
+		         tc.trust_domain != NULL ? tc.trust_domain : CUBEID_TRUST_DOMAIN_DEFAULT,
 		         cfg->role == CUBEID_PICOD_SERVER ? CUBEID_PICOD_ROUTER_PATH : "");
 		allow[0] = def;
 		tc.allow = allow;
