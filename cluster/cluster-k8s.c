@@ -16,18 +16,16 @@
 #include "config.h"
 
 #include "cluster/cluster-store.h"
+#include "common/http-fetch.h"
 
 #include <cubeid/ca.h>
 #include <cubeid/log.h>
 
 #include <jansson.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <curl/curl.h>
 
 #define K8S_TOKEN_MAX   (64 * 1024)
 #define K8S_NS_MAX      253
@@ -43,42 +41,6 @@ struct k8s {
 	long timeout_ms;
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_FAILED_INIT;
-
-static void
-curl_init(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-struct membuf {
-	char *p;
-	size_t len;
-	bool too_large;
-};
-
-static size_t
-on_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct membuf *m = arg;
-	size_t n = size * nmemb;
-	char *np;
-
-	if (n > CUBEID_STORE_LIST_MAX - m->len) {
-		m->too_large = true;
-		return 0;
-	}
-	if ((np = realloc(m->p, m->len + n + 1)) == NULL)
-		return 0;
-	m->p = np;
-	memcpy(m->p + m->len, data, n);
-	m->len += n;
-	m->p[m->len] = '\0';
-	return n;
-}
-
-/* The message of a Kubernetes Status answer, for the log (borrowed from j). */
 static const char *
 status_message(json_t *j)
 {
@@ -97,12 +59,10 @@ static int
 k8s_request(struct k8s *k, const char *method, const char *path, const char *ctype,
             const char *body, bool ok_404, char **resp, size_t *resp_len)
 {
-	struct curl_slist *hdr = NULL;
-	struct membuf m = {0};
+	struct http_reply m = {0};
 	char *url = NULL, *tok = NULL, *auth = NULL, *ct = NULL;
 	size_t tok_len = 0;
-	CURL *h = NULL;
-	CURLcode cc;
+	const char *why;
 	long code = 0;
 	int rc = CUBEID_ERR_STORE;
 
@@ -110,9 +70,6 @@ k8s_request(struct k8s *k, const char *method, const char *path, const char *cty
 		*resp = NULL;
 	if (resp_len != NULL)
 		*resp_len = 0;
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_rc != CURLE_OK)
-		return CUBEID_ERR_NOMEM;
 	if ((rc = cubeid_read_file(k->token_file, K8S_TOKEN_MAX, &tok, &tok_len)) != CUBEID_OK) {
 		cubeid_error("cluster store: cannot read the ServiceAccount token %s: %s",
 		             k->token_file, cubeid_strerror(rc));
@@ -133,56 +90,41 @@ k8s_request(struct k8s *k, const char *method, const char *path, const char *cty
 		url = auth = NULL;
 		goto out;
 	}
-	if ((h = curl_easy_init()) == NULL || (hdr = curl_slist_append(hdr, auth)) == NULL ||
-	    (hdr = curl_slist_append(hdr, "Accept: application/json")) == NULL)
+	if (ctype != NULL && asprintf(&ct, "Content-Type: %s", ctype) < 0) {
+		ct = NULL;
 		goto out;
-	if (ctype != NULL) {
-		struct curl_slist *n;
+	}
+	{
+		const char *hdrs[] = {auth, "Accept: application/json", ct, NULL};
+		struct http_req q = {.method = method,
+		                     .url = url,
+		                     .https_only = true,
+		                     .headers = hdrs,
+		                     .ca_file = k->ca_file,
+		                     .body = body,
+		                     .max = CUBEID_STORE_LIST_MAX,
+		                     .timeout_ms = k->timeout_ms,
+		                     .no_proxy = true};
 
-		if (asprintf(&ct, "Content-Type: %s", ctype) < 0) {
-			ct = NULL;
-			goto out;
-		}
-		if ((n = curl_slist_append(hdr, ct)) == NULL)
-			goto out;
-		hdr = n;
+		rc = http_fetch(&q, &m, &why);
 	}
-	curl_easy_setopt(h, CURLOPT_URL, url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
-#else
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)CURLPROTO_HTTPS);
-#endif
-	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(h, CURLOPT_CAINFO, k->ca_file);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, k->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, k->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &m);
-	if (body != NULL) {
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
-	}
-	cc = curl_easy_perform(h);
-	rc = CUBEID_ERR_STORE;
-	if (m.too_large) {
+	if (rc == CUBEID_ERR_TOO_LARGE) {
 		cubeid_error("cluster store: %s %s: the answer is larger than %d bytes", method,
 		             path, CUBEID_STORE_LIST_MAX);
+		rc = CUBEID_ERR_STORE;
 		goto out;
 	}
-	if (cc != CURLE_OK) {
-		cubeid_error("cluster store: %s %s: %s", method, path, curl_easy_strerror(cc));
+	if (rc == CUBEID_ERR_HTTP) {
+		cubeid_error("cluster store: %s %s: %s", method, path, why);
+		rc = CUBEID_ERR_STORE;
 		goto out;
 	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	if (rc != CUBEID_OK)
+		goto out;
+	rc = CUBEID_ERR_STORE;
+	code = m.status;
 	if ((code < 200 || code > 299) && !(ok_404 && code == 404)) {
-		json_t *j = m.p != NULL ? json_loadb(m.p, m.len, 0, NULL) : NULL;
+		json_t *j = json_loadb(m.body, m.len, 0, NULL);
 
 		cubeid_error("cluster store: %s %s: HTTP %ld: %s", method, path, code,
 		             j != NULL ? status_message(j) : "no Status object");
@@ -191,20 +133,13 @@ k8s_request(struct k8s *k, const char *method, const char *path, const char *cty
 		goto out;
 	}
 	if (resp != NULL) {
-		if (m.p == NULL && (m.p = calloc(1, 1)) == NULL) {
-			rc = CUBEID_ERR_NOMEM;
-			goto out;
-		}
-		*resp = m.p;
-		m.p = NULL;
+		*resp = m.body;
+		m.body = NULL;
 		if (resp_len != NULL)
 			*resp_len = m.len;
 	}
 	rc = CUBEID_OK;
 out:
-	curl_slist_free_all(hdr);
-	if (h != NULL)
-		curl_easy_cleanup(h);
 	if (auth != NULL)
 		explicit_bzero(auth, strlen(auth));
 	free(auth);
@@ -213,7 +148,7 @@ out:
 	free(tok);
 	free(url);
 	free(ct);
-	free(m.p);
+	http_reply_clear(&m);
 	return rc;
 }
 
