@@ -1,7 +1,7 @@
 # common/: the bottom layer of libcubeid, which uses nothing above it:
-# errors, logging, base64url, the libcurl wrapper, gRPC framing, the
-# protobuf depth check and the atomic directory writer.  Clients of the agent live with their area (spiffe/,
-# picod/, cluster/).
+# errors, logging, base64url, file helpers, the libcurl wrapper, gRPC
+# framing, the protobuf depth check and the atomic directory writer.
+# Clients of the agent live with their area (spiffe/, picod/, cluster/).
 libcubeid_internal_la_SOURCES += common/error.c common/log.c
 cubeidinclude_HEADERS += include/cubeid/error.h include/cubeid/log.h
 
@@ -14,6 +14,12 @@ cubeidinclude_HEADERS += include/cubeid/b64url.h
 # (spiffe/), and the nesting-depth check for protobuf input.
 libcubeid_internal_la_SOURCES += common/grpc-frame.c common/pb-depth.c
 noinst_HEADERS += common/grpc-frame.h common/pb-depth.h
+
+# File helpers (include/cubeid/file.h): the state directory, bounded reads,
+# atomic single-file writes.
+libcubeid_internal_la_SOURCES += common/file.c
+noinst_HEADERS += common/path.h
+cubeidinclude_HEADERS += include/cubeid/file.h
 
 # The one libcurl wrapper (common/http-fetch.h) for the OIDC client, the
 # Kubernetes store and the kubelet attestor.

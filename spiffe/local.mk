@@ -32,6 +32,7 @@ TESTS += tests/test-jwks
 # The CA chain in the token, X.509-SVIDs and X.509 bundles.
 libcubeid_internal_la_SOURCES += \
 	spiffe/ca.c \
+	spiffe/ca-enrol.c \
 	spiffe/state.c \
 	spiffe/x509-build.c \
 	spiffe/x509-pem.c \
