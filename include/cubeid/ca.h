@@ -1,5 +1,6 @@
 /*
- * cubeid CA chain with its keys in the token (spiffe/ca.c, spiffe/state.c).
+ * cubeid CA chain with its keys in the token (spiffe/ca.c; enrolment in
+ * spiffe/ca-enrol.c, the state directory in spiffe/state.c).
  *
  * A trust domain has a root CA whose key is generated inside a token as a
  * persistent, non-extractable object, with a self-signed certificate whose
