@@ -18,7 +18,6 @@
 #include "agent/agent.h"
 #include "cli/helper.h"
 #include "cli/tool.h"
-#include "spiffe/workload.pb-c.h"
 
 #include <cubeid/atomic-dir.h>
 #include <cubeid/log.h>
@@ -353,32 +352,19 @@ x509_thread(void *arg)
 }
 
 static int
-on_jwt_bundles(const uint8_t *msg, size_t len, void *arg)
+on_jwt_bundles(const struct cubeid_wl_bundles *b, void *arg)
 {
 	struct helper *h = arg;
-	JWTBundlesResponse *m = jwtbundles_response__unpack(NULL, len, msg);
-	struct cubeid_wl_bundle *v;
 	uint8_t *out = NULL;
-	size_t i, n = 0, olen = 0;
+	size_t olen = 0;
 
-	if (m == NULL)
-		return CUBEID_ERR_PROTOCOL;
-	if ((v = calloc(m->n_bundles + 1, sizeof(*v))) != NULL) {
-		for (i = 0; i < m->n_bundles; i++, n++) {
-			v[i].trust_domain = m->bundles[i]->key;
-			v[i].data = m->bundles[i]->value.data;
-			v[i].len = m->bundles[i]->value.len;
-		}
-		if (helper_jwt_bundle_json(v, n, &out, &olen) == CUBEID_OK) {
-			pthread_mutex_lock(&h->mu);
-			set_buf(h, F_JWT_BUNDLE, out, olen);
-			write_set_locked(h);
-			pthread_mutex_unlock(&h->mu);
-			cubeid_info("JWT bundle updated (%zu trust domains)", n);
-		}
-		free(v);
+	if (helper_jwt_bundle_json(b->v, b->n, &out, &olen) == CUBEID_OK) {
+		pthread_mutex_lock(&h->mu);
+		set_buf(h, F_JWT_BUNDLE, out, olen);
+		write_set_locked(h);
+		pthread_mutex_unlock(&h->mu);
+		cubeid_info("JWT bundle updated (%zu trust domains)", b->n);
 	}
-	jwtbundles_response__free_unpacked(m, NULL);
 	return 0;
 }
 
@@ -391,8 +377,7 @@ jwt_bundle_thread(void *arg)
 	int rc;
 
 	while (!h->stop) {
-		rc = cubeid_wl_call(&h->wo, "/SpiffeWorkloadAPI/FetchJWTBundles",
-		                    (const uint8_t *)"", 0, on_jwt_bundles, h, &h->stop, &st);
+		rc = cubeid_wl_watch_jwt_bundles(&h->wo, on_jwt_bundles, h, &h->stop, &st);
 		if (h->stop)
 			break;
 		cubeid_error("the JWT bundle stream ended: %s%s%s; again in %ld ms",

@@ -499,6 +499,48 @@ out:
 	return r;
 }
 
+struct watch_bundles_ctx {
+	cubeid_wl_bundles_fn fn;
+	void *arg;
+};
+
+static int
+watch_bundles_cb(const uint8_t *msg, size_t len, void *arg)
+{
+	struct watch_bundles_ctx *w = arg;
+	JWTBundlesResponse *m = jwtbundles_response__unpack(NULL, len, msg);
+	struct cubeid_wl_bundles b = {0};
+	size_t i;
+	int r = CUBEID_ERR_NOMEM;
+
+	if (m == NULL)
+		return CUBEID_ERR_PROTOCOL;
+	if ((b.v = calloc(m->n_bundles + 1, sizeof(*b.v))) != NULL) {
+		for (i = 0; i < m->n_bundles; i++, b.n++) {
+			b.v[i].trust_domain = m->bundles[i]->key;
+			b.v[i].data = m->bundles[i]->value.data;
+			b.v[i].len = m->bundles[i]->value.len;
+		}
+		r = w->fn(&b, w->arg) != 0 ? 1 : 0;
+		free(b.v);
+	}
+	jwtbundles_response__free_unpacked(m, NULL);
+	return r;
+}
+
+int
+cubeid_wl_watch_jwt_bundles(const struct cubeid_wl_opts *o, cubeid_wl_bundles_fn fn, void *arg,
+                            const volatile int *stop, struct cubeid_wl_status *st)
+{
+	struct watch_bundles_ctx w = {fn, arg};
+	static const volatile int never = 0;
+
+	if (fn == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	return cubeid_wl_call(o, "/SpiffeWorkloadAPI/FetchJWTBundles", (const uint8_t *)"", 0,
+	                      watch_bundles_cb, &w, stop != NULL ? stop : &never, st);
+}
+
 int
 wl_unary_call(const struct cubeid_wl_opts *o, const char *path, const ProtobufCMessage *req,
               const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out,

@@ -67,8 +67,6 @@ DEBTS = {
     # helper` delivers files with the agent's writer and serves health on
     # its HTTP server.
     ("cli", "agent"),
-    # `cubeid helper` decodes Workload API messages itself.
-    ("cli", "spiffe"),
     # p11-wrap.c computes JWK thumbprints (spiffe/); see docs/design.md.
     ("pkcs11", "spiffe"),
 }
