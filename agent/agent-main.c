@@ -208,7 +208,7 @@ dev_entries_clear(struct entry_set *s)
 	s->n = 0;
 }
 
-int
+static int
 agent_match(struct agent *a, const struct selector_set *sel, const struct reg_entry ***matched,
             char ***ids, size_t *n)
 {
@@ -280,7 +280,7 @@ asn1_time_epoch(const ASN1_TIME *t)
 	return (int64_t)timegm(&tm);
 }
 
-int
+static int
 agent_status_json(struct agent *a, char **out)
 {
 	json_t *o;
@@ -857,7 +857,7 @@ write_jwks_files(struct agent *a)
 		cubeid_error("cannot write %s: %s", a->cfg->cluster.jwks_file, cubeid_strerror(rc));
 }
 
-void
+static void
 agent_bundles_refresh(struct agent *a)
 {
 	bool changed = false;
@@ -1085,6 +1085,13 @@ agent_cleanup(struct agent *a)
 	config_free(a->cfg);
 }
 
+/* What the services ask of the daemon (agent/daemon.h). */
+static const struct agent_ops main_ops = {
+        .match = agent_match,
+        .bundles_refresh = agent_bundles_refresh,
+        .status_json = agent_status_json,
+};
+
 int
 main(int argc, char **argv)
 {
@@ -1099,6 +1106,7 @@ main(int argc, char **argv)
 	struct option long_opts[AGENT_OPTS_MAX];
 	char optstring[2 * AGENT_OPTS_MAX + 1];
 
+	a.ops = &main_ops;
 	a.listen_fd = -1;
 	f->log_level = -1;
 	pthread_rwlock_init(&a.jwt_lock, NULL);

@@ -14,10 +14,10 @@
 #include "config.h"
 
 #include "agent/attest-internal.h"
+#include "common/http-fetch.h"
 
 #include <cubeid/log.h>
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -213,15 +213,6 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_FAILED_INIT;
-
-static void
-curl_init(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 /* The bearer token from path (a ServiceAccount token file, which the
  * kubelet rewrites as it rotates): read on every fetch, trailing
  * whitespace cut, no line breaks inside.  *out is the caller's (wipe it). */
@@ -265,19 +256,14 @@ read_token(const char *path, char **out)
 static int
 fetch_url(const char *url, const char *token_file, const char *ca_file, char **out, size_t *out_len)
 {
-	struct membuf m = {0};
-	struct curl_slist *hdrs = NULL;
+	struct http_reply m = {0};
 	char *token = NULL, *auth = NULL;
-	CURL *h = NULL;
-	CURLcode cc;
-	long code = 0;
+	const char *hdrs[] = {NULL, NULL};
+	const char *why;
 	int r = CUBEID_ERR_IO;
 
 	*out = NULL;
 	*out_len = 0;
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_rc != CURLE_OK || (h = curl_easy_init()) == NULL)
-		return CUBEID_ERR_NOMEM;
 	if (token_file != NULL) {
 		if (strncmp(url, "https://", 8) != 0) {
 			cubeid_warn("attest: not sending the kubelet token over %s: use https",
@@ -291,51 +277,36 @@ fetch_url(const char *url, const char *token_file, const char *ca_file, char **o
 			auth = NULL;
 			goto out;
 		}
-		if ((hdrs = curl_slist_append(NULL, auth)) == NULL)
-			goto out;
+		hdrs[0] = auth;
+	}
+	{
+		struct http_req q = {.url = url,
+		                     .headers = hdrs,
+		                     .ca_file = ca_file,
+		                     .max = ATTEST_PODLIST_MAX,
+		                     .timeout_ms = ATTEST_HTTP_TIMEOUT_MS,
+		                     .no_proxy = true};
+
+		r = http_fetch(&q, &m, &why);
+	}
+	if (r == CUBEID_ERR_HTTP) {
+		cubeid_warn("attest: kubelet pod list: %s", why);
 		r = CUBEID_ERR_IO;
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	}
-	if (ca_file != NULL)
-		curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)ATTEST_HTTP_TIMEOUT_MS);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)ATTEST_HTTP_TIMEOUT_MS);
-	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)ATTEST_PODLIST_MAX);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &m);
-	cc = curl_easy_perform(h);
-	if (m.too_large || cc == CURLE_FILESIZE_EXCEEDED) {
-		r = CUBEID_ERR_TOO_LARGE;
 		goto out;
 	}
-	if (cc != CURLE_OK) {
-		cubeid_warn("attest: kubelet pod list: %s", curl_easy_strerror(cc));
+	if (r != CUBEID_OK)
+		goto out;
+	if (m.status != 200) {
+		cubeid_warn("attest: kubelet pod list: HTTP status %ld", m.status);
+		r = CUBEID_ERR_IO;
 		goto out;
 	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-	if (code != 200) {
-		cubeid_warn("attest: kubelet pod list: HTTP status %ld", code);
-		goto out;
-	}
-	if (m.p == NULL && (m.p = calloc(1, 1)) == NULL) {
-		r = CUBEID_ERR_NOMEM;
-		goto out;
-	}
-	*out = m.p;
+	*out = m.body;
 	*out_len = m.len;
-	m.p = NULL;
+	m.body = NULL;
 	r = CUBEID_OK;
 out:
-	free(m.p);
-	curl_easy_cleanup(h);
-	curl_slist_free_all(hdrs);
+	http_reply_clear(&m);
 	if (auth != NULL)
 		explicit_bzero(auth, strlen(auth));
 	free(auth);

@@ -235,7 +235,7 @@ sync_done(void *arg)
 		j->jwt = j->picod = NULL;
 	}
 	job_free(j);
-	agent_bundles_refresh(a);
+	a->ops->bundles_refresh(a);
 	write_picod_jwks(c);
 	if (c->again)
 		sync_start(c);

@@ -24,7 +24,7 @@
 
 #define CONFIG_FILE_MAX (1024 * 1024)
 
-#define DEF_TRUST_DOMAIN "cluster.local"
+#define DEF_TRUST_DOMAIN CUBEID_TRUST_DOMAIN_DEFAULT
 #define DEF_SOCKET_PATH  "/run/cubeid/agent.sock"
 #define DEF_STATE_DIR    "/var/lib/cubeid"
 #define DEF_ENTRIES      "/etc/cubeid/entries.yaml"

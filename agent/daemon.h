@@ -28,7 +28,6 @@
 #include <cubeid/x509svid.h>
 
 #define AGENT_SOCKET_DEFAULT  "/run/cubeid/agent.sock"
-#define AGENT_TD_DEFAULT      "cluster.local"
 #define AGENT_DEV_STATE_DIR   "cubeid-dev-state"
 #define AGENT_WORKERS         3
 #define AGENT_JOB_QUEUE_MAX   4096 /* queued token jobs before UNAVAILABLE */
@@ -66,8 +65,26 @@ struct wapi;
 struct delivery;
 struct picod_service;
 struct cluster;
+struct agent;
+struct selector_set;
+struct reg_entry;
+
+/* What the agent's services ask of the daemon.  agent-main.c fills it in;
+ * the services (workload-api.c, picod-service.c, cluster.c) call through
+ * it and never into the main file, which a test can then replace. */
+struct agent_ops {
+	/* Matching entries of the file and of --dev, see entries_match(). */
+	int (*match)(struct agent *a, const struct selector_set *sel,
+	             const struct reg_entry ***matched, char ***ids, size_t *n);
+	/* Rebuild the bundles (local and cluster keys); push them to the
+	 * streams and rewrite the JWKS files when they changed. */
+	void (*bundles_refresh)(struct agent *a);
+	/* The status document served at AGENT_STATUS_PATH (caller frees). */
+	int (*status_json)(struct agent *a, char **out);
+};
 
 struct agent {
+	const struct agent_ops *ops;
 	cubeid_loop *loop;
 	grpc_server *grpc;
 	struct agent_flags flags;
@@ -223,7 +240,7 @@ void delivery_sync(struct delivery *d);
 void delivery_x509_changed(struct delivery *d);
 void delivery_free(struct delivery *d);
 
-/* ---- PicoD tokens (picod-service.c, agent/picod.proto) -------------- */
+/* ---- PicoD tokens (picod-service.c, picod/picod.proto) -------------- */
 int picod_service_new(struct agent *a, struct picod_service **out);
 void picod_service_free(struct picod_service *p); /* after worker_pool_free() */
 /* Re-read STATE-DIR/picod/jwt.conf (SIGHUP, after an offline rotation). */
@@ -242,15 +259,5 @@ void h_picod_rotate(grpc_call *call, void *ctx);
 	{"/cubeid.picod.v1.PicoD/PublicKey", false, h_picod_public_key}, \
 	{"/cubeid.picod.v1.PicoD/RotateKey", false, h_picod_rotate}
 // clang-format on
-
-/* ---- agent-main.c ---------------------------------------------------- */
-/* Matching entries of the file and of --dev, see entries_match(). */
-int agent_match(struct agent *a, const struct selector_set *sel, const struct reg_entry ***matched,
-                char ***ids, size_t *n);
-/* Rebuild the bundles (local and cluster keys); push them to the streams
- * and rewrite the JWKS files when they changed. */
-void agent_bundles_refresh(struct agent *a);
-/* The status document served at AGENT_STATUS_PATH (caller frees). */
-int agent_status_json(struct agent *a, char **out);
 
 #endif

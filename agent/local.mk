@@ -1,32 +1,7 @@
-# agent/: the daemon (later) and the `cubeid` command-line tool.
-#
-# cubeid: `cubeid GROUP COMMAND [options]`.  A new group is agent/tool-GROUP.c
-# (add it to cubeid_SOURCES) plus one line in the table in agent/cubeid.c.
-bin_PROGRAMS += agent/cubeid
-agent_cubeid_SOURCES = \
-	agent/cubeid.c \
-	agent/tool.h \
-	agent/tool-common.c \
-	agent/tool-help.c \
-	agent/tool-token.c \
-	agent/tool-token-info.c \
-	agent/tool-ca.c \
-	agent/tool-svid.c \
-	agent/tool-jwt.c \
-	agent/tool-agent.c \
-	agent/tool-oidc.c \
-	agent/tool-cluster.c
-agent_cubeid_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS)
-agent_cubeid_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
-
-# The man page is rendered from the same tables as --help: `make update-man`
-# regenerates it and tests/cli-man-sync.sh fails when it is stale.
-dist_man_MANS += docs/man/cubeid.1
-
-update-man: agent/cubeid$(EXEEXT)
-	$(AM_V_GEN)$(builddir)/agent/cubeid --help-man > $(srcdir)/docs/man/cubeid.1.tmp && \
-		mv $(srcdir)/docs/man/cubeid.1.tmp $(srcdir)/docs/man/cubeid.1
-.PHONY: update-man
+# agent/: cubeid-agent, the daemon, and nothing else.  Its parts (the loop,
+# the gRPC server, attestation, entries, delivery, the HTTP server, the
+# Workload API and PicoD services) form libagent.la; agent/agent-main.c
+# parses flags and signals.  The `cubeid` CLI and `cubeid helper` are in cli/.
 
 # CLI tests: a throwaway SoftHSM2 token from tests/mktoken (no PIN on argv).
 check_PROGRAMS += tests/mktoken
@@ -34,41 +9,19 @@ tests_mktoken_SOURCES = tests/mktoken.c
 tests_mktoken_CFLAGS = $(TEST_CFLAGS)
 tests_mktoken_LDADD = $(TEST_LIBS)
 
-TESTS += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh tests/cli-jwt.sh
-EXTRA_DIST += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh tests/cli-jwt.sh
-
 # The agent's parts (see agent/agent.h), as one convenience library that
-# cubeid-agent, the CLI and the tests link.  Each part adds its sources.
+# cubeid-agent and the tests link; the CLI links it for `cubeid entry` and
+# `cubeid helper`, which load entries and deliver files as the agent does.  Each part adds its sources.
 noinst_LTLIBRARIES += libagent.la
 libagent_la_SOURCES = agent/agent.h
 libagent_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS) \
 	$(NGHTTP2_CFLAGS) $(PROTOBUFC_CFLAGS) $(YAML_CFLAGS) $(SYSTEMD_CFLAGS) $(MHD_CFLAGS)
-libagent_la_LIBADD = libcubeid.la $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) $(MHD_LIBS) \
+libagent_la_LIBADD = $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) $(MHD_LIBS) \
 	$(OPENSSL_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
 # The event loop and the gRPC server (issue 4).
 libagent_la_SOURCES += agent/loop.c agent/grpc-server.c agent/grpc-call.c agent/grpc-http.c agent/grpc-errors.c agent/grpc-internal.h \
 	agent/secbuf.c
-
-# The SPIFFE Workload API messages, compiled by protoc-c into the build tree:
-# agent/workload.pb-c.[ch] and google/protobuf/struct.pb-c.[ch] (found
-# through -I$(top_builddir)).  They go into libcubeid, which the client
-# needs and the agent links.
-EXTRA_DIST += agent/workload.proto
-PROTO_GEN = agent/workload.pb-c.c agent/workload.pb-c.h \
-	google/protobuf/struct.pb-c.c google/protobuf/struct.pb-c.h
-BUILT_SOURCES = $(PROTO_GEN)
-CLEANFILES += $(PROTO_GEN)
-nodist_libcubeid_la_SOURCES = $(PROTO_GEN)
-
-agent/workload.pb-c.h: agent/workload.pb-c.c
-agent/workload.pb-c.c: $(srcdir)/agent/workload.proto
-	$(AM_V_GEN)$(MKDIR_P) agent && \
-		$(PROTOC_C) -I$(srcdir)/agent -I$(PROTO_INCLUDE) --c_out=agent $(srcdir)/agent/workload.proto
-google/protobuf/struct.pb-c.h: google/protobuf/struct.pb-c.c
-google/protobuf/struct.pb-c.c: $(PROTO_INCLUDE)/google/protobuf/struct.proto
-	$(AM_V_GEN)$(MKDIR_P) google/protobuf && \
-		$(PROTOC_C) -I$(PROTO_INCLUDE) --c_out=. google/protobuf/struct.proto
 
 # Unit tests of the loop and of the gRPC server driven by libcubeid's client.
 check_PROGRAMS += tests/test-loop tests/test-grpc
@@ -138,7 +91,7 @@ EXTRA_DIST += tests/cluster-k8s.sh tests/k8s-api-server.py tests/fixtures/k8s
 sbin_PROGRAMS += agent/cubeid-agent
 agent_cubeid_agent_SOURCES = agent/agent-main.c agent/agent-doc.c agent/agent-doc.h
 agent_cubeid_agent_CFLAGS = $(libagent_la_CFLAGS)
-agent_cubeid_agent_LDADD = libagent.la $(libagent_la_LIBADD)
+agent_cubeid_agent_LDADD = libagent.la libcubeid-internal.la $(libagent_la_LIBADD)
 # Its man pages are rendered from agent/agent-doc.c, the source of --help:
 # `make update-man` regenerates them; tests/agent-man-sync.sh checks them.
 dist_man_MANS += docs/man/cubeid-agent.8 docs/man/cubeid.conf.5 docs/man/cubeid-entries.5
@@ -183,27 +136,8 @@ tests_test_config_LDADD = libagent.la $(TEST_LIBS)
 TESTS += tests/test-attest tests/test-entries tests/test-config
 EXTRA_DIST += tests/fixtures/attest tests/fixtures/entries tests/kubelet-https.py
 
-# `cubeid entry list|show|check` (agent/tool-entry.c) uses the agent's parts.
-agent_cubeid_SOURCES += agent/tool-entry.c
-agent_cubeid_LDADD += libagent.la $(YAML_LIBS) $(LIBCURL_LIBS)
-TESTS += tests/cli-entry.sh
-EXTRA_DIST += tests/cli-entry.sh docs/entries.md docs/config.md
-
 # PicoD tokens (issue 6): everything is in agent/picod.mk.
 include $(srcdir)/agent/picod.mk
-
-# `cubeid helper`, a drop-in for spiffe-helper (issue 5): its HCL-subset
-# config parser lives in libagent (the fuzzer links it too).
-libagent_la_SOURCES += agent/helper.h agent/helper-config.c agent/helper-hcl.c
-libagent_la_SOURCES += agent/helper-health.c
-agent_cubeid_SOURCES += agent/tool-helper.c agent/helper-files.c
-agent_cubeid_CFLAGS += $(PROTOBUFC_CFLAGS)
-agent_cubeid_LDADD += $(PROTOBUFC_LIBS)
-check_PROGRAMS += tests/test-helper-config
-tests_test_helper_config_SOURCES = tests/test-helper-config.c
-tests_test_helper_config_CFLAGS = $(TEST_CFLAGS)
-tests_test_helper_config_LDADD = libagent.la $(TEST_LIBS)
-TESTS += tests/test-helper-config
 
 # File delivery by the real agent: modes, owners, signals, commands, the
 # torn-read probe over rotations, SIGKILL at random moments.
@@ -220,6 +154,6 @@ EXTRA_DIST += tests/torn-read.sh
 check_PROGRAMS += tests/tls-rotation
 tests_tls_rotation_SOURCES = tests/tls-rotation.c
 tests_tls_rotation_CFLAGS = $(TEST_CFLAGS)
-tests_tls_rotation_LDADD = $(TEST_LIBS)
+tests_tls_rotation_LDADD = $(PUBLIC_LIBS)
 TESTS += tests/tls-rotation.sh
 EXTRA_DIST += tests/tls-rotation.sh

@@ -1,5 +1,5 @@
 /*
- * cubeid.picod.v1.PicoD (agent/picod.proto): the agent signs the PicoD
+ * cubeid.picod.v1.PicoD (picod/picod.proto): the agent signs the PicoD
  * tokens of AgentCube's JWT mode with a dedicated key in the node's token.
  *
  *   MintToken  attested callers whose entry has picod_signer: true; others
@@ -20,7 +20,7 @@
 #include "agent/audit.h"
 #include "agent/cluster.h"
 #include "agent/daemon.h"
-#include "agent/picod.pb-c.h"
+#include "picod/picod.pb-c.h"
 
 #include <cubeid/ca.h>
 #include <cubeid/log.h>
@@ -746,7 +746,7 @@ signer_identity(struct agent *a, const struct selector_set *sel, const char *wan
 	int rc;
 
 	*out = NULL;
-	if ((rc = agent_match(a, sel, &matched, &ids, &n)) != CUBEID_OK)
+	if ((rc = a->ops->match(a, sel, &matched, &ids, &n)) != CUBEID_OK)
 		return rc;
 	for (i = 0; i < n && *out == NULL; i++) {
 		if (!matched[i]->picod_signer)

@@ -1,18 +1,8 @@
 # agent/picod.mk (included by agent/local.mk).  PicoD tokens (issue 6): the
 # cubeid.picod.v1.PicoD service on the agent's
-# socket (agent/picod.proto, compiled by protoc-c into libcubeid like the
-# Workload API), its handlers in the agent, and `cubeid picod`.
-EXTRA_DIST += agent/picod.proto
-PICOD_PROTO_GEN = agent/picod.pb-c.c agent/picod.pb-c.h
-BUILT_SOURCES += $(PICOD_PROTO_GEN)
-CLEANFILES += $(PICOD_PROTO_GEN)
-nodist_libcubeid_la_SOURCES += $(PICOD_PROTO_GEN)
-agent/picod.pb-c.h: agent/picod.pb-c.c
-agent/picod.pb-c.c: $(srcdir)/agent/picod.proto
-	$(AM_V_GEN)$(MKDIR_P) agent && \
-		$(PROTOC_C) -I$(srcdir)/agent --c_out=agent $(srcdir)/agent/picod.proto
+# socket (picod/picod.proto) and its handlers in the agent; the library side
+# is in picod/ and `cubeid picod` is in cli/.
 libagent_la_SOURCES += agent/picod-service.c
-agent_cubeid_SOURCES += agent/tool-picod.c agent/tool-picod-key.c agent/tool-picod-key.h
 TESTS += tests/picod-agent.sh
 EXTRA_DIST += tests/picod-agent.sh
 
@@ -23,26 +13,17 @@ EXTRA_DIST += tests/picod-real.sh tests/picod-peer/go.mod tests/picod-peer/go.su
 	tests/picod-peer/main.go tests/picod-jwtcheck/go.mod tests/picod-jwtcheck/go.sum \
 	tests/picod-jwtcheck/main.go
 
-# The mtls|jwt switch (include/cubeid/picod-auth.h) in a C Router and PicoD
-# over TCP: each mode, the Router-only allow-list, and a mismatch.
-check_PROGRAMS += tests/picod-auth-peer
-tests_picod_auth_peer_SOURCES = tests/picod-auth-peer.c
-tests_picod_auth_peer_CFLAGS = $(TEST_CFLAGS)
-tests_picod_auth_peer_LDADD = $(TEST_LIBS)
-TESTS += tests/picod-auth.sh
-EXTRA_DIST += tests/picod-auth.sh
-
 # bench/picod-auth: JWT-mode against mTLS-mode bootstrap, agent minting
 # (cached, uncached) against raw C_Sign for RS256 and ES256, p50/p99, in one
 # run against a real agent.  `make bench-picod-auth`; the smoke run is a test.
 noinst_PROGRAMS += bench/picod-auth
-bench_picod_auth_SOURCES = bench/picod-auth.c tests/harness.c tests/harness.h
+bench_picod_auth_SOURCES = bench/picod-auth.c
 bench_picod_auth_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS)
-bench_picod_auth_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS) $(LIBS)
+bench_picod_auth_LDADD = libcubeid-test.la libcubeid-internal.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS) $(LIBS)
 TESTS += bench/picod-auth-smoke.sh
 EXTRA_DIST += bench/run-picod-auth.sh bench/picod-auth-smoke.sh
 bench: bench-picod-auth
-bench-picod-auth: bench/picod-auth$(EXEEXT) agent/cubeid-agent$(EXEEXT) agent/cubeid$(EXEEXT)
+bench-picod-auth: bench/picod-auth$(EXEEXT) agent/cubeid-agent$(EXEEXT) cli/cubeid$(EXEEXT)
 	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' CUBEID_BUILDDIR='$(abs_top_builddir)' \
 	bash '$(abs_top_srcdir)/bench/run-picod-auth.sh' $(BENCH_PICOD_ARGS)
 .PHONY: bench-picod-auth

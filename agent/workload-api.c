@@ -9,7 +9,7 @@
 
 #include "agent/audit.h"
 #include "agent/daemon.h"
-#include "agent/workload.pb-c.h"
+#include "spiffe/workload.pb-c.h"
 
 #include <cubeid/log.h>
 
@@ -236,7 +236,7 @@ wcall_begin(grpc_call *call, void *ctx, enum wkind kind, bool need_identity,
 	selectors_str(&wc->sel, wc->sel_str, sizeof(wc->sel_str));
 	if (!need_identity)
 		return wc;
-	rc = agent_match(a, &wc->sel, matched, ids, n);
+	rc = a->ops->match(a, &wc->sel, matched, ids, n);
 	if (rc != CUBEID_OK || *n == 0) {
 		if (rc != CUBEID_OK)
 			cubeid_warn("matching entries failed: %s", cubeid_strerror(rc));
@@ -971,7 +971,7 @@ status_reply(struct agent *a, grpc_call *call)
 	uint8_t *buf = NULL;
 	size_t jlen, n, i;
 
-	if (agent_status_json(a, &json) != CUBEID_OK) {
+	if (a->ops->status_json(a, &json) != CUBEID_OK) {
 		grpc_call_finish(call, GRPC_INTERNAL, "could not build the status");
 		return;
 	}
@@ -1143,7 +1143,7 @@ wapi_refresh_all(struct wapi *w)
 		next = wc->next;
 		if (wc->kind == W_JWTSVID)
 			continue; /* unary calls in flight finish as they are */
-		rc = agent_match(a, &wc->sel, &matched, &ids, &n);
+		rc = a->ops->match(a, &wc->sel, &matched, &ids, &n);
 		if (rc != CUBEID_OK || n == 0) {
 			if (rc == CUBEID_OK)
 				cubeid_notice("identity withdrawn for pid=%ld uid=%ld selectors=%s",

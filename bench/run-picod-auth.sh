@@ -10,7 +10,7 @@ set -u
 builddir=${CUBEID_BUILDDIR:-.}
 bench=$builddir/bench/picod-auth
 agent=$builddir/agent/cubeid-agent
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 
 [ -n "${CUBEID_SOFTHSM_MODULE:-}" ] && export CUBEID_PKCS11_MODULE=$CUBEID_SOFTHSM_MODULE
 unset CUBEID_TOKEN CUBEID_PIN CUBEID_PIN_FILE CUBEID_STATE_DIR SPIFFE_ENDPOINT_SOCKET \

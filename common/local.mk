@@ -1,16 +1,34 @@
-libcubeid_la_SOURCES += common/error.c common/log.c
+# common/: the bottom layer of libcubeid, which uses nothing above it:
+# errors, logging, base64url, file helpers, the libcurl wrapper, gRPC
+# framing, the protobuf depth check and the atomic directory writer.
+# Clients of the agent live with their area (spiffe/, picod/, cluster/).
+libcubeid_internal_la_SOURCES += common/error.c common/log.c
 cubeidinclude_HEADERS += include/cubeid/error.h include/cubeid/log.h
 
-# gRPC framing shared by the agent's server and the Workload API client, and
-# the client itself (include/cubeid/workloadapi.h).
-libcubeid_la_SOURCES += common/grpc-frame.c common/workloadapi-client.c common/workloadapi.c \
-	common/pb-depth.c
+# Strict base64 and base64url (include/cubeid/b64url.h), for JWS and JWK in
+# spiffe/ and the wrapped-key documents in pkcs11/.
+libcubeid_internal_la_SOURCES += common/b64url.c
+cubeidinclude_HEADERS += include/cubeid/b64url.h
+
+# gRPC framing shared by the agent's server and the Workload API client
+# (spiffe/), and the nesting-depth check for protobuf input.
+libcubeid_internal_la_SOURCES += common/grpc-frame.c common/pb-depth.c
 noinst_HEADERS += common/grpc-frame.h common/pb-depth.h
-cubeidinclude_HEADERS += include/cubeid/workloadapi.h
+
+# File helpers (include/cubeid/file.h): the state directory, bounded reads,
+# atomic single-file writes.
+libcubeid_internal_la_SOURCES += common/file.c
+noinst_HEADERS += common/path.h
+cubeidinclude_HEADERS += include/cubeid/file.h
+
+# The one libcurl wrapper (common/http-fetch.h) for the OIDC client, the
+# Kubernetes store and the kubelet attestor.
+libcubeid_internal_la_SOURCES += common/http-fetch.c
+noinst_HEADERS += common/http-fetch.h
 
 # The atomic directory writer (Kubernetes AtomicWriter pattern), shared by
 # the agent's file delivery and `cubeid helper` (include/cubeid/atomic-dir.h).
-libcubeid_la_SOURCES += common/atomic-dir.c common/safe-dir.c
+libcubeid_internal_la_SOURCES += common/atomic-dir.c common/safe-dir.c
 noinst_HEADERS += common/safe-dir.h
 cubeidinclude_HEADERS += include/cubeid/atomic-dir.h
 check_PROGRAMS += tests/test-atomic-dir
@@ -26,11 +44,6 @@ tests_test_adir_symlink_attack_SOURCES = tests/test-adir-symlink-attack.c
 tests_test_adir_symlink_attack_CFLAGS = $(TEST_CFLAGS)
 tests_test_adir_symlink_attack_LDADD = $(TEST_LIBS)
 TESTS += tests/test-adir-symlink-attack
-
-# PicoD tokens, the Router side: MintToken/PublicKey/RotateKey on the agent;
-# the mtls|jwt auth-mode switch for both sides (include/cubeid/picod-auth.h).
-libcubeid_la_SOURCES += common/picod-client.c common/picod-auth.c
-cubeidinclude_HEADERS += include/cubeid/picod-auth.h
 
 # Crash safety of the writer: SIGKILL during continuous writes, 200 times.
 check_PROGRAMS += tests/test-adir-crash

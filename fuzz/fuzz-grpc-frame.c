@@ -14,7 +14,7 @@
 
 #include <cubeid/error.h>
 
-#include "agent/workload.pb-c.h"
+#include "spiffe/workload.pb-c.h"
 #include "common/grpc-frame.h"
 #include "common/pb-depth.h"
 

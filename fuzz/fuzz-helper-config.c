@@ -1,6 +1,6 @@
 /*
  * libFuzzer target: spiffe-helper's configuration files (the HCL subset of
- * agent/helper-config.c), parsed and then checked as `cubeid helper` does,
+ * cli/helper-config.c), parsed and then checked as `cubeid helper` does,
  * the health listener's JSON body of what was read, and spiffe-helper's
  * cmd_args splitting.
  */
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
-#include "agent/helper.h"
+#include "cli/helper.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,10 +1,12 @@
-# fuzz/: libFuzzer targets for the parsers, built only with
+# fuzz/: libFuzzer targets for the parsers, linked with libcubeid-internal.la
+# (and libagent.la, libhelper.la for the agent's and the helper's parsers),
+# built only with
 #   CC=clang ./configure --enable-fuzzing
 # Run one with its seed corpus, e.g.
 #   fuzz/fuzz-spiffe-id -max_total_time=60 $(srcdir)/fuzz/corpus/spiffe-id
 FUZZ_COMPILE_FLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS)
 FUZZ_LINK_FLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer -no-install
-FUZZ_LIBS = libcubeid.la $(OPENSSL_LIBS) $(JANSSON_LIBS)
+FUZZ_LIBS = libcubeid-internal.la $(OPENSSL_LIBS) $(JANSSON_LIBS)
 
 if ENABLE_FUZZING
 noinst_PROGRAMS += fuzz/fuzz-spiffe-id fuzz/fuzz-jws fuzz/fuzz-jwks fuzz/fuzz-p11-uri
@@ -109,7 +111,7 @@ endif
 fuzz_fuzz_helper_config_SOURCES = fuzz/fuzz-helper-config.c
 fuzz_fuzz_helper_config_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(YAML_CFLAGS)
 fuzz_fuzz_helper_config_LDFLAGS = $(FUZZ_LINK_FLAGS)
-fuzz_fuzz_helper_config_LDADD = libagent.la $(FUZZ_LIBS) $(YAML_LIBS) $(LIBCURL_LIBS)
+fuzz_fuzz_helper_config_LDADD = libhelper.la libagent.la $(FUZZ_LIBS) $(YAML_LIBS) $(LIBCURL_LIBS)
 
 # OIDC: discovery documents, policy tables and access tokens (keycloak/).
 if ENABLE_FUZZING

@@ -1,15 +1,15 @@
 /*
- * HTTP for the OIDC code: one libcurl easy handle per request, http and
- * https only, no redirects, a hard limit on the reply body.
+ * HTTP for the OIDC code, over the one libcurl wrapper (common/http-fetch.h):
+ * http and https only, no redirects, a hard limit on the reply body.
  */
 #include "config.h"
 
 #include "keycloak/oidc-internal.h"
+#include "common/http-fetch.h"
 
 #include <cubeid/error.h>
 #include <cubeid/log.h>
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,102 +17,35 @@
 
 #include <curl/curl.h>
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_FAILED_INIT;
-
-static void
-curl_init(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-struct sink {
-	char *buf;
-	size_t len, max;
-	int too_large;
-};
-
-static size_t
-sink_write(char *p, size_t size, size_t n, void *ud)
-{
-	struct sink *s = ud;
-	size_t add = size * n;
-	char *nb;
-
-	if (add > s->max - s->len) {
-		s->too_large = 1;
-		return 0;
-	}
-	if ((nb = realloc(s->buf, s->len + add + 1)) == NULL)
-		return 0;
-	s->buf = nb;
-	memcpy(s->buf + s->len, p, add);
-	s->len += add;
-	s->buf[s->len] = '\0';
-	return add;
-}
-
 int
 oidc_http(const char *url, const char *form, size_t max, long timeout_ms, struct oidc_http_reply *r)
 {
-	struct sink s = {NULL, 0, max, 0};
-	struct curl_slist *hdr = NULL;
-	CURLcode cr;
-	CURL *h;
-	int rc = CUBEID_ERR_HTTP;
+	static const char *const hdrs[] = {"Accept: application/json", NULL};
+	struct http_req q = {.url = url,
+	                     .headers = hdrs,
+	                     .body = form,
+	                     .max = max,
+	                     .timeout_ms = timeout_ms > 0 ? timeout_ms : 10000L,
+	                     .user_agent = "cubeid/" PACKAGE_VERSION};
+	struct http_reply hr;
+	const char *why;
+	int rc;
 
 	memset(r, 0, sizeof(*r));
 	if (url == NULL || !oidc_url_ok(url))
 		return CUBEID_ERR_INVALID_ARG;
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_rc != CURLE_OK || (h = curl_easy_init()) == NULL)
-		return CUBEID_ERR_NOMEM;
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 10000L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 10000L);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink_write);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "cubeid/" PACKAGE_VERSION);
-	if ((hdr = curl_slist_append(hdr, "Accept: application/json")) == NULL) {
-		rc = CUBEID_ERR_NOMEM;
-		goto out;
-	}
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
-	if (form != NULL) {
-		curl_easy_setopt(h, CURLOPT_POST, 1L);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, form);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(form));
-	}
-	cr = curl_easy_perform(h);
-	if (s.too_large) {
+	rc = http_fetch(&q, &hr, &why);
+	if (rc == CUBEID_ERR_TOO_LARGE)
 		cubeid_log(CUBEID_LOG_WARNING, "oidc: reply from %s is larger than %zu bytes", url,
 		           max);
-		rc = CUBEID_ERR_TOO_LARGE;
-		goto out;
-	}
-	if (cr != CURLE_OK) {
-		cubeid_log(CUBEID_LOG_WARNING, "oidc: %s %s: %s", form ? "POST" : "GET", url,
-		           curl_easy_strerror(cr));
-		rc = CUBEID_ERR_HTTP;
-		goto out;
-	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-	if (s.buf == NULL && (s.buf = calloc(1, 1)) == NULL) {
-		rc = CUBEID_ERR_NOMEM;
-		goto out;
-	}
-	r->body = s.buf;
-	r->len = s.len;
-	s.buf = NULL;
-	rc = CUBEID_OK;
-out:
-	free(s.buf);
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(h);
-	return rc;
+	else if (rc == CUBEID_ERR_HTTP)
+		cubeid_log(CUBEID_LOG_WARNING, "oidc: %s %s: %s", form ? "POST" : "GET", url, why);
+	if (rc != CUBEID_OK)
+		return rc;
+	r->status = hr.status;
+	r->body = hr.body;
+	r->len = hr.len;
+	return CUBEID_OK;
 }
 
 void

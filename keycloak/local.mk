@@ -1,7 +1,8 @@
 # keycloak/: the OIDC side (include/cubeid/oidc.h): discovery, a JWKS cache
 # and token verification with roles and an endpoint policy, client
-# credentials without shared secrets, token exchange, RLAC helpers.
-libcubeid_la_SOURCES += \
+# credentials without shared secrets, token exchange, RLAC helpers.  In
+# libcubeid; uses common/, pkcs11/ and spiffe/ (docs/design.md, "Layout").
+libcubeid_internal_la_SOURCES += \
 	keycloak/oidc-internal.h \
 	keycloak/http.c \
 	keycloak/discovery.c \

@@ -1,5 +1,6 @@
-# pkcs11/: the token layer.
-libcubeid_la_SOURCES += \
+# pkcs11/: the token layer, in libcubeid (libcubeid-internal.la, see
+# Makefile.am).  Uses common/ only (docs/design.md, "Layout").
+libcubeid_internal_la_SOURCES += \
 	pkcs11/p11-internal.h \
 	pkcs11/p11-names.h \
 	pkcs11/p11-module.c \
@@ -44,10 +45,15 @@ EXTRA_DIST += docs/pkcs11.md tests/probes/libp11-probe.c tests/probes/p11-close-
 # One key in several tokens: C_WrapKey / C_UnwrapKey (the single cluster
 # PicoD key, docs/cluster.md).  tests/test-key-wrap also runs in the TPM
 # lane, where it records what tpm2-pkcs11 refuses.
-libcubeid_la_SOURCES += pkcs11/p11-wrap.c
+libcubeid_internal_la_SOURCES += pkcs11/p11-wrap.c
 cubeidinclude_HEADERS += include/cubeid/key-wrap.h
 check_PROGRAMS += tests/test-key-wrap
 tests_test_key_wrap_SOURCES = tests/test-key-wrap.c tests/p11-attr-util.h
 tests_test_key_wrap_CFLAGS = $(TEST_CFLAGS)
 tests_test_key_wrap_LDADD = $(TEST_LIBS)
 TESTS += tests/test-key-wrap
+
+# What `cubeid token info` shows, as JSON (include/cubeid/token-info.h), so
+# that the CLI needs nothing internal.
+libcubeid_internal_la_SOURCES += pkcs11/p11-info.c
+cubeidinclude_HEADERS += include/cubeid/token-info.h

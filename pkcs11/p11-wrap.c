@@ -6,6 +6,7 @@
 
 #include "pkcs11/p11-internal.h"
 
+#include <cubeid/b64url.h>
 #include <cubeid/jwt.h>
 #include <cubeid/key-wrap.h>
 #include <cubeid/log.h>

@@ -171,8 +171,8 @@ out:
 
 /* ---- building -------------------------------------------------------- */
 
-static int
-td_uri(const char *td, char **out)
+int
+ca_td_uri(const char *td, char **out)
 {
 	*out = NULL;
 	if (cubeid_trust_domain_validate(td, strlen(td), NULL) != CUBEID_OK)
@@ -185,8 +185,8 @@ td_uri(const char *td, char **out)
 }
 
 /* "O=cubeid, CN=<cn>" with cn cut to the 64 characters X.520 allows. */
-static X509_NAME *
-make_name(const char *cn)
+X509_NAME *
+ca_make_name(const char *cn)
 {
 	X509_NAME *name = X509_NAME_new();
 	char buf[65];
@@ -242,8 +242,8 @@ opt_ttl(const struct cubeid_ca_opts *opts, int64_t def, int64_t *ttl)
 	return CUBEID_OK;
 }
 
-static int
-gen_ca_key(cubeid_token *tok, const struct cubeid_ca_opts *opts, const char *kind, const char *td,
+int
+ca_gen_key(cubeid_token *tok, const struct cubeid_ca_opts *opts, const char *kind, const char *td,
            cubeid_key **key)
 {
 	struct cubeid_keygen_opts ko = {0};
@@ -282,14 +282,14 @@ cubeid_ca_root_create(cubeid_token *tok, const char *td, const struct cubeid_ca_
 		*out = NULL;
 	if (tok == NULL || td == NULL || out == NULL)
 		return CUBEID_ERR_INVALID_ARG;
-	if ((rc = td_uri(td, &uri)) != CUBEID_OK)
+	if ((rc = ca_td_uri(td, &uri)) != CUBEID_OK)
 		return rc;
 	if ((rc = opt_ttl(opts, CUBEID_CA_ROOT_TTL_DEFAULT, &ttl)) != CUBEID_OK)
 		goto out;
 	now = x509_now(opts != NULL ? opts->now : 0);
 	if ((rc = cubeid_x509_bundle_new(td, &bundle)) != CUBEID_OK)
 		goto out;
-	if ((rc = gen_ca_key(tok, opts, "root", td, &key)) != CUBEID_OK)
+	if ((rc = ca_gen_key(tok, opts, "root", td, &key)) != CUBEID_OK)
 		goto out;
 	if ((rc = cubeid_key_public(key, &pub)) != CUBEID_OK ||
 	    (rc = cubeid_key_evp(key, &evp)) != CUBEID_OK)
@@ -299,7 +299,7 @@ cubeid_ca_root_create(cubeid_token *tok, const char *td, const struct cubeid_ca_
 		cn = NULL;
 		goto out;
 	}
-	if ((x = X509_new()) == NULL || (name = make_name(cn)) == NULL)
+	if ((x = X509_new()) == NULL || (name = ca_make_name(cn)) == NULL)
 		goto out;
 	rc = CUBEID_ERR_CRYPTO;
 	if (X509_set_version(x, X509_VERSION_3) != 1 || X509_set_subject_name(x, name) != 1 ||
@@ -331,125 +331,6 @@ out:
 }
 
 /* ---- enrolment ------------------------------------------------------- */
-
-static int
-req_to_pem(X509_REQ *req, char **out)
-{
-	BIO *bio = BIO_new(BIO_s_mem());
-	char *mem;
-	long n;
-	int rc = CUBEID_ERR_NOMEM;
-
-	*out = NULL;
-	if (bio == NULL)
-		return rc;
-	if (PEM_write_bio_X509_REQ(bio, req) != 1) {
-		rc = x509_ossl_error("PEM_write_bio_X509_REQ");
-		goto out;
-	}
-	n = BIO_get_mem_data(bio, &mem);
-	if (n < 0 || (*out = malloc((size_t)n + 1)) == NULL)
-		goto out;
-	memcpy(*out, mem, (size_t)n);
-	(*out)[n] = '\0';
-	rc = CUBEID_OK;
-out:
-	BIO_free(bio);
-	return rc;
-}
-
-int
-cubeid_ca_csr_create(cubeid_token *tok, const char *state_dir, const char *td,
-                     const struct cubeid_ca_opts *opts, char **csr_pem)
-{
-	struct ca_conf c = {0};
-	cubeid_key *key = NULL;
-	EVP_PKEY *pub = NULL, *evp = NULL;
-	X509_REQ *req = NULL;
-	X509_NAME *name = NULL;
-	GENERAL_NAMES *san = NULL;
-	STACK_OF(X509_EXTENSION) *exts = NULL;
-	char *uri = NULL, *cn = NULL, *key_uri = NULL, host[64] = "node";
-	int rc;
-
-	if (csr_pem != NULL)
-		*csr_pem = NULL;
-	if (tok == NULL || td == NULL || csr_pem == NULL)
-		return CUBEID_ERR_INVALID_ARG;
-	if ((rc = td_uri(td, &uri)) != CUBEID_OK)
-		return rc;
-	state_dir = cubeid_state_dir(state_dir);
-	if ((rc = cubeid_state_dir_prepare(state_dir)) != CUBEID_OK)
-		goto out;
-	rc = ca_conf_read(state_dir, &c);
-	if (rc == CUBEID_ERR_NOT_FOUND) {
-		if ((c.td = strdup(td)) == NULL) {
-			rc = CUBEID_ERR_NOMEM;
-			goto out;
-		}
-	} else if (rc != CUBEID_OK) {
-		goto out;
-	} else if (strcmp(c.td, td) != 0) {
-		cubeid_error("%s holds a CA for trust domain %s, not %s", state_dir, c.td, td);
-		rc = CUBEID_ERR_CA;
-		goto out;
-	}
-	if ((rc = gen_ca_key(tok, opts, "intermediate", td, &key)) != CUBEID_OK)
-		goto out;
-	if ((rc = cubeid_key_public(key, &pub)) != CUBEID_OK ||
-	    (rc = cubeid_key_evp(key, &evp)) != CUBEID_OK ||
-	    (rc = cubeid_key_uri(key, &key_uri)) != CUBEID_OK)
-		goto out;
-	if (gethostname(host, sizeof(host) - 1) != 0)
-		snprintf(host, sizeof(host), "node");
-	host[sizeof(host) - 1] = '\0';
-	rc = CUBEID_ERR_NOMEM;
-	if (asprintf(&cn, "cubeid intermediate %s", host) < 0) {
-		cn = NULL;
-		goto out;
-	}
-	if ((req = X509_REQ_new()) == NULL || (name = make_name(cn)) == NULL ||
-	    (exts = sk_X509_EXTENSION_new_null()) == NULL)
-		goto out;
-	if ((rc = x509_make_san(uri, NULL, 0, &san)) != CUBEID_OK)
-		goto out;
-	rc = CUBEID_ERR_CRYPTO;
-	if (X509V3_add1_i2d(&exts, NID_subject_alt_name, san, 0, X509V3_ADD_DEFAULT) != 1 ||
-	    X509_REQ_set_version(req, X509_REQ_VERSION_1) != 1 ||
-	    X509_REQ_set_subject_name(req, name) != 1 || X509_REQ_set_pubkey(req, pub) != 1 ||
-	    X509_REQ_add_extensions(req, exts) != 1) {
-		rc = x509_ossl_error("CSR");
-		goto out;
-	}
-	if (X509_REQ_sign(req, evp, x509_sign_md(pub)) <= 0) {
-		rc = x509_ossl_error("X509_REQ_sign");
-		goto out;
-	}
-	if ((rc = req_to_pem(req, csr_pem)) != CUBEID_OK)
-		goto out;
-	free(c.pending_key_uri);
-	c.pending_key_uri = key_uri;
-	key_uri = NULL;
-	if ((rc = ca_conf_write(state_dir, &c)) != CUBEID_OK) {
-		free(*csr_pem);
-		*csr_pem = NULL;
-	}
-out:
-	if (rc != CUBEID_OK && key != NULL)
-		cubeid_key_delete(key);
-	cubeid_key_free(key);
-	EVP_PKEY_free(pub);
-	EVP_PKEY_free(evp);
-	X509_REQ_free(req);
-	X509_NAME_free(name);
-	GENERAL_NAMES_free(san);
-	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-	ca_conf_clear(&c);
-	free(uri);
-	free(cn);
-	free(key_uri);
-	return rc;
-}
 
 /* A CSR's key must be one we would mint with: EC P-256/P-384 or RSA >= 2048. */
 static bool
@@ -524,7 +405,7 @@ cubeid_ca_sign_csr(cubeid_ca *ca, const char *csr, size_t csr_len,
 		return CUBEID_ERR_TOO_LARGE;
 	if ((rc = opt_ttl(opts, CUBEID_CA_INTERMEDIATE_TTL_DEFAULT, &ttl)) != CUBEID_OK)
 		return rc;
-	if ((rc = td_uri(ca->td, &uri)) != CUBEID_OK)
+	if ((rc = ca_td_uri(ca->td, &uri)) != CUBEID_OK)
 		return rc;
 	now = x509_now(opts != NULL ? opts->now : 0);
 	rc = CUBEID_ERR_X509;
@@ -561,7 +442,7 @@ cubeid_ca_sign_csr(cubeid_ca *ca, const char *csr, size_t csr_len,
 	if (X509_NAME_entry_count(X509_REQ_get_subject_name(req)) > 0)
 		name = X509_NAME_dup(X509_REQ_get_subject_name(req));
 	else
-		name = make_name("cubeid intermediate");
+		name = ca_make_name("cubeid intermediate");
 	if (name == NULL)
 		goto out;
 	rc = CUBEID_ERR_CRYPTO;
@@ -587,177 +468,5 @@ out:
 	BIO_free(bio);
 	free(uri);
 	ERR_clear_error();
-	return rc;
-}
-
-/* Find which of the conf's keys cert is for. */
-static int
-find_install_key(cubeid_token *tok, const struct ca_conf *c, X509 *cert, cubeid_key **out)
-{
-	const char *uris[2] = {c->pending_key_uri, c->key_uri};
-	size_t i;
-
-	*out = NULL;
-	for (i = 0; i < 2; i++) {
-		cubeid_key *k = NULL;
-
-		if (uris[i] == NULL || cubeid_key_find_uri(tok, uris[i], &k) != CUBEID_OK)
-			continue;
-		if (ca_key_matches(k, cert) == CUBEID_OK) {
-			*out = k;
-			return CUBEID_OK;
-		}
-		cubeid_key_free(k);
-	}
-	cubeid_error("the certificate is not for this node's CA key");
-	return CUBEID_ERR_CA;
-}
-
-/* The certificate must be a CA for the trust domain's own ID. */
-static int
-check_ca_cert(X509 *cert, const char *td)
-{
-	cubeid_spiffe_id *id = NULL;
-	const char *reason = NULL;
-	uint32_t flags;
-	int rc;
-
-	X509_check_purpose(cert, -1, 0);
-	flags = X509_get_extension_flags(cert);
-	if ((flags & EXFLAG_INVALID) != 0 || (flags & EXFLAG_CA) == 0 ||
-	    (X509_get_key_usage(cert) & KU_KEY_CERT_SIGN) == 0) {
-		cubeid_error("the certificate is not a CA certificate with keyCertSign");
-		return CUBEID_ERR_CA;
-	}
-	if ((rc = cubeid_x509_spiffe_id(cert, &id, &reason)) != CUBEID_OK) {
-		cubeid_error("the CA certificate's URI SAN: %s", reason);
-		return CUBEID_ERR_CA;
-	}
-	if (!cubeid_spiffe_id_is_trust_domain_id(id) || !cubeid_spiffe_id_member_of(id, td)) {
-		cubeid_error("the CA certificate's ID %s is not spiffe://%s",
-		             cubeid_spiffe_id_string(id), td);
-		rc = CUBEID_ERR_CA;
-	}
-	cubeid_spiffe_id_free(id);
-	return rc;
-}
-
-int
-cubeid_ca_install(cubeid_token *tok, const char *state_dir, const char *cert_pem, size_t cert_len,
-                  const cubeid_x509_bundle *roots, cubeid_ca **out)
-{
-	struct ca_conf c = {0};
-	STACK_OF(X509) *chain = NULL, *inter = NULL;
-	cubeid_x509_bundle *bundle = NULL;
-	cubeid_key *key = NULL;
-	cubeid_ca *ca = NULL;
-	char *path = NULL;
-	const char *reason = NULL;
-	X509 *cert = NULL;
-	bool trust_file;
-	int i, rc;
-
-	if (out != NULL)
-		*out = NULL;
-	if (tok == NULL || cert_pem == NULL)
-		return CUBEID_ERR_INVALID_ARG;
-	state_dir = cubeid_state_dir(state_dir);
-	if ((rc = ca_conf_read(state_dir, &c)) != CUBEID_OK) {
-		if (rc == CUBEID_ERR_NOT_FOUND)
-			cubeid_error("%s has no CA state: run 'cubeid ca csr' first", state_dir);
-		goto out;
-	}
-	if (roots != NULL && strcmp(cubeid_x509_bundle_trust_domain(roots), c.td) != 0) {
-		rc = CUBEID_ERR_CA;
-		goto out;
-	}
-	if ((rc = cubeid_x509_chain_parse((const uint8_t *)cert_pem, cert_len,
-	                                  CUBEID_X509_CHAIN_MAX, CUBEID_X509_CHAIN_CERTS,
-	                                  &chain)) != CUBEID_OK)
-		goto out;
-	cert = sk_X509_shift(chain);
-	if ((rc = check_ca_cert(cert, c.td)) != CUBEID_OK)
-		goto out;
-	if ((rc = find_install_key(tok, &c, cert, &key)) != CUBEID_OK)
-		goto out;
-	/* the trust anchors: given, else the state's bundle, else the
-	 * self-signed certificates that came with the file */
-	if ((rc = cubeid_x509_bundle_new(c.td, &bundle)) != CUBEID_OK)
-		goto out;
-	if (roots != NULL) {
-		for (i = 0; i < (int)cubeid_x509_bundle_count(roots); i++)
-			if ((rc = cubeid_x509_bundle_add(
-			             bundle, cubeid_x509_bundle_at(roots, (size_t)i))) != CUBEID_OK)
-				goto out;
-	} else {
-		cubeid_x509_bundle *state_b = NULL;
-
-		if ((rc = path_join(state_dir, CUBEID_CA_BUNDLE_FILE, &path)) != CUBEID_OK)
-			goto out;
-		rc = cubeid_x509_bundle_read_file(c.td, path, &state_b);
-		if (rc == CUBEID_OK) {
-			cubeid_x509_bundle_free(bundle);
-			bundle = state_b;
-		} else if (rc != CUBEID_ERR_NOT_FOUND) {
-			goto out;
-		}
-		rc = CUBEID_OK;
-	}
-	if ((inter = sk_X509_new_null()) == NULL) {
-		rc = CUBEID_ERR_NOMEM;
-		goto out;
-	}
-	trust_file = cubeid_x509_bundle_count(bundle) == 0;
-	while (sk_X509_num(chain) > 0) {
-		X509 *x = sk_X509_shift(chain);
-
-		if (X509_check_issued(x, x) == X509_V_OK) {
-			/* a root that came with the file is trusted only when no
-			 * other anchor is known (first enrolment) */
-			rc = trust_file ? cubeid_x509_bundle_add(bundle, x) : CUBEID_OK;
-			X509_free(x);
-			if (rc != CUBEID_OK)
-				goto out;
-			if (trust_file)
-				cubeid_notice(
-				        "trusting the root CA that came with the certificate");
-		} else if (sk_X509_push(inter, x) <= 0) {
-			X509_free(x);
-			rc = CUBEID_ERR_NOMEM;
-			goto out;
-		}
-	}
-	if (cubeid_x509_bundle_count(bundle) == 0) {
-		cubeid_error("no root to check the certificate against: pass the root bundle");
-		rc = CUBEID_ERR_CA;
-		goto out;
-	}
-	if ((rc = ca_verify_chain(cert, inter, bundle, 0, &reason)) != CUBEID_OK) {
-		cubeid_error("the certificate does not chain to the root: %s", reason);
-		goto out;
-	}
-	rc = ca_assemble(c.td, key, cert, inter, bundle, false, &ca);
-	key = NULL;
-	cert = NULL;
-	inter = NULL;
-	bundle = NULL;
-	if (rc != CUBEID_OK)
-		goto out;
-	if ((rc = cubeid_ca_save(ca, state_dir)) != CUBEID_OK)
-		goto out;
-	cubeid_notice("installed intermediate CA for trust domain %s in %s", ca->td, state_dir);
-	if (out != NULL) {
-		*out = ca;
-		ca = NULL;
-	}
-out:
-	cubeid_ca_free(ca);
-	cubeid_key_free(key);
-	X509_free(cert);
-	sk_X509_pop_free(chain, X509_free);
-	sk_X509_pop_free(inter, X509_free);
-	cubeid_x509_bundle_free(bundle);
-	ca_conf_clear(&c);
-	free(path);
 	return rc;
 }

@@ -65,27 +65,6 @@ cubeid_jws_alg_from_name(const char *name)
 	return CUBEID_SIG_NONE;
 }
 
-static const EVP_MD *
-alg_md(cubeid_sig_alg alg)
-{
-	switch (alg) {
-	case CUBEID_SIG_ECDSA_SHA256:
-	case CUBEID_SIG_RSA_PKCS1_SHA256:
-	case CUBEID_SIG_RSA_PSS_SHA256:
-		return EVP_sha256();
-	case CUBEID_SIG_ECDSA_SHA384:
-	case CUBEID_SIG_RSA_PKCS1_SHA384:
-	case CUBEID_SIG_RSA_PSS_SHA384:
-		return EVP_sha384();
-	case CUBEID_SIG_ECDSA_SHA512:
-	case CUBEID_SIG_RSA_PKCS1_SHA512:
-	case CUBEID_SIG_RSA_PSS_SHA512:
-		return EVP_sha512();
-	default:
-		return NULL;
-	}
-}
-
 static bool
 alg_is_ec(cubeid_sig_alg alg)
 {
@@ -275,7 +254,7 @@ verify_raw(cubeid_sig_alg alg, EVP_PKEY *pk, jwt_key_class kc, const uint8_t *in
 	uint8_t der[2 * (66 + 3) + 3], low[2 * 66];
 	EVP_MD_CTX *md_ctx = NULL;
 	EVP_PKEY_CTX *pctx = NULL;
-	const EVP_MD *md = alg_md(alg);
+	const EVP_MD *md = cubeid_sig_alg_md(alg);
 	int rc = CUBEID_ERR_JWT_SIGNATURE;
 
 	if (md == NULL || !class_fits(alg, kc))
@@ -545,7 +524,7 @@ cubeid_jws_sign_evp(void *ctx, cubeid_sig_alg alg, const uint8_t *in, size_t in_
 	EVP_PKEY *pk = ctx;
 	EVP_MD_CTX *md_ctx = NULL;
 	EVP_PKEY_CTX *pctx = NULL;
-	const EVP_MD *md = alg_md(alg);
+	const EVP_MD *md = cubeid_sig_alg_md(alg);
 	jwt_key_class kc = jwt_key_class_of(pk);
 	uint8_t buf[CUBEID_JWS_SIG_MAX + 16];
 	size_t n = sizeof(buf), need;

@@ -1,7 +1,8 @@
-# spiffe/: the identity model (SPIFFE IDs, JWS/JWT-SVIDs, JWKS and bundles).
-libcubeid_la_SOURCES += \
+# spiffe/: the identity model (SPIFFE IDs, JWS/JWT-SVIDs, JWKS and bundles,
+# the CA, X.509-SVIDs) and the Workload API client with its .proto file.
+# In libcubeid; uses common/ and pkcs11/ (docs/design.md, "Layout").
+libcubeid_internal_la_SOURCES += \
 	spiffe/spiffe-id.c \
-	spiffe/b64url.c \
 	spiffe/jws.c \
 	spiffe/jwks.c \
 	spiffe/bundle.c \
@@ -29,8 +30,9 @@ tests_test_jwks_LDADD = $(TEST_LIBS)
 TESTS += tests/test-jwks
 
 # The CA chain in the token, X.509-SVIDs and X.509 bundles.
-libcubeid_la_SOURCES += \
+libcubeid_internal_la_SOURCES += \
 	spiffe/ca.c \
+	spiffe/ca-enrol.c \
 	spiffe/state.c \
 	spiffe/x509-build.c \
 	spiffe/x509-pem.c \
@@ -40,7 +42,7 @@ libcubeid_la_SOURCES += \
 cubeidinclude_HEADERS += include/cubeid/ca.h include/cubeid/x509svid.h
 
 # JWT-SVID signing keys with rollover (STATE-DIR/jwt.conf).
-libcubeid_la_SOURCES += spiffe/jwt-keys.c
+libcubeid_internal_la_SOURCES += spiffe/jwt-keys.c
 cubeidinclude_HEADERS += include/cubeid/jwt-keys.h
 
 check_PROGRAMS += tests/test-jwt-keys
@@ -65,33 +67,33 @@ tests_test_jwt_mint_LDADD = $(TEST_LIBS) $(LIBJWT_LIBS)
 TESTS += tests/test-jwt-mint
 
 # Interop with real go-spiffe v2 and OpenSSL, both directions (CLI-level;
-# needs agent/cubeid and tests/mktoken).  Skips (77) without Go, except
+# needs cli/cubeid and tests/mktoken).  Skips (77) without Go, except
 # with CI=true, where that fails.
 TESTS += tests/interop-spiffe.sh
 EXTRA_DIST += tests/interop-spiffe.sh
 
-# PicoD tokens (issue 6): sandbox audiences, the claims, the verifier.
-libcubeid_la_SOURCES += spiffe/picod-claims.c spiffe/picod-verify.c
-cubeidinclude_HEADERS += include/cubeid/picod.h
+# The Workload API client (include/cubeid/workloadapi.h) over the gRPC
+# framing in common/.
+libcubeid_internal_la_SOURCES += spiffe/workloadapi-client.c spiffe/workloadapi.c \
+	spiffe/workloadapi-internal.h
+cubeidinclude_HEADERS += include/cubeid/workloadapi.h
 
-check_PROGRAMS += tests/test-picod
-tests_test_picod_SOURCES = tests/test-picod.c tests/ecdsa-test-util.h
-tests_test_picod_CFLAGS = $(TEST_CFLAGS)
-tests_test_picod_LDADD = $(TEST_LIBS)
-TESTS += tests/test-picod
-# Cluster trust: key publications, the cluster view, the publication stores
-# (a shared directory, Kubernetes ConfigMaps).  docs/cluster.md.
-libcubeid_la_SOURCES += \
-	spiffe/cluster-pub.c \
-	spiffe/cluster-view.c \
-	spiffe/cluster-store.c \
-	spiffe/cluster-store.h \
-	spiffe/cluster-k8s.c \
-	spiffe/picod-jwks-file.c
-cubeidinclude_HEADERS += include/cubeid/cluster.h
+# The SPIFFE Workload API messages, compiled by protoc-c into the build tree:
+# spiffe/workload.pb-c.[ch] and google/protobuf/struct.pb-c.[ch] (found
+# through -I$(top_builddir)).  They go into libcubeid: the client
+# below needs them, and the agent's server links them from there.
+EXTRA_DIST += spiffe/workload.proto
+PROTO_GEN = spiffe/workload.pb-c.c spiffe/workload.pb-c.h \
+	google/protobuf/struct.pb-c.c google/protobuf/struct.pb-c.h
+BUILT_SOURCES = $(PROTO_GEN)
+CLEANFILES += $(PROTO_GEN)
+nodist_libcubeid_internal_la_SOURCES = $(PROTO_GEN)
 
-check_PROGRAMS += tests/test-cluster
-tests_test_cluster_SOURCES = tests/test-cluster.c
-tests_test_cluster_CFLAGS = $(TEST_CFLAGS)
-tests_test_cluster_LDADD = $(TEST_LIBS)
-TESTS += tests/test-cluster
+spiffe/workload.pb-c.h: spiffe/workload.pb-c.c
+spiffe/workload.pb-c.c: $(srcdir)/spiffe/workload.proto
+	$(AM_V_GEN)$(MKDIR_P) spiffe && \
+		$(PROTOC_C) -I$(srcdir)/spiffe -I$(PROTO_INCLUDE) --c_out=spiffe $(srcdir)/spiffe/workload.proto
+google/protobuf/struct.pb-c.h: google/protobuf/struct.pb-c.c
+google/protobuf/struct.pb-c.c: $(PROTO_INCLUDE)/google/protobuf/struct.proto
+	$(AM_V_GEN)$(MKDIR_P) google/protobuf && \
+		$(PROTOC_C) -I$(PROTO_INCLUDE) --c_out=. google/protobuf/struct.proto

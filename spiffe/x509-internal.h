@@ -15,6 +15,8 @@
 #include <cubeid/ca.h>
 #include <cubeid/x509svid.h>
 
+#include "common/path.h"
+
 struct cubeid_ca {
 	char *td;                       /* trust domain name */
 	cubeid_key *key;                /* the signing key in the token */
@@ -63,8 +65,13 @@ void ca_conf_clear(struct ca_conf *c);
  * malformed. */
 int ca_conf_read(const char *dir, struct ca_conf *c);
 int ca_conf_write(const char *dir, const struct ca_conf *c);
-/* dir + "/" + name; caller frees. */
-int path_join(const char *dir, const char *name, char **out);
+
+/* spiffe/ca.c, for the enrolment (spiffe/ca-enrol.c): the trust domain's
+ * SPIFFE ID as a URI, a name with CN cn, and a new CA key in the token. */
+int ca_td_uri(const char *td, char **out);
+X509_NAME *ca_make_name(const char *cn);
+int ca_gen_key(cubeid_token *tok, const struct cubeid_ca_opts *opts, const char *kind,
+               const char *td, cubeid_key **key);
 
 /* Check that cert chains to bundle through intermediates at now (0 = the
  * current time): CUBEID_OK, CUBEID_ERR_X509_EXPIRED or

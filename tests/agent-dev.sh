@@ -17,7 +17,7 @@
 #   - SIGTERM stops the agent with exit status 0 and removes the socket.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 agent=$builddir/agent/cubeid-agent
 
 for tool in openssl grep; do

@@ -22,7 +22,7 @@
 #     failures rise and cubeid_token_up drops to 0.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 agent=$builddir/agent/cubeid-agent
 
 # The Python that has prometheus_client (pyenv shims may come first on PATH).

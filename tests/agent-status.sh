@@ -12,7 +12,7 @@
 #   - the rest of the config still reloads (the log level here).
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 agent=$builddir/agent/cubeid-agent
 
 for tool in openssl grep python3; do

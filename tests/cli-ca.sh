@@ -5,7 +5,7 @@
 # accept, file modes, bundle output, and refusals with their exit codes.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 mktoken=$builddir/tests/mktoken
 
 for tool in openssl grep; do

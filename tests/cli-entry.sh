@@ -5,7 +5,7 @@
 # errors that name the file and line.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 
 [ -x "$cubeid" ] || { echo "FAIL: $cubeid not built" >&2; exit 1; }
 D=$(mktemp -d) || exit 1

@@ -7,7 +7,7 @@
 # key's tokens still verify), and spiffe_sequence moving with the content.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 mktoken=$builddir/tests/mktoken
 
 for tool in grep sed; do

@@ -1,12 +1,12 @@
 #!/bin/bash
 # docs/man/cubeid.1 is rendered from the same tables as `cubeid ... --help`
-# (agent/tool-help.c).  Fail when the committed page is stale, so a changed
+# (cli/tool-help.c).  Fail when the committed page is stale, so a changed
 # option or help line cannot reach users in one place and not the other.
 # Fix a failure with `make update-man` and commit docs/man/cubeid.1.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
 srcdir=${CUBEID_SRCDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 page=$srcdir/docs/man/cubeid.1
 
 if [ ! -x "$cubeid" ]; then

@@ -6,7 +6,7 @@
 # argv or in anything cubeid prints.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 mktoken=$builddir/tests/mktoken
 
 for tool in openssl grep sed cmp; do
@@ -16,7 +16,7 @@ for tool in openssl grep sed cmp; do
 	fi
 done
 if [ ! -x "$cubeid" ] || [ ! -x "$mktoken" ]; then
-	echo "FAIL: build agent/cubeid and tests/mktoken first (make check does)" >&2
+	echo "FAIL: build cli/cubeid and tests/mktoken first (make check does)" >&2
 	exit 1
 fi
 

@@ -30,7 +30,7 @@
 #include <openssl/x509.h>
 
 #include "agent/agent.h"
-#include "agent/workload.pb-c.h"
+#include "spiffe/workload.pb-c.h"
 
 #define TD_ID   "spiffe://example.org"
 #define SVID_ID "spiffe://example.org/toy"

@@ -16,7 +16,7 @@
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
 agent=$builddir/agent/cubeid-agent
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 probe=$builddir/tests/torn-probe
 KILLS=${KILLS:-8}
 

@@ -16,7 +16,7 @@
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
 srcdir=${CUBEID_SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/.." && pwd)}}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 mktoken=$builddir/tests/mktoken
 peers=$srcdir/tests/lib/go-peers.sh
 

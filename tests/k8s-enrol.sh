@@ -14,7 +14,7 @@
 set -u
 srcdir=${CUBEID_SRCDIR:-.}
 builddir=${CUBEID_BUILDDIR:-.}
-cubeid=$(cd "$builddir/agent" && pwd)/cubeid
+cubeid=$(cd "$builddir/cli" && pwd)/cubeid
 agent=$(cd "$builddir/agent" && pwd)/cubeid-agent
 cm=$srcdir/deploy/kubernetes/base/enrol-configmap.yaml
 

@@ -20,7 +20,7 @@ set -u
 srcdir=${CUBEID_SRCDIR:-.}
 builddir=${CUBEID_BUILDDIR:-.}
 agent=$builddir/agent/cubeid-agent
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 K=$srcdir/deploy/kubernetes
 peers=$srcdir/tests/lib/go-peers.sh
 

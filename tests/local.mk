@@ -1,8 +1,13 @@
-# The test harness (a throwaway token per program) and the error table test.
-check_LTLIBRARIES += libcubeid-test.la
+# tests/: Check programs (tests/test-*.c) and shell tests against the real
+# binaries.  Check programs link libcubeid-internal.la (Makefile.am,
+# TEST_LIBS); those that use only the public API link libcubeid.so.
+#
+# The test harness (a throwaway token per program), a convenience library
+# that the Check programs and the benchmarks link; and the error table test.
+noinst_LTLIBRARIES += libcubeid-test.la
 libcubeid_test_la_SOURCES = tests/harness.c tests/harness.h
 libcubeid_test_la_CFLAGS = $(TEST_CFLAGS)
-libcubeid_test_la_LIBADD = libcubeid.la $(OPENSSL_LIBS) $(LIBS)
+libcubeid_test_la_LIBADD = libcubeid-internal.la $(OPENSSL_LIBS) $(LIBS)
 
 check_PROGRAMS += tests/test-error
 tests_test_error_SOURCES = tests/test-error.c
@@ -78,7 +83,7 @@ TESTS += tests/test-tls-agent
 check_PROGRAMS += tests/tls-peer
 tests_tls_peer_SOURCES = tests/tls-peer.c
 tests_tls_peer_CFLAGS = $(TEST_CFLAGS)
-tests_tls_peer_LDADD = $(TEST_LIBS)
+tests_tls_peer_LDADD = $(PUBLIC_LIBS)
 TESTS += tests/tls-peer.sh
 EXTRA_DIST += tests/tls-peer.sh
 
@@ -93,3 +98,8 @@ tests_exec_peer_LDADD = $(TEST_LIBS) $(PTHREAD_LIBS)
 tests_exec_peer_LDFLAGS = $(AM_LDFLAGS) -no-install
 TESTS += tests/attest-exec.sh
 EXTRA_DIST += tests/attest-exec.sh
+
+# The layer rules of docs/design.md ("Layout"): includes, the objects in each
+# library and the calls between them, and libcubeid.so's exports (nm -D).
+TESTS += tests/layering.sh
+EXTRA_DIST += tests/layering.sh tests/layering.py

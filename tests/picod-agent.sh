@@ -18,7 +18,7 @@
 #   - bad requests (sandbox name, lifetime) are refused.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 agent=$builddir/agent/cubeid-agent
 
 for tool in openssl grep; do

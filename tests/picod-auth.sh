@@ -12,7 +12,7 @@
 #     Router against an mtls PicoD, and an mtls Router against a jwt PicoD.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 agent=$builddir/agent/cubeid-agent
 peer=$builddir/tests/picod-auth-peer
 

@@ -19,7 +19,7 @@
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
 srcdir=${CUBEID_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 agent=$builddir/agent/cubeid-agent
 
 skip() {

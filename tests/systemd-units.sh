@@ -20,7 +20,7 @@ set -u
 srcdir=${CUBEID_SRCDIR:-.}
 builddir=${CUBEID_BUILDDIR:-.}
 agent=$builddir/agent/cubeid-agent
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 MAX_EXPOSURE=2.0
 
 for tool in systemd-analyze systemd-socket-activate python3; do

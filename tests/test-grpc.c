@@ -29,7 +29,7 @@
 #include <openssl/rand.h>
 
 #include "agent/agent.h"
-#include "agent/workload.pb-c.h"
+#include "spiffe/workload.pb-c.h"
 #include "common/pb-depth.h"
 #include "tests/harness.h"
 

@@ -1,5 +1,5 @@
 /* spiffe-helper's configuration files as `cubeid helper` reads them
- * (agent/helper-config.c), and cmd_args split as spiffe-helper splits it. */
+ * (cli/helper-config.c), and cmd_args split as spiffe-helper splits it. */
 #include "config.h"
 
 #include <check.h>
@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
-#include "agent/helper.h"
+#include "cli/helper.h"
 
 #include <cubeid/error.h>
 

@@ -11,7 +11,7 @@
 #   - flag errors are reported by name.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 mktoken=$builddir/tests/mktoken
 peer=$builddir/tests/tls-peer
 

@@ -16,7 +16,7 @@ set -u
 builddir=${CUBEID_BUILDDIR:-.}
 srcdir=${CUBEID_SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/.." && pwd)}}
 agent=$builddir/agent/cubeid-agent
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 probe=$builddir/tests/torn-probe
 peers=$srcdir/tests/lib/go-peers.sh
 SECONDS_=${TORN_SECONDS:-60}

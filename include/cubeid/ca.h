@@ -1,5 +1,6 @@
 /*
- * cubeid CA chain with its keys in the token (spiffe/ca.c, spiffe/state.c).
+ * cubeid CA chain with its keys in the token (spiffe/ca.c; enrolment in
+ * spiffe/ca-enrol.c, the state directory in spiffe/state.c).
  *
  * A trust domain has a root CA whose key is generated inside a token as a
  * persistent, non-extractable object, with a self-signed certificate whose
@@ -32,15 +33,13 @@
 #include <openssl/x509.h>
 
 #include <cubeid/error.h>
+#include <cubeid/file.h>
 #include <cubeid/token.h>
 #include <cubeid/x509svid.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define CUBEID_STATE_DIR_DEFAULT "/var/lib/cubeid"
-#define CUBEID_ENV_STATE_DIR     "CUBEID_STATE_DIR"
 
 #define CUBEID_CA_ROOT_TTL_DEFAULT         (365 * 24 * 3600) /* 1 year */
 #define CUBEID_CA_INTERMEDIATE_TTL_DEFAULT (30 * 24 * 3600)  /* 30 days */
@@ -58,23 +57,7 @@ struct cubeid_ca_opts {
 	int64_t now;              /* 0 = the current time */
 };
 
-/* state_dir if not NULL, else $CUBEID_STATE_DIR, else the default
- * (borrowed: a static string or the argument). */
-const char *cubeid_state_dir(const char *state_dir);
-
-/*
- * Write data[0..len) to path atomically: a temp file in the same directory
- * created with mode, written, fsync'd, renamed over path, then the
- * directory fsync'd.  A reader sees the old or the new file, never a mix.
- */
-int cubeid_atomic_write(const char *path, const void *data, size_t len, unsigned mode);
-/* Create dir (one level) with mode 0700 if missing; an existing dir is
- * chmod'ed to 0700 when it is looser. */
-int cubeid_state_dir_prepare(const char *dir);
-/* Read a whole file of at most max bytes; new NUL-terminated buffer
- * (caller frees), *len (optional) without the NUL.  CUBEID_ERR_NOT_FOUND if
- * absent, CUBEID_ERR_TOO_LARGE if bigger. */
-int cubeid_read_file(const char *path, size_t max, char **out, size_t *len);
+/* The state directory and file helpers: <cubeid/file.h>. */
 
 typedef struct cubeid_ca cubeid_ca;
 

@@ -1,7 +1,7 @@
 /*
  * cubeid cluster trust: one trust domain over many node agents
- * (spiffe/cluster-pub.c, spiffe/cluster-view.c, spiffe/cluster-store.c,
- * spiffe/cluster-k8s.c; docs/cluster.md).
+ * (cluster/cluster-pub.c, cluster/cluster-view.c, cluster/cluster-store.c,
+ * cluster/cluster-k8s.c; docs/cluster.md).
  *
  * Every node publishes the public halves of its JWT signing keys (JWT-SVID
  * and PicoD keys) in a *publication*: a compact JWS signed in the token by
@@ -79,7 +79,7 @@ struct cubeid_pub_key {
 	EVP_PKEY *pub;
 };
 
-/* ---- publications (spiffe/cluster-pub.c) ----------------------------- */
+/* ---- publications (cluster/cluster-pub.c) ----------------------------- */
 
 /*
  * Sign a publication of keys[0..n) for node, issued at now (0 = the current
@@ -132,7 +132,7 @@ size_t cubeid_publication_count(const cubeid_publication *p);
 /* Key i (strings and key borrowed from p); CUBEID_ERR_NOT_FOUND past the end. */
 int cubeid_publication_key_at(const cubeid_publication *p, size_t i, struct cubeid_pub_key *k);
 
-/* ---- the cluster view (spiffe/cluster-view.c) ------------------------ */
+/* ---- the cluster view (cluster/cluster-view.c) ------------------------ */
 
 typedef struct cubeid_cluster_view cubeid_cluster_view;
 
@@ -163,7 +163,7 @@ const cubeid_publication *cubeid_cluster_view_at(const cubeid_cluster_view *v, s
 int cubeid_cluster_view_add_keys(const cubeid_cluster_view *v, cubeid_pub_use use, int64_t now,
                                  const char *skip, cubeid_jwt_bundle *b, size_t *added);
 
-/* ---- stores (spiffe/cluster-store.c, spiffe/cluster-k8s.c) ---------- */
+/* ---- stores (cluster/cluster-store.c, cluster/cluster-k8s.c) ---------- */
 
 typedef struct cubeid_store cubeid_store;
 

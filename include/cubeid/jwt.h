@@ -11,10 +11,10 @@
  * Verification keys are EVP_PKEYs the caller parses once and keeps: nothing
  * on the verify path parses PEM or JSON keys.
  *
- * Conventions (STYLE.md): functions return CUBEID_OK (0) or a negative code;
- * out parameters are set to NULL/0 on entry and filled only on success;
- * *_free(NULL) is a no-op.  "borrowed" results are owned by the object they
- * come from and live as long as it does.
+ * Conventions (docs/sdk.md, "Conventions"): functions return CUBEID_OK (0) or
+ * a negative code; out parameters are set to NULL/0 on entry and filled only
+ * on success; *_free(NULL) is a no-op.  "borrowed" results are owned by the
+ * object they come from and live as long as it does.
  */
 #ifndef CUBEID_JWT_H
 #define CUBEID_JWT_H
@@ -26,6 +26,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include <cubeid/b64url.h>
 #include <cubeid/error.h>
 #include <cubeid/spiffe.h>
 #include <cubeid/token.h>
@@ -42,28 +43,7 @@ extern "C" {
 #define CUBEID_RSA_MAX_BITS  8192
 #define CUBEID_KID_LEN       32 /* length of cubeid_kid_from_pkey()'s kid */
 
-/* ---- base64 (spiffe/b64url.c) ---------------------------------------- */
-
-/* Length of the unpadded base64url encoding of n bytes (no NUL). */
-size_t cubeid_b64url_len(size_t n);
-/* Encode into out (out_size must be >= cubeid_b64url_len(len) + 1, else
- * CUBEID_ERR_BUFFER_TOO_SMALL); NUL-terminates; *out_len (optional) gets
- * the length without the NUL. */
-int cubeid_b64url_encode(const uint8_t *in, size_t len, char *out, size_t out_size,
-                         size_t *out_len);
-/* Encode into a new NUL-terminated string; caller frees. */
-int cubeid_b64url_encode_alloc(const uint8_t *in, size_t len, char **out);
-/* Strict decode of unpadded base64url: padding, whitespace, characters
- * outside the alphabet and non-zero trailing bits are CUBEID_ERR_PARSE.
- * CUBEID_ERR_BUFFER_TOO_SMALL if out_size is too small. */
-int cubeid_b64url_decode(const char *in, size_t len, uint8_t *out, size_t out_size,
-                         size_t *out_len);
-/* The same into a new buffer (caller frees); at most CUBEID_JWKS_MAX input. */
-int cubeid_b64url_decode_alloc(const char *in, size_t len, uint8_t **out, size_t *out_len);
-/* Standard padded base64 (RFC 4648 section 4), as in the JWK x5c member;
- * strict in the same way.  Caller frees. */
-int cubeid_b64_std_encode_alloc(const uint8_t *in, size_t len, char **out);
-int cubeid_b64_std_decode_alloc(const char *in, size_t len, uint8_t **out, size_t *out_len);
+/* ---- base64: <cubeid/b64url.h> (common/b64url.c) ----------------- */
 
 /* ---- algorithms ------------------------------------------------------ */
 

@@ -51,7 +51,7 @@ extern "C" {
 #define CUBEID_PICOD_PUBKEY_PATH "/cubeid.picod.v1.PicoD/PublicKey"
 #define CUBEID_PICOD_ROTATE_PATH "/cubeid.picod.v1.PicoD/RotateKey"
 
-/* ---- names (spiffe/picod-claims.c) ----------------------------------- */
+/* ---- names (picod/picod-claims.c) ----------------------------------- */
 
 /* True for a Kubernetes object name: a DNS-1123 subdomain (lower-case
  * alphanumerics, '-' and '.', starting and ending alphanumeric, 1..253). */
@@ -62,7 +62,7 @@ bool cubeid_picod_namespace_ok(const char *ns);
  * for a bad name.  New string in *out; caller frees. */
 int cubeid_picod_audience(const char *ns, const char *sandbox, char **out);
 
-/* ---- minting (spiffe/picod-claims.c) --------------------------------- */
+/* ---- minting (picod/picod-claims.c) --------------------------------- */
 
 struct cubeid_picod_claims_in {
 	const char *issuer;     /* NULL: CUBEID_PICOD_ISSUER_DEFAULT */
@@ -81,7 +81,7 @@ struct cubeid_picod_claims_in {
 int cubeid_picod_token_encode(const struct cubeid_picod_claims_in *in, cubeid_sig_alg alg,
                               const char *kid, cubeid_jws_sign_fn sign, void *ctx, char **out);
 
-/* ---- the Router side: ask the agent (common/picod-client.c) ---------- */
+/* ---- the Router side: ask the agent (picod/picod-client.c) ---------- */
 
 struct cubeid_picod_token_req {
 	const char *session_id; /* required */
@@ -123,7 +123,7 @@ int cubeid_picod_rotate_key(const struct cubeid_wl_opts *o, const char *key_type
                             int64_t prepublish, char **kid, int64_t *active_from,
                             struct cubeid_wl_status *st);
 
-/* ---- the PicoD side: the verifier (spiffe/picod-verify.c) ------------ */
+/* ---- the PicoD side: the verifier (picod/picod-verify.c) ------------ */
 
 /*
  * Where the verifier's keys come from: return a new reference to the key
@@ -172,7 +172,7 @@ int cubeid_picod_verifier_set_jwks(cubeid_picod_verifier *v, const char *json, s
  * current PicoD key of any node.  The file is re-read when it changes
  * (checked at most once a second, and at once for an unknown kid); when it
  * becomes unreadable or malformed the last good keys stay.  The first read
- * must succeed (spiffe/picod-jwks-file.c). */
+ * must succeed (picod/picod-jwks-file.c). */
 int cubeid_picod_verifier_set_jwks_file(cubeid_picod_verifier *v, const char *path);
 /* fn/ctx stay the caller's; free_ctx (may be NULL) runs when replaced. */
 int cubeid_picod_verifier_set_source(cubeid_picod_verifier *v, cubeid_picod_key_fn fn, void *ctx,

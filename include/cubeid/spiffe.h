@@ -30,6 +30,8 @@ extern "C" {
 #define CUBEID_SPIFFE_ID_MAX    2048 /* bytes, the whole URI */
 #define CUBEID_TRUST_DOMAIN_MAX 255  /* bytes, the host part */
 #define CUBEID_SPIFFE_SCHEME    "spiffe://"
+/* The default trust domain, as AgentCube's AGENTCUBE_SPIFFE_TRUST_DOMAIN. */
+#define CUBEID_TRUST_DOMAIN_DEFAULT "cluster.local"
 
 /* Which rule a string broke. */
 typedef enum {

@@ -57,9 +57,9 @@
  *   CUBEID_ERR_TLS               anything else (the OpenSSL reason, or the
  *                                alert the peer sent, is in *why).
  *
- * Conventions (STYLE.md): functions return CUBEID_OK (0) or a negative code;
- * out parameters are set to NULL on entry and filled only on success;
- * *_free(NULL) is a no-op.  All functions are thread-safe.
+ * Conventions (docs/sdk.md, "Conventions"): functions return CUBEID_OK (0) or
+ * a negative code; out parameters are set to NULL on entry and filled only on
+ * success; *_free(NULL) is a no-op.  All functions are thread-safe.
  *
  * A minimal server:
  *

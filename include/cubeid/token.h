@@ -6,10 +6,10 @@
  * share a session, and it logs in again by itself when the token forgets the
  * login.  A cubeid_key is one key pair on that token.
  *
- * Conventions (see STYLE.md): functions return CUBEID_OK (0) or a negative
- * code from <cubeid/error.h>; an out parameter is set to NULL/0 on entry and
- * only filled on success; *_free(NULL) is a no-op.  All functions are safe to
- * call from several threads at once on the same token and key.
+ * Conventions (docs/sdk.md, "Conventions"): functions return CUBEID_OK (0) or
+ * a negative code from <cubeid/error.h>; an out parameter is set to NULL/0 on
+ * entry and only filled on success; *_free(NULL) is a no-op.  All functions
+ * are safe to call from several threads at once on the same token and key.
  */
 #ifndef CUBEID_TOKEN_H
 #define CUBEID_TOKEN_H

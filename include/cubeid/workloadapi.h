@@ -120,6 +120,11 @@ int cubeid_wl_watch_x509(const struct cubeid_wl_opts *o, cubeid_wl_x509_fn fn, v
 /* FetchX509Bundles / FetchJWTBundles: the first message. */
 int cubeid_wl_fetch_x509_bundles(const struct cubeid_wl_opts *o, struct cubeid_wl_bundles **out,
                                  struct cubeid_wl_status *st);
+/* Watch FetchJWTBundles: fn(b, arg) for every message, b borrowed for the
+ * call; it ends as cubeid_wl_watch_x509() does. */
+typedef int (*cubeid_wl_bundles_fn)(const struct cubeid_wl_bundles *b, void *arg);
+int cubeid_wl_watch_jwt_bundles(const struct cubeid_wl_opts *o, cubeid_wl_bundles_fn fn, void *arg,
+                                const volatile int *stop, struct cubeid_wl_status *st);
 int cubeid_wl_fetch_jwt_bundles(const struct cubeid_wl_opts *o, struct cubeid_wl_bundles **out,
                                 struct cubeid_wl_status *st);
 void cubeid_wl_bundles_free(struct cubeid_wl_bundles *b);

@@ -10,10 +10,10 @@
  * - Minting, signed in the token by a cubeid_ca (spiffe/x509svid.c), and the
  *   rotation time (half the lifetime, +-10% jitter).
  *
- * Conventions (STYLE.md): functions return CUBEID_OK (0) or a negative code;
- * out parameters are set to NULL/0 on entry and filled only on success;
- * *_free(NULL) is a no-op.  "borrowed" results are owned by the object they
- * come from and live as long as it does.
+ * Conventions (docs/sdk.md, "Conventions"): functions return CUBEID_OK (0) or
+ * a negative code; out parameters are set to NULL/0 on entry and filled only
+ * on success; *_free(NULL) is a no-op.  "borrowed" results are owned by the
+ * object they come from and live as long as it does.
  */
 #ifndef CUBEID_X509SVID_H
 #define CUBEID_X509SVID_H

@@ -175,7 +175,7 @@ fi
 
 # `cubeid helper` (spiffe-helper's drop-in) against SPIRE's socket too, with
 # JWT outputs: the same files, written as one atomic set.
-cubeid=${CUBEID_BUILDDIR:-$srcdir}/agent/cubeid
+cubeid=${CUBEID_BUILDDIR:-$srcdir}/cli/cubeid
 if [ -x "$cubeid" ]; then
 	cat >"$work/cubeid-helper.conf" <<EOF
 agent_address = "$asock"

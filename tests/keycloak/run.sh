@@ -21,7 +21,7 @@
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
 srcdir=${CUBEID_SRCDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 kccheck=$builddir/tests/keycloak/kc-check
 agent=$builddir/agent/cubeid-agent
 . "$srcdir/tests/lib/keycloak.sh"

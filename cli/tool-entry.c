@@ -1,0 +1,292 @@
+/*
+ * `cubeid entry ...`: the registration entries the agent would load, and
+ * which of them a running process would get, and why.
+ */
+#include "config.h"
+
+#include "agent/agent.h"
+#include "cli/tool.h"
+
+#include <cubeid/log.h>
+#include <cubeid/spiffe.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+TOOL_GROUP_DECLARE(entry);
+
+#define DEFAULT_TD     CUBEID_TRUST_DOMAIN_DEFAULT
+#define SHA256_MAX_CLI (256u << 20)
+
+static int entry_list(struct tool_ctx *c);
+static int entry_show(struct tool_ctx *c);
+static int entry_check(struct tool_ctx *c);
+
+static const struct tool_opt list_opts[] = {
+        {"entries", 'e', "PATH", "entries file or directory (default: the config's entries)"},
+        {"config", 'c', "FILE", "agent config file for the defaults"},
+        {0},
+};
+static const struct tool_opt check_opts[] = {
+        {"pid", 'p', "PID", "the process to attest (required)"},
+        {"entries", 'e', "PATH", "entries file or directory (default: the config's entries)"},
+        {"config", 'c', "FILE", "agent config file for the defaults"},
+        {"trust-domain", 'd', "TD", "trust domain (default: the config's, or " DEFAULT_TD ")"},
+        {"pod-info-file", 0, "FILE", "PodList JSON for the k8s:* selectors"},
+        {"kubelet-pods-url", 0, "URL",
+         "the kubelet's read-only pod list, e.g. "
+         "http://127.0.0.1:10255/pods"},
+        {0},
+};
+
+const struct tool_cmd tool_entry_cmds[] = {
+        {"list", "[--entries PATH] [--config FILE]", "list the registration entries",
+         "Loads the entries as the agent would (a YAML file, or every *.yaml and *.yml\n"
+         "file of a directory in name order; see docs/entries.md) and prints one line per\n"
+         "entry: name, SPIFFE ID (templates unresolved), selectors, and where it was\n"
+         "defined.  A file that does not parse is reported with its file and line.\n"
+         "Without --entries: the config's 'entries', or /etc/cubeid/entries.yaml.",
+         list_opts, 0, entry_list},
+        {"show", "NAME [--entries PATH] [--config FILE]", "show one entry in full", NULL, list_opts,
+         1, entry_show},
+        {"check", "--pid PID [--entries PATH] [--trust-domain TD]",
+         "attest a process and tell which entries it would get, and why",
+         "Attests PID the way the agent attests a caller (its /proc, cgroup and, with a\n"
+         "pod list, its pod), prints its selectors, then each entry: 'match' with the\n"
+         "SPIFFE ID it resolves to, or 'no' with the first selector the process lacks\n"
+         "or why its templated ID cannot be made.  Exit status 0 when some entry\n"
+         "matches, 1 when none does.",
+         check_opts, 0, entry_check},
+        {0},
+};
+
+int
+tool_entry(int argc, char **argv)
+{
+	return tool_dispatch("entry", tool_entry_cmds, argc, argv);
+}
+
+/* The config (from --config, else the defaults) and the entries. */
+static int
+load_all(struct tool_ctx *c, struct agent_config **cfg, struct entry_set **set)
+{
+	const char *cpath = tool_opt(c, "config"), *epath = tool_opt(c, "entries");
+	char *err = NULL;
+	int r;
+
+	*cfg = NULL;
+	*set = NULL;
+	r = cpath != NULL ? config_load(cpath, cfg, &err) : config_default(cfg);
+	if (r != CUBEID_OK) {
+		if (err != NULL)
+			tool_err("%s", err);
+		else
+			tool_err("%s: %s", cpath != NULL ? cpath : "config", cubeid_strerror(r));
+		free(err);
+		return tool_exit_code(r);
+	}
+	if (epath == NULL)
+		epath = (*cfg)->entries;
+	if ((r = entries_load(epath, set, &err)) != CUBEID_OK) {
+		if (err != NULL)
+			tool_err("%s", err);
+		else
+			tool_err("%s: %s", epath, cubeid_strerror(r));
+		free(err);
+		config_free(*cfg);
+		*cfg = NULL;
+		return tool_exit_code(r);
+	}
+	return TOOL_EXIT_OK;
+}
+
+static void
+print_selectors(const struct selector_set *s, const char *sep)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++)
+		printf("%s%s", i ? sep : "", s->v[i]);
+}
+
+static int
+entry_list(struct tool_ctx *c)
+{
+	struct agent_config *cfg;
+	struct entry_set *set;
+	size_t i;
+	int rc;
+
+	if ((rc = load_all(c, &cfg, &set)) != TOOL_EXIT_OK)
+		return rc;
+	for (i = 0; i < set->n; i++) {
+		const struct reg_entry *e = &set->e[i];
+
+		printf("%s\t%s\t", e->name, e->spiffe_id);
+		print_selectors(&e->selectors, ",");
+		printf("\t%s\n", e->source);
+	}
+	if (!c->quiet)
+		fprintf(stderr, "%zu entries\n", set->n);
+	entries_free(set);
+	config_free(cfg);
+	return TOOL_EXIT_OK;
+}
+
+static int
+entry_show(struct tool_ctx *c)
+{
+	struct agent_config *cfg;
+	struct entry_set *set;
+	const struct reg_entry *e = NULL;
+	size_t i;
+	int rc;
+
+	if (c->argc != 1)
+		return tool_usage_error(c, "name the entry to show");
+	if ((rc = load_all(c, &cfg, &set)) != TOOL_EXIT_OK)
+		return rc;
+	for (i = 0; i < set->n && e == NULL; i++)
+		if (strcmp(set->e[i].name, c->argv[0]) == 0)
+			e = &set->e[i];
+	if (e == NULL) {
+		tool_err("no entry named '%s'", c->argv[0]);
+		rc = TOOL_EXIT_NOT_FOUND;
+		goto out;
+	}
+	printf("name:          %s\n", e->name);
+	printf("spiffe_id:     %s\n", e->spiffe_id);
+	printf("selectors:     ");
+	print_selectors(&e->selectors, ", ");
+	printf("\n");
+	if (e->x509_ttl > 0)
+		printf("x509_svid_ttl: %lds\n", e->x509_ttl);
+	else
+		printf("x509_svid_ttl: default (%lds)\n", cfg->x509_svid_ttl);
+	if (e->jwt_ttl > 0)
+		printf("jwt_svid_ttl:  %lds\n", e->jwt_ttl);
+	else
+		printf("jwt_svid_ttl:  default (%lds)\n", cfg->jwt_svid_ttl);
+	if (e->dns != NULL)
+		for (i = 0; e->dns[i] != NULL; i++)
+			printf("dns:           %s\n", e->dns[i]);
+	printf("key:           %s\n", e->key == KEY_POLICY_RESIDENT ? "resident" : "exportable");
+	if (e->hint != NULL)
+		printf("hint:          %s\n", e->hint);
+	printf("picod_signer:  %s\n", e->picod_signer ? "true" : "false");
+	if (e->delivery != NULL) {
+		const struct entry_delivery *d = e->delivery;
+
+		printf("delivery:      %s\n", d->dir);
+		if (d->svid_file != NULL)
+			printf("  files:       %s %s %s (modes %04o %04o)\n", d->svid_file,
+			       d->key_file, d->bundle_file, d->cert_mode, d->key_mode);
+		for (i = 0; i < d->n_jwt; i++)
+			printf("  jwt_svid:    %s for audience %s (mode %04o)\n", d->jwt[i].file,
+			       d->jwt[i].audience, d->jwt_svid_mode);
+		if (d->jwt_bundle_file != NULL)
+			printf("  jwt_bundle:  %s (mode %04o)\n", d->jwt_bundle_file,
+			       d->jwt_bundle_mode);
+		if (d->uid >= 0 || d->gid >= 0)
+			printf("  owner:       %ld:%ld\n", d->uid, d->gid);
+		if (d->signal != 0)
+			printf("  signal:      %d to %s%.0ld\n", d->signal,
+			       d->pid_file != NULL ? d->pid_file : "pid ",
+			       d->pid_file != NULL ? 0L : d->pid);
+		if (d->allow_unsafe_parent)
+			printf("  unsafe:      allow_unsafe_parent: a parent of the dir is not "
+			       "checked\n");
+		if (d->command != NULL) {
+			printf("  command:    ");
+			for (i = 0; d->command[i] != NULL; i++)
+				printf(" %s", d->command[i]);
+			printf("\n");
+		}
+	}
+	printf("source:        %s\n", e->source);
+out:
+	entries_free(set);
+	config_free(cfg);
+	return rc;
+}
+
+static int
+entry_check(struct tool_ctx *c)
+{
+	const char *pid_s = tool_opt(c, "pid"), *td = tool_opt(c, "trust-domain");
+	struct agent_config *cfg = NULL;
+	struct entry_set *set = NULL;
+	struct attest_opts ao = {0};
+	struct selector_set sel = {0};
+	struct peer_info peer;
+	size_t i, matched = 0;
+	char *end;
+	long pid;
+	int r, rc;
+
+	if (pid_s == NULL)
+		return tool_usage_error(c, "--pid is required");
+	errno = 0;
+	pid = strtol(pid_s, &end, 10);
+	if (errno != 0 || *end != '\0' || end == pid_s || pid <= 0 || pid > INT_MAX)
+		return tool_usage_error(c, "bad --pid '%s'", pid_s);
+	if ((rc = load_all(c, &cfg, &set)) != TOOL_EXIT_OK)
+		return rc;
+	if (td == NULL)
+		td = cfg->trust_domain != NULL ? cfg->trust_domain : DEFAULT_TD;
+	ao.proc_root = "/proc";
+	ao.pod_info_file = tool_opt(c, "pod-info-file") != NULL ? tool_opt(c, "pod-info-file")
+	                                                        : cfg->pod_info_file;
+	ao.kubelet_pods_url = tool_opt(c, "kubelet-pods-url") != NULL
+	                              ? tool_opt(c, "kubelet-pods-url")
+	                              : cfg->kubelet_pods_url;
+	ao.kubelet_token_file = cfg->kubelet_token_file;
+	ao.kubelet_ca_file = cfg->kubelet_ca_file;
+	ao.sha256_max_bytes =
+	        cfg->attest_sha256_max < SHA256_MAX_CLI ? cfg->attest_sha256_max : SHA256_MAX_CLI;
+	if ((r = attest_pid((pid_t)pid, &ao, &peer, &sel)) != CUBEID_OK) {
+		rc = tool_fail(r, "attesting pid %ld", pid);
+		goto out;
+	}
+	printf("pid %ld: uid %lu, gid %lu\n", pid, (unsigned long)peer.uid,
+	       (unsigned long)peer.gid);
+	printf("selectors:\n");
+	for (i = 0; i < sel.n; i++)
+		printf("  %s\n", sel.v[i]);
+	printf("entries (trust domain %s):\n", td);
+	for (i = 0; i < set->n; i++) {
+		const struct reg_entry *e = &set->e[i];
+		const char *missing = entries_first_missing(e, &sel), *why = NULL;
+		char *id = NULL;
+
+		if (missing != NULL) {
+			printf("  no     %s: lacks %s%s (%s)\n", e->name, missing,
+			       strchr(strchr(missing, ':') + 1, ':') == NULL ? " (any value)" : "",
+			       e->source);
+			continue;
+		}
+		r = entries_resolve_id(e, &sel, td, &id, &why);
+		if (r == CUBEID_ERR_NOMEM) {
+			rc = tool_fail(r, "resolving %s", e->name);
+			goto out;
+		}
+		if (r != CUBEID_OK) {
+			printf("  no     %s: selectors match, but %s: %s (%s)\n", e->name,
+			       e->spiffe_id, why != NULL ? why : cubeid_strerror(r), e->source);
+			continue;
+		}
+		printf("  match  %s: %s (%s)\n", e->name, id, e->source);
+		free(id);
+		matched++;
+	}
+	printf("%zu of %zu entries match\n", matched, set->n);
+	rc = matched > 0 ? TOOL_EXIT_OK : TOOL_EXIT_FAILURE;
+out:
+	selector_set_clear(&sel);
+	entries_free(set);
+	config_free(cfg);
+	return rc;
+}

@@ -1,0 +1,405 @@
+/*
+ * The Kubernetes publication store: one ConfigMap per node, read and
+ * written through the API server with the pod's ServiceAccount token and
+ * CA, over libcurl (<cubeid/cluster.h>, docs/cluster.md).
+ *
+ *   put     PATCH  /api/v1/namespaces/NS/configmaps/cubeid-pub-NODE
+ *                  ?fieldManager=cubeid-agent&force=true
+ *                  Content-Type: application/apply-patch+yaml  (server-side
+ *                  apply: creates or replaces in one request)
+ *   list    GET    /api/v1/namespaces/NS/configmaps?labelSelector=cubeid.io/publication
+ *   remove  DELETE /api/v1/namespaces/NS/configmaps/cubeid-pub-NODE
+ *
+ * Only https:// API servers; the token file is read before every request
+ * because projected ServiceAccount tokens rotate.
+ */
+#include "config.h"
+
+#include "cluster/cluster-store.h"
+#include "common/http-fetch.h"
+
+#include <cubeid/ca.h>
+#include <cubeid/log.h>
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define K8S_TOKEN_MAX   (64 * 1024)
+#define K8S_NS_MAX      253
+#define K8S_TIMEOUT_MS  10000
+#define K8S_FIELD_MGR   "cubeid-agent"
+#define K8S_LABEL_VALUE "v1"
+
+struct k8s {
+	char *server; /* https://host:port, no trailing slash */
+	char *token_file;
+	char *ca_file;
+	char *ns;
+	long timeout_ms;
+};
+
+static const char *
+status_message(json_t *j)
+{
+	const char *s = json_string_value(json_object_get(j, "message"));
+
+	return s != NULL ? s : "no message";
+}
+
+/*
+ * One request.  body may be NULL.  *resp (optional) gets the body of a 2xx
+ * answer (caller frees); *status the HTTP status.  CUBEID_ERR_STORE for a
+ * transfer that failed or an unexpected status (logged), CUBEID_ERR_PERMISSION
+ * for 401/403.  ok_404: a 404 is success (DELETE of an absent object).
+ */
+static int
+k8s_request(struct k8s *k, const char *method, const char *path, const char *ctype,
+            const char *body, bool ok_404, char **resp, size_t *resp_len)
+{
+	struct http_reply m = {0};
+	char *url = NULL, *tok = NULL, *auth = NULL, *ct = NULL;
+	size_t tok_len = 0;
+	const char *why;
+	long code = 0;
+	int rc = CUBEID_ERR_STORE;
+
+	if (resp != NULL)
+		*resp = NULL;
+	if (resp_len != NULL)
+		*resp_len = 0;
+	if ((rc = cubeid_read_file(k->token_file, K8S_TOKEN_MAX, &tok, &tok_len)) != CUBEID_OK) {
+		cubeid_error("cluster store: cannot read the ServiceAccount token %s: %s",
+		             k->token_file, cubeid_strerror(rc));
+		return CUBEID_ERR_STORE;
+	}
+	while (tok_len > 0 &&
+	       (tok[tok_len - 1] == '\n' || tok[tok_len - 1] == '\r' || tok[tok_len - 1] == ' '))
+		tok[--tok_len] = '\0';
+	rc = CUBEID_ERR_NOMEM;
+	if (tok_len == 0 || strpbrk(tok, "\r\n") != NULL) {
+		cubeid_error("cluster store: the ServiceAccount token in %s is empty or malformed",
+		             k->token_file);
+		rc = CUBEID_ERR_STORE;
+		goto out;
+	}
+	if (asprintf(&url, "%s%s", k->server, path) < 0 ||
+	    asprintf(&auth, "Authorization: Bearer %s", tok) < 0) {
+		url = auth = NULL;
+		goto out;
+	}
+	if (ctype != NULL && asprintf(&ct, "Content-Type: %s", ctype) < 0) {
+		ct = NULL;
+		goto out;
+	}
+	{
+		const char *hdrs[] = {auth, "Accept: application/json", ct, NULL};
+		struct http_req q = {.method = method,
+		                     .url = url,
+		                     .https_only = true,
+		                     .headers = hdrs,
+		                     .ca_file = k->ca_file,
+		                     .body = body,
+		                     .max = CUBEID_STORE_LIST_MAX,
+		                     .timeout_ms = k->timeout_ms,
+		                     .no_proxy = true};
+
+		rc = http_fetch(&q, &m, &why);
+	}
+	if (rc == CUBEID_ERR_TOO_LARGE) {
+		cubeid_error("cluster store: %s %s: the answer is larger than %d bytes", method,
+		             path, CUBEID_STORE_LIST_MAX);
+		rc = CUBEID_ERR_STORE;
+		goto out;
+	}
+	if (rc == CUBEID_ERR_HTTP) {
+		cubeid_error("cluster store: %s %s: %s", method, path, why);
+		rc = CUBEID_ERR_STORE;
+		goto out;
+	}
+	if (rc != CUBEID_OK)
+		goto out;
+	rc = CUBEID_ERR_STORE;
+	code = m.status;
+	if ((code < 200 || code > 299) && !(ok_404 && code == 404)) {
+		json_t *j = json_loadb(m.body, m.len, 0, NULL);
+
+		cubeid_error("cluster store: %s %s: HTTP %ld: %s", method, path, code,
+		             j != NULL ? status_message(j) : "no Status object");
+		json_decref(j);
+		rc = code == 401 || code == 403 ? CUBEID_ERR_PERMISSION : CUBEID_ERR_STORE;
+		goto out;
+	}
+	if (resp != NULL) {
+		*resp = m.body;
+		m.body = NULL;
+		if (resp_len != NULL)
+			*resp_len = m.len;
+	}
+	rc = CUBEID_OK;
+out:
+	if (auth != NULL)
+		explicit_bzero(auth, strlen(auth));
+	free(auth);
+	if (tok != NULL)
+		explicit_bzero(tok, tok_len);
+	free(tok);
+	free(url);
+	free(ct);
+	http_reply_clear(&m);
+	return rc;
+}
+
+static int
+k8s_put(cubeid_store *s, const char *node, const char *doc, size_t len)
+{
+	struct k8s *k = s->impl;
+	json_t *cm = NULL;
+	char *body = NULL, *path = NULL,
+	     name[sizeof(CUBEID_K8S_NAME_PREFIX) + CUBEID_NODE_NAME_MAX];
+	int rc = CUBEID_ERR_NOMEM;
+
+	snprintf(name, sizeof(name), CUBEID_K8S_NAME_PREFIX "%s", node);
+	cm = json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s%}}", "apiVersion", "v1", "kind",
+	               "ConfigMap", "metadata", "name", name, "namespace", k->ns, "labels",
+	               CUBEID_K8S_LABEL, K8S_LABEL_VALUE, "data", CUBEID_K8S_DATA_KEY, doc, len);
+	if (cm == NULL || (body = json_dumps(cm, JSON_COMPACT)) == NULL)
+		goto out;
+	if (asprintf(&path,
+	             "/api/v1/namespaces/%s/configmaps/%s?fieldManager=" K8S_FIELD_MGR
+	             "&force=true",
+	             k->ns, name) < 0) {
+		path = NULL;
+		goto out;
+	}
+	rc = k8s_request(k, "PATCH", path, "application/apply-patch+yaml", body, false, NULL, NULL);
+	if (rc == CUBEID_ERR_PERMISSION)
+		rc = CUBEID_ERR_STORE;
+out:
+	json_decref(cm);
+	free(body);
+	free(path);
+	return rc;
+}
+
+int
+cubeid_k8s_parse_configmap_list(const char *json, size_t len, struct cubeid_store_doc **docs,
+                                size_t *n, char **resource_version)
+{
+	json_t *j, *items, *it;
+	const char *rv;
+	size_t i;
+	int rc = CUBEID_ERR_PARSE;
+
+	if (docs != NULL)
+		*docs = NULL;
+	if (n != NULL)
+		*n = 0;
+	if (resource_version != NULL)
+		*resource_version = NULL;
+	if (json == NULL || docs == NULL || n == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	if (len > CUBEID_STORE_LIST_MAX)
+		return CUBEID_ERR_TOO_LARGE;
+	if ((j = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL)) == NULL)
+		return CUBEID_ERR_PARSE;
+	items = json_object_get(j, "items");
+	if (!json_is_object(j) || !(json_is_array(items) || json_is_null(items)))
+		goto out;
+	rc = CUBEID_OK;
+	json_array_foreach(items, i, it)
+	{
+		const char *name =
+		        json_string_value(json_object_get(json_object_get(it, "metadata"), "name"));
+		json_t *d = json_object_get(json_object_get(it, "data"), CUBEID_K8S_DATA_KEY);
+		size_t pl = strlen(CUBEID_K8S_NAME_PREFIX);
+
+		if (name == NULL || strncmp(name, CUBEID_K8S_NAME_PREFIX, pl) != 0 ||
+		    !cubeid_node_name_valid(name + pl) || !json_is_string(d)) {
+			cubeid_debug("cluster store: skipping ConfigMap %s",
+			             name ? name : "(no name)");
+			continue;
+		}
+		if ((rc = store_docs_push(docs, n, name + pl, json_string_value(d),
+		                          json_string_length(d))) != CUBEID_OK)
+			break;
+	}
+	if (rc == CUBEID_OK && resource_version != NULL &&
+	    (rv = json_string_value(
+	             json_object_get(json_object_get(j, "metadata"), "resourceVersion"))) != NULL &&
+	    (*resource_version = strdup(rv)) == NULL)
+		rc = CUBEID_ERR_NOMEM;
+	if (rc != CUBEID_OK) {
+		cubeid_store_docs_free(*docs, *n);
+		*docs = NULL;
+		*n = 0;
+	}
+out:
+	json_decref(j);
+	return rc;
+}
+
+static int
+k8s_list(cubeid_store *s, struct cubeid_store_doc **docs, size_t *n)
+{
+	struct k8s *k = s->impl;
+	char *path = NULL, *resp = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (asprintf(&path,
+	             "/api/v1/namespaces/%s/configmaps?labelSelector=cubeid.io%%2Fpublication",
+	             k->ns) < 0)
+		return CUBEID_ERR_NOMEM;
+	rc = k8s_request(k, "GET", path, NULL, NULL, false, &resp, &len);
+	free(path);
+	if (rc == CUBEID_ERR_PERMISSION)
+		rc = CUBEID_ERR_STORE;
+	if (rc != CUBEID_OK)
+		return rc;
+	rc = cubeid_k8s_parse_configmap_list(resp, len, docs, n, NULL);
+	if (rc != CUBEID_OK) {
+		cubeid_error("cluster store: the ConfigMap list is not a ConfigMapList: %s",
+		             cubeid_strerror(rc));
+		rc = CUBEID_ERR_STORE;
+	}
+	free(resp);
+	return rc;
+}
+
+static int
+k8s_remove(cubeid_store *s, const char *node)
+{
+	struct k8s *k = s->impl;
+	char *path = NULL;
+	int rc;
+
+	if (asprintf(&path, "/api/v1/namespaces/%s/configmaps/" CUBEID_K8S_NAME_PREFIX "%s", k->ns,
+	             node) < 0)
+		return CUBEID_ERR_NOMEM;
+	rc = k8s_request(k, "DELETE", path, NULL, NULL, true, NULL, NULL);
+	free(path);
+	return rc == CUBEID_ERR_PERMISSION ? CUBEID_ERR_STORE : rc;
+}
+
+static void
+k8s_free(cubeid_store *s)
+{
+	struct k8s *k = s->impl;
+
+	if (k == NULL)
+		return;
+	free(k->server);
+	free(k->token_file);
+	free(k->ca_file);
+	free(k->ns);
+	free(k);
+}
+
+static const struct store_ops k8s_ops = {"kubernetes", k8s_put, k8s_list, k8s_remove, k8s_free};
+
+/* A namespace: an RFC 1123 label. */
+static bool
+ns_valid(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > 63)
+		return false;
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+
+		if (!alnum && !(c == '-' && i > 0 && i + 1 < n))
+			return false;
+	}
+	return true;
+}
+
+int
+cubeid_store_k8s_new(const struct cubeid_k8s_opts *o, cubeid_store **out)
+{
+	struct cubeid_k8s_opts d = {0};
+	cubeid_store *s = NULL;
+	struct k8s *k = NULL;
+	char *ns = NULL;
+	size_t nl = 0;
+	int rc = CUBEID_ERR_NOMEM;
+
+	if (out != NULL)
+		*out = NULL;
+	if (out == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	if (o != NULL)
+		d = *o;
+	if ((k = calloc(1, sizeof(*k))) == NULL)
+		return CUBEID_ERR_NOMEM;
+	k->timeout_ms = d.timeout_ms > 0 ? d.timeout_ms : K8S_TIMEOUT_MS;
+	if (d.api_server != NULL) {
+		k->server = strdup(d.api_server);
+	} else {
+		const char *host = getenv("KUBERNETES_SERVICE_HOST"),
+		           *port = getenv("KUBERNETES_SERVICE_PORT");
+
+		if (host == NULL || port == NULL) {
+			cubeid_error("cluster store: no API server (KUBERNETES_SERVICE_HOST and "
+			             "_PORT are not set; give one)");
+			rc = CUBEID_ERR_CONFIG;
+			goto out;
+		}
+		if (asprintf(&k->server, strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s",
+		             host, port) < 0)
+			k->server = NULL;
+	}
+	if (k->server == NULL)
+		goto out;
+	while (strlen(k->server) > 8 && k->server[strlen(k->server) - 1] == '/')
+		k->server[strlen(k->server) - 1] = '\0';
+	if (strncmp(k->server, "https://", 8) != 0 || strlen(k->server) <= 8) {
+		cubeid_error("cluster store: the API server must be an https:// URL");
+		rc = CUBEID_ERR_CONFIG;
+		goto out;
+	}
+	k->token_file = strdup(d.token_file ? d.token_file : CUBEID_K8S_SA_DIR "/token");
+	k->ca_file = strdup(d.ca_file ? d.ca_file : CUBEID_K8S_SA_DIR "/ca.crt");
+	if (k->token_file == NULL || k->ca_file == NULL)
+		goto out;
+	if (d.namespace != NULL) {
+		k->ns = strdup(d.namespace);
+	} else if ((rc = cubeid_read_file(CUBEID_K8S_SA_DIR "/namespace", K8S_NS_MAX + 2, &ns,
+	                                  &nl)) == CUBEID_OK) {
+		while (nl > 0 && (ns[nl - 1] == '\n' || ns[nl - 1] == ' '))
+			ns[--nl] = '\0';
+		k->ns = ns;
+		ns = NULL;
+	} else {
+		cubeid_error("cluster store: no namespace given and none in " CUBEID_K8S_SA_DIR
+		             "/namespace");
+		rc = CUBEID_ERR_CONFIG;
+		goto out;
+	}
+	rc = CUBEID_ERR_NOMEM;
+	if (k->ns == NULL)
+		goto out;
+	if (!ns_valid(k->ns)) {
+		cubeid_error("cluster store: '%s' is not a namespace name", k->ns);
+		rc = CUBEID_ERR_CONFIG;
+		goto out;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		goto out;
+	s->ops = &k8s_ops;
+	s->impl = k;
+	k = NULL;
+	*out = s;
+	rc = CUBEID_OK;
+out:
+	free(ns);
+	if (k != NULL) {
+		cubeid_store tmp = {&k8s_ops, k};
+		k8s_free(&tmp);
+	}
+	return rc;
+}
