@@ -1,14 +1,14 @@
-# bench/: benchmarks.  Built by `make` (so they do not rot) but run only by
+# bench/: benchmarks; they link libcubeid-internal.la and the test harness
+# library libcubeid-test.la (tests/local.mk).  Built by `make` (so they do not rot) but run only by
 # `make bench`; they are not part of `make check`, which has no timing in it.
 # A smoke run (a handful of ops, no thresholds) is a test, so a broken bench
 # shows up in `make check`.
 
 # token-sign: the token layer against raw C_Sign (issue 2).
 noinst_PROGRAMS += bench/token-sign
-bench_token_sign_SOURCES = bench/token-sign.c bench/bench-util.c bench/bench-util.h \
-	tests/harness.c tests/harness.h
+bench_token_sign_SOURCES = bench/token-sign.c bench/bench-util.c bench/bench-util.h
 bench_token_sign_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS)
-bench_token_sign_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(PTHREAD_LIBS) $(LIBS)
+bench_token_sign_LDADD = libcubeid-test.la libcubeid-internal.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(PTHREAD_LIBS) $(LIBS)
 
 TESTS += bench/token-sign-smoke.sh
 EXTRA_DIST += bench/run-token-sign.sh bench/token-sign-smoke.sh
@@ -31,10 +31,9 @@ bench-token-sign-tpm: bench/token-sign$(EXEEXT)
 # svid: X.509-SVID and JWT-SVID minting against the raw token, JWT-SVID
 # verification against raw OpenSSL and libjwt (issue 3).
 noinst_PROGRAMS += bench/svid
-bench_svid_SOURCES = bench/svid.c bench/bench-util.c bench/bench-util.h tests/harness.c \
-	tests/harness.h
+bench_svid_SOURCES = bench/svid.c bench/bench-util.c bench/bench-util.h
 bench_svid_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS) $(LIBJWT_CFLAGS)
-bench_svid_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(LIBJWT_LIBS) $(LIBS)
+bench_svid_LDADD = libcubeid-test.la libcubeid-internal.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(LIBJWT_LIBS) $(LIBS)
 
 TESTS += bench/svid-smoke.sh
 EXTRA_DIST += bench/svid-smoke.sh
@@ -54,17 +53,16 @@ bench-svid: bench/svid$(EXEEXT)
 # bench/run-workload-api.sh starts the agents; BENCH_WL_ARGS passes options
 # on, e.g. make bench-workload-api BENCH_WL_ARGS='--rounds 5'.
 noinst_PROGRAMS += bench/workload-api
-bench_workload_api_SOURCES = bench/workload-api.c bench/bench-util.c bench/bench-util.h \
-	tests/harness.c tests/harness.h
+bench_workload_api_SOURCES = bench/workload-api.c bench/bench-util.c bench/bench-util.h
 bench_workload_api_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS)
-bench_workload_api_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(PTHREAD_LIBS) $(LIBS)
+bench_workload_api_LDADD = libcubeid-test.la libcubeid-internal.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(PTHREAD_LIBS) $(LIBS)
 
 TESTS += bench/workload-api-smoke.sh
 EXTRA_DIST += bench/run-workload-api.sh bench/workload-api-smoke.sh
 
 bench: bench-workload-api
 
-bench-workload-api: bench/workload-api$(EXEEXT) agent/cubeid-agent$(EXEEXT) agent/cubeid$(EXEEXT)
+bench-workload-api: bench/workload-api$(EXEEXT) agent/cubeid-agent$(EXEEXT) cli/cubeid$(EXEEXT)
 	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' CUBEID_BUILDDIR='$(abs_top_builddir)' \
 	bash '$(abs_top_srcdir)/bench/run-workload-api.sh' $(BENCH_WL_ARGS)
 
@@ -74,10 +72,9 @@ bench-workload-api: bench/workload-api$(EXEEXT) agent/cubeid-agent$(EXEEXT) agen
 # contexts from the same static files, and the cost of reloading one pair
 # (issue 5).  BENCH_TLS_ARGS passes options on, e.g. --rounds 20.
 noinst_PROGRAMS += bench/tls
-bench_tls_SOURCES = bench/tls.c tests/tls-test-util.c tests/tls-test-util.h tests/harness.c \
-	tests/harness.h
+bench_tls_SOURCES = bench/tls.c tests/tls-test-util.c tests/tls-test-util.h
 bench_tls_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS)
-bench_tls_LDADD = libcubeid.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(PTHREAD_LIBS) $(LIBS)
+bench_tls_LDADD = libcubeid-test.la libcubeid-internal.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(PTHREAD_LIBS) $(LIBS)
 
 TESTS += bench/tls-smoke.sh
 EXTRA_DIST += bench/tls-smoke.sh
@@ -95,7 +92,7 @@ bench-tls: bench/tls$(EXEEXT)
 noinst_PROGRAMS += bench/oidc-verify
 bench_oidc_verify_SOURCES = bench/oidc-verify.c
 bench_oidc_verify_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS)
-bench_oidc_verify_LDADD = libcubeid.la $(OPENSSL_LIBS) $(JANSSON_LIBS) $(LIBS)
+bench_oidc_verify_LDADD = $(PUBLIC_LIBS) $(LIBS)
 TESTS += bench/oidc-verify-smoke.sh
 EXTRA_DIST += bench/oidc-verify-smoke.sh
 
@@ -115,7 +112,7 @@ EXTRA_DIST += bench/run-grpc-abuse.sh bench/grpc-abuse-smoke.sh
 
 bench: bench-grpc-abuse
 
-bench-grpc-abuse: bench/grpc-abuse$(EXEEXT) agent/cubeid-agent$(EXEEXT) agent/cubeid$(EXEEXT)
+bench-grpc-abuse: bench/grpc-abuse$(EXEEXT) agent/cubeid-agent$(EXEEXT) cli/cubeid$(EXEEXT)
 	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' CUBEID_BUILDDIR='$(abs_top_builddir)' \
 	bash '$(abs_top_srcdir)/bench/run-grpc-abuse.sh' $(BENCH_ABUSE_ARGS)
 

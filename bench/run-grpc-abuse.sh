@@ -11,7 +11,7 @@ set -u
 builddir=${CUBEID_BUILDDIR:-.}
 bench=$builddir/bench/grpc-abuse
 agent=$builddir/agent/cubeid-agent
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 args=()
 for a in "$@"; do
 	case $a in

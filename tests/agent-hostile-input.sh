@@ -9,7 +9,7 @@
 #     one per call: repeats of a cached SVID are summed up in one line.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 agent=$builddir/agent/cubeid-agent
 
 for tool in grep python3; do

@@ -16,7 +16,7 @@
 # user would; without setpriv round 2 is skipped.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 agent=$builddir/agent/cubeid-agent
 
 for tool in openssl python3; do

@@ -18,7 +18,7 @@
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
 agent=$builddir/agent/cubeid-agent
-cubeid=$builddir/agent/cubeid
+cubeid=$builddir/cli/cubeid
 peer=$builddir/tests/exec-peer
 
 if [ "$(id -u)" -ne 0 ] || ! command -v setpriv >/dev/null || ! id nobody >/dev/null 2>&1; then

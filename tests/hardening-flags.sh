@@ -16,7 +16,7 @@ command -v readelf >/dev/null 2>&1 || {
 	echo "SKIP: readelf (binutils) not found"
 	exit 77
 }
-for f in agent/.libs/cubeid-agent agent/cubeid-agent agent/.libs/cubeid agent/cubeid .libs/libcubeid.so; do
+for f in agent/.libs/cubeid-agent agent/cubeid-agent cli/.libs/cubeid cli/cubeid .libs/libcubeid.so; do
 	p=$builddir/$f
 	# libtool wrappers are scripts: check the ELF file behind them
 	[ -f "$p" ] && head -c 4 "$p" | grep -q ELF || continue
