@@ -30,6 +30,8 @@
 
 #include <cubeid/workloadapi.h>
 
+#include "tests/h2-test-util.h"
+
 static const char *sock_path;
 
 static double
@@ -51,50 +53,6 @@ cmp_double(const void *a, const void *b)
 
 /* ------------------------------------------------------------ attackers */
 
-static void
-put_frame_hdr(uint8_t *b, size_t len, uint8_t type, uint8_t flags, uint32_t stream)
-{
-	b[0] = (uint8_t)(len >> 16);
-	b[1] = (uint8_t)(len >> 8);
-	b[2] = (uint8_t)len;
-	b[3] = type;
-	b[4] = flags;
-	b[5] = (uint8_t)(stream >> 24);
-	b[6] = (uint8_t)(stream >> 16);
-	b[7] = (uint8_t)(stream >> 8);
-	b[8] = (uint8_t)stream;
-}
-
-/* A literal field without indexing, new name (lengths < 127). */
-static void
-put_hdr(uint8_t *b, size_t *off, const char *name, const char *value)
-{
-	size_t nl = strlen(name), vl = strlen(value);
-
-	b[(*off)++] = 0x00;
-	b[(*off)++] = (uint8_t)nl;
-	memcpy(b + *off, name, nl);
-	*off += nl;
-	b[(*off)++] = (uint8_t)vl;
-	memcpy(b + *off, value, vl);
-	*off += vl;
-}
-
-static void
-hpack_int(uint8_t *b, size_t *off, uint8_t flags, unsigned bits, size_t v)
-{
-	size_t max = (1u << bits) - 1;
-
-	if (v < max) {
-		b[(*off)++] = (uint8_t)(flags | v);
-		return;
-	}
-	b[(*off)++] = (uint8_t)(flags | max);
-	for (v -= max; v >= 128; v >>= 7)
-		b[(*off)++] = (uint8_t)(0x80 | (v & 0x7f));
-	b[(*off)++] = (uint8_t)v;
-}
-
 static size_t
 request_fields(uint8_t *b, size_t off)
 {
@@ -109,7 +67,6 @@ request_fields(uint8_t *b, size_t off)
 static int
 h2_connect(uint8_t *b, size_t *off)
 {
-	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -119,10 +76,7 @@ h2_connect(uint8_t *b, size_t *off)
 			close(fd);
 		return -1;
 	}
-	memcpy(b, preface, sizeof(preface) - 1);
-	*off = sizeof(preface) - 1;
-	put_frame_hdr(b + *off, 0, 0x4, 0, 0);
-	*off += 9;
+	put_h2_start(b, off);
 	return fd;
 }
 

@@ -53,7 +53,8 @@ bench-svid: bench/svid$(EXEEXT)
 # bench/run-workload-api.sh starts the agents; BENCH_WL_ARGS passes options
 # on, e.g. make bench-workload-api BENCH_WL_ARGS='--rounds 5'.
 noinst_PROGRAMS += bench/workload-api
-bench_workload_api_SOURCES = bench/workload-api.c bench/bench-util.c bench/bench-util.h
+bench_workload_api_SOURCES = bench/workload-api.c bench/bench-util.c bench/bench-util.h \
+	tests/h2-test-util.h
 bench_workload_api_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS)
 bench_workload_api_LDADD = libcubeid-test.la libcubeid-internal.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(PTHREAD_LIBS) $(LIBS)
 
@@ -104,7 +105,7 @@ bench-oidc-verify: bench/oidc-verify$(EXEEXT)
 # grpc-abuse: a normal client's latency on a real cubeid-agent --dev, alone
 # and while other processes send HPACK bombs or rapid resets (hardening).
 noinst_PROGRAMS += bench/grpc-abuse
-bench_grpc_abuse_SOURCES = bench/grpc-abuse.c
+bench_grpc_abuse_SOURCES = bench/grpc-abuse.c tests/h2-test-util.h
 bench_grpc_abuse_LDADD = libcubeid.la $(LIBS)
 
 TESTS += bench/grpc-abuse-smoke.sh

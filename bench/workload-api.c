@@ -62,6 +62,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "tests/h2-test-util.h"
+
 #define MAX_THREADS 64
 #define MAX_TCOUNTS 8
 #define MAX_ROUNDS  BU_MAX_ROUNDS
@@ -241,35 +243,6 @@ out:
 
 /* ---- raw HTTP/2 streams ----------------------------------------------- */
 
-static void
-put_hdr(uint8_t *b, size_t *off, const char *name, const char *value)
-{
-	size_t nl = strlen(name), vl = strlen(value);
-
-	/* Literal header field without indexing, new name; lengths < 127. */
-	b[(*off)++] = 0x00;
-	b[(*off)++] = (uint8_t)nl;
-	memcpy(b + *off, name, nl);
-	*off += nl;
-	b[(*off)++] = (uint8_t)vl;
-	memcpy(b + *off, value, vl);
-	*off += vl;
-}
-
-static void
-put_frame_hdr(uint8_t *b, size_t len, uint8_t type, uint8_t flags, uint32_t stream)
-{
-	b[0] = (uint8_t)(len >> 16);
-	b[1] = (uint8_t)(len >> 8);
-	b[2] = (uint8_t)len;
-	b[3] = type;
-	b[4] = flags;
-	b[5] = (uint8_t)(stream >> 24);
-	b[6] = (uint8_t)(stream >> 16);
-	b[7] = (uint8_t)(stream >> 8);
-	b[8] = (uint8_t)stream;
-}
-
 static int
 write_all(int fd, const uint8_t *b, size_t n)
 {
@@ -315,7 +288,6 @@ read_full(int fd, uint8_t *b, size_t n, double deadline)
 static int
 open_stream(const char *path, char *why, size_t why_size)
 {
-	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	uint8_t req[1024], fh[9], *payload = NULL;
 	size_t off = 0, hb, len;
@@ -332,11 +304,8 @@ open_stream(const char *path, char *why, size_t why_size)
 		snprintf(why, why_size, "connect: %s", strerror(errno));
 		goto fail;
 	}
-	memcpy(req, preface, sizeof(preface) - 1);
-	off = sizeof(preface) - 1;
-	put_frame_hdr(req + off, 0, 0x4, 0, 0); /* SETTINGS, empty */
-	off += 9;
-	hb = off + 9; /* HEADERS payload starts after its frame header */
+	put_h2_start(req, &off); /* the preface, an empty SETTINGS */
+	hb = off + 9;            /* HEADERS payload starts after its frame header */
 	off = hb;
 	put_hdr(req, &off, ":method", "POST");
 	put_hdr(req, &off, ":scheme", "http");

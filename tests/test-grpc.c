@@ -31,6 +31,7 @@
 #include "agent/agent.h"
 #include "spiffe/workload.pb-c.h"
 #include "common/pb-depth.h"
+#include "tests/h2-test-util.h"
 #include "tests/harness.h"
 
 /* ------------------------------------------------------------- toy handlers */
@@ -829,34 +830,6 @@ END_TEST
 /* Send HTTP/2 frames for one request on stream 1 by hand (HPACK literals
  * without indexing), so that this client keeps no copy of the answer
  * outside secbuf memory. */
-static void
-put_hdr(uint8_t *b, size_t *off, const char *name, const char *value)
-{
-	size_t nl = strlen(name), vl = strlen(value);
-
-	b[(*off)++] = 0x00;
-	b[(*off)++] = (uint8_t)nl;
-	memcpy(b + *off, name, nl);
-	*off += nl;
-	b[(*off)++] = (uint8_t)vl;
-	memcpy(b + *off, value, vl);
-	*off += vl;
-}
-
-static void
-put_frame_hdr(uint8_t *b, size_t len, uint8_t type, uint8_t flags, uint32_t stream)
-{
-	b[0] = (uint8_t)(len >> 16);
-	b[1] = (uint8_t)(len >> 8);
-	b[2] = (uint8_t)len;
-	b[3] = type;
-	b[4] = flags;
-	b[5] = (uint8_t)(stream >> 24);
-	b[6] = (uint8_t)(stream >> 16);
-	b[7] = (uint8_t)(stream >> 8);
-	b[8] = (uint8_t)stream;
-}
-
 static bool
 has_secret(const uint8_t *p, size_t n)
 {
@@ -868,34 +841,12 @@ has_secret(const uint8_t *p, size_t n)
 	return false;
 }
 
-/* HPACK integer with an n-bit prefix (RFC 7541 5.1), first byte ORed with
- * flags. */
-static void
-hpack_int(uint8_t *b, size_t *off, uint8_t flags, unsigned bits, size_t v)
-{
-	size_t max = (1u << bits) - 1;
-
-	if (v < max) {
-		b[(*off)++] = (uint8_t)(flags | v);
-		return;
-	}
-	b[(*off)++] = (uint8_t)(flags | max);
-	for (v -= max; v >= 128; v >>= 7)
-		b[(*off)++] = (uint8_t)(0x80 | (v & 0x7f));
-	b[(*off)++] = (uint8_t)v;
-}
-
 /* Connect and send the preface and an empty SETTINGS; the caller appends
  * frames to b from *off. */
 static int
 raw_h2_start(uint8_t *b, size_t *off)
 {
-	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-	memcpy(b, preface, sizeof(preface) - 1);
-	*off = sizeof(preface) - 1;
-	put_frame_hdr(b + *off, 0, 0x4, 0, 0);
-	*off += 9;
+	put_h2_start(b, off);
 	return raw_connect();
 }
 
