@@ -145,14 +145,7 @@ fi
 
 # ---- health_checks: spiffe-helper's liveness and readiness listener
 command -v curl >/dev/null || { echo "FAIL: curl not found"; exit 1; }
-free_port() {
-	local p
-	for _ in $(seq 1 200); do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
-	done
-	return 1
-}
+. "$(dirname "$0")/lib/free-port.sh"
 # hget PATH [curl args] -> "CODE CONTENT-TYPE", the body in $D/h.body
 hget() {
 	curl -s -o "$D/h.body" -w '%{http_code} %{content_type}' --max-time 30 "${@:2}" \

@@ -48,7 +48,7 @@ check-tpm: $(check_PROGRAMS)
 # build cache with (tests/lib/go-peers.sh); the Go code comes from the module
 # proxy at test time and is never committed.
 TESTS += tests/interop/selftest.sh
-EXTRA_DIST += tests/lib/go-peers.sh tests/lib/tap.sh tests/interop/selftest.sh tests/interop/spire-smoke.sh \
+EXTRA_DIST += tests/lib/go-peers.sh tests/lib/tap.sh tests/lib/free-port.sh tests/interop/selftest.sh tests/interop/spire-smoke.sh \
 	tests/interop/go.mod tests/interop/go.sum tests/interop/main.go \
 	tests/interop/verify.go tests/interop/mint.go tests/interop/workload.go
 

@@ -106,16 +106,10 @@ kc_fetch() {
 		touch "$KC_DIST/.cubeid-unpacked" || { kc_die "cannot install $KC_DIST"; return 1; }
 }
 
+# shellcheck source=tests/lib/free-port.sh
+. "$(dirname "${BASH_SOURCE[0]}")/free-port.sh"
 kc_free_port() {
-	local p i
-	for i in $(seq 1 200); do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	return 1
+	free_port
 }
 
 kc_wait() {
