@@ -118,7 +118,8 @@ if [ ! -x "$server" ] || [ ! -x "$sagent" ]; then
 fi
 
 TD=cluster.local
-port=$((20000 + RANDOM % 20000))
+. "$srcdir/tests/lib/free-port.sh"
+port=$(free_port) || { echo "no free port"; exit 1; }
 ssock=$D/spire/server.sock
 asock=$D/spire/agent/agent.sock
 mkdir -p "$D/spire/agent"

@@ -56,7 +56,8 @@ bad() {
 }
 
 TD=example.org
-port=$((20000 + RANDOM % 20000))
+. "$srcdir/tests/lib/free-port.sh"
+port=$(free_port) || { echo "no free port"; exit 1; }
 ssock=$work/server.sock
 asock=$work/agent/agent.sock
 mkdir -p "$work/agent" "$work/certs"
