@@ -24,11 +24,11 @@
 #define GRPC_READS_PER_EVENT 4
 #define GRPC_SENDBUF         (64 * 1024) /* frames gathered for one send() */
 /* Fairness on the one loop thread: a connection's turn ends after this many
- * request header fields (about 8 requests); the rest of its input waits
+ * request header fields (about 2 requests); the rest of its input waits
  * until every other ready connection had its turn.  A flood of HEADERS
  * (rapid reset, HPACK references) then costs its sender the wait, not the
  * other clients. */
-#define GRPC_TURN_FIELDS 64
+#define GRPC_TURN_FIELDS 16
 /* A request whose header list passes this many bytes (RFC 7541 sizes:
  * name + value + 32 each) is not "too large" (431) but an attack: the
  * connection is dropped, before the decoder spends more on it. */
