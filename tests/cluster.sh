@@ -388,12 +388,27 @@ else
 	bad "new key token ($(kid_of_token "$t3")): $(cat "$D/out")"
 fi
 
-# a node that leaves: its keys stay until its publication expires, then go
+# a node that leaves: its keys stay until its publication expires, then go.
+# Agent 1 can only keep what it has read: node 3 is stopped first (so that
+# it publishes no more), its last publication's expiry is read, and agent
+# 1 must have synced after that before node 3 leaves the store.  (Reading
+# the expiry while node 3 still ran let it republish just before the
+# kill, under ASan faster than agent 1 read it: agent 1 then rightly
+# dropped the keys when the publication it had seen expired, 15 s before
+# the file's.)
 k3=$(local_kids 3)
-exp3=$(cli 1 "$D/n1" cluster verify "$S/node3.jws" --bundle "$D/root/bundle.pem" 2>/dev/null |
-	sed -n 's/.*expires \([0-9]*\).*/\1/p')
 kill "${pids[3]}" && wait "${pids[3]}" 2>/dev/null
 pids[3]=
+exp3=$(cli 1 "$D/n1" cluster verify "$S/node3.jws" --bundle "$D/root/bundle.pem" 2>/dev/null |
+	sed -n 's/.*expires \([0-9]*\).*/\1/p')
+seen3=$(date +%s)
+synced1() { # agent 1 finished a sync well after node 3 stopped (whole seconds;
+	# a sync takes far less than the 2 s margin, so this one began after it)
+	local t
+	t=$("$cubeid" status --json --socket "$D/a1.sock" 2>/dev/null | jq -r '.cluster.last_sync // 0')
+	[ "${t:-0}" -gt $((seen3 + 2)) ]
+}
+wait_for 60 synced1 || bad "agent 1 did not sync after node 3 stopped"
 if cli 1 "$D/n1" cluster leave --node node3 --store-dir "$S" -q >"$D/log" 2>&1 &&
 	[ ! -e "$S/node3.jws" ]; then
 	ok "node 3 stops and leaves the store"
