@@ -1079,6 +1079,7 @@ const struct grpc_method wapi_methods[] = {
         {"/SpiffeWorkloadAPI/FetchWITBundles", true, h_unimplemented},
         {AGENT_STATUS_PATH, false, h_status},
         PICOD_METHODS,
+        GRPC_REFLECTION_METHODS,
 };
 const size_t wapi_n_methods = sizeof(wapi_methods) / sizeof(wapi_methods[0]);
 
