@@ -57,6 +57,9 @@ EXTRA_DIST += tests/lib/go-peers.sh tests/lib/tap.sh tests/lib/free-port.sh test
 # (tests/lib/java-peers.sh, tests/lib/python-peers.sh); no peer's code is
 # committed.
 TESTS += tests/interop-java.sh tests/interop-python.sh
+# gRPC server reflection with grpcurl (from the Go module proxy, cached).
+TESTS += tests/grpc-reflection.sh
+EXTRA_DIST += tests/grpc-reflection.sh
 EXTRA_DIST += tests/interop-java.sh tests/lib/java-peers.sh tests/java/pom.xml \
 	tests/java/CubeidJavaInterop.java \
 	tests/interop-python.sh tests/lib/python-peers.sh tests/python/requirements.txt \
