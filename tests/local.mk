@@ -58,8 +58,10 @@ EXTRA_DIST += tests/lib/go-peers.sh tests/lib/tap.sh tests/lib/free-port.sh test
 # committed.
 TESTS += tests/interop-java.sh tests/interop-python.sh
 # gRPC server reflection with grpcurl (from the Go module proxy, cached).
-TESTS += tests/grpc-reflection.sh
-EXTRA_DIST += tests/grpc-reflection.sh
+# and the Workload API rules no client library checks, asked with grpcurl
+# (docs/workload-api.md cites them).
+TESTS += tests/grpc-reflection.sh tests/workload-api-conformance.sh
+EXTRA_DIST += tests/grpc-reflection.sh tests/workload-api-conformance.sh
 EXTRA_DIST += tests/interop-java.sh tests/lib/java-peers.sh tests/java/pom.xml \
 	tests/java/CubeidJavaInterop.java \
 	tests/interop-python.sh tests/lib/python-peers.sh tests/python/requirements.txt \

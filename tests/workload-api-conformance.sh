@@ -1,0 +1,162 @@
+#!/bin/bash
+# The SPIFFE Workload API and Workload Endpoint rules that no client library
+# checks for us, asked of cubeid-agent --dev with grpcurl (a generic gRPC
+# client: it sends exactly what it is told, where go-spiffe and py-spiffe
+# always add the security header and an audience).  docs/workload-api.md
+# cites each check by its name here.
+#   - the security header: missing or not exactly "true" is InvalidArgument,
+#     on every RPC;
+#   - FetchJWTSVID: an audience is required; a spiffe_id the caller does not
+#     hold is PermissionDenied; the JWT-SVID's header and claims;
+#   - ValidateJWTSVID: audience and svid are required; a wrong audience is
+#     InvalidArgument; the claims come back;
+#   - FetchWITSVID and FetchWITBundles are Unimplemented;
+#   - a caller with no identity (nobody, when we are root) is
+#     PermissionDenied on all four profile RPCs.
+# grpcurl exits 64 + the gRPC status code on an error status.
+#
+# Exit: 0 pass, 1 fail, 77 skip (no usable Go outside CI; with CI=true a
+# missing peer is a failure).
+set -u
+builddir=${CUBEID_BUILDDIR:-.}
+srcdir=${CUBEID_SRCDIR:-${srcdir:-$(cd "$(dirname "$0")/.." && pwd)}}
+agent=$builddir/agent/cubeid-agent
+cubeid=$builddir/cli/cubeid
+
+skip_or_fail() {
+	echo "=================================================================="
+	if [ "${CI:-}" = true ]; then
+		echo "FAIL (CI=true): $*"
+		echo "=================================================================="
+		exit 1
+	fi
+	echo "SKIP: $* -- the Workload API conformance tests did NOT run"
+	echo "=================================================================="
+	exit 77
+}
+
+grpcurl=$(CUBEID_SRCDIR=$srcdir bash "$srcdir/tests/lib/go-peers.sh" path grpcurl)
+rc=$?
+[ $rc -eq 3 ] && skip_or_fail "no usable Go to build grpcurl (go-peers.sh exit 3)"
+[ $rc -eq 0 ] && [ -x "$grpcurl" ] || { echo "FAIL: could not build grpcurl (go-peers.sh exit $rc)"; exit 1; }
+
+[ -n "${CUBEID_SOFTHSM_MODULE:-}" ] && export CUBEID_PKCS11_MODULE=$CUBEID_SOFTHSM_MODULE
+unset CUBEID_TOKEN CUBEID_PIN CUBEID_PIN_FILE CUBEID_STATE_DIR
+D=$(mktemp -d /tmp/cubeid-wapi-conf.XXXXXX) || exit 1
+chmod 0755 "$D" # another uid must reach the socket (and grpcurl's copy)
+pid=
+cleanup() {
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+	rm -rf "$D"
+}
+trap cleanup EXIT
+S=$D/agent.sock
+want="spiffe://cluster.local/unix/uid/$(id -u)"
+. "$(dirname "$0")/lib/tap.sh"
+
+"$agent" --dev --state-dir "$D/state" --socket "$S" >"$D/agent.out" 2>"$D/agent.err" &
+pid=$!
+for _ in $(seq 1 300); do
+	[ -S "$S" ] && "$cubeid" status --socket "$S" >/dev/null 2>&1 && break
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.1
+done
+[ -S "$S" ] && ok "cubeid-agent --dev is up" || bad "cubeid-agent did not start: $(tail -5 "$D/agent.err")"
+
+# g [grpcurl flags...] METHOD: call SpiffeWorkloadAPI/METHOD on the agent.
+# Streams are answered or refused before grpcurl's deadline; an answered
+# stream stays open, so only refusals are asked of streams here.
+g() {
+	local m=${*: -1}
+	timeout 60 "$grpcurl" -plaintext -max-time 50 "${@:1:$#-1}" "unix://$S" "SpiffeWorkloadAPI/$m"
+}
+H=(-H workload.spiffe.io:true)
+
+# --- the security header (Workload Endpoint 6) -----------------------------
+for m in FetchX509SVID FetchX509Bundles FetchJWTSVID FetchJWTBundles ValidateJWTSVID; do
+	d='{}'
+	[ $m = FetchJWTSVID ] && d='{"audience":["x"]}'
+	[ $m = ValidateJWTSVID ] && d='{"audience":"x","svid":"a.b.c"}'
+	check "$m without the security header: InvalidArgument" 67 g -d "$d" $m
+	check "$m with workload.spiffe.io: True (case matters): InvalidArgument" 67 \
+		g -H workload.spiffe.io:True -d "$d" $m
+	check "$m with workload.spiffe.io: 1: InvalidArgument" 67 g -H workload.spiffe.io:1 -d "$d" $m
+done
+
+# --- FetchJWTSVID (Workload API 5.2.1; JWT-SVID 2, 3) ----------------------
+check "FetchJWTSVID without an audience: InvalidArgument" 67 g "${H[@]}" -d '{}' FetchJWTSVID
+check "FetchJWTSVID with an empty audience: InvalidArgument" 67 \
+	g "${H[@]}" -d '{"audience":[""]}' FetchJWTSVID
+check "FetchJWTSVID for a spiffe_id the caller does not hold: PermissionDenied" 71 \
+	g "${H[@]}" -d '{"audience":["x"],"spiffeId":"spiffe://cluster.local/not/mine"}' FetchJWTSVID
+check "FetchJWTSVID for the caller's own spiffe_id" 0 \
+	g "${H[@]}" -d "{\"audience\":[\"x\"],\"spiffeId\":\"$want\"}" FetchJWTSVID
+assert "returns that identity" grep -qF "\"spiffeId\": \"$want\"" "$D/out"
+check "FetchJWTSVID with two audiences" 0 g "${H[@]}" -d '{"audience":["aud-1","aud-2"]}' FetchJWTSVID
+jwt=$(sed -n 's/.*"svid": "\([^"]*\)".*/\1/p' "$D/out" | head -n1)
+b64d() { # base64url without padding, decoded
+	local s
+	s=$(printf '%s' "$1" | tr '_-' '/+')
+	while [ $((${#s} % 4)) -ne 0 ]; do s="$s="; done
+	printf '%s' "$s" | base64 -d 2>/dev/null
+}
+hdr=$(b64d "${jwt%%.*}")
+pl=$(b64d "$(echo "$jwt" | cut -d. -f2)")
+echo "# header $hdr"
+echo "# payload $pl"
+assert "the JWT-SVID is compact JWS (three parts)" test "$(printf '%s' "$jwt" | tr -cd . | wc -c)" -eq 2
+assert "its alg is ES256/384/512, RS* or PS* (RFC 7518 3.3-3.5)" \
+	python3 -c 'import json,sys; h=json.loads(sys.argv[1]); sys.exit(h["alg"] not in ("RS256","RS384","RS512","ES256","ES384","ES512","PS256","PS384","PS512"))' "$hdr"
+assert "its header has a kid and typ JWT, and nothing else" \
+	python3 -c 'import json,sys; h=json.loads(sys.argv[1]); sys.exit(not (h.get("kid") and h.get("typ") == "JWT" and set(h) <= {"alg","kid","typ"}))' "$hdr"
+assert "its sub is the caller's SPIFFE ID" \
+	python3 -c 'import json,sys; p=json.loads(sys.argv[1]); sys.exit(p["sub"] != sys.argv[2])' "$pl" "$want"
+assert "its aud holds both audiences" \
+	python3 -c 'import json,sys; p=json.loads(sys.argv[1]); sys.exit(sorted(p["aud"]) != ["aud-1","aud-2"])' "$pl"
+assert "it has exp" python3 -c 'import json,sys; p=json.loads(sys.argv[1]); sys.exit(not isinstance(p.get("exp"), int))' "$pl"
+
+# --- ValidateJWTSVID (Workload API 5.2.3) ---------------------------------
+check "ValidateJWTSVID without an audience: InvalidArgument" 67 \
+	g "${H[@]}" -d "{\"svid\":\"$jwt\"}" ValidateJWTSVID
+check "ValidateJWTSVID without an svid: InvalidArgument" 67 \
+	g "${H[@]}" -d '{"audience":"aud-1"}' ValidateJWTSVID
+check "ValidateJWTSVID for an audience not in aud: InvalidArgument" 67 \
+	g "${H[@]}" -d "{\"audience\":\"aud-3\",\"svid\":\"$jwt\"}" ValidateJWTSVID
+check "ValidateJWTSVID for aud-2" 0 g "${H[@]}" -d "{\"audience\":\"aud-2\",\"svid\":\"$jwt\"}" ValidateJWTSVID
+assert "returns the SPIFFE ID" grep -qF "\"spiffeId\": \"$want\"" "$D/out"
+assert "and the SPIFFE claims (sub, aud, exp)" \
+	python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["claims"]; sys.exit(not {"sub","aud","exp"} <= set(c))' "$D/out"
+
+# --- the WIT-SVID profile (Workload API 6) --------------------------------
+check "FetchWITSVID: Unimplemented" 76 g "${H[@]}" -d '{}' FetchWITSVID
+check "FetchWITBundles: Unimplemented" 76 g "${H[@]}" -d '{}' FetchWITBundles
+
+# --- a caller with no identity (Workload Endpoint 6) ----------------------
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
+	cp "$grpcurl" "$D/grpcurl" && chmod 0755 "$D/grpcurl"
+	grpcurl=$D/grpcurl
+	nb() { HOME=/ setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups "$@"; }
+	for m in FetchX509SVID FetchX509Bundles FetchJWTBundles; do
+		check "no identity: $m is PermissionDenied" 71 nb bash -c \
+			'timeout 60 "$0" -plaintext -max-time 50 -H workload.spiffe.io:true -d "{}" "$1" "SpiffeWorkloadAPI/$2"' \
+			"$grpcurl" "unix://$S" $m
+	done
+	check "no identity: FetchJWTSVID is PermissionDenied" 71 nb "$grpcurl" -plaintext \
+		-H workload.spiffe.io:true -d '{"audience":["x"]}' "unix://$S" SpiffeWorkloadAPI/FetchJWTSVID
+	check "no identity: ValidateJWTSVID still validates (no identity needed)" 0 nb "$grpcurl" \
+		-plaintext -H workload.spiffe.io:true -d "{\"audience\":\"aud-1\",\"svid\":\"$jwt\"}" \
+		"unix://$S" SpiffeWorkloadAPI/ValidateJWTSVID
+	check "no identity: reflection still lists the services" 0 nb "$grpcurl" -plaintext \
+		"unix://$S" list
+else
+	echo "# not root (or no setpriv): the no-identity checks did not run"
+fi
+
+if grep -q "grpc: reset stream\|grpc: ending the connection" "$D/agent.err"; then
+	bad "the agent reset a stream or connection"
+	grep "grpc: " "$D/agent.err" | head -5 | sed 's/^/#   /'
+else
+	ok "the agent reset no stream"
+fi
+echo "1..$n"
+[ "$fails" -eq 0 ]
