@@ -127,6 +127,62 @@ assert "returns the SPIFFE ID" grep -qF "\"spiffeId\": \"$want\"" "$D/out"
 assert "and the SPIFFE claims (sub, aud, exp)" \
 	python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["claims"]; sys.exit(not {"sub","aud","exp"} <= set(c))' "$D/out"
 
+# --- the first message of each stream (Workload API 4.3, 5.1, 5.2) --------
+# first METHOD: the stream's first message (JSON) in $D/first.json; grpcurl
+# is stopped once a whole message is out, or fails the check after 60 s.
+first() {
+	local gp
+	: >"$D/first.json"
+	"$grpcurl" -plaintext -H workload.spiffe.io:true -d '{}' "unix://$S" "SpiffeWorkloadAPI/$1" \
+		>"$D/first.json" 2>"$D/first.err" &
+	gp=$!
+	for _ in $(seq 1 600); do
+		grep -q '^}' "$D/first.json" && break
+		kill -0 $gp 2>/dev/null || break
+		sleep 0.1
+	done
+	kill $gp 2>/dev/null
+	wait $gp 2>/dev/null
+	sed -i '/^}/q' "$D/first.json"
+	grep -q '^}' "$D/first.json"
+}
+# py FILE CODE: run CODE with m = the JSON message in FILE, b64 = base64 decode
+py() {
+	python3 -c "import base64,json,sys,subprocess
+m=json.load(open(sys.argv[1])); b64=base64.b64decode
+$2" "$1"
+}
+assert "FetchX509SVID sends a first message" first FetchX509SVID
+assert "it holds the caller's X.509-SVID" py "$D/first.json" \
+	"sys.exit(len(m['svids']) < 1 or m['svids'][0]['spiffeId'] != '$want')"
+assert "hints are unique among its SVIDs" py "$D/first.json" \
+	"h=[s.get('hint','') for s in m['svids'] if s.get('hint')]; sys.exit(len(h) != len(set(h)))"
+py "$D/first.json" "s=m['svids'][0]
+open(sys.argv[1]+'.chain','wb').write(b64(s['x509Svid']))
+open(sys.argv[1]+'.key','wb').write(b64(s['x509SvidKey']))
+open(sys.argv[1]+'.bundle','wb').write(b64(s['bundle']))"
+assert "x509_svid_key is unencrypted PKCS#8 (DER)" \
+	openssl pkey -inform DER -in "$D/first.json.key" -noout
+assert "x509_svid starts with the leaf: its URI SAN is the SPIFFE ID" bash -c \
+	'openssl x509 -inform DER -in "$1" -noout -ext subjectAltName | grep -qF "URI:$2"' _ \
+	"$D/first.json.chain" "$want"
+assert "the leaf's public key is the key's" bash -c \
+	'[ "$(openssl x509 -inform DER -in "$1" -noout -pubkey)" = "$(openssl pkey -inform DER -in "$2" -pubout)" ]' \
+	_ "$D/first.json.chain" "$D/first.json.key"
+assert "its bundle is a CA certificate (DER)" bash -c \
+	'openssl x509 -inform DER -in "$1" -noout -ext basicConstraints | grep -q "CA:TRUE"' _ \
+	"$D/first.json.bundle"
+
+assert "FetchX509Bundles sends a first message" first FetchX509Bundles
+assert "it holds the bundle of the agent's trust domain" py "$D/first.json" \
+	"sys.exit('spiffe://cluster.local' not in m['bundles'] and 'cluster.local' not in m['bundles'])"
+
+assert "FetchJWTBundles sends a first message" first FetchJWTBundles
+assert "it holds the JWKS of the agent's trust domain" py "$D/first.json" \
+	"b=m['bundles']; k=[k for k in b if k in ('spiffe://cluster.local','cluster.local')]; sys.exit(not k)"
+assert "every key in it has use jwt-svid and a kid" py "$D/first.json" \
+	"ks=[k for v in m['bundles'].values() for k in json.loads(b64(v))['keys']]; sys.exit(not ks or any(k.get('use') != 'jwt-svid' or not k.get('kid') for k in ks))"
+
 # --- the WIT-SVID profile (Workload API 6) --------------------------------
 check "FetchWITSVID: Unimplemented" 76 g "${H[@]}" -d '{}' FetchWITSVID
 check "FetchWITBundles: Unimplemented" 76 g "${H[@]}" -d '{}' FetchWITBundles
