@@ -83,7 +83,7 @@ for m in FetchX509SVID FetchX509Bundles FetchJWTSVID FetchJWTBundles ValidateJWT
 	check "$m with workload.spiffe.io: 1: InvalidArgument" 67 g -H workload.spiffe.io:1 -d "$d" $m
 done
 
-# --- FetchJWTSVID (Workload API 5.2.1; JWT-SVID 2, 3) ----------------------
+# --- FetchJWTSVID (Workload API 6.2.1; JWT-SVID 2, 3) ----------------------
 check "FetchJWTSVID without an audience: InvalidArgument" 67 g "${H[@]}" -d '{}' FetchJWTSVID
 check "FetchJWTSVID with an empty audience: InvalidArgument" 67 \
 	g "${H[@]}" -d '{"audience":[""]}' FetchJWTSVID
@@ -115,7 +115,7 @@ assert "its aud holds both audiences" \
 	python3 -c 'import json,sys; p=json.loads(sys.argv[1]); sys.exit(sorted(p["aud"]) != ["aud-1","aud-2"])' "$pl"
 assert "it has exp" python3 -c 'import json,sys; p=json.loads(sys.argv[1]); sys.exit(not isinstance(p.get("exp"), int))' "$pl"
 
-# --- ValidateJWTSVID (Workload API 5.2.3) ---------------------------------
+# --- ValidateJWTSVID (Workload API 6.2.3) ---------------------------------
 check "ValidateJWTSVID without an audience: InvalidArgument" 67 \
 	g "${H[@]}" -d "{\"svid\":\"$jwt\"}" ValidateJWTSVID
 check "ValidateJWTSVID without an svid: InvalidArgument" 67 \
@@ -127,7 +127,7 @@ assert "returns the SPIFFE ID" grep -qF "\"spiffeId\": \"$want\"" "$D/out"
 assert "and the SPIFFE claims (sub, aud, exp)" \
 	python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["claims"]; sys.exit(not {"sub","aud","exp"} <= set(c))' "$D/out"
 
-# --- the first message of each stream (Workload API 4.3, 5.1, 5.2) --------
+# --- the first message of each stream (Workload API 4.3, 5.2, 6.2) --------
 # first METHOD: the stream's first message (JSON) in $D/first.json; grpcurl
 # is stopped once a whole message is out, or fails the check after 60 s.
 first() {
@@ -183,7 +183,7 @@ assert "it holds the JWKS of the agent's trust domain" py "$D/first.json" \
 assert "every key in it has use jwt-svid and a kid" py "$D/first.json" \
 	"ks=[k for v in m['bundles'].values() for k in json.loads(b64(v))['keys']]; sys.exit(not ks or any(k.get('use') != 'jwt-svid' or not k.get('kid') for k in ks))"
 
-# --- the WIT-SVID profile (Workload API 6) --------------------------------
+# --- the WIT-SVID profile (Workload API 7) --------------------------------
 check "FetchWITSVID: Unimplemented" 76 g "${H[@]}" -d '{}' FetchWITSVID
 check "FetchWITBundles: Unimplemented" 76 g "${H[@]}" -d '{}' FetchWITBundles
 
