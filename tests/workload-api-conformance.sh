@@ -54,7 +54,24 @@ S=$D/agent.sock
 want="spiffe://cluster.local/unix/uid/$(id -u)"
 . "$(dirname "$0")/lib/tap.sh"
 
-"$agent" --dev --state-dir "$D/state" --socket "$S" >"$D/agent.out" 2>"$D/agent.err" &
+# beside the dev identity: two entries that share a hint, and one more
+cat >"$D/entries.yaml" <<EOF
+entries:
+  - name: hint-a
+    spiffe_id: spiffe://{td}/hint/a/{unix:uid}
+    selectors: [unix:uid:$(id -u)]
+    hint: same
+  - name: hint-b
+    spiffe_id: spiffe://{td}/hint/b/{unix:uid}
+    selectors: [unix:uid:$(id -u)]
+    hint: same
+  - name: hint-c
+    spiffe_id: spiffe://{td}/hint/c/{unix:uid}
+    selectors: [unix:uid:$(id -u)]
+    hint: other
+EOF
+"$agent" --dev --entries "$D/entries.yaml" --state-dir "$D/state" --socket "$S" \
+	>"$D/agent.out" 2>"$D/agent.err" &
 pid=$!
 for _ in $(seq 1 300); do
 	[ -S "$S" ] && "$cubeid" status --socket "$S" >/dev/null 2>&1 && break
@@ -92,7 +109,11 @@ check "FetchJWTSVID for a spiffe_id the caller does not hold: PermissionDenied" 
 check "FetchJWTSVID for the caller's own spiffe_id" 0 \
 	g "${H[@]}" -d "{\"audience\":[\"x\"],\"spiffeId\":\"$want\"}" FetchJWTSVID
 assert "returns that identity" grep -qF "\"spiffeId\": \"$want\"" "$D/out"
-check "FetchJWTSVID with two audiences" 0 g "${H[@]}" -d '{"audience":["aud-1","aud-2"]}' FetchJWTSVID
+check "FetchJWTSVID without spiffe_id: one JWT-SVID per identity" 0 \
+	g "${H[@]}" -d '{"audience":["x"]}' FetchJWTSVID
+assert "four identities, four tokens" test "$(grep -c '"svid":' "$D/out")" -eq 4
+check "FetchJWTSVID with two audiences" 0 \
+	g "${H[@]}" -d "{\"audience\":[\"aud-1\",\"aud-2\"],\"spiffeId\":\"$want\"}" FetchJWTSVID
 jwt=$(sed -n 's/.*"svid": "\([^"]*\)".*/\1/p' "$D/out" | head -n1)
 b64d() { # base64url without padding, decoded
 	local s
@@ -153,19 +174,20 @@ m=json.load(open(sys.argv[1])); b64=base64.b64decode
 $2" "$1"
 }
 assert "FetchX509SVID sends a first message" first FetchX509SVID
-assert "it holds the caller's X.509-SVID" py "$D/first.json" \
-	"sys.exit(len(m['svids']) < 1 or m['svids'][0]['spiffeId'] != '$want')"
-assert "hints are unique among its SVIDs" py "$D/first.json" \
-	"h=[s.get('hint','') for s in m['svids'] if s.get('hint')]; sys.exit(len(h) != len(set(h)))"
+assert "it holds the caller's four X.509-SVIDs" py "$D/first.json" \
+	"sys.exit(len(m['svids']) != 4 or '$want' not in [s['spiffeId'] for s in m['svids']])"
+assert "hints are unique among its SVIDs (two entries share one)" py "$D/first.json" \
+	"h=[s.get('hint','') for s in m['svids'] if s.get('hint')]; sys.exit(len(h) != len(set(h)) or sorted(h) != ['other','same'])"
 py "$D/first.json" "s=m['svids'][0]
 open(sys.argv[1]+'.chain','wb').write(b64(s['x509Svid']))
 open(sys.argv[1]+'.key','wb').write(b64(s['x509SvidKey']))
-open(sys.argv[1]+'.bundle','wb').write(b64(s['bundle']))"
+open(sys.argv[1]+'.bundle','wb').write(b64(s['bundle']))
+open(sys.argv[1]+'.id','w').write(s['spiffeId'])"
 assert "x509_svid_key is unencrypted PKCS#8 (DER)" \
 	openssl pkey -inform DER -in "$D/first.json.key" -noout
 assert "x509_svid starts with the leaf: its URI SAN is the SPIFFE ID" bash -c \
 	'openssl x509 -inform DER -in "$1" -noout -ext subjectAltName | grep -qF "URI:$2"' _ \
-	"$D/first.json.chain" "$want"
+	"$D/first.json.chain" "$(cat "$D/first.json.id")"
 assert "the leaf's public key is the key's" bash -c \
 	'[ "$(openssl x509 -inform DER -in "$1" -noout -pubkey)" = "$(openssl pkey -inform DER -in "$2" -pubout)" ]' \
 	_ "$D/first.json.chain" "$D/first.json.key"
