@@ -75,6 +75,8 @@ for m in "FetchX509SVID ( .X509SVIDRequest ) returns ( stream .X509SVIDResponse 
 	"ValidateJWTSVID ( .ValidateJWTSVIDRequest ) returns ( .ValidateJWTSVIDResponse )"; do
 	assert "describe shows rpc ${m%% *}" grep -qF "rpc $m;" "$D/out"
 done
+assert "SpiffeWorkloadAPI has the spec's seven RPCs and no other" \
+	test "$(grep -c '^  rpc ' "$D/out")" -eq 7
 
 # A message in an imported file: ValidateJWTSVIDResponse.claims is a
 # google.protobuf.Struct (struct.proto comes along as a dependency).

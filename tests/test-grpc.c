@@ -745,6 +745,9 @@ START_TEST(test_no_listener_is_unavailable)
 	ck_assert_ptr_nonnull(strstr(st.message, "/nonexistent/cubeid/agent.sock"));
 	o.socket = "tcp://127.0.0.1:1";
 	ck_assert_int_eq(cubeid_wl_fetch_x509(&o, &x, &st), CUBEID_ERR_INVALID_ARG);
+	/* Workload Endpoint 4: a unix URI has no authority */
+	o.socket = "unix://host/run/cubeid/agent.sock";
+	ck_assert_int_eq(cubeid_wl_fetch_x509(&o, &x, &st), CUBEID_ERR_INVALID_ARG);
 }
 END_TEST
 
