@@ -283,6 +283,9 @@ grpc_reflection_answer(const struct grpc_method *m, size_t n, const uint8_t *req
 	Grpc__Reflection__V1__ExtensionNumberResponse enr =
 	        GRPC__REFLECTION__V1__EXTENSION_NUMBER_RESPONSE__INIT;
 	Grpc__Reflection__V1__ErrorResponse err = GRPC__REFLECTION__V1__ERROR_RESPONSE__INIT;
+	Grpc__Reflection__V1__ServerReflectionRequest orig =
+	        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+	Grpc__Reflection__V1__ExtensionRequest ext = GRPC__REFLECTION__V1__EXTENSION_REQUEST__INIT;
 	Grpc__Reflection__V1__ServiceResponse svc[REFL_MAX_SERVICES];
 	Grpc__Reflection__V1__ServiceResponse *svcp[REFL_MAX_SERVICES];
 	ProtobufCBinaryData blobs[REFL_MAX_FILES];
@@ -300,8 +303,37 @@ grpc_reflection_answer(const struct grpc_method *m, size_t n, const uint8_t *req
 		return idx.err;
 	if ((rq = grpc__reflection__v1__server_reflection_request__unpack(NULL, len, req)) == NULL)
 		return CUBEID_ERR_PARSE;
+	/* the request as it is echoed: its known fields only (protobuf-c
+	 * would pack unknown ones back, however malformed) */
+	orig.host = rq->host;
+	orig.message_request_case = rq->message_request_case;
+	switch (rq->message_request_case) {
+	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION:
+		if (rq->file_containing_extension != NULL) {
+			ext.containing_type = rq->file_containing_extension->containing_type;
+			ext.extension_number = rq->file_containing_extension->extension_number;
+		}
+		orig.file_containing_extension = &ext;
+		break;
+	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
+		orig.file_by_filename = rq->file_by_filename;
+		break;
+	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL:
+		orig.file_containing_symbol = rq->file_containing_symbol;
+		break;
+	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE:
+		orig.all_extension_numbers_of_type = rq->all_extension_numbers_of_type;
+		break;
+	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
+		orig.list_services = rq->list_services;
+		break;
+	default:
+		orig.message_request_case =
+		        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST__NOT_SET;
+		break;
+	}
 	rs.valid_host = rq->host;
-	rs.original_request = rq;
+	rs.original_request = &orig;
 	switch (rq->message_request_case) {
 	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
 		for (i = 0; i < idx.n_services; i++) {
