@@ -5,7 +5,9 @@
 # token).  grpcurl lists the services, describes SpiffeWorkloadAPI and a
 # message, and calls FetchJWTSVID with the descriptors it read through
 # reflection (and without the security header: InvalidArgument).  An
-# unknown symbol is an error, and the agent resets no stream.
+# unknown symbol is an error, and the agent resets no stream.  grpcio's
+# reflection client (grpcio-reflection, pip, in the cached virtualenv of
+# tests/lib/python-peers.sh) does the same over v1alpha.
 # grpcurl v1.9.3 dials TCP even with -unix (its BlockingDial drops the
 # network): the socket is given as a unix:// target, which grpc-go resolves.
 #
@@ -103,6 +105,30 @@ assert "with InvalidArgument" grep -q "Code: InvalidArgument" "$D/err"
 
 check "grpcurl describe of an unknown symbol fails" 1 g "unix://$S" describe no.Such.Thing
 assert "as not found" grep -qi "not found" "$D/err"
+
+# grpcio's reflection client speaks v1alpha only (grpcurl asks v1 first)
+py=$(CUBEID_SRCDIR=$srcdir bash "$srcdir/tests/lib/python-peers.sh" python)
+prc=$?
+if [ $prc -eq 3 ] && [ "${CI:-}" != true ]; then
+	echo "# SKIP: no usable python3 with venv: the grpcio-reflection (v1alpha) checks did NOT run"
+elif [ $prc -ne 0 ]; then
+	bad "grpcio-reflection could not be installed (python-peers.sh exit $prc)"
+else
+	PYTHONWARNINGS=ignore timeout 300 "$py" "$srcdir/tests/python/reflection_v1alpha.py" \
+		"$S" "$want" >"$D/py.out" 2>"$D/py.err"
+	prc=$?
+	while IFS= read -r line; do
+		case $line in
+		"ok - "*) ok "${line#ok - }" ;;
+		"not ok - "*) bad "${line#not ok - }" ;;
+		"#"*) echo "$line" ;;
+		esac
+	done <"$D/py.out"
+	[ $prc -eq 0 ] && ok "the Python client exited 0" || {
+		bad "the Python client exited $prc"
+		tail -20 "$D/py.err" | sed 's/^/#   /'
+	}
+fi
 
 if grep -q "grpc: reset stream\|grpc: ending the connection" "$D/agent.err"; then
 	bad "the agent reset a grpcurl stream or connection"

@@ -65,7 +65,7 @@ EXTRA_DIST += tests/grpc-reflection.sh tests/workload-api-conformance.sh
 EXTRA_DIST += tests/interop-java.sh tests/lib/java-peers.sh tests/java/pom.xml \
 	tests/java/CubeidJavaInterop.java \
 	tests/interop-python.sh tests/lib/python-peers.sh tests/python/requirements.txt \
-	tests/python/pyspiffe_interop.py
+	tests/python/pyspiffe_interop.py tests/python/reflection_v1alpha.py
 
 # The TLS loader (issue 5): tests/test-tls with certificates from a CA in a
 # real SoftHSM2 token; tests/tls-test-util.* is shared with bench/tls.
