@@ -186,11 +186,16 @@ typedef struct grpc_call grpc_call;
 #define GRPC_INTERNAL           13
 #define GRPC_UNAVAILABLE        14
 
-/* Called on the loop thread once the whole request message has arrived. */
+/* Called on the loop thread once the whole request message has arrived;
+ * for a client-streaming method, once its request headers were accepted
+ * (see grpc_call_set_stream()). */
 typedef void (*grpc_handler)(grpc_call *call, void *ctx);
+/* grpc_method.streams: which sides stream (0: unary; true is SERVER) */
+#define GRPC_STREAM_SERVER 1u
+#define GRPC_STREAM_CLIENT 2u
 struct grpc_method {
 	const char *path; /* "/SpiffeWorkloadAPI/FetchX509SVID" */
-	bool server_streaming;
+	unsigned streams; /* GRPC_STREAM_* */
 	grpc_handler fn;
 };
 struct grpc_limits {
@@ -238,9 +243,40 @@ int grpc_call_send(grpc_call *c, const uint8_t *msg, size_t len);
  * goes to the socket without a copy in nghttp2's buffers.  Call it before
  * the first grpc_call_send(). */
 void grpc_call_set_sensitive(grpc_call *c);
+/* A client-streaming method's handler (it runs before any request
+ * message) takes the request messages one by one: on_message runs for each
+ * as it arrives (msg is borrowed for the callback only), on_end at the
+ * client's half-close, and on_end must finish the call.  A stream takes at
+ * most max_messages messages of at most max_bytes each (capped by
+ * grpc_limits.max_message); past either the call ends with
+ * RESOURCE_EXHAUSTED.  Once the call is finished nothing more runs. */
+typedef void (*grpc_message_fn)(grpc_call *c, void *user, const uint8_t *msg, size_t len);
+void grpc_call_set_stream(grpc_call *c, unsigned max_messages, size_t max_bytes,
+                          grpc_message_fn on_message, void (*on_end)(grpc_call *c, void *user));
 /* End the call with a status (trailers).  After this, or after on_close
  * runs (client cancelled or vanished), the call must not be used. */
 int grpc_call_finish(grpc_call *c, int status, const char *message);
+
+/* gRPC server reflection (grpc-reflection.c): the lines of a server's
+ * method table that serve grpc.reflection.v1 and v1alpha.  The server then
+ * describes, from the descriptors compiled into the agent, every service
+ * that has a method in its table; it needs no attestation (the schema is
+ * public). */
+void grpc_reflection_handler(grpc_call *call, void *ctx);
+// clang-format off
+#define GRPC_REFLECTION_METHODS \
+	{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", \
+	 GRPC_STREAM_SERVER | GRPC_STREAM_CLIENT, grpc_reflection_handler}, \
+	{"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", \
+	 GRPC_STREAM_SERVER | GRPC_STREAM_CLIENT, grpc_reflection_handler}
+// clang-format on
+/* The answer to one ServerReflectionRequest (req, len bytes) from a server
+ * whose table is m[0..n): a serialized ServerReflectionResponse in *out
+ * (caller frees), or a negative code (CUBEID_ERR_PARSE: not a request). */
+int grpc_reflection_answer(const struct grpc_method *m, size_t n, const uint8_t *req, size_t len,
+                           uint8_t **out, size_t *out_len);
+#define GRPC_REFLECTION_MAX_REQUEST  4096 /* bytes of one request */
+#define GRPC_REFLECTION_MAX_REQUESTS 256  /* requests on one stream */
 
 /* ------------------------------------------------- config (config.c) */
 /* The agent's config file (YAML; docs/config.md).  Every field has a

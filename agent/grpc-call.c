@@ -121,6 +121,17 @@ grpc_call_user(grpc_call *c)
 	return c->user;
 }
 
+void
+grpc_call_set_stream(grpc_call *c, unsigned max_messages, size_t max_bytes,
+                     grpc_message_fn on_message, void (*on_end)(grpc_call *c, void *user))
+{
+	c->in_max = max_messages;
+	if (max_bytes < c->req.max)
+		c->req.max = max_bytes; /* no message was buffered yet */
+	c->on_message = on_message;
+	c->on_end = on_end;
+}
+
 /* ------------------------------------------------------------- output */
 
 static ssize_t
@@ -461,6 +472,65 @@ on_header_cb(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *nam
 	return c->turn >= GRPC_TURN_FIELDS ? NGHTTP2_ERR_PAUSE : 0;
 }
 
+/* The status for a request the deframer refused (req_err), or for a
+ * request that is not one whole message. */
+static void
+request_error(struct grpc_call *call, int err)
+{
+	char m[96];
+
+	if (err == CUBEID_ERR_TOO_LARGE) {
+		snprintf(m, sizeof(m), "request message larger than %zu bytes", call->req.max);
+		grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED, m);
+	} else if (err == CUBEID_ERR_UNSUPPORTED) {
+		grpc_call_finish(call, GRPC_UNIMPLEMENTED,
+		                 "compressed messages are not supported (no grpc-encoding)");
+	} else {
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "malformed request message");
+	}
+}
+
+/* DATA of a client-streaming call: each whole message goes to its handler
+ * at once, up to in_max of them; a bad one ends the call. */
+static void
+stream_data(struct grpc_call *call, const uint8_t *data, size_t len)
+{
+	while (!call->finished && len > 0) {
+		const uint8_t *msg;
+		size_t used, mlen;
+		int r = grpc_deframer_push(&call->req, data, len, &used, &msg, &mlen);
+
+		data += used;
+		len -= used;
+		if (r < 0) {
+			grpc_deframer_clear(&call->req);
+			request_error(call, r);
+		} else if (r == 1) {
+			call->conn->got_request = true;
+			if (++call->in_count > call->in_max || call->on_message == NULL)
+				grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED,
+				                 "too many request messages on one stream");
+			else
+				call->on_message(call, call->user, msg, mlen);
+		}
+	}
+}
+
+/* The client half-closed a client-streaming call. */
+static void
+stream_end(struct grpc_call *call)
+{
+	if (call->finished)
+		return;
+	if (!grpc_deframer_idle(&call->req))
+		grpc_call_finish(call, GRPC_INVALID_ARGUMENT,
+		                 "the last request message is cut short");
+	else if (call->on_end != NULL)
+		call->on_end(call, call->user);
+	else
+		grpc_call_finish(call, GRPC_OK, NULL);
+}
+
 static int
 on_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t *data,
                  size_t len, void *user)
@@ -472,6 +542,10 @@ on_data_chunk_cb(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const ui
 		return 0;
 	if ((why = grpc_http_data(&call->http, len)) != NULL) {
 		call_refuse(call, why);
+		return 0;
+	}
+	if (call->streaming_in) {
+		stream_data(call, data, len);
 		return 0;
 	}
 	while (!call->dispatched && call->req_err == 0 && len > 0) {
@@ -514,6 +588,10 @@ check_headers(struct grpc_call *call)
 	} else if (call->method == NULL) {
 		call->dispatched = true;
 		submit_trailers_only(call, 200, GRPC_UNIMPLEMENTED, "unknown method");
+	} else if (call->method->streams & GRPC_STREAM_CLIENT) {
+		/* the handler runs now and takes the messages as they come */
+		call->dispatched = call->streaming_in = true;
+		call->method->fn(call, call->conn->srv->ctx);
 	}
 }
 
@@ -567,7 +645,10 @@ on_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 		check_headers(call);
 	if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
 		call->conn->got_request = true;
-		dispatch(call);
+		if (call->streaming_in)
+			stream_end(call);
+		else
+			dispatch(call);
 	}
 	return 0;
 }

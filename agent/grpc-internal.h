@@ -97,6 +97,12 @@ struct grpc_call {
 	size_t out_off, out_len, out_cap;
 	void *user;
 	void (*on_close)(grpc_call *c, void *user);
+	/* a client-streaming method (grpc_call_set_stream): its handler ran
+	 * at the headers; each request message goes to on_message */
+	bool streaming_in;
+	unsigned in_count, in_max;
+	grpc_message_fn on_message;
+	void (*on_end)(grpc_call *c, void *user);
 };
 
 struct conn {

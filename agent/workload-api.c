@@ -347,7 +347,7 @@ x509_maybe_send(struct wcall *wc, bool force)
 	X509SVIDResponse resp = X509_SVIDRESPONSE__INIT;
 	X509SVID *svids = NULL, **pv = NULL;
 	uint8_t *buf = NULL;
-	size_t i, len = 0;
+	size_t i, j, len = 0;
 	bool changed = force || !wc->sent_once || wc->set_changed;
 	int rc;
 
@@ -385,6 +385,16 @@ x509_maybe_send(struct wcall *wc, bool force)
 		svids[i].bundle.data = a->bundle_der;
 		svids[i].bundle.len = a->bundle_der_len;
 		svids[i].hint = it->hint != NULL ? it->hint : (char *)"";
+		/* Workload API 5.2.1: a hint is unique in a response; two
+		 * entries with one hint keep it on the first SVID only */
+		for (j = 0; svids[i].hint[0] != '\0' && j < i; j++)
+			if (strcmp(svids[j].hint, svids[i].hint) == 0) {
+				cubeid_info("%s and %s have the same hint '%s' for pid=%ld: "
+				            "sent with the first only",
+				            svids[j].spiffe_id, svids[i].spiffe_id, svids[i].hint,
+				            (long)wc->peer.pid);
+				svids[i].hint = (char *)"";
+			}
 		pv[i] = &svids[i];
 	}
 	resp.n_svids = wc->n_items;
@@ -1079,6 +1089,7 @@ const struct grpc_method wapi_methods[] = {
         {"/SpiffeWorkloadAPI/FetchWITBundles", true, h_unimplemented},
         {AGENT_STATUS_PATH, false, h_status},
         PICOD_METHODS,
+        GRPC_REFLECTION_METHODS,
 };
 const size_t wapi_n_methods = sizeof(wapi_methods) / sizeof(wapi_methods[0]);
 

@@ -19,7 +19,8 @@ EXTRA_DIST += docs/picod.md
 # troubleshooting.md covers every error code and that every page is linked
 # from README.md.
 EXTRA_DIST += docs/install.md docs/tpm.md docs/softhsm.md docs/systemd.md docs/kubernetes.md \
-	docs/operations.md docs/troubleshooting.md docs/spire-mode.md docs/sdk.md docs/federation.md
+	docs/operations.md docs/troubleshooting.md docs/spire-mode.md docs/sdk.md docs/federation.md \
+	docs/workload-api.md
 TESTS += tests/docs-errors.sh
 EXTRA_DIST += tests/docs-errors.sh
 # Threats, the tests that prove them, and the measurements

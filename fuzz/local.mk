@@ -61,6 +61,16 @@ fuzz_fuzz_grpc_http_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(NGHTTP2_CFLAGS)
 fuzz_fuzz_grpc_http_LDFLAGS = $(FUZZ_LINK_FLAGS)
 fuzz_fuzz_grpc_http_LDADD = $(FUZZ_LIBS) $(NGHTTP2_LIBS)
 
+# gRPC server reflection: its request parser and answers
+# (agent/grpc-reflection.c).
+if ENABLE_FUZZING
+noinst_PROGRAMS += fuzz/fuzz-grpc-reflection
+endif
+fuzz_fuzz_grpc_reflection_SOURCES = fuzz/fuzz-grpc-reflection.c
+fuzz_fuzz_grpc_reflection_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(PROTOBUFC_CFLAGS)
+fuzz_fuzz_grpc_reflection_LDFLAGS = $(FUZZ_LINK_FLAGS)
+fuzz_fuzz_grpc_reflection_LDADD = libagent.la $(FUZZ_LIBS) $(PROTOBUFC_LIBS)
+
 # Registration entries and the agent config (YAML via libyaml), and the
 # attestation pod-list JSON.
 if ENABLE_FUZZING

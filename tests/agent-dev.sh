@@ -340,6 +340,9 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 assert "an entry added by SIGHUP reaches the open stream" [ "$got" = yes ]
+msg=$(grep -m1 "spiffe://cluster.local/too/$uid" "$D/watch.out" | cut -d' ' -f1)
+assert "the message that brings it carries the first identity too (full state)" \
+	grep -q "^$msg spiffe://cluster.local/me/$uid serial=" "$D/watch.out"
 printf 'entries: []\n' >"$D/prod.yaml"
 kill -HUP "$pid"
 for _ in $(seq 1 100); do kill -0 "$wpid" 2>/dev/null || break; sleep 0.1; done

@@ -91,7 +91,8 @@ round() {
 	assert "$name: ready says why" \
 		[ "$(json "$D/out" "'token unavailable' in d['health']['why']")" = True ]
 	assert "$name: a mint fails while down" \
-		bash -c "! '$cubeid' jwt fetch --aud 'down-$name' --socket '$S' >/dev/null 2>&1"
+		bash -c "! '$cubeid' jwt fetch --aud 'down-$name' --socket '$S' >/dev/null 2>'$D/down.err'"
+	assert "$name: with Unavailable (Workload Endpoint 6)" grep -q "code=Unavailable" "$D/down.err"
 	issued0=$(json "$D/st" "d['metrics']['issued']['jwt']")
 	eval "$fix"
 	t0=$(now)

@@ -57,10 +57,15 @@ EXTRA_DIST += tests/lib/go-peers.sh tests/lib/tap.sh tests/lib/free-port.sh test
 # (tests/lib/java-peers.sh, tests/lib/python-peers.sh); no peer's code is
 # committed.
 TESTS += tests/interop-java.sh tests/interop-python.sh
+# gRPC server reflection with grpcurl (from the Go module proxy, cached).
+# and the Workload API rules no client library checks, asked with grpcurl
+# (docs/workload-api.md cites them).
+TESTS += tests/grpc-reflection.sh tests/workload-api-conformance.sh
+EXTRA_DIST += tests/grpc-reflection.sh tests/workload-api-conformance.sh
 EXTRA_DIST += tests/interop-java.sh tests/lib/java-peers.sh tests/java/pom.xml \
 	tests/java/CubeidJavaInterop.java \
 	tests/interop-python.sh tests/lib/python-peers.sh tests/python/requirements.txt \
-	tests/python/pyspiffe_interop.py
+	tests/python/pyspiffe_interop.py tests/python/reflection_v1alpha.py
 
 # The TLS loader (issue 5): tests/test-tls with certificates from a CA in a
 # real SoftHSM2 token; tests/tls-test-util.* is shared with bench/tls.

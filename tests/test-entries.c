@@ -304,6 +304,24 @@ START_TEST(test_errors_name_file_and_line)
 	parse_fails("entries:\n  - spiffe_id: spiffe://{td}/a\n    selectors: [unix:uid:1]\n"
 	            "    dns: [\"bad name\"]\n",
 	            "t.yaml:4: bad DNS name 'bad name'");
+	{
+		/* Workload API 8: a hint of at most 1024 bytes */
+		char y[1400], h[1026];
+
+		memset(h, 'h', 1025);
+		h[1025] = '\0';
+		snprintf(y, sizeof(y),
+		         "entries:\n  - spiffe_id: spiffe://{td}/a\n    selectors: [unix:uid:1]\n"
+		         "    hint: %s\n",
+		         h);
+		parse_fails(y, "t.yaml:4: bad hint (printable, at most 1024)");
+		h[1024] = '\0';
+		snprintf(y, sizeof(y),
+		         "entries:\n  - spiffe_id: spiffe://{td}/a\n    selectors: [unix:uid:1]\n"
+		         "    hint: %s\n",
+		         h);
+		entries_free(parse_ok(y));
+	}
 	parse_fails("entrys: []\n", "t.yaml:1: unknown key 'entrys'");
 	parse_fails("entries: [a, b\n", "t.yaml:");
 	parse_fails("entries: []\n---\nentries: []\n", "only one YAML document");

@@ -28,8 +28,13 @@
 
 #include <openssl/rand.h>
 
+#include <nghttp2/nghttp2.h>
+
 #include "agent/agent.h"
+#include "agent/descriptor.pb-c.h"
+#include "agent/reflection.pb-c.h"
 #include "spiffe/workload.pb-c.h"
+#include "common/grpc-frame.h"
 #include "common/pb-depth.h"
 #include "tests/h2-test-util.h"
 #include "tests/harness.h"
@@ -296,6 +301,7 @@ static const struct grpc_method methods[] = {
         {"/SpiffeWorkloadAPI/FetchJWTBundles", true, h_fetch_jwt_bundles},
         {"/SpiffeWorkloadAPI/ValidateJWTSVID", false, h_validate},
         {"/test.Secret/Fetch", true, h_secret},
+        GRPC_REFLECTION_METHODS,
 };
 
 /* ------------------------------------------------------------- fixture */
@@ -738,6 +744,9 @@ START_TEST(test_no_listener_is_unavailable)
 	ck_assert_ptr_null(x);
 	ck_assert_ptr_nonnull(strstr(st.message, "/nonexistent/cubeid/agent.sock"));
 	o.socket = "tcp://127.0.0.1:1";
+	ck_assert_int_eq(cubeid_wl_fetch_x509(&o, &x, &st), CUBEID_ERR_INVALID_ARG);
+	/* Workload Endpoint 4: a unix URI has no authority */
+	o.socket = "unix://host/run/cubeid/agent.sock";
 	ck_assert_int_eq(cubeid_wl_fetch_x509(&o, &x, &st), CUBEID_ERR_INVALID_ARG);
 }
 END_TEST
@@ -1721,6 +1730,372 @@ START_TEST(test_streams_over_the_users_share_are_refused)
 }
 END_TEST
 
+/* ------------------------------------------------------------- reflection */
+
+/* A raw HTTP/2 client for one bidirectional stream at a time: requests go
+ * out as they are written, answers are read frame by frame (HPACK decoded
+ * by nghttp2's inflater, since the server's header blocks are compressed). */
+struct rconn {
+	int fd;
+	nghttp2_hd_inflater *inf;
+	uint8_t in[256 * 1024];
+	size_t have;
+	uint8_t msg[64 * 1024]; /* the stream's DATA payload, not yet framed */
+	size_t mlen;
+};
+
+static void
+rconn_open(struct rconn *rc)
+{
+	uint8_t b[64];
+	size_t off;
+
+	memset(rc, 0, sizeof(*rc));
+	rc->fd = raw_h2_start(b, &off);
+	ck_assert_int_ge(rc->fd, 0);
+	ck_assert_int_eq(write(rc->fd, b, off), (ssize_t)off);
+	ck_assert_int_eq(nghttp2_hd_inflate_new(&rc->inf), 0);
+}
+
+static void
+rconn_close(struct rconn *rc)
+{
+	close(rc->fd);
+	nghttp2_hd_inflate_del(rc->inf);
+}
+
+static void
+rconn_headers(struct rconn *rc, uint32_t sid, const char *path)
+{
+	uint8_t b[512];
+	size_t hb = 9, end = hb;
+
+	put_hdr(b, &end, ":method", "POST");
+	put_hdr(b, &end, ":scheme", "http");
+	put_hdr(b, &end, ":path", path);
+	put_hdr(b, &end, ":authority", "localhost");
+	put_hdr(b, &end, "content-type", "application/grpc");
+	put_hdr(b, &end, "te", "trailers");
+	put_frame_hdr(b, end - hb, 0x1, 0x4, sid);
+	ck_assert_int_eq(write(rc->fd, b, end), (ssize_t)end);
+}
+
+/* One gRPC message of n bytes on stream sid (end: with END_STREAM). */
+static void
+rconn_data(struct rconn *rc, uint32_t sid, const uint8_t *p, size_t n, bool end)
+{
+	uint8_t *b = malloc(9 + 5 + n);
+
+	ck_assert_ptr_nonnull(b);
+	put_frame_hdr(b, 5 + n, 0x0, end ? 0x1 : 0, sid);
+	grpc_frame_header(b + 9, n);
+	if (n > 0)
+		memcpy(b + 14, p, n);
+	ck_assert_int_eq(write(rc->fd, b, 14 + n), (ssize_t)(14 + n));
+	free(b);
+}
+
+/* END_STREAM alone: the client half-closes stream sid. */
+static void
+rconn_end(struct rconn *rc, uint32_t sid)
+{
+	uint8_t b[9];
+
+	put_frame_hdr(b, 0, 0x0, 0x1, sid);
+	ck_assert_int_eq(write(rc->fd, b, 9), 9);
+}
+
+static void
+rconn_request(struct rconn *rc, uint32_t sid,
+              const Grpc__Reflection__V1__ServerReflectionRequest *rq, bool end)
+{
+	size_t n = grpc__reflection__v1__server_reflection_request__get_packed_size(rq);
+	uint8_t *p = malloc(n + 1);
+
+	ck_assert_ptr_nonnull(p);
+	grpc__reflection__v1__server_reflection_request__pack(rq, p);
+	rconn_data(rc, sid, p, n, end);
+	free(p);
+}
+
+/* Whether a whole gRPC message is buffered. */
+static bool
+rconn_whole(const struct rconn *rc)
+{
+	return rc->mlen >= 5 &&
+	       rc->mlen - 5 >= (((size_t)rc->msg[1] << 24) | ((size_t)rc->msg[2] << 16) |
+	                        ((size_t)rc->msg[3] << 8) | rc->msg[4]);
+}
+
+/* The next thing on stream sid: a response message (returned, caller
+ * frees), or NULL with *status set from the trailers (-1: the stream was
+ * reset or the connection ended). */
+static Grpc__Reflection__V1__ServerReflectionResponse *
+rconn_next(struct rconn *rc, uint32_t sid, int *status)
+{
+	*status = -1;
+	for (;;) {
+		size_t pos = 0;
+
+		/* a whole message buffered already? */
+		if (rc->mlen >= 5) {
+			size_t len = ((size_t)rc->msg[1] << 24) | ((size_t)rc->msg[2] << 16) |
+			             ((size_t)rc->msg[3] << 8) | rc->msg[4];
+
+			if (rc->mlen >= 5 + len) {
+				Grpc__Reflection__V1__ServerReflectionResponse *r =
+				        grpc__reflection__v1__server_reflection_response__unpack(
+				                NULL, len, rc->msg + 5);
+
+				ck_assert_ptr_nonnull(r);
+				memmove(rc->msg, rc->msg + 5 + len, rc->mlen - 5 - len);
+				rc->mlen -= 5 + len;
+				return r;
+			}
+		}
+		while (rc->have - pos >= 9) {
+			const uint8_t *f = rc->in + pos;
+			size_t len = ((size_t)f[0] << 16) | ((size_t)f[1] << 8) | f[2];
+			uint8_t type = f[3], flags = f[4];
+			uint32_t fsid = ((uint32_t)(f[5] & 0x7f) << 24) | ((uint32_t)f[6] << 16) |
+			                ((uint32_t)f[7] << 8) | f[8];
+			int st = -2;
+
+			if (rc->have - pos < 9 + len)
+				break;
+			pos += 9 + len;
+			if (type == 0x1) { /* HEADERS: decode, always (HPACK state) */
+				const uint8_t *in = f + 9;
+				size_t inlen = len;
+
+				ck_assert_msg(flags & 0x4, "CONTINUATION is not expected here");
+				if (flags & 0x8) { /* PADDED */
+					inlen -= 1 + in[0];
+					in++;
+				}
+				if (flags & 0x20) { /* PRIORITY */
+					in += 5;
+					inlen -= 5;
+				}
+				for (;;) {
+					nghttp2_nv nv;
+					int fl = 0;
+					ssize_t used = nghttp2_hd_inflate_hd2(rc->inf, &nv, &fl, in,
+					                                      inlen, 1);
+
+					ck_assert_int_ge(used, 0);
+					in += used;
+					inlen -= (size_t)used;
+					if (fl & NGHTTP2_HD_INFLATE_EMIT) {
+						if (nv.namelen == 11 &&
+						    memcmp(nv.name, "grpc-status", 11) == 0)
+							st = atoi((const char *)nv.value);
+					}
+					if (fl & NGHTTP2_HD_INFLATE_FINAL) {
+						nghttp2_hd_inflate_end_headers(rc->inf);
+						break;
+					}
+					if (inlen == 0 && !(fl & NGHTTP2_HD_INFLATE_EMIT))
+						break;
+				}
+				if (fsid == sid && st >= 0) {
+					memmove(rc->in, rc->in + pos, rc->have - pos);
+					rc->have -= pos;
+					*status = st;
+					return NULL;
+				}
+			} else if (type == 0x0 && fsid == sid) {
+				ck_assert_uint_le(rc->mlen + len, sizeof(rc->msg));
+				memcpy(rc->msg + rc->mlen, f + 9, len);
+				rc->mlen += len;
+				if (rconn_whole(rc))
+					break; /* answer it before what follows */
+			} else if ((type == 0x3 && fsid == sid) || type == 0x7) {
+				memmove(rc->in, rc->in + pos, rc->have - pos);
+				rc->have -= pos;
+				return NULL; /* reset, or GOAWAY */
+			}
+		}
+		memmove(rc->in, rc->in + pos, rc->have - pos);
+		rc->have -= pos;
+		if (rconn_whole(rc))
+			continue;
+		{
+			struct pollfd p = {.fd = rc->fd, .events = POLLIN};
+			ssize_t n;
+
+			ck_assert_msg(poll(&p, 1, 30 * 1000) == 1, "no answer from the server");
+			n = read(rc->fd, rc->in + rc->have, sizeof(rc->in) - rc->have);
+			if (n <= 0)
+				return NULL;
+			rc->have += (size_t)n;
+		}
+	}
+}
+
+static bool
+lists(const Grpc__Reflection__V1__ListServiceResponse *l, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < l->n_service; i++)
+		if (strcmp(l->service[i]->name, name) == 0)
+			return true;
+	return false;
+}
+
+/* list_services on path: the services of the table, reflection's own. */
+static void
+expect_list(struct rconn *rc, uint32_t sid)
+{
+	Grpc__Reflection__V1__ServerReflectionRequest rq =
+	        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+	Grpc__Reflection__V1__ServerReflectionResponse *r;
+	int st;
+
+	rq.host = "localhost";
+	rq.message_request_case =
+	        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES;
+	rq.list_services = "*";
+	rconn_request(rc, sid, &rq, false);
+	r = rconn_next(rc, sid, &st);
+	ck_assert_msg(r != NULL, "no list_services answer (status %d)", st);
+	ck_assert_int_eq(
+	        r->message_response_case,
+	        GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE);
+	ck_assert_str_eq(r->valid_host, "localhost");
+	ck_assert_ptr_nonnull(r->original_request);
+	ck_assert_int_eq(r->original_request->message_request_case, rq.message_request_case);
+	ck_assert_uint_eq(r->list_services_response->n_service, 3);
+	ck_assert(lists(r->list_services_response, "SpiffeWorkloadAPI"));
+	ck_assert(lists(r->list_services_response, "grpc.reflection.v1.ServerReflection"));
+	ck_assert(lists(r->list_services_response, "grpc.reflection.v1alpha.ServerReflection"));
+	/* PicoD's descriptors are there, but this server has none of its methods */
+	ck_assert(!lists(r->list_services_response, "cubeid.picod.v1.PicoD"));
+	grpc__reflection__v1__server_reflection_response__free_unpacked(r, NULL);
+}
+
+START_TEST(test_reflection_lists_describes_and_refuses_unknown_symbols_on_one_stream)
+{
+	Grpc__Reflection__V1__ServerReflectionRequest rq =
+	        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+	Grpc__Reflection__V1__ServerReflectionResponse *r;
+	Google__Protobuf__FileDescriptorProto *fd;
+	struct rconn *rc = malloc(sizeof(*rc));
+	bool svc = false;
+	size_t i;
+	int st;
+
+	ck_assert_ptr_nonnull(rc);
+	rconn_open(rc);
+	/* v1: three requests on one stream, each answered before the next */
+	rconn_headers(rc, 1, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
+	expect_list(rc, 1);
+
+	rq.message_request_case =
+	        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL;
+	rq.file_containing_symbol = "SpiffeWorkloadAPI.FetchJWTSVID";
+	rconn_request(rc, 1, &rq, false);
+	r = rconn_next(rc, 1, &st);
+	ck_assert_msg(r != NULL, "no file_containing_symbol answer (status %d)", st);
+	ck_assert_int_eq(
+	        r->message_response_case,
+	        GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE);
+	/* the file first, then its import */
+	ck_assert_uint_eq(r->file_descriptor_response->n_file_descriptor_proto, 2);
+	fd = google__protobuf__file_descriptor_proto__unpack(
+	        NULL, r->file_descriptor_response->file_descriptor_proto[0].len,
+	        r->file_descriptor_response->file_descriptor_proto[0].data);
+	ck_assert_ptr_nonnull(fd);
+	ck_assert_str_eq(fd->name, "workload.proto");
+	for (i = 0; i < fd->n_service; i++)
+		svc |= strcmp(fd->service[i]->name, "SpiffeWorkloadAPI") == 0;
+	ck_assert(svc);
+	google__protobuf__file_descriptor_proto__free_unpacked(fd, NULL);
+	fd = google__protobuf__file_descriptor_proto__unpack(
+	        NULL, r->file_descriptor_response->file_descriptor_proto[1].len,
+	        r->file_descriptor_response->file_descriptor_proto[1].data);
+	ck_assert_ptr_nonnull(fd);
+	ck_assert_str_eq(fd->name, "google/protobuf/struct.proto");
+	google__protobuf__file_descriptor_proto__free_unpacked(fd, NULL);
+	grpc__reflection__v1__server_reflection_response__free_unpacked(r, NULL);
+
+	rq.file_containing_symbol = "no.Such.Symbol";
+	rconn_request(rc, 1, &rq, false);
+	r = rconn_next(rc, 1, &st);
+	ck_assert_msg(r != NULL, "no answer to an unknown symbol (status %d)", st);
+	ck_assert_int_eq(
+	        r->message_response_case,
+	        GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE);
+	ck_assert_int_eq(r->error_response->error_code, GRPC_NOT_FOUND);
+	ck_assert_ptr_nonnull(strstr(r->error_response->error_message, "no.Such.Symbol"));
+	grpc__reflection__v1__server_reflection_response__free_unpacked(r, NULL);
+
+	/* the client half-closes: the stream ends OK */
+	rconn_end(rc, 1);
+	ck_assert_ptr_null(rconn_next(rc, 1, &st));
+	ck_assert_int_eq(st, GRPC_OK);
+
+	/* v1alpha on the next stream, same wire format */
+	rconn_headers(rc, 3, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo");
+	expect_list(rc, 3);
+	rconn_end(rc, 3);
+	ck_assert_ptr_null(rconn_next(rc, 3, &st));
+	ck_assert_int_eq(st, GRPC_OK);
+	rconn_close(rc);
+	free(rc);
+}
+END_TEST
+
+START_TEST(test_reflection_stream_is_bounded_in_requests_and_size)
+{
+	Grpc__Reflection__V1__ServerReflectionRequest rq =
+	        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+	Grpc__Reflection__V1__ServerReflectionResponse *r;
+	struct rconn *rc = malloc(sizeof(*rc));
+	char *big = malloc(GRPC_REFLECTION_MAX_REQUEST + 1);
+	unsigned i, answered = 0;
+	int st;
+
+	ck_assert_ptr_nonnull(rc);
+	ck_assert_ptr_nonnull(big);
+	rconn_open(rc);
+	rconn_headers(rc, 1, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
+	rq.message_request_case =
+	        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES;
+	rq.list_services = "";
+	for (i = 0; i <= GRPC_REFLECTION_MAX_REQUESTS; i++)
+		rconn_request(rc, 1, &rq, false);
+	while ((r = rconn_next(rc, 1, &st)) != NULL) {
+		answered++;
+		grpc__reflection__v1__server_reflection_response__free_unpacked(r, NULL);
+	}
+	ck_assert_msg(answered == GRPC_REFLECTION_MAX_REQUESTS, "answered %u, status %d", answered,
+	              st);
+	ck_assert_int_eq(st, GRPC_RESOURCE_EXHAUSTED);
+
+	/* one request over the size limit ends its stream at once */
+	memset(big, 'a', GRPC_REFLECTION_MAX_REQUEST);
+	big[GRPC_REFLECTION_MAX_REQUEST] = '\0';
+	rq.message_request_case =
+	        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL;
+	rq.file_containing_symbol = big;
+	rconn_headers(rc, 3, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
+	rconn_request(rc, 3, &rq, false);
+	ck_assert_ptr_null(rconn_next(rc, 3, &st));
+	ck_assert_int_eq(st, GRPC_RESOURCE_EXHAUSTED);
+
+	/* and a message that is not a request */
+	rconn_headers(rc, 5, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
+	rconn_data(rc, 5, (const uint8_t *)"\xff\xff\xff", 3, false);
+	ck_assert_ptr_null(rconn_next(rc, 5, &st));
+	ck_assert_int_eq(st, GRPC_INVALID_ARGUMENT);
+	rconn_close(rc);
+	free(rc);
+	free(big);
+}
+END_TEST
+
 static Suite *
 grpc_suite(void)
 {
@@ -1751,6 +2126,9 @@ grpc_suite(void)
 	tcase_add_test(tc,
 	               test_every_unix_socket_authority_is_served_and_malformed_requests_are_reset);
 	tcase_add_test(tc, test_resets_and_protocol_errors_are_logged_rate_limited_and_counted);
+	tcase_add_test(tc,
+	               test_reflection_lists_describes_and_refuses_unknown_symbols_on_one_stream);
+	tcase_add_test(tc, test_reflection_stream_is_bounded_in_requests_and_size);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(slow, setup_small_backlog, teardown);
 	tcase_add_test(slow, test_output_backlog_over_the_limit_drops_the_client);

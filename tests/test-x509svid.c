@@ -161,12 +161,14 @@ assert_leaf_follows_spec(X509 *leaf, bool rsa)
 	                  rsa ? (KU_DIGITAL_SIGNATURE | KU_KEY_ENCIPHERMENT)
 	                      : KU_DIGITAL_SIGNATURE);
 	ck_assert_uint_eq(X509_get_extended_key_usage(leaf), XKU_SSL_SERVER | XKU_SSL_CLIENT);
-	gens = X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+	gens = X509_get_ext_d2i(leaf, NID_subject_alt_name, &crit, NULL);
 	ck_assert_ptr_nonnull(gens);
 	for (i = 0; i < sk_GENERAL_NAME_num(gens); i++)
 		uris += sk_GENERAL_NAME_value(gens, i)->type == GEN_URI;
 	GENERAL_NAMES_free(gens);
 	ck_assert_int_eq(uris, 1);
+	/* X509-SVID 2: without a Subject the URI SAN must be critical */
+	ck_assert(X509_NAME_entry_count(X509_get_subject_name(leaf)) > 0 || crit == 1);
 	ck_assert_int_eq(ASN1_STRING_length(X509_get0_serialNumber(leaf)), 16);
 	ck_assert_int_eq(ASN1_STRING_type(X509_get0_serialNumber(leaf)), V_ASN1_INTEGER);
 }

@@ -25,6 +25,9 @@ SPIRE_VERSION=v1.13.3
 KUBECONFORM_VERSION=v0.7.0
 KUSTOMIZE_VERSION=v5.5.0
 K8S_VERSION=v1.32.4
+# grpcurl: a gRPC client that finds services through server reflection
+# (tests/grpc-reflection.sh).
+GRPCURL_VERSION=v1.9.3
 # SPIRE v1.13.3 and spiffe-helper v0.11.0 declare "go 1.25.3".
 PEERS_MIN_GO=1.25.3
 # Fallback for machines whose Go is too old (Debian 12 ships 1.19): fetch
@@ -204,8 +207,9 @@ tool_version() {
 	cubeid-interop) interop_version ;;
 	kubeconform) echo "$KUBECONFORM_VERSION" ;;
 	kustomize) echo "$KUSTOMIZE_VERSION" ;;
+	grpcurl) echo "$GRPCURL_VERSION" ;;
 	picod-peer | picod-jwtcheck) src_version "$srcdir/tests/$1" ;;
-	*) die 2 "unknown tool '$1' (spiffe-helper, spire-server, spire-agent, cubeid-interop, kubeconform, kustomize, picod-peer, picod-jwtcheck)" ;;
+	*) die 2 "unknown tool '$1' (spiffe-helper, spire-server, spire-agent, cubeid-interop, kubeconform, kustomize, grpcurl, picod-peer, picod-jwtcheck)" ;;
 	esac
 }
 
@@ -266,13 +270,13 @@ build_tool() { # build_tool TOOL VERSION
 		(cd "$mod" && CGO_ENABLED=$cgo "$gocmd" build -trimpath -o "$tmp/$tool" "$pkg") ||
 			die 1 "go build of $tool $ver failed"
 		;;
-	kubeconform | kustomize)
+	kubeconform | kustomize | grpcurl)
 		gocmd=$(select_go "$PEERS_MIN_GO")
-		if [ "$tool" = kubeconform ]; then
-			pkg=github.com/yannh/kubeconform/cmd/kubeconform
-		else
-			pkg=sigs.k8s.io/kustomize/kustomize/v5
-		fi
+		case $tool in
+		kubeconform) pkg=github.com/yannh/kubeconform/cmd/kubeconform ;;
+		kustomize) pkg=sigs.k8s.io/kustomize/kustomize/v5 ;;
+		grpcurl) pkg=github.com/fullstorydev/grpcurl/cmd/grpcurl ;;
+		esac
 		mod=$godir/$tool-$ver-module
 		tool_module "$gocmd" "$mod" "$pkg@$ver"
 		note "building $tool $ver with $gocmd"
@@ -323,7 +327,7 @@ tool_path() {
 usage() {
 	cat >&2 <<EOF
 usage: $prog path TOOL | build-all [--skip-spire] | go | k8s-openapi
-  TOOL: cubeid-interop spiffe-helper spire-server spire-agent kubeconform kustomize
+  TOOL: cubeid-interop spiffe-helper spire-server spire-agent kubeconform kustomize grpcurl
         picod-peer picod-jwtcheck
   k8s-openapi: print the path of the Kubernetes OpenAPI v2 spec (swagger.json)
   of k8s.io/kubernetes@$K8S_VERSION, downloaded as a module
