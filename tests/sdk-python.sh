@@ -10,10 +10,10 @@
 #     py/unregistered) and its HTTP server on loopback (/spiffe/bundle, which
 #     Keycloak's SPIFFE identity provider reads).
 #  2. The agentcube realm stamped from deploy/keycloak, plus the workloads'
-#     clients as docs/sdk-python.md registers them (federated-jwt, the
-#     SPIFFE ID as jwt.credential.sub): py-workload (sandbox:manage, token
-#     exchange to workloadmanager) and py-short (5 s tokens).  py/unregistered
-#     is in no client.
+#     clients added by deploy/keycloak/add-workload.sh, as docs/sdk-python.md
+#     shows: py-workload (sandbox:manage, token exchange to workloadmanager)
+#     and py-short (sandbox:invoke, 5 s tokens).  py/unregistered is in no
+#     client.
 #  3. The package is built and installed (pip, no network) from a copy of
 #     python/ into the workload's directory; pytest runs every case there.
 #
@@ -126,29 +126,19 @@ fi
 
 # 2. the realm, and the workloads' clients (as docs/sdk-python.md shows)
 (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$W/other-client/sdk.secret")
-overlay='
-def aud($c): {name: ("audience-" + $c), protocol: "openid-connect",
-  protocolMapper: "oidc-audience-mapper",
-  config: {"included.client.audience": $c, "access.token.claim": "true",
-           "id.token.claim": "false", "introspection.token.claim": "true"}};
-def workload($id; $spiffe; $attrs; $mappers): {clientId: $id, enabled: true,
-  publicClient: false, clientAuthenticatorType: "federated-jwt",
-  serviceAccountsEnabled: true, standardFlowEnabled: false,
-  directAccessGrantsEnabled: false, fullScopeAllowed: true,
-  attributes: ({"jwt.credential.issuer": "cubeid-spiffe", "jwt.credential.sub": $spiffe} + $attrs),
-  protocolMappers: $mappers};
-def sa($id; $roles): {username: ("service-account-" + $id), enabled: true,
-  serviceAccountClientId: $id, realmRoles: $roles};
-.clients |= map(if .clientId == "agentcube-sdk" then .secret = $secret else . end)
-| .clients += [
-    workload("py-workload"; "spiffe://\($td)/py/workload";
-             {"standard.token.exchange.enabled": "true"};
-             [aud("py-workload"), aud("workloadmanager")]),
-    workload("py-short"; "spiffe://\($td)/py/short";
-             {"access.token.lifespan": "5"}; [])]
-| .users += [sa("py-workload"; ["sandbox:manage"]), sa("py-short"; ["sandbox:invoke"])]'
-if ! "$srcdir/deploy/keycloak/stamp-realm.sh" agentcube "$TD" "$AGENT_URL" |
-	jq --arg secret "$(cat "$W/other-client/sdk.secret")" --arg td "$TD" "$overlay" \
+kcd=$srcdir/deploy/keycloak
+"$kcd/stamp-realm.sh" agentcube "$TD" "$AGENT_URL" >"$W/idp/stamped.json"
+check "add-workload.sh refuses a SPIFFE ID of another trust domain" 1 \
+	"$kcd/add-workload.sh" py-x spiffe://elsewhere/py/x <"$W/idp/stamped.json"
+check "add-workload.sh refuses a SPIFFE ID registered already" 1 "$kcd/add-workload.sh" py-x \
+	"spiffe://$TD/ns/agentcube-system/sa/agentcube-router" <"$W/idp/stamped.json"
+check "add-workload.sh refuses an unknown role" 1 "$kcd/add-workload.sh" -r root py-x \
+	"spiffe://$TD/py/x" <"$W/idp/stamped.json"
+if ! "$kcd/add-workload.sh" -r sandbox:manage -x workloadmanager py-workload \
+	"spiffe://$TD/py/workload" <"$W/idp/stamped.json" |
+	"$kcd/add-workload.sh" -r sandbox:invoke -l 5 py-short "spiffe://$TD/py/short" |
+	jq --arg secret "$(cat "$W/other-client/sdk.secret")" \
+		'.clients |= map(if .clientId == "agentcube-sdk" then .secret = $secret else . end)' \
 		>"$W/idp/import/agentcube.json"; then
 	echo "FAIL: cannot stamp the realm" >&2
 	exit 1

@@ -245,6 +245,8 @@ def test_workload_identity_token_is_the_workload_clients(rs):
     print("token: azp=%s sub=%s roles=%s iss=%s" % (c.get("azp"), c.get("sub"), sorted(roles(tok)), c["iss"]))
     assert c["azp"] == "py-workload"
     assert c["iss"] == "%s/realms/%s" % (KC, REALM)
+    # add-workload.sh gives it the Router's audience, as the SDK client has
+    assert "agentcube-router" in (c["aud"] if isinstance(c["aud"], list) else [c["aud"]])
     # the service account's roles, the composite sandbox:manage expanded
     assert {"sandbox:manage", "sandbox:invoke"} <= roles(tok)
     assert "admin" not in roles(tok)
