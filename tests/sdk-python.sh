@@ -164,7 +164,7 @@ export CUBEID_T_KC_URL=$KC_URL CUBEID_T_REALM=agentcube CUBEID_T_TD=$TD
 export CUBEID_T_ADMIN_PASSWORD_FILE=$KC_ADMIN_PASSWORD_FILE
 export CUBEID_T_SA_SECRET_FILE=$W/other-client/sdk.secret
 export CUBEID_T_SCAN_DIR=$W CUBEID_T_SCAN_EXCLUDE=$W/idp:$W/other-client CUBEID_T_SECRET_DIR=$W/idp
-export CUBEID_T_SITE=$WL/site CUBEID_T_AGENT_URL=$AGENT_URL
+export CUBEID_T_SITE=$WL/site CUBEID_T_AGENT_URL=$AGENT_URL CUBEID_T_CLOSED_PORT=$(free_port)
 (
 	cd "$WL" &&
 		HOME=$WL/home TMPDIR=$WL/tmp PYTHONPATH=$WL/site PYTHONDONTWRITEBYTECODE=1 \
@@ -183,6 +183,11 @@ if [ "$passed" -ge 1 ]; then
 	ok "pytest ran $passed cases"
 else
 	bad "pytest ran no case"
+fi
+if grep -Eq '^(SKIPPED|XFAIL|XPASS) ' "$W/pytest.out"; then
+	bad "pytest skipped a case: $(grep -Ec '^(SKIPPED|XFAIL|XPASS) ' "$W/pytest.out")"
+else
+	ok "pytest skipped no case"
 fi
 if grep -q "grpc: reset stream\|grpc: ending the connection" "$N/agent.err"; then
 	bad "the agent reset a py-spiffe stream or connection"

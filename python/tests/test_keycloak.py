@@ -9,7 +9,6 @@ Token requests are counted at a loopback proxy in front of Keycloak; the
 import http.client
 import json
 import os
-import socket
 import stat
 import threading
 import time
@@ -60,20 +59,25 @@ def roles(token):
     return set(claims(token).get("realm_access", {}).get("roles", []))
 
 
-def wait_past_exp(token):
-    """Sleep until the wall clock is past the token's exp (an event, not a
-    time limit: the test waits as long as it takes)."""
-    exp = claims(token)["exp"]
-    while time.time() <= exp + 1:
+def get_then_expire(auth):
+    """A token, then sleep until it has expired and the cache's refresh
+    point has passed: past its exp, and its lifetime after this process
+    received it.  An event, not a time limit: the test waits as long as it
+    takes, however slow the machine."""
+    tok = auth.get_token()
+    received = time.time()
+    c = claims(tok)
+    life = c["exp"] - c["iat"]
+    while time.time() <= max(c["exp"] + 1, received + life):
         time.sleep(0.2)
+    return tok
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+def set_lifespan(client_id, seconds):
+    """The client's access token lifespan, through the admin API."""
+    c = admin_get("/clients?clientId=" + client_id)[0]
+    c.setdefault("attributes", {})["access.token.lifespan"] = str(seconds)
+    admin_call("PUT", "/clients/" + c["id"], c)
 
 
 class _Server:
@@ -195,17 +199,21 @@ def proxied(p):
     return "%s/realms/%s/protocol/openid-connect/token" % (p.url, REALM)
 
 
-def admin_get(path):
+def admin_call(method, path, body=None):
     with open(ENV["CUBEID_T_ADMIN_PASSWORD_FILE"]) as f:
         pw = f.read().strip()
     t = requests.post("%s/realms/master/protocol/openid-connect/token" % KC,
                       data={"grant_type": "password", "client_id": "admin-cli",
                             "username": "admin", "password": pw}, timeout=60)
     t.raise_for_status()
-    r = requests.get(KC + "/admin/realms/%s%s" % (REALM, path),
-                     headers={"Authorization": "Bearer " + t.json()["access_token"]}, timeout=60)
+    r = requests.request(method, KC + "/admin/realms/%s%s" % (REALM, path), json=body,
+                         headers={"Authorization": "Bearer " + t.json()["access_token"]}, timeout=60)
     r.raise_for_status()
-    return r.json()
+    return r.json() if r.content else None
+
+
+def admin_get(path):
+    return admin_call("GET", path)
 
 
 def sa_user_id(client_id):
@@ -320,7 +328,8 @@ def test_no_agent_socket(tmp_path, monkeypatch):
 
 
 def test_keycloak_unreachable():
-    url = "http://127.0.0.1:%d/realms/%s/protocol/openid-connect/token" % (free_port(), REALM)
+    # a port nobody listens on, from tests/lib/free-port.sh
+    url = "http://127.0.0.1:%s/realms/%s/protocol/openid-connect/token" % (ENV["CUBEID_T_CLOSED_PORT"], REALM)
     with pytest.raises(KeycloakUnreachableError) as ei:
         WorkloadIdentityAuth(url).get_token()
     print("unreachable: %s" % ei.value)
@@ -330,11 +339,8 @@ def test_keycloak_unreachable():
 def test_refresh_after_expiry(proxy):
     auth = WorkloadIdentityAuth(proxied(proxy), client_id="py-short", spiffe_id=SHORT_ID)
     n0 = proxy.count()
-    t1 = auth.get_token()
+    t1 = get_then_expire(auth)
     assert claims(t1)["exp"] - claims(t1)["iat"] <= 5, "py-short has 5 s tokens"
-    assert auth.get_token() == t1
-    assert proxy.count() == n0 + 1, "the second call is answered from the cache"
-    wait_past_exp(t1)
     t2 = auth.get_token()
     assert t2 != t1
     assert claims(t2)["exp"] > claims(t1)["exp"]
@@ -343,26 +349,33 @@ def test_refresh_after_expiry(proxy):
 
 def test_twenty_threads_at_expiry_make_one_token_request(proxy):
     auth = WorkloadIdentityAuth(proxied(proxy), client_id="py-short", spiffe_id=SHORT_ID)
-    t1 = auth.get_token()
-    wait_past_exp(t1)
-    n0 = proxy.count()
-    barrier = threading.Barrier(20)
-    got, errors = [], []
+    t1 = get_then_expire(auth)
+    # the token the threads get lives 300 s, so that however late a thread
+    # runs, the one refresh is still fresh for it
+    set_lifespan("py-short", 300)
+    try:
+        n0 = proxy.count()
+        barrier = threading.Barrier(20)
+        got, errors = [], []
 
-    def worker():
-        try:
-            barrier.wait()
-            got.append(auth.get_token())
-        except Exception as e:  # reported below
-            errors.append(e)
+        def worker():
+            try:
+                barrier.wait()
+                got.append(auth.get_token())
+            except Exception as e:  # reported below
+                errors.append(e)
 
-    threads = [threading.Thread(target=worker) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+        threads = [threading.Thread(target=worker) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        set_lifespan("py-short", 5)
     assert not errors, errors
     assert len(got) == 20 and len(set(got)) == 1 and got[0] != t1
+    c = claims(got[0])
+    assert c["exp"] - c["iat"] > 5, "the new lifespan applies"
     assert proxy.count() == n0 + 1, "%d token requests" % (proxy.count() - n0)
 
 
