@@ -30,3 +30,6 @@ EXTRA_DIST += docs/cluster.md
 
 # Keycloak (issue 7)
 EXTRA_DIST += docs/keycloak.md
+
+# The Python SDK auth package (issue 20)
+EXTRA_DIST += docs/sdk-python.md

@@ -14,7 +14,7 @@ cubeidinclude_HEADERS += include/cubeid/oidc.h
 
 # The realm files (deploy/keycloak) and the Keycloak harness.
 EXTRA_DIST += deploy/keycloak/realm-template.json deploy/keycloak/agentcube-realm.json \
-	deploy/keycloak/stamp-realm.sh tests/lib/keycloak.sh
+	deploy/keycloak/stamp-realm.sh deploy/keycloak/add-workload.sh tests/lib/keycloak.sh
 
 # Against a real Keycloak: tests/keycloak/run.sh starts one server for all
 # the Keycloak checks (kc-check and the CLI); see tests/lib/keycloak.sh.

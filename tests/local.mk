@@ -67,6 +67,14 @@ EXTRA_DIST += tests/interop-java.sh tests/lib/java-peers.sh tests/java/pom.xml \
 	tests/interop-python.sh tests/lib/python-peers.sh tests/python/requirements.txt \
 	tests/python/pyspiffe_interop.py tests/python/reflection_v1alpha.py
 
+# The Python SDK auth package (python/, docs/sdk-python.md): pytest against
+# the real cubeid-agent on SoftHSM2 and one real Keycloak (issue 20).
+TESTS += tests/sdk-python.sh
+EXTRA_DIST += tests/sdk-python.sh python/pyproject.toml python/README.md \
+	python/cubeid/__init__.py python/cubeid/_base.py python/cubeid/auth.py \
+	python/cubeid/errors.py python/cubeid/workload.py python/cubeid/py.typed \
+	python/tests/test_keycloak.py
+
 # The TLS loader (issue 5): tests/test-tls with certificates from a CA in a
 # real SoftHSM2 token; tests/tls-test-util.* is shared with bench/tls.
 check_PROGRAMS += tests/test-tls
