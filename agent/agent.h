@@ -239,6 +239,9 @@ struct grpc_counters {
 	unsigned long protocol_errors; /* HTTP/2 protocol errors by clients */
 	unsigned long stream_resets;   /* RST_STREAM frames the server sent */
 	unsigned long goaways;         /* GOAWAY frames with an error code */
+	/* new connections whose first turn waited: their uid's connections
+	 * were dropped for abuse lately (grpc-sched.c) */
+	unsigned long held_connections;
 };
 void grpc_server_counters(const grpc_server *s, struct grpc_counters *out);
 
