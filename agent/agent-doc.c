@@ -356,6 +356,7 @@ static const char agent_sections[] =
         ".BR cubeid_grpc_protocol_errors_total ,\n"
         ".BR cubeid_grpc_stream_resets_total ,\n"
         ".BR cubeid_grpc_goaways_total ,\n"
+        ".BR cubeid_grpc_connections_held_total ,\n"
         ".BR cubeid_ca_expiry_seconds ,\n"
         ".BR cubeid_ca_not_after_timestamp_seconds ,\n"
         ".BR cubeid_registration_entries ,\n"

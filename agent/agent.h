@@ -53,6 +53,20 @@ int loop_post(cubeid_loop *l, loop_post_fn fn, void *arg);
  * of fn still queued, so that results posted late are not dropped with
  * what they own (a worker pool's done callbacks at shutdown). */
 void loop_run_posts_of(cubeid_loop *l, loop_post_fn fn);
+/* A call that runs once on the loop thread after the current batch of fd
+ * events and timers, before the loop waits again (and then the wait does
+ * not block): work the caller splits into steps, so that the fds ready in
+ * between are seen before the next step.  The caller owns s (fn and arg
+ * set, the rest zeroed); loop_soon() of a queued s does nothing; calls run
+ * in the order queued.  Loop thread only. */
+struct loop_soon {
+	struct loop_soon *next;
+	loop_post_fn fn;
+	void *arg;
+	bool queued;
+};
+void loop_soon(cubeid_loop *l, struct loop_soon *s);
+void loop_soon_cancel(cubeid_loop *l, struct loop_soon *s);
 /* Run until loop_stop(); returns 0. */
 int loop_run(cubeid_loop *l);
 void loop_stop(cubeid_loop *l); /* thread- and signal-safe */
@@ -225,6 +239,9 @@ struct grpc_counters {
 	unsigned long protocol_errors; /* HTTP/2 protocol errors by clients */
 	unsigned long stream_resets;   /* RST_STREAM frames the server sent */
 	unsigned long goaways;         /* GOAWAY frames with an error code */
+	/* new connections whose first turn waited: their uid's connections
+	 * were dropped for abuse lately (grpc-sched.c) */
+	unsigned long held_connections;
 };
 void grpc_server_counters(const grpc_server *s, struct grpc_counters *out);
 

@@ -134,6 +134,7 @@ on_frame_send_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 		}
 		reason[n] = '\0';
 		c->srv->counters.goaways++;
+		grpc_conn_strike(c); /* its uid's next connections wait a little */
 		grpc_conn_log(c, "ending the connection (GOAWAY) with %s: %s%s%s",
 		              nghttp2_http2_strerror(frame->goaway.error_code),
 		              c->why != NULL ? c->why : (n > 0 ? reason : "(no detail)"),

@@ -25,9 +25,9 @@
 #define GRPC_SENDBUF         (64 * 1024) /* frames gathered for one send() */
 /* Fairness on the one loop thread: a connection's turn ends after this many
  * request header fields (about 2 requests); the rest of its input waits
- * until every other ready connection had its turn.  A flood of HEADERS
- * (rapid reset, HPACK references) then costs its sender the wait, not the
- * other clients. */
+ * for another turn, and turns go first to the uids that cost the loop least
+ * lately (grpc-sched.c).  A flood of HEADERS (rapid reset, HPACK
+ * references) then costs its sender the wait, not the other clients. */
 #define GRPC_TURN_FIELDS 16
 /* A request whose header list passes this many bytes (RFC 7541 sizes:
  * name + value + 32 each) is not "too large" (431) but an attack: the
@@ -58,13 +58,38 @@ const char *grpc_http_data(struct grpc_http *h, size_t n);
 const char *grpc_http_end_stream(const struct grpc_http *h);
 
 /* What one local user (uid) holds on the server: its share is capped by
- * grpc_limits.max_connections_per_uid and max_streams_per_uid. */
+ * grpc_limits.max_connections_per_uid and max_streams_per_uid.  Its cost
+ * is the loop thread's CPU time spent on it (its turns and accepts), in
+ * ns, halved every GRPC_COST_HALF_LIFE_MS: whose turn comes next is
+ * decided by it (grpc-sched.c). */
 struct grpc_peer {
 	struct grpc_peer *next; /* hash chain */
 	uid_t uid;
 	unsigned conns, calls;
+	double cost;      /* ns of loop CPU, decayed to cost_at */
+	uint64_t cost_at; /* mono ns */
+	unsigned busy;    /* being charged: not freed meanwhile */
+	/* its connections waiting for a turn, in order */
+	struct conn *ready_head, *ready_tail;
+	struct grpc_peer *ready_next; /* the server's list of peers with turns waiting */
+	bool ready;
+	/* connections dropped for abuse (a GOAWAY with an error): the uid's
+	 * new connections wait until hold_until for their first turn */
+	unsigned strikes;
+	uint64_t last_strike, hold_until; /* mono ns */
 };
-#define GRPC_PEER_BUCKETS 64
+#define GRPC_PEER_BUCKETS      64
+#define GRPC_COST_HALF_LIFE_MS 1000
+/* A peer with no connection is kept until its cost decays below this
+ * (ns): a flooder that reconnects keeps its history. */
+#define GRPC_COST_FORGET 1000.0
+/* After a uid's connection is dropped for abuse, its new connections wait
+ * GRPC_HOLD_MIN_MS for their first turn, doubling with each drop up to
+ * GRPC_HOLD_MAX_MS; forgotten GRPC_STRIKES_FORGET_MS after the last drop.
+ * A bounded wait, never a refusal: uid 0 is every pod of a node. */
+#define GRPC_HOLD_MIN_MS       10
+#define GRPC_HOLD_MAX_MS       100
+#define GRPC_STRIKES_FORGET_MS 10000
 
 struct grpc_call {
 	struct conn *conn;
@@ -124,9 +149,12 @@ struct conn {
 	unsigned turn; /* header fields decoded in this turn */
 	uint8_t *rbuf; /* input left when the turn ended (rlen bytes) */
 	size_t rlen;
-	long resume_timer; /* the next turn of a connection with rbuf */
-	bool dead;         /* being torn down */
-	bool doomed;       /* drop scheduled */
+	struct conn *ready_next; /* in its peer's queue of turns */
+	bool queued;             /* waiting for a turn (not read meanwhile) */
+	bool struck;             /* dropped for abuse: its uid was told */
+	long hold_timer;         /* a held new connection's first turn (not read meanwhile) */
+	bool dead;               /* being torn down */
+	bool doomed;             /* drop scheduled */
 	int watching;
 	pid_t pid; /* SO_PEERCRED at accept (-1: unknown), for the log */
 	uid_t uid;
@@ -146,8 +174,11 @@ struct grpc_server {
 	struct conn *conns;
 	unsigned n_conns;
 	struct grpc_peer *peers[GRPC_PEER_BUCKETS];
-	unsigned long refused;   /* connections refused since the last log line */
-	uint64_t refused_logged; /* when that line was written (mono ms) */
+	struct grpc_peer anon;         /* connections without SO_PEERCRED: scheduling only */
+	struct grpc_peer *ready_peers; /* peers with connections waiting for a turn */
+	struct loop_soon serve;        /* the next turn (grpc-sched.c) */
+	unsigned long refused;         /* connections refused since the last log line */
+	uint64_t refused_logged;       /* when that line was written (mono ms) */
 	/* HTTP/2 errors: counted for /metrics, logged through a token bucket
 	 * (a hostile client must not flood the log) */
 	struct grpc_counters counters;
@@ -170,6 +201,25 @@ grpc_mono_ms(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
+
+/* grpc-sched.c: turns in order of the uid's recent cost.  A connection
+ * with input waits in its peer's queue (FIFO); each turn goes to the first
+ * connection of the ready peer with the lowest cost, and is charged to it,
+ * so a uid that floods the loop waits behind the uids that do not.  Never
+ * a ban: a flooder still gets every turn nobody cheaper wants. */
+uint64_t grpc_cpu_ns(void); /* the loop thread's CPU time */
+uint64_t grpc_mono_ns(void);
+double grpc_peer_cost(struct grpc_peer *p, uint64_t now_ns);
+void grpc_peer_charge(struct grpc_peer *p, uint64_t ns, uint64_t now_ns);
+struct grpc_peer *grpc_conn_peer(struct conn *c);
+void grpc_sched_queue(struct conn *c);
+struct conn *grpc_sched_next(grpc_server *s);
+void grpc_sched_remove(struct conn *c);
+/* c is dropped for abuse: a strike for its uid (once per connection). */
+void grpc_conn_strike(struct conn *c);
+void grpc_peer_strike(struct grpc_peer *p, uint64_t now_ns);
+/* How long a new connection of p waits for its first turn (ms; 0: none). */
+long grpc_peer_hold_ms(struct grpc_peer *p, uint64_t now_ns);
 
 /* grpc-errors.c: the callbacks that log and count HTTP/2 errors. */
 void grpc_errors_set_callbacks(nghttp2_session_callbacks *cb);

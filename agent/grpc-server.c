@@ -122,15 +122,32 @@ peer_bucket(uid_t uid)
 	return (unsigned)((uint32_t)uid * 2654435761u >> 26) % GRPC_PEER_BUCKETS;
 }
 
-/* The share of uid, made on first use; NULL without memory. */
+/* Nothing holds it, and its cost is forgotten. */
+static bool
+peer_idle(struct grpc_peer *p, uint64_t now_ns)
+{
+	return p->conns == 0 && p->calls == 0 && p->busy == 0 && !p->ready &&
+	       grpc_peer_cost(p, now_ns) < GRPC_COST_FORGET;
+}
+
+/* The share of uid, made on first use; NULL without memory.  Peers kept
+ * for their cost alone are dropped here once it has decayed. */
 static struct grpc_peer *
 peer_get(grpc_server *s, uid_t uid)
 {
-	struct grpc_peer **head = &s->peers[peer_bucket(uid)], *p;
+	struct grpc_peer **head = &s->peers[peer_bucket(uid)], **pp, *p;
+	uint64_t now = grpc_mono_ns();
 
-	for (p = *head; p != NULL; p = p->next)
+	for (pp = head; (p = *pp) != NULL;) {
 		if (p->uid == uid)
 			return p;
+		if (peer_idle(p, now)) {
+			*pp = p->next;
+			free(p);
+			continue;
+		}
+		pp = &p->next;
+	}
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return NULL;
 	p->uid = uid;
@@ -139,13 +156,14 @@ peer_get(grpc_server *s, uid_t uid)
 	return p;
 }
 
-/* Drop uid's share once it holds nothing. */
+/* Drop uid's share once it holds nothing and its cost is forgotten (a
+ * flooder that reconnects must find its cost again). */
 static void
 peer_put(grpc_server *s, struct grpc_peer *peer)
 {
 	struct grpc_peer **pp;
 
-	if (peer == NULL || peer->conns > 0 || peer->calls > 0)
+	if (peer == NULL || peer == &s->anon || !peer_idle(peer, grpc_mono_ns()))
 		return;
 	for (pp = &s->peers[peer_bucket(peer->uid)]; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == peer) {
@@ -200,7 +218,8 @@ conn_close(struct conn *c)
 	loop_watch(s->loop, c->fd, 0, NULL, NULL);
 	loop_timer_del(s->loop, c->idle_timer);
 	loop_timer_del(s->loop, c->drop_timer);
-	loop_timer_del(s->loop, c->resume_timer);
+	loop_timer_del(s->loop, c->hold_timer);
+	grpc_sched_remove(c);
 	while (c->calls != NULL)
 		grpc_call_gone(c->calls);
 	nghttp2_session_del(c->h2);
@@ -378,9 +397,10 @@ grpc_conn_flush(struct conn *c)
 	if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
 	    c->wlen == c->woff)
 		goto dead; /* both sides are done (GOAWAY) */
-	/* a connection with input left from its last turn is not read */
-	conn_set_watch(c,
-	               (c->rlen > 0 ? 0 : LOOP_READABLE) | (c->wlen > c->woff ? LOOP_WRITABLE : 0));
+	/* a connection waiting for its turn (or with input left from its
+	 * last one) is not read */
+	conn_set_watch(c, (c->rlen > 0 || c->queued || c->hold_timer != 0 ? 0 : LOOP_READABLE) |
+	                          (c->wlen > c->woff ? LOOP_WRITABLE : 0));
 	return 0;
 dead:
 	c->srv->olen = 0;
@@ -415,6 +435,7 @@ conn_feed(struct conn *c, const uint8_t *p, size_t n)
 		grpc_conn_flush(c);
 		if (c->why != NULL) /* no GOAWAY went out */
 			grpc_conn_log(c, "closing the connection: %s", c->why);
+		grpc_conn_strike(c);
 		return -1;
 	}
 	if ((size_t)rv < n && !c->doomed) {
@@ -427,20 +448,12 @@ conn_feed(struct conn *c, const uint8_t *p, size_t n)
 	return 0;
 }
 
-static long
-resume_timer_cb(cubeid_loop *l, void *arg)
-{
-	struct conn *c = arg;
-
-	c->resume_timer = 0;
-	conn_io_cb(l, c->fd, 0, c);
-	return -1;
-}
-
+/* One turn of c: what its last turn left first (and alone), else what the
+ * socket has, up to GRPC_TURN_FIELDS header fields; then its output.  A
+ * connection with input left waits for another turn.  May close c. */
 static void
-conn_io_cb(cubeid_loop *l, int fd, int events, void *arg)
+conn_turn(struct conn *c)
 {
-	struct conn *c = arg;
 	uint8_t buf[GRPC_READ_CHUNK];
 	int i;
 
@@ -450,7 +463,6 @@ conn_io_cb(cubeid_loop *l, int fd, int events, void *arg)
 	}
 	c->turn = 0; /* a new turn: grpc-call.c counts this turn's work */
 	if (c->rlen > 0) {
-		/* what the last turn left: it goes first, and alone */
 		size_t n = c->rlen;
 
 		c->rlen = 0;
@@ -462,11 +474,9 @@ conn_io_cb(cubeid_loop *l, int fd, int events, void *arg)
 			free(c->rbuf);
 			c->rbuf = NULL;
 		}
-		events &= ~LOOP_READABLE;
-	}
-	if (events & LOOP_READABLE) {
+	} else {
 		for (i = 0; i < GRPC_READS_PER_EVENT && c->rlen == 0; i++) {
-			ssize_t n = recv(fd, buf, sizeof(buf), 0);
+			ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
 
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -487,20 +497,63 @@ conn_io_cb(cubeid_loop *l, int fd, int events, void *arg)
 				break;
 		}
 	}
-	if (grpc_conn_flush(c) < 0) {
+	if (c->rlen > 0) /* its turn is used up: after the others' */
+		grpc_sched_queue(c);
+	if (grpc_conn_flush(c) < 0)
+		conn_close(c);
+}
+
+/* The next turn (loop_soon): one per loop batch, so that a connection that
+ * became ready meanwhile is counted before the choice after it. */
+static void
+serve_cb(void *arg)
+{
+	grpc_server *s = arg;
+	struct conn *c = grpc_sched_next(s);
+	struct grpc_peer *p;
+	uint64_t t0;
+
+	if (c == NULL)
+		return;
+	p = grpc_conn_peer(c);
+	p->busy++;
+	t0 = grpc_cpu_ns();
+	conn_turn(c);
+	grpc_peer_charge(p, grpc_cpu_ns() - t0, grpc_mono_ns());
+	p->busy--;
+	peer_put(s, p);
+	if (s->ready_peers != NULL)
+		loop_soon(s->loop, &s->serve);
+}
+
+/* Input waits for its turn (serve_cb); output goes out at once. */
+static void
+conn_io_cb(cubeid_loop *l, int fd, int events, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)l;
+	(void)fd;
+	if (c->doomed) {
 		conn_close(c);
 		return;
 	}
-	if (c->rlen > 0) {
-		/* its turn is used up: stop reading it, and come back after
-		 * every other ready connection had its turn */
-		conn_set_watch(c, c->wlen > c->woff ? LOOP_WRITABLE : 0);
-		if (c->resume_timer == 0 &&
-		    (c->resume_timer = loop_timer_add(c->srv->loop, 0, resume_timer_cb, c)) < 0) {
-			c->resume_timer = 0;
-			conn_close(c);
-		}
-	}
+	if ((events & LOOP_READABLE) && c->hold_timer == 0)
+		grpc_sched_queue(c);
+	if (grpc_conn_flush(c) < 0)
+		conn_close(c);
+}
+
+/* A held connection's wait is over: its first turn. */
+static long
+hold_timer_cb(cubeid_loop *l, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)l;
+	c->hold_timer = 0;
+	grpc_sched_queue(c);
+	return -1;
 }
 
 static long
@@ -545,6 +598,8 @@ accept_cb(cubeid_loop *l, int lfd, int events, void *arg)
 		struct grpc_peer *peer = NULL;
 		struct ucred cred;
 		socklen_t cl = sizeof(cred);
+		uint64_t t0 = grpc_cpu_ns();
+		long hold;
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
@@ -609,7 +664,17 @@ accept_cb(cubeid_loop *l, int lfd, int events, void *arg)
 		                               idle_timer_cb, c);
 		if (c->idle_timer < 0)
 			c->idle_timer = 0;
+		if (peer != NULL && (hold = grpc_peer_hold_ms(peer, grpc_mono_ns())) > 0) {
+			/* its uid's connections were dropped for abuse lately */
+			c->hold_timer = loop_timer_add(s->loop, hold, hold_timer_cb, c);
+			if (c->hold_timer < 0)
+				c->hold_timer = 0;
+			else
+				s->counters.held_connections++;
+		}
 		grpc_conn_flush(c);
+		/* the accept is the uid's work too (a flooder reconnects) */
+		grpc_peer_charge(grpc_conn_peer(c), grpc_cpu_ns() - t0, grpc_mono_ns());
 	}
 }
 
@@ -634,6 +699,8 @@ grpc_server_new(cubeid_loop *l, const struct grpc_method *m, size_t n_methods,
 		return CUBEID_ERR_NOMEM;
 	}
 	s->loop = l;
+	s->serve = (struct loop_soon){.fn = serve_cb, .arg = s};
+	s->anon.uid = (uid_t)-1;
 	s->methods = m;
 	s->n_methods = n_methods;
 	s->ctx = ctx;
@@ -666,6 +733,7 @@ grpc_server_free(grpc_server *s)
 		return;
 	for (i = 0; i < s->n_listeners; i++)
 		loop_watch(s->loop, s->listeners[i], 0, NULL, NULL);
+	loop_soon_cancel(s->loop, &s->serve);
 	while (s->conns != NULL)
 		conn_close(s->conns);
 	for (i = 0; i < GRPC_PEER_BUCKETS; i++)

@@ -20,7 +20,7 @@ libagent_la_LIBADD = $(NGHTTP2_LIBS) $(PROTOBUFC_LIBS) $(YAML_LIBS) $(SYSTEMD_LI
 	$(OPENSSL_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
 # The event loop and the gRPC server (issue 4).
-libagent_la_SOURCES += agent/loop.c agent/grpc-server.c agent/grpc-call.c agent/grpc-http.c agent/grpc-errors.c agent/grpc-internal.h \
+libagent_la_SOURCES += agent/loop.c agent/grpc-server.c agent/grpc-sched.c agent/grpc-call.c agent/grpc-http.c agent/grpc-errors.c agent/grpc-internal.h \
 	agent/secbuf.c
 
 # gRPC server reflection (grpc.reflection.v1 and v1alpha): the messages of

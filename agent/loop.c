@@ -53,8 +53,9 @@ struct cubeid_loop {
 	struct timer *heap; /* min-heap on when */
 	size_t n_timers, cap_timers;
 	long next_id;
-	long firing;         /* id of the timer being run, or 0 */
-	bool firing_deleted; /* ... and it deleted itself */
+	struct loop_soon *soon_head, *soon_tail; /* loop_soon(), in order */
+	long firing;                             /* id of the timer being run, or 0 */
+	bool firing_deleted;                     /* ... and it deleted itself */
 	atomic_bool stop;
 	/* Shared with other threads: the post queue, under post_mu. */
 	pthread_mutex_t post_mu;
@@ -296,6 +297,60 @@ run_timers(cubeid_loop *l)
 	}
 }
 
+/* ---- after each batch: loop_soon() */
+
+void
+loop_soon(cubeid_loop *l, struct loop_soon *s)
+{
+	if (s->queued)
+		return;
+	s->queued = true;
+	s->next = NULL;
+	if (l->soon_tail != NULL)
+		l->soon_tail->next = s;
+	else
+		l->soon_head = s;
+	l->soon_tail = s;
+}
+
+void
+loop_soon_cancel(cubeid_loop *l, struct loop_soon *s)
+{
+	struct loop_soon **pp, *prev = NULL;
+
+	if (!s->queued)
+		return;
+	for (pp = &l->soon_head; *pp != NULL; prev = *pp, pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			if (l->soon_tail == s)
+				l->soon_tail = prev;
+			break;
+		}
+	s->queued = false;
+	s->next = NULL;
+}
+
+/* The calls queued when it starts; those they queue wait for the next
+ * batch, so that a call re-queueing itself cannot starve the fds. */
+static void
+run_soon(cubeid_loop *l)
+{
+	struct loop_soon *s;
+	size_t n = 0;
+
+	for (s = l->soon_head; s != NULL; s = s->next)
+		n++;
+	while (n-- > 0 && (s = l->soon_head) != NULL && !atomic_load(&l->stop)) {
+		l->soon_head = s->next;
+		if (l->soon_head == NULL)
+			l->soon_tail = NULL;
+		s->next = NULL;
+		s->queued = false;
+		s->fn(s->arg);
+	}
+}
+
 /* ---- cross-thread: post and stop */
 
 static void
@@ -395,7 +450,9 @@ loop_run(cubeid_loop *l)
 	while (!atomic_load(&l->stop)) {
 		int timeout = -1, n, i;
 
-		if (l->n_timers > 0) {
+		if (l->soon_head != NULL) {
+			timeout = 0;
+		} else if (l->n_timers > 0) {
 			uint64_t now = now_ms(), when = l->heap[0].when;
 
 			timeout =
@@ -428,6 +485,7 @@ loop_run(cubeid_loop *l)
 			w->fn(l, fd, ev, w->arg);
 		}
 		run_timers(l);
+		run_soon(l);
 	}
 	atomic_store(&l->stop, false);
 	return 0;

@@ -380,6 +380,10 @@ agent_metrics_text(struct agent *a, char **out, size_t *len)
 	family(&b, "cubeid_grpc_goaways_total", "counter",
 	       "Workload API connections ended with an HTTP/2 error (GOAWAY sent).");
 	bprintf(&b, "cubeid_grpc_goaways_total %lu\n", gc.goaways);
+	family(&b, "cubeid_grpc_connections_held_total", "counter",
+	       "New Workload API connections whose first turn waited because their uid's "
+	       "connections were dropped for abuse lately.");
+	bprintf(&b, "cubeid_grpc_connections_held_total %lu\n", gc.held_connections);
 	family(&b, "cubeid_workload_streams", "gauge", "Open Workload API streams.");
 	bprintf(&b, "cubeid_workload_streams %u\n", a->wapi != NULL ? wapi_streams(a->wapi) : 0u);
 	family(&b, "cubeid_registration_entries", "gauge", "Registration entries loaded.");

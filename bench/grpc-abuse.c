@@ -10,11 +10,17 @@
  * baseline's, measured in this one run.  No thresholds: the machine is
  * noisy, compare ratios.
  *
- *   grpc-abuse --socket PATH [--seconds N] [--attackers K]
+ * The attackers run as another uid than the client (--attacker-uid,
+ * default 65534 when run as root), as a hostile local user would: the
+ * agent's defences are per uid.  Run without root, they share the
+ * client's uid, and the bench says so.
+ *
+ *   grpc-abuse --socket PATH [--seconds N] [--attackers K] [--attacker-uid UID]
  */
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -33,6 +39,7 @@
 #include "tests/h2-test-util.h"
 
 static const char *sock_path;
+static long attacker_uid = -1; /* -1: the client's */
 
 static double
 now_s(void)
@@ -225,6 +232,12 @@ run_phase(struct phase *ph, void (*attack)(double), int attackers, double second
 			pid_t p = fork();
 
 			if (p == 0) {
+				if (attacker_uid >= 0 &&
+				    (setgroups(0, NULL) != 0 || setgid((gid_t)attacker_uid) != 0 ||
+				     setuid((uid_t)attacker_uid) != 0)) {
+					perror("grpc-abuse: attacker: setuid");
+					_exit(3);
+				}
 				attack(until);
 				_exit(0);
 			}
@@ -254,8 +267,12 @@ main(int argc, char **argv)
 			seconds = atof(argv[++i]);
 		else if (strcmp(argv[i], "--attackers") == 0 && i + 1 < argc)
 			attackers = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--attacker-uid") == 0 && i + 1 < argc)
+			attacker_uid = atol(argv[++i]);
 		else {
-			fprintf(stderr, "usage: %s --socket PATH [--seconds N] [--attackers K]\n",
+			fprintf(stderr,
+			        "usage: %s --socket PATH [--seconds N] [--attackers K] "
+			        "[--attacker-uid UID]\n",
 			        argv[0]);
 			return strcmp(argv[i], "--help") == 0 ? 0 : 2;
 		}
@@ -264,6 +281,16 @@ main(int argc, char **argv)
 		fprintf(stderr, "grpc-abuse: --socket is required\n");
 		return 2;
 	}
+	if (attacker_uid < 0 && geteuid() == 0)
+		attacker_uid = 65534;
+	if (attacker_uid >= 0 && (uid_t)attacker_uid != geteuid())
+		printf("grpc-abuse: the client runs as uid %u, the %d attackers as uid %ld\n",
+		       (unsigned)geteuid(), attackers, attacker_uid);
+	else
+		printf("grpc-abuse: NOTE: the attackers run as the client's uid %u (not root, or "
+		       "--attacker-uid said so): the agent's per-uid defences cannot tell them "
+		       "apart\n",
+		       (unsigned)geteuid());
 	run_phase(&ph[0], NULL, 0, seconds);
 	run_phase(&ph[1], attack_hpack, attackers, seconds);
 	run_phase(&ph[2], attack_reset, attackers, seconds);

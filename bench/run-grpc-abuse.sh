@@ -23,6 +23,9 @@ done
 unset CUBEID_TOKEN CUBEID_PIN CUBEID_PIN_FILE CUBEID_STATE_DIR SPIFFE_ENDPOINT_SOCKET
 
 D=$(mktemp -d "${TMPDIR:-/tmp}/cubeid-bench-abuse.XXXXXX") || exit 1
+# the attackers run as another uid (grpc-abuse --attacker-uid): they must
+# reach the socket
+chmod 0711 "$D"
 apid=
 cleanup() {
 	[ -n "$apid" ] && kill -TERM "$apid" 2>/dev/null && wait "$apid" 2>/dev/null

@@ -27,11 +27,14 @@ EXTRA_DIST += tests/hardening-flags.sh
 # throwaway software TPM (swtpm + tpm2-abrmd + tpm2-pkcs11) instead of
 # SoftHSM2.  `make check-tpm`; see tests/tpm/lane.sh.  Outside CI a lane that
 # cannot start (a tool missing) is reported loudly as skipped; with CI=true
-# it fails.
-TPM_LANE_TESTS = tests/test-error tests/test-pkcs11 tests/test-key-wrap
-EXTRA_DIST += tests/tpm/lane.sh tests/tpm/tpm-env.sh tests/tpm/tpm-probe.c
+# it fails.  agent-tpm-outage.sh runs the daemon itself on the TPM: swtpm and
+# tpm2-abrmd killed and restarted under it (hardening issue, High 3).
+TPM_LANE_TESTS = tests/test-error tests/test-pkcs11 tests/test-key-wrap \
+	$(abs_top_srcdir)/tests/agent-tpm-outage.sh
+EXTRA_DIST += tests/tpm/lane.sh tests/tpm/tpm-env.sh tests/tpm/tpm-probe.c \
+	tests/agent-tpm-outage.sh
 
-check-tpm: $(check_PROGRAMS)
+check-tpm: $(check_PROGRAMS) $(bin_PROGRAMS) $(sbin_PROGRAMS)
 	@CUBEID_SRCDIR='$(abs_top_srcdir)'; export CUBEID_SRCDIR; \
 	CUBEID_BUILDDIR='$(abs_top_builddir)'; export CUBEID_BUILDDIR; \
 	CK_DEFAULT_TIMEOUT=300; export CK_DEFAULT_TIMEOUT; \

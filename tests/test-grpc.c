@@ -32,6 +32,7 @@
 
 #include "agent/agent.h"
 #include "agent/descriptor.pb-c.h"
+#include "agent/grpc-internal.h"
 #include "agent/reflection.pb-c.h"
 #include "spiffe/workload.pb-c.h"
 #include "common/grpc-frame.h"
@@ -68,6 +69,21 @@ send_packed(grpc_call *c, const ProtobufCMessage *m)
 	free(buf);
 }
 
+/* The audiences h_fetch_jwt answered, in order, each followed by ';'. */
+static pthread_mutex_t served_mu = PTHREAD_MUTEX_INITIALIZER;
+static char served[256];
+
+static void
+served_add(const char *token)
+{
+	pthread_mutex_lock(&served_mu);
+	if (strlen(served) + strlen(token) + 2 <= sizeof(served)) {
+		strcat(served, token);
+		strcat(served, ";");
+	}
+	pthread_mutex_unlock(&served_mu);
+}
+
 /* FetchJWTSVID: echo the audiences, comma-joined, as the token. */
 static void
 h_fetch_jwt(grpc_call *c, void *ctx)
@@ -91,6 +107,7 @@ h_fetch_jwt(grpc_call *c, void *ctx)
 			strncat(token, ",", sizeof(token) - strlen(token) - 1);
 		strncat(token, req->audience[i], sizeof(token) - strlen(token) - 1);
 	}
+	served_add(token);
 	svid.spiffe_id = "spiffe://example.org/echo";
 	svid.svid = token;
 	svid.hint = req->spiffe_id;
@@ -2096,6 +2113,236 @@ START_TEST(test_reflection_stream_is_bounded_in_requests_and_size)
 }
 END_TEST
 
+/* ---- fair turns by uid (agent/grpc-sched.c) ---- */
+
+/* One FetchJWTSVID request for audience aud on stream sid, appended at *off. */
+static void
+put_jwt_request(uint8_t *b, size_t *off, uint32_t sid, const char *aud)
+{
+	static const char *const hdrs[] = {REQ_OK, NULL};
+	size_t hb = *off + 9, end = hb, i, alen = strlen(aud);
+
+	for (i = 0; hdrs[i] != NULL; i += 2)
+		put_hdr(b, &end, hdrs[i], hdrs[i + 1]);
+	put_frame_hdr(b + *off, end - hb, 0x1, 0x4, sid);
+	*off = end;
+	/* DATA: the gRPC prefix and JWTSVIDRequest{audience: aud} */
+	put_frame_hdr(b + *off, 5 + 2 + alen, 0x0, 0x1, sid);
+	end = *off + 9;
+	b[end++] = 0;
+	b[end++] = 0;
+	b[end++] = 0;
+	b[end++] = 0;
+	b[end++] = (uint8_t)(2 + alen);
+	b[end++] = 0x0a;
+	b[end++] = (uint8_t)alen;
+	memcpy(b + end, aud, alen);
+	*off = end + alen;
+}
+
+/* Read fd until n responses ended (trailers: HEADERS with END_STREAM). */
+static void
+read_responses(int fd, int n)
+{
+	static uint8_t buf[1 << 16];
+	size_t have = 0, pos;
+
+	while (n > 0) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t r;
+
+		ck_assert_msg(poll(&p, 1, 60 * 1000) == 1, "no answer (%d to come)", n);
+		r = read(fd, buf + have, sizeof(buf) - have);
+		ck_assert_int_gt(r, 0);
+		have += (size_t)r;
+		for (pos = 0; have - pos >= 9;) {
+			size_t len = ((size_t)buf[pos] << 16) | ((size_t)buf[pos + 1] << 8) |
+			             buf[pos + 2];
+
+			if (have - pos < 9 + len)
+				break;
+			if (buf[pos + 3] == 0x1 && (buf[pos + 4] & 0x1))
+				n--;
+			ck_assert_msg(buf[pos + 3] != 0x7 && buf[pos + 3] != 0x3,
+			              "reset or GOAWAY");
+			pos += 9 + len;
+		}
+		memmove(buf, buf + pos, have - pos);
+		have -= pos;
+	}
+}
+
+/* A connection made by uid 65534 (then handed over: SO_PEERCRED is fixed
+ * at connect). */
+static int
+connect_as_nobody(void)
+{
+	int sv[2], fd = -1, wst;
+	char cbuf[CMSG_SPACE(sizeof(int))], b = 'x';
+	struct iovec iov = {.iov_base = &b, .iov_len = 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct cmsghdr *cm;
+	pid_t pid;
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+		if (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(3);
+		strcpy(sa.sun_path, fx.path);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+			_exit(4);
+		memset(cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+		_exit(sendmsg(sv[1], &mh, 0) == 1 ? 0 : 5);
+	}
+	mh.msg_control = cbuf;
+	mh.msg_controllen = sizeof(cbuf);
+	ck_assert_int_eq(recvmsg(sv[0], &mh, 0), 1);
+	cm = CMSG_FIRSTHDR(&mh);
+	ck_assert_ptr_nonnull(cm);
+	ck_assert_int_eq(cm->cmsg_type, SCM_RIGHTS);
+	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
+	ck_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	close(sv[0]);
+	close(sv[1]);
+	return fd;
+}
+
+/* Holds the loop thread (posted to it) until released. */
+struct loop_hold {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool held, released;
+};
+
+static void
+loop_hold_fn(void *arg)
+{
+	struct loop_hold *h = arg;
+
+	pthread_mutex_lock(&h->mu);
+	h->held = true;
+	pthread_cond_broadcast(&h->cv);
+	while (!h->released)
+		pthread_cond_wait(&h->cv, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+}
+
+START_TEST(test_a_flooding_uid_is_served_after_other_uids)
+{
+	static uint8_t b[1 << 16];
+	struct loop_hold h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
+	size_t off = 0;
+	uint32_t sid;
+	int nob, rt;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "test-grpc: SKIP fair turns: needs root to become uid 65534\n");
+		return;
+	}
+	nob = connect_as_nobody();
+	rt = raw_connect();
+	/* root only opens its connection; uid 65534 floods the loop with 200
+	 * requests first (all answered: the flood was served, and charged) */
+	put_h2_start(b, &off);
+	ck_assert_int_eq(write(rt, b, off), (ssize_t)off);
+	off = 0;
+	put_h2_start(b, &off);
+	for (sid = 1; sid <= 399; sid += 2)
+		put_jwt_request(b, &off, sid, "flood");
+	ck_assert_int_eq(write(nob, b, off), (ssize_t)off);
+	read_responses(nob, 200);
+	/* With the loop held, uid 65534's request is written first and
+	 * root's second: both are ready when the loop looks again, and the
+	 * uid that cost the loop less (root) must be served first. */
+	ck_assert_int_eq(loop_post(fx.l, loop_hold_fn, &h), 0);
+	pthread_mutex_lock(&h.mu);
+	while (!h.held)
+		pthread_cond_wait(&h.cv, &h.mu);
+	pthread_mutex_unlock(&h.mu);
+	pthread_mutex_lock(&served_mu);
+	served[0] = '\0';
+	pthread_mutex_unlock(&served_mu);
+	off = 0;
+	put_jwt_request(b, &off, 401, "nobody");
+	ck_assert_int_eq(write(nob, b, off), (ssize_t)off);
+	off = 0;
+	put_jwt_request(b, &off, 1, "root");
+	ck_assert_int_eq(write(rt, b, off), (ssize_t)off);
+	pthread_mutex_lock(&h.mu);
+	h.released = true;
+	pthread_cond_broadcast(&h.cv);
+	pthread_mutex_unlock(&h.mu);
+	/* both are served: the flooder waits, it is not refused */
+	read_responses(rt, 1);
+	read_responses(nob, 1);
+	pthread_mutex_lock(&served_mu);
+	ck_assert_str_eq(served, "root;nobody;");
+	pthread_mutex_unlock(&served_mu);
+	close(nob);
+	close(rt);
+	wait_server_idle();
+}
+END_TEST
+
+/* The turn order's arithmetic, with the clock given: a cost halves every
+ * GRPC_COST_HALF_LIFE_MS, so two costs keep their order; a uid dropped for
+ * abuse holds its new connections 10, 20, 40, 80, then 100 ms, and is
+ * forgiven GRPC_STRIKES_FORGET_MS after its last drop. */
+START_TEST(test_uid_costs_decay_and_abuse_holds_are_bounded)
+{
+	const uint64_t ms = 1000000u, t0 = 5000 * ms;
+	struct grpc_peer a, b;
+	static const long want[] = {10, 20, 40, 80, 100, 100, 100};
+	size_t i;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	grpc_peer_charge(&a, 8000000, t0);
+	grpc_peer_charge(&b, 2000000, t0);
+	ck_assert(grpc_peer_cost(&a, t0 + GRPC_COST_HALF_LIFE_MS * ms) == 4000000.0);
+	ck_assert(grpc_peer_cost(&b, t0 + 2 * GRPC_COST_HALF_LIFE_MS * ms) == 500000.0);
+	ck_assert(grpc_peer_cost(&a, t0 + 2 * GRPC_COST_HALF_LIFE_MS * ms) >
+	          grpc_peer_cost(&b, t0 + 2 * GRPC_COST_HALF_LIFE_MS * ms));
+	/* forgotten after enough half-lives */
+	ck_assert(grpc_peer_cost(&a, t0 + 64 * GRPC_COST_HALF_LIFE_MS * ms) == 0.0);
+
+	ck_assert_int_eq(grpc_peer_hold_ms(&a, t0), 0);
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		grpc_peer_strike(&a, t0 + i * ms);
+		ck_assert_int_eq(grpc_peer_hold_ms(&a, t0 + i * ms), want[i]);
+	}
+	ck_assert_int_eq(grpc_peer_hold_ms(&a, t0 + (i + 100) * ms), 0);
+	/* a drop long after the last starts from the shortest hold again */
+	grpc_peer_strike(&a, t0 + (GRPC_STRIKES_FORGET_MS + 100) * ms);
+	ck_assert_int_eq(grpc_peer_hold_ms(&a, t0 + (GRPC_STRIKES_FORGET_MS + 100) * ms), 10);
+}
+END_TEST
+
+static void
+setup_fair(void)
+{
+	struct grpc_limits lim = {.max_message = 64 * 1024};
+
+	flood_size = 0;
+	server_start(&lim);
+	/* uid 65534 must reach the socket */
+	ck_assert_int_eq(chmod(fx.dir, 0755), 0);
+	ck_assert_int_eq(chmod(fx.path, 0777), 0);
+}
+
 static Suite *
 grpc_suite(void)
 {
@@ -2104,6 +2351,7 @@ grpc_suite(void)
 	TCase *slow = tcase_create("slow-client");
 	TCase *shares = tcase_create("shares");
 	TCase *first = tcase_create("first-request");
+	TCase *fair = tcase_create("fair-turns");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_unary_fetch_jwt_echoes_audiences);
@@ -2140,6 +2388,10 @@ grpc_suite(void)
 	tcase_add_checked_fixture(first, setup_first_request, teardown);
 	tcase_add_test(first, test_connection_without_a_request_is_closed_early);
 	suite_add_tcase(s, first);
+	tcase_add_checked_fixture(fair, setup_fair, teardown);
+	tcase_add_test(fair, test_a_flooding_uid_is_served_after_other_uids);
+	tcase_add_test(fair, test_uid_costs_decay_and_abuse_holds_are_bounded);
+	suite_add_tcase(s, fair);
 	return s;
 }
 

@@ -320,6 +320,76 @@ START_TEST(test_run_posts_of_runs_only_that_fn_in_order)
 }
 END_TEST
 
+/* ---- loop_soon(): steps of split work see the fds ready in between */
+
+struct soon_case {
+	cubeid_loop *l;
+	struct loop_soon step, other;
+	int pipefd[2];
+	char seen[16];
+	int n;
+};
+
+static void
+soon_step(void *arg)
+{
+	struct soon_case *c = arg;
+
+	c->seen[c->n++] = 'S';
+	if (c->n == 1) /* the fd is ready before the next step */
+		ck_assert_int_eq(write(c->pipefd[1], "x", 1), 1);
+	if (c->n < 6)
+		loop_soon(c->l, &c->step); /* again, after the next batch */
+	else
+		loop_stop(c->l);
+}
+
+static void
+soon_other(void *arg)
+{
+	struct soon_case *c = arg;
+
+	c->seen[c->n++] = 'O';
+}
+
+static void
+soon_fd(cubeid_loop *l, int fd, int events, void *arg)
+{
+	struct soon_case *c = arg;
+	char b;
+
+	(void)events;
+	ck_assert_int_eq(read(fd, &b, 1), 1);
+	c->seen[c->n++] = 'F';
+	loop_watch(l, fd, 0, NULL, NULL);
+}
+
+START_TEST(test_soon_runs_after_each_batch_and_can_be_cancelled)
+{
+	struct soon_case c;
+
+	memset(&c, 0, sizeof(c));
+	ck_assert_int_eq(loop_new(&c.l), 0);
+	ck_assert_int_eq(pipe(c.pipefd), 0);
+	c.step = (struct loop_soon){.fn = soon_step, .arg = &c};
+	c.other = (struct loop_soon){.fn = soon_other, .arg = &c};
+	ck_assert_int_eq(loop_watch(c.l, c.pipefd[0], LOOP_READABLE, soon_fd, &c), 0);
+	loop_soon(c.l, &c.other);
+	loop_soon(c.l, &c.step);
+	loop_soon(c.l, &c.step); /* queued already: once */
+	loop_soon_cancel(c.l, &c.other);
+	loop_soon_cancel(c.l, &c.other); /* not queued: nothing */
+	ck_assert_int_eq(loop_run(c.l), 0);
+	/* the cancelled call never ran; the fd made ready by the first step
+	 * was served before the second: one step per batch, and the wait
+	 * between steps did not block */
+	ck_assert_str_eq(c.seen, "SFSSSS");
+	close(c.pipefd[0]);
+	close(c.pipefd[1]);
+	loop_free(c.l);
+}
+END_TEST
+
 START_TEST(test_stop_from_another_thread)
 {
 	cubeid_loop *l;
@@ -382,6 +452,7 @@ loop_suite(void)
 	tcase_add_test(tc, test_fd_writable_and_replace);
 	tcase_add_test(tc, test_post_from_threads_runs_every_one_on_the_loop);
 	tcase_add_test(tc, test_run_posts_of_runs_only_that_fn_in_order);
+	tcase_add_test(tc, test_soon_runs_after_each_batch_and_can_be_cancelled);
 	tcase_add_test(tc, test_stop_from_another_thread);
 	tcase_add_test(tc, test_stop_from_a_signal_handler);
 	suite_add_tcase(s, tc);
