@@ -41,7 +41,9 @@ const struct agent_opt_doc agent_opt_docs[] = {
          "The Workload API socket.  Default `/run/cubeid/agent.sock`; with `--dev`, "
          "STATE-DIR/agent.sock.  Missing directories are created with mode 0755 and the socket "
          "gets mode 0666: workloads of any uid connect, and attestation decides what they "
-         "get.  A stale socket at the path is removed; anything else there is refused.  "
+         "get.  A socket another agent answers on is refused (the agent does not start); a "
+         "stale one (nobody answers) is removed; anything else there is refused.  At exit the "
+         "agent removes the socket only if it is still the one it made.  "
          "SPIRE's `/run/spire/sockets/agent.sock` works too.  Ignored when systemd passes a "
          "socket (LISTEN_FDS)."},
         {OPT_STATE, 0, "state-dir", required_argument, "DIR",

@@ -428,8 +428,26 @@ mkdir_parents(const char *path)
 	return CUBEID_OK;
 }
 
+/*
+ * Is an agent serving on path?  A connect that succeeds says yes; one
+ * refused says the socket is stale (its agent is gone).
+ */
+static bool
+socket_is_live(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, r;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return false;
+	strcpy(sa.sun_path, path);
+	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	return r == 0 || errno == EAGAIN; /* EAGAIN: a backlog full, but live */
+}
+
 static int
-listen_socket(const char *path, int *out)
+listen_socket(const char *path, int *out, dev_t *dev, ino_t *ino)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct stat st;
@@ -444,10 +462,17 @@ listen_socket(const char *path, int *out)
 		cubeid_error("cannot create the directory of %s: %s", path, strerror(errno));
 		return CUBEID_ERR_IO;
 	}
-	/* a stale socket goes; anything else at that path is refused */
+	/* A live agent's socket is refused; a stale socket (nobody listens)
+	 * goes; anything else at that path is refused. */
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			cubeid_error("%s exists and is not a socket; refusing to remove it", path);
+			return CUBEID_ERR_EXISTS;
+		}
+		if (socket_is_live(path)) {
+			cubeid_error("another agent is serving on %s; refusing to take its socket "
+			             "(stop it first, or give another --socket)",
+			             path);
 			return CUBEID_ERR_EXISTS;
 		}
 		if (unlink(path) != 0) {
@@ -465,14 +490,34 @@ listen_socket(const char *path, int *out)
 		return CUBEID_ERR_IO;
 	}
 	/* workloads of every uid connect; attestation decides what they get */
-	if (chmod(path, 0666) != 0 || listen(fd, 512) != 0) {
+	if (lstat(path, &st) != 0 || chmod(path, 0666) != 0 || listen(fd, 512) != 0) {
 		cubeid_error("cannot listen on %s: %s", path, strerror(errno));
 		close(fd);
 		unlink(path);
 		return CUBEID_ERR_IO;
 	}
+	*dev = st.st_dev;
+	*ino = st.st_ino;
 	*out = fd;
 	return CUBEID_OK;
+}
+
+/* Remove the socket at path only if it is still the one this agent bound:
+ * a second agent started since may have replaced a path it thought
+ * stale, and its socket is not ours to remove. */
+static void
+unlink_own_socket(const char *path, dev_t dev, ino_t ino)
+{
+	struct stat st;
+
+	if (lstat(path, &st) != 0)
+		return;
+	if (!S_ISSOCK(st.st_mode) || st.st_dev != dev || st.st_ino != ino) {
+		cubeid_notice("%s is no longer the socket this agent bound; leaving it", path);
+		return;
+	}
+	if (unlink(path) != 0)
+		cubeid_warn("cannot remove %s: %s", path, strerror(errno));
 }
 
 /* ---------------------------------------------------------- signals */
@@ -1068,7 +1113,7 @@ agent_cleanup(struct agent *a)
 	if (a->listen_fd >= 0) {
 		close(a->listen_fd);
 		if (!a->socket_activated && a->cfg != NULL)
-			unlink(a->cfg->socket_path);
+			unlink_own_socket(a->cfg->socket_path, a->sock_dev, a->sock_ino);
 	}
 	if (sig_fd >= 0)
 		close(sig_fd);
@@ -1265,7 +1310,8 @@ main(int argc, char **argv)
 		a.socket_activated = true;
 		(void)fcntl(a.listen_fd, F_SETFL, fcntl(a.listen_fd, F_GETFL) | O_NONBLOCK);
 		cubeid_notice("serving on the socket systemd passed (fd %d)", a.listen_fd);
-	} else if (listen_socket(a.cfg->socket_path, &a.listen_fd) != CUBEID_OK) {
+	} else if (listen_socket(a.cfg->socket_path, &a.listen_fd, &a.sock_dev, &a.sock_ino) !=
+	           CUBEID_OK) {
 		goto out;
 	}
 	if ((rc = grpc_server_listen_fd(a.grpc, a.listen_fd)) != CUBEID_OK) {

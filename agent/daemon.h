@@ -92,6 +92,8 @@ struct agent {
 	struct attest_opts attest;
 	int listen_fd;
 	bool socket_activated;
+	dev_t sock_dev; /* the socket inode this agent bound: the only one */
+	ino_t sock_ino; /* it removes at exit (another agent may own the path) */
 
 	cubeid_token *tok;
 	cubeid_ca *ca;

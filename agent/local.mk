@@ -158,6 +158,10 @@ TESTS += tests/agent-dev.sh tests/interop-agent.sh tests/agent-status.sh tests/a
 EXTRA_DIST += tests/agent-dev.sh tests/interop-agent.sh tests/agent-status.sh \
 	tests/agent-token-outage.sh
 
+# Who owns the socket: a second agent on a live one's path is refused.
+TESTS += tests/agent-socket.sh
+EXTRA_DIST += tests/agent-socket.sh
+
 # Hostile input to the running agent: a deeply nested entries file.
 TESTS += tests/agent-hostile-input.sh
 EXTRA_DIST += tests/agent-hostile-input.sh
