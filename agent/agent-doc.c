@@ -18,6 +18,7 @@
 /* ------------------------------------------------------------ options */
 
 #define OPT_CHECK   'C'
+#define OPT_OFFLINE 'O'
 #define OPT_STATE   'S'
 #define OPT_TOKEN   't'
 #define OPT_PIN     'p'
@@ -33,9 +34,21 @@ const struct agent_opt_doc agent_opt_docs[] = {
         {'c', 'c', "config", required_argument, "FILE", "the config file (YAML)",
          "The config file (YAML; see cubeid.conf(5)).  An unknown key is an error that names "
          "the key and its line."},
-        {OPT_CHECK, 0, "check", no_argument, NULL, "validate the config (and entries) and exit",
-         "Validate the config file and the registration entries it names, print a summary and "
-         "exit: 0 when both are good, 1 otherwise."},
+        {OPT_CHECK, 0, "check", no_argument, NULL,
+         "check what start checks (config, entries, PIN file,\ntoken, CA) and exit",
+         "Check what start checks, without serving, and exit: 0 when all is good, 1 "
+         "otherwise, with one error line per failure.  The config file; the registration "
+         "entries it names (at least one, unless `--dev`); the PIN file (the agent's own, mode "
+         "0600); the token (the module loads, the token is there, the PIN logs in); the CA in "
+         "the state directory (valid now, its key on the token, of the configured trust "
+         "domain); and the JWT keys.  With `--dev` and no token, the token and CA are made at "
+         "start and not checked."},
+        {OPT_OFFLINE, 0, "offline", no_argument, NULL,
+         "with --check: the files only, not the token or\nthe CA (a config checked off its "
+         "node)",
+         "With `--check`: check the config file, the entries and the PIN file's mode only, "
+         "not the token or the CA: for a config checked away from its node, such as a "
+         "ConfigMap in CI."},
         {'s', 's', "socket", required_argument, "PATH",
          "the Workload API socket (default /run/cubeid/agent.sock;\n--dev: STATE-DIR/agent.sock)",
          "The Workload API socket.  Default `/run/cubeid/agent.sock`; with `--dev`, "

@@ -119,18 +119,25 @@ load_config(const struct agent_flags *f, struct agent_config **out)
 	return CUBEID_OK;
 }
 
-/* The PIN file, if the config or --pin-file names one, must be the agent's
- * own and closed to everyone else.  A missing one is left to the token's
- * login to report: --check runs where the secrets are not. */
+/* The PIN file the token will read (the config's or --pin-file, else
+ * $CUBEID_PIN_FILE) must be the agent's own and closed to everyone else:
+ * one readable by others is refused at start and by --check alike.  A
+ * missing one is left to the token's login to report: --check runs where
+ * the secrets are not. */
 static int
 pin_file_check(const struct agent_config *cfg)
 {
+	const char *path = cfg->pin_file, *env;
 	char *err = NULL;
 	int rc;
 
-	if (cfg->pin_file == NULL)
+	/* --dev's own token (no token given) reads its own PIN file */
+	if (path == NULL && (cfg->token != NULL || getenv(CUBEID_ENV_TOKEN) != NULL) &&
+	    (env = getenv(CUBEID_ENV_PIN_FILE)) != NULL && env[0] != '\0')
+		path = env;
+	if (path == NULL)
 		return CUBEID_OK;
-	rc = config_secret_file_check(cfg->pin_file, &err);
+	rc = config_secret_file_check(path, &err);
 	if (rc == CUBEID_ERR_NOT_FOUND)
 		rc = CUBEID_OK;
 	else if (rc != CUBEID_OK)
@@ -1023,15 +1030,67 @@ dev_banner(struct agent *a)
 	fflush(stdout);
 }
 
+/* RFC 3339 (UTC) for a certificate time; "?" if it has none. */
+static void
+asn1_time_rfc3339(const ASN1_TIME *t, char *buf, size_t size)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1 ||
+	    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, size, "?");
+}
+
+/*
+ * The CA certificate in state_dir/ca.pem must be valid now: an expired
+ * (or not yet valid) one is named with its dates, which cubeid_ca_load()
+ * would report only as a chain that does not verify.  A missing file is
+ * left to it.
+ */
 static int
-open_token_and_ca(struct agent *a)
+ca_validity_check(const char *state_dir)
+{
+	char path[PATH_MAX], when[32];
+	X509 *x;
+	FILE *f;
+	int rc = CUBEID_OK;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", state_dir, CUBEID_CA_CERT_FILE) >=
+	            sizeof(path) ||
+	    (f = fopen(path, "re")) == NULL)
+		return CUBEID_OK;
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (x == NULL)
+		return CUBEID_OK;
+	if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0) {
+		asn1_time_rfc3339(X509_get0_notAfter(x), when, sizeof(when));
+		cubeid_error("the CA certificate in %s expired at %s: renew it (ca csr, ca sign, "
+		             "ca install, then SIGHUP; see operations.md)",
+		             path, when);
+		rc = CUBEID_ERR_CA;
+	} else if (X509_cmp_current_time(X509_get0_notBefore(x)) >= 0) {
+		asn1_time_rfc3339(X509_get0_notBefore(x), when, sizeof(when));
+		cubeid_error("the CA certificate in %s is not valid before %s (is the clock "
+		             "right?)",
+		             path, when);
+		rc = CUBEID_ERR_CA;
+	}
+	X509_free(x);
+	return rc;
+}
+
+/* Open the token the config names (or --dev's own).  check: only look,
+ * for --check (no state directory is created). */
+static int
+open_token(struct agent *a, bool check)
 {
 	struct cubeid_token_opts to = {0};
 	char *dev_uri = NULL, *dev_pin = NULL, *dir = NULL;
 	const char *uri = a->cfg->token;
 	int rc;
 
-	if ((rc = cubeid_state_dir_prepare(a->cfg->state_dir)) != CUBEID_OK) {
+	if (!check && (rc = cubeid_state_dir_prepare(a->cfg->state_dir)) != CUBEID_OK) {
 		cubeid_error("state directory %s: %s", a->cfg->state_dir, cubeid_strerror(rc));
 		return rc;
 	}
@@ -1060,11 +1119,21 @@ open_token_and_ca(struct agent *a)
 	rc = cubeid_token_open(uri, &to, &a->tok);
 	free(dev_uri);
 	free(dev_pin);
-	if (rc != CUBEID_OK) {
+	if (rc != CUBEID_OK)
 		cubeid_error("cannot open the token: %s", cubeid_strerror(rc));
+	return rc;
+}
+
+/* Load the CA (--dev: make one on first start) and check it against the
+ * config's trust domain. */
+static int
+open_ca(struct agent *a, bool check)
+{
+	int rc;
+
+	if ((rc = ca_validity_check(a->cfg->state_dir)) != CUBEID_OK)
 		return rc;
-	}
-	if (a->flags.dev)
+	if (a->flags.dev && !check)
 		rc = cubeid_ca_ensure(a->tok, a->cfg->state_dir, a->cfg->trust_domain, NULL,
 		                      &a->ca);
 	else
@@ -1084,6 +1153,16 @@ open_token_and_ca(struct agent *a)
 		}
 		replace_str(&a->cfg->trust_domain, a->td);
 	}
+	return CUBEID_OK;
+}
+
+static int
+open_token_and_ca(struct agent *a)
+{
+	int rc;
+
+	if ((rc = open_token(a, false)) != CUBEID_OK || (rc = open_ca(a, false)) != CUBEID_OK)
+		return rc;
 	rc = cubeid_jwt_keys_load(a->cfg->state_dir, &a->jwt_keys);
 	if (rc == CUBEID_ERR_NOT_FOUND)
 		rc = cubeid_jwt_keys_init(a->tok, a->cfg->state_dir, a->td, NULL, &a->jwt_keys);
@@ -1094,6 +1173,66 @@ open_token_and_ca(struct agent *a)
 	if ((rc = load_bundles(a, NULL)) != CUBEID_OK)
 		cubeid_error("cannot build the bundles: %s", cubeid_strerror(rc));
 	return rc;
+}
+
+/*
+ * --check: what start checks, without serving: the HTTP address, the PIN
+ * file, the entries (at least one), the token (the module loads, the token
+ * is there, the PIN logs in), the CA (valid now, its key on the token, of
+ * the configured trust domain) and the JWT keys.  Every failure is one
+ * error line; 0 when all pass.  --dev's token and CA are made at start, so
+ * with --dev and no token only the files are checked.
+ */
+static int
+check_config(struct agent *a)
+{
+	struct entry_set *e = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	const char *why;
+	cubeid_jwt_keys *jk = NULL;
+	size_t n = 0;
+	int rc, bad = 0;
+
+	if (a->cfg->http_address != NULL &&
+	    http_parse_address(a->cfg->http_address, &ss, &sl, &why) != CUBEID_OK) {
+		cubeid_error("http_address '%s': %s", a->cfg->http_address, why);
+		bad++;
+	}
+	if (pin_file_check(a->cfg) != CUBEID_OK)
+		bad++;
+	if (load_entries(a->cfg->entries, true, a->cfg->trust_domain, &e) != CUBEID_OK) {
+		bad++;
+	} else if ((n = e != NULL ? e->n : 0) == 0 && !a->flags.dev) {
+		cubeid_error("no registration entries in %s: the agent would serve no workload",
+		             a->cfg->entries != NULL ? a->cfg->entries : "(no entries path)");
+		bad++;
+	}
+	entries_free(e);
+	if (a->flags.offline) {
+		/* the files only */
+	} else if (a->flags.dev && a->cfg->token == NULL && getenv(CUBEID_ENV_TOKEN) == NULL) {
+		cubeid_notice("--dev: the token and the CA are made at start; not checked");
+	} else if (open_token(a, true) != CUBEID_OK) {
+		bad++;
+	} else if (open_ca(a, true) != CUBEID_OK) {
+		bad++;
+	} else {
+		rc = cubeid_jwt_keys_load(a->cfg->state_dir, &jk);
+		if (rc != CUBEID_OK && rc != CUBEID_ERR_NOT_FOUND) {
+			cubeid_error("cannot load the JWT signing keys in %s: %s",
+			             a->cfg->state_dir, cubeid_strerror(rc));
+			bad++;
+		}
+		cubeid_jwt_keys_free(jk);
+	}
+	if (bad > 0)
+		return CUBEID_ERR_CONFIG;
+	printf("%s: ok (%zu entries from %s%s%s)\n",
+	       a->flags.config_file != NULL ? a->flags.config_file : "defaults", n,
+	       a->cfg->entries != NULL ? a->cfg->entries : "-", a->tok != NULL ? "; token " : "",
+	       a->tok != NULL ? cubeid_token_label(a->tok) : "");
+	return CUBEID_OK;
 }
 
 static void
@@ -1167,6 +1306,9 @@ main(int argc, char **argv)
 		case 'C':
 			check = true;
 			break;
+		case 'O':
+			f->offline = true;
+			break;
 		case 's':
 			f->socket_path = optarg;
 			break;
@@ -1222,6 +1364,11 @@ main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	if (f->offline && !check) {
+		fprintf(stderr, "cubeid-agent: --offline goes with --check\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
 	if (optind < argc) {
 		fprintf(stderr, "cubeid-agent: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
@@ -1241,25 +1388,8 @@ main(int argc, char **argv)
 		goto out;
 	cubeid_log_set_level((cubeid_log_level)a.cfg->log_level);
 	if (check) {
-		struct entry_set *e = NULL;
-		struct sockaddr_storage ss;
-		socklen_t sl;
-		const char *why;
-
-		if (a.cfg->http_address != NULL &&
-		    http_parse_address(a.cfg->http_address, &ss, &sl, &why) != CUBEID_OK) {
-			cubeid_error("http_address '%s': %s", a.cfg->http_address, why);
-			goto out;
-		}
-
-		if ((rc = pin_file_check(a.cfg)) != CUBEID_OK ||
-		    (rc = load_entries(a.cfg->entries, true, a.cfg->trust_domain, &e)) != CUBEID_OK)
-			goto out;
-		printf("%s: ok (%zu entries from %s)\n",
-		       f->config_file != NULL ? f->config_file : "defaults",
-		       e != NULL ? e->n : (size_t)0, a.cfg->entries != NULL ? a.cfg->entries : "-");
-		entries_free(e);
-		status = EXIT_SUCCESS;
+		if (check_config(&a) == CUBEID_OK)
+			status = EXIT_SUCCESS;
 		goto out;
 	}
 	a.uid = getuid();

@@ -57,6 +57,7 @@ struct agent_flags {
 	long jwt_svid_ttl;
 	int log_level;
 	bool dev;
+	bool offline; /* --check --offline: the files only */
 };
 
 struct svid_cache;

@@ -162,6 +162,10 @@ EXTRA_DIST += tests/agent-dev.sh tests/interop-agent.sh tests/agent-status.sh \
 TESTS += tests/agent-socket.sh
 EXTRA_DIST += tests/agent-socket.sh
 
+# --check checks what start checks: the token, the CA, the entries.
+TESTS += tests/agent-check.sh
+EXTRA_DIST += tests/agent-check.sh
+
 # Hostile input to the running agent: a deeply nested entries file.
 TESTS += tests/agent-hostile-input.sh
 EXTRA_DIST += tests/agent-hostile-input.sh
