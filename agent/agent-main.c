@@ -570,8 +570,8 @@ attest_tune(struct agent *a)
  * What only a restart can change (the trust domain, the CA's token and
  * state directory, the socket, the HTTP address) is refused on reload: one
  * error line per key, saying a restart is needed, and the running value is
- * kept in cfg.  A CA replaced on disk (ca.pem) is reported the same way;
- * the agent goes on with the CA it loaded.
+ * kept in cfg.  A CA renewed in the state directory is not one of them: it
+ * is checked and swapped in (ca-renew.c).
  */
 static void
 restart_bound_keep(struct agent *a, struct agent_config *cfg)
@@ -589,10 +589,7 @@ restart_bound_keep(struct agent *a, struct agent_config *cfg)
 	        {"socket_path", offsetof(struct agent_config, socket_path), true},
 	        {"http_address", offsetof(struct agent_config, http_address), true},
 	};
-	char path[PATH_MAX];
 	size_t i;
-	X509 *disk = NULL;
-	FILE *f;
 
 	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		char **now = (char **)(void *)((char *)a->cfg + keys[i].off);
@@ -614,17 +611,6 @@ restart_bound_keep(struct agent *a, struct agent_config *cfg)
 		free(*want);
 		*want = *now != NULL ? strdup(*now) : NULL;
 	}
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", a->cfg->state_dir, CUBEID_CA_CERT_FILE) >=
-	            sizeof(path) ||
-	    (f = fopen(path, "re")) == NULL)
-		return;
-	disk = PEM_read_X509(f, NULL, NULL, NULL);
-	fclose(f);
-	if (disk != NULL && a->ca != NULL && X509_cmp(disk, cubeid_ca_cert(a->ca)) != 0)
-		cubeid_error("reload: the CA in %s is not the one the agent runs with: a restart "
-		             "is needed to use it; keeping the running CA",
-		             path);
-	X509_free(disk);
 }
 
 /*
@@ -641,6 +627,7 @@ struct reload_job {
 	bool config_ok;
 	struct agent_config *cfg;
 	struct entry_set *entries;
+	cubeid_ca *new_ca; /* a renewed CA to swap in (ca-renew.c) */
 	pthread_t loop_thread;
 };
 
@@ -654,6 +641,8 @@ reload_run(void *arg)
 {
 	struct reload_job *j = arg;
 
+	/* the state directory is the running one: it needs a restart */
+	(void)ca_renew_load(j->a, &j->new_ca);
 	if ((j->rc = load_config(&j->a->flags, &j->cfg)) != CUBEID_OK)
 		return;
 	j->config_ok = true;
@@ -675,11 +664,16 @@ reload_done(void *arg)
 			             "config and entries");
 		entries_free(j->entries);
 		config_free(j->cfg);
+		cubeid_ca_free(j->new_ca);
 		free(j);
 		atomic_store(&reload_busy, false);
 		return;
 	}
 	atomic_store(&reload_busy, false);
+	if (j->new_ca != NULL) {
+		ca_renew_apply(a, j->new_ca);
+		j->new_ca = NULL;
+	}
 	if (!j->config_ok) {
 		cubeid_error("reload: keeping the old config");
 		goto out;
@@ -1030,56 +1024,6 @@ dev_banner(struct agent *a)
 	fflush(stdout);
 }
 
-/* RFC 3339 (UTC) for a certificate time; "?" if it has none. */
-static void
-asn1_time_rfc3339(const ASN1_TIME *t, char *buf, size_t size)
-{
-	struct tm tm;
-
-	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1 ||
-	    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(buf, size, "?");
-}
-
-/*
- * The CA certificate in state_dir/ca.pem must be valid now: an expired
- * (or not yet valid) one is named with its dates, which cubeid_ca_load()
- * would report only as a chain that does not verify.  A missing file is
- * left to it.
- */
-static int
-ca_validity_check(const char *state_dir)
-{
-	char path[PATH_MAX], when[32];
-	X509 *x;
-	FILE *f;
-	int rc = CUBEID_OK;
-
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", state_dir, CUBEID_CA_CERT_FILE) >=
-	            sizeof(path) ||
-	    (f = fopen(path, "re")) == NULL)
-		return CUBEID_OK;
-	x = PEM_read_X509(f, NULL, NULL, NULL);
-	fclose(f);
-	if (x == NULL)
-		return CUBEID_OK;
-	if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0) {
-		asn1_time_rfc3339(X509_get0_notAfter(x), when, sizeof(when));
-		cubeid_error("the CA certificate in %s expired at %s: renew it (ca csr, ca sign, "
-		             "ca install, then SIGHUP; see operations.md)",
-		             path, when);
-		rc = CUBEID_ERR_CA;
-	} else if (X509_cmp_current_time(X509_get0_notBefore(x)) >= 0) {
-		asn1_time_rfc3339(X509_get0_notBefore(x), when, sizeof(when));
-		cubeid_error("the CA certificate in %s is not valid before %s (is the clock "
-		             "right?)",
-		             path, when);
-		rc = CUBEID_ERR_CA;
-	}
-	X509_free(x);
-	return rc;
-}
-
 /* Open the token the config names (or --dev's own).  check: only look,
  * for --check (no state directory is created). */
 static int
@@ -1131,7 +1075,7 @@ open_ca(struct agent *a, bool check)
 {
 	int rc;
 
-	if ((rc = ca_validity_check(a->cfg->state_dir)) != CUBEID_OK)
+	if ((rc = agent_ca_validity_check(a->cfg->state_dir)) != CUBEID_OK)
 		return rc;
 	if (a->flags.dev && !check)
 		rc = cubeid_ca_ensure(a->tok, a->cfg->state_dir, a->cfg->trust_domain, NULL,
@@ -1265,6 +1209,7 @@ agent_cleanup(struct agent *a)
 	cubeid_jwt_bundle_free(a->jwt_bundle);
 	cubeid_jwt_keys_free(a->jwt_keys);
 	cubeid_ca_free(a->ca);
+	ca_renew_free(a);
 	cubeid_token_free(a->tok);
 	config_free(a->cfg);
 }

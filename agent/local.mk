@@ -94,7 +94,7 @@ libagent_la_LIBADD += $(LIBCURL_LIBS)
 # cubeid-agent: the daemon (issue 4).  The SVID cache and worker pool, the
 # Workload API handlers, and main (flags, --dev, signals, sd_notify).
 libagent_la_SOURCES += agent/daemon.h agent/svid-cache.c agent/workload-api.c \
-	agent/audit.h agent/audit.c
+	agent/audit.h agent/audit.c agent/ca-renew.c
 check_PROGRAMS += tests/test-audit
 tests_test_audit_SOURCES = tests/test-audit.c
 tests_test_audit_CFLAGS = $(TEST_CFLAGS)
@@ -165,6 +165,10 @@ EXTRA_DIST += tests/agent-socket.sh
 # --check checks what start checks: the token, the CA, the entries.
 TESTS += tests/agent-check.sh
 EXTRA_DIST += tests/agent-check.sh
+
+# CA renewal by SIGHUP: a new intermediate swapped in, or refused.
+TESTS += tests/agent-ca-renew.sh
+EXTRA_DIST += tests/agent-ca-renew.sh
 
 # Hostile input to the running agent: a deeply nested entries file.
 TESTS += tests/agent-hostile-input.sh
