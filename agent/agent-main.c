@@ -964,6 +964,7 @@ on_signal(cubeid_loop *l, int fd, int events, void *arg)
 			              si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 			sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 			a->stopping = true;
+			deliver_stop_all(); /* a delivery's command: SIGTERM, then SIGKILL */
 			if (a->listen_fd >= 0)
 				loop_watch(l, a->listen_fd, 0, NULL, NULL);
 			wapi_finish_all(a->wapi, GRPC_UNAVAILABLE, "agent is shutting down");
@@ -1186,6 +1187,7 @@ agent_cleanup(struct agent *a)
 	grpc_server_free(a->grpc);
 	svid_cache_shutdown(a->cache);
 	a->stopping = true; /* a reload finishing now is dropped, not applied */
+	deliver_stop_all(); /* the workers may wait for a delivery's command */
 	worker_pool_free(a->pool);
 	audit_flush(); /* the cached fetches counted since the last summary */
 	delivery_free(a->delivery);

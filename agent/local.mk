@@ -170,6 +170,11 @@ EXTRA_DIST += tests/agent-check.sh
 TESTS += tests/agent-ca-renew.sh
 EXTRA_DIST += tests/agent-ca-renew.sh
 
+# A delivery's command at shutdown (SIGTERM, then SIGKILL), and the audit
+# lines of deliveries.
+TESTS += tests/delivery-stop.sh
+EXTRA_DIST += tests/delivery-stop.sh
+
 # Hostile input to the running agent: a deeply nested entries file.
 TESTS += tests/agent-hostile-input.sh
 EXTRA_DIST += tests/agent-hostile-input.sh
