@@ -990,6 +990,39 @@ watchdog_tick(cubeid_loop *l, void *arg)
 
 /* ---------------------------------------------------------- main */
 
+/*
+ * --dev's own socket and state directory (under $CUBEID_STATE_DIR or
+ * ./cubeid-dev-state) are used unless --socket and --state-dir say
+ * otherwise, also over socket_path and state_dir in a config file: say so
+ * when the file names others, rather than ignore them silently.
+ */
+static void
+dev_overrides_note(const struct agent_flags *f, bool dev_state, bool dev_sock)
+{
+	struct agent_config *fc = NULL, *def = NULL;
+	char *err = NULL;
+
+	if (!f->dev || f->config_file == NULL || (!dev_state && !dev_sock))
+		return;
+	if (config_load(f->config_file, &fc, &err) != CUBEID_OK ||
+	    config_default(&def) != CUBEID_OK)
+		goto out;
+	if (dev_sock && !streq_null(fc->socket_path, def->socket_path) &&
+	    !streq_null(fc->socket_path, f->socket_path))
+		cubeid_notice("--dev: serving on %s, not on socket_path %s from %s (give --socket "
+		              "to choose)",
+		              f->socket_path, fc->socket_path, f->config_file);
+	if (dev_state && !streq_null(fc->state_dir, def->state_dir) &&
+	    !streq_null(fc->state_dir, f->state_dir))
+		cubeid_notice("--dev: the state is in %s, not in state_dir %s from %s (give "
+		              "--state-dir to choose)",
+		              f->state_dir, fc->state_dir, f->config_file);
+out:
+	free(err);
+	config_free(fc);
+	config_free(def);
+}
+
 static void
 harden(void)
 {
@@ -1334,6 +1367,7 @@ main(int argc, char **argv)
 	if (load_config(f, &a.cfg) != CUBEID_OK)
 		goto out;
 	cubeid_log_set_level((cubeid_log_level)a.cfg->log_level);
+	dev_overrides_note(f, dev_state != NULL, dev_sock != NULL);
 	if (check) {
 		if (check_config(&a) == CUBEID_OK)
 			status = EXIT_SUCCESS;

@@ -5,7 +5,9 @@
 #     path, and the first one goes on serving;
 #   - a stale socket (its agent killed with SIGKILL) is replaced;
 #   - at exit an agent removes the socket only if it is still the inode it
-#     bound: a socket that replaced its own is left in place.
+#     bound: a socket that replaced its own is left in place;
+#   - --dev's own socket and state directory over a config file's
+#     socket_path and state_dir are logged, not silent.
 set -u
 builddir=${CUBEID_BUILDDIR:-.}
 cubeid=$builddir/cli/cubeid
@@ -97,9 +99,23 @@ kill -TERM "$pc"
 wait "$pc"
 assert "agent c removes its own socket at exit" [ ! -e "$S" ]
 
+# --dev over a config file that names another socket and state directory
+printf 'socket_path: %s\nstate_dir: %s\n' "$D/cfg.sock" "$D/cfg-state" >"$D/dev.yaml"
+CUBEID_STATE_DIR=$D/e "$agent" --dev --config "$D/dev.yaml" >"$D/e.out" 2>"$D/e.err" &
+pe=$!
+pids+=("$pe")
+S=$D/e/agent.sock
+assert "--dev with a config file: serves on STATE/agent.sock" up "$pe"
+assert "  and says it does not use the file's socket_path" grep -qF -e \
+	"--dev: serving on $D/e/agent.sock, not on socket_path $D/cfg.sock from $D/dev.yaml" "$D/e.err"
+assert "  nor its state_dir" grep -qF -e \
+	"--dev: the state is in $D/e, not in state_dir $D/cfg-state from $D/dev.yaml" "$D/e.err"
+kill -TERM "$pe"
+wait "$pe"
+
 echo "1..$n"
 if [ "$fails" -ne 0 ]; then
-	for f in a b c; do
+	for f in a b c e; do
 		echo "agent $f log:"
 		sed 's/^/    | /' "$D/$f.err" 2>/dev/null | tail -20
 	done
