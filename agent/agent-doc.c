@@ -76,7 +76,8 @@ const struct agent_opt_doc agent_opt_docs[] = {
         {'e', 'e', "entries", required_argument, "PATH",
          "registration entries: a YAML file or directory",
          "Registration entries (cubeid-entries(5)): a YAML file or a directory of *.yaml files "
-         "(default `/etc/cubeid/entries.yaml`; a missing file means no entries)."},
+         "(default `SYSCONFDIR/cubeid/entries.yaml`, `/etc/cubeid/entries.yaml` in a build "
+         "configured with `--sysconfdir=/etc`; a missing file means no entries)."},
         {OPT_HTTP, 0, "http-address", required_argument, "ADDR",
          "serve /healthz, /readyz and /metrics over HTTP on\nHOST:PORT (e.g. 127.0.0.1:9090; "
          "default off)",
@@ -99,7 +100,10 @@ const struct agent_opt_doc agent_opt_docs[] = {
          "start; and the invoking user is registered: a process of uid U gets "
          "spiffe://TD/unix/uid/U (selector unix:uid:U).  The agent prints a loud DEVELOPMENT "
          "MODE banner on standard error and the `SPIFFE_ENDPOINT_SOCKET=unix://...` line on "
-         "standard output.  Not for production."},
+         "standard output.  Its socket and state directory (STATE-DIR/agent.sock, and "
+         "STATE-DIR as above) win over `socket_path` and `state_dir` in a config file, with a "
+         "notice line that says so; `--socket` and `--state-dir` choose.  Not for "
+         "production."},
         {'h', 'h', "help", no_argument, NULL, "this help", "Print the options."},
         {OPT_VERSION, 0, "version", no_argument, NULL, "print the version", "Print the version."},
         {OPT_HELPMAN, 0, "help-man", required_argument, "PAGE",
@@ -474,6 +478,9 @@ static const char agent_sections[] =
         ".BR LISTEN_FDS \", \" NOTIFY_SOCKET \", \" WATCHDOG_USEC \", \" JOURNAL_STREAM\n"
         "Set by systemd; see SYSTEMD.\n"
         ".SH FILES\n"
+        "The paths under /etc are under the build's sysconfdir: /etc for a build\n"
+        "configured with \\-\\-sysconfdir=/etc, as packages are\n"
+        "(PREFIX/etc otherwise; the systemd unit names the same).\n"
         ".TP\n"
         ".I /run/cubeid/agent.sock\n"
         "The default socket.\n"
@@ -562,7 +569,9 @@ static const struct key_doc config_docs[] = {
          "The PKCS#11 module, when the URI does not name one with module-path: e.g. "
          "/usr/lib/softhsm/libsofthsm2.so or "
          "/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so."},
-        {"entries", "an absolute path; default /etc/cubeid/entries.yaml",
+        {"entries",
+         "an absolute path; default SYSCONFDIR/cubeid/entries.yaml (/etc/cubeid/entries.yaml with "
+         "--sysconfdir=/etc)",
          "The registration entries: a file or a directory of *.yaml files (cubeid-entries(5)).  "
          "They reload when it changes."},
         {"x509_svid_ttl", "a duration; default 1h", "The X.509-SVID lifetime."},
