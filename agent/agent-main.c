@@ -445,12 +445,15 @@ socket_is_live(const char *path)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, r;
 
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+	/* non-blocking: an agent whose backlog is full must not hang us */
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
 		return false;
 	strcpy(sa.sun_path, path);
 	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (r != 0)
+		r = errno == EAGAIN ? 0 : -1; /* a backlog full, but live */
 	close(fd);
-	return r == 0 || errno == EAGAIN; /* EAGAIN: a backlog full, but live */
+	return r == 0;
 }
 
 static int
