@@ -18,6 +18,7 @@
 /* ------------------------------------------------------------ options */
 
 #define OPT_CHECK   'C'
+#define OPT_OFFLINE 'O'
 #define OPT_STATE   'S'
 #define OPT_TOKEN   't'
 #define OPT_PIN     'p'
@@ -33,15 +34,29 @@ const struct agent_opt_doc agent_opt_docs[] = {
         {'c', 'c', "config", required_argument, "FILE", "the config file (YAML)",
          "The config file (YAML; see cubeid.conf(5)).  An unknown key is an error that names "
          "the key and its line."},
-        {OPT_CHECK, 0, "check", no_argument, NULL, "validate the config (and entries) and exit",
-         "Validate the config file and the registration entries it names, print a summary and "
-         "exit: 0 when both are good, 1 otherwise."},
+        {OPT_CHECK, 0, "check", no_argument, NULL,
+         "check what start checks (config, entries, PIN file,\ntoken, CA) and exit",
+         "Check what start checks, without serving, and exit: 0 when all is good, 1 "
+         "otherwise, with one error line per failure.  The config file; the registration "
+         "entries it names (at least one, unless `--dev`); the PIN file (the agent's own, mode "
+         "0600); the token (the module loads, the token is there, the PIN logs in); the CA in "
+         "the state directory (valid now, its key on the token, of the configured trust "
+         "domain); and the JWT keys.  With `--dev` and no token, the token and CA are made at "
+         "start and not checked."},
+        {OPT_OFFLINE, 0, "offline", no_argument, NULL,
+         "with --check: the files only, not the token or\nthe CA (a config checked off its "
+         "node)",
+         "With `--check`: check the config file, the entries and the PIN file's mode only, "
+         "not the token or the CA: for a config checked away from its node, such as a "
+         "ConfigMap in CI."},
         {'s', 's', "socket", required_argument, "PATH",
          "the Workload API socket (default /run/cubeid/agent.sock;\n--dev: STATE-DIR/agent.sock)",
          "The Workload API socket.  Default `/run/cubeid/agent.sock`; with `--dev`, "
          "STATE-DIR/agent.sock.  Missing directories are created with mode 0755 and the socket "
          "gets mode 0666: workloads of any uid connect, and attestation decides what they "
-         "get.  A stale socket at the path is removed; anything else there is refused.  "
+         "get.  A socket another agent answers on is refused (the agent does not start); a "
+         "stale one (nobody answers) is removed; anything else there is refused.  At exit the "
+         "agent removes the socket only if it is still the one it made.  "
          "SPIRE's `/run/spire/sockets/agent.sock` works too.  Ignored when systemd passes a "
          "socket (LISTEN_FDS)."},
         {OPT_STATE, 0, "state-dir", required_argument, "DIR",
@@ -61,7 +76,8 @@ const struct agent_opt_doc agent_opt_docs[] = {
         {'e', 'e', "entries", required_argument, "PATH",
          "registration entries: a YAML file or directory",
          "Registration entries (cubeid-entries(5)): a YAML file or a directory of *.yaml files "
-         "(default `/etc/cubeid/entries.yaml`; a missing file means no entries)."},
+         "(default `SYSCONFDIR/cubeid/entries.yaml`, `/etc/cubeid/entries.yaml` in a build "
+         "configured with `--sysconfdir=/etc`; a missing file means no entries)."},
         {OPT_HTTP, 0, "http-address", required_argument, "ADDR",
          "serve /healthz, /readyz and /metrics over HTTP on\nHOST:PORT (e.g. 127.0.0.1:9090; "
          "default off)",
@@ -84,7 +100,10 @@ const struct agent_opt_doc agent_opt_docs[] = {
          "start; and the invoking user is registered: a process of uid U gets "
          "spiffe://TD/unix/uid/U (selector unix:uid:U).  The agent prints a loud DEVELOPMENT "
          "MODE banner on standard error and the `SPIFFE_ENDPOINT_SOCKET=unix://...` line on "
-         "standard output.  Not for production."},
+         "standard output.  Its socket and state directory (STATE-DIR/agent.sock, and "
+         "STATE-DIR as above) win over `socket_path` and `state_dir` in a config file, with a "
+         "notice line that says so; `--socket` and `--state-dir` choose.  Not for "
+         "production."},
         {'h', 'h', "help", no_argument, NULL, "this help", "Print the options."},
         {OPT_VERSION, 0, "version", no_argument, NULL, "print the version", "Print the version."},
         {OPT_HELPMAN, 0, "help-man", required_argument, "PAGE",
@@ -375,7 +394,11 @@ static const char agent_sections[] =
         "The trust domain, token, PIN file, module, state directory, socket and HTTP\n"
         "address need a restart: a change to one of them is refused with an error line\n"
         "that says so, and the running value is kept (the rest reloads).\n"
-        "A CA replaced on disk (ca.pem) is reported the same way; the running CA is kept.\n"
+        "A renewed CA in the state directory (cubeid ca csr, ca sign, ca install) is\n"
+        "checked (valid now, its key on the token, the same trust domain, chains to the\n"
+        "roots the agent runs with) and swapped in; every X.509-SVID is minted again\n"
+        "from it, and open streams get the new chain.\n"
+        "A CA that fails a check is logged with why, and the running CA is kept.\n"
         "The entries also reload, the same way, when their file or directory\n"
         "changes (inotify on the directory, so a file replaced by rename is seen).\n"
         ".TP\n"
@@ -421,6 +444,15 @@ static const char agent_sections[] =
         "jti=J exp=T\n"
         ".fi\n"
         ".PP\n"
+        "A credential an entry's\n"
+        ".B delivery\n"
+        "writes to its directory is one line too, with the directory for the caller:\n"
+        ".PP\n"
+        ".nf\n"
+        "issued x509\\-svid spiffe_id=ID delivery=DIR entry=NAME serial=HEX not_after=T\n"
+        "issued jwt\\-svid spiffe_id=ID delivery=DIR entry=NAME aud=[...] jti=J exp=T\n"
+        ".fi\n"
+        ".PP\n"
         "Nothing secret is logged: no private keys, PINs or tokens (a JWT appears\n"
         "only by its jti).\n"
         ".SH SECURITY\n"
@@ -446,6 +478,9 @@ static const char agent_sections[] =
         ".BR LISTEN_FDS \", \" NOTIFY_SOCKET \", \" WATCHDOG_USEC \", \" JOURNAL_STREAM\n"
         "Set by systemd; see SYSTEMD.\n"
         ".SH FILES\n"
+        "The paths under /etc are under the build's sysconfdir: /etc for a build\n"
+        "configured with \\-\\-sysconfdir=/etc, as packages are\n"
+        "(PREFIX/etc otherwise; the systemd unit names the same).\n"
         ".TP\n"
         ".I /run/cubeid/agent.sock\n"
         "The default socket.\n"
@@ -534,7 +569,9 @@ static const struct key_doc config_docs[] = {
          "The PKCS#11 module, when the URI does not name one with module-path: e.g. "
          "/usr/lib/softhsm/libsofthsm2.so or "
          "/usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so."},
-        {"entries", "an absolute path; default /etc/cubeid/entries.yaml",
+        {"entries",
+         "an absolute path; default SYSCONFDIR/cubeid/entries.yaml (/etc/cubeid/entries.yaml with "
+         "--sysconfdir=/etc)",
          "The registration entries: a file or a directory of *.yaml files (cubeid-entries(5)).  "
          "They reload when it changes."},
         {"x509_svid_ttl", "a duration; default 1h", "The X.509-SVID lifetime."},

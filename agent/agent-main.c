@@ -119,18 +119,25 @@ load_config(const struct agent_flags *f, struct agent_config **out)
 	return CUBEID_OK;
 }
 
-/* The PIN file, if the config or --pin-file names one, must be the agent's
- * own and closed to everyone else.  A missing one is left to the token's
- * login to report: --check runs where the secrets are not. */
+/* The PIN file the token will read (the config's or --pin-file, else
+ * $CUBEID_PIN_FILE) must be the agent's own and closed to everyone else:
+ * one readable by others is refused at start and by --check alike.  A
+ * missing one is left to the token's login to report: --check runs where
+ * the secrets are not. */
 static int
 pin_file_check(const struct agent_config *cfg)
 {
+	const char *path = cfg->pin_file, *env;
 	char *err = NULL;
 	int rc;
 
-	if (cfg->pin_file == NULL)
+	/* --dev's own token (no token given) reads its own PIN file */
+	if (path == NULL && (cfg->token != NULL || getenv(CUBEID_ENV_TOKEN) != NULL) &&
+	    (env = getenv(CUBEID_ENV_PIN_FILE)) != NULL && env[0] != '\0')
+		path = env;
+	if (path == NULL)
 		return CUBEID_OK;
-	rc = config_secret_file_check(cfg->pin_file, &err);
+	rc = config_secret_file_check(path, &err);
 	if (rc == CUBEID_ERR_NOT_FOUND)
 		rc = CUBEID_OK;
 	else if (rc != CUBEID_OK)
@@ -428,8 +435,29 @@ mkdir_parents(const char *path)
 	return CUBEID_OK;
 }
 
+/*
+ * Is an agent serving on path?  A connect that succeeds says yes; one
+ * refused says the socket is stale (its agent is gone).
+ */
+static bool
+socket_is_live(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, r;
+
+	/* non-blocking: an agent whose backlog is full must not hang us */
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
+		return false;
+	strcpy(sa.sun_path, path);
+	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (r != 0)
+		r = errno == EAGAIN ? 0 : -1; /* a backlog full, but live */
+	close(fd);
+	return r == 0;
+}
+
 static int
-listen_socket(const char *path, int *out)
+listen_socket(const char *path, int *out, dev_t *dev, ino_t *ino)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct stat st;
@@ -444,10 +472,17 @@ listen_socket(const char *path, int *out)
 		cubeid_error("cannot create the directory of %s: %s", path, strerror(errno));
 		return CUBEID_ERR_IO;
 	}
-	/* a stale socket goes; anything else at that path is refused */
+	/* A live agent's socket is refused; a stale socket (nobody listens)
+	 * goes; anything else at that path is refused. */
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			cubeid_error("%s exists and is not a socket; refusing to remove it", path);
+			return CUBEID_ERR_EXISTS;
+		}
+		if (socket_is_live(path)) {
+			cubeid_error("another agent is serving on %s; refusing to take its socket "
+			             "(stop it first, or give another --socket)",
+			             path);
 			return CUBEID_ERR_EXISTS;
 		}
 		if (unlink(path) != 0) {
@@ -465,14 +500,34 @@ listen_socket(const char *path, int *out)
 		return CUBEID_ERR_IO;
 	}
 	/* workloads of every uid connect; attestation decides what they get */
-	if (chmod(path, 0666) != 0 || listen(fd, 512) != 0) {
+	if (lstat(path, &st) != 0 || chmod(path, 0666) != 0 || listen(fd, 512) != 0) {
 		cubeid_error("cannot listen on %s: %s", path, strerror(errno));
 		close(fd);
 		unlink(path);
 		return CUBEID_ERR_IO;
 	}
+	*dev = st.st_dev;
+	*ino = st.st_ino;
 	*out = fd;
 	return CUBEID_OK;
+}
+
+/* Remove the socket at path only if it is still the one this agent bound:
+ * a second agent started since may have replaced a path it thought
+ * stale, and its socket is not ours to remove. */
+static void
+unlink_own_socket(const char *path, dev_t dev, ino_t ino)
+{
+	struct stat st;
+
+	if (lstat(path, &st) != 0)
+		return;
+	if (!S_ISSOCK(st.st_mode) || st.st_dev != dev || st.st_ino != ino) {
+		cubeid_notice("%s is no longer the socket this agent bound; leaving it", path);
+		return;
+	}
+	if (unlink(path) != 0)
+		cubeid_warn("cannot remove %s: %s", path, strerror(errno));
 }
 
 /* ---------------------------------------------------------- signals */
@@ -518,8 +573,8 @@ attest_tune(struct agent *a)
  * What only a restart can change (the trust domain, the CA's token and
  * state directory, the socket, the HTTP address) is refused on reload: one
  * error line per key, saying a restart is needed, and the running value is
- * kept in cfg.  A CA replaced on disk (ca.pem) is reported the same way;
- * the agent goes on with the CA it loaded.
+ * kept in cfg.  A CA renewed in the state directory is not one of them: it
+ * is checked and swapped in (ca-renew.c).
  */
 static void
 restart_bound_keep(struct agent *a, struct agent_config *cfg)
@@ -537,10 +592,7 @@ restart_bound_keep(struct agent *a, struct agent_config *cfg)
 	        {"socket_path", offsetof(struct agent_config, socket_path), true},
 	        {"http_address", offsetof(struct agent_config, http_address), true},
 	};
-	char path[PATH_MAX];
 	size_t i;
-	X509 *disk = NULL;
-	FILE *f;
 
 	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		char **now = (char **)(void *)((char *)a->cfg + keys[i].off);
@@ -562,17 +614,6 @@ restart_bound_keep(struct agent *a, struct agent_config *cfg)
 		free(*want);
 		*want = *now != NULL ? strdup(*now) : NULL;
 	}
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", a->cfg->state_dir, CUBEID_CA_CERT_FILE) >=
-	            sizeof(path) ||
-	    (f = fopen(path, "re")) == NULL)
-		return;
-	disk = PEM_read_X509(f, NULL, NULL, NULL);
-	fclose(f);
-	if (disk != NULL && a->ca != NULL && X509_cmp(disk, cubeid_ca_cert(a->ca)) != 0)
-		cubeid_error("reload: the CA in %s is not the one the agent runs with: a restart "
-		             "is needed to use it; keeping the running CA",
-		             path);
-	X509_free(disk);
 }
 
 /*
@@ -589,6 +630,7 @@ struct reload_job {
 	bool config_ok;
 	struct agent_config *cfg;
 	struct entry_set *entries;
+	cubeid_ca *new_ca; /* a renewed CA to swap in (ca-renew.c) */
 	pthread_t loop_thread;
 };
 
@@ -602,6 +644,8 @@ reload_run(void *arg)
 {
 	struct reload_job *j = arg;
 
+	/* the state directory is the running one: it needs a restart */
+	(void)ca_renew_load(j->a, &j->new_ca);
 	if ((j->rc = load_config(&j->a->flags, &j->cfg)) != CUBEID_OK)
 		return;
 	j->config_ok = true;
@@ -623,11 +667,16 @@ reload_done(void *arg)
 			             "config and entries");
 		entries_free(j->entries);
 		config_free(j->cfg);
+		cubeid_ca_free(j->new_ca);
 		free(j);
 		atomic_store(&reload_busy, false);
 		return;
 	}
 	atomic_store(&reload_busy, false);
+	if (j->new_ca != NULL) {
+		ca_renew_apply(a, j->new_ca);
+		j->new_ca = NULL;
+	}
 	if (!j->config_ok) {
 		cubeid_error("reload: keeping the old config");
 		goto out;
@@ -918,6 +967,7 @@ on_signal(cubeid_loop *l, int fd, int events, void *arg)
 			              si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 			sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 			a->stopping = true;
+			deliver_stop_all(); /* a delivery's command: SIGTERM, then SIGKILL */
 			if (a->listen_fd >= 0)
 				loop_watch(l, a->listen_fd, 0, NULL, NULL);
 			wapi_finish_all(a->wapi, GRPC_UNAVAILABLE, "agent is shutting down");
@@ -942,6 +992,39 @@ watchdog_tick(cubeid_loop *l, void *arg)
 }
 
 /* ---------------------------------------------------------- main */
+
+/*
+ * --dev's own socket and state directory (under $CUBEID_STATE_DIR or
+ * ./cubeid-dev-state) are used unless --socket and --state-dir say
+ * otherwise, also over socket_path and state_dir in a config file: say so
+ * when the file names others, rather than ignore them silently.
+ */
+static void
+dev_overrides_note(const struct agent_flags *f, bool dev_state, bool dev_sock)
+{
+	struct agent_config *fc = NULL, *def = NULL;
+	char *err = NULL;
+
+	if (!f->dev || f->config_file == NULL || (!dev_state && !dev_sock))
+		return;
+	if (config_load(f->config_file, &fc, &err) != CUBEID_OK ||
+	    config_default(&def) != CUBEID_OK)
+		goto out;
+	if (dev_sock && !streq_null(fc->socket_path, def->socket_path) &&
+	    !streq_null(fc->socket_path, f->socket_path))
+		cubeid_notice("--dev: serving on %s, not on socket_path %s from %s (give --socket "
+		              "to choose)",
+		              f->socket_path, fc->socket_path, f->config_file);
+	if (dev_state && !streq_null(fc->state_dir, def->state_dir) &&
+	    !streq_null(fc->state_dir, f->state_dir))
+		cubeid_notice("--dev: the state is in %s, not in state_dir %s from %s (give "
+		              "--state-dir to choose)",
+		              f->state_dir, fc->state_dir, f->config_file);
+out:
+	free(err);
+	config_free(fc);
+	config_free(def);
+}
 
 static void
 harden(void)
@@ -978,15 +1061,17 @@ dev_banner(struct agent *a)
 	fflush(stdout);
 }
 
+/* Open the token the config names (or --dev's own).  check: only look,
+ * for --check (no state directory is created). */
 static int
-open_token_and_ca(struct agent *a)
+open_token(struct agent *a, bool check)
 {
 	struct cubeid_token_opts to = {0};
 	char *dev_uri = NULL, *dev_pin = NULL, *dir = NULL;
 	const char *uri = a->cfg->token;
 	int rc;
 
-	if ((rc = cubeid_state_dir_prepare(a->cfg->state_dir)) != CUBEID_OK) {
+	if (!check && (rc = cubeid_state_dir_prepare(a->cfg->state_dir)) != CUBEID_OK) {
 		cubeid_error("state directory %s: %s", a->cfg->state_dir, cubeid_strerror(rc));
 		return rc;
 	}
@@ -1015,11 +1100,21 @@ open_token_and_ca(struct agent *a)
 	rc = cubeid_token_open(uri, &to, &a->tok);
 	free(dev_uri);
 	free(dev_pin);
-	if (rc != CUBEID_OK) {
+	if (rc != CUBEID_OK)
 		cubeid_error("cannot open the token: %s", cubeid_strerror(rc));
+	return rc;
+}
+
+/* Load the CA (--dev: make one on first start) and check it against the
+ * config's trust domain. */
+static int
+open_ca(struct agent *a, bool check)
+{
+	int rc;
+
+	if ((rc = agent_ca_validity_check(a->cfg->state_dir)) != CUBEID_OK)
 		return rc;
-	}
-	if (a->flags.dev)
+	if (a->flags.dev && !check)
 		rc = cubeid_ca_ensure(a->tok, a->cfg->state_dir, a->cfg->trust_domain, NULL,
 		                      &a->ca);
 	else
@@ -1039,6 +1134,16 @@ open_token_and_ca(struct agent *a)
 		}
 		replace_str(&a->cfg->trust_domain, a->td);
 	}
+	return CUBEID_OK;
+}
+
+static int
+open_token_and_ca(struct agent *a)
+{
+	int rc;
+
+	if ((rc = open_token(a, false)) != CUBEID_OK || (rc = open_ca(a, false)) != CUBEID_OK)
+		return rc;
 	rc = cubeid_jwt_keys_load(a->cfg->state_dir, &a->jwt_keys);
 	if (rc == CUBEID_ERR_NOT_FOUND)
 		rc = cubeid_jwt_keys_init(a->tok, a->cfg->state_dir, a->td, NULL, &a->jwt_keys);
@@ -1051,6 +1156,66 @@ open_token_and_ca(struct agent *a)
 	return rc;
 }
 
+/*
+ * --check: what start checks, without serving: the HTTP address, the PIN
+ * file, the entries (at least one), the token (the module loads, the token
+ * is there, the PIN logs in), the CA (valid now, its key on the token, of
+ * the configured trust domain) and the JWT keys.  Every failure is one
+ * error line; 0 when all pass.  --dev's token and CA are made at start, so
+ * with --dev and no token only the files are checked.
+ */
+static int
+check_config(struct agent *a)
+{
+	struct entry_set *e = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	const char *why;
+	cubeid_jwt_keys *jk = NULL;
+	size_t n = 0;
+	int rc, bad = 0;
+
+	if (a->cfg->http_address != NULL &&
+	    http_parse_address(a->cfg->http_address, &ss, &sl, &why) != CUBEID_OK) {
+		cubeid_error("http_address '%s': %s", a->cfg->http_address, why);
+		bad++;
+	}
+	if (pin_file_check(a->cfg) != CUBEID_OK)
+		bad++;
+	if (load_entries(a->cfg->entries, true, a->cfg->trust_domain, &e) != CUBEID_OK) {
+		bad++;
+	} else if ((n = e != NULL ? e->n : 0) == 0 && !a->flags.dev) {
+		cubeid_error("no registration entries in %s: the agent would serve no workload",
+		             a->cfg->entries != NULL ? a->cfg->entries : "(no entries path)");
+		bad++;
+	}
+	entries_free(e);
+	if (a->flags.offline) {
+		/* the files only */
+	} else if (a->flags.dev && a->cfg->token == NULL && getenv(CUBEID_ENV_TOKEN) == NULL) {
+		cubeid_notice("--dev: the token and the CA are made at start; not checked");
+	} else if (open_token(a, true) != CUBEID_OK) {
+		bad++;
+	} else if (open_ca(a, true) != CUBEID_OK) {
+		bad++;
+	} else {
+		rc = cubeid_jwt_keys_load(a->cfg->state_dir, &jk);
+		if (rc != CUBEID_OK && rc != CUBEID_ERR_NOT_FOUND) {
+			cubeid_error("cannot load the JWT signing keys in %s: %s",
+			             a->cfg->state_dir, cubeid_strerror(rc));
+			bad++;
+		}
+		cubeid_jwt_keys_free(jk);
+	}
+	if (bad > 0)
+		return CUBEID_ERR_CONFIG;
+	printf("%s: ok (%zu entries from %s%s%s)\n",
+	       a->flags.config_file != NULL ? a->flags.config_file : "defaults", n,
+	       a->cfg->entries != NULL ? a->cfg->entries : "-", a->tok != NULL ? "; token " : "",
+	       a->tok != NULL ? cubeid_token_label(a->tok) : "");
+	return CUBEID_OK;
+}
+
 static void
 agent_cleanup(struct agent *a)
 {
@@ -1058,6 +1223,7 @@ agent_cleanup(struct agent *a)
 	grpc_server_free(a->grpc);
 	svid_cache_shutdown(a->cache);
 	a->stopping = true; /* a reload finishing now is dropped, not applied */
+	deliver_stop_all(); /* the workers may wait for a delivery's command */
 	worker_pool_free(a->pool);
 	audit_flush(); /* the cached fetches counted since the last summary */
 	delivery_free(a->delivery);
@@ -1068,7 +1234,7 @@ agent_cleanup(struct agent *a)
 	if (a->listen_fd >= 0) {
 		close(a->listen_fd);
 		if (!a->socket_activated && a->cfg != NULL)
-			unlink(a->cfg->socket_path);
+			unlink_own_socket(a->cfg->socket_path, a->sock_dev, a->sock_ino);
 	}
 	if (sig_fd >= 0)
 		close(sig_fd);
@@ -1081,6 +1247,7 @@ agent_cleanup(struct agent *a)
 	cubeid_jwt_bundle_free(a->jwt_bundle);
 	cubeid_jwt_keys_free(a->jwt_keys);
 	cubeid_ca_free(a->ca);
+	ca_renew_free(a);
 	cubeid_token_free(a->tok);
 	config_free(a->cfg);
 }
@@ -1121,6 +1288,9 @@ main(int argc, char **argv)
 			break;
 		case 'C':
 			check = true;
+			break;
+		case 'O':
+			f->offline = true;
 			break;
 		case 's':
 			f->socket_path = optarg;
@@ -1177,6 +1347,11 @@ main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	if (f->offline && !check) {
+		fprintf(stderr, "cubeid-agent: --offline goes with --check\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
 	if (optind < argc) {
 		fprintf(stderr, "cubeid-agent: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
@@ -1195,26 +1370,10 @@ main(int argc, char **argv)
 	if (load_config(f, &a.cfg) != CUBEID_OK)
 		goto out;
 	cubeid_log_set_level((cubeid_log_level)a.cfg->log_level);
+	dev_overrides_note(f, dev_state != NULL, dev_sock != NULL);
 	if (check) {
-		struct entry_set *e = NULL;
-		struct sockaddr_storage ss;
-		socklen_t sl;
-		const char *why;
-
-		if (a.cfg->http_address != NULL &&
-		    http_parse_address(a.cfg->http_address, &ss, &sl, &why) != CUBEID_OK) {
-			cubeid_error("http_address '%s': %s", a.cfg->http_address, why);
-			goto out;
-		}
-
-		if ((rc = pin_file_check(a.cfg)) != CUBEID_OK ||
-		    (rc = load_entries(a.cfg->entries, true, a.cfg->trust_domain, &e)) != CUBEID_OK)
-			goto out;
-		printf("%s: ok (%zu entries from %s)\n",
-		       f->config_file != NULL ? f->config_file : "defaults",
-		       e != NULL ? e->n : (size_t)0, a.cfg->entries != NULL ? a.cfg->entries : "-");
-		entries_free(e);
-		status = EXIT_SUCCESS;
+		if (check_config(&a) == CUBEID_OK)
+			status = EXIT_SUCCESS;
 		goto out;
 	}
 	a.uid = getuid();
@@ -1265,7 +1424,8 @@ main(int argc, char **argv)
 		a.socket_activated = true;
 		(void)fcntl(a.listen_fd, F_SETFL, fcntl(a.listen_fd, F_GETFL) | O_NONBLOCK);
 		cubeid_notice("serving on the socket systemd passed (fd %d)", a.listen_fd);
-	} else if (listen_socket(a.cfg->socket_path, &a.listen_fd) != CUBEID_OK) {
+	} else if (listen_socket(a.cfg->socket_path, &a.listen_fd, &a.sock_dev, &a.sock_ino) !=
+	           CUBEID_OK) {
 		goto out;
 	}
 	if ((rc = grpc_server_listen_fd(a.grpc, a.listen_fd)) != CUBEID_OK) {

@@ -389,8 +389,15 @@ int deliver_pid_file_read(const char *path, pid_t *out);
 /* Start argv[0] with argv (no shell, stdin /dev/null); *pid gets the child. */
 int deliver_spawn(char *const argv[], pid_t *pid);
 /* deliver_spawn() and wait up to timeout_ms (then SIGKILL): 0 if it exited
- * with status 0, CUBEID_ERR_IO otherwise (*why says how). */
+ * with status 0, CUBEID_ERR_IO otherwise (*why says how).  After
+ * deliver_stop_all(), a running command gets SIGTERM, then SIGKILL after
+ * DELIVER_STOP_GRACE_MS (CUBEID_ERR_UNAVAILABLE), and none is started. */
 int deliver_run(char *const argv[], long timeout_ms, const char **why);
+#define DELIVER_STOP_GRACE_MS 2000
+/* The process is stopping: end the commands deliver_run() waits for (any
+ * thread; a shutdown must not wait for them, systemd's stop timeout is 90 s
+ * and a command may take 60). */
+void deliver_stop_all(void);
 /* Split a command line the way spiffe-helper splits cmd_args (Go's
  * encoding/csv with a space as the separator: fields split at single
  * spaces, a field may be "quoted" with "" for a quote).  New

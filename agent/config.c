@@ -27,7 +27,8 @@
 #define DEF_TRUST_DOMAIN CUBEID_TRUST_DOMAIN_DEFAULT
 #define DEF_SOCKET_PATH  "/run/cubeid/agent.sock"
 #define DEF_STATE_DIR    "/var/lib/cubeid"
-#define DEF_ENTRIES      "/etc/cubeid/entries.yaml"
+/* under the configured sysconfdir (/etc with --sysconfdir=/etc) */
+#define DEF_ENTRIES CUBEID_SYSCONFDIR "/cubeid/entries.yaml"
 
 enum kind { K_STR, K_PATH, K_TD, K_DURATION, K_LOGLEVEL, K_SIZE, K_UINT, K_URL, K_HOSTPORT };
 

@@ -57,6 +57,7 @@ struct agent_flags {
 	long jwt_svid_ttl;
 	int log_level;
 	bool dev;
+	bool offline; /* --check --offline: the files only */
 };
 
 struct svid_cache;
@@ -92,10 +93,14 @@ struct agent {
 	struct attest_opts attest;
 	int listen_fd;
 	bool socket_activated;
+	dev_t sock_dev; /* the socket inode this agent bound: the only one */
+	ino_t sock_ino; /* it removes at exit (another agent may own the path) */
 
 	cubeid_token *tok;
 	cubeid_ca *ca;
-	const char *td;      /* the CA's (borrowed) */
+	const char *td;         /* the CA's (borrowed) */
+	cubeid_ca **ca_retired; /* swapped out by a renewal, freed at exit */
+	size_t n_ca_retired;
 	uint8_t *bundle_der; /* the X.509 bundle's certificates, DER, concatenated */
 	size_t bundle_der_len;
 	time_t ca_not_after;
@@ -210,6 +215,25 @@ void svid_cache_stats(const struct svid_cache *c, size_t *n_x509, size_t *n_jwt,
                       int64_t *next_rotation);
 /* Drop every cached SVID no one holds (after a reload). */
 void svid_cache_flush_unused(struct svid_cache *c);
+/* The CA changed (a->ca is the new one): drop the SVIDs no one holds, and
+ * mint the rest again from the new CA, the watched ones at once (their
+ * streams and deliveries get the new chain).  A mint still running with
+ * the old CA is due again when it ends. */
+void svid_cache_x509_reissue(struct svid_cache *c);
+
+/* ---- CA renewal on reload (ca-renew.c) ------------------------------- */
+/* On a worker: a new CA in the state directory, checked against the
+ * running one (*out NULL when ca.pem is the running CA).  A refusal is
+ * logged with why, and that the running CA stays. */
+int ca_renew_load(struct agent *a, cubeid_ca **out);
+/* On the loop thread: issue from ca from now on (takes it). */
+void ca_renew_apply(struct agent *a, cubeid_ca *ca);
+/* At exit, after the workers stopped: the CAs swapped out. */
+void ca_renew_free(struct agent *a);
+/* state_dir/ca.pem is valid now; else logged with its dates. */
+int agent_ca_validity_check(const char *state_dir);
+/* RFC 3339 (UTC) for a certificate time into buf. */
+void agent_asn1_time_rfc3339(const ASN1_TIME *t, char *buf, size_t size);
 
 /* ---- Workload API (workload-api.c) ----------------------------------- */
 extern const struct grpc_method wapi_methods[];

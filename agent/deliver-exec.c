@@ -8,11 +8,15 @@
 
 #include "agent/agent.h"
 
+#include <cubeid/log.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,15 +131,28 @@ deliver_spawn(char *const argv[], pid_t *pid)
 	return CUBEID_OK;
 }
 
+/* Set once by deliver_stop_all(): the process is stopping. */
+static atomic_bool stopping;
+
+void
+deliver_stop_all(void)
+{
+	atomic_store(&stopping, true);
+}
+
 int
 deliver_run(char *const argv[], long timeout_ms, const char **why)
 {
 	struct timespec d = {0, 10 * 1000 * 1000};
-	long waited = 0;
+	long waited = 0, termed = -1;
 	pid_t pid, r;
 	int st = 0, rc;
 
 	*why = "ok";
+	if (atomic_load(&stopping)) {
+		*why = "not run: stopping";
+		return CUBEID_ERR_UNAVAILABLE;
+	}
 	if ((rc = deliver_spawn(argv, &pid)) != CUBEID_OK) {
 		*why = "cannot start the command";
 		return rc;
@@ -148,6 +165,18 @@ deliver_run(char *const argv[], long timeout_ms, const char **why)
 			*why = "cannot wait for the command";
 			return CUBEID_ERR_IO;
 		}
+		/* stopping: SIGTERM, then SIGKILL after a grace period */
+		if (termed < 0 && atomic_load(&stopping)) {
+			kill(pid, SIGTERM);
+			termed = waited;
+		}
+		if (termed >= 0 && waited - termed >= DELIVER_STOP_GRACE_MS) {
+			kill(pid, SIGKILL);
+			(void)waitpid(pid, &st, 0);
+			*why = "stopping: the command did not end on SIGTERM and was killed";
+			cubeid_notice("%s (%s, pid %ld)", *why, argv[0], (long)pid);
+			return CUBEID_ERR_UNAVAILABLE;
+		}
 		if (waited >= timeout_ms) {
 			kill(pid, SIGKILL);
 			(void)waitpid(pid, &st, 0);
@@ -156,6 +185,11 @@ deliver_run(char *const argv[], long timeout_ms, const char **why)
 		}
 		nanosleep(&d, NULL);
 		waited += 10;
+	}
+	if (termed >= 0) {
+		*why = "stopping: the command was stopped with SIGTERM";
+		cubeid_notice("%s (%s, pid %ld)", *why, argv[0], (long)pid);
+		return CUBEID_ERR_UNAVAILABLE;
 	}
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return CUBEID_OK;

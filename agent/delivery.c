@@ -69,6 +69,11 @@ struct djob {
 	size_t secret; /* index of the key file in buf (secbuf), or SIZE_MAX */
 	uint64_t x_version, bundle_hash;
 	char (*jti)[40];
+	int64_t *jexp;   /* the JWT-SVIDs' exp, for the audit line */
+	bool *jnew;      /* which JWT-SVIDs this write hands out first */
+	bool xnew;       /* the same for the X.509-SVID */
+	char serial[64]; /* the X.509-SVID's, for the audit line */
+	int64_t not_after;
 	/* results */
 	int write_rc, write_errno, act_rc;
 	const char *write_why, *act_why;
@@ -123,6 +128,8 @@ job_free(struct djob *j)
 			free(j->buf[i]);
 	}
 	free(j->jti);
+	free(j->jexp);
+	free(j->jnew);
 	free(j);
 }
 
@@ -156,6 +163,31 @@ run_actions(const struct entry_delivery *c, const char **why)
 	return CUBEID_OK;
 }
 
+/*
+ * The audit line of every credential a delivery hands out, once it is in
+ * its directory, as the Workload API logs its issuances (cubeid-agent(8),
+ * LOGGING AND AUDIT): at notice, one line per new X.509-SVID or JWT-SVID.
+ * On the delivery thread; what is new was decided in build_write().
+ */
+static void
+audit_delivered(const struct djob *j)
+{
+	const struct entry_delivery *c = j->t->cfg;
+	size_t i;
+
+	if (j->xnew)
+		cubeid_notice("issued x509-svid spiffe_id=%s delivery=%s entry=%s serial=%s "
+		              "not_after=%lld",
+		              j->t->spiffe_id, c->dir, j->t->name, j->serial,
+		              (long long)j->not_after);
+	for (i = 0; i < c->n_jwt; i++)
+		if (j->jnew[i])
+			cubeid_notice("issued jwt-svid spiffe_id=%s delivery=%s entry=%s aud=[%s] "
+			              "jti=%s exp=%lld",
+			              j->t->spiffe_id, c->dir, j->t->name, c->jwt[i].audience,
+			              j->jti[i], (long long)j->jexp[i]);
+}
+
 static void
 job_run(struct djob *j)
 {
@@ -169,6 +201,7 @@ job_run(struct djob *j)
 		j->write_errno = errno;
 		if (j->write_rc != CUBEID_OK)
 			return;
+		audit_delivered(j);
 	}
 	if (c->signal != 0 || c->command != NULL)
 		j->act_rc = run_actions(c, &j->act_why);
@@ -478,12 +511,17 @@ build_write(struct target *t, uint64_t bundle_hash, struct djob **out)
 	j->write = true;
 	j->secret = SIZE_MAX;
 	j->bundle_hash = bundle_hash;
-	if (c->n_jwt > 0 && (j->jti = calloc(c->n_jwt, sizeof(*j->jti))) == NULL) {
+	if (c->n_jwt > 0 && ((j->jti = calloc(c->n_jwt, sizeof(*j->jti))) == NULL ||
+	                     (j->jexp = calloc(c->n_jwt, sizeof(*j->jexp))) == NULL ||
+	                     (j->jnew = calloc(c->n_jwt, sizeof(*j->jnew))) == NULL)) {
 		rc = CUBEID_ERR_NOMEM;
 		goto fail;
 	}
 	if (c->svid_file != NULL) {
 		j->x_version = t->x->version;
+		memcpy(j->serial, t->x->serial, sizeof(j->serial));
+		j->not_after = t->x->not_after;
+		j->xnew = !t->done_once || j->x_version != t->x_version;
 		if ((rc = certs_pem(t->x->chain_der, t->x->chain_der_len, &b, &len)) != CUBEID_OK ||
 		    (rc = add_file(j, c->svid_file, b, len, c->cert_mode)) != CUBEID_OK)
 			goto fail;
@@ -499,6 +537,8 @@ build_write(struct target *t, uint64_t bundle_hash, struct djob **out)
 	for (i = 0; i < c->n_jwt; i++) {
 		const char *tok = t->jwt[i]->token;
 		memcpy(j->jti[i], t->jwt[i]->jti, sizeof(j->jti[i]));
+		j->jexp[i] = t->jwt[i]->exp;
+		j->jnew[i] = !t->done_once || strcmp(t->jti[i], j->jti[i]) != 0;
 		if ((rc = add_file(j, c->jwt[i].file, copy(tok, strlen(tok)), strlen(tok),
 		                   c->jwt_svid_mode)) != CUBEID_OK)
 			goto fail;
@@ -532,7 +572,6 @@ job_done(struct delivery *d, struct djob *j)
 	struct target *t = j->t;
 	int64_t now = now_ms();
 
-	(void)d;
 	t->busy = false;
 	if (t->removed) {
 		job_free(j);
@@ -557,7 +596,9 @@ job_done(struct delivery *d, struct djob *j)
 		cubeid_info("delivery %s: wrote %zu files to %s%s%s", t->name, j->n, t->cfg->dir,
 		            t->x != NULL ? " serial=" : "", t->x != NULL ? t->x->serial : "");
 	}
-	if (j->act_rc != CUBEID_OK) {
+	if (j->act_rc != CUBEID_OK && d->a->stopping) {
+		/* a command stopped at shutdown: deliver-exec.c said so */
+	} else if (j->act_rc != CUBEID_OK) {
 		t->action_pending = true;
 		t->fails++;
 		t->next_ms = now + backoff_ms(t->fails);

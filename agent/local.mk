@@ -94,7 +94,7 @@ libagent_la_LIBADD += $(LIBCURL_LIBS)
 # cubeid-agent: the daemon (issue 4).  The SVID cache and worker pool, the
 # Workload API handlers, and main (flags, --dev, signals, sd_notify).
 libagent_la_SOURCES += agent/daemon.h agent/svid-cache.c agent/workload-api.c \
-	agent/audit.h agent/audit.c
+	agent/audit.h agent/audit.c agent/ca-renew.c
 check_PROGRAMS += tests/test-audit
 tests_test_audit_SOURCES = tests/test-audit.c
 tests_test_audit_CFLAGS = $(TEST_CFLAGS)
@@ -157,6 +157,23 @@ EXTRA_DIST += tests/agent-man-sync.sh
 TESTS += tests/agent-dev.sh tests/interop-agent.sh tests/agent-status.sh tests/agent-token-outage.sh
 EXTRA_DIST += tests/agent-dev.sh tests/interop-agent.sh tests/agent-status.sh \
 	tests/agent-token-outage.sh
+
+# Who owns the socket: a second agent on a live one's path is refused.
+TESTS += tests/agent-socket.sh
+EXTRA_DIST += tests/agent-socket.sh
+
+# --check checks what start checks: the token, the CA, the entries.
+TESTS += tests/agent-check.sh
+EXTRA_DIST += tests/agent-check.sh
+
+# CA renewal by SIGHUP: a new intermediate swapped in, or refused.
+TESTS += tests/agent-ca-renew.sh
+EXTRA_DIST += tests/agent-ca-renew.sh
+
+# A delivery's command at shutdown (SIGTERM, then SIGKILL), and the audit
+# lines of deliveries.
+TESTS += tests/delivery-stop.sh
+EXTRA_DIST += tests/delivery-stop.sh
 
 # Hostile input to the running agent: a deeply nested entries file.
 TESTS += tests/agent-hostile-input.sh

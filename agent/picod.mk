@@ -6,6 +6,11 @@ libagent_la_SOURCES += agent/picod-service.c
 TESTS += tests/picod-agent.sh
 EXTRA_DIST += tests/picod-agent.sh
 
+# A PicoD key rotated offline (cubeid ca jwt-rotate --state-dir STATE/picod)
+# is labelled as a PicoD key, and published on SIGHUP.
+TESTS += tests/picod-offline-rotate.sh
+EXTRA_DIST += tests/picod-offline-rotate.sh
+
 # Against AgentCube's real PicoD (tests/picod-peer, built from the Go module
 # proxy by tests/lib/go-peers.sh), or the golang-jwt fallback verifier.
 TESTS += tests/picod-real.sh

@@ -187,6 +187,7 @@ struct svid_cache {
 	 * 20,000 long for JWT-SVIDs with many audiences */
 	struct x509_item **x_index;
 	struct jwt_item **j_index;
+	uint64_t ca_gen; /* bumped when the CA is swapped (svid_cache_x509_reissue) */
 };
 
 /* FNV-1a, 64 bits */
@@ -337,6 +338,7 @@ struct x509_job {
 	char serial[64];
 	double secs;       /* time in the worker, for the metrics */
 	int64_t issued_ms; /* when the mint started */
+	uint64_t ca_gen;   /* the cache's ca_gen when it started */
 };
 
 static int
@@ -455,6 +457,9 @@ x509_job_done(void *arg)
 		if (base >= it->not_after * 1000 ||
 		    cubeid_rotation_time(base, it->not_after * 1000, &rot) != CUBEID_OK)
 			rot = it->not_after * 1000;
+		/* minted by a CA swapped out while it ran: due again now */
+		if (j->ca_gen != c->ca_gen)
+			rot = 0;
 		it->rotate_at_ms = rot;
 		it->rotate_at = rot / 1000;
 		it->version++;
@@ -492,6 +497,7 @@ x509_start_mint(struct svid_cache *c, struct x509_item *it)
 	j->c = c;
 	j->it = it;
 	j->ca = c->a->ca;
+	j->ca_gen = c->ca_gen;
 	it->refs++;
 	it->minting = true;
 	if ((rc = worker_submit(c->a->pool, x509_job_run, x509_job_done, j)) != CUBEID_OK) {
@@ -882,6 +888,25 @@ svid_cache_flush_unused(struct svid_cache *c)
 			jwt_item_free(jt);
 		}
 	}
+}
+
+void
+svid_cache_x509_reissue(struct svid_cache *c)
+{
+	struct x509_item *it;
+	size_t n = 0;
+
+	c->ca_gen++;
+	svid_cache_flush_unused(c);
+	for (it = c->x_head; it != NULL; it = it->next) {
+		it->rotate_at_ms = 0;
+		it->rotate_at = 0;
+		if (it->subscribers > 0 && !it->minting) {
+			x509_start_mint(c, it);
+			n++;
+		}
+	}
+	cubeid_notice("reissuing %zu watched X.509-SVIDs from the new CA", n);
 }
 
 void

@@ -12,11 +12,15 @@
 #include <cubeid/jwt-keys.h>
 #include <cubeid/x509svid.h>
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bio.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 TOOL_GROUP_DECLARE(ca);
@@ -383,6 +387,24 @@ print_jwt_keys(const cubeid_jwt_keys *k)
 	}
 }
 
+/* Is dir the agent's PicoD key state (STATE-DIR/picod, a jwt.conf and no
+ * CA)?  Its keys in *cur. */
+static bool
+picod_state(const char *dir, cubeid_jwt_keys **cur)
+{
+	const char *base;
+	size_t n = strlen(dir);
+
+	*cur = NULL;
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	for (base = dir + n; base > dir && base[-1] != '/'; base--)
+		;
+	if ((size_t)(dir + n - base) != 5 || strncmp(base, "picod", 5) != 0)
+		return false;
+	return cubeid_jwt_keys_load(dir, cur) == CUBEID_OK;
+}
+
 static int
 ca_jwt_rotate(struct tool_ctx *c)
 {
@@ -391,7 +413,10 @@ ca_jwt_rotate(struct tool_ctx *c)
 	           *mt = tool_opt(c, "max-ttl");
 	cubeid_token *tok = NULL;
 	cubeid_ca *ca = NULL;
-	cubeid_jwt_keys *k = NULL;
+	cubeid_jwt_keys *k = NULL, *cur = NULL;
+	const char *td;
+	char label[256];
+	uint8_t rnd[4];
 	int r, rc;
 
 	if (kt != NULL && (o.key_type = cubeid_key_type_from_name(kt)) == CUBEID_KEY_NONE)
@@ -404,12 +429,24 @@ ca_jwt_rotate(struct tool_ctx *c)
 		return tool_usage_error(c, "bad duration '%s' (e.g. 30s, 5m, 1h)", mt);
 	if ((r = tool_token_open(c, true, NULL, &tok)) != CUBEID_OK)
 		return tool_exit_code(r);
-	if ((r = cubeid_ca_load(tok, c->state_dir, &ca)) != CUBEID_OK) {
+	if ((r = cubeid_ca_load(tok, c->state_dir, &ca)) == CUBEID_OK) {
+		td = cubeid_ca_trust_domain(ca);
+	} else if (r == CUBEID_ERR_NOT_FOUND && picod_state(c->state_dir, &cur)) {
+		/* the agent's PicoD keys (STATE-DIR/picod): labelled as the agent
+		 * labels them (agent/picod-service.c), not as JWT-SVID keys */
+		td = cubeid_jwt_keys_trust_domain(cur);
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+			rc = tool_fail(CUBEID_ERR_CRYPTO, "cannot roll the PicoD key over");
+			goto out;
+		}
+		snprintf(label, sizeof(label), "cubeid-picod-%s-%lld-%02x%02x%02x%02x", td,
+		         (long long)time(NULL), rnd[0], rnd[1], rnd[2], rnd[3]);
+		o.label = label;
+	} else {
 		rc = tool_fail(r, "no usable CA in %s ('cubeid ca init')", c->state_dir);
 		goto out;
 	}
-	if ((r = cubeid_jwt_keys_rotate_saved(tok, c->state_dir, cubeid_ca_trust_domain(ca), &o,
-	                                      &k)) != CUBEID_OK) {
+	if ((r = cubeid_jwt_keys_rotate_saved(tok, c->state_dir, td, &o, &k)) != CUBEID_OK) {
 		rc = r == CUBEID_ERR_EXISTS
 		             ? tool_fail(r, "a new JWT key is still waiting to sign ('cubeid ca "
 		                            "jwt-keys')")
@@ -421,6 +458,7 @@ ca_jwt_rotate(struct tool_ctx *c)
 	rc = TOOL_EXIT_OK;
 out:
 	cubeid_jwt_keys_free(k);
+	cubeid_jwt_keys_free(cur);
 	cubeid_ca_free(ca);
 	cubeid_token_free(tok);
 	return rc;

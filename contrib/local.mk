@@ -1,8 +1,9 @@
 # contrib/systemd: the agent's units (issue 8).  The service is generated
-# from cubeid-agent.service.in with the configured sbindir; they install to
-# $(systemdsystemunitdir) (--with-systemdsystemunitdir, default from
-# pkg-config systemd), the sysusers file to $(sysusersdir), and the TPM
-# drop-in to $(pkgdatadir)/systemd for the admin to enable.
+# from cubeid-agent.service.in with the configured sbindir and sysconfdir;
+# they install to $(systemdsystemunitdir) (--with-systemdsystemunitdir,
+# default PREFIX/lib/systemd/system), the sysusers file to $(sysusersdir)
+# (default PREFIX/lib/sysusers.d), and the TPM drop-in to
+# $(pkgdatadir)/systemd for the admin to enable.
 SYSTEMD_SRC = contrib/systemd/cubeid-agent.service.in contrib/systemd/cubeid-agent.socket \
 	contrib/systemd/tpm.conf contrib/systemd/sysusers.d/cubeid.conf
 EXTRA_DIST += $(SYSTEMD_SRC)
@@ -10,7 +11,8 @@ CLEANFILES += contrib/systemd/cubeid-agent.service
 
 contrib/systemd/cubeid-agent.service: $(srcdir)/contrib/systemd/cubeid-agent.service.in Makefile
 	$(AM_V_GEN)$(MKDIR_P) contrib/systemd && \
-		sed -e 's|@sbindir[@]|$(sbindir)|g' $(srcdir)/contrib/systemd/cubeid-agent.service.in > $@.tmp && \
+		sed -e 's|@sbindir[@]|$(sbindir)|g' -e 's|@sysconfdir[@]|$(sysconfdir)|g' \
+			$(srcdir)/contrib/systemd/cubeid-agent.service.in > $@.tmp && \
 		mv $@.tmp $@
 
 noinst_DATA = contrib/systemd/cubeid-agent.service
@@ -22,11 +24,6 @@ sysusers_DATA = contrib/systemd/sysusers.d/cubeid.conf
 endif
 cubeidsystemddir = $(pkgdatadir)/systemd
 cubeidsystemd_DATA = contrib/systemd/tpm.conf
-
-# distcheck installs as a user under its own prefix: the units go there too.
-AM_DISTCHECK_CONFIGURE_FLAGS = \
-	--with-systemdsystemunitdir='$$(prefix)/lib/systemd/system' \
-	--with-sysusersdir='$$(prefix)/lib/sysusers.d'
 
 # After `make install` (distcheck runs this too): everything a node needs
 # is where it belongs, and the installed service runs the installed agent.
@@ -42,8 +39,9 @@ installcheck-local:
 		for u in cubeid-agent.service cubeid-agent.socket; do \
 			test -f "$$d$(systemdsystemunitdir)/$$u" || { echo "installcheck: missing $$u"; exit 1; }; \
 		done; \
-		grep -qx 'ExecStart=$(sbindir)/cubeid-agent .*' "$$d$(systemdsystemunitdir)/cubeid-agent.service" || \
-			{ echo "installcheck: ExecStart does not run $(sbindir)/cubeid-agent"; exit 1; }; \
+		grep -qx 'ExecStart=$(sbindir)/cubeid-agent --config $(sysconfdir)/cubeid/config.yaml .*' \
+			"$$d$(systemdsystemunitdir)/cubeid-agent.service" || \
+			{ echo "installcheck: ExecStart does not run $(sbindir)/cubeid-agent with $(sysconfdir)/cubeid/config.yaml"; exit 1; }; \
 	fi; \
 	echo "installcheck: binaries, library .pc, man pages and units installed"
 
@@ -53,3 +51,8 @@ installcheck-local:
 # the real agent under systemd-socket-activate.
 TESTS += tests/systemd-units.sh
 EXTRA_DIST += tests/systemd-units.sh
+
+# ./configure --prefix=P installs the units (and nothing else) under P, and
+# the agent reads its defaults under sysconfdir.
+TESTS += tests/install-prefix.sh
+EXTRA_DIST += tests/install-prefix.sh

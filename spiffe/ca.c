@@ -5,14 +5,17 @@
  */
 #include "config.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include <cubeid/log.h>
@@ -247,12 +250,23 @@ ca_gen_key(cubeid_token *tok, const struct cubeid_ca_opts *opts, const char *kin
            cubeid_key **key)
 {
 	struct cubeid_keygen_opts ko = {0};
+	int64_t now = opts != NULL && opts->now != 0 ? opts->now : (int64_t)time(NULL);
 	char *label = NULL;
+	uint8_t rnd[4];
 	int rc;
 
+	/* A node makes a new intermediate key at every renewal, and the old
+	 * ones stay in the token until pruned: each gets a label of its own
+	 * (the time it was made), so that a label still names one key. */
 	if (opts != NULL && opts->label != NULL)
 		label = strdup(opts->label);
-	else if (asprintf(&label, "cubeid-%s-%s", kind, td) < 0)
+	else if (strcmp(kind, "intermediate") != 0) {
+		if (asprintf(&label, "cubeid-%s-%s", kind, td) < 0)
+			label = NULL;
+	} else if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+		return CUBEID_ERR_CRYPTO;
+	else if (asprintf(&label, "cubeid-%s-%s-%" PRId64 "-%02x%02x%02x%02x", kind, td, now,
+	                  rnd[0], rnd[1], rnd[2], rnd[3]) < 0)
 		label = NULL;
 	if (label == NULL)
 		return CUBEID_ERR_NOMEM;

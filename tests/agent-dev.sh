@@ -42,7 +42,7 @@ uid=$(id -u)
 . "$(dirname "$0")/lib/tap.sh"
 serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2; }
 
-# --check
+# --check --offline
 cat >"$D/good.yaml" <<EOF
 # a good config
 trust_domain: cluster.local
@@ -52,12 +52,14 @@ entries: $D/entries.yaml
 x509_svid_ttl: 1h
 EOF
 printf 'trust_domain: cluster.local\nsocket_pth: /x\n' >"$D/bad.yaml"
-check "--check accepts a good config" 0 "$agent" --config "$D/good.yaml" --check
-check "--check refuses an unknown key" 1 "$agent" --config "$D/bad.yaml" --check
+# (the token and the CA: tests/agent-check.sh; here the files, --offline)
+printf 'entries:\n  - spiffe_id: spiffe://{td}/x\n    selectors: [unix:uid:1]\n' >"$D/entries.yaml"
+check "--check accepts a good config" 0 "$agent" --config "$D/good.yaml" --check --offline
+check "--check refuses an unknown key" 1 "$agent" --config "$D/bad.yaml" --check --offline
 assert "--check names the key and its line" grep -q "socket_pth" "$D/err"
 printf 'entries:\n  - spiffe_id: spiffe://{td}\n    selectors: [unix:uid:0]\n' >"$D/root-entries.yaml"
 check "--check refuses an entry for the trust domain's own ID" 1 "$agent" --config "$D/good.yaml" \
-	--entries "$D/root-entries.yaml" --check
+	--entries "$D/root-entries.yaml" --check --offline
 assert "--check names the entry's file and line" grep -q "root-entries.yaml:2: bad spiffe_id" "$D/err"
 # --check refuses what an entries file or a PIN file must not allow, with FILE:LINE
 hostile() { # hostile NAME DELIVERY_LINES WANT [SPIFFE_ID]
@@ -66,7 +68,7 @@ hostile() { # hostile NAME DELIVERY_LINES WANT [SPIFFE_ID]
 	[ $# -gt 3 ] && id=$4
 	printf 'entries:\n  - name: x\n    spiffe_id: %s\n    selectors: [unix:uid:1]\n%b' \
 		"$id" "$2" >"$D/hostile.yaml"
-	check "--check refuses $1" 1 "$agent" --config "$D/good.yaml" --entries "$D/hostile.yaml" --check
+	check "--check refuses $1" 1 "$agent" --config "$D/good.yaml" --entries "$D/hostile.yaml" --check --offline
 	assert "naming $D/hostile.yaml:$3" grep -qF "$D/hostile.yaml:$3" "$D/err"
 }
 hostile "key_mode 0644" '    delivery:\n      dir: /tmp/x\n      key_mode: 0644\n' "7: 'key_mode' 0644"
@@ -82,17 +84,17 @@ hostile "a placeholder in the trust domain" '' "3: bad spiffe_id 'spiffe://{unix
 printf '1234\n' >"$D/pin"
 chmod 0640 "$D/pin"
 printf 'pin_file: %s\n' "$D/pin" | cat "$D/good.yaml" - >"$D/pin.yaml"
-check "--check refuses a PIN file others can read" 1 "$agent" --config "$D/pin.yaml" --check
+check "--check refuses a PIN file others can read" 1 "$agent" --config "$D/pin.yaml" --check --offline
 assert "and says why" grep -qF "pin_file $D/pin: readable or writable by others (mode 0640): refused" "$D/err"
 chmod 0600 "$D/pin"
-check "--check accepts a 0600 PIN file" 0 "$agent" --config "$D/pin.yaml" --check
+check "--check accepts a 0600 PIN file" 0 "$agent" --config "$D/pin.yaml" --check --offline
 if [ "$(id -u)" -eq 0 ]; then
 	chown 65534 "$D/pin"
-	check "--check refuses a PIN file of another user" 1 "$agent" --config "$D/pin.yaml" --check
+	check "--check refuses a PIN file of another user" 1 "$agent" --config "$D/pin.yaml" --check --offline
 	assert "and says whose it is" grep -qF "owned by uid 65534" "$D/err"
 fi
 check "--help" 0 "$agent" --help
-check "a bad flag value is a usage error" 2 "$agent" --dev --x509-svid-ttl 1y --check
+check "a bad flag value is a usage error" 2 "$agent" --dev --x509-svid-ttl 1y --check --offline
 
 # start the agent
 printf 'entries: []\n' >"$D/entries.yaml"

@@ -160,7 +160,7 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
         open(sys.argv[2] + "/config.yaml", "w").write(d["data"]["config.yaml"])
         open(sys.argv[2] + "/entries.yaml", "w").write(d["data"]["entries.yaml"])
 EOF
-if "$agent" --check --config "$D/config.yaml" --entries "$D/entries.yaml" >"$D/out" 2>"$D/err"; then
+if "$agent" --check --offline --config "$D/config.yaml" --entries "$D/entries.yaml" >"$D/out" 2>"$D/err"; then
 	ok "cubeid-agent --check accepts the ConfigMap's config and entries: $(cat "$D/out")"
 else
 	notok "cubeid-agent --check accepts the ConfigMap's config and entries"
@@ -173,7 +173,7 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
     if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "cubeid-agent":
         open(sys.argv[2] + "/config-kubelet.yaml", "w").write(d["data"]["config.yaml"])
 EOF
-if "$agent" --check --config "$D/config-kubelet.yaml" --entries "$D/entries.yaml" >"$D/out" 2>"$D/err"; then
+if "$agent" --check --offline --config "$D/config-kubelet.yaml" --entries "$D/entries.yaml" >"$D/out" 2>"$D/err"; then
 	ok "cubeid-agent --check accepts the kubelet-pods config"
 else
 	notok "cubeid-agent --check accepts the kubelet-pods config"
@@ -185,7 +185,7 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
     if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "cubeid-agent":
         open(sys.argv[2] + "/config-cluster.yaml", "w").write(d["data"]["config.yaml"])
 EOF
-if "$agent" --check --config "$D/config-cluster.yaml" --entries "$D/entries.yaml" >"$D/out" 2>"$D/err"; then
+if "$agent" --check --offline --config "$D/config-cluster.yaml" --entries "$D/entries.yaml" >"$D/out" 2>"$D/err"; then
 	ok "cubeid-agent --check accepts the cluster-trust config"
 else
 	notok "cubeid-agent --check accepts the cluster-trust config"

@@ -51,7 +51,7 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(c->trust_domain, "cluster.local");
 	ck_assert_str_eq(c->socket_path, "/run/cubeid/agent.sock");
 	ck_assert_str_eq(c->state_dir, "/var/lib/cubeid");
-	ck_assert_str_eq(c->entries, "/etc/cubeid/entries.yaml");
+	ck_assert_str_eq(c->entries, CUBEID_SYSCONFDIR "/cubeid/entries.yaml");
 	ck_assert_ptr_null(c->token);
 	ck_assert_ptr_null(c->kubelet_pods_url);
 	ck_assert_int_eq(c->x509_svid_ttl, 3600);

@@ -53,7 +53,7 @@ struct cubeid_ca_opts {
 	cubeid_key_type key_type; /* 0 = CUBEID_KEY_EC_P256 */
 	int64_t ttl;              /* seconds; 0 = the default for the CA kind */
 	const char *label;        /* key label; NULL = "cubeid-root-<td>" /
-	                           * "cubeid-intermediate-<td>" */
+	                           * "cubeid-intermediate-<td>-<time>-<random>" */
 	int64_t now;              /* 0 = the current time */
 };
 
