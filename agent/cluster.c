@@ -51,7 +51,10 @@ struct sync_job {
 	size_t n;
 	int64_t now, ttl;
 	bool drop_all;
-	cubeid_x509_bundle *roots; /* borrowed from the CA, which outlives the job */
+	/* the CA as the job was made: a renewal (agent/ca-renew.c) swaps
+	 * a->ca on the loop thread, and keeps the old one until exit */
+	cubeid_ca *ca;
+	cubeid_x509_bundle *roots; /* borrowed from that CA */
 	/* out */
 	int put_rc, list_rc;
 	size_t refused, nodes;
@@ -94,7 +97,7 @@ sync_run(void *arg)
 	j->put_rc = CUBEID_OK;
 	if (c->last_kids == NULL || strcmp(c->last_kids, j->kids) != 0 ||
 	    j->now - c->last_pub >= j->ttl / 2) {
-		rc = cubeid_pub_sign(a->ca, c->node, j->keys, j->n, j->now, j->ttl, &doc);
+		rc = cubeid_pub_sign(j->ca, c->node, j->keys, j->n, j->now, j->ttl, &doc);
 		if (rc == CUBEID_OK)
 			rc = cubeid_store_put(c->store, c->node, doc, strlen(doc));
 		if (rc == CUBEID_OK) {
@@ -281,6 +284,7 @@ sync_start(struct cluster *c)
 		return;
 	j->c = c;
 	j->now = (int64_t)time(NULL);
+	j->ca = a->ca;
 	j->roots = (cubeid_x509_bundle *)cubeid_ca_bundle(a->ca);
 	j->drop_all = c->stale_drop;
 	pthread_rwlock_rdlock(&a->jwt_lock);
