@@ -122,8 +122,8 @@ struct cubeid_tls_config {
 	const char *module_path;
 
 	/* Socket source (instead of files): the Workload API endpoint,
-	 * "unix:///path" or "/path".  The string "env" means
-	 * $SPIFFE_ENDPOINT_SOCKET. */
+	 * "unix:///path", "/path" or "tcp://IP:PORT" (<cubeid/workloadapi.h>).
+	 * The string "env" means $SPIFFE_ENDPOINT_SOCKET. */
 	const char *socket;
 	/* Socket source: which of the caller's SVIDs to use; NULL = the first
 	 * (the default identity). */
