@@ -127,6 +127,10 @@ on_stream_close(grpc_call *c, void *user)
 	atomic_fetch_add(&closed_calls, 1);
 }
 
+/* When set, FetchX509SVID's second and third messages carry no federated
+ * bundle and the third no hint: fields emptied after a first message. */
+static atomic_int x509_empties;
+
 /* FetchX509SVID: three messages, then the stream stays open. */
 static void
 h_fetch_x509(grpc_call *c, void *ctx)
@@ -167,6 +171,10 @@ h_fetch_x509(grpc_call *c, void *ctx)
 		resp.svids = svids;
 		resp.n_federated_bundles = 1;
 		resp.federated_bundles = feds;
+		if (atomic_load(&x509_empties) && i > 0)
+			resp.n_federated_bundles = 0;
+		if (atomic_load(&x509_empties) && i == 2)
+			svid.hint = "";
 		send_packed(c, &resp.base);
 	}
 	free(pad);
@@ -586,6 +594,44 @@ START_TEST(test_stream_delivers_three_messages_in_order_and_cancel_frees_the_cal
 	/* The client cancelled: the server's call is gone, on_close ran once. */
 	wait_server_idle();
 	ck_assert_int_eq(atomic_load(&closed_calls), 1);
+}
+END_TEST
+
+struct emptied {
+	int n;
+	size_t n_federated[3];
+	char hint[3][16];
+};
+
+static int
+collect_emptied(const struct cubeid_wl_x509 *x, void *arg)
+{
+	struct emptied *e = arg;
+
+	ck_assert_uint_eq(x->n_svids, 1);
+	e->n_federated[e->n] = x->n_federated;
+	ck_assert(x->n_federated == 0 || x->federated != NULL);
+	snprintf(e->hint[e->n], sizeof(e->hint[0]), "%s", x->svids[0].hint);
+	return ++e->n == 3;
+}
+
+/* Workload API 4.4: a field a later message leaves empty is empty for the
+ * client (libcubeid's watch), not the value an earlier message had. */
+START_TEST(test_watch_takes_an_emptied_field_as_empty)
+{
+	struct emptied e = {0};
+	struct cubeid_wl_status st;
+
+	atomic_store(&x509_empties, 1);
+	ck_assert_int_eq(cubeid_wl_watch_x509(&fx.opts, collect_emptied, &e, NULL, &st), 0);
+	atomic_store(&x509_empties, 0);
+	ck_assert_int_eq(e.n, 3);
+	ck_assert_uint_eq(e.n_federated[0], 1);
+	ck_assert_uint_eq(e.n_federated[1], 0); /* federated_bundles emptied */
+	ck_assert_uint_eq(e.n_federated[2], 0);
+	ck_assert_str_eq(e.hint[0], "internal");
+	ck_assert_str_eq(e.hint[1], "internal");
+	ck_assert_str_eq(e.hint[2], ""); /* hint emptied */
 }
 END_TEST
 
@@ -2575,6 +2621,7 @@ grpc_suite(void)
 	tcase_add_test(tc, test_socket_from_environment);
 	tcase_add_test(tc, test_malformed_tcp_endpoints_are_refused_with_a_reason);
 	tcase_add_test(tc, test_tcp_endpoint_reaches_the_server);
+	tcase_add_test(tc, test_watch_takes_an_emptied_field_as_empty);
 	tcase_add_test(tc, test_missing_security_header_is_invalid_argument);
 	tcase_add_test(tc, test_status_and_encoded_message_reach_the_client);
 	tcase_add_test(tc, test_deeply_nested_claims_are_refused);
