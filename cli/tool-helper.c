@@ -125,10 +125,11 @@ struct helper {
 	 * (under ws_mu, not mu: a write may hold mu through pid file retries) */
 	pthread_mutex_t ws_mu;
 	enum helper_write_status ws[HELPER_HS_JWT0 + HELPER_JWT_SVIDS_MAX];
-	const char *health_address;    /* --health-address, NULL: every address */
-	struct cubeid_adir_opts wopts; /* --allow-unsafe-parent */
-	long retry_ms;                 /* the next backoff */
-	struct timespec retry;         /* when (CLOCK_MONOTONIC) */
+	const char *health_address;         /* --health-address, NULL: every address */
+	struct cubeid_adir_opts wopts;      /* --allow-unsafe-parent */
+	long retry_ms;                      /* the next backoff */
+	struct timespec retry;              /* when (CLOCK_MONOTONIC) */
+	unsigned long x509_msgs, jwtb_msgs; /* __atomic: stream messages received */
 };
 
 static void
@@ -319,6 +320,36 @@ sleep_ms(struct helper *h, long ms)
 		nanosleep(&d, NULL);
 }
 
+#define STREAM_RETRY_MIN_MS 1000
+#define STREAM_RETRY_MAX_MS 30000
+
+static int64_t
+stream_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* After a stream ended: how long to wait before reopening it.  At once
+ * when it had worked -- it brought a message (*msgs moved past seen) and
+ * lasted a second or more -- as the Workload API (4.2) asks, and the
+ * backoff starts over; else the backoff, doubling up to 30 s. */
+static long
+stream_retry_ms(const unsigned long *msgs, unsigned long seen, int64_t t0, long *backoff)
+{
+	long ms;
+
+	if (__atomic_load_n(msgs, __ATOMIC_RELAXED) != seen && stream_mono_ms() - t0 >= 1000) {
+		*backoff = STREAM_RETRY_MIN_MS;
+		return 0;
+	}
+	ms = *backoff;
+	*backoff = ms < STREAM_RETRY_MAX_MS / 2 ? ms * 2 : STREAM_RETRY_MAX_MS;
+	return ms;
+}
+
 static int
 on_x509(const struct cubeid_wl_x509 *x, void *arg)
 {
@@ -326,6 +357,7 @@ on_x509(const struct cubeid_wl_x509 *x, void *arg)
 	uint8_t *s = NULL, *k = NULL, *b = NULL;
 	size_t sl = 0, kl = 0, bl = 0;
 
+	__atomic_add_fetch(&h->x509_msgs, 1, __ATOMIC_RELAXED);
 	if (helper_x509_files(h->c, x, &s, &sl, &k, &kl, &b, &bl) != CUBEID_OK)
 		return 0; /* keep the old files; the next message may do */
 	pthread_mutex_lock(&h->mu);
@@ -343,17 +375,20 @@ x509_thread(void *arg)
 {
 	struct helper *h = arg;
 	struct cubeid_wl_status st;
-	long backoff = 1000;
+	long backoff = STREAM_RETRY_MIN_MS, ms;
 	int rc;
 
 	while (!h->stop) {
+		unsigned long seen = __atomic_load_n(&h->x509_msgs, __ATOMIC_RELAXED);
+		int64_t t0 = stream_mono_ms();
+
 		rc = cubeid_wl_watch_x509(&h->wo, on_x509, h, &h->stop, &st);
 		if (h->stop)
 			break;
+		ms = stream_retry_ms(&h->x509_msgs, seen, t0, &backoff);
 		cubeid_error("the X.509-SVID stream ended: %s%s%s; again in %ld ms",
-		             cubeid_strerror(rc), st.message[0] ? ": " : "", st.message, backoff);
-		sleep_ms(h, backoff);
-		backoff = backoff < 30000 ? backoff * 2 : 30000;
+		             cubeid_strerror(rc), st.message[0] ? ": " : "", st.message, ms);
+		sleep_ms(h, ms);
 	}
 	return NULL;
 }
@@ -365,6 +400,7 @@ on_jwt_bundles(const struct cubeid_wl_bundles *b, void *arg)
 	uint8_t *out = NULL;
 	size_t olen = 0;
 
+	__atomic_add_fetch(&h->jwtb_msgs, 1, __ATOMIC_RELAXED);
 	if (helper_jwt_bundle_json(b->v, b->n, &out, &olen) == CUBEID_OK) {
 		pthread_mutex_lock(&h->mu);
 		set_buf(h, F_JWT_BUNDLE, out, olen);
@@ -380,17 +416,20 @@ jwt_bundle_thread(void *arg)
 {
 	struct helper *h = arg;
 	struct cubeid_wl_status st;
-	long backoff = 1000;
+	long backoff = STREAM_RETRY_MIN_MS, ms;
 	int rc;
 
 	while (!h->stop) {
+		unsigned long seen = __atomic_load_n(&h->jwtb_msgs, __ATOMIC_RELAXED);
+		int64_t t0 = stream_mono_ms();
+
 		rc = cubeid_wl_watch_jwt_bundles(&h->wo, on_jwt_bundles, h, &h->stop, &st);
 		if (h->stop)
 			break;
+		ms = stream_retry_ms(&h->jwtb_msgs, seen, t0, &backoff);
 		cubeid_error("the JWT bundle stream ended: %s%s%s; again in %ld ms",
-		             cubeid_strerror(rc), st.message[0] ? ": " : "", st.message, backoff);
-		sleep_ms(h, backoff);
-		backoff = backoff < 30000 ? backoff * 2 : 30000;
+		             cubeid_strerror(rc), st.message[0] ? ": " : "", st.message, ms);
+		sleep_ms(h, ms);
 	}
 	return NULL;
 }

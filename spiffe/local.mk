@@ -75,6 +75,7 @@ EXTRA_DIST += tests/interop-spiffe.sh
 # The Workload API client (include/cubeid/workloadapi.h) over the gRPC
 # framing in common/.
 libcubeid_internal_la_SOURCES += spiffe/workloadapi-client.c spiffe/workloadapi.c \
+	spiffe/workloadapi-endpoint.c \
 	spiffe/workloadapi-internal.h
 cubeidinclude_HEADERS += include/cubeid/workloadapi.h
 

@@ -1,6 +1,6 @@
 /*
  * SPIFFE Workload API client, the transport (cubeid_wl_call): one nghttp2
- * client session on a Unix socket per call, driven by poll() with a
+ * client session on a Unix (or TCP) socket per call, driven by poll() with a
  * deadline.  The typed calls are in workloadapi.c; the API in
  * include/cubeid/workloadapi.h.
  */
@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,10 +23,10 @@
 #include <cubeid/workloadapi.h>
 
 #include "common/grpc-frame.h"
+#include "spiffe/workloadapi-internal.h"
 
 #define WL_DEFAULT_TIMEOUT_MS 30000
 #define WL_TICK_MS            100
-#define WL_PATH_MAX           108 /* sizeof(sockaddr_un.sun_path) */
 
 /* One call's state; the connection's callbacks look at conn->cur. */
 struct wl_call {
@@ -47,7 +46,7 @@ struct wl_call {
 };
 
 struct cubeid_wl_conn {
-	char path[WL_PATH_MAX];
+	struct wl_endpoint ep;
 	int fd;
 	nghttp2_session *h2;
 	bool goaway; /* the agent said it takes no new streams */
@@ -76,66 +75,7 @@ set_status(struct cubeid_wl_status *st, int code, const char *msg, const char *a
 
 /* ------------------------------------------------------------- socket */
 
-/* The socket path of o (or $SPIFFE_ENDPOINT_SOCKET) into path. */
-static int
-wl_socket_path(const struct cubeid_wl_opts *o, struct cubeid_wl_status *st, char path[WL_PATH_MAX])
-{
-	const char *a = o != NULL ? o->socket : NULL;
-
-	if (a == NULL)
-		a = getenv("SPIFFE_ENDPOINT_SOCKET");
-	if (a == NULL || *a == '\0') {
-		set_status(st, -1, "no socket: give one or set SPIFFE_ENDPOINT_SOCKET", NULL);
-		return CUBEID_ERR_INVALID_ARG;
-	}
-	if (strncmp(a, "unix://", 7) == 0)
-		a += 7;
-	else if (strncmp(a, "unix:", 5) == 0)
-		a += 5;
-	if (*a != '/') {
-		set_status(st, -1, "not a unix socket path: ", a);
-		return CUBEID_ERR_INVALID_ARG;
-	}
-	if (strlen(a) >= WL_PATH_MAX) {
-		set_status(st, -1, "socket path too long: ", a);
-		return CUBEID_ERR_TOO_LARGE;
-	}
-	strcpy(path, a);
-	return 0;
-}
-
-static int
-wl_connect(const char *path, struct cubeid_wl_status *st, int *out)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
-
-	*out = -1;
-	strcpy(sa.sun_path, path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return CUBEID_ERR_IO;
-	while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-
-		if (e == EINTR)
-			continue;
-		close(fd);
-		set_status(st, -1, "cannot connect to ", path);
-		if (st != NULL) {
-			size_t l = strlen(st->message);
-
-			snprintf(st->message + l, sizeof(st->message) - l, ": %s", strerror(e));
-		}
-		return e == ENOENT || e == ECONNREFUSED || e == EAGAIN ? CUBEID_ERR_UNAVAILABLE
-		                                                       : CUBEID_ERR_IO;
-	}
-	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
-		close(fd);
-		return CUBEID_ERR_IO;
-	}
-	*out = fd;
-	return 0;
-}
+/* The endpoint (its parsing and connect()) is in workloadapi-endpoint.c. */
 
 /* ------------------------------------------------------------- nghttp2 */
 
@@ -344,7 +284,7 @@ conn_drop(struct cubeid_wl_conn *c)
 	c->cur = NULL;
 }
 
-/* Connect c to c->path: the socket, an HTTP/2 client session, SETTINGS. */
+/* Connect c to c->ep: the socket, an HTTP/2 client session, SETTINGS. */
 static int
 conn_start(struct cubeid_wl_conn *c, struct cubeid_wl_status *st)
 {
@@ -354,7 +294,7 @@ conn_start(struct cubeid_wl_conn *c, struct cubeid_wl_status *st)
 	pthread_once(&wl_cb_once, wl_callbacks_init);
 	if (wl_callbacks == NULL)
 		return CUBEID_ERR_NOMEM;
-	if ((r = wl_connect(c->path, st, &c->fd)) < 0)
+	if ((r = wl_endpoint_connect(&c->ep, st, &c->fd)) < 0)
 		return r;
 	if (nghttp2_session_client_new(&c->h2, wl_callbacks, c) != 0 ||
 	    nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, NULL, 0) != 0) {
@@ -401,7 +341,7 @@ cubeid_wl_conn_open(const struct cubeid_wl_opts *o, cubeid_wl_conn **out,
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return CUBEID_ERR_NOMEM;
 	c->fd = -1;
-	if ((r = wl_socket_path(o, st, c->path)) < 0 || (r = conn_start(c, st)) < 0 ||
+	if ((r = wl_endpoint_parse(o, &c->ep, st)) < 0 || (r = conn_start(c, st)) < 0 ||
 	    (wl_flush(c) < 0 && (r = CUBEID_ERR_UNAVAILABLE) < 0)) {
 		cubeid_wl_conn_close(c);
 		return r;
@@ -488,7 +428,7 @@ conn_run(struct cubeid_wl_conn *conn, const struct cubeid_wl_opts *o, const char
 	nv[nnv++] = NV(":method", "POST");
 	nv[nnv++] = NV(":scheme", "http");
 	nv[nnv++] = NV(":path", path);
-	nv[nnv++] = NV(":authority", "localhost");
+	nv[nnv++] = NV(":authority", conn->ep.authority);
 	nv[nnv++] = NV("content-type", "application/grpc");
 	nv[nnv++] = NV("te", "trailers");
 	if (o == NULL || !o->no_security_header)
@@ -637,7 +577,7 @@ cubeid_wl_call(const struct cubeid_wl_opts *o, const char *path, const uint8_t *
 		reused = conn_usable(conn);
 		if (!reused && (r = conn_start(conn, st)) < 0)
 			goto out;
-	} else if ((r = wl_socket_path(o, st, tmp.path)) < 0 || (r = conn_start(&tmp, st)) < 0) {
+	} else if ((r = wl_endpoint_parse(o, &tmp.ep, st)) < 0 || (r = conn_start(&tmp, st)) < 0) {
 		goto out;
 	}
 	for (attempt = 0;; attempt++) {

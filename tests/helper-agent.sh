@@ -11,6 +11,8 @@
 #  - health_checks: spiffe-helper's /live and /ready (status codes, JSON
 #    bodies) before the agent is there, after a failed write, once the files
 #    are written; the port is free again after SIGTERM;
+#  - the agent restarts: the helper reopens its stream by itself (at once,
+#    then with a backoff) and writes the new agent's SVID;
 #  - SIGKILL of the helper at random moments: a whole set is left, and a
 #    restart writes again with no debris.
 set -u
@@ -306,6 +308,39 @@ if [ "$pfusr1" -ge 3 ]; then
 	ok "renew_signal to the pid in pid_file_name after each update ($pfusr1)"
 else
 	bad "pid_file_name: $pfusr1 signals"
+fi
+
+# ---- the agent restarts (stopped by pid, started again on the same socket
+# and state): the helper's streams reopen by themselves (Workload API 4.2):
+# at once after a stream that worked, then with a backoff (capped at 30 s)
+# while the agent is away; the new agent's SVID reaches the files.
+ended() { grep -c "the X.509-SVID stream ended" "$D/daemon.log"; }
+e0=$(ended)
+kill -TERM "$pid"
+wait "$pid"
+pid=
+s1=$(serial "$D/daemon") # the last SVID of the old agent
+for _ in $(seq 1 1200); do [ "$(ended)" -ge $((e0 + 3)) ] && break; sleep 0.1; done
+if [ "$(ended)" -ge $((e0 + 3)) ] &&
+	grep -q "the X.509-SVID stream ended: .*; again in 0 ms" "$D/daemon.log" &&
+	grep -q "the X.509-SVID stream ended: .*; again in 2000 ms" "$D/daemon.log"; then
+	ok "agent stopped: the helper reopened its stream at once, then kept trying with a backoff"
+else
+	bad "agent stopped: $(grep "stream ended" "$D/daemon.log" | tail -4)"
+fi
+"$agent" --dev --state-dir "$D/state" --socket "$S" --x509-svid-ttl 2s \
+	>>"$D/agent.out" 2>>"$D/agent.err" &
+pid=$!
+s2=
+for _ in $(seq 1 1200); do
+	s2=$(serial "$D/daemon")
+	[ -n "$s2" ] && [ "$s2" != "$s1" ] && break
+	sleep 0.1
+done
+if [ -n "$s2" ] && [ "$s2" != "$s1" ] && consistent "$D/daemon"; then
+	ok "agent restarted: the helper reconnected by itself and wrote the new agent's SVID"
+else
+	bad "agent restarted: no new SVID in the helper's files ($s1 / $s2)"
 fi
 
 # ---- a write that fails is logged and retried with backoff

@@ -63,8 +63,8 @@ TESTS += tests/interop-java.sh tests/interop-python.sh
 # gRPC server reflection with grpcurl (from the Go module proxy, cached).
 # and the Workload API rules no client library checks, asked with grpcurl
 # (docs/workload-api.md cites them).
-TESTS += tests/grpc-reflection.sh tests/workload-api-conformance.sh
-EXTRA_DIST += tests/grpc-reflection.sh tests/workload-api-conformance.sh
+TESTS += tests/grpc-reflection.sh tests/workload-api-conformance.sh tests/workload-api-tcp.sh
+EXTRA_DIST += tests/grpc-reflection.sh tests/workload-api-conformance.sh tests/workload-api-tcp.sh
 EXTRA_DIST += tests/interop-java.sh tests/lib/java-peers.sh tests/java/pom.xml \
 	tests/java/CubeidJavaInterop.java \
 	tests/interop-python.sh tests/lib/python-peers.sh tests/python/requirements.txt \

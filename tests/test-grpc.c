@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -125,6 +127,10 @@ on_stream_close(grpc_call *c, void *user)
 	atomic_fetch_add(&closed_calls, 1);
 }
 
+/* When set, FetchX509SVID's second and third messages carry no federated
+ * bundle and the third no hint: fields emptied after a first message. */
+static atomic_int x509_empties;
+
 /* FetchX509SVID: three messages, then the stream stays open. */
 static void
 h_fetch_x509(grpc_call *c, void *ctx)
@@ -165,6 +171,10 @@ h_fetch_x509(grpc_call *c, void *ctx)
 		resp.svids = svids;
 		resp.n_federated_bundles = 1;
 		resp.federated_bundles = feds;
+		if (atomic_load(&x509_empties) && i > 0)
+			resp.n_federated_bundles = 0;
+		if (atomic_load(&x509_empties) && i == 2)
+			svid.hint = "";
 		send_packed(c, &resp.base);
 	}
 	free(pad);
@@ -587,6 +597,44 @@ START_TEST(test_stream_delivers_three_messages_in_order_and_cancel_frees_the_cal
 }
 END_TEST
 
+struct emptied {
+	int n;
+	size_t n_federated[3];
+	char hint[3][16];
+};
+
+static int
+collect_emptied(const struct cubeid_wl_x509 *x, void *arg)
+{
+	struct emptied *e = arg;
+
+	ck_assert_uint_eq(x->n_svids, 1);
+	e->n_federated[e->n] = x->n_federated;
+	ck_assert(x->n_federated == 0 || x->federated != NULL);
+	snprintf(e->hint[e->n], sizeof(e->hint[0]), "%s", x->svids[0].hint);
+	return ++e->n == 3;
+}
+
+/* Workload API 4.4: a field a later message leaves empty is empty for the
+ * client (libcubeid's watch), not the value an earlier message had. */
+START_TEST(test_watch_takes_an_emptied_field_as_empty)
+{
+	struct emptied e = {0};
+	struct cubeid_wl_status st;
+
+	atomic_store(&x509_empties, 1);
+	ck_assert_int_eq(cubeid_wl_watch_x509(&fx.opts, collect_emptied, &e, NULL, &st), 0);
+	atomic_store(&x509_empties, 0);
+	ck_assert_int_eq(e.n, 3);
+	ck_assert_uint_eq(e.n_federated[0], 1);
+	ck_assert_uint_eq(e.n_federated[1], 0); /* federated_bundles emptied */
+	ck_assert_uint_eq(e.n_federated[2], 0);
+	ck_assert_str_eq(e.hint[0], "internal");
+	ck_assert_str_eq(e.hint[1], "internal");
+	ck_assert_str_eq(e.hint[2], ""); /* hint emptied */
+}
+END_TEST
+
 START_TEST(test_fetch_x509_returns_the_first_message)
 {
 	struct cubeid_wl_x509 *x = NULL;
@@ -760,11 +808,226 @@ START_TEST(test_no_listener_is_unavailable)
 	ck_assert_int_eq(cubeid_wl_fetch_x509(&o, &x, &st), CUBEID_ERR_UNAVAILABLE);
 	ck_assert_ptr_null(x);
 	ck_assert_ptr_nonnull(strstr(st.message, "/nonexistent/cubeid/agent.sock"));
-	o.socket = "tcp://127.0.0.1:1";
-	ck_assert_int_eq(cubeid_wl_fetch_x509(&o, &x, &st), CUBEID_ERR_INVALID_ARG);
 	/* Workload Endpoint 4: a unix URI has no authority */
 	o.socket = "unix://host/run/cubeid/agent.sock";
 	ck_assert_int_eq(cubeid_wl_fetch_x509(&o, &x, &st), CUBEID_ERR_INVALID_ARG);
+}
+END_TEST
+
+/* Workload Endpoint 4: malformed tcp URIs are refused before any connect,
+ * each with a message that says what is wrong. */
+START_TEST(test_malformed_tcp_endpoints_are_refused_with_a_reason)
+{
+	static const struct {
+		const char *uri, *why;
+	} bad[] = {
+	        {"tcp://localhost:8000", "not a host name"},
+	        {"tcp://agent.example:8000", "not a host name"},
+	        {"tcp://127.0.0.1", "needs a port"},
+	        {"tcp://127.0.0.1:", "needs a port"},
+	        {"tcp://[::1]", "needs a port"},
+	        {"tcp://127.0.0.1:8000/foo", "no path"},
+	        {"tcp://127.0.0.1:8000/", "no path"},
+	        {"tcp://127.0.0.1:8000?a=b", "no path, query or fragment"},
+	        {"tcp://127.0.0.1:8000#f", "no path, query or fragment"},
+	        {"tcp://user@127.0.0.1:8000", "no userinfo"},
+	        {"tcp://user:pw@127.0.0.1:8000", "no userinfo"},
+	        {"tcp://127.0.0.1:0", "from 1 to 65535"},
+	        {"tcp://127.0.0.1:65536", "from 1 to 65535"},
+	        {"tcp://127.0.0.1:80a", "from 1 to 65535"},
+	        {"tcp://127.0.0.1:+80", "from 1 to 65535"},
+	        {"tcp://::1:8000", "in brackets"},
+	        {"tcp://[::1:8000", "lacks its ']'"},
+	        {"tcp://[::1]x:8000", "':port' only"},
+	        {"tcp://[127.0.0.1]:8000", "must be an IP address"},
+	        {"tcp://:8000", "needs an IP address"},
+	        {"tcp://", "needs an IP address"},
+	        {"tcp:127.0.0.1:8000", "tcp://IP:PORT"},
+	        {"unix://host/run/agent.sock", "no authority"},
+	        {"unix:///run/agent.sock?x=1", "no query or fragment"},
+	        {"unix:///run/agent.sock#f", "no query or fragment"},
+	};
+	struct cubeid_wl_opts o = {0};
+	struct cubeid_wl_status st;
+	struct cubeid_wl_x509 *x = NULL;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o.socket = bad[i].uri;
+		ck_assert_msg(cubeid_wl_fetch_x509(&o, &x, &st) == CUBEID_ERR_INVALID_ARG,
+		              "%s was not refused", bad[i].uri);
+		ck_assert_ptr_null(x);
+		ck_assert_msg(strstr(st.message, bad[i].why) != NULL, "%s: \"%s\" lacks \"%s\"",
+		              bad[i].uri, st.message, bad[i].why);
+		ck_assert_ptr_nonnull(strstr(st.message, bad[i].uri));
+	}
+	/* and through SPIFFE_ENDPOINT_SOCKET */
+	setenv("SPIFFE_ENDPOINT_SOCKET", "tcp://localhost:8000", 1);
+	ck_assert_int_eq(cubeid_wl_fetch_x509(NULL, &x, &st), CUBEID_ERR_INVALID_ARG);
+	ck_assert_ptr_nonnull(strstr(st.message, "not a host name"));
+	unsetenv("SPIFFE_ENDPOINT_SOCKET");
+}
+END_TEST
+
+/* A TCP-to-Unix relay in front of the fixture's server, as socat would be:
+ * it accepts on a loopback TCP socket and copies bytes both ways to a new
+ * connection to fx.path, one client connection at a time, until stop. */
+struct relay {
+	int lfd;
+	atomic_int stop;
+	atomic_int served;
+	pthread_t t;
+};
+
+static void
+relay_pipe(int a, int b)
+{
+	struct pollfd p[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
+	char buf[16384];
+
+	for (;;) {
+		int i;
+
+		if (poll(p, 2, -1) < 0)
+			return;
+		for (i = 0; i < 2; i++) {
+			ssize_t n, off = 0;
+
+			if ((p[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0)
+				continue;
+			n = read(p[i].fd, buf, sizeof(buf));
+			if (n <= 0)
+				return;
+			while (off < n) {
+				ssize_t w = write(p[1 - i].fd, buf + off, (size_t)(n - off));
+
+				if (w <= 0)
+					return;
+				off += w;
+			}
+		}
+	}
+}
+
+static void *
+relay_thread(void *arg)
+{
+	struct relay *r = arg;
+
+	while (!atomic_load(&r->stop)) {
+		struct pollfd p = {.fd = r->lfd, .events = POLLIN};
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		int cfd, ufd;
+
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		if ((cfd = accept(r->lfd, NULL, NULL)) < 0)
+			continue;
+		strcpy(sa.sun_path, fx.path);
+		ufd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (ufd >= 0 && connect(ufd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			atomic_fetch_add(&r->served, 1);
+			relay_pipe(cfd, ufd);
+		}
+		if (ufd >= 0)
+			close(ufd);
+		close(cfd);
+	}
+	return NULL;
+}
+
+/* Listen on the loopback of family af (port chosen by the kernel) and
+ * start the relay; the tcp URI of it into uri.  False when the host has no
+ * such loopback (IPv6 switched off). */
+static bool
+relay_start(struct relay *r, int af, char *uri, size_t urisz)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t sl;
+
+	r->lfd = socket(af, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (r->lfd < 0)
+		return false;
+	if (af == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_addr = in6addr_loopback;
+		sl = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sl = sizeof(*a);
+	}
+	if (bind(r->lfd, (struct sockaddr *)&ss, sl) != 0) {
+		close(r->lfd);
+		return false;
+	}
+	ck_assert_int_eq(listen(r->lfd, 16), 0);
+	ck_assert_int_eq(getsockname(r->lfd, (struct sockaddr *)&ss, &sl), 0);
+	if (af == AF_INET6)
+		snprintf(uri, urisz, "tcp://[::1]:%u",
+		         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+	else
+		snprintf(uri, urisz, "tcp://127.0.0.1:%u",
+		         ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	atomic_store(&r->stop, 0);
+	atomic_store(&r->served, 0);
+	ck_assert_int_eq(pthread_create(&r->t, NULL, relay_thread, r), 0);
+	return true;
+}
+
+static void
+relay_stop(struct relay *r)
+{
+	atomic_store(&r->stop, 1);
+	pthread_join(r->t, NULL);
+	close(r->lfd);
+}
+
+/* Workload Endpoint 4: tcp://IP:PORT, IPv4 and bracketed IPv6, as an
+ * option and as SPIFFE_ENDPOINT_SOCKET, a unary call and a stream. */
+START_TEST(test_tcp_endpoint_reaches_the_server)
+{
+	const int fams[] = {AF_INET, AF_INET6};
+	const char *aud[] = {"tcp"};
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		struct relay r;
+		char uri[64];
+		struct cubeid_wl_opts o = {0};
+		struct cubeid_wl_status st;
+		struct cubeid_wl_jwt *j = NULL;
+		struct cubeid_wl_x509 *x = NULL;
+
+		if (!relay_start(&r, fams[i], uri, sizeof(uri))) {
+			ck_assert_int_eq(fams[i], AF_INET6); /* IPv4 loopback is a must */
+			fprintf(stderr, "no IPv6 loopback here: tcp://[::1] not tried\n");
+			continue;
+		}
+		o.socket = uri;
+		ck_assert_msg(cubeid_wl_fetch_jwt(&o, aud, 1, NULL, &j, &st) == 0, "%s: %s", uri,
+		              st.message);
+		ck_assert_str_eq(j->svids[0].token, "tcp");
+		cubeid_wl_jwt_free(j);
+		ck_assert_msg(cubeid_wl_fetch_x509(&o, &x, &st) == 0, "%s: %s", uri, st.message);
+		ck_assert_uint_ge(x->n_svids, 1);
+		cubeid_wl_x509_free(x);
+		setenv("SPIFFE_ENDPOINT_SOCKET", uri, 1);
+		j = NULL;
+		ck_assert_int_eq(cubeid_wl_fetch_jwt(NULL, aud, 1, NULL, &j, &st), 0);
+		cubeid_wl_jwt_free(j);
+		unsetenv("SPIFFE_ENDPOINT_SOCKET");
+		ck_assert_int_eq(atomic_load(&r.served), 3);
+		relay_stop(&r);
+		/* nobody on that port now: unavailable, as for a Unix socket */
+		ck_assert_int_eq(cubeid_wl_fetch_jwt(&o, aud, 1, NULL, &j, &st),
+		                 CUBEID_ERR_UNAVAILABLE);
+		ck_assert_ptr_nonnull(strstr(st.message, uri));
+	}
 }
 END_TEST
 
@@ -2356,6 +2619,9 @@ grpc_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_unary_fetch_jwt_echoes_audiences);
 	tcase_add_test(tc, test_socket_from_environment);
+	tcase_add_test(tc, test_malformed_tcp_endpoints_are_refused_with_a_reason);
+	tcase_add_test(tc, test_tcp_endpoint_reaches_the_server);
+	tcase_add_test(tc, test_watch_takes_an_emptied_field_as_empty);
 	tcase_add_test(tc, test_missing_security_header_is_invalid_argument);
 	tcase_add_test(tc, test_status_and_encoded_message_reach_the_client);
 	tcase_add_test(tc, test_deeply_nested_claims_are_refused);

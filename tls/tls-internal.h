@@ -108,6 +108,7 @@ struct cubeid_tls {
 	volatile int stop;
 	int wake[2];               /* pipe: stops the file thread's poll() */
 	pthread_cond_t first_cond; /* socket mode: the first SVID arrived */
+	unsigned long stream_msgs; /* __atomic: socket mode, messages received */
 
 	cubeid_tls_reload_fn on_reload;
 	void *on_reload_arg;
@@ -118,6 +119,10 @@ cubeid_tls *tls_ref(cubeid_tls *tls);
 struct tls_state *tls_current(cubeid_tls *tls);
 /* Swap in s (takes the reference) or record an error (s NULL). */
 void tls_install(cubeid_tls *tls, struct tls_state *s, int rc, const char *why);
+
+/* Drop the current state (the source redacted it: Workload API 4.4,
+ * 5.2.1) and record why; handshakes fail until a new state arrives. */
+void tls_withdraw(cubeid_tls *tls, int rc, const char *why);
 
 /* Socket source: start the thread and wait for the first SVID. */
 int tls_socket_start(cubeid_tls *tls);

@@ -81,6 +81,28 @@ tls_install(cubeid_tls *tls, struct tls_state *s, int rc, const char *why)
 		tls->on_reload(tls, s != NULL ? CUBEID_OK : rc, tls->on_reload_arg);
 }
 
+void
+tls_withdraw(cubeid_tls *tls, int rc, const char *why)
+{
+	struct tls_state *old;
+
+	pthread_mutex_lock(&tls->lock);
+	old = tls->cur;
+	tls->cur = NULL;
+	tls->err = rc;
+	tls_strlcpy(tls->why, why != NULL ? why : cubeid_strerror(rc), sizeof(tls->why));
+	pthread_cond_broadcast(&tls->first_cond);
+	pthread_mutex_unlock(&tls->lock);
+	if (old != NULL)
+		cubeid_error("tls: %s from %s: %s; dropping the certificate of %s",
+		             "identity withdrawn", source_name(tls),
+		             why != NULL ? why : cubeid_strerror(rc),
+		             cubeid_spiffe_id_string(old->id));
+	tls_state_unref(old);
+	if (old != NULL && tls->on_reload != NULL)
+		tls->on_reload(tls, rc, tls->on_reload_arg);
+}
+
 /* Build a state from the files and install it or the error.  1 = swapped. */
 static int
 reload_files_locked(cubeid_tls *tls)

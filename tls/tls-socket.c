@@ -2,9 +2,18 @@
  * The Workload API source: a thread follows the FetchX509SVID stream of
  * cubeid-agent (or SPIRE), and every message that carries our SVID becomes
  * a new state.  The agent sends the full state in every message and a new
- * one at each rotation, so nothing needs polling.  A broken stream is
- * reopened with backoff (0.5 s doubling to 30 s); the old state serves
- * meanwhile.
+ * one at each rotation, so nothing needs polling.
+ *
+ * Each message replaces what the last one said (Workload API 4.4): when it
+ * no longer carries our SVID, the agent has withdrawn it, and so do we
+ * (handshakes fail until it comes back); so too when the stream ends with
+ * PermissionDenied (5.2.1).  A message with no SVID at all breaks a
+ * mandatory field and is discarded (4.5), as is one whose SVID is
+ * malformed: the old state serves on.
+ *
+ * A stream that ends is reopened (4.2): at once when it had worked (it
+ * brought a message and lasted a second or more), else after a backoff of
+ * 0.5 s doubling to at most 30 s; the old state serves meanwhile.
  */
 #include "config.h"
 
@@ -53,6 +62,28 @@ same_as_current(cubeid_tls *tls, const struct tls_state *s)
 	return same;
 }
 
+#define RECONNECT_MIN_MS 500
+#define RECONNECT_MAX_MS 30000
+#define WORKED_MS        1000 /* a stream this old that brought a message worked */
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool
+has_state(cubeid_tls *tls)
+{
+	struct tls_state *cur = tls_current(tls);
+
+	tls_state_unref(cur);
+	return cur != NULL;
+}
+
 static int
 on_message(const struct cubeid_wl_x509 *x, void *arg)
 {
@@ -64,11 +95,19 @@ on_message(const struct cubeid_wl_x509 *x, void *arg)
 
 	if (__atomic_load_n(&tls->stop, __ATOMIC_ACQUIRE))
 		return 1;
+	__atomic_add_fetch(&tls->stream_msgs, 1, __ATOMIC_RELAXED);
+	if (x->n_svids == 0) {
+		tls_install(tls, NULL, CUBEID_ERR_PROTOCOL,
+		            "the agent sent a message with no SVID (discarded)");
+		return 0;
+	}
 	if (svid == NULL) {
-		tls_install(tls, NULL, CUBEID_ERR_NOT_FOUND,
-		            tls->spiffe_id != NULL
-		                    ? "the agent sent no SVID with the wanted SPIFFE ID"
-		                    : "the agent sent no SVID");
+		why = tls->spiffe_id != NULL ? "the agent sent no SVID with the wanted SPIFFE ID"
+		                             : "the agent sent no SVID";
+		if (has_state(tls))
+			tls_withdraw(tls, CUBEID_ERR_NOT_FOUND, why);
+		else
+			tls_install(tls, NULL, CUBEID_ERR_NOT_FOUND, why);
 		return 0;
 	}
 	if ((rc = tls_state_from_wl(svid, &s, &why)) != CUBEID_OK) {
@@ -88,29 +127,38 @@ socket_thread(void *arg)
 {
 	cubeid_tls *tls = arg;
 	struct cubeid_wl_opts o = {0};
-	long backoff = 500;
+	long backoff = RECONNECT_MIN_MS;
 
 	o.socket = strcmp(tls->socket, "env") == 0 ? NULL : tls->socket;
 	o.timeout_ms = 0; /* a watch has no deadline */
 	while (!__atomic_load_n(&tls->stop, __ATOMIC_ACQUIRE)) {
 		struct cubeid_wl_status st = {0};
-		unsigned long gen = cubeid_tls_generation(tls);
+		unsigned long msgs = __atomic_load_n(&tls->stream_msgs, __ATOMIC_RELAXED);
+		int64_t t0 = mono_ms();
+		const char *why;
 		long waited;
 		int rc;
 
 		rc = cubeid_wl_watch_x509(&o, on_message, tls, &tls->stop, &st);
 		if (__atomic_load_n(&tls->stop, __ATOMIC_ACQUIRE))
 			break;
-		if (cubeid_tls_generation(tls) != gen)
-			backoff = 500; /* the stream worked for a while */
-		if (rc != CUBEID_OK)
-			tls_install(tls, NULL, rc,
-			            st.message[0] != '\0' ? st.message
-			                                  : "the X.509-SVID stream failed");
+		why = st.message[0] != '\0' ? st.message : "the X.509-SVID stream failed";
+		if (rc == CUBEID_ERR_PERMISSION && has_state(tls))
+			tls_withdraw(tls, rc, why); /* every identity withdrawn */
+		else if (rc != CUBEID_OK)
+			tls_install(tls, NULL, rc, why);
+		else
+			tls_install(tls, NULL, CUBEID_ERR_UNAVAILABLE,
+			            "the agent ended the stream");
+		if (__atomic_load_n(&tls->stream_msgs, __ATOMIC_RELAXED) != msgs &&
+		    mono_ms() - t0 >= WORKED_MS) {
+			backoff = RECONNECT_MIN_MS; /* it worked: again at once */
+			continue;
+		}
 		for (waited = 0; waited < backoff && !__atomic_load_n(&tls->stop, __ATOMIC_ACQUIRE);
 		     waited += 100)
 			poll(NULL, 0, 100);
-		backoff = backoff * 2 > 30000 ? 30000 : backoff * 2;
+		backoff = backoff * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : backoff * 2;
 	}
 	return NULL;
 }

@@ -32,7 +32,13 @@
  * thread does this (the default), or an event-loop program polls
  * cubeid_tls_fd() and calls cubeid_tls_reload_check() when it is readable
  * and on a timer.  In socket mode a background thread always follows the
- * stream; cubeid_tls_reload_check() then only reports the last error.
+ * stream; cubeid_tls_reload_check() then only reports the last error.  A
+ * stream that ends is reopened by itself: at once when it had worked, else
+ * with a backoff of 0.5 s doubling to 30 s, the old state serving
+ * meanwhile.  But a message that no longer carries our SVID (the agent
+ * withdrew it), or a stream ended with PermissionDenied, drops the state
+ * (SPIFFE Workload API 4.4, 5.2.1): handshakes fail, and
+ * cubeid_tls_own_id() is CUBEID_ERR_UNAVAILABLE, until the SVID is back.
  *
  * Peer authorization.  Both context kinds require a peer certificate,
  * verify the peer's chain against the current bundle as an X.509-SVID
@@ -122,8 +128,8 @@ struct cubeid_tls_config {
 	const char *module_path;
 
 	/* Socket source (instead of files): the Workload API endpoint,
-	 * "unix:///path" or "/path".  The string "env" means
-	 * $SPIFFE_ENDPOINT_SOCKET. */
+	 * "unix:///path", "/path" or "tcp://IP:PORT" (<cubeid/workloadapi.h>).
+	 * The string "env" means $SPIFFE_ENDPOINT_SOCKET. */
 	const char *socket;
 	/* Socket source: which of the caller's SVIDs to use; NULL = the first
 	 * (the default identity). */

@@ -1,11 +1,17 @@
 /*
- * SPIFFE Workload API client (libcubeid): gRPC over HTTP/2 on a Unix socket,
- * blocking; a new connection per call, or one connection reused across
- * calls (cubeid_wl_conn_open(), as go-spiffe's client does).  Workloads and the cubeid CLI use it
- * to talk to cubeid-agent (or to any SPIFFE agent, e.g. SPIRE's).
+ * SPIFFE Workload API client (libcubeid): gRPC over HTTP/2 on a Unix socket
+ * (or a TCP one), blocking; a new connection per call, or one connection
+ * reused across calls (cubeid_wl_conn_open(), as go-spiffe's client does).
+ * Workloads and the cubeid CLI use it to talk to cubeid-agent (or to any
+ * SPIFFE agent, e.g. SPIRE's).
  *
- * The socket: opts->socket as "unix:///path", "unix:/path" or "/path"; when
- * opts or opts->socket is NULL, $SPIFFE_ENDPOINT_SOCKET.
+ * The socket: opts->socket as "unix:///path", "unix:/path" or "/path", or
+ * "tcp://IP:PORT" (an IPv4 address or a bracketed IPv6 one, and a port:
+ * the SPIFFE Workload Endpoint spec, section 4, allows no host name, path,
+ * query, fragment or userinfo, and such a URI is CUBEID_ERR_INVALID_ARG
+ * with the reason in st); when opts or opts->socket is NULL,
+ * $SPIFFE_ENDPOINT_SOCKET.  cubeid-agent itself serves Unix sockets only:
+ * tcp is for other servers, or a bridge to the agent's socket.
  *
  * Every call returns 0 or a negative CUBEID_ERR_* code.  A gRPC status from
  * the agent maps to: INVALID_ARGUMENT -> CUBEID_ERR_INVALID_ARG,
