@@ -4,7 +4,7 @@
 # against schemas made offline from k8s.io/kubernetes' OpenAPI spec.
 EXTRA_DIST += deploy/kubernetes deploy/keycloak/brokers tests/lib/k8s-schemas.py
 TESTS += tests/k8s-manifests.sh tests/k8s-enrol.sh
-EXTRA_DIST += tests/k8s-manifests.sh tests/k8s-enrol.sh
+EXTRA_DIST += tests/k8s-manifests.sh tests/k8s-enrol.sh tests/lib/k8s-render.sh
 
 # Cloud federation (checkpoint 12): the identity-broker fragments in
 # deploy/keycloak/brokers created in a real Keycloak (tests/lib/keycloak.sh)
