@@ -9,7 +9,7 @@
 #   - RBAC, on the softhsm-dev overlay with components/cluster-trust applied
 #     for real, asked with `kubectl auth can-i --as` the agent's
 #     ServiceAccount: the publication Role grants what the Kubernetes store's
-#     requests need (cluster/cluster-k8s.c: list, patch, and create
+#     requests need (cluster/cluster-k8s.c: list, watch, patch, and create
 #     for the first server-side apply) and nothing more: no get, update, delete, no
 #     ConfigMap outside the publications namespace (the agent's config, the
 #     trust bundle), no Secrets; the pod-lister's ClusterRole reads pods and
@@ -157,6 +157,7 @@ maynot() {
 	notok "the publications have their own namespace (k8s_namespace: '$PNS')"
 # what cluster/cluster-k8s.c asks for
 may list configmaps "$PNS"
+may watch configmaps "$PNS"
 may patch configmaps/cubeid-pub-node1 "$PNS"
 may create configmaps "$PNS"
 # and nothing more there: leave (delete) is the operator's, get and update
