@@ -14,8 +14,11 @@
  *                  &watch=1&resourceVersion=RV&allowWatchBookmarks=true
  *                  &timeoutSeconds=290
  *
- * Only https:// API servers; the token file is read before every request
- * because projected ServiceAccount tokens rotate.
+ * Only https:// API servers, over HTTP/1.1: over HTTP/2 the API server
+ * answers a request whose body it does not read (a PATCH with a bad token)
+ * and resets the stream, and libcurl may lose the answer's body.  The token
+ * file is read before every request because projected ServiceAccount
+ * tokens rotate.
  *
  * cubeid_store_watch() keeps the list current on a thread of its own, as
  * client-go's informers do: list, then watch from the list's
@@ -82,6 +85,38 @@ struct k8s_stream {
 	long timeout_ms;
 };
 
+/* What the status says when the answer has no Status object: over HTTP/2
+ * the API server may reset the stream of a request whose body it did not
+ * read (a 401) before its body arrives, and HTTP/2 has no reason phrase. */
+static const char *
+status_text(long code)
+{
+	switch (code) {
+	case 400:
+		return "Bad Request (no Status object)";
+	case 401:
+		return "Unauthorized (no Status object)";
+	case 403:
+		return "Forbidden (no Status object)";
+	case 404:
+		return "Not Found (no Status object)";
+	case 409:
+		return "Conflict (no Status object)";
+	case 410:
+		return "Gone (no Status object)";
+	case 422:
+		return "Unprocessable Entity (no Status object)";
+	case 429:
+		return "Too Many Requests (no Status object)";
+	case 500:
+		return "Internal Server Error (no Status object)";
+	case 503:
+		return "Service Unavailable (no Status object)";
+	default:
+		return "no Status object";
+	}
+}
+
 static const char *
 status_message(json_t *j)
 {
@@ -147,6 +182,7 @@ k8s_request_ex(struct k8s *k, const char *method, const char *path, const char *
 		                     .max = CUBEID_STORE_LIST_MAX,
 		                     .timeout_ms = st != NULL ? st->timeout_ms : k->timeout_ms,
 		                     .no_proxy = true,
+		                     .http1 = true,
 		                     .on_data = st != NULL ? st->on_data : NULL,
 		                     .stop = st != NULL ? st->stop : NULL,
 		                     .on_data_arg = st != NULL ? st->arg : NULL};
@@ -180,7 +216,7 @@ k8s_request_ex(struct k8s *k, const char *method, const char *path, const char *
 		json_t *j = json_loadb(m.body, m.len, 0, NULL);
 
 		cubeid_error("cluster store: %s %s: HTTP %ld: %s", method, path, code,
-		             j != NULL ? status_message(j) : "no Status object");
+		             j != NULL ? status_message(j) : status_text(code));
 		json_decref(j);
 		rc = code == 401 || code == 403 ? CUBEID_ERR_PERMISSION : CUBEID_ERR_STORE;
 		goto out;

@@ -129,6 +129,8 @@ http_fetch(const struct http_req *q, struct http_reply *r, const char **why)
 	}
 	if (q->user_agent != NULL)
 		curl_easy_setopt(h, CURLOPT_USERAGENT, q->user_agent);
+	if (q->http1)
+		curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	if (q->body != NULL) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, q->body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(q->body));
