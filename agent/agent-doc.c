@@ -629,7 +629,9 @@ static const struct key_doc config_docs[] = {
         {"cluster.node", "a Kubernetes node name; default $CUBEID_NODE_NAME, else the host name",
          "This node's name in the store."},
         {"cluster.refresh", "a duration; default 30s",
-         "How often the store is read (and the publication renewed when due)."},
+         "How often the store is read (and the publication renewed when due).  The "
+         "kubernetes store is listed once and then watched: a change is read at once, and "
+         "each refresh reads the watch's copy, with no request, while the watch is up."},
         {"cluster.max_stale", "a duration; default off",
          "When the store has been out of reach this long, the other nodes' keys are dropped.  "
          "Without it they are kept until their publications expire."},
@@ -643,7 +645,8 @@ static const struct key_doc config_docs[] = {
         {"cluster.k8s_api_server", "an https:// URL; default from KUBERNETES_SERVICE_HOST",
          "The Kubernetes store's API server."},
         {"cluster.k8s_namespace", "a namespace; default the pod's",
-         "Where the cubeid-pub-NODE ConfigMaps live."},
+         "Where the cubeid-pub-NODE ConfigMaps live.  The agent's ServiceAccount needs list, "
+         "watch, create and patch on ConfigMaps there."},
         {"cluster.k8s_token_file", "an absolute path; default the pod's ServiceAccount token",
          "Read before every request (projected tokens rotate)."},
         {"cluster.k8s_ca_file", "an absolute path; default the pod's ServiceAccount ca.crt",

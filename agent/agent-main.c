@@ -1224,6 +1224,7 @@ agent_cleanup(struct agent *a)
 	svid_cache_shutdown(a->cache);
 	a->stopping = true; /* a reload finishing now is dropped, not applied */
 	deliver_stop_all(); /* the workers may wait for a delivery's command */
+	cluster_stop(a);    /* the store's watch thread posts to the loop */
 	worker_pool_free(a->pool);
 	audit_flush(); /* the cached fetches counted since the last summary */
 	delivery_free(a->delivery);

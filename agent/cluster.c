@@ -351,6 +351,28 @@ cluster_kick(struct agent *a)
 		sync_start(a->cluster);
 }
 
+/* The store's watch saw a change (its thread): sync on the loop thread. */
+static void
+watch_kick(void *arg)
+{
+	cluster_kick(arg);
+}
+
+static void
+store_changed(void *arg)
+{
+	struct agent *a = arg;
+
+	loop_post(a->loop, watch_kick, a);
+}
+
+void
+cluster_stop(struct agent *a)
+{
+	if (a->cluster != NULL)
+		cubeid_store_unwatch(a->cluster->store);
+}
+
 /* The default node name: $CUBEID_NODE_NAME (a DaemonSet sets it from
  * spec.nodeName), else the host name's first label, lower case. */
 static char *
@@ -415,8 +437,15 @@ cluster_start(struct agent *a)
 	if ((rc = cubeid_cluster_view_new(a->td, &c->view)) != CUBEID_OK)
 		goto fail;
 	a->cluster = c;
-	cubeid_notice("cluster: node %s, %s store, refresh every %lds", c->node,
-	              cubeid_store_kind(c->store), cc->refresh);
+	/* kubernetes: list and watch; every refresh then reads memory, and a
+	 * change syncs at once */
+	rc = cubeid_store_watch(c->store, store_changed, a);
+	if (rc != CUBEID_OK && rc != CUBEID_ERR_UNSUPPORTED)
+		cubeid_warn("cluster: cannot watch the %s store (%s): reading it every refresh",
+		            cubeid_store_kind(c->store), cubeid_strerror(rc));
+	cubeid_notice("cluster: node %s, %s store, %s, refresh every %lds", c->node,
+	              cubeid_store_kind(c->store), rc == CUBEID_OK ? "watched" : "polled",
+	              cc->refresh);
 	sync_start(c);
 	c->timer = loop_timer_add(a->loop, cc->refresh * 1000, sync_timer, c);
 	return CUBEID_OK;

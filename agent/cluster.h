@@ -25,6 +25,9 @@ int cluster_add_remote(struct agent *a, int use, cubeid_jwt_bundle *b);
 size_t cluster_nodes(const struct agent *a);
 /* The "cluster" member of the status document (NULL without a store). */
 json_t *cluster_status_json(const struct agent *a);
+/* Stop the store's watch (its thread posts to the loop): before the loop
+ * is freed. */
+void cluster_stop(struct agent *a);
 /* After the worker pool and the loop are gone. */
 void cluster_free(struct agent *a);
 

@@ -124,9 +124,11 @@ libagent_la_SOURCES += agent/cluster.h agent/cluster.c
 # go-spiffe checker (tests/interop).
 TESTS += tests/cluster.sh
 EXTRA_DIST += tests/cluster.sh
-# The Kubernetes store against a loopback HTTPS stand-in for the API server
-# with answers shaped like its own (no real API server runs here).
-TESTS += tests/cluster-k8s.sh
+# The Kubernetes store against a real kube-apiserver (tests/lib/kube-apiserver.sh),
+# and against a loopback HTTPS stand-in for the faults a real one does not
+# make on demand (a 500, a slow answer, the server going away).
+TESTS += tests/cluster-k8s-apiserver.sh tests/cluster-k8s.sh
+EXTRA_DIST += tests/cluster-k8s-apiserver.sh
 EXTRA_DIST += tests/cluster-k8s.sh tests/k8s-api-server.py tests/fixtures/k8s
 sbin_PROGRAMS += agent/cubeid-agent
 agent_cubeid_agent_SOURCES = agent/agent-main.c agent/agent-doc.c agent/agent-doc.h

@@ -118,3 +118,8 @@ bench-grpc-abuse: bench/grpc-abuse$(EXEEXT) agent/cubeid-agent$(EXEEXT) cli/cube
 	bash '$(abs_top_srcdir)/bench/run-grpc-abuse.sh' $(BENCH_ABUSE_ARGS)
 
 .PHONY: bench-grpc-abuse
+
+# The Kubernetes store against a real kube-apiserver: publish-to-serve
+# latency and an idle agent's requests per minute (docs/cluster.md).  Run by
+# hand: bench/run-cluster-k8s.sh BUILDDIR.
+EXTRA_DIST += bench/run-cluster-k8s.sh

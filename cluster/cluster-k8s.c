@@ -10,8 +10,22 @@
  *   list    GET    /api/v1/namespaces/NS/configmaps?labelSelector=cubeid.io/publication
  *   remove  DELETE /api/v1/namespaces/NS/configmaps/cubeid-pub-NODE
  *
- * Only https:// API servers; the token file is read before every request
- * because projected ServiceAccount tokens rotate.
+ *   watch   GET    /api/v1/namespaces/NS/configmaps?labelSelector=cubeid.io/publication
+ *                  &watch=1&resourceVersion=RV&allowWatchBookmarks=true
+ *                  &timeoutSeconds=290
+ *
+ * Only https:// API servers, over HTTP/1.1: over HTTP/2 the API server
+ * answers a request whose body it does not read (a PATCH with a bad token)
+ * and resets the stream, and libcurl may lose the answer's body.  The token
+ * file is read before every request because projected ServiceAccount
+ * tokens rotate.
+ *
+ * cubeid_store_watch() keeps the list current on a thread of its own, as
+ * client-go's informers do: list, then watch from the list's
+ * resourceVersion (bookmarks move it on while nothing changes), watch again
+ * from the last one when the server ends a watch, list again on 410 Gone,
+ * and back off (1 s doubling to 30 s) after an error.  While that is
+ * current, list answers from memory and sends nothing.
  */
 #include "config.h"
 
@@ -22,16 +36,21 @@
 #include <cubeid/log.h>
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define K8S_TOKEN_MAX   (64 * 1024)
 #define K8S_NS_MAX      253
 #define K8S_TIMEOUT_MS  10000
 #define K8S_FIELD_MGR   "cubeid-agent"
 #define K8S_LABEL_VALUE "v1"
+#define K8S_WATCH_S     290 /* the server ends a watch after this */
+#define K8S_BACKOFF_MIN 1
+#define K8S_BACKOFF_MAX 30
 
 struct k8s {
 	char *server; /* https://host:port, no trailing slash */
@@ -39,7 +58,64 @@ struct k8s {
 	char *ca_file;
 	char *ns;
 	long timeout_ms;
+	/* the watch: the thread and the cache it keeps (under mu) */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t th;
+	bool watching, stop, synced;
+	struct cubeid_store_doc *cache;
+	size_t ncache;
+	void (*changed)(void *arg);
+	void *changed_arg;
+	/* the watch thread's own */
+	char *rv;
+	char *line;
+	size_t line_len;
+	int outcome;
+	bool worked;   /* the last watches gave an event or ended cleanly */
+	size_t events; /* of this watch, bookmarks included */
+	char *why;
 };
+
+/* A stream for k8s_request: the body goes to on_data, not to *resp. */
+struct k8s_stream {
+	bool (*on_data)(const char *data, size_t len, void *arg);
+	bool (*stop)(void *arg);
+	void *arg;
+	long timeout_ms;
+};
+
+/* What the status says when the answer has no Status object: over HTTP/2
+ * the API server may reset the stream of a request whose body it did not
+ * read (a 401) before its body arrives, and HTTP/2 has no reason phrase. */
+static const char *
+status_text(long code)
+{
+	switch (code) {
+	case 400:
+		return "Bad Request (no Status object)";
+	case 401:
+		return "Unauthorized (no Status object)";
+	case 403:
+		return "Forbidden (no Status object)";
+	case 404:
+		return "Not Found (no Status object)";
+	case 409:
+		return "Conflict (no Status object)";
+	case 410:
+		return "Gone (no Status object)";
+	case 422:
+		return "Unprocessable Entity (no Status object)";
+	case 429:
+		return "Too Many Requests (no Status object)";
+	case 500:
+		return "Internal Server Error (no Status object)";
+	case 503:
+		return "Service Unavailable (no Status object)";
+	default:
+		return "no Status object";
+	}
+}
 
 static const char *
 status_message(json_t *j)
@@ -56,8 +132,9 @@ status_message(json_t *j)
  * for 401/403.  ok_404: a 404 is success (DELETE of an absent object).
  */
 static int
-k8s_request(struct k8s *k, const char *method, const char *path, const char *ctype,
-            const char *body, bool ok_404, char **resp, size_t *resp_len)
+k8s_request_ex(struct k8s *k, const char *method, const char *path, const char *ctype,
+               const char *body, bool ok_404, char **resp, size_t *resp_len,
+               const struct k8s_stream *st, long *status)
 {
 	struct http_reply m = {0};
 	char *url = NULL, *tok = NULL, *auth = NULL, *ct = NULL;
@@ -103,8 +180,12 @@ k8s_request(struct k8s *k, const char *method, const char *path, const char *cty
 		                     .ca_file = k->ca_file,
 		                     .body = body,
 		                     .max = CUBEID_STORE_LIST_MAX,
-		                     .timeout_ms = k->timeout_ms,
-		                     .no_proxy = true};
+		                     .timeout_ms = st != NULL ? st->timeout_ms : k->timeout_ms,
+		                     .no_proxy = true,
+		                     .http1 = true,
+		                     .on_data = st != NULL ? st->on_data : NULL,
+		                     .stop = st != NULL ? st->stop : NULL,
+		                     .on_data_arg = st != NULL ? st->arg : NULL};
 
 		rc = http_fetch(&q, &m, &why);
 	}
@@ -123,11 +204,19 @@ k8s_request(struct k8s *k, const char *method, const char *path, const char *cty
 		goto out;
 	rc = CUBEID_ERR_STORE;
 	code = m.status;
+	if (status != NULL)
+		*status = code;
+	if (st != NULL) { /* the watch reads the body, a Status included */
+		rc = code == 200                  ? CUBEID_OK
+		     : code == 401 || code == 403 ? CUBEID_ERR_PERMISSION
+		                                  : CUBEID_ERR_STORE;
+		goto out;
+	}
 	if ((code < 200 || code > 299) && !(ok_404 && code == 404)) {
 		json_t *j = json_loadb(m.body, m.len, 0, NULL);
 
 		cubeid_error("cluster store: %s %s: HTTP %ld: %s", method, path, code,
-		             j != NULL ? status_message(j) : "no Status object");
+		             j != NULL ? status_message(j) : status_text(code));
 		json_decref(j);
 		rc = code == 401 || code == 403 ? CUBEID_ERR_PERMISSION : CUBEID_ERR_STORE;
 		goto out;
@@ -150,6 +239,13 @@ out:
 	free(ct);
 	http_reply_clear(&m);
 	return rc;
+}
+
+static int
+k8s_request(struct k8s *k, const char *method, const char *path, const char *ctype,
+            const char *body, bool ok_404, char **resp, size_t *resp_len)
+{
+	return k8s_request_ex(k, method, path, ctype, body, ok_404, resp, resp_len, NULL, NULL);
 }
 
 static int
@@ -242,9 +338,8 @@ out:
 }
 
 static int
-k8s_list(cubeid_store *s, struct cubeid_store_doc **docs, size_t *n)
+k8s_list_raw(struct k8s *k, struct cubeid_store_doc **docs, size_t *n, char **rv)
 {
-	struct k8s *k = s->impl;
 	char *path = NULL, *resp = NULL;
 	size_t len = 0;
 	int rc;
@@ -259,7 +354,7 @@ k8s_list(cubeid_store *s, struct cubeid_store_doc **docs, size_t *n)
 		rc = CUBEID_ERR_STORE;
 	if (rc != CUBEID_OK)
 		return rc;
-	rc = cubeid_k8s_parse_configmap_list(resp, len, docs, n, NULL);
+	rc = cubeid_k8s_parse_configmap_list(resp, len, docs, n, rv);
 	if (rc != CUBEID_OK) {
 		cubeid_error("cluster store: the ConfigMap list is not a ConfigMapList: %s",
 		             cubeid_strerror(rc));
@@ -267,6 +362,340 @@ k8s_list(cubeid_store *s, struct cubeid_store_doc **docs, size_t *n)
 	}
 	free(resp);
 	return rc;
+}
+
+static int
+k8s_list(cubeid_store *s, struct cubeid_store_doc **docs, size_t *n)
+{
+	struct k8s *k = s->impl;
+	size_t i;
+	int rc = CUBEID_OK;
+
+	*docs = NULL;
+	*n = 0;
+	pthread_mutex_lock(&k->mu);
+	if (k->watching && k->synced) {
+		/* the watch keeps it current: no request */
+		for (i = 0; rc == CUBEID_OK && i < k->ncache; i++)
+			rc = store_docs_push(docs, n, k->cache[i].node, k->cache[i].data,
+			                     k->cache[i].len);
+		pthread_mutex_unlock(&k->mu);
+		if (rc != CUBEID_OK) {
+			cubeid_store_docs_free(*docs, *n);
+			*docs = NULL;
+			*n = 0;
+		}
+		return rc;
+	}
+	pthread_mutex_unlock(&k->mu);
+	return k8s_list_raw(k, docs, n, NULL);
+}
+
+/* ---- the watch ----------------------------------------------------------- */
+
+static void
+cache_remove(struct k8s *k, const char *node)
+{
+	size_t i;
+
+	for (i = 0; i < k->ncache; i++) {
+		if (strcmp(k->cache[i].node, node) == 0) {
+			free(k->cache[i].node);
+			free(k->cache[i].data);
+			k->cache[i] = k->cache[--k->ncache];
+			return;
+		}
+	}
+}
+
+/* Set node's publication (data NULL: remove it).  Under mu. */
+static int
+cache_set(struct k8s *k, const char *node, const char *data, size_t len)
+{
+	cache_remove(k, node);
+	return data != NULL ? store_docs_push(&k->cache, &k->ncache, node, data, len) : CUBEID_OK;
+}
+
+static void
+notify(struct k8s *k)
+{
+	if (k->changed != NULL)
+		k->changed(k->changed_arg);
+}
+
+enum { W_GOING, W_ENDED, W_GONE, W_ERROR };
+
+/* One watch event (a line of the stream).  false ends the watch. */
+static bool
+watch_event(struct k8s *k, const char *line, size_t len)
+{
+	json_t *j = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL), *o, *d;
+	const char *type = json_string_value(json_object_get(j, "type")), *name, *rv;
+	size_t pl = strlen(CUBEID_K8S_NAME_PREFIX);
+	bool go = true;
+
+	o = json_object_get(j, "object");
+	rv = json_string_value(json_object_get(json_object_get(o, "metadata"), "resourceVersion"));
+	if (type == NULL || !json_is_object(o)) {
+		/* not an event: a Status answering the request itself */
+		free(k->why);
+		k->why = strdup(j != NULL ? status_message(j) : "not a watch event");
+		k->outcome = W_ERROR;
+		go = false;
+	} else if (strcmp(type, "ERROR") == 0) {
+		free(k->why);
+		k->why = strdup(status_message(o));
+		k->outcome =
+		        json_integer_value(json_object_get(o, "code")) == 410 ? W_GONE : W_ERROR;
+		go = false;
+	} else if (strcmp(type, "BOOKMARK") == 0) {
+		k->events++;
+	} else if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0 ||
+	           strcmp(type, "DELETED") == 0) {
+		name = json_string_value(json_object_get(json_object_get(o, "metadata"), "name"));
+		d = json_object_get(json_object_get(o, "data"), CUBEID_K8S_DATA_KEY);
+		k->events++;
+		if (name != NULL && strncmp(name, CUBEID_K8S_NAME_PREFIX, pl) == 0 &&
+		    cubeid_node_name_valid(name + pl)) {
+			bool del = strcmp(type, "DELETED") == 0 || !json_is_string(d);
+			int rc;
+
+			pthread_mutex_lock(&k->mu);
+			rc = cache_set(k, name + pl, del ? NULL : json_string_value(d),
+			               del ? 0 : json_string_length(d));
+			pthread_mutex_unlock(&k->mu);
+			if (rc != CUBEID_OK) {
+				k->outcome = W_ERROR;
+				go = false;
+			}
+			cubeid_debug("cluster store: watch: %s %s", type, name);
+			notify(k);
+		}
+	}
+	if (go && rv != NULL) {
+		char *nrv = strdup(rv);
+
+		if (nrv != NULL) {
+			free(k->rv);
+			k->rv = nrv;
+		}
+	}
+	json_decref(j);
+	return go;
+}
+
+static bool
+watch_data(const char *data, size_t len, void *arg)
+{
+	struct k8s *k = arg;
+	const char *nl;
+	char *np;
+
+	while (len > 0) {
+		size_t take = (nl = memchr(data, '\n', len)) != NULL ? (size_t)(nl - data) : len;
+
+		if (k->line_len + take > CUBEID_STORE_LIST_MAX) {
+			free(k->why);
+			k->why = strdup("a watch event larger than the list limit");
+			k->outcome = W_ERROR;
+			return false;
+		}
+		if ((np = realloc(k->line, k->line_len + take + 1)) == NULL)
+			return false;
+		k->line = np;
+		memcpy(k->line + k->line_len, data, take);
+		k->line_len += take;
+		k->line[k->line_len] = '\0';
+		if (nl == NULL)
+			break;
+		if (k->line_len > 0 && !watch_event(k, k->line, k->line_len))
+			return false;
+		k->line_len = 0;
+		data += take + 1;
+		len -= take + 1;
+	}
+	return true;
+}
+
+static bool
+watch_stop(void *arg)
+{
+	struct k8s *k = arg;
+	bool stop;
+
+	pthread_mutex_lock(&k->mu);
+	stop = k->stop;
+	pthread_mutex_unlock(&k->mu);
+	return stop;
+}
+
+/* One watch from k->rv, until the server ends it or something goes wrong. */
+static int
+watch_once(struct k8s *k)
+{
+	struct k8s_stream st = {watch_data, watch_stop, k, (K8S_WATCH_S + 30) * 1000L};
+	struct timespec t0, t1;
+	char *path = NULL;
+	long status = 0;
+	int rc;
+
+	if (asprintf(&path,
+	             "/api/v1/namespaces/%s/configmaps?labelSelector=cubeid.io%%2Fpublication"
+	             "&watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%d",
+	             k->ns, k->rv, K8S_WATCH_S) < 0)
+		return W_ERROR;
+	k->outcome = W_GOING;
+	k->events = 0;
+	k->line_len = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	free(k->why);
+	k->why = NULL;
+	rc = k8s_request_ex(k, "GET", path, NULL, NULL, false, NULL, NULL, &st, &status);
+	free(path);
+	/* the last line, if the stream did not end with a newline */
+	if (k->outcome == W_GOING && k->line_len > 0)
+		watch_event(k, k->line, k->line_len);
+	if (k->outcome == W_GOING && status != 200 && status != 0) {
+		k->outcome = status == 410 ? W_GONE : W_ERROR;
+		if (k->why == NULL && asprintf(&k->why, "HTTP %ld", status) < 0)
+			k->why = NULL;
+	}
+	if (k->outcome == W_GOING)
+		k->outcome = rc == CUBEID_OK ? W_ENDED : W_ERROR;
+	/* as client-go: a watch that ends at once with nothing in it is an
+	 * error (else a server that does that would be asked again and again) */
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (k->outcome == W_ENDED && k->events == 0 && t1.tv_sec - t0.tv_sec < 1) {
+		k->outcome = W_ERROR;
+		k->why = strdup("a very short watch with no events");
+	}
+	if (k->outcome != W_ENDED && k->outcome != W_GONE && !watch_stop(k))
+		cubeid_warn("cluster store: the watch of %s failed: %s", k->ns,
+		            k->why != NULL ? k->why
+		            : status != 0  ? "the stream ended"
+		                           : "no answer");
+	return k->outcome;
+}
+
+/* Sleep s seconds, or until stopped.  false when stopped. */
+static bool
+watch_sleep(struct k8s *k, int s)
+{
+	struct timespec until;
+	bool stop;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += s;
+	pthread_mutex_lock(&k->mu);
+	while (!k->stop && pthread_cond_timedwait(&k->cv, &k->mu, &until) == 0)
+		;
+	stop = k->stop;
+	pthread_mutex_unlock(&k->mu);
+	return !stop;
+}
+
+static int
+backoff_next(int b)
+{
+	return b == 0 ? K8S_BACKOFF_MIN : b * 2 > K8S_BACKOFF_MAX ? K8S_BACKOFF_MAX : b * 2;
+}
+
+static void *
+watch_main(void *arg)
+{
+	struct k8s *k = arg;
+	int backoff = 0, w;
+	bool gone_before = false;
+
+	while (!watch_stop(k)) {
+		struct cubeid_store_doc *docs = NULL;
+		size_t n = 0;
+		char *rv = NULL;
+
+		if (backoff > 0 && !watch_sleep(k, backoff))
+			break;
+		if (k8s_list_raw(k, &docs, &n, &rv) != CUBEID_OK || rv == NULL) {
+			cubeid_store_docs_free(docs, n);
+			free(rv);
+			pthread_mutex_lock(&k->mu);
+			k->synced = false;
+			pthread_mutex_unlock(&k->mu);
+			backoff = backoff_next(backoff);
+			continue;
+		}
+		pthread_mutex_lock(&k->mu);
+		cubeid_store_docs_free(k->cache, k->ncache);
+		k->cache = docs;
+		k->ncache = n;
+		k->synced = true;
+		pthread_mutex_unlock(&k->mu);
+		free(k->rv);
+		k->rv = rv;
+		notify(k);
+		/* watch, and watch again from the last resourceVersion while the
+		 * server ends them cleanly */
+		k->worked = false;
+		for (;;) {
+			w = watch_once(k);
+			if (w != W_ENDED || watch_stop(k))
+				break;
+			k->worked = true;
+		}
+		if (k->worked) { /* it was working: a new failure starts afresh */
+			backoff = 0;
+			gone_before = false;
+		}
+		if (w == W_GONE) {
+			cubeid_info("cluster store: the watch's resourceVersion is gone (410): "
+			            "listing again");
+			/* at once; but a server that answers the fresh list's
+			 * resourceVersion with 410 again gets the backoff */
+			backoff = gone_before ? backoff_next(backoff) : 0;
+			gone_before = true;
+			continue;
+		}
+		/* an error: the cache is no longer known to be current */
+		pthread_mutex_lock(&k->mu);
+		k->synced = false;
+		pthread_mutex_unlock(&k->mu);
+		backoff = backoff_next(backoff);
+		gone_before = false;
+	}
+	return NULL;
+}
+
+static int
+k8s_watch(cubeid_store *s, void (*changed)(void *arg), void *arg)
+{
+	struct k8s *k = s->impl;
+
+	if (k->watching)
+		return CUBEID_ERR_INVALID_ARG;
+	k->changed = changed;
+	k->changed_arg = arg;
+	k->stop = false;
+	if (pthread_create(&k->th, NULL, watch_main, k) != 0)
+		return CUBEID_ERR_NOMEM;
+	k->watching = true;
+	return CUBEID_OK;
+}
+
+static void
+k8s_unwatch(cubeid_store *s)
+{
+	struct k8s *k = s->impl;
+
+	if (!k->watching)
+		return;
+	pthread_mutex_lock(&k->mu);
+	k->stop = true;
+	pthread_cond_broadcast(&k->cv);
+	pthread_mutex_unlock(&k->mu);
+	pthread_join(k->th, NULL);
+	pthread_mutex_lock(&k->mu);
+	k->watching = false;
+	k->synced = false;
+	pthread_mutex_unlock(&k->mu);
 }
 
 static int
@@ -291,6 +720,13 @@ k8s_free(cubeid_store *s)
 
 	if (k == NULL)
 		return;
+	k8s_unwatch(s);
+	cubeid_store_docs_free(k->cache, k->ncache);
+	free(k->rv);
+	free(k->line);
+	free(k->why);
+	pthread_mutex_destroy(&k->mu);
+	pthread_cond_destroy(&k->cv);
 	free(k->server);
 	free(k->token_file);
 	free(k->ca_file);
@@ -298,7 +734,13 @@ k8s_free(cubeid_store *s)
 	free(k);
 }
 
-static const struct store_ops k8s_ops = {"kubernetes", k8s_put, k8s_list, k8s_remove, k8s_free};
+static const struct store_ops k8s_ops = {.kind = "kubernetes",
+                                         .put = k8s_put,
+                                         .list = k8s_list,
+                                         .remove = k8s_remove,
+                                         .free = k8s_free,
+                                         .watch = k8s_watch,
+                                         .unwatch = k8s_unwatch};
 
 /* A namespace: an RFC 1123 label. */
 static bool
@@ -336,6 +778,8 @@ cubeid_store_k8s_new(const struct cubeid_k8s_opts *o, cubeid_store **out)
 		d = *o;
 	if ((k = calloc(1, sizeof(*k))) == NULL)
 		return CUBEID_ERR_NOMEM;
+	pthread_mutex_init(&k->mu, NULL);
+	pthread_cond_init(&k->cv, NULL);
 	k->timeout_ms = d.timeout_ms > 0 ? d.timeout_ms : K8S_TIMEOUT_MS;
 	if (d.api_server != NULL) {
 		k->server = strdup(d.api_server);

@@ -87,6 +87,23 @@ cubeid_store_remove(cubeid_store *s, const char *node)
 	return s->ops->remove(s, node);
 }
 
+int
+cubeid_store_watch(cubeid_store *s, void (*changed)(void *arg), void *arg)
+{
+	if (s == NULL || changed == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	if (s->ops->watch == NULL)
+		return CUBEID_ERR_UNSUPPORTED;
+	return s->ops->watch(s, changed, arg);
+}
+
+void
+cubeid_store_unwatch(cubeid_store *s)
+{
+	if (s != NULL && s->ops->unwatch != NULL)
+		s->ops->unwatch(s);
+}
+
 const char *
 cubeid_store_kind(const cubeid_store *s)
 {
@@ -203,7 +220,11 @@ file_free(cubeid_store *s)
 	free(s->impl);
 }
 
-static const struct store_ops file_ops = {"file", file_put, file_list, file_remove, file_free};
+static const struct store_ops file_ops = {.kind = "file",
+                                          .put = file_put,
+                                          .list = file_list,
+                                          .remove = file_remove,
+                                          .free = file_free}; /* no watch */
 
 int
 cubeid_store_file_new(const char *dir, cubeid_store **out)

@@ -12,7 +12,10 @@ struct store_ops {
 	int (*put)(cubeid_store *s, const char *node, const char *doc, size_t len);
 	int (*list)(cubeid_store *s, struct cubeid_store_doc **docs, size_t *n);
 	int (*remove)(cubeid_store *s, const char *node);
-	void (*free)(cubeid_store *s);
+	void (*free)(cubeid_store *s); /* stops a watch first */
+	/* optional (NULL: the backend cannot watch) */
+	int (*watch)(cubeid_store *s, void (*changed)(void *arg), void *arg);
+	void (*unwatch)(cubeid_store *s);
 };
 
 struct cubeid_store {

@@ -26,7 +26,29 @@ struct sink {
 	char *p;
 	size_t len, max;
 	bool too_large;
+	const struct http_req *q;
 };
+
+static size_t
+on_stream(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct sink *s = arg;
+	size_t n = size * nmemb;
+
+	return s->q->on_data(data, n, s->q->on_data_arg) ? n : 0;
+}
+
+static int
+on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	struct sink *s = arg;
+
+	(void)dt;
+	(void)dn;
+	(void)ut;
+	(void)un;
+	return s->q->stop(s->q->on_data_arg) ? 1 : 0;
+}
 
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *arg)
@@ -51,7 +73,7 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 int
 http_fetch(const struct http_req *q, struct http_reply *r, const char **why)
 {
-	struct sink s = {.max = q->max};
+	struct sink s = {.max = q->max, .q = q};
 	struct curl_slist *hdr = NULL, *n;
 	const char *const *hl;
 	CURLcode cc;
@@ -89,13 +111,26 @@ http_fetch(const struct http_req *q, struct http_reply *r, const char **why)
 	if (q->no_proxy)
 		curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, q->timeout_ms);
+	/* a stream (a watch) is long, but still connects within 10 s */
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+	                 q->on_data != NULL && q->timeout_ms > 10000 ? 10000L : q->timeout_ms);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, q->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)q->max);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	if (q->on_data != NULL) {
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_stream);
+	} else {
+		curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)q->max);
+		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	}
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
+	if (q->stop != NULL) {
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, &s);
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	}
 	if (q->user_agent != NULL)
 		curl_easy_setopt(h, CURLOPT_USERAGENT, q->user_agent);
+	if (q->http1)
+		curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	if (q->body != NULL) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, q->body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(q->body));
@@ -105,13 +140,21 @@ http_fetch(const struct http_req *q, struct http_reply *r, const char **why)
 		rc = CUBEID_ERR_TOO_LARGE;
 		goto out;
 	}
-	if (cc != CURLE_OK) {
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+	/* A stream that its reader ended has answered.  So has a server that
+	 * sent an error status and then cut the exchange short: over HTTP/2 the
+	 * Kubernetes API server answers a PATCH with a bad token at once and
+	 * resets the stream, which libcurl reports as a partial transfer. */
+	if (cc != CURLE_OK && !(q->on_data != NULL && cc == CURLE_WRITE_ERROR && r->status != 0) &&
+	    !(r->status >= 300 &&
+	      (cc == CURLE_PARTIAL_FILE || cc == CURLE_HTTP2 || cc == CURLE_HTTP2_STREAM ||
+	       cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR))) {
 		if (why != NULL)
 			*why = curl_easy_strerror(cc);
+		r->status = 0;
 		rc = CUBEID_ERR_HTTP;
 		goto out;
 	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
 	if (s.p == NULL && (s.p = calloc(1, 1)) == NULL) {
 		r->status = 0;
 		goto out;

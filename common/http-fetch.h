@@ -22,6 +22,15 @@ struct http_req {
 	long timeout_ms;            /* connect and whole transfer */
 	bool no_proxy;              /* ignore the proxy environment variables */
 	const char *user_agent;     /* NULL: none */
+	bool http1;                 /* HTTP/1.1 only (else HTTP/2 when TLS offers it) */
+	/* Streaming (a Kubernetes watch): when on_data is set, the reply body
+	 * goes to it as it arrives and is not kept (max does not apply; the
+	 * reply's body is empty).  It returns false to end the transfer. */
+	bool (*on_data)(const char *data, size_t len, void *arg);
+	void *on_data_arg;
+	/* Polled about once a second while the transfer runs (NULL: never);
+	 * true ends it (http_fetch() then fails with CUBEID_ERR_HTTP). */
+	bool (*stop)(void *arg);
 };
 
 struct http_reply {

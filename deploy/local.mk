@@ -4,7 +4,13 @@
 # against schemas made offline from k8s.io/kubernetes' OpenAPI spec.
 EXTRA_DIST += deploy/kubernetes deploy/keycloak/brokers tests/lib/k8s-schemas.py
 TESTS += tests/k8s-manifests.sh tests/k8s-enrol.sh
-EXTRA_DIST += tests/k8s-manifests.sh tests/k8s-enrol.sh
+EXTRA_DIST += tests/k8s-manifests.sh tests/k8s-enrol.sh tests/lib/k8s-render.sh
+# The same renderings against a real kube-apiserver and etcd, built from the
+# Go module proxy and cached by version (tests/lib/kube-apiserver.sh): a
+# server-side strict dry run, and the agent's RBAC asked with kubectl auth
+# can-i.
+TESTS += tests/k8s-apiserver.sh
+EXTRA_DIST += tests/k8s-apiserver.sh tests/lib/kube-apiserver.sh
 
 # Cloud federation (checkpoint 12): the identity-broker fragments in
 # deploy/keycloak/brokers created in a real Keycloak (tests/lib/keycloak.sh)

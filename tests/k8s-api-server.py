@@ -1,15 +1,24 @@
 #!/usr/bin/env python3
 """A loopback stand-in for the Kubernetes API server's ConfigMap endpoints,
-for tests/cluster-k8s.sh.  It is NOT a real API server: it answers the three
-requests cubeid's Kubernetes store makes with response bodies shaped like the
-API server's (tests/fixtures/k8s/*.json, written from the Kubernetes API
-reference: ConfigMap, ConfigMapList, Status), and checks each request the way
-the API server would (bearer token, server-side apply content type and
-fieldManager, label selector).  Every request is logged as one JSON line.
+for tests/cluster-k8s.sh: the faults a real API server does not make on
+demand (tests/cluster-k8s-apiserver.sh runs everything else against a real
+one).  It answers the three requests cubeid's Kubernetes store makes with
+response bodies shaped like the API server's (tests/fixtures/k8s/*.json,
+written from the Kubernetes API reference), and checks the
+bearer token, the server-side apply content type and fieldManager, and the
+label selector.  It serves no watch (400): the agent then reads the store
+every refresh, as it does whenever its watch is down.  Every request is
+logged as one JSON line.
+
+While the --fault-file exists, its content decides every answer:
+  500       a 500 Status (an internal error of the API server)
+  hold      hold the answer until the file is gone or says otherwise (a
+            slow answer; logged as {"event": "holding", ...} when it starts)
+  gone      answer a watch with an ERROR event 410 Gone (Expired), as the
+            API server does when the resourceVersion is older than it keeps
 
   k8s-api-server.py --cert C --key K --token-file T --fixtures DIR
-                    --port-file P --log L [--forbidden-token-file F]
-                    [--extra-item NAME=DATA]...
+                    --port-file P --log L [--fault-file F]
 
 Serves on 127.0.0.1, port chosen by the kernel, written to --port-file.
 """
@@ -21,6 +30,7 @@ import re
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 import uuid
 
@@ -28,11 +38,10 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--cert", required=True)
 ap.add_argument("--key", required=True)
 ap.add_argument("--token-file", required=True)
-ap.add_argument("--forbidden-token-file")
 ap.add_argument("--fixtures", required=True)
 ap.add_argument("--port-file", required=True)
 ap.add_argument("--log", required=True)
-ap.add_argument("--extra-item", action="append", default=[])
+ap.add_argument("--fault-file")
 args = ap.parse_args()
 
 
@@ -49,18 +58,20 @@ def read(path):
 store = {}  # (ns, name) -> ConfigMap
 lock = threading.Lock()
 rv = [1000]
-for item in args.extra_item:  # items already in the namespace
-    name, data = item.split("=", 1)
-    cm = fixture("configmap.json")
-    cm["metadata"].update(name=name, namespace="cubeid", uid=str(uuid.uuid4()),
-                          resourceVersion="999")
-    cm["data"] = {"publication": data}
-    store[("cubeid", name)] = cm
-# an unrelated ConfigMap of every namespace, which the label selector excludes
-root_ca = {"kind": "ConfigMap", "apiVersion": "v1",
-           "metadata": {"name": "kube-root-ca.crt", "namespace": "cubeid"},
-           "data": {"ca.crt": "-----BEGIN CERTIFICATE-----"}}
-store[("cubeid", "kube-root-ca.crt")] = root_ca
+
+
+def fault():
+    try:
+        with open(args.fault_file) as f:
+            return f.read().strip()
+    except (OSError, TypeError):
+        return ""
+
+
+def log(entry):
+    with lock:
+        with open(args.log, "a") as f:
+            f.write(json.dumps(entry) + "\n")
 
 CM_PATH = re.compile(r"^/api/v1/namespaces/([a-z0-9-]+)/configmaps(?:/([a-z0-9.-]+))?$")
 
@@ -95,15 +106,45 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             if auth == "Bearer " + read(args.token_file):
                 entry["auth"] = "ok"
-            elif args.forbidden_token_file and auth == "Bearer " + read(args.forbidden_token_file):
-                entry["auth"] = "forbidden"
             elif auth.startswith("Bearer "):
                 entry["auth"] = "bad"
             m = CM_PATH.match(url.path)
             if entry["auth"] in ("none", "bad"):
                 return self.status(401, "status-401.json")
-            if entry["auth"] == "forbidden":
-                return self.status(403, "status-403.json")
+            if q.get("watch"):
+                entry["watch"] = True
+                if fault() == "gone":
+                    # the resourceVersion is older than the server keeps
+                    entry["fault"] = "gone"
+                    ev = {"type": "ERROR", "object": {
+                        "kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "reason": "Expired", "code": 410,
+                        "message": "too old resource version: %s (%d)"
+                                   % (q.get("resourceVersion", ["0"])[0], rv[0])}}
+                    raw = (json.dumps(ev) + "\n").encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(raw)))
+                    self.end_headers()
+                    self.wfile.write(raw)
+                    return
+                # no watch here: the agent falls back to listing
+                return self.reply(400, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                        "status": "Failure",
+                                        "message": "the stand-in does not serve watches",
+                                        "reason": "BadRequest", "code": 400})
+            if fault() == "hold":
+                log({"event": "holding", "method": method, "path": url.path})
+                while fault() == "hold":
+                    time.sleep(0.05)
+            if fault() == "500":
+                entry["fault"] = "500"
+                return self.reply(500, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                        "status": "Failure",
+                                        "message": "Internal error occurred: a test fault",
+                                        "reason": "InternalError",
+                                        "details": {"causes": [{"message": "a test fault"}]},
+                                        "code": 500})
             if m is None:
                 return self.status(404, "status-404.json", url.path)
             ns, name = m.group(1), m.group(2)
@@ -147,8 +188,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     return self.status(200, "status-delete.json", name)
             return self.reply(405, {"kind": "Status", "code": 405, "message": "method not allowed"})
         finally:
-            with open(args.log, "a") as f:
-                f.write(json.dumps(entry) + "\n")
+            log(entry)
 
     def do_GET(self):
         self.handle_any("GET")

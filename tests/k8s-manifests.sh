@@ -2,7 +2,8 @@
 # deploy/kubernetes: every manifest validates against the Kubernetes schemas.
 #   - kustomize (sigs.k8s.io/kustomize, built from the Go module proxy)
 #     renders base, overlays/tpm, overlays/softhsm-dev, examples, and the
-#     tpm overlay with components/kubelet-pods;
+#     overlays with the components (tests/lib/k8s-render.sh; the same
+#     renderings go to a real API server in tests/k8s-apiserver.sh);
 #   - the schemas are made offline from the OpenAPI v2 spec of
 #     k8s.io/kubernetes (downloaded as a Go module; tests/lib/go-peers.sh
 #     k8s-openapi) by tests/lib/k8s-schemas.py: standalone and strict, as
@@ -23,6 +24,8 @@ agent=$builddir/agent/cubeid-agent
 cubeid=$builddir/cli/cubeid
 K=$srcdir/deploy/kubernetes
 peers=$srcdir/tests/lib/go-peers.sh
+# shellcheck source=lib/k8s-render.sh
+. "$srcdir/tests/lib/k8s-render.sh"
 
 PY=
 for p in python3 /usr/bin/python3; do
@@ -70,51 +73,19 @@ echo "# kustomize: $kustomize"
 echo "# kubeconform: $kubeconform"
 echo "# schemas from: $swagger"
 
-# render
+# render: every rendering of tests/lib/k8s-render.sh
 R=$D/rendered
 mkdir -p "$R"
-for t in base overlays/tpm overlays/softhsm-dev examples; do
-	name=${t//\//-}
-	if "$kustomize" build "$K/$t" >"$R/$name.yaml" 2>"$D/err"; then
-		ok "kustomize build $t ($(grep -c '^kind:' "$R/$name.yaml") objects)"
+for name in $(printf '%s\n' "$K8S_RENDERINGS" | cut -d= -f1); do
+	if k8s_render "$kustomize" "$K" "$name" "$R" 2>"$D/err"; then
+		ok "kustomize build $name ($(grep -c '^kind:' "$R/$name.yaml") objects)"
 	else
-		notok "kustomize build $t"
+		notok "kustomize build $name"
 	fi
 done
-
-# the tpm overlay with the kubelet-pods component
-mkdir -p "$D/tpm-kubelet"
-cat >"$D/tpm-kubelet/kustomization.yaml" <<EOF
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - $(realpath --relative-to="$D/tpm-kubelet" "$K/overlays/tpm")
-components:
-  - $(realpath --relative-to="$D/tpm-kubelet" "$K/components/kubelet-pods")
-EOF
-if "$kustomize" build "$D/tpm-kubelet" >"$R/tpm-kubelet.yaml" 2>"$D/err"; then
-	ok "kustomize build overlays/tpm + components/kubelet-pods"
-else
-	notok "kustomize build overlays/tpm + components/kubelet-pods"
-fi
+rm -rf "$R"/.k-*
 assert "kubelet-pods: hostNetwork, no pod-lister, the secure port" \
 	eval 'grep -q "hostNetwork: true" "$R/tpm-kubelet.yaml" && ! grep -q "name: pod-lister" "$R/tpm-kubelet.yaml" && grep -q "https://127.0.0.1:10250/pods" "$R/tpm-kubelet.yaml"'
-
-# the tpm overlay with the cluster-trust component (docs/cluster.md)
-mkdir -p "$D/tpm-cluster"
-cat >"$D/tpm-cluster/kustomization.yaml" <<EOF
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - $(realpath --relative-to="$D/tpm-cluster" "$K/overlays/tpm")
-components:
-  - $(realpath --relative-to="$D/tpm-cluster" "$K/components/cluster-trust")
-EOF
-if "$kustomize" build "$D/tpm-cluster" >"$R/tpm-cluster.yaml" 2>"$D/err"; then
-	ok "kustomize build overlays/tpm + components/cluster-trust"
-else
-	notok "kustomize build overlays/tpm + components/cluster-trust"
-fi
 assert "cluster-trust: CUBEID_NODE_NAME from spec.nodeName, a Role for ConfigMaps, the store" \
 	eval 'grep -q "name: CUBEID_NODE_NAME" "$R/tpm-cluster.yaml" && grep -q "fieldPath: spec.nodeName" "$R/tpm-cluster.yaml" && grep -q "name: cubeid-agent-publications" "$R/tpm-cluster.yaml" && grep -q "store: kubernetes" "$R/tpm-cluster.yaml"'
 

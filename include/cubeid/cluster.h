@@ -219,6 +219,18 @@ int cubeid_store_put(cubeid_store *s, const char *node, const char *doc, size_t 
 int cubeid_store_list(cubeid_store *s, struct cubeid_store_doc **docs, size_t *n);
 /* Remove node's publication (a node that leaves); absent is fine. */
 int cubeid_store_remove(cubeid_store *s, const char *node);
+/*
+ * Keep the store's list current in the background where the backend can
+ * (kubernetes: list, then watch, on a thread of its own), and call
+ * changed(arg) on that thread after the list or a publication changed.
+ * While the watch is current, cubeid_store_list() answers from memory;
+ * while it is not (an error, backing off), cubeid_store_list() asks the
+ * store as without a watch.  CUBEID_ERR_UNSUPPORTED for the file backend.
+ * cubeid_store_unwatch() (and cubeid_store_free()) stop it and wait for the
+ * thread: after they return, changed is not called again.
+ */
+int cubeid_store_watch(cubeid_store *s, void (*changed)(void *arg), void *arg);
+void cubeid_store_unwatch(cubeid_store *s);
 /* "file" or "kubernetes" (static). */
 const char *cubeid_store_kind(const cubeid_store *s);
 void cubeid_store_free(cubeid_store *s);
