@@ -77,8 +77,8 @@ check "openssl: the new SVID verifies with the old bundle" 0 \
 	openssl verify -CAfile "$D/svid1/svid_bundle.pem" "$D/svid2/svid.pem"
 # the first start logged at notice: no info line before the reload
 assert "the rest reloaded: log level info (the mint logs at info)" \
-	bash -c "sed -n '/reloaded:/,\$p' '$D/agent.err' | grep -q 'cubeid: info:' &&
-		! sed -n '1,/reloaded:/p' '$D/agent.err' | grep -q 'cubeid: info:'"
+	bash -c "sed -n '/reloaded:/,\$p' '$D/agent.err' | grep -q 'cubeid-agent: info:' &&
+		! sed -n '1,/reloaded:/p' '$D/agent.err' | grep -q 'cubeid-agent: info:'"
 
 # a leaf in place of the CA on disk: refused, the running one kept
 cp "$state/ca.pem" "$D/ca.pem.orig"
