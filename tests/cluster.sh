@@ -168,7 +168,7 @@ for i in 1 2 3; do
 	fi
 done
 k1=$(local_kids 1)
-if "$cubeid" status show --json --socket "$D/a1.sock" >"$D/status.json" 2>"$D/log" &&
+if "$cubeid" status show -o json --socket "$D/a1.sock" >"$D/status.json" 2>"$D/log" &&
 	python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["cluster"]; sys.exit(0 if c["store"] == "file" and c["node"] == "node1" and c["nodes"] == 2 and c["jwt_keys"] == 2 else 1)' "$D/status.json"; then
 	ok "cubeid status: agent 1 reads 2 other nodes from the file store"
 else
@@ -399,13 +399,14 @@ fi
 k3=$(local_kids 3)
 kill "${pids[3]}" && wait "${pids[3]}" 2>/dev/null
 pids[3]=
-exp3=$(cli 1 "$D/n1" cluster verify "$S/node3.jws" --bundle "$D/root/bundle.pem" 2>/dev/null |
-	sed -n 's/.*expires \([0-9]*\).*/\1/p')
+exp3=$(cli 1 "$D/n1" cluster verify "$S/node3.jws" --bundle "$D/root/bundle.pem" -o json \
+	2>/dev/null | jq -r '.expires // empty')
+[ -n "$exp3" ] && exp3=$(date -d "$exp3" +%s)
 seen3=$(date +%s)
 synced1() { # agent 1 finished a sync well after node 3 stopped (whole seconds;
 	# a sync takes far less than the 2 s margin, so this one began after it)
 	local t
-	t=$("$cubeid" status --json --socket "$D/a1.sock" 2>/dev/null | jq -r '.cluster.last_sync // 0')
+	t=$("$cubeid" status -o json --socket "$D/a1.sock" 2>/dev/null | jq -r '.cluster.last_sync // 0')
 	[ "${t:-0}" -gt $((seen3 + 2)) ]
 }
 wait_for 60 synced1 || bad "agent 1 did not sync after node 3 stopped"
