@@ -211,7 +211,7 @@ load_roots(struct tool_ctx *c, cubeid_x509_bundle **out)
 			return tool_fail(CUBEID_ERR_NOMEM, "bundle");
 		path = def;
 	}
-	r = cubeid_read_file(path, CUBEID_X509_BUNDLE_MAX, &buf, &len);
+	r = tool_read_in(path, CUBEID_X509_BUNDLE_MAX, &buf, &len);
 	if (r == CUBEID_OK)
 		r = cubeid_x509_chain_parse((const uint8_t *)buf, len, CUBEID_X509_BUNDLE_MAX,
 		                            CUBEID_X509_BUNDLE_CERTS, &sk);

@@ -247,19 +247,16 @@ is_help(const char *a)
 	return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
-/* Is name one of the command's options, or a common one?  The index in the
- * command's table, -1 - the index in tool_common_opts, or INT32_MIN. */
+/* The index of name in tool_common_opts, or -1. */
 static int
-known_opt(const struct tool_cmd *cmd, const char *name)
+common_index(const char *name)
 {
 	int i;
 
-	if ((i = opt_index(cmd, name)) >= 0)
-		return i;
 	for (i = 0; tool_common_opts[i].name != NULL; i++)
 		if (strcmp(tool_common_opts[i].name, name) == 0)
-			return -1 - i;
-	return INT32_MIN;
+			return i;
+	return -1;
 }
 
 /* Set common option key to value (NULL for a flag); help and version are
@@ -301,19 +298,26 @@ static void
 apply_globals(struct tool_ctx *c, bool given_after[])
 {
 	size_t g;
-	int i;
+	int i, ci;
 
 	for (g = 0; g < n_globals; g++) {
-		i = known_opt(c->cmd, globals[g].name);
-		if (i == INT32_MIN) {
+		ci = common_index(globals[g].name);
+		i = opt_index(c->cmd, globals[g].name);
+		if (ci >= 0 && i >= 0) {
+			/* the command's own option of that name (helper run
+			 * --config) is not the global one */
+			cubeid_debug("'--%s' given before the group is not 'cubeid %s %s --%s'",
+			             globals[g].name, c->group, c->cmd->name, globals[g].name);
+		} else if (ci >= 0) {
+			if (!given_after[ci] || common_keys[ci] == COPT_VERBOSE)
+				set_common(c, common_keys[ci], globals[g].value);
+		} else if (i >= 0) {
+			if (c->val[i] == NULL)
+				c->val[i] = globals[g].value != NULL ? globals[g].value : "";
+		} else {
 			cubeid_debug(
 			        "'--%s' given before the group: 'cubeid %s %s' does not take it",
 			        globals[g].name, c->group, c->cmd->name);
-		} else if (i < 0) {
-			if (!given_after[-1 - i] || common_keys[-1 - i] == COPT_VERBOSE)
-				set_common(c, common_keys[-1 - i], globals[g].value);
-		} else if (c->val[i] == NULL) {
-			c->val[i] = globals[g].value != NULL ? globals[g].value : "";
 		}
 	}
 }
