@@ -58,7 +58,7 @@ const struct tool_opt tool_common_opts[] = {
          ")"},
         {"config", 0, "FILE",
          "the agent's config file, for the token, module, PIN file, state directory and "
-         "socket (default: $CUBEID_CONFIG, " TOOL_CONFIG_DEFAULT " when it exists)"},
+         "socket (default: $CUBEID_CONFIG, " TOOL_CONFIG_DEFAULT_DOC " when it exists)"},
         {"verbose", 'v', NULL, "more log output; twice for debug"},
         {"quiet", 'q', NULL, "only errors and the data asked for"},
         {"help", 'h', NULL, "show this help and exit"},

@@ -102,7 +102,9 @@ extern const struct tool_opt tool_common_opts[];
  * socket for the help text: the value used is the agent's own default
  * (config_default()), so the two cannot differ. */
 #define TOOL_CONFIG_DEFAULT CUBEID_SYSCONFDIR "/cubeid/config.yaml"
-#define TOOL_SOCKET_DEFAULT "/run/cubeid/agent.sock"
+/* ... as the help and the man page name it: the same for every prefix */
+#define TOOL_CONFIG_DEFAULT_DOC "SYSCONFDIR/cubeid/config.yaml"
+#define TOOL_SOCKET_DEFAULT     "/run/cubeid/agent.sock"
 
 /* -o/--output on every command that reads state, and --no-headers on every
  * command that prints a table.  tool_dispatch() checks the value and sets
