@@ -85,8 +85,8 @@ mkdir -p "$S"
 if cli 1 "$D/root" ca init -d $TD -q >"$D/log" 2>&1; then ok "root CA"; else
 	bad "root CA: $(cat "$D/log")"; finish; fi
 for i in 1 2 3; do
-	if cli $i "$D/n$i" ca csr -d $TD -o "$D/n$i.csr" >"$D/log" 2>&1 &&
-		cli 1 "$D/root" ca sign --csr "$D/n$i.csr" -o "$D/n$i.pem" >>"$D/log" 2>&1 &&
+	if cli $i "$D/n$i" ca csr -d $TD --out "$D/n$i.csr" >"$D/log" 2>&1 &&
+		cli 1 "$D/root" ca sign --csr "$D/n$i.csr" --out "$D/n$i.pem" >>"$D/log" 2>&1 &&
 		cli $i "$D/n$i" ca install --cert "$D/n$i.pem" --bundle "$D/root/bundle.pem" -q \
 			>>"$D/log" 2>&1 &&
 		cli $i "$D/n$i" ca jwt-rotate --max-ttl 20s -q >>"$D/log" 2>&1; then
@@ -146,7 +146,7 @@ bundle_kids() { # bundle_kids I: the kids agent I serves (FetchJWTBundles); fail
 		"$D/bundle$1.json" 2>>"$D/bundle$1.err"
 }
 local_kids() { # local_kids I: node I's own published JWT keys
-	cli $1 "$D/n$1" ca jwt-keys 2>/dev/null | awk 'NR>1 && $3 != "retired" {print $1}' | sort
+	cli $1 "$D/n$1" ca jwt-keys --no-headers 2>/dev/null | awk '$3 != "retired" {print $1}' | sort
 }
 wait_for() { # wait_for SECONDS CMD...: poll until CMD succeeds
 	local end=$(($(date +%s) + $1))
@@ -255,15 +255,15 @@ fi
 # PicoD, the single-key path (today's PicoD): one cluster key generated in
 # the enrolment token, wrapped inside it for each node's wrapping key, and
 # unwrapped inside each node's token, non-extractable
-if cli 4 "$D/enrol" picod cluster-key create -o "$D/cluster-picod.pem" >"$D/log" 2>&1; then
+if cli 4 "$D/enrol" picod cluster-key create --out "$D/cluster-picod.pem" >"$D/log" 2>&1; then
 	ok "the cluster PicoD key is generated in the enrolment token"
 else
 	bad "cluster-key create: $(cat "$D/log")"
 fi
 for i in 1 2 3; do
-	if cli $i "$D/n$i" picod wrapping-key -o "$D/wrap$i.pem" >"$D/log" 2>&1 &&
+	if cli $i "$D/n$i" picod wrapping-key --out "$D/wrap$i.pem" >"$D/log" 2>&1 &&
 		cli 4 "$D/enrol" picod cluster-key export-wrapped --to "$D/wrap$i.pem" \
-			-o "$D/wrapped$i.json" >>"$D/log" 2>&1 &&
+			--out "$D/wrapped$i.json" >>"$D/log" 2>&1 &&
 		cli $i "$D/n$i" picod cluster-key import-wrapped "$D/wrapped$i.json" -q >>"$D/log" 2>&1; then
 		ok "node $i: wrapping key in its token, the cluster key wrapped for it and unwrapped into it"
 	else
@@ -296,8 +296,8 @@ done
 # forged publications
 #  (a) a node enrolled under another root (token 2, its own root)
 if cli 2 "$D/evilroot" ca init -d $TD -q >"$D/log" 2>&1 &&
-	cli 2 "$D/evil" ca csr -d $TD -o "$D/evil.csr" >>"$D/log" 2>&1 &&
-	cli 2 "$D/evilroot" ca sign --csr "$D/evil.csr" -o "$D/evil.pem" >>"$D/log" 2>&1 &&
+	cli 2 "$D/evil" ca csr -d $TD --out "$D/evil.csr" >>"$D/log" 2>&1 &&
+	cli 2 "$D/evilroot" ca sign --csr "$D/evil.csr" --out "$D/evil.pem" >>"$D/log" 2>&1 &&
 	cli 2 "$D/evil" ca install --cert "$D/evil.pem" --bundle "$D/evilroot/bundle.pem" -q \
 		>>"$D/log" 2>&1 &&
 	cli 2 "$D/evil" ca jwt-rotate --max-ttl 20s -q >>"$D/log" 2>&1 &&
@@ -306,7 +306,7 @@ if cli 2 "$D/evilroot" ca init -d $TD -q >"$D/log" 2>&1 &&
 else
 	bad "impostor set-up: $(cat "$D/log")"
 fi
-kevil=$(cli 2 "$D/evil" ca jwt-keys 2>/dev/null | awk 'NR>1{print $1}')
+kevil=$(cli 2 "$D/evil" ca jwt-keys --no-headers 2>/dev/null | awk '{print $1}')
 #  (b) node 2's valid signature over a payload that carries the impostor's key
 python3 - "$S/node2.jws" "$S/evil.jws" "$S/node9.jws" <<'EOF'
 import base64, json, sys
@@ -355,8 +355,9 @@ if cli 1 "$D/n1" ca jwt-rotate --prepublish 40s -q >"$D/log" 2>&1; then
 else
 	bad "jwt-rotate: $(cat "$D/log")"
 fi
-knew=$(cli 1 "$D/n1" ca jwt-keys | awk '$3 == "pending" {print $1}')
-active_from=$(cli 1 "$D/n1" ca jwt-keys | awk '$3 == "pending" {sub("active_from=", "", $5); print $5}')
+knew=$(cli 1 "$D/n1" ca jwt-keys --no-headers | awk '$3 == "pending" {print $1}')
+active_from=$(cli 1 "$D/n1" ca jwt-keys -o json | jq -r '.keys[] | select(.state == "pending") | .active_from')
+[ -n "$active_from" ] && active_from=$(date -d "$active_from" +%s)
 kill -HUP "${pids[1]}"
 has_new() { bundle_kids 2 | grep -x -- "$knew" >/dev/null; }
 if [ -n "$knew" ] && wait_for 60 has_new; then
