@@ -23,10 +23,9 @@ cli_cubeid_SOURCES = \
 	cli/tool-picod.c \
 	cli/tool-picod-key.c \
 	cli/tool-picod-key.h
-# The agent's config file under the configured prefix, the CLI's default
-# (cli/tool.h).
-cli_cubeid_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS) \
-	-DCUBEID_SYSCONFDIR='"$(sysconfdir)"'
+# The agent's config file, the CLI's default, is under CUBEID_SYSCONFDIR
+# (AM_CPPFLAGS), as the unit's --config is (cli/tool.h).
+cli_cubeid_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS)
 cli_cubeid_LDADD = libhelper.la libagent.la libcubeid-internal.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
 # The man page is rendered from the same tables as --help: `make update-man`

@@ -27,14 +27,15 @@
 
 TOOL_GROUP_DECLARE(ca);
 
+/* A CA certificate's lifetime bounds, as spiffe/ca.c checks them. */
+#define CA_TTL_MIN 60 /* seconds */
+#define CA_TTL_MAX (20LL * 365 * 24 * 3600)
+
 static int ca_init(struct tool_ctx *c);
 static int ca_csr(struct tool_ctx *c);
 static int ca_sign(struct tool_ctx *c);
 static int ca_install(struct tool_ctx *c);
 static int ca_show(struct tool_ctx *c);
-
-#define CA_TTL_MIN 60 /* seconds, as spiffe/ca.c */
-#define CA_TTL_MAX (20LL * 365 * 24 * 3600)
 static int ca_jwt_rotate(struct tool_ctx *c);
 static int ca_jwt_keys(struct tool_ctx *c);
 
