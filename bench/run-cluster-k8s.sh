@@ -54,8 +54,8 @@ cli() {
 TD=example.org
 cli 1 "$D/root" ca init -d $TD -q >/dev/null 2>&1 || die "ca init"
 for i in 1 2; do
-	{ cli $i "$D/n$i" ca csr -d $TD -o "$D/n$i.csr" &&
-		cli 1 "$D/root" ca sign --csr "$D/n$i.csr" -o "$D/n$i.pem" &&
+	{ cli $i "$D/n$i" ca csr -d $TD --out "$D/n$i.csr" &&
+		cli 1 "$D/root" ca sign --csr "$D/n$i.csr" --out "$D/n$i.pem" &&
 		cli $i "$D/n$i" ca install --cert "$D/n$i.pem" --bundle "$D/root/bundle.pem" -q &&
 		cli $i "$D/n$i" ca jwt-rotate --max-ttl 60s -q; } >/dev/null 2>&1 || die "enrolling node $i"
 done
@@ -108,7 +108,7 @@ kids() {
 	"$cubeid" bundle fetch --format jwks --socket "$D/a1.sock" 2>/dev/null |
 		python3 -c 'import json,sys; print("\n".join(k["kid"] for k in json.load(sys.stdin)["keys"]))' 2>/dev/null
 }
-k2=$(cli 2 "$D/n2" ca jwt-keys | awk 'NR>1 {print $1}' | head -1)
+k2=$(cli 2 "$D/n2" ca jwt-keys --no-headers | awk '{print $1}' | head -1)
 for _ in $(seq 1 600); do kids | grep -qxF -- "$k2" && break; sleep 0.2; done
 kids | grep -qxF -- "$k2" || die "the agent never served node 2's key"
 sleep 3 # settle: the agent's own first publication, its watch
@@ -116,9 +116,9 @@ sleep 3 # settle: the agent's own first publication, its watch
 now() { date +%s.%N; }
 lat=()
 for s in $(seq 1 "$SAMPLES"); do
-	before=$(cli 2 "$D/n2" ca jwt-keys | awk 'NR>1 {print $1}')
+	before=$(cli 2 "$D/n2" ca jwt-keys --no-headers | awk '{print $1}')
 	cli 2 "$D/n2" ca jwt-rotate --prepublish 0 -q >/dev/null 2>&1 || die "rotate"
-	new=$(cli 2 "$D/n2" ca jwt-keys | awk 'NR>1 {print $1}' | grep -vxF -- "$before" | head -1)
+	new=$(cli 2 "$D/n2" ca jwt-keys --no-headers | awk '{print $1}' | grep -vxF -- "$before" | head -1)
 	cli 2 "$D/n2" cluster publish --node node2 "${KA[@]}" -q >/dev/null 2>&1 || die "publish"
 	t0=$(now)
 	until "$cubeid" bundle fetch --format jwks --socket "$D/a1.sock" 2>/dev/null | grep -qF -- "\"$new\""; do

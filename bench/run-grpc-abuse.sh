@@ -41,7 +41,7 @@ printf 'entries: []\n' >"$D/entries.yaml"
 	>"$D/agent.out" 2>"$D/agent.err" &
 apid=$!
 for _ in $(seq 1 600); do
-	[ -S "$S" ] && "$cubeid" status --json --socket "$S" >/dev/null 2>&1 && break
+	[ -S "$S" ] && "$cubeid" status -o json --socket "$S" >/dev/null 2>&1 && break
 	kill -0 "$apid" 2>/dev/null || break
 	sleep 0.1
 done

@@ -71,7 +71,7 @@ apid=$!
 pids+=("$apid")
 up=no
 for _ in $(seq 1 600); do
-	if [ -S "$S" ] && "$cubeid" status --json --socket "$S" >"$D/status" 2>/dev/null; then
+	if [ -S "$S" ] && "$cubeid" status -o json --socket "$S" >"$D/status" 2>/dev/null; then
 		up=yes
 		break
 	fi

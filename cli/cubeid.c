@@ -42,22 +42,70 @@ TOOL_GROUP_TABLE(X_DECLARE)
 
 const struct tool_group tool_groups[] = {TOOL_GROUP_TABLE(X_ENTRY){NULL, NULL, NULL, NULL}};
 
+static const struct tool_group *
+find_group(const char *name)
+{
+	const struct tool_group *g;
+
+	for (g = tool_groups; g->name != NULL; g++)
+		if (strcmp(g->name, name) == 0)
+			return g;
+	return NULL;
+}
+
+static int
+usage(void)
+{
+	fprintf(stderr, "usage: cubeid [options] GROUP COMMAND [options]\n");
+	fprintf(stderr, "try 'cubeid --help'\n");
+	return TOOL_EXIT_USAGE;
+}
+
+/* `cubeid help [GROUP [COMMAND...]]`: as `cubeid GROUP [COMMAND...] --help`. */
+static int
+help(int argc, char **argv)
+{
+	const struct tool_group *g;
+	char *v[16];
+	int i;
+
+	if (argc < 2) {
+		tool_print_main_help(stdout);
+		return TOOL_EXIT_OK;
+	}
+	if ((g = find_group(argv[1])) == NULL) {
+		tool_err("'%s' is not a cubeid command group", argv[1]);
+		return usage();
+	}
+	if (argc > 14) {
+		tool_err("too many arguments");
+		return TOOL_EXIT_USAGE;
+	}
+	for (i = 1; i < argc; i++)
+		v[i - 1] = argv[i];
+	v[argc - 1] = (char *)"--help";
+	v[argc] = NULL;
+	return g->main(argc, v);
+}
+
 int
 main(int argc, char **argv)
 {
 	const struct tool_group *g;
-	const char *a = argc > 1 ? argv[1] : NULL;
+	const char *a, *best;
+	int first;
 
-	if (a == NULL) {
-		fprintf(stderr, "usage: cubeid GROUP COMMAND [options]\n");
-		fprintf(stderr, "try 'cubeid --help'\n");
-		return TOOL_EXIT_USAGE;
-	}
-	if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 || strcmp(a, "help") == 0) {
-		tool_print_main_help(stdout);
-		return TOOL_EXIT_OK;
-	}
-	if (strcmp(a, "--version") == 0) {
+	/* Options before the group apply to the command (`cubeid -v status`). */
+	if ((first = tool_parse_global(argc, argv)) < 0)
+		return usage();
+	a = first < argc ? argv[first] : NULL;
+	if (a == NULL)
+		return usage();
+	if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+		return help(1, argv);
+	if (strcmp(a, "help") == 0)
+		return help(argc - first, argv + first);
+	if (strcmp(a, "--version") == 0 || strcmp(a, "version") == 0) {
 		tool_print_version(stdout);
 		return TOOL_EXIT_OK;
 	}
@@ -65,14 +113,24 @@ main(int argc, char **argv)
 		tool_print_man(stdout);
 		return fflush(stdout) == 0 ? TOOL_EXIT_OK : TOOL_EXIT_FAILURE;
 	}
-	for (g = tool_groups; g->name != NULL; g++)
-		if (strcmp(g->name, a) == 0)
-			return g->main(argc - 1, argv + 1);
-	if (a[0] == '-')
-		tool_err("unknown option '%s' (options go after GROUP COMMAND)", a);
-	else
-		tool_err("'%s' is not a cubeid command group", a);
-	fprintf(stderr, "usage: cubeid GROUP COMMAND [options]\n");
-	fprintf(stderr, "try 'cubeid --help'\n");
-	return TOOL_EXIT_USAGE;
+	if (strncmp(a, "--help-completion=", 18) == 0) {
+		if (tool_print_completion(stdout, a + 18) != 0) {
+			tool_err("--help-completion is bash or zsh, not '%s'", a + 18);
+			return TOOL_EXIT_USAGE;
+		}
+		return fflush(stdout) == 0 ? TOOL_EXIT_OK : TOOL_EXIT_FAILURE;
+	}
+	if ((g = find_group(a)) != NULL)
+		return g->main(argc - first, argv + first);
+	if (a[0] == '-') {
+		tool_err("unknown option '%s'", a);
+		return usage();
+	}
+	tool_err("'%s' is not a cubeid command group", a);
+	best = tool_closest(a, &tool_groups[0].name,
+	                    sizeof(tool_groups) / sizeof(tool_groups[0]) - 1,
+	                    sizeof(tool_groups[0]));
+	if (best != NULL)
+		fprintf(stderr, "cubeid: did you mean 'cubeid %s'?\n", best);
+	return usage();
 }

@@ -23,12 +23,28 @@ cli_cubeid_SOURCES = \
 	cli/tool-picod.c \
 	cli/tool-picod-key.c \
 	cli/tool-picod-key.h
+# The agent's config file, the CLI's default, is under CUBEID_SYSCONFDIR
+# (AM_CPPFLAGS), as the unit's --config is (cli/tool.h).
 cli_cubeid_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(P11KIT_CFLAGS) $(JANSSON_CFLAGS)
 cli_cubeid_LDADD = libhelper.la libagent.la libcubeid-internal.la $(OPENSSL_LIBS) $(P11KIT_LIBS) $(JANSSON_LIBS) $(PTHREAD_LIBS)
 
 # The man page is rendered from the same tables as --help: `make update-man`
 # regenerates it and tests/cli-man-sync.sh fails when it is stale.
 dist_man_MANS += docs/man/cubeid.1
+
+# Shell completion, generated from the same tables at build time and
+# installed where bash-completion and zsh look under the prefix.
+bashcompletiondir = $(datadir)/bash-completion/completions
+zshcompletiondir = $(datadir)/zsh/site-functions
+nodist_bashcompletion_DATA = cli/completion/cubeid
+nodist_zshcompletion_DATA = cli/completion/_cubeid
+CLEANFILES += cli/completion/cubeid cli/completion/_cubeid
+cli/completion/cubeid: cli/cubeid$(EXEEXT)
+	$(AM_V_GEN)$(MKDIR_P) cli/completion && \
+		$(builddir)/cli/cubeid --help-completion=bash > $@.tmp && mv $@.tmp $@
+cli/completion/_cubeid: cli/cubeid$(EXEEXT)
+	$(AM_V_GEN)$(MKDIR_P) cli/completion && \
+		$(builddir)/cli/cubeid --help-completion=zsh > $@.tmp && mv $@.tmp $@
 
 update-man: cli/cubeid$(EXEEXT)
 	$(AM_V_GEN)$(builddir)/cli/cubeid --help-man > $(srcdir)/docs/man/cubeid.1.tmp && \
@@ -37,6 +53,10 @@ update-man: cli/cubeid$(EXEEXT)
 
 TESTS += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh tests/cli-jwt.sh
 EXTRA_DIST += tests/cli-man-sync.sh tests/cli-token.sh tests/cli-ca.sh tests/cli-jwt.sh
+# Exit codes, -o json and the operator's conveniences, one row per command
+# line, against a --dev agent (it needs agent/cubeid-agent built).
+TESTS += tests/cli-table.sh
+EXTRA_DIST += tests/cli-table.sh
 
 # `cubeid entry list|show|check` (cli/tool-entry.c) loads entries with the
 # agent's own parser, so it links the agent's parts (libagent.la).

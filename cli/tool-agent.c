@@ -36,31 +36,39 @@ TOOL_GROUP_DECLARE(status);
 
 const struct tool_opt tool_agent_svid_fetch_opts[] = {
         TOOL_SOCKET_OPT,
-        {"out", 'o', "DIR", "directory for svid.pem, svid_key.pem, svid_bundle.pem (default .)"},
+        {"out", 0, "DIR",
+         "directory for svid.pem, svid_key.pem, svid_bundle.pem (default .; '-': print the "
+         "PEM)"},
         {"no-security-header", 0, NULL, "omit the workload.spiffe.io header (for tests)"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 const struct tool_opt tool_agent_svid_watch_opts[] = {
         TOOL_SOCKET_OPT,
-        {"updates", 'n', "N", "stop with status 0 after N messages (default: never)"},
-        {"timeout", 0, "DURATION", "give up after this long (default: never)"},
+        {"updates", 0, "N", "stop with status 0 after N messages (default: never)"},
+        {"timeout", 0, "DURATION",
+         "stop after this long: status 0 after a message, 1 (DeadlineExceeded) before one "
+         "(default: never)"},
         {0},
 };
 const struct tool_opt tool_agent_jwt_fetch_opts[] = {
         TOOL_SOCKET_OPT,
         {"aud", 'a', "AUD", "the audience (required)"},
         {"spiffe-id", 'i', "ID", "only this identity of the caller"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 const struct tool_opt tool_agent_jwt_validate_opts[] = {
         TOOL_SOCKET_OPT,
         {"aud", 'a', "AUD", "the audience the token must carry (required)"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 const struct tool_opt tool_agent_bundle_fetch_opts[] = {
         TOOL_SOCKET_OPT,
         {"format", 'f', "FORMAT", "pem (X.509 authorities, the default) or jwks (JWT keys)"},
-        {"out", 'o', "FILE", "write to FILE instead of standard output"},
+        {"out", 0, "FILE", "write to FILE instead of standard output ('-')"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 
@@ -156,6 +164,105 @@ out:
 	return rc;
 }
 
+/* The leaf's notAfter, RFC 3339. */
+static const char *
+leaf_not_after(const struct cubeid_wl_x509svid *s, char buf[TOOL_TIME_LEN])
+{
+	const unsigned char *p = s->cert_chain;
+	X509 *leaf = d2i_X509(NULL, &p, (long)s->cert_chain_len);
+	struct tm tm;
+	int64_t t = 0;
+
+	if (leaf != NULL && ASN1_TIME_to_tm(X509_get0_notAfter(leaf), &tm) == 1)
+		t = (int64_t)timegm(&tm);
+	X509_free(leaf);
+	return tool_time(t, buf);
+}
+
+static json_t *
+svid_json(const struct cubeid_wl_x509svid *s)
+{
+	char tbuf[TOOL_TIME_LEN];
+
+	return json_pack("{s:s s:s}", "spiffe_id", s->spiffe_id, "not_after",
+	                 leaf_not_after(s, tbuf));
+}
+
+/* Append to all the SVID's JSON with the files fetch wrote for it. */
+static int
+svid_files_json(json_t *all, const char *dir, const struct cubeid_wl_x509svid *s, size_t i)
+{
+	static const char *const keys[3] = {"svid_file", "key_file", "bundle_file"};
+	static const char *const names[3] = {"svid", "svid_key", "svid_bundle"};
+	json_t *so = svid_json(s);
+	char *path = NULL;
+	size_t k;
+	int n;
+
+	for (k = 0; so != NULL && k < 3; k++) {
+		n = i == 0 ? asprintf(&path, "%s/%s.pem", dir, names[k])
+		           : asprintf(&path, "%s/%s.%zu.pem", dir, names[k], i);
+		if (n < 0 || json_object_set_new(so, keys[k], json_string(path)) != 0) {
+			json_decref(so);
+			so = NULL;
+		}
+		if (n >= 0)
+			free(path);
+		path = NULL;
+	}
+	if (so == NULL || json_array_append_new(all, so) != 0)
+		return CUBEID_ERR_NOMEM;
+	return CUBEID_OK;
+}
+
+/* svid fetch --out -: each SVID's chain, key and bundle as PEM on stdout
+ * (json: with the PEM in "svid", "key" and "bundle"). */
+static int
+print_svids(const struct tool_ctx *c, const struct cubeid_wl_x509 *x)
+{
+	json_t *all = json_array(), *o;
+	char *pem[3] = {NULL, NULL, NULL};
+	size_t len[3] = {0, 0, 0}, i, k;
+	int rc = CUBEID_OK;
+
+	for (i = 0; rc == CUBEID_OK && i < x->n_svids; i++) {
+		const struct cubeid_wl_x509svid *s = &x->svids[i];
+
+		if ((rc = der_certs_to_pem(s->cert_chain, s->cert_chain_len, &pem[0], &len[0])) !=
+		            CUBEID_OK ||
+		    (rc = pkcs8_to_pem(s->key, s->key_len, &pem[1], &len[1])) != CUBEID_OK ||
+		    (rc = der_certs_to_pem(s->bundle, s->bundle_len, &pem[2], &len[2])) !=
+		            CUBEID_OK) {
+			tool_err("FetchX509SVID: malformed SVID from the agent: %s",
+			         cubeid_strerror(rc));
+		} else if (c->json) {
+			o = svid_json(s);
+			if (o == NULL || json_object_set_new(o, "svid", json_string(pem[0])) != 0 ||
+			    json_object_set_new(o, "key", json_string(pem[1])) != 0 ||
+			    json_object_set_new(o, "bundle", json_string(pem[2])) != 0 ||
+			    json_array_append_new(all, o) != 0)
+				rc = CUBEID_ERR_NOMEM;
+		} else {
+			for (k = 0; k < 3 && rc == CUBEID_OK; k++)
+				rc = tool_write_out("-", pem[k], len[k]);
+		}
+		if (pem[1] != NULL)
+			OPENSSL_cleanse(pem[1], len[1]);
+		for (k = 0; k < 3; k++) {
+			free(pem[k]);
+			pem[k] = NULL;
+		}
+	}
+	if (rc != CUBEID_OK) {
+		json_decref(all);
+		return tool_exit_code(rc);
+	}
+	if (c->json)
+		return tool_print_json(all);
+	json_decref(all);
+	return TOOL_EXIT_OK;
+}
+
 int
 tool_agent_svid_fetch(struct tool_ctx *c)
 {
@@ -163,16 +270,27 @@ tool_agent_svid_fetch(struct tool_ctx *c)
 	struct cubeid_wl_status st;
 	struct cubeid_wl_opts o;
 	struct cubeid_wl_x509 *x = NULL;
+	json_t *all = c->json ? json_array() : NULL;
 	size_t i;
 	int rc;
 
+	if (c->json && all == NULL)
+		return tool_fail(CUBEID_ERR_NOMEM, "JSON output");
 	tool_wl_opts(c, &o);
-	if ((rc = cubeid_wl_fetch_x509(&o, &x, &st)) != CUBEID_OK)
+	if ((rc = cubeid_wl_fetch_x509(&o, &x, &st)) != CUBEID_OK) {
+		json_decref(all);
 		return tool_rpc_fail(rc, "FetchX509SVID", &st);
+	}
 	if (x->n_svids == 0) {
 		tool_err("FetchX509SVID: the agent sent no SVID");
 		rc = CUBEID_ERR_PROTOCOL;
 		goto out;
+	}
+	if (strcmp(dir, "-") == 0) {
+		json_decref(all);
+		rc = print_svids(c, x);
+		cubeid_wl_x509_free(x);
+		return rc;
 	}
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		rc = CUBEID_ERR_IO;
@@ -183,10 +301,22 @@ tool_agent_svid_fetch(struct tool_ctx *c)
 	for (i = 0; i < x->n_svids; i++) {
 		if ((rc = write_svid(dir, &x->svids[i], i)) != CUBEID_OK)
 			goto out;
-		if (!c->quiet)
+		if (c->json) {
+			if ((rc = svid_files_json(all, dir, &x->svids[i], i)) != CUBEID_OK)
+				goto out;
+		} else if (!c->quiet) {
 			printf("%s\n", x->svids[i].spiffe_id);
+		}
+	}
+	if (c->json) {
+		int r = tool_print_json(all);
+
+		all = NULL;
+		cubeid_wl_x509_free(x);
+		return r;
 	}
 out:
+	json_decref(all);
 	cubeid_wl_x509_free(x);
 	return tool_exit_code(rc);
 }
@@ -239,7 +369,16 @@ tool_agent_svid_watch(struct tool_ctx *c)
 		return tool_usage_error(c, "bad duration '%s' (e.g. 30s, 5m)", t);
 	tool_wl_opts(c, &o);
 	o.timeout_ms = (long)secs * 1000;
-	if ((rc = cubeid_wl_watch_x509(&o, watch_msg, &w, NULL, &st)) != CUBEID_OK)
+	rc = cubeid_wl_watch_x509(&o, watch_msg, &w, NULL, &st);
+	if (rc == CUBEID_ERR_TIMEOUT && w.seen > 0) {
+		/* the agent answered: the end of the window asked for, not a
+		 * deadline the agent missed */
+		if (!c->quiet)
+			fprintf(stderr, "cubeid: watch: --timeout %s reached after %ld message%s\n",
+			        t, w.seen, w.seen == 1 ? "" : "s");
+		return TOOL_EXIT_OK;
+	}
+	if (rc != CUBEID_OK)
 		return tool_rpc_fail(rc, "FetchX509SVID", &st);
 	return TOOL_EXIT_OK;
 }
@@ -259,6 +398,19 @@ tool_agent_jwt_fetch(struct tool_ctx *c)
 	tool_wl_opts(c, &o);
 	if ((rc = cubeid_wl_fetch_jwt(&o, &aud, 1, tool_opt(c, "spiffe-id"), &j, &st)) != CUBEID_OK)
 		return tool_rpc_fail(rc, "FetchJWTSVID", &st);
+	if (c->json) {
+		json_t *all = json_array();
+
+		for (i = 0; all != NULL && i < j->n; i++)
+			if (json_array_append_new(all, json_pack("{s:s s:s}", "spiffe_id",
+			                                         j->svids[i].spiffe_id, "token",
+			                                         j->svids[i].token)) != 0) {
+				json_decref(all);
+				all = NULL;
+			}
+		cubeid_wl_jwt_free(j);
+		return tool_print_json(all);
+	}
 	for (i = 0; i < j->n; i++) {
 		if (c->verbose > 0)
 			fprintf(stderr, "%s\n", j->svids[i].spiffe_id);
@@ -280,8 +432,20 @@ tool_agent_jwt_validate(struct tool_ctx *c)
 	if (aud == NULL || c->argc != 1)
 		return tool_usage_error(c, "TOKEN and --aud are required");
 	tool_wl_opts(c, &o);
-	if ((rc = cubeid_wl_validate_jwt(&o, c->argv[0], aud, &v, &st)) != CUBEID_OK)
-		return tool_rpc_fail(rc, "ValidateJWTSVID", &st);
+	if ((rc = cubeid_wl_validate_jwt(&o, c->argv[0], aud, &v, &st)) != CUBEID_OK) {
+		rc = tool_rpc_fail(rc, "ValidateJWTSVID", &st);
+		/* InvalidArgument: the agent checked the token and refused it */
+		return st.code == 3 ? TOOL_EXIT_REJECTED : rc;
+	}
+	if (c->json) {
+		json_t *claims =
+		        json_loads(v->claims_json != NULL ? v->claims_json : "{}", 0, NULL);
+
+		rc = tool_print_json(
+		        json_pack("{s:s s:o?}", "spiffe_id", v->spiffe_id, "claims", claims));
+		cubeid_wl_validated_free(v);
+		return rc;
+	}
 	printf("%s\n%s\n", v->spiffe_id, v->claims_json != NULL ? v->claims_json : "{}");
 	cubeid_wl_validated_free(v);
 	return TOOL_EXIT_OK;
@@ -314,24 +478,23 @@ tool_agent_bundle_fetch(struct tool_ctx *c)
 		if (c->verbose > 0)
 			fprintf(stderr, "%s\n", b->v[i].trust_domain);
 		if (jwks) {
-			rc = tool_write_out(tool_opt(c, "out"), b->v[i].data, b->v[i].len);
-			if (rc == CUBEID_OK && tool_opt(c, "out") == NULL)
-				printf("\n");
+			rc = tool_bundle_out(c, fmt, (const char *)b->v[i].data, b->v[i].len);
 		} else {
 			if ((rc = der_certs_to_pem(b->v[i].data, b->v[i].len, &pem, &len)) !=
 			    CUBEID_OK) {
 				tool_err("malformed bundle for %s", b->v[i].trust_domain);
+				rc = tool_exit_code(rc);
 				break;
 			}
-			rc = tool_write_out(tool_opt(c, "out"), pem, len);
+			rc = tool_bundle_out(c, fmt, pem, len);
 			free(pem);
 			pem = NULL;
 		}
-		if (rc != CUBEID_OK)
+		if (rc != TOOL_EXIT_OK)
 			break;
 	}
 	cubeid_wl_bundles_free(b);
-	return tool_exit_code(rc);
+	return rc;
 }
 
 /* ------------------------------------------------------------ status */
@@ -414,6 +577,7 @@ status_show(struct tool_ctx *c)
 	struct cubeid_wl_opts o;
 	struct status_buf sb = {0};
 	json_t *j;
+	bool ready;
 	int rc;
 
 	tool_wl_opts(c, &o);
@@ -427,7 +591,8 @@ status_show(struct tool_ctx *c)
 		tool_err("cubeid.Agent/Status: no status document in the answer");
 		return TOOL_EXIT_FAILURE;
 	}
-	if (tool_flag(c, "json")) {
+	ready = json_is_true(json_object_get(json_object_get(j, "health"), "ready"));
+	if (c->json) {
 		printf("%s\n", sb.json);
 	} else {
 		json_t *tok = json_object_get(j, "token"), *ca = json_object_get(j, "ca");
@@ -464,23 +629,29 @@ status_show(struct tool_ctx *c)
 	}
 	json_decref(j);
 	free(sb.json);
-	return TOOL_EXIT_OK;
+	if (fflush(stdout) != 0)
+		return tool_fail(CUBEID_ERR_IO, "standard output");
+	/* as spire-agent healthcheck and vault status: a script can test it */
+	return ready ? TOOL_EXIT_OK : TOOL_EXIT_NOT_READY;
 }
 
 static const struct tool_opt status_opts[] = {
         TOOL_SOCKET_OPT,
-        {"json", 0, NULL, "print the status document as JSON"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 
 const struct tool_cmd tool_status_cmds[] = {
-        {"show", "[--socket S] [--json]",
+        {"show", "[--socket S] [-o text|json]",
          "show a running agent's health (also plain 'cubeid status')",
          "Asks the agent on its socket (the cubeid.Agent/Status method): the token's\n"
          "label and health, the CA and its expiry, the number of entries, connected\n"
          "clients and open streams, cached SVIDs and the next rotation; whether it\n"
          "is ready (as /readyz), SVIDs issued and rotated, token errors, and the\n"
-         "HTTP address of /metrics.  The agent answers only root and its own user.",
+         "HTTP address of /metrics.  The agent answers only root and its own user.\n"
+         "-o json prints the agent's status document.  Exit status 0 when the agent\n"
+         "is ready, 8 when it answers but is not ready (as /readyz), 1 when it cannot\n"
+         "be reached.",
          status_opts, 0, status_show},
         {0},
 };

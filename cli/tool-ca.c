@@ -19,11 +19,17 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include <openssl/bio.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
 TOOL_GROUP_DECLARE(ca);
+
+/* A CA certificate's lifetime bounds, as spiffe/ca.c checks them. */
+#define CA_TTL_MIN 60 /* seconds */
+#define CA_TTL_MAX (20LL * 365 * 24 * 3600)
 
 static int ca_init(struct tool_ctx *c);
 static int ca_csr(struct tool_ctx *c);
@@ -35,33 +41,37 @@ static int ca_jwt_keys(struct tool_ctx *c);
 
 static const struct tool_opt init_opts[] = {
         {"trust-domain", 'd', "TD", "the trust domain (required), e.g. cluster.local"},
-        {"key-type", 't', "TYPE", "ec-p256 (the default), ec-p384, rsa-2048 or rsa-3072"},
+        {"type", 't', "TYPE", "key type: ec-p256 (the default), ec-p384, rsa-2048 or rsa-3072"},
         {"ttl", 0, "DURATION", "lifetime of the root certificate (default 365d)"},
         {0},
 };
 static const struct tool_opt csr_opts[] = {
         {"trust-domain", 'd', "TD", "the trust domain (required)"},
-        {"key-type", 't', "TYPE", "ec-p256 (the default), ec-p384, rsa-2048 or rsa-3072"},
-        {"out", 'o', "FILE", "write the CSR to FILE instead of standard output"},
+        {"type", 't', "TYPE", "key type: ec-p256 (the default), ec-p384, rsa-2048 or rsa-3072"},
+        {"out", 0, "FILE", "write the CSR to FILE instead of standard output ('-')"},
         {0},
 };
 static const struct tool_opt sign_opts[] = {
-        {"csr", 0, "FILE", "the node's certificate request (required)"},
-        {"out", 'o', "FILE", "write the certificate to FILE instead of standard output"},
-        {"ttl", 0, "DURATION", "lifetime of the intermediate (default 30d; never past the root)"},
+        {"csr", 0, "FILE", "the node's certificate request (required; '-': standard input)"},
+        {"out", 0, "FILE", "write the certificate to FILE instead of standard output ('-')"},
+        {"ttl", 0, "DURATION",
+         "lifetime of the intermediate (default 30d, at least 1m; never past the root)"},
         {0},
 };
 static const struct tool_opt install_opts[] = {
-        {"cert", 0, "FILE", "the certificate from 'cubeid ca sign' (required)"},
+        {"cert", 0, "FILE",
+         "the certificate from 'cubeid ca sign' (required; '-': standard input)"},
         {"bundle", 0, "FILE", "the root certificate(s) to check it against"},
         {0},
 };
 static const struct tool_opt show_opts[] = {
+        TOOL_OUTPUT_OPT,
         {0},
 };
 static const struct tool_opt jwt_rotate_opts[] = {
-        {"key-type", 't', "TYPE",
-         "ec-p256 (ES256, the default), ec-p384 (ES384), rsa-2048 or rsa-3072 (RS256/PS256)"},
+        {"type", 't', "TYPE",
+         "key type: ec-p256 (ES256, the default), ec-p384 (ES384), rsa-2048 or rsa-3072 "
+         "(RS256/PS256)"},
         {"prepublish", 0, "DURATION",
          "publish the new key this long before it signs (default: max_ttl; 0 = at once)"},
         {"max-ttl", 0, "DURATION",
@@ -69,11 +79,13 @@ static const struct tool_opt jwt_rotate_opts[] = {
         {0},
 };
 static const struct tool_opt jwt_keys_opts[] = {
+        TOOL_OUTPUT_OPT,
+        TOOL_NO_HEADERS_OPT,
         {0},
 };
 
 const struct tool_cmd tool_ca_cmds[] = {
-        {"init", "--trust-domain TD [--key-type TYPE] [--ttl DURATION]",
+        {"init", "--trust-domain TD [--type TYPE] [--ttl DURATION]",
          "create a root CA whose key is generated in the token",
          "Generates the root key in the token as a persistent, non-extractable object\n"
          "labelled cubeid-root-TD, and a self-signed certificate whose only URI SAN is\n"
@@ -82,7 +94,7 @@ const struct tool_cmd tool_ca_cmds[] = {
          "directory already holds a CA.\n\n"
          "Durations are a number with an optional unit s, m, h or d: 90, 30s, 5m, 1h, 365d.",
          init_opts, 0, ca_init},
-        {"csr", "--trust-domain TD [--key-type TYPE] [--out FILE]",
+        {"csr", "--trust-domain TD [--type TYPE] [--out FILE]",
          "start enrolling this node's intermediate CA: key in the token, then a CSR",
          "Generates the intermediate key in this node's token (persistent, never\n"
          "extractable), records it in the state directory as pending, and writes a\n"
@@ -103,11 +115,11 @@ const struct tool_cmd tool_ca_cmds[] = {
          "directory's bundle.pem, else the root that came with the certificate (first\n"
          "enrolment).  Then this node's CA is the intermediate.",
          install_opts, 0, ca_install},
-        {"show", "", "show the CA in the state directory",
+        {"show", "[-o text|json]", "show the CA in the state directory",
          "Loads the CA (its key must be on the token) and prints its trust domain, role,\n"
          "certificate and key URI.",
          show_opts, 0, ca_show},
-        {"jwt-rotate", "[--key-type TYPE] [--prepublish DURATION] [--max-ttl DURATION]",
+        {"jwt-rotate", "[--type TYPE] [--prepublish DURATION] [--max-ttl DURATION]",
          "roll the trust domain's JWT-SVID signing key over to a new one",
          "Generates a new JWT signing key in the token (persistent, non-extractable)\n"
          "and adds it to the published JWT bundle at once; it becomes the signer only\n"
@@ -120,11 +132,13 @@ const struct tool_cmd tool_ca_cmds[] = {
          "longest JWT-SVID lifetime the keys may sign ('cubeid ca init' makes\n"
          "one).  The keys and their times are in STATE-DIR/jwt.conf.",
          jwt_rotate_opts, 0, ca_jwt_rotate},
-        {"jwt-keys", "", "list the JWT-SVID signing keys and their rollover times",
-         "One line per key in STATE-DIR/jwt.conf: kid, key type, state (active,\n"
-         "pending: published but not signing yet, retiring: published, no longer\n"
-         "signing, retired), and the created, active-from and retire-after times\n"
-         "(seconds since the epoch; 0 = not set).  Needs no token.",
+        {"jwt-keys", "[-o text|json] [--no-headers]",
+         "list the JWT-SVID signing keys and their rollover times",
+         "A line with the trust domain, max_ttl and bundle sequence, then one line per\n"
+         "key in STATE-DIR/jwt.conf: kid, key type, state (active, pending: published\n"
+         "but not signing yet, retiring: published, no longer signing, retired), and\n"
+         "the created, active-from and retire-after times (RFC 3339; - = not set).\n"
+         "Needs no token.",
          jwt_keys_opts, 0, ca_jwt_keys},
         {0},
 };
@@ -139,7 +153,7 @@ tool_ca(int argc, char **argv)
 static int
 parse_ca_opts(struct tool_ctx *c, bool has_kt, bool has_ttl, struct cubeid_ca_opts *o)
 {
-	const char *kt = has_kt ? tool_opt(c, "key-type") : NULL;
+	const char *kt = has_kt ? tool_opt(c, "type") : NULL;
 	const char *ttl = has_ttl ? tool_opt(c, "ttl") : NULL;
 
 	memset(o, 0, sizeof(*o));
@@ -147,6 +161,12 @@ parse_ca_opts(struct tool_ctx *c, bool has_kt, bool has_ttl, struct cubeid_ca_op
 		return tool_usage_error(c, "unknown key type '%s'", kt);
 	if (ttl != NULL && cubeid_duration_parse(ttl, &o->ttl) != CUBEID_OK)
 		return tool_usage_error(c, "bad duration '%s' (e.g. 90, 30s, 5m, 1h, 30d)", ttl);
+	/* the CA layer's bounds (spiffe/ca.c), said here with the flag */
+	if (ttl != NULL && (o->ttl < CA_TTL_MIN || o->ttl > CA_TTL_MAX))
+		return tool_usage_error(c,
+		                        "--ttl %s is out of range: a CA certificate lives at least "
+		                        "1m and at most 7300d (20 years)",
+		                        ttl);
 	return TOOL_EXIT_OK;
 }
 
@@ -161,28 +181,47 @@ need_td(struct tool_ctx *c, const char **td)
 	return TOOL_EXIT_OK;
 }
 
-static void
-print_ca(const cubeid_ca *ca)
+/* The certificate's notAfter as seconds since the epoch (0 if unreadable). */
+static int64_t
+not_after_of(X509 *x)
+{
+	struct tm tm;
+
+	if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+static int
+print_ca(const struct tool_ctx *c, const cubeid_ca *ca)
 {
 	X509 *x = cubeid_ca_cert(ca);
 	char *uri = NULL, *subj = X509_NAME_oneline(X509_get_subject_name(x), NULL, 0);
-	BIO *out = BIO_new_fp(stdout, BIO_NOCLOSE);
+	char tbuf[TOOL_TIME_LEN];
+	int64_t na = not_after_of(x);
+	int rc = TOOL_EXIT_OK;
 
 	(void)cubeid_key_uri(cubeid_ca_key(ca), &uri);
-	printf("trust domain: %s\n", cubeid_ca_trust_domain(ca));
-	printf("role:         %s\n", cubeid_ca_is_root(ca) ? "root" : "intermediate");
-	printf("subject:      %s\n", subj ? subj : "?");
-	printf("not after:    ");
-	fflush(stdout);
-	if (out != NULL) {
-		ASN1_TIME_print(out, X509_get0_notAfter(x));
-		BIO_free(out);
+	if (c->json) {
+		rc = tool_print_json(json_pack(
+		        "{s:s s:s s:s s:s s:s s:s s:I}", "trust_domain", cubeid_ca_trust_domain(ca),
+		        "role", cubeid_ca_is_root(ca) ? "root" : "intermediate", "subject",
+		        subj ? subj : "", "not_after", tool_time(na, tbuf), "key", uri ? uri : "",
+		        "key_type", cubeid_key_type_name(cubeid_key_get_type(cubeid_ca_key(ca))),
+		        "roots", (json_int_t)cubeid_x509_bundle_count(cubeid_ca_bundle(ca))));
+	} else {
+		printf("trust domain: %s\n", cubeid_ca_trust_domain(ca));
+		printf("role:         %s\n", cubeid_ca_is_root(ca) ? "root" : "intermediate");
+		printf("subject:      %s\n", subj ? subj : "?");
+		printf("not after:    %s\n", tool_time(na, tbuf));
+		printf("key:          %s\n", uri ? uri : "?");
+		printf("key type:     %s\n",
+		       cubeid_key_type_name(cubeid_key_get_type(cubeid_ca_key(ca))));
+		printf("roots:        %zu\n", cubeid_x509_bundle_count(cubeid_ca_bundle(ca)));
 	}
-	printf("\nkey:          %s\n", uri ? uri : "?");
-	printf("key type:     %s\n", cubeid_key_type_name(cubeid_key_get_type(cubeid_ca_key(ca))));
-	printf("roots:        %zu\n", cubeid_x509_bundle_count(cubeid_ca_bundle(ca)));
 	OPENSSL_free(subj);
 	free(uri);
+	return rc;
 }
 
 static int
@@ -206,9 +245,7 @@ ca_init(struct tool_ctx *c)
 		             : tool_fail(r, "cannot create the root CA");
 		goto out;
 	}
-	if (!c->quiet)
-		print_ca(ca);
-	rc = TOOL_EXIT_OK;
+	rc = c->quiet ? TOOL_EXIT_OK : print_ca(c, ca);
 out:
 	cubeid_ca_free(ca);
 	cubeid_token_free(tok);
@@ -255,7 +292,7 @@ ca_sign(struct tool_ctx *c)
 		return tool_usage_error(c, "--csr is required");
 	if ((rc = parse_ca_opts(c, false, true, &o)) != TOOL_EXIT_OK)
 		return rc;
-	if ((r = cubeid_read_file(csr_path, CUBEID_CSR_MAX, &csr, &len)) != CUBEID_OK)
+	if ((r = tool_read_in(csr_path, CUBEID_CSR_MAX, &csr, &len)) != CUBEID_OK)
 		return tool_fail(r, "cannot read %s", csr_path);
 	if ((r = tool_token_open(c, true, NULL, &tok)) != CUBEID_OK) {
 		rc = tool_exit_code(r);
@@ -290,7 +327,7 @@ read_roots(const char *path, cubeid_x509_bundle **out)
 	int r;
 
 	*out = NULL;
-	if ((r = cubeid_read_file(path, CUBEID_X509_BUNDLE_MAX, &buf, &len)) != CUBEID_OK)
+	if ((r = tool_read_in(path, CUBEID_X509_BUNDLE_MAX, &buf, &len)) != CUBEID_OK)
 		return r;
 	r = cubeid_x509_chain_parse((const uint8_t *)buf, len, CUBEID_X509_BUNDLE_MAX,
 	                            CUBEID_X509_BUNDLE_CERTS, &sk);
@@ -318,7 +355,7 @@ ca_install(struct tool_ctx *c)
 
 	if (cert_path == NULL)
 		return tool_usage_error(c, "--cert is required");
-	if ((r = cubeid_read_file(cert_path, CUBEID_X509_CHAIN_MAX, &cert, &len)) != CUBEID_OK)
+	if ((r = tool_read_in(cert_path, CUBEID_X509_CHAIN_MAX, &cert, &len)) != CUBEID_OK)
 		return tool_fail(r, "cannot read %s", cert_path);
 	if (bundle_path != NULL && (r = read_roots(bundle_path, &roots)) != CUBEID_OK) {
 		rc = tool_fail(r, "cannot read the root bundle %s", bundle_path);
@@ -332,9 +369,7 @@ ca_install(struct tool_ctx *c)
 		rc = tool_fail(r, "cannot install %s", cert_path);
 		goto out;
 	}
-	if (!c->quiet)
-		print_ca(ca);
-	rc = TOOL_EXIT_OK;
+	rc = c->quiet ? TOOL_EXIT_OK : print_ca(c, ca);
 out:
 	free(cert);
 	cubeid_x509_bundle_free(roots);
@@ -358,33 +393,64 @@ ca_show(struct tool_ctx *c)
 		             : tool_fail(r, "cannot load the CA in %s", c->state_dir);
 		goto out;
 	}
-	print_ca(ca);
-	rc = TOOL_EXIT_OK;
+	rc = print_ca(c, ca);
 out:
 	cubeid_ca_free(ca);
 	cubeid_token_free(tok);
 	return rc;
 }
 
-static void
-print_jwt_keys(const cubeid_jwt_keys *k)
+static const char *
+jwt_key_state(const cubeid_jwt_keys *k, size_t i, const struct cubeid_jwt_key_info *ki)
+{
+	return cubeid_jwt_keys_active(k, i, 0)       ? "active"
+	       : !cubeid_jwt_keys_published(k, i, 0) ? "retired"
+	       : ki->retire_after != 0               ? "retiring"
+	                                             : "pending";
+}
+
+static int
+print_jwt_keys(const struct tool_ctx *c, const cubeid_jwt_keys *k)
 {
 	struct cubeid_jwt_key_info ki;
+	char t1[TOOL_TIME_LEN], t2[TOOL_TIME_LEN], t3[TOOL_TIME_LEN];
+	json_t *keys, *o;
 	size_t i;
 
-	printf("trust domain: %s  max_ttl: %lld s  sequence: %llu\n",
-	       cubeid_jwt_keys_trust_domain(k), (long long)cubeid_jwt_keys_max_ttl(k),
-	       (unsigned long long)cubeid_jwt_keys_sequence(k));
-	for (i = 0; cubeid_jwt_keys_at(k, i, &ki) == CUBEID_OK; i++) {
-		const char *st = cubeid_jwt_keys_active(k, i, 0)       ? "active"
-		                 : !cubeid_jwt_keys_published(k, i, 0) ? "retired"
-		                 : ki.retire_after != 0                ? "retiring"
-		                                                       : "pending";
-
-		printf("%s %s %s created=%lld active_from=%lld retire_after=%lld\n", ki.kid,
-		       cubeid_key_type_name(ki.type), st, (long long)ki.created_at,
-		       (long long)ki.active_from, (long long)ki.retire_after);
+	if (c->json) {
+		if ((keys = json_array()) == NULL)
+			return tool_fail(CUBEID_ERR_NOMEM, "JSON output");
+		for (i = 0; cubeid_jwt_keys_at(k, i, &ki) == CUBEID_OK; i++) {
+			o = json_pack("{s:s s:s s:s s:s s:s? s:s?}", "kid", ki.kid, "type",
+			              cubeid_key_type_name(ki.type), "state",
+			              jwt_key_state(k, i, &ki), "created",
+			              tool_time(ki.created_at, t1), "active_from",
+			              ki.active_from > 0 ? tool_time(ki.active_from, t2) : NULL,
+			              "retire_after",
+			              ki.retire_after > 0 ? tool_time(ki.retire_after, t3) : NULL);
+			if (o == NULL || json_array_append_new(keys, o) != 0) {
+				json_decref(keys);
+				return tool_fail(CUBEID_ERR_NOMEM, "JSON output");
+			}
+		}
+		return tool_print_json(json_pack(
+		        "{s:s s:I s:I s:o}", "trust_domain", cubeid_jwt_keys_trust_domain(k),
+		        "max_ttl", (json_int_t)cubeid_jwt_keys_max_ttl(k), "sequence",
+		        (json_int_t)cubeid_jwt_keys_sequence(k), "keys", keys));
 	}
+	if (!c->no_headers) {
+		printf("trust domain: %s  max_ttl: %lld s  sequence: %llu\n",
+		       cubeid_jwt_keys_trust_domain(k), (long long)cubeid_jwt_keys_max_ttl(k),
+		       (unsigned long long)cubeid_jwt_keys_sequence(k));
+		printf("%-43s  %-8s  %-8s  %-20s  %-20s  %s\n", "KID", "TYPE", "STATE", "CREATED",
+		       "ACTIVE-FROM", "RETIRE-AFTER");
+	}
+	for (i = 0; cubeid_jwt_keys_at(k, i, &ki) == CUBEID_OK; i++)
+		printf("%-43s  %-8s  %-8s  %-20s  %-20s  %s\n", ki.kid,
+		       cubeid_key_type_name(ki.type), jwt_key_state(k, i, &ki),
+		       tool_time(ki.created_at, t1), tool_time(ki.active_from, t2),
+		       tool_time(ki.retire_after, t3));
+	return TOOL_EXIT_OK;
 }
 
 /* Is dir the agent's PicoD key state (STATE-DIR/picod, a jwt.conf and no
@@ -409,7 +475,7 @@ static int
 ca_jwt_rotate(struct tool_ctx *c)
 {
 	struct cubeid_jwt_keys_opts o = {0};
-	const char *kt = tool_opt(c, "key-type"), *pre = tool_opt(c, "prepublish"),
+	const char *kt = tool_opt(c, "type"), *pre = tool_opt(c, "prepublish"),
 	           *mt = tool_opt(c, "max-ttl");
 	cubeid_token *tok = NULL;
 	cubeid_ca *ca = NULL;
@@ -453,9 +519,7 @@ ca_jwt_rotate(struct tool_ctx *c)
 		             : tool_fail(r, "cannot roll the JWT key over");
 		goto out;
 	}
-	if (!c->quiet)
-		print_jwt_keys(k);
-	rc = TOOL_EXIT_OK;
+	rc = c->quiet ? TOOL_EXIT_OK : print_jwt_keys(c, k);
 out:
 	cubeid_jwt_keys_free(k);
 	cubeid_jwt_keys_free(cur);
@@ -472,7 +536,7 @@ ca_jwt_keys(struct tool_ctx *c)
 
 	if ((r = cubeid_jwt_keys_load(c->state_dir, &k)) != CUBEID_OK)
 		return tool_fail(r, "cannot read the JWT keys in %s", c->state_dir);
-	print_jwt_keys(k);
+	r = print_jwt_keys(c, k);
 	cubeid_jwt_keys_free(k);
-	return TOOL_EXIT_OK;
+	return r;
 }

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 #include <unistd.h>
 
 TOOL_GROUP_DECLARE(cluster);
@@ -37,9 +39,9 @@ static int cl_leave(struct tool_ctx *c);
 	}
 
 static const struct tool_opt publish_opts[] = {
-        {"node", 'n', "NAME", "this node's name in the store (required)"},
+        {"node", 0, "NAME", "this node's name in the store (required)"},
         {"ttl", 0, "DURATION", "how long the publication is valid (default: max_ttl + 5m)"},
-        {"out", 'o', "FILE", "also write the publication to FILE"},
+        {"out", 0, "FILE", "also write the publication to FILE ('-': standard output)"},
         STORE_OPTS,
         {0},
 };
@@ -47,15 +49,17 @@ static const struct tool_opt show_opts[] = {
         {"bundle", 0, "FILE", "the trust domain's roots (default: STATE-DIR/bundle.pem)"},
         {"format", 'f', "FORMAT", "text (the default) or jwks (the valid keys of --use)"},
         {"use", 0, "USE", "jwt-svid (the default) or picod, for --format jwks"},
+        TOOL_OUTPUT_OPT,
         STORE_OPTS,
         {0},
 };
 static const struct tool_opt verify_opts[] = {
         {"bundle", 0, "FILE", "the trust domain's roots (default: STATE-DIR/bundle.pem)"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 static const struct tool_opt leave_opts[] = {
-        {"node", 'n', "NAME", "the node whose publication to remove (required)"},
+        {"node", 0, "NAME", "the node whose publication to remove (required)"},
         STORE_OPTS,
         {0},
 };
@@ -69,16 +73,19 @@ const struct tool_cmd tool_cluster_cmds[] = {
          "accept it only if the certificate chains to the trust domain's root.  The\n"
          "running agent does this by itself when its config has a cluster section.",
          publish_opts, 0, cl_publish},
-        {"show", "(--store-dir DIR | --kubernetes ...) [--format text|jwks] [--use USE]",
+        {"show",
+         "(--store-dir DIR | --kubernetes ...) [--format text|jwks] [--use USE] [-o text|json]",
          "verify every publication in the store and show the cluster's keys",
          "Reads every publication in the store and verifies it against the roots.\n"
          "text: one line per node (valid or refused, with why) and per key.  jwks: the\n"
-         "union of the valid keys of --use as a JWKS, the cluster JWT bundle.  Exit\n"
-         "status 1 when a publication was refused (the JWKS is still printed).",
+         "union of the valid keys of --use as a JWKS, the cluster JWT bundle.  -o json\n"
+         "(with --format text): {\"nodes\": [{node, issued, expires, keys}], \"refused\":\n"
+         "[{node, why}]}.  Times are RFC 3339.  Exit status 1 when a publication was\n"
+         "refused (the JWKS is still printed).",
          show_opts, 0, cl_show},
-        {"verify", "FILE [--bundle FILE]", "verify one publication document",
-         "Prints the node, its validity and its keys, or why the publication is refused\n"
-         "(exit status 1).",
+        {"verify", "FILE [--bundle FILE] [-o text|json]", "verify one publication document",
+         "Prints the node, its validity (issued and expires, RFC 3339) and its keys, or\n"
+         "why the publication is refused (exit status 7).  FILE '-' is standard input.",
          verify_opts, 1, cl_verify},
         {"leave", "--node NAME (--store-dir DIR | --kubernetes ...)",
          "remove a node's publication from the store",
@@ -204,7 +211,7 @@ load_roots(struct tool_ctx *c, cubeid_x509_bundle **out)
 			return tool_fail(CUBEID_ERR_NOMEM, "bundle");
 		path = def;
 	}
-	r = cubeid_read_file(path, CUBEID_X509_BUNDLE_MAX, &buf, &len);
+	r = tool_read_in(path, CUBEID_X509_BUNDLE_MAX, &buf, &len);
 	if (r == CUBEID_OK)
 		r = cubeid_x509_chain_parse((const uint8_t *)buf, len, CUBEID_X509_BUNDLE_MAX,
 		                            CUBEID_X509_BUNDLE_CERTS, &sk);
@@ -224,15 +231,36 @@ load_roots(struct tool_ctx *c, cubeid_x509_bundle **out)
 	return r;
 }
 
+static json_t *
+pub_json(const cubeid_publication *p)
+{
+	struct cubeid_pub_key k;
+	char t1[TOOL_TIME_LEN], t2[TOOL_TIME_LEN];
+	json_t *keys = json_array();
+	size_t i;
+
+	for (i = 0; keys != NULL && cubeid_publication_key_at(p, i, &k) == CUBEID_OK; i++)
+		if (json_array_append_new(keys,
+		                          json_pack("{s:s s:s}", "use", cubeid_pub_use_name(k.use),
+		                                    "kid", k.kid)) != 0) {
+			json_decref(keys);
+			keys = NULL;
+		}
+	return json_pack("{s:s s:s s:s s:o}", "node", cubeid_publication_node(p), "issued",
+	                 tool_time(cubeid_publication_iat(p), t1), "expires",
+	                 tool_time(cubeid_publication_exp(p), t2), "keys", keys);
+}
+
 static void
 print_pub(const cubeid_publication *p)
 {
 	struct cubeid_pub_key k;
+	char t1[TOOL_TIME_LEN], t2[TOOL_TIME_LEN];
 	size_t i;
 
-	printf("node %s: valid, issued %lld, expires %lld, %zu key(s)\n",
-	       cubeid_publication_node(p), (long long)cubeid_publication_iat(p),
-	       (long long)cubeid_publication_exp(p), cubeid_publication_count(p));
+	printf("node %s: valid, issued %s, expires %s, %zu key(s)\n", cubeid_publication_node(p),
+	       tool_time(cubeid_publication_iat(p), t1), tool_time(cubeid_publication_exp(p), t2),
+	       cubeid_publication_count(p));
 	for (i = 0; cubeid_publication_key_at(p, i, &k) == CUBEID_OK; i++)
 		printf("  %s %s\n", cubeid_pub_use_name(k.use), k.kid);
 }
@@ -250,6 +278,7 @@ cl_show(struct tool_ctx *c)
 	bool jwks = false;
 	size_t i, n = 0, refused = 0;
 	char *out = NULL;
+	json_t *jnodes = NULL, *jrefused = NULL;
 	int r, rc;
 
 	if (fmt != NULL && strcmp(fmt, "jwks") == 0)
@@ -278,6 +307,18 @@ cl_show(struct tool_ctx *c)
 		                              &why);
 		if (r != CUBEID_OK) {
 			refused++;
+			if (c->json && !jwks) {
+				if ((jrefused == NULL && (jrefused = json_array()) == NULL) ||
+				    json_array_append_new(
+				            jrefused,
+				            json_pack("{s:s s:s}", "node", docs[i].node, "why",
+				                      why != NULL ? why : cubeid_strerror(r))) !=
+				            0) {
+					rc = tool_fail(CUBEID_ERR_NOMEM, "JSON output");
+					goto out;
+				}
+				continue;
+			}
 			fprintf(jwks ? stderr : stdout, "node %s: REFUSED: %s (%s)\n", docs[i].node,
 			        why != NULL ? why : "?", cubeid_strerror(r));
 		}
@@ -291,12 +332,30 @@ cl_show(struct tool_ctx *c)
 			goto out;
 		}
 		printf("%s\n", out);
+	} else if (c->json) {
+		if ((jnodes = json_array()) == NULL) {
+			rc = tool_fail(CUBEID_ERR_NOMEM, "JSON output");
+			goto out;
+		}
+		for (i = 0; i < cubeid_cluster_view_count(v); i++)
+			if (json_array_append_new(jnodes, pub_json(cubeid_cluster_view_at(v, i))) !=
+			    0) {
+				rc = tool_fail(CUBEID_ERR_NOMEM, "JSON output");
+				goto out;
+			}
+		rc = tool_print_json(json_pack("{s:o s:o}", "nodes", jnodes, "refused",
+		                               jrefused != NULL ? jrefused : json_array()));
+		jnodes = jrefused = NULL;
+		if (rc != TOOL_EXIT_OK)
+			goto out;
 	} else {
 		for (i = 0; i < cubeid_cluster_view_count(v); i++)
 			print_pub(cubeid_cluster_view_at(v, i));
 	}
 	rc = refused > 0 ? TOOL_EXIT_FAILURE : TOOL_EXIT_OK;
 out:
+	json_decref(jnodes);
+	json_decref(jrefused);
 	free(out);
 	cubeid_jwt_bundle_free(b);
 	cubeid_cluster_view_free(v);
@@ -318,13 +377,18 @@ cl_verify(struct tool_ctx *c)
 
 	if (c->argc != 1)
 		return tool_usage_error(c, "give the publication FILE");
-	if ((r = cubeid_read_file(c->argv[0], CUBEID_PUB_MAX + 2, &buf, &len)) != CUBEID_OK)
+	if ((r = tool_read_in(c->argv[0], CUBEID_PUB_MAX + 2, &buf, &len)) != CUBEID_OK)
 		return tool_fail(r, "%s", c->argv[0]);
 	if ((rc = load_roots(c, &roots)) != TOOL_EXIT_OK)
 		goto out;
 	if ((r = cubeid_pub_verify(buf, len, roots, 0, CUBEID_PUB_LEEWAY, &p, &why)) != CUBEID_OK) {
 		printf("REFUSED: %s\n", why != NULL ? why : "?");
-		rc = tool_fail(r, "%s", c->argv[0]);
+		(void)tool_fail(r, "%s", c->argv[0]);
+		rc = TOOL_EXIT_REJECTED;
+		goto out;
+	}
+	if (c->json) {
+		rc = tool_print_json(pub_json(p));
 		goto out;
 	}
 	print_pub(p);

@@ -5,9 +5,12 @@
  */
 #include "config.h"
 
+#include "agent/agent.h"
 #include "cli/tool.h"
 
+#include <cubeid/file.h>
 #include <cubeid/log.h>
+#include <cubeid/token-info.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,10 +19,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #define DEFAULT_STATE_DIR "/var/lib/cubeid"
 #define ENV_STATE_DIR     "CUBEID_STATE_DIR"
+#define ENV_CONFIG        "CUBEID_CONFIG"
+#define ENV_MODULE        "CUBEID_PKCS11_MODULE"
+#define ENV_SOCKET        "SPIFFE_ENDPOINT_SOCKET"
+#define GLOBAL_MAX        32
 
 /* Keys getopt_long returns for the common options and for command
  * option i (COPT_CMD + i). */
@@ -28,11 +38,13 @@ enum {
 	COPT_MODULE,
 	COPT_PIN_FILE,
 	COPT_STATE_DIR,
+	COPT_CONFIG,
 	COPT_VERBOSE,
 	COPT_QUIET,
 	COPT_HELP,
 	COPT_VERSION,
 	COPT_CMD = 0x200,
+	COPT_ALIAS = 0x300,
 };
 
 /* The common options, in the order of the help text.  Keep this table and
@@ -42,15 +54,40 @@ const struct tool_opt tool_common_opts[] = {
         {"module", 0, "PATH", "PKCS#11 module, when the URI has no module-path"},
         {"pin-file", 0, "FILE", "file holding the user PIN (never give a PIN on the command line)"},
         {"state-dir", 0, "DIR",
-         "state directory (default: $CUBEID_STATE_DIR, " DEFAULT_STATE_DIR ")"},
+         "state directory (default: $CUBEID_STATE_DIR, the config's state_dir, " DEFAULT_STATE_DIR
+         ")"},
+        {"config", 0, "FILE",
+         "the agent's config file, for the token, module, PIN file, state directory and "
+         "socket (default: $CUBEID_CONFIG, " TOOL_CONFIG_DEFAULT_DOC " when it exists)"},
         {"verbose", 'v', NULL, "more log output; twice for debug"},
         {"quiet", 'q', NULL, "only errors and the data asked for"},
         {"help", 'h', NULL, "show this help and exit"},
         {"version", 0, NULL, "show the version and exit"},
         {0},
 };
-static const int common_keys[] = {COPT_TOKEN,   COPT_MODULE, COPT_PIN_FILE, COPT_STATE_DIR,
-                                  COPT_VERBOSE, COPT_QUIET,  COPT_HELP,     COPT_VERSION};
+static const int common_keys[] = {COPT_TOKEN,     COPT_MODULE, COPT_PIN_FILE,
+                                  COPT_STATE_DIR, COPT_CONFIG, COPT_VERBOSE,
+                                  COPT_QUIET,     COPT_HELP,   COPT_VERSION};
+
+/* Old spellings, accepted where the option they stand for is, and never
+ * shown: the help, man page and completion list only the new names. */
+const struct tool_alias tool_aliases[] = {
+        {"key-type", "type", NULL},        /* ca init|csr|jwt-rotate, svid mint, picod */
+        {"audience", "aud", NULL},         /* oidc exchange */
+        {"realm", "keycloak-realm", NULL}, /* oidc verify */
+        {"json", "output", "json"},        /* token info, keys list, ..., status */
+        {NULL, NULL, NULL},
+};
+
+/* Options given before the group, in order (tool_parse_global). */
+static struct global_opt {
+	const char *name; /* long name */
+	const char *value;
+} globals[GLOBAL_MAX];
+static size_t n_globals;
+/* The config file read for the defaults (kept for the process's life: the
+ * context points into it). */
+static struct agent_config *loaded_config;
 
 void
 tool_err(const char *fmt, ...)
@@ -210,21 +247,236 @@ is_help(const char *a)
 	return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
+/* The index of name in tool_common_opts, or -1. */
+static int
+common_index(const char *name)
+{
+	int i;
+
+	for (i = 0; tool_common_opts[i].name != NULL; i++)
+		if (strcmp(tool_common_opts[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+/* Set common option key to value (NULL for a flag); help and version are
+ * not set here. */
+static void
+set_common(struct tool_ctx *c, int key, const char *value)
+{
+	switch (key) {
+	case COPT_TOKEN:
+		c->token_uri = value;
+		break;
+	case COPT_MODULE:
+		c->module = value;
+		break;
+	case COPT_PIN_FILE:
+		c->pin_file = value;
+		break;
+	case COPT_STATE_DIR:
+		c->state_dir = value;
+		break;
+	case COPT_CONFIG:
+		c->config = value;
+		break;
+	case COPT_VERBOSE:
+		c->verbose++;
+		break;
+	case COPT_QUIET:
+		c->quiet = true;
+		break;
+	default:
+		break;
+	}
+}
+
+/* Apply the options given before the group: those the command (or every
+ * command) takes, unless given again after it; the others are ignored, as
+ * kubectl ignores a global flag a command does not use. */
+static void
+apply_globals(struct tool_ctx *c, bool given_after[])
+{
+	size_t g;
+	int i, ci;
+
+	for (g = 0; g < n_globals; g++) {
+		ci = common_index(globals[g].name);
+		i = opt_index(c->cmd, globals[g].name);
+		if (ci >= 0 && i >= 0) {
+			/* the command's own option of that name (helper run
+			 * --config) is not the global one */
+			cubeid_debug("'--%s' given before the group is not 'cubeid %s %s --%s'",
+			             globals[g].name, c->group, c->cmd->name, globals[g].name);
+		} else if (ci >= 0) {
+			if (!given_after[ci] || common_keys[ci] == COPT_VERBOSE)
+				set_common(c, common_keys[ci], globals[g].value);
+		} else if (i >= 0) {
+			if (c->val[i] == NULL)
+				c->val[i] = globals[g].value != NULL ? globals[g].value : "";
+		} else {
+			cubeid_debug(
+			        "'--%s' given before the group: 'cubeid %s %s' does not take it",
+			        globals[g].name, c->group, c->cmd->name);
+		}
+	}
+}
+
+/* The agent's config file for the defaults: --config (must load), else
+ * $CUBEID_CONFIG (must load), else TOOL_CONFIG_DEFAULT when it exists. */
+static int
+load_config(struct tool_ctx *c)
+{
+	const char *path = c->config, *env;
+	bool must = true;
+	char *err = NULL;
+	int r;
+
+	if (path == NULL && (env = getenv(ENV_CONFIG)) != NULL && *env != '\0')
+		path = env;
+	if (path == NULL) {
+		path = TOOL_CONFIG_DEFAULT;
+		must = false;
+		if (access(path, F_OK) != 0)
+			goto defaults;
+	}
+	if (loaded_config != NULL && loaded_config->source != NULL &&
+	    strcmp(loaded_config->source, path) == 0)
+		goto apply;
+	config_free(loaded_config);
+	loaded_config = NULL;
+	if ((r = config_load(path, &loaded_config, &err)) != CUBEID_OK) {
+		if (must) {
+			tool_err("cannot read the config file %s: %s", err ? err : path,
+			         cubeid_strerror(r));
+			free(err);
+			return tool_exit_code(r == CUBEID_ERR_NOT_FOUND ? r : CUBEID_ERR_CONFIG);
+		}
+		/* The default file of an agent installed here, which this user
+		 * may not read (mode 0640): the defaults without it. */
+		cubeid_info("not using %s: %s", err ? err : path, cubeid_strerror(r));
+		free(err);
+		goto defaults;
+	}
+	free(err);
+apply:
+	c->config = path;
+	if (c->token_uri == NULL)
+		c->token_uri = loaded_config->token;
+	if (c->module == NULL && ((env = getenv(ENV_MODULE)) == NULL || *env == '\0'))
+		c->module = loaded_config->module;
+	if (c->pin_file == NULL && getenv("CUBEID_PIN_FILE") == NULL &&
+	    getenv("CUBEID_PIN") == NULL)
+		c->pin_file = loaded_config->pin_file;
+	if (c->state_dir == NULL)
+		c->state_dir = loaded_config->state_dir;
+	c->socket = loaded_config->socket_path;
+	return TOOL_EXIT_OK;
+defaults:
+	/* no file: the agent's own defaults (its socket) */
+	config_free(loaded_config);
+	loaded_config = NULL;
+	if (config_default(&loaded_config) == CUBEID_OK)
+		c->socket = loaded_config->socket_path;
+	return TOOL_EXIT_OK;
+}
+
+const char *
+tool_config_loaded(const struct tool_ctx *c)
+{
+	return loaded_config != NULL && loaded_config->source != NULL ? c->config : NULL;
+}
+
+/* Levenshtein distance, capped: enough for "did you mean". */
+static size_t
+edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), i, j, prev, cur, up;
+	size_t row[64];
+
+	if (la >= 64 || lb >= 64)
+		return 64;
+	for (j = 0; j <= lb; j++)
+		row[j] = j;
+	for (i = 1; i <= la; i++) {
+		prev = row[0];
+		row[0] = i;
+		for (j = 1; j <= lb; j++) {
+			up = row[j];
+			cur = prev + (a[i - 1] != b[j - 1]);
+			if (up + 1 < cur)
+				cur = up + 1;
+			if (row[j - 1] + 1 < cur)
+				cur = row[j - 1] + 1;
+			row[j] = cur;
+			prev = up;
+		}
+	}
+	return row[lb];
+}
+
+const char *
+tool_closest(const char *word, const char *const *names, size_t n, size_t stride)
+{
+	const char *best = NULL, *name;
+	size_t i, d, best_d = 3, wlen = strlen(word);
+
+	for (i = 0; i < n; i++) {
+		name = *(const char *const *)(const void *)((const char *)names + i * stride);
+		if (name == NULL)
+			continue;
+		d = edit_distance(word, name);
+		/* a prefix is a likely meaning too ("ent" for "entry") */
+		if (wlen >= 2 && strncmp(word, name, wlen) == 0)
+			d = 1;
+		if (d < best_d && d * 3 <= strlen(name) + 2) {
+			best = name;
+			best_d = d;
+		}
+	}
+	return best;
+}
+
+/* The long option name closest to the unknown argv[] option a. */
+static void
+suggest_option(const char *a, const struct option *lopts)
+{
+	char name[64];
+	const char *best;
+	size_t n = 0, len;
+
+	if (strncmp(a, "--", 2) != 0)
+		return;
+	len = strcspn(a + 2, "=");
+	if (len == 0 || len >= sizeof(name))
+		return;
+	memcpy(name, a + 2, len);
+	name[len] = '\0';
+	while (lopts[n].name != NULL)
+		n++;
+	if ((best = tool_closest(name, &lopts[0].name, n, sizeof(*lopts))) != NULL)
+		fprintf(stderr, "cubeid: did you mean '--%s'?\n", best);
+}
+
 /* Parse options for c->cmd from argv (argv[0] is the last command word). */
 static int
 parse_options(struct tool_ctx *c, int argc, char **argv, bool *done)
 {
-	struct option lopts[TOOL_MAX_OPTS + 16];
+	struct option lopts[3 * TOOL_MAX_OPTS + 16];
 	char sopts[2 * (TOOL_MAX_OPTS + 16) + 4];
+	bool given_after[sizeof(common_keys) / sizeof(common_keys[0])] = {false};
 	const struct tool_opt *o;
 	size_t nl = 0, ns = 0;
-	const char *env;
-	int i, key;
+	const char *env, *out;
+	int i, key, r;
 
 	*done = false;
 	ns += (size_t)snprintf(sopts, sizeof(sopts), ":");
 	for (i = 0; tool_common_opts[i].name != NULL; i++) {
 		o = &tool_common_opts[i];
+		/* a command's own option of that name wins (helper run --config) */
+		if (opt_index(c->cmd, o->name) >= 0)
+			continue;
 		lopts[nl++] = (struct option){o->name, o->arg ? required_argument : no_argument,
 		                              NULL, common_keys[i]};
 		if (o->short_name) {
@@ -247,6 +499,18 @@ parse_options(struct tool_ctx *c, int argc, char **argv, bool *done)
 				sopts[ns++] = ':';
 		}
 	}
+	/* the old spellings of this command's options */
+	for (i = 0; tool_aliases[i].old != NULL && nl + 1 < sizeof(lopts) / sizeof(lopts[0]); i++) {
+		int t = opt_index(c->cmd, tool_aliases[i].name);
+
+		if (t < 0 || opt_index(c->cmd, tool_aliases[i].old) >= 0)
+			continue;
+		lopts[nl++] = (struct option){tool_aliases[i].old,
+		                              tool_aliases[i].value == NULL && c->cmd->opts[t].arg
+		                                      ? required_argument
+		                                      : no_argument,
+		                              NULL, COPT_ALIAS + i};
+	}
 	lopts[nl] = (struct option){0};
 	sopts[ns] = '\0';
 
@@ -262,24 +526,18 @@ parse_options(struct tool_ctx *c, int argc, char **argv, bool *done)
 				if (c->cmd->opts[i].short_name == key)
 					key = COPT_CMD + i;
 		}
+		for (i = 0; i < (int)(sizeof(common_keys) / sizeof(common_keys[0])); i++)
+			if (common_keys[i] == key)
+				given_after[i] = true;
 		switch (key) {
 		case COPT_TOKEN:
-			c->token_uri = optarg;
-			break;
 		case COPT_MODULE:
-			c->module = optarg;
-			break;
 		case COPT_PIN_FILE:
-			c->pin_file = optarg;
-			break;
 		case COPT_STATE_DIR:
-			c->state_dir = optarg;
-			break;
+		case COPT_CONFIG:
 		case COPT_VERBOSE:
-			c->verbose++;
-			break;
 		case COPT_QUIET:
-			c->quiet = true;
+			set_common(c, key, optarg);
 			break;
 		case COPT_HELP:
 			tool_print_cmd_help(stdout, c->group, c->cmd);
@@ -298,32 +556,152 @@ parse_options(struct tool_ctx *c, int argc, char **argv, bool *done)
 			if (optopt != 0)
 				return tool_usage_error(c, "option '%s' takes no argument",
 				                        argv[optind - 1]);
+			suggest_option(argv[optind - 1], lopts);
 			return tool_usage_error(c, "unknown option '%s'", argv[optind - 1]);
 		default:
-			if (key >= COPT_CMD && key < COPT_CMD + TOOL_MAX_OPTS)
+			if (key >= COPT_ALIAS) {
+				const struct tool_alias *al = &tool_aliases[key - COPT_ALIAS];
+
+				c->val[opt_index(c->cmd, al->name)] = al->value ? al->value
+				                                      : optarg  ? optarg
+				                                                : "";
+			} else if (key >= COPT_CMD && key < COPT_CMD + TOOL_MAX_OPTS) {
 				c->val[key - COPT_CMD] = optarg ? optarg : "";
-			else
+			} else {
 				return tool_usage_error(c, "unexpected option");
+			}
 		}
 	}
 	c->argc = argc - optind;
 	c->argv = argv + optind;
 	if (c->argc > c->cmd->max_args)
 		return tool_usage_error(c, "unexpected argument '%s'", c->argv[c->cmd->max_args]);
+	apply_globals(c, given_after);
 
-	if (c->token_uri == NULL && (env = getenv(CUBEID_ENV_TOKEN)) != NULL && *env != '\0')
-		c->token_uri = env;
-	if (c->state_dir == NULL) {
-		env = getenv(ENV_STATE_DIR);
-		c->state_dir = env != NULL && *env != '\0' ? env : DEFAULT_STATE_DIR;
+	if (opt_index(c->cmd, "output") >= 0 &&
+	    (out = c->val[opt_index(c->cmd, "output")]) != NULL) {
+		if (strcmp(out, "json") == 0)
+			c->json = true;
+		else if (strcmp(out, "text") != 0)
+			return tool_usage_error(c, "-o/--output is text or json, not '%s'", out);
 	}
+	if (opt_index(c->cmd, "no-headers") >= 0)
+		c->no_headers = c->val[opt_index(c->cmd, "no-headers")] != NULL;
+
 	if (c->quiet)
 		cubeid_log_set_level(CUBEID_LOG_ERROR);
 	else if (c->verbose == 1)
 		cubeid_log_set_level(CUBEID_LOG_INFO);
 	else if (c->verbose > 1)
 		cubeid_log_set_level(CUBEID_LOG_DEBUG);
+
+	if (c->token_uri == NULL && (env = getenv(CUBEID_ENV_TOKEN)) != NULL && *env != '\0')
+		c->token_uri = env;
+	if (c->state_dir == NULL && (env = getenv(ENV_STATE_DIR)) != NULL && *env != '\0')
+		c->state_dir = env;
+	if ((r = load_config(c)) != TOOL_EXIT_OK)
+		return r;
+	if (c->state_dir == NULL)
+		c->state_dir = DEFAULT_STATE_DIR;
 	return TOOL_EXIT_OK;
+}
+
+/* The long names tool_parse_global() knows, and whether each takes a
+ * value: the common options and the agent and output options. */
+static const struct {
+	const char *name;
+	int short_name;
+	bool arg;
+} global_names[] = {
+        {"token", 0, true},       {"module", 0, true}, {"pin-file", 0, true},
+        {"state-dir", 0, true},   {"config", 0, true}, {"verbose", 'v', false},
+        {"quiet", 'q', false},    {"socket", 0, true}, {"output", 'o', true},
+        {"no-headers", 0, false}, {"json", 0, false},
+};
+
+int
+tool_parse_global(int argc, char **argv)
+{
+	size_t k, len, nk = sizeof(global_names) / sizeof(global_names[0]);
+	const char *a, *eq;
+	int i;
+
+	n_globals = 0;
+	for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
+		a = argv[i];
+		if (strcmp(a, "--") == 0)
+			return i + 1;
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 ||
+		    strcmp(a, "--version") == 0 || strcmp(a, "--help-man") == 0 ||
+		    strncmp(a, "--help-completion", 17) == 0)
+			return i;
+		if (n_globals >= GLOBAL_MAX) {
+			tool_err("too many options before the group");
+			return -TOOL_EXIT_USAGE;
+		}
+		if (a[1] != '-') {
+			/* -v, -vq, -o json, -ojson */
+			for (const char *p = a + 1; *p != '\0'; p++) {
+				for (k = 0; k < nk && global_names[k].short_name != *p; k++)
+					;
+				if (k == nk) {
+					tool_err("unknown option '-%c' before the group", *p);
+					return -TOOL_EXIT_USAGE;
+				}
+				globals[n_globals].name = global_names[k].name;
+				globals[n_globals].value = NULL;
+				if (global_names[k].arg) {
+					if (p[1] != '\0')
+						globals[n_globals].value = p + 1;
+					else if (i + 1 < argc)
+						globals[n_globals].value = argv[++i];
+					else {
+						tool_err("option '-%c' needs an argument", *p);
+						return -TOOL_EXIT_USAGE;
+					}
+					n_globals++;
+					break;
+				}
+				if (++n_globals >= GLOBAL_MAX) {
+					tool_err("too many options before the group");
+					return -TOOL_EXIT_USAGE;
+				}
+			}
+			continue;
+		}
+		eq = strchr(a, '=');
+		len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+		for (k = 0; k < nk; k++)
+			if (strlen(global_names[k].name) == len &&
+			    strncmp(global_names[k].name, a + 2, len) == 0)
+				break;
+		if (k == nk) {
+			tool_err("unknown option '%s' before the group (a command's own options "
+			         "go after it)",
+			         a);
+			return -TOOL_EXIT_USAGE;
+		}
+		globals[n_globals].name = global_names[k].name;
+		globals[n_globals].value = NULL;
+		if (strcmp(global_names[k].name, "json") == 0) {
+			globals[n_globals].name = "output";
+			globals[n_globals].value = "json";
+		} else if (global_names[k].arg) {
+			if (eq != NULL)
+				globals[n_globals].value = eq + 1;
+			else if (i + 1 < argc)
+				globals[n_globals].value = argv[++i];
+			else {
+				tool_err("option '%s' needs an argument", a);
+				return -TOOL_EXIT_USAGE;
+			}
+		} else if (eq != NULL) {
+			tool_err("option '--%s' takes no argument", global_names[k].name);
+			return -TOOL_EXIT_USAGE;
+		}
+		n_globals++;
+	}
+	return i;
 }
 
 int
@@ -359,7 +737,16 @@ tool_dispatch(const char *group, const struct tool_cmd *cmds, int argc, char **a
 			plen += (size_t)snprintf(prefix + plen, sizeof(prefix) - plen, "%s%s",
 			                         i ? " " : "", argv[1 + i]);
 		if (!any) {
+			size_t ncmds = 0;
+			const char *best;
+
+			while (cmds[ncmds].name != NULL)
+				ncmds++;
 			tool_err("'%s' is not a 'cubeid %s' command", prefix, group);
+			if ((best = tool_closest(prefix, &cmds[0].name, ncmds, sizeof(*cmds))) !=
+			    NULL)
+				fprintf(stderr, "cubeid: did you mean 'cubeid %s %s'?\n", group,
+				        best);
 			print_try(group, NULL);
 			return TOOL_EXIT_USAGE;
 		}
@@ -387,6 +774,40 @@ tool_dispatch(const char *group, const struct tool_cmd *cmds, int argc, char **a
 	return found->run(&c);
 }
 
+/* No token matched uri: say which tokens the module does show, and where
+ * SoftHSM2 looks for them. */
+static void
+hint_tokens(const struct tool_ctx *c, const char *uri)
+{
+	json_t *info = NULL, *slot, *label;
+	const char *path, *conf = getenv("SOFTHSM2_CONF");
+	char *owned = NULL;
+	size_t i, n = 0;
+
+	if ((path = tool_module_for(c, uri, &owned)) == NULL ||
+	    cubeid_token_info_module(path, &info) != CUBEID_OK) {
+		free(owned);
+		return;
+	}
+	fflush(stdout);
+	json_array_foreach(json_object_get(info, "slots"), i, slot)
+	{
+		if ((label = json_object_get(slot, "token_label")) == NULL)
+			continue;
+		fprintf(stderr, "%s'%s'", n++ == 0 ? "cubeid: the module shows the tokens " : ", ",
+		        json_string_value(label));
+	}
+	if (n == 0)
+		fprintf(stderr, "cubeid: the module %s shows no initialised token", path);
+	fputc('\n', stderr);
+	if (strstr(path, "softhsm") != NULL)
+		fprintf(stderr, "cubeid: SoftHSM2 reads its token directory from %s%s\n",
+		        conf != NULL ? "SOFTHSM2_CONF=" : "the default softhsm2.conf",
+		        conf != NULL ? conf : " (set SOFTHSM2_CONF to use another)");
+	json_decref(info);
+	free(owned);
+}
+
 int
 tool_token_open(const struct tool_ctx *c, bool login, const char *uri_fallback, cubeid_token **out)
 {
@@ -409,6 +830,8 @@ tool_token_open(const struct tool_ctx *c, bool login, const char *uri_fallback, 
 	o.pin_file = c->pin_file;
 	o.no_login = !login;
 	if ((r = cubeid_token_open(uri, &o, out)) != CUBEID_OK) {
+		if (r == CUBEID_ERR_P11_NO_TOKEN)
+			hint_tokens(c, uri);
 		if (uri == NULL) {
 			(void)tool_fail(r, "cannot open the token (no --token or $%s given)",
 			                CUBEID_ENV_TOKEN);
@@ -509,7 +932,7 @@ tool_write_out(const char *path, const void *buf, size_t len)
 	char *tmp = NULL;
 	int fd = -1, r = CUBEID_ERR_IO;
 
-	if (path == NULL) {
+	if (path == NULL || strcmp(path, "-") == 0) {
 		if (write_all(STDOUT_FILENO, buf, len) != 0) {
 			tool_err("cannot write to standard output: %s", strerror(errno));
 			return CUBEID_ERR_IO;
@@ -549,4 +972,102 @@ out:
 		unlink(tmp);
 	free(tmp);
 	return r;
+}
+
+int
+tool_read_in(const char *path, size_t max, char **out, size_t *out_len)
+{
+	char *buf;
+	size_t off = 0;
+	ssize_t n;
+
+	*out = NULL;
+	if (out_len != NULL)
+		*out_len = 0;
+	if (path == NULL || strcmp(path, "-") != 0)
+		return cubeid_read_file(path, max, out, out_len);
+	if ((buf = malloc(max + 1)) == NULL)
+		return CUBEID_ERR_NOMEM;
+	for (;;) {
+		n = read(STDIN_FILENO, buf + off, max + 1 - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			free(buf);
+			return CUBEID_ERR_IO;
+		}
+		if (n == 0)
+			break;
+		off += (size_t)n;
+		if (off > max) {
+			free(buf);
+			return CUBEID_ERR_TOO_LARGE;
+		}
+	}
+	buf[off] = '\0';
+	*out = buf;
+	if (out_len != NULL)
+		*out_len = off;
+	return CUBEID_OK;
+}
+
+const char *
+tool_time(int64_t t, char buf[TOOL_TIME_LEN])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, TOOL_TIME_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, TOOL_TIME_LEN, "-");
+	return buf;
+}
+
+int
+tool_print_json(json_t *j)
+{
+	char *s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+	json_decref(j);
+	if (s == NULL)
+		return tool_fail(CUBEID_ERR_NOMEM, "JSON output");
+	printf("%s\n", s);
+	free(s);
+	if (fflush(stdout) != 0)
+		return tool_fail(CUBEID_ERR_IO, "cannot write the output");
+	return TOOL_EXIT_OK;
+}
+
+int
+tool_bundle_out(const struct tool_ctx *c, const char *fmt, const char *text, size_t len)
+{
+	const char *out = tool_opt(c, "out");
+	bool to_stdout = out == NULL || strcmp(out, "-") == 0;
+	json_t *doc, *b;
+	char *s;
+	int r;
+
+	if (!c->json) {
+		if (strcmp(fmt, "pem") != 0 && to_stdout) {
+			/* a JSON document: a line of its own */
+			if (fwrite(text, 1, len, stdout) != len || fputc('\n', stdout) == EOF ||
+			    fflush(stdout) != 0)
+				return tool_fail(CUBEID_ERR_IO, "standard output");
+			return TOOL_EXIT_OK;
+		}
+		return tool_exit_code(tool_write_out(out, text, len));
+	}
+	b = strcmp(fmt, "pem") == 0 ? json_stringn(text, len) : json_loadb(text, len, 0, NULL);
+	if (b == NULL)
+		return tool_fail(CUBEID_ERR_PARSE, "the %s bundle", fmt);
+	doc = json_pack("{s:s s:o}", "format", fmt, "bundle", b);
+	if (to_stdout)
+		return tool_print_json(doc);
+	s = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(doc);
+	if (s == NULL)
+		return tool_fail(CUBEID_ERR_NOMEM, "JSON output");
+	r = tool_write_out(out, s, strlen(s));
+	free(s);
+	return tool_exit_code(r);
 }

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 TOOL_GROUP_DECLARE(entry);
 
 #define DEFAULT_TD     CUBEID_TRUST_DOMAIN_DEFAULT
@@ -27,38 +29,47 @@ static int entry_check(struct tool_ctx *c);
 
 static const struct tool_opt list_opts[] = {
         {"entries", 'e', "PATH", "entries file or directory (default: the config's entries)"},
-        {"config", 'c', "FILE", "agent config file for the defaults"},
+        TOOL_OUTPUT_OPT,
+        TOOL_NO_HEADERS_OPT,
+        {0},
+};
+static const struct tool_opt show_opts[] = {
+        {"entries", 'e', "PATH", "entries file or directory (default: the config's entries)"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 static const struct tool_opt check_opts[] = {
         {"pid", 'p', "PID", "the process to attest (required)"},
         {"entries", 'e', "PATH", "entries file or directory (default: the config's entries)"},
-        {"config", 'c', "FILE", "agent config file for the defaults"},
         {"trust-domain", 'd', "TD", "trust domain (default: the config's, or " DEFAULT_TD ")"},
         {"pod-info-file", 0, "FILE", "PodList JSON for the k8s:* selectors"},
         {"kubelet-pods-url", 0, "URL",
          "the kubelet's read-only pod list, e.g. "
          "http://127.0.0.1:10255/pods"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 
 const struct tool_cmd tool_entry_cmds[] = {
-        {"list", "[--entries PATH] [--config FILE]", "list the registration entries",
+        {"list", "[--entries PATH] [--config FILE] [-o text|json] [--no-headers]",
+         "list the registration entries",
          "Loads the entries as the agent would (a YAML file, or every *.yaml and *.yml\n"
-         "file of a directory in name order; see docs/entries.md) and prints one line per\n"
-         "entry: name, SPIFFE ID (templates unresolved), selectors, and where it was\n"
-         "defined.  A file that does not parse is reported with its file and line.\n"
+         "file of a directory in name order; see docs/entries.md) and prints a header\n"
+         "and one line per entry, tab-separated: name, SPIFFE ID (templates\n"
+         "unresolved), selectors, and where it was defined.  A file that does not parse is "
+         "reported with its file and line.\n"
          "Without --entries: the config's 'entries', or /etc/cubeid/entries.yaml.",
          list_opts, 0, entry_list},
-        {"show", "NAME [--entries PATH] [--config FILE]", "show one entry in full", NULL, list_opts,
-         1, entry_show},
+        {"show", "NAME [--entries PATH] [--config FILE] [-o text|json]", "show one entry in full",
+         NULL, show_opts, 1, entry_show},
         {"check", "--pid PID [--entries PATH] [--trust-domain TD]",
          "attest a process and tell which entries it would get, and why",
          "Attests PID the way the agent attests a caller (its /proc, cgroup and, with a\n"
          "pod list, its pod), prints its selectors, then each entry: 'match' with the\n"
          "SPIFFE ID it resolves to, or 'no' with the first selector the process lacks\n"
          "or why its templated ID cannot be made.  Exit status 0 when some entry\n"
-         "matches, 1 when none does.",
+         "matches, 1 when none does.  -o json: pid, uid, gid, selectors, trust_domain,\n"
+         "entries (name, match, spiffe_id or why, source) and matched.",
          check_opts, 0, entry_check},
         {0},
 };
@@ -73,7 +84,7 @@ tool_entry(int argc, char **argv)
 static int
 load_all(struct tool_ctx *c, struct agent_config **cfg, struct entry_set **set)
 {
-	const char *cpath = tool_opt(c, "config"), *epath = tool_opt(c, "entries");
+	const char *cpath = tool_config_loaded(c), *epath = tool_opt(c, "entries");
 	char *err = NULL;
 	int r;
 
@@ -112,6 +123,51 @@ print_selectors(const struct selector_set *s, const char *sep)
 		printf("%s%s", i ? sep : "", s->v[i]);
 }
 
+static json_t *
+strings_json(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; a != NULL && (n == SIZE_MAX ? v != NULL && v[i] != NULL : i < n); i++)
+		if (json_array_append_new(a, json_string(v[i])) != 0) {
+			json_decref(a);
+			return NULL;
+		}
+	return a;
+}
+
+/* An entry as JSON; with cfg, also its TTLs (the default when unset) and
+ * its delivery. */
+static json_t *
+entry_json(const struct reg_entry *e, const struct agent_config *cfg)
+{
+	json_t *o = json_pack("{s:s s:s s:o s:s}", "name", e->name, "spiffe_id", e->spiffe_id,
+	                      "selectors", strings_json(e->selectors.v, e->selectors.n), "source",
+	                      e->source);
+	const struct entry_delivery *d = e->delivery;
+
+	if (o == NULL || cfg == NULL)
+		return o;
+	json_object_set_new(o, "x509_svid_ttl",
+	                    json_integer(e->x509_ttl > 0 ? e->x509_ttl : cfg->x509_svid_ttl));
+	json_object_set_new(o, "jwt_svid_ttl",
+	                    json_integer(e->jwt_ttl > 0 ? e->jwt_ttl : cfg->jwt_svid_ttl));
+	json_object_set_new(o, "dns", strings_json(e->dns, SIZE_MAX));
+	json_object_set_new(o, "key",
+	                    json_string(e->key == KEY_POLICY_RESIDENT ? "resident" : "exportable"));
+	if (e->hint != NULL)
+		json_object_set_new(o, "hint", json_string(e->hint));
+	json_object_set_new(o, "picod_signer", json_boolean(e->picod_signer));
+	if (d != NULL)
+		json_object_set_new(o, "delivery",
+		                    json_pack("{s:s s:s? s:s? s:s? s:o}", "dir", d->dir,
+		                              "svid_file", d->svid_file, "key_file", d->key_file,
+		                              "bundle_file", d->bundle_file, "command",
+		                              strings_json(d->command, SIZE_MAX)));
+	return o;
+}
+
 static int
 entry_list(struct tool_ctx *c)
 {
@@ -122,6 +178,21 @@ entry_list(struct tool_ctx *c)
 
 	if ((rc = load_all(c, &cfg, &set)) != TOOL_EXIT_OK)
 		return rc;
+	if (c->json) {
+		json_t *all = json_array();
+
+		for (i = 0; all != NULL && i < set->n; i++)
+			if (json_array_append_new(all, entry_json(&set->e[i], NULL)) != 0) {
+				json_decref(all);
+				all = NULL;
+			}
+		rc = tool_print_json(all);
+		entries_free(set);
+		config_free(cfg);
+		return rc;
+	}
+	if (!c->no_headers)
+		printf("NAME\tSPIFFE-ID\tSELECTORS\tSOURCE\n");
 	for (i = 0; i < set->n; i++) {
 		const struct reg_entry *e = &set->e[i];
 
@@ -155,6 +226,10 @@ entry_show(struct tool_ctx *c)
 	if (e == NULL) {
 		tool_err("no entry named '%s'", c->argv[0]);
 		rc = TOOL_EXIT_NOT_FOUND;
+		goto out;
+	}
+	if (c->json) {
+		rc = tool_print_json(entry_json(e, cfg));
 		goto out;
 	}
 	printf("name:          %s\n", e->name);
@@ -213,6 +288,49 @@ out:
 	return rc;
 }
 
+/* entry check -o json: the same facts as the text. */
+static int
+check_json(const struct tool_ctx *c, long pid, const struct peer_info *peer,
+           const struct selector_set *sel, const struct entry_set *set, const char *td)
+{
+	json_t *all = json_array(), *o;
+	size_t i, matched = 0;
+	int r;
+
+	for (i = 0; all != NULL && i < set->n; i++) {
+		const struct reg_entry *e = &set->e[i];
+		const char *missing = entries_first_missing(e, sel), *why = NULL;
+		char *id = NULL;
+
+		if (missing != NULL) {
+			o = json_pack("{s:s s:b s:s s:s}", "name", e->name, "match", 0, "lacks",
+			              missing, "source", e->source);
+		} else if ((r = entries_resolve_id(e, sel, td, &id, &why)) != CUBEID_OK) {
+			if (r == CUBEID_ERR_NOMEM) {
+				json_decref(all);
+				return tool_fail(r, "resolving %s", e->name);
+			}
+			o = json_pack("{s:s s:b s:s s:s}", "name", e->name, "match", 0, "why",
+			              why != NULL ? why : cubeid_strerror(r), "source", e->source);
+		} else {
+			o = json_pack("{s:s s:b s:s s:s}", "name", e->name, "match", 1, "spiffe_id",
+			              id, "source", e->source);
+			matched++;
+		}
+		free(id);
+		if (json_array_append_new(all, o) != 0) {
+			json_decref(all);
+			all = NULL;
+		}
+	}
+	r = tool_print_json(json_pack("{s:I s:I s:I s:o s:s s:o s:I}", "pid", (json_int_t)pid,
+	                              "uid", (json_int_t)peer->uid, "gid", (json_int_t)peer->gid,
+	                              "selectors", strings_json(sel->v, sel->n), "trust_domain", td,
+	                              "entries", all, "matched", (json_int_t)matched));
+	(void)c;
+	return r != TOOL_EXIT_OK ? r : matched > 0 ? TOOL_EXIT_OK : TOOL_EXIT_FAILURE;
+}
+
 static int
 entry_check(struct tool_ctx *c)
 {
@@ -249,6 +367,10 @@ entry_check(struct tool_ctx *c)
 	        cfg->attest_sha256_max < SHA256_MAX_CLI ? cfg->attest_sha256_max : SHA256_MAX_CLI;
 	if ((r = attest_pid((pid_t)pid, &ao, &peer, &sel)) != CUBEID_OK) {
 		rc = tool_fail(r, "attesting pid %ld", pid);
+		goto out;
+	}
+	if (c->json) {
+		rc = check_json(c, pid, &peer, &sel, set, td);
 		goto out;
 	}
 	printf("pid %ld: uid %lu, gid %lu\n", pid, (unsigned long)peer.uid,

@@ -19,7 +19,24 @@ static const char main_description[] =
         "chain and the SPIFFE identities made with those keys.\n"
         "\n"
         "Commands are grouped: `cubeid GROUP COMMAND [options]`.  Every command takes\n"
-        "the common options below, --help and --version.\n"
+        "the common options below, --help and --version.  The common options, --socket,\n"
+        "-o/--output and --no-headers may also come before the group, as in\n"
+        "`cubeid -v status` or `cubeid --socket S svid fetch`; a command ignores one\n"
+        "it does not take.  `cubeid help GROUP [COMMAND]` is `cubeid GROUP [COMMAND] --help`.\n"
+        "\n"
+        "On a node, cubeid reads the agent's config file (--config, else\n"
+        "$CUBEID_CONFIG, else " TOOL_CONFIG_DEFAULT_DOC " when it exists and is\n"
+        "readable; SYSCONFDIR is configure's, /etc on a distribution build)\n"
+        "for its token, module, pin_file, state_dir and socket_path, so that no path\n"
+        "needs typing; an option or environment variable given wins.  Commands that\n"
+        "talk to the agent use --socket, else $SPIFFE_ENDPOINT_SOCKET, else the config's\n"
+        "socket_path, else " TOOL_SOCKET_DEFAULT ".\n"
+        "\n"
+        "Every command that reads state takes -o/--output text|json (text is the\n"
+        "default; json is one JSON document, for jq), and every table has a header\n"
+        "line, which --no-headers leaves out.  Times are RFC 3339, in UTC.\n"
+        "Where a command takes or writes a file, '-' is standard input or output.\n"
+        "--format chooses an encoding (pem, der, jwk, jwks), not the output style.\n"
         "\n"
         "The token is chosen by an RFC 7512 PKCS#11 URI (--token, or $CUBEID_TOKEN),\n"
         "for example pkcs11:token=node1.  The user PIN is read from --pin-file, from the\n"
@@ -40,6 +57,8 @@ static const struct doc_pair env_docs[] = {
         {"CUBEID_PIN_FILE", "file holding the user PIN"},
         {"CUBEID_PIN", "the user PIN itself (prefer CUBEID_PIN_FILE)"},
         {"CUBEID_STATE_DIR", "state directory when --state-dir is not given"},
+        {"CUBEID_CONFIG", "the agent's config file when --config is not given"},
+        {"SPIFFE_ENDPOINT_SOCKET", "the agent's socket when --socket is not given"},
         {"CUBEID_LOG_LEVEL", "error, warning, notice (default), info or debug"},
         {"SOFTHSM2_CONF", "SoftHSM2's configuration file, which names its token directory"},
         {NULL, NULL},
@@ -48,12 +67,17 @@ static const struct doc_pair env_docs[] = {
 static const struct doc_pair exit_docs[] = {
         {"0", "success"},
         {"1", "failure"},
-        {"2", "usage error: an unknown command or option, a bad argument, a malformed URI"},
+        {"2", "usage error: an unknown command or option, a bad argument, a malformed URI (and "
+              "nothing else)"},
         {"3", "token error: the module cannot be loaded, no single token matches, the PIN is "
               "missing or rejected"},
         {"4", "not found: no key matches"},
         {"5", "unsupported: the token or this build cannot do it"},
         {"6", "forbidden: a valid credential lacks the role asked for (oidc verify --role)"},
+        {"7", "rejected: a token, certificate or publication was checked and refused (jwt "
+              "validate and verify, svid verify, picod verify, oidc verify, cluster verify), or "
+              "the agent refused a change in its state (picod rotate)"},
+        {"8", "not ready: the agent answers but is not ready (status)"},
         {NULL, NULL},
 };
 
@@ -112,8 +136,10 @@ tool_print_main_help(FILE *f)
 {
 	const struct tool_group *g;
 
-	fprintf(f, "usage: cubeid GROUP COMMAND [options]\n"
-	           "       cubeid --help | --version | --help-man\n\n");
+	fprintf(f,
+	        "usage: cubeid [options] GROUP COMMAND [options]\n"
+	        "       cubeid help [GROUP [COMMAND]] | version\n"
+	        "       cubeid --help | --version | --help-man | --help-completion=bash|zsh\n\n");
 	fprintf(f, "%s\n\nGroups:\n", main_description);
 	for (g = tool_groups; g->name != NULL; g++)
 		fprintf(f, "  %-12s%s\n", g->name, g->summary);
@@ -268,8 +294,10 @@ tool_print_man(FILE *f)
 	      f);
 	fputs(".TH CUBEID 1 \"\" \"cubeid\" \"User Commands\"\n", f);
 	fputs(".SH NAME\ncubeid \\- command\\-line tool of the cubeid node identity agent\n", f);
-	fputs(".SH SYNOPSIS\n.B cubeid\n.I GROUP COMMAND\n.RI [ options ]\n.br\n"
-	      ".B cubeid\n.BR \\-\\-help \" | \" \\-\\-version \" | \" \\-\\-help\\-man\n",
+	fputs(".SH SYNOPSIS\n.B cubeid\n.RI [ options ]\n.I GROUP COMMAND\n.RI [ options ]\n.br\n"
+	      ".B cubeid help\n[\\fIGROUP\\fR [\\fICOMMAND\\fR]]\n.br\n.B cubeid version\n.br\n"
+	      ".B cubeid\n.BR \\-\\-help \" | \" \\-\\-version \" | \" \\-\\-help\\-man \" | \" "
+	      "\\-\\-help\\-completion=bash|zsh\n",
 	      f);
 	fputs(".SH DESCRIPTION\n", f);
 	man_text(f, main_description);
@@ -314,4 +342,184 @@ tool_print_man(FILE *f)
 	      ".BR openssl\\-pkey (1)\n"
 	      ".PP\nRFC 7512, The PKCS #11 URI Scheme.\n",
 	      f);
+}
+
+/* ---- shell completion (--help-completion=bash|zsh) ---- */
+
+/* Every long option of opts, " --a --b", appended to buf. */
+static void
+opt_words(char *buf, size_t size, const struct tool_opt *o)
+{
+	size_t len = strlen(buf);
+
+	for (; o != NULL && o->name != NULL && len < size; o++)
+		len += (size_t)snprintf(buf + len, size - len, " --%s", o->name);
+}
+
+/* The words that may follow "GROUP PREFIX" (prefix "" for the group). */
+static void
+next_words(char *buf, size_t size, const struct tool_cmd *cmds, const char *prefix)
+{
+	size_t plen = strlen(prefix), len = strlen(buf), wl;
+	const struct tool_cmd *c, *d;
+	const char *w;
+
+	for (c = cmds; c->name != NULL; c++) {
+		if (plen > 0 && (strncmp(c->name, prefix, plen) != 0 || c->name[plen] != ' '))
+			continue;
+		w = c->name + (plen > 0 ? plen + 1 : 0);
+		wl = strcspn(w, " ");
+		/* once per word */
+		for (d = cmds; d < c; d++)
+			if ((plen == 0 ||
+			     (strncmp(d->name, prefix, plen) == 0 && d->name[plen] == ' ')) &&
+			    strncmp(d->name + (plen > 0 ? plen + 1 : 0), w, wl) == 0 &&
+			    (d->name[(plen > 0 ? plen + 1 : 0) + wl] == ' ' ||
+			     d->name[(plen > 0 ? plen + 1 : 0) + wl] == '\0'))
+				break;
+		if (d == c && len < size)
+			len += (size_t)snprintf(buf + len, size - len, " %.*s", (int)wl, w);
+	}
+}
+
+/* One case branch: pattern, then the words to offer (a '-' list: options,
+ * else commands). */
+static void
+comp_case(FILE *f, bool zsh, const char *pattern, const char *words, bool opts)
+{
+	fprintf(f, "\t%s)\n", pattern);
+	if (opts)
+		fprintf(f, "\t\topts=\"%s\"\n\t\t;;\n", words);
+	else
+		fprintf(f, "\t\tcmds=\"%s\"\n\t\t;;\n", words);
+	(void)zsh;
+}
+
+int
+tool_print_completion(FILE *f, const char *shell)
+{
+	const struct tool_group *g;
+	const struct tool_cmd *c;
+	const struct tool_opt *o;
+	char words[4096], pat[256], prefix[128], common[1024] = "";
+	bool zsh;
+	size_t i, len;
+
+	if (strcmp(shell, "bash") == 0)
+		zsh = false;
+	else if (strcmp(shell, "zsh") == 0)
+		zsh = true;
+	else
+		return -1;
+	opt_words(common, sizeof(common), tool_common_opts);
+	if (zsh)
+		fputs("#compdef cubeid\n", f);
+	fprintf(f,
+	        "# %s completion for cubeid, generated by 'cubeid --help-completion=%s'\n"
+	        "# from the tables --help and the man page are made of.  Do not edit.\n",
+	        shell, shell);
+	fprintf(f, "_cubeid%s() {\n", zsh ? "" : "_complete");
+	fputs("\tlocal cur i w cmd='' skip=0 cmds='' opts=''\n", f);
+	if (zsh)
+		fputs("\tlocal -a "
+		      "ws\n\tws=(\"${(@)words[2,CURRENT-1]}\")\n\tcur=\"${words[CURRENT]}\"\n",
+		      f);
+	else
+		fputs("\tlocal -a ws\n\tws=(\"${COMP_WORDS[@]:1:COMP_CWORD-1}\")\n"
+		      "\tcur=\"${COMP_WORDS[COMP_CWORD]}\"\n",
+		      f);
+	/* the options that take a value: the word after one is not a command */
+	words[0] = '\0';
+	len = 0;
+	for (o = tool_common_opts; o->name != NULL; o++)
+		if (o->arg != NULL)
+			len += (size_t)snprintf(words + len, sizeof(words) - len, " --%s", o->name);
+	for (g = tool_groups; g->name != NULL; g++)
+		for (c = g->cmds; c != NULL && c->name != NULL; c++)
+			for (o = c->opts; o != NULL && o->name != NULL; o++)
+				if (o->arg != NULL && len < sizeof(words))
+					len += (size_t)snprintf(
+					        words + len, sizeof(words) - len, " --%s%s%c",
+					        o->name, o->short_name ? " -" : "",
+					        o->short_name ? o->short_name : ' ');
+	fprintf(f, "\tlocal argopts=\"%s \"\n", words);
+	fputs("\tfor w in \"${ws[@]}\"; do\n"
+	      "\t\tif [ \"$skip\" = 1 ]; then skip=0; continue; fi\n"
+	      "\t\tcase \"$w\" in\n"
+	      "\t\t--*=*) ;;\n"
+	      "\t\t-*) case \"$argopts\" in *\" $w \"*) skip=1 ;; esac ;;\n"
+	      "\t\t*) cmd=\"${cmd:+$cmd }$w\" ;;\n"
+	      "\t\tesac\n"
+	      "\tdone\n",
+	      f);
+	fprintf(f, "\topts=\"%s\"\n", common);
+	fputs("\tcase \"$cmd\" in\n", f);
+	/* the top level, help and the groups' command words */
+	words[0] = '\0';
+	len = (size_t)snprintf(words, sizeof(words), "help version");
+	for (g = tool_groups; g->name != NULL; g++)
+		len += (size_t)snprintf(words + len, sizeof(words) - len, " %s", g->name);
+	comp_case(f, zsh, "''", words, false);
+	comp_case(f, zsh, "help", words + strlen("help version "), false);
+	for (g = tool_groups; g->name != NULL; g++) {
+		/* the group's first words, then the prefixes of multi-word
+		 * commands ("token keys"), each an exact pattern */
+		words[0] = '\0';
+		next_words(words, sizeof(words), g->cmds, "");
+		comp_case(f, zsh, g->name, words, false);
+		for (c = g->cmds; c != NULL && c->name != NULL; c++) {
+			const char *sp = strchr(c->name, ' ');
+			const struct tool_cmd *d;
+
+			if (sp == NULL)
+				continue;
+			for (d = g->cmds; d < c; d++)
+				if (strncmp(d->name, c->name, (size_t)(sp - c->name) + 1) == 0)
+					break;
+			if (d != c)
+				continue;
+			snprintf(pat, sizeof(pat), "'%s %.*s'", g->name, (int)(sp - c->name),
+			         c->name);
+			words[0] = '\0';
+			snprintf(prefix, sizeof(prefix), "%.*s", (int)(sp - c->name), c->name);
+			next_words(words, sizeof(words), g->cmds, prefix);
+			comp_case(f, zsh, pat, words, false);
+		}
+	}
+	/* a full command, and what follows it: its options */
+	for (g = tool_groups; g->name != NULL; g++) {
+		for (c = g->cmds; c != NULL && c->name != NULL; c++) {
+			snprintf(pat, sizeof(pat), "'%s %s'|'%s %s '*", g->name, c->name, g->name,
+			         c->name);
+			words[0] = '\0';
+			opt_words(words, sizeof(words), c->opts);
+			i = strlen(words);
+			snprintf(words + i, sizeof(words) - i, "%s", common);
+			comp_case(f, zsh, pat, words, true);
+		}
+	}
+	fputs("\tesac\n", f);
+	if (zsh)
+		fputs("\tif [[ \"$cur\" == -* ]]; then\n"
+		      "\t\tcompadd -- ${=opts}\n"
+		      "\telif [ -n \"$cmds\" ]; then\n"
+		      "\t\tcompadd -- ${=cmds}\n"
+		      "\telse\n"
+		      "\t\t_files\n"
+		      "\tfi\n"
+		      "}\n"
+		      "_cubeid \"$@\"\n",
+		      f);
+	else
+		fputs("\tif [[ \"$cur\" == -* ]]; then\n"
+		      "\t\tCOMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n"
+		      "\telif [ -n \"$cmds\" ]; then\n"
+		      "\t\tCOMPREPLY=($(compgen -W \"$cmds\" -- \"$cur\"))\n"
+		      "\telse\n"
+		      "\t\tCOMPREPLY=($(compgen -f -- \"$cur\"))\n"
+		      "\tfi\n"
+		      "}\n"
+		      "complete -o filenames -F _cubeid_complete cubeid\n",
+		      f);
+	return 0;
 }

@@ -37,8 +37,9 @@ static const struct tool_opt verify_opts[] = {
         {"aud", 'a', "AUD", "the audience the token must carry (required)"},
         {"bundle", 0, "FILE", "a JWKS or SPIFFE bundle (default: the state's JWT bundle)"},
         {"trust-domain", 'd', "TD", "the bundle's trust domain (default: the token's subject's)"},
-        {"token-file", 0, "FILE", "read the token from FILE instead of the argument"},
+        {"token-file", 0, "FILE", "read the token from FILE ('-': stdin) instead of the argument"},
         {"max-lifetime", 0, "DURATION", "the longest exp - iat accepted (default 24h)"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 
@@ -51,15 +52,17 @@ const struct tool_cmd tool_jwt_cmds[] = {
          "the key type: ES256 for EC P-256 (the default), ES384 for P-384, RS256 for\n"
          "RSA, or PS256 for RSA with --alg PS256.  The token goes to standard output.",
          mint_opts, 0, jwt_mint},
-        {"verify", "TOKEN --aud AUD [--bundle FILE] [--trust-domain TD] [--max-lifetime 24h]",
+        {"verify",
+         "TOKEN --aud AUD [--bundle FILE] [--trust-domain TD] [--max-lifetime 24h] [-o text|json]",
          "validate a JWT-SVID and print its subject and claims",
          "Checks alg against the allow-list, the kid against the bundle, the\n"
          "signature, typ, exp, nbf and iat (60 s leeway), a lifetime\n"
          "exp - iat of at most --max-lifetime, that aud holds AUD and that sub is a\n"
          "SPIFFE ID with a path in the bundle's trust domain.  The bundle is the\n"
          "state's published JWT keys, or FILE: a JWKS or a SPIFFE bundle document.\n"
-         "Prints the subject, then the claims as JSON.  Needs no token.  Exit status\n"
-         "1 with the reason when the token is rejected.",
+         "Prints the subject, then the claims as JSON (-o json: one object with\n"
+         "spiffe_id and claims).  TOKEN '-' is standard input.  Needs no token.  Exit\n"
+         "status 7 with the reason when the token is rejected.",
          verify_opts, 1, jwt_verify},
         TOOL_AGENT_JWT_FETCH_CMD,
         TOOL_AGENT_JWT_VALIDATE_CMD,
@@ -200,7 +203,7 @@ read_jwt_bundle(const char *path, const char *td, cubeid_jwt_bundle **out)
 	int r;
 
 	*out = NULL;
-	if ((r = cubeid_read_file(path, CUBEID_JWKS_MAX, &buf, &len)) != CUBEID_OK)
+	if ((r = tool_read_in(path, CUBEID_JWKS_MAX, &buf, &len)) != CUBEID_OK)
 		return r;
 	/* a SPIFFE bundle's jwt-svid keys; else the document as a JWKS */
 	r = cubeid_spiffe_bundle_parse(td, buf, len, &sb);
@@ -250,8 +253,13 @@ jwt_verify(struct tool_ctx *c)
 	if ((c->argc == 1) == (tfile != NULL))
 		return tool_usage_error(c, "give the token as the argument or with --token-file");
 	if (tfile != NULL) {
-		if ((r = cubeid_read_file(tfile, CUBEID_JWT_MAX + 2, &token, &len)) != CUBEID_OK)
+		if ((r = tool_read_in(tfile, CUBEID_JWT_MAX + 2, &token, &len)) != CUBEID_OK)
 			return tool_fail(r, "cannot read %s", tfile);
+		if ((nl = strpbrk(token, "\r\n")) != NULL)
+			*nl = '\0';
+	} else if (strcmp(c->argv[0], "-") == 0) {
+		if ((r = tool_read_in("-", CUBEID_JWT_MAX + 2, &token, &len)) != CUBEID_OK)
+			return tool_fail(r, "cannot read the token from standard input");
 		if ((nl = strpbrk(token, "\r\n")) != NULL)
 			*nl = '\0';
 	} else if ((token = strdup(c->argv[0])) == NULL) {
@@ -274,7 +282,7 @@ jwt_verify(struct tool_ctx *c)
 		else if ((r = token_td(token, &td)) != CUBEID_OK) {
 			tool_err("rejected: cannot read the token's subject: %s",
 			         cubeid_strerror(r));
-			rc = TOOL_EXIT_FAILURE;
+			rc = TOOL_EXIT_REJECTED;
 			goto out;
 		}
 		if (td == NULL || cubeid_trust_domain_validate(td, strlen(td), NULL) != CUBEID_OK) {
@@ -290,7 +298,12 @@ jwt_verify(struct tool_ctx *c)
 	if ((r = cubeid_jwt_svid_validate_opts(token, strlen(token), b, aud, &vo, &id, &claims)) !=
 	    CUBEID_OK) {
 		tool_err("rejected: %s", cubeid_strerror(r));
-		rc = TOOL_EXIT_FAILURE;
+		rc = TOOL_EXIT_REJECTED;
+		goto out;
+	}
+	if (c->json) {
+		rc = tool_print_json(json_pack("{s:s s:O}", "spiffe_id",
+		                               cubeid_spiffe_id_string(id), "claims", claims));
 		goto out;
 	}
 	if ((dump = json_dumps(claims, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {

@@ -51,15 +51,14 @@ static const struct tool_opt token_opts[] = {
         {0},
 };
 static const struct tool_opt exchange_opts[] = {
-        {"subject-token", 't', "TOKEN", "the access token to exchange (required; '-': stdin)"},
-        {"audience", 'a', "AUD", "the client the new token is for (workloadmanager, picod)"},
+        {"subject-token", 0, "TOKEN", "the access token to exchange (required; '-': stdin)"},
+        {"aud", 'a', "AUD", "the client the new token is for (workloadmanager, picod)"},
         {"requested-token-type", 0, "URN", "the token type to ask for (default: none sent)"},
         CLIENT_OPTS,
         REALM_OPTS,
         {0},
 };
 static const struct tool_opt verify_opts[] = {
-        {"realm", 0, "REALM", "the realm whose tokens are accepted (as --keycloak-realm)"},
         REALM_OPTS,
         {"aud", 'a', "AUD", "the audience the token must carry"},
         {"azp", 0, "CLIENT", "the authorized party (azp) the token must name"},
@@ -68,7 +67,7 @@ static const struct tool_opt verify_opts[] = {
         {0},
 };
 static const struct tool_opt jwks_opts[] = {
-        {"out", 'o', "FILE", "write to FILE (replaced atomically) instead of stdout"},
+        {"out", 0, "FILE", "write to FILE (replaced atomically) instead of stdout ('-')"},
         {0},
 };
 
@@ -86,8 +85,7 @@ const struct tool_cmd tool_oidc_cmds[] = {
          "--secret-file reads a client secret from a file that only its owner can\n"
          "read.  Exit status 1 with Keycloak's OAuth error when it refuses.",
          token_opts, 0, oidc_token},
-        {"exchange",
-         "--subject-token T --audience A --client ID [auth options] [-u URL] [-r REALM]",
+        {"exchange", "--subject-token T --aud A --client ID [auth options] [-u URL] [-r REALM]",
          "exchange an access token for one scoped to another audience (RFC 8693)",
          "Sends grant_type token-exchange with subject_token T of type access_token\n"
          "and audience A, authenticated as client ID (options as for 'oidc token'),\n"
@@ -95,12 +93,12 @@ const struct tool_cmd tool_oidc_cmds[] = {
          "Exit status 1 with Keycloak's OAuth error (invalid_request,\n"
          "access_denied, ...) when the exchange is refused.",
          exchange_opts, 0, oidc_exchange},
-        {"verify", "TOKEN --realm R [-u URL] [--aud AUD] [--azp C] [--role ROLE]",
+        {"verify", "TOKEN [-r REALM] [-u URL] [--aud AUD] [--azp C] [--role ROLE]",
          "verify a realm's access token and print its subject, roles and claims",
          "Fetches the realm's JWKS (OIDC discovery) and checks the signature (RS256,\n"
          "ES256, PS256 ...), iss, exp, nbf and iat (60 s leeway), and aud and azp when\n"
          "asked.  Prints 'sub: S', 'roles: R1 R2 ...' (realm_access.roles, composite\n"
-         "roles expanded by Keycloak) and the claims as JSON.  Exit status 1 (HTTP\n"
+         "roles expanded by Keycloak) and the claims as JSON.  Exit status 7 (HTTP\n"
          "401) when the token is invalid, 6 (HTTP 403) when --role is missing.",
          verify_opts, 1, oidc_verify},
         {"jwks", "[--out FILE]", "print the JWKS a Keycloak client with private_key_jwt fetches",
@@ -350,7 +348,7 @@ oidc_exchange(struct tool_ctx *c)
 	}
 	if ((rc = make_client(c, issuer, &s, &cl)) != TOOL_EXIT_OK)
 		goto out;
-	r = cubeid_oidc_client_exchange(cl, subject, tool_opt(c, "audience"),
+	r = cubeid_oidc_client_exchange(cl, subject, tool_opt(c, "aud"),
 	                                tool_opt(c, "requested-token-type"), 0, &t);
 	if (r != CUBEID_OK) {
 		rc = oauth_fail(r, &t, "the token exchange");
@@ -380,7 +378,7 @@ oidc_verify(struct tool_ctx *c)
 
 	if (c->argc != 1)
 		return tool_usage_error(c, "one TOKEN is required ('-' reads it from stdin)");
-	if ((rc = issuer_of(c, tool_opt(c, "realm"), &issuer)) != TOOL_EXIT_OK)
+	if ((rc = issuer_of(c, NULL, &issuer)) != TOOL_EXIT_OK)
 		return rc;
 	if ((token = read_token_arg(c->argv[0])) == NULL) {
 		rc = tool_fail(CUBEID_ERR_NOMEM, "reading the token");
@@ -397,7 +395,7 @@ oidc_verify(struct tool_ctx *c)
 	}
 	if ((r = cubeid_oidc_verify(v, token, strlen(token), 0, &cl)) != CUBEID_OK) {
 		tool_err("401: the token is not valid for %s: %s", issuer, cubeid_strerror(r));
-		rc = TOOL_EXIT_FAILURE;
+		rc = TOOL_EXIT_REJECTED;
 		goto out;
 	}
 	printf("sub: %s\nroles:", cubeid_oidc_claims_sub(cl));

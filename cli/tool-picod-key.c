@@ -26,18 +26,18 @@
 
 const struct tool_opt tool_picod_wrapping_key_opts[] = {
         {"label", 0, "LABEL", "the key's label (default " WRAP_LABEL_DEFAULT ")"},
-        {"out", 'o', "FILE", "write the public key (PEM) to FILE instead of standard output"},
+        {"out", 0, "FILE", "write the public key (PEM) to FILE instead of standard output"},
         {0},
 };
 const struct tool_opt tool_picod_cluster_create_opts[] = {
         {"label", 0, "LABEL", "the key's label (default " CLUSTER_LABEL_DEFAULT ")"},
-        {"out", 'o', "FILE", "write the public key (PEM) to FILE instead of standard output"},
+        {"out", 0, "FILE", "write the public key (PEM) to FILE instead of standard output"},
         {0},
 };
 const struct tool_opt tool_picod_export_wrapped_opts[] = {
         {"label", 0, "LABEL", "the cluster key's label (default " CLUSTER_LABEL_DEFAULT ")"},
         {"to", 0, "FILE", "the node's wrapping public key, from 'picod wrapping-key' (required)"},
-        {"out", 'o', "FILE", "write the wrapped key to FILE instead of standard output"},
+        {"out", 0, "FILE", "write the wrapped key to FILE instead of standard output"},
         {0},
 };
 const struct tool_opt tool_picod_import_wrapped_opts[] = {
@@ -131,7 +131,7 @@ tool_picod_export_wrapped(struct tool_ctx *c)
 
 	if (to == NULL)
 		return tool_usage_error(c, "--to is required");
-	if ((r = cubeid_read_file(to, CUBEID_PICOD_PEM_MAX, &buf, &len)) != CUBEID_OK)
+	if ((r = tool_read_in(to, CUBEID_PICOD_PEM_MAX, &buf, &len)) != CUBEID_OK)
 		return tool_fail(r, "%s", to);
 	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL ||
 	    (wpub = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL)) == NULL) {
@@ -182,7 +182,7 @@ tool_picod_import_wrapped(struct tool_ctx *c)
 	o.prepublish = CUBEID_JWT_PREPUBLISH_NONE;
 	if (pre != NULL && cubeid_duration_parse(pre, &o.prepublish) != CUBEID_OK)
 		return tool_usage_error(c, "bad duration '%s'", pre);
-	if ((r = cubeid_read_file(c->argv[0], CUBEID_WRAPPED_MAX, &buf, &len)) != CUBEID_OK)
+	if ((r = tool_read_in(c->argv[0], CUBEID_WRAPPED_MAX, &buf, &len)) != CUBEID_OK)
 		return tool_fail(r, "%s", c->argv[0]);
 	if ((r = cubeid_wrapped_parse(buf, len, &info)) != CUBEID_OK) {
 		rc = tool_fail(r, "%s is not a wrapped key", c->argv[0]);

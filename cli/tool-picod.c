@@ -34,20 +34,22 @@ static const struct tool_opt token_opts[] = {
         {"user-email", 0, "E", "the user_email claim"},
         {"ttl", 0, "DURATION", "lifetime (default and most: the agent's, 5m)"},
         {"spiffe-id", 'i', "ID", "which identity of the caller signs (sub)"},
-        {"json", 0, NULL, "print the token and what the agent says of it as JSON"},
+        TOOL_OUTPUT_OPT,
         TOOL_SOCKET_OPT,
         {0},
 };
 static const struct tool_opt pubkey_opts[] = {
         {"format", 'f', "FORMAT", "pem (the default: PICOD_AUTH_PUBLIC_KEY) or jwks"},
-        {"out", 'o', "FILE", "write to FILE instead of standard output"},
+        {"out", 0, "FILE", "write to FILE instead of standard output ('-')"},
+        TOOL_OUTPUT_OPT,
         TOOL_SOCKET_OPT,
         {0},
 };
 static const struct tool_opt rotate_opts[] = {
-        {"key-type", 0, "TYPE", "rsa-2048 (default, RS256), rsa-3072 or ec-p256 (ES256)"},
+        {"type", 't', "TYPE", "key type: rsa-2048 (default, RS256), rsa-3072 or ec-p256 (ES256)"},
         {"prepublish", 0, "DURATION", "publish first, sign after this long (default 5m)"},
         {"now", 0, NULL, "sign with the new key at once"},
+        TOOL_OUTPUT_OPT,
         TOOL_SOCKET_OPT,
         {0},
 };
@@ -57,10 +59,11 @@ static const struct tool_opt verify_opts[] = {
         {"session", 0, "ID", "session_id must be ID"},
         {"issuer", 0, "ISS", "iss must be ISS"},
         {"sub", 0, "ID", "sub must be ID (the Router's SPIFFE ID)"},
-        {"public-key", 0, "FILE", "PKIX PEM key (default: $PICOD_AUTH_PUBLIC_KEY)"},
+        {"public-key", 0, "FILE", "PKIX PEM key (default: $PICOD_AUTH_PUBLIC_KEY; '-': stdin)"},
         {"jwks", 0, "FILE", "a JWKS of PicoD keys instead of one PEM key"},
         {"header", 0, NULL, "the argument is an Authorization header value"},
         {"leeway", 0, "DURATION", "clock leeway for exp, iat and nbf (default 1m)"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 
@@ -78,28 +81,32 @@ const struct tool_cmd tool_picod_cmds[] = {
          "one sandbox.  The agent reuses a token until half its lifetime has passed\n"
          "or its key rotated.  Send it as 'Authorization: Bearer TOKEN'.",
          token_opts, 0, picod_token},
-        {"public-key", "[--format pem|jwks] [--out FILE] [--socket S]",
+        {"public-key", "[--format pem|jwks] [--out FILE] [-o text|json] [--socket S]",
          "print the PicoD signing key for PICOD_AUTH_PUBLIC_KEY",
          "Asks the agent (cubeid.picod.v1.PicoD/PublicKey): pem prints exactly the PKIX\n"
          "PEM of the key that signs now, the value of PicoD's PICOD_AUTH_PUBLIC_KEY;\n"
          "jwks prints every published PicoD key (the one signing and one waiting to\n"
          "sign after a rotation) for verifiers that take a JWKS.  The agent creates\n"
-         "the key in its token on first use.",
+         "the key in its token on first use.  -o json: kid, alg and the pem or the\n"
+         "jwks.",
          pubkey_opts, 0, picod_public_key},
-        {"rotate", "[--key-type TYPE] [--prepublish DURATION | --now] [--socket S]",
+        {"rotate", "[--type TYPE] [--prepublish DURATION | --now] [-o text|json] [--socket S]",
          "generate a new PicoD signing key in the agent's token",
          "The new key is published at once (public-key --format jwks) and signs\n"
          "after the prepublish delay, or at once with --now; the first token asked\n"
          "for after that is signed with it.  Today's PicoD knows one key only, so\n"
          "give sandboxes the new key (public-key) before it signs.  Root and the\n"
-         "agent's own user only.",
+         "agent's own user only.  Prints the new kid and when it signs (RFC 3339).\n"
+         "Exit status 7 when the agent refuses the rotation (a new key still waits\n"
+         "to sign).",
          rotate_opts, 0, picod_rotate},
         {"verify", "TOKEN --sandbox NAME [--namespace NS] [--session ID] [--public-key FILE]",
          "check a PicoD token as a PicoD with cubeid's verifier does",
          "Checks the alg (RS256 or ES256), the signature with the PEM key (or a JWKS),\n"
          "exp and iat with a leeway, that aud is picod:NS/NAME (a token for another\n"
          "sandbox is refused) and, with --session, the session_id.  Prints the\n"
-         "claims it read as JSON; exit status 1 with the reason when rejected.",
+         "claims it read as JSON (also with -o text); exit status 7 with the reason\n"
+         "when rejected.",
          verify_opts, 1, picod_verify},
         TOOL_PICOD_KEY_CMDS,
         {0},
@@ -140,7 +147,7 @@ picod_token(struct tool_ctx *c)
 	tool_wl_opts(c, &o);
 	if ((rc = cubeid_picod_fetch_token(&o, &r, &t, &st)) != CUBEID_OK)
 		return tool_rpc_fail(rc, "MintToken", &st);
-	if (tool_flag(c, "json")) {
+	if (c->json) {
 		s = NULL;
 		json_t *j = json_pack("{ss ss ss ss ss sI sI sb}", "token", t->token, "kid", t->kid,
 		                      "aud", t->aud, "jti", t->jti, "sub", t->spiffe_id, "iat",
@@ -183,7 +190,25 @@ picod_public_key(struct tool_ctx *c)
 	tool_wl_opts(c, &o);
 	if ((rc = cubeid_picod_fetch_public_key(&o, &k, &st)) != CUBEID_OK)
 		return tool_rpc_fail(rc, "PublicKey", &st);
-	if (strcmp(fmt, "pem") == 0) {
+	if (c->json) {
+		json_t *ks = strcmp(fmt, "pem") == 0 ? json_string(k->pem)
+		                                     : json_loads(k->jwks, 0, NULL);
+		json_t *doc = json_pack("{s:s s:s s:o?}", "kid", k->kid, "alg", k->alg, fmt, ks);
+		char *s = doc != NULL ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+		json_decref(doc);
+		if (s == NULL) {
+			cubeid_picod_pubkey_free(k);
+			return tool_fail(CUBEID_ERR_NOMEM, "JSON output");
+		}
+		rc = asprintf(&jwks, "%s\n", s);
+		free(s);
+		if (rc < 0) {
+			cubeid_picod_pubkey_free(k);
+			return tool_fail(CUBEID_ERR_NOMEM, "JSON output");
+		}
+		data = jwks;
+	} else if (strcmp(fmt, "pem") == 0) {
 		data = k->pem;
 	} else {
 		if (asprintf(&jwks, "%s\n", k->jwks) < 0) {
@@ -203,7 +228,8 @@ picod_public_key(struct tool_ctx *c)
 static int
 picod_rotate(struct tool_ctx *c)
 {
-	const char *type = tool_opt(c, "key-type"), *pre = tool_opt(c, "prepublish");
+	const char *type = tool_opt(c, "type"), *pre = tool_opt(c, "prepublish");
+	char tbuf[TOOL_TIME_LEN];
 	struct cubeid_wl_status st;
 	struct cubeid_wl_opts o = {0};
 	int64_t secs = 0, active = 0;
@@ -220,9 +246,19 @@ picod_rotate(struct tool_ctx *c)
 		return tool_usage_error(c, "unknown key type '%s'", type);
 	tool_wl_opts(c, &o);
 	o.timeout_ms = 120000; /* RSA key generation on a slow token */
-	if ((rc = cubeid_picod_rotate_key(&o, type, secs, &kid, &active, &st)) != CUBEID_OK)
-		return tool_rpc_fail(rc, "RotateKey", &st);
-	printf("%s %lld\n", kid, (long long)active);
+	if ((rc = cubeid_picod_rotate_key(&o, type, secs, &kid, &active, &st)) != CUBEID_OK) {
+		rc = tool_rpc_fail(rc, "RotateKey", &st);
+		/* InvalidArgument or FailedPrecondition: the agent's state
+		 * refuses it, the command line was fine */
+		return st.code == 3 || st.code == 9 ? TOOL_EXIT_REJECTED : rc;
+	}
+	if (c->json) {
+		rc = tool_print_json(
+		        json_pack("{s:s s:s}", "kid", kid, "active_from", tool_time(active, tbuf)));
+		free(kid);
+		return rc;
+	}
+	printf("%s %s\n", kid, tool_time(active, tbuf));
 	free(kid);
 	return fflush(stdout) == 0 ? TOOL_EXIT_OK : TOOL_EXIT_FAILURE;
 }
@@ -262,7 +298,7 @@ picod_verify(struct tool_ctx *c)
 		/* the verifier a PicoD pod uses with the cluster's JWKS file */
 		rc = cubeid_picod_verifier_set_jwks_file(v, jwksfile);
 	} else if (pkfile != NULL) {
-		if ((rc = cubeid_read_file(pkfile, CUBEID_JWKS_MAX, &buf, &len)) != CUBEID_OK) {
+		if ((rc = tool_read_in(pkfile, CUBEID_JWKS_MAX, &buf, &len)) != CUBEID_OK) {
 			rc = tool_fail(rc, "cannot read %s", pkfile);
 			goto out;
 		}
@@ -283,7 +319,7 @@ picod_verify(struct tool_ctx *c)
 		rc = cubeid_picod_verify_token(v, c->argv[0], strlen(c->argv[0]), 0, &r);
 	if (rc != CUBEID_OK) {
 		tool_err("rejected: %s", cubeid_strerror(rc));
-		rc = TOOL_EXIT_FAILURE;
+		rc = TOOL_EXIT_REJECTED;
 		goto out;
 	}
 	j = json_pack("{s:s? s:s? s:s? s:s? s:s? s:s? s:s? s:I s:I}", "sub", r->sub, "session_id",

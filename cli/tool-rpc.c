@@ -10,6 +10,7 @@
 
 #include <cubeid/workloadapi.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 static const char *
@@ -54,8 +55,14 @@ tool_rpc_fail(int rc, const char *what, const struct cubeid_wl_status *st)
 void
 tool_wl_opts(const struct tool_ctx *c, struct cubeid_wl_opts *o)
 {
+	const char *env = getenv("SPIFFE_ENDPOINT_SOCKET");
+
 	memset(o, 0, sizeof(*o));
+	/* --socket, $SPIFFE_ENDPOINT_SOCKET (the client reads it), the config
+	 * file's socket_path or the agent's default */
 	o->socket = tool_opt(c, "socket");
+	if (o->socket == NULL && (env == NULL || *env == '\0'))
+		o->socket = c->socket != NULL ? c->socket : TOOL_SOCKET_DEFAULT;
 	for (const struct tool_opt *opt = c->cmd->opts; opt != NULL && opt->name != NULL; opt++)
 		if (strcmp(opt->name, "no-security-header") == 0)
 			o->no_security_header = tool_flag(c, "no-security-header");

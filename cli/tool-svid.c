@@ -14,6 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/x509.h>
 
 TOOL_GROUP_DECLARE(svid);
 TOOL_GROUP_DECLARE(bundle);
@@ -28,24 +32,26 @@ static const struct tool_opt mint_opts[] = {
         {"spiffe-id", 'i', "ID", "the workload's SPIFFE ID (required)"},
         {"dns", 0, "NAME", "a DNS SAN (repeatable)"},
         {"ttl", 0, "DURATION", "lifetime (default 1h; never past the CA certificate)"},
-        {"key-type", 't', "TYPE", "ec-p256 (the default), ec-p384, rsa-2048 or rsa-3072"},
+        {"type", 't', "TYPE", "key type: ec-p256 (the default), ec-p384, rsa-2048 or rsa-3072"},
         {"resident", 0, NULL, "keep the private key in the token (prints its PKCS#11 URI)"},
-        {"out", 'o', "DIR", "directory for svid.pem, svid_key.pem, svid_bundle.pem (required)"},
+        {"out", 0, "DIR", "directory for svid.pem, svid_key.pem, svid_bundle.pem (required)"},
         {0},
 };
 static const struct tool_opt verify_opts[] = {
-        {"bundle", 0, "FILE", "the trust bundle (default: STATE-DIR/bundle.pem)"},
+        {"bundle", 0, "FILE", "the trust bundle (default: STATE-DIR/bundle.pem; '-': stdin)"},
         {"trust-domain", 'd', "TD", "the bundle's trust domain (default: the SVID's)"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 static const struct tool_opt show_opts[] = {
         {"format", 'f', "FORMAT", "pem (the default), spiffe or jwks"},
-        {"out", 'o', "FILE", "write to FILE instead of standard output"},
+        {"out", 0, "FILE", "write to FILE instead of standard output ('-')"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 
 const struct tool_cmd tool_svid_cmds[] = {
-        {"mint", "--spiffe-id ID [--dns NAME]... [--ttl 1h] [--key-type TYPE] --out DIR",
+        {"mint", "--spiffe-id ID [--dns NAME]... [--ttl 1h] [--type TYPE] --out DIR",
          "mint an X.509-SVID signed in the token by the CA",
          "Generates the workload key in the token, then a leaf certificate per the\n"
          "X.509-SVID spec: one URI SAN (the SPIFFE ID) plus the DNS names, key usage\n"
@@ -55,12 +61,14 @@ const struct tool_cmd tool_svid_cmds[] = {
          "With --resident the key stays in the token as a persistent object and no key\n"
          "file is written; its PKCS#11 URI is printed instead.",
          mint_opts, 0, svid_mint},
-        {"verify", "FILE [--bundle FILE] [--trust-domain TD]",
+        {"verify", "FILE [--bundle FILE] [--trust-domain TD] [-o text|json]",
          "verify an X.509-SVID chain and print its SPIFFE ID",
          "FILE holds the leaf, then any intermediates (PEM or DER).  Checks the\n"
          "X.509-SVID rules (one SPIFFE ID URI SAN; leaf not a CA, with digitalSignature\n"
          "and without keyCertSign or cRLSign; signing certificates are CAs) and the chain\n"
-         "to the bundle.  Needs no token.  Exit status 1 with the reason when it fails.",
+         "to the bundle.  FILE '-' is standard input.  Prints the SPIFFE ID (json:\n"
+         "spiffe_id and not_after).  Needs no token.  Exit status 7 with the reason\n"
+         "when the SVID is rejected.",
          verify_opts, 1, svid_verify},
         TOOL_AGENT_SVID_FETCH_CMD,
         TOOL_AGENT_SVID_WATCH_CMD,
@@ -68,13 +76,14 @@ const struct tool_cmd tool_svid_cmds[] = {
 };
 
 const struct tool_cmd tool_bundle_cmds[] = {
-        {"show", "[--format pem|spiffe|jwks] [--out FILE]",
+        {"show", "[--format pem|spiffe|jwks] [--out FILE] [-o text|json]",
          "print the trust domain's bundle from the state directory",
          "pem: the X.509 authorities (root certificates).  jwks: the published JWT-SVID\n"
          "signing keys (use jwt-svid, with kid), from STATE-DIR/jwt.conf.  spiffe: the\n"
          "SPIFFE bundle document holding both, with spiffe_sequence (incremented, and\n"
          "recorded in jwt.conf, whenever the content changes) and spiffe_refresh_hint.\n"
-         "Needs no token.",
+         "-o json wraps it: {\"format\": F, \"bundle\": the PEM text, or the JSON\n"
+         "document}.  Needs no token.",
          show_opts, 0, bundle_show},
         TOOL_AGENT_BUNDLE_FETCH_CMD,
         {0},
@@ -127,7 +136,7 @@ static int
 svid_mint(struct tool_ctx *c)
 {
 	const char *ids = tool_opt(c, "spiffe-id"), *out = tool_opt(c, "out");
-	const char *ttl = tool_opt(c, "ttl"), *kt = tool_opt(c, "key-type");
+	const char *ttl = tool_opt(c, "ttl"), *kt = tool_opt(c, "type");
 	struct cubeid_svid_req req = {0};
 	cubeid_spiffe_reason why = CUBEID_SPIFFE_OK;
 	cubeid_spiffe_id *id = NULL;
@@ -215,14 +224,19 @@ svid_verify(struct tool_ctx *c)
 
 	if (c->argc != 1)
 		return tool_usage_error(c, "which SVID file?");
-	if ((r = cubeid_x509_chain_read_file(c->argv[0], CUBEID_X509_CHAIN_MAX,
-	                                     CUBEID_X509_CHAIN_CERTS, &chain)) != CUBEID_OK)
+	if ((r = tool_read_in(c->argv[0], CUBEID_X509_CHAIN_MAX, &buf, &len)) != CUBEID_OK)
+		return tool_fail(r, "cannot read %s", c->argv[0]);
+	r = cubeid_x509_chain_parse((const uint8_t *)buf, len, CUBEID_X509_CHAIN_MAX,
+	                            CUBEID_X509_CHAIN_CERTS, &chain);
+	free(buf);
+	buf = NULL;
+	if (r != CUBEID_OK)
 		return tool_fail(r, "cannot read %s", c->argv[0]);
 	if (td == NULL) {
 		if ((r = cubeid_x509_spiffe_id(sk_X509_value(chain, 0), &leaf_id, &reason)) !=
 		    CUBEID_OK) {
 			tool_err("%s: rejected: %s", c->argv[0], reason);
-			rc = TOOL_EXIT_FAILURE;
+			rc = TOOL_EXIT_REJECTED;
 			goto out;
 		}
 		td = cubeid_spiffe_id_trust_domain(leaf_id);
@@ -231,8 +245,8 @@ svid_verify(struct tool_ctx *c)
 		rc = tool_fail(r, "bundle path");
 		goto out;
 	}
-	if ((r = cubeid_read_file(bundle_opt ? bundle_opt : bundle_path, CUBEID_X509_BUNDLE_MAX,
-	                          &buf, &len)) != CUBEID_OK ||
+	if ((r = tool_read_in(bundle_opt ? bundle_opt : bundle_path, CUBEID_X509_BUNDLE_MAX, &buf,
+	                      &len)) != CUBEID_OK ||
 	    (r = cubeid_x509_bundle_parse(td, (const uint8_t *)buf, len, &bundle)) != CUBEID_OK) {
 		rc = tool_fail(r, "cannot read the bundle %s",
 		               bundle_opt ? bundle_opt : bundle_path);
@@ -240,7 +254,19 @@ svid_verify(struct tool_ctx *c)
 	}
 	if ((r = cubeid_x509_svid_verify(chain, bundle, 0, &id, &reason)) != CUBEID_OK) {
 		tool_err("%s: rejected: %s (%s)", c->argv[0], reason, cubeid_strerror(r));
-		rc = TOOL_EXIT_FAILURE;
+		rc = TOOL_EXIT_REJECTED;
+		goto out;
+	}
+	if (c->json) {
+		char tbuf[TOOL_TIME_LEN];
+		struct tm tm;
+		int64_t na = 0;
+
+		if (ASN1_TIME_to_tm(X509_get0_notAfter(sk_X509_value(chain, 0)), &tm) == 1)
+			na = (int64_t)timegm(&tm);
+		rc = tool_print_json(json_pack("{s:s s:s}", "spiffe_id",
+		                               cubeid_spiffe_id_string(id), "not_after",
+		                               tool_time(na, tbuf)));
 		goto out;
 	}
 	printf("%s\n", cubeid_spiffe_id_string(id));
@@ -356,11 +382,7 @@ bundle_show(struct tool_ctx *c)
 		rc = tool_fail(r, "cannot render the bundle");
 		goto out;
 	}
-	if (strcmp(fmt, "pem") != 0 && tool_opt(c, "out") == NULL)
-		printf("%s\n", text);
-	else
-		r = tool_write_out(tool_opt(c, "out"), text, len);
-	rc = tool_exit_code(r);
+	rc = tool_bundle_out(c, fmt, text, len);
 out:
 	sk_X509_pop_free(certs, X509_free);
 	cubeid_jwt_keys_free(k);

@@ -120,8 +120,8 @@ render_text(const json_t *info)
  * --module, $CUBEID_PKCS11_MODULE, the build-time SoftHSM2 module (the
  * same order as the layer's).  NULL if the URI does not parse: then the
  * layer reports why. */
-static const char *
-module_for(const struct tool_ctx *c, const char *uri_str, char **owned)
+const char *
+tool_module_for(const struct tool_ctx *c, const char *uri_str, char **owned)
 {
 	P11KitUri *uri;
 	const char *p;
@@ -154,10 +154,10 @@ tool_token_info(struct tool_ctx *c)
 	json_t *info = NULL;
 	const char *path;
 	char *owned = NULL, *dump;
-	bool json = tool_flag(c, "json");
+	bool json = c->json;
 	int r, rc;
 
-	path = module_for(c, c->token_uri, &owned);
+	path = tool_module_for(c, c->token_uri, &owned);
 	if (path == NULL) {
 		/* A URI that does not parse: let the layer say why. */
 		r = tool_token_open(c, false, NULL, &tok);

@@ -33,18 +33,19 @@ static int dev_init(struct tool_ctx *c);
 	}
 
 static const struct tool_opt info_opts[] = {
-        {"json", 0, NULL, "print JSON instead of text"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 static const struct tool_opt list_opts[] = {
-        {"json", 0, NULL, "print JSON instead of a table"},
+        TOOL_OUTPUT_OPT,
+        TOOL_NO_HEADERS_OPT,
         {0},
 };
 static const struct tool_opt generate_opts[] = {
         {"type", 't', "TYPE", "key type: ec-p256, ec-p384, rsa-2048 or rsa-3072"},
         {"label", 'l', "LABEL", "label of the new key (CKA_LABEL); must be unused"},
         {"exportable", 0, NULL, "allow the private key to leave the token (workload keys only)"},
-        {"json", 0, NULL, "print JSON instead of text"},
+        TOOL_OUTPUT_OPT,
         {0},
 };
 static const struct tool_opt delete_opts[] = {
@@ -55,7 +56,7 @@ static const struct tool_opt delete_opts[] = {
 static const struct tool_opt export_opts[] = {
         KEY_SELECT_OPTS,
         {"format", 'f', "FORMAT", "pem (the default), der or jwk"},
-        {"out", 'o', "FILE", "write to FILE (replaced atomically) instead of standard output"},
+        {"out", 0, "FILE", "write to FILE (replaced atomically) instead of standard output ('-')"},
         {0},
 };
 
@@ -66,13 +67,13 @@ static const struct tool_opt dev_init_opts[] = {
 };
 
 const struct tool_cmd tool_token_cmds[] = {
-        {"info", "[--json]", "show the module, its slots, the token and its mechanisms",
+        {"info", "[-o text|json]", "show the module, its slots, the token and its mechanisms",
          "Loads the PKCS#11 module, lists its slots (with and without a token), then shows\n"
          "the token that --token selects: label, serial, model, manufacturer, flags, and\n"
          "every mechanism with its key sizes and flags.  It does not log in, so it needs\n"
          "no PIN.  When no single token matches, it still shows the module and the slots.",
          info_opts, 0, tool_token_info},
-        {"keys list", "[--json]", "list the private keys on the token",
+        {"keys list", "[-o text|json] [--no-headers]", "list the private keys on the token",
          "One line per key: label, type, id (hex), storage (token or session object),\n"
          "whether the private key is exportable, and the key's PKCS#11 URI.",
          list_opts, 0, keys_list},
@@ -99,7 +100,8 @@ const struct tool_cmd tool_token_cmds[] = {
          "Creates (or reuses) a SoftHSM2 token under DIR: its own softhsm2.conf, token\n"
          "directory, and a random user PIN in DIR/user.pin (mode 0600).  The token is\n"
          "initialised through the module, so no PIN is ever on a command line.  Prints\n"
-         "shell assignments of SOFTHSM2_CONF, CUBEID_TOKEN and CUBEID_PIN_FILE, for\n"
+         "shell assignments of SOFTHSM2_CONF, CUBEID_TOKEN, CUBEID_PIN_FILE and\n"
+         "CUBEID_STATE_DIR (the state directory the other commands then use), for\n"
          "`eval \"$(cubeid token dev-init --dir DIR)\"`.  Not for production.",
          dev_init_opts, 0, dev_init},
         {0},
@@ -271,7 +273,7 @@ keys_list(struct tool_ctx *c)
 		if ((len = strlen(json_string_value(json_object_get(o, "id")))) > wi)
 			wi = len;
 	}
-	if (tool_flag(c, "json")) {
+	if (c->json) {
 		rc = finish_stdout(print_json(all));
 		goto out;
 	}
@@ -281,8 +283,9 @@ keys_list(struct tool_ctx *c)
 		rc = TOOL_EXIT_OK;
 		goto out;
 	}
-	printf("%-*s  %-*s  %-*s  %-7s  %-10s  %s\n", (int)wl, "LABEL", (int)wt, "TYPE", (int)wi,
-	       "ID", "STORAGE", "EXPORTABLE", "URI");
+	if (!c->no_headers)
+		printf("%-*s  %-*s  %-*s  %-7s  %-10s  %s\n", (int)wl, "LABEL", (int)wt, "TYPE",
+		       (int)wi, "ID", "STORAGE", "EXPORTABLE", "URI");
 	json_array_foreach(all, i, o)
 	{
 		printf("%-*s  %-*s  %-*s  %-7s  %-10s  %s\n", (int)wl,
@@ -351,7 +354,7 @@ keys_generate(struct tool_ctx *c)
 		rc = tool_fail(CUBEID_ERR_NOMEM, "key generated, but cannot print it");
 		goto out;
 	}
-	if (tool_flag(c, "json")) {
+	if (c->json) {
 		rc = finish_stdout(print_json(j));
 		goto out;
 	}
@@ -481,7 +484,7 @@ keys_export_public(struct tool_ctx *c)
 		goto out;
 	}
 	/* A JWK is one line of JSON without a newline: end it for the shell. */
-	if (fmt == CUBEID_PUB_JWK && outp == NULL)
+	if (fmt == CUBEID_PUB_JWK && (outp == NULL || strcmp(outp, "-") == 0))
 		fputc('\n', stdout);
 	rc = finish_stdout(TOOL_EXIT_OK);
 out:
@@ -567,6 +570,19 @@ dev_init(struct tool_ctx *c)
 	print_export("SOFTHSM2_CONF", conf);
 	print_export(CUBEID_ENV_TOKEN, uri);
 	print_export(CUBEID_ENV_PIN_FILE, pin_file);
+	/* the state directory the token is under, for the ca and svid commands */
+	if (c->state_dir[0] == '/')
+		print_export("CUBEID_STATE_DIR", c->state_dir);
+	else if (getcwd(cwd, sizeof(cwd)) != NULL) {
+		char *st = NULL;
+
+		if (asprintf(&st, "%s/%s", cwd, c->state_dir) < 0) {
+			rc = tool_fail(CUBEID_ERR_NOMEM, "dev-init");
+			goto out;
+		}
+		print_export("CUBEID_STATE_DIR", st);
+		free(st);
+	}
 	rc = finish_stdout(TOOL_EXIT_OK);
 out:
 	free(abs);

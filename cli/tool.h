@@ -36,6 +36,8 @@
 #define TOOL_EXIT_NOT_FOUND   4 /* the named key (or file) does not exist */
 #define TOOL_EXIT_UNSUPPORTED 5 /* the token or this build cannot do it */
 #define TOOL_EXIT_FORBIDDEN   6 /* a valid credential lacks a required role */
+#define TOOL_EXIT_REJECTED    7 /* a token, certificate or state checked and refused */
+#define TOOL_EXIT_NOT_READY   8 /* the agent answers but is not ready (status) */
 
 /* Longest option list a command may have (not counting common options). */
 #define TOOL_MAX_OPTS 24
@@ -77,9 +79,14 @@ struct tool_ctx {
 	const char *token_uri; /* --token, else $CUBEID_TOKEN, else NULL */
 	const char *module;    /* --module, else NULL (the layer's default) */
 	const char *pin_file;  /* --pin-file, else NULL (the layer's sources) */
-	const char *state_dir; /* --state-dir, $CUBEID_STATE_DIR, /var/lib/cubeid */
+	const char *state_dir; /* --state-dir, $CUBEID_STATE_DIR, the config's, /var/lib/cubeid */
+	const char *config;    /* --config, else $CUBEID_CONFIG, else NULL (the default
+	                        * TOOL_CONFIG_DEFAULT, read when it exists) */
+	const char *socket;    /* the config's socket_path, or the agent's default */
 	int verbose;           /* number of -v */
 	bool quiet;            /* -q */
+	bool json;             /* -o json (commands with TOOL_OUTPUT_OPT) */
+	bool no_headers;       /* --no-headers (commands with TOOL_NO_HEADERS_OPT) */
 	/* the command's options, by index into cmd->opts: NULL if absent, the
 	 * argument if one was given, "" for a flag */
 	const char *val[TOOL_MAX_OPTS];
@@ -90,6 +97,43 @@ struct tool_ctx {
 
 /* Options every command takes (--token, --module, ...), for the help. */
 extern const struct tool_opt tool_common_opts[];
+
+/* The agent's config file (under configure's sysconfdir), and its default
+ * socket for the help text: the value used is the agent's own default
+ * (config_default()), so the two cannot differ. */
+#define TOOL_CONFIG_DEFAULT CUBEID_SYSCONFDIR "/cubeid/config.yaml"
+/* ... as the help and the man page name it: the same for every prefix */
+#define TOOL_CONFIG_DEFAULT_DOC "SYSCONFDIR/cubeid/config.yaml"
+#define TOOL_SOCKET_DEFAULT     "/run/cubeid/agent.sock"
+
+/* -o/--output on every command that reads state, and --no-headers on every
+ * command that prints a table.  tool_dispatch() checks the value and sets
+ * tool_ctx.json and .no_headers. */
+#define TOOL_OUTPUT_OPT                                                                            \
+	{                                                                                          \
+		"output", 'o', "FORMAT", "text (the default) or json"                              \
+	}
+#define TOOL_NO_HEADERS_OPT                                                                        \
+	{                                                                                          \
+		"no-headers", 0, NULL, "print a table without its header line"                     \
+	}
+
+/* Old spellings of options, accepted and not shown (tool-common.c). */
+struct tool_alias {
+	const char *old;   /* "key-type" */
+	const char *name;  /* the option it stands for: "type" */
+	const char *value; /* for a flag standing for an option with a value
+	                    * ("json" is "output json"), else NULL */
+};
+extern const struct tool_alias tool_aliases[];
+
+/* Options given before the group (`cubeid -v --socket S status`): main()
+ * records them, tool_dispatch() applies the ones the command knows. */
+int tool_parse_global(int argc, char **argv);
+
+/* "Did you mean"? The closest of names (n of them, each stride bytes apart
+ * starting at the first name pointer) to word, or NULL if none is close. */
+const char *tool_closest(const char *word, const char *const *names, size_t n, size_t stride);
 
 /* The group table (cli/cubeid.c), terminated by a NULL name. */
 extern const struct tool_group tool_groups[];
@@ -123,7 +167,9 @@ struct cubeid_wl_status;
 /* The --socket option of every command that calls the agent. */
 #define TOOL_SOCKET_OPT                                                                            \
 	{                                                                                          \
-		"socket", 0, "S", "the agent's socket (default: $SPIFFE_ENDPOINT_SOCKET)"          \
+		"socket", 0, "S",                                                                  \
+		        "the agent's socket (default: $SPIFFE_ENDPOINT_SOCKET, the config's "      \
+		        "socket_path, " TOOL_SOCKET_DEFAULT ")"                                    \
 	}
 /* The Workload API client's options from --socket (and
  * --no-security-header where the command has it). */
@@ -139,6 +185,14 @@ int tool_rpc_fail(int rc, const char *what, const struct cubeid_wl_status *st);
 int tool_token_open(const struct tool_ctx *c, bool login, const char *uri_fallback,
                     cubeid_token **out);
 
+/* The module the token layer will load for uri (its module-path, --module,
+ * $CUBEID_PKCS11_MODULE, the build's SoftHSM2); NULL if the URI does not
+ * parse.  *owned is the caller's to free. */
+const char *tool_module_for(const struct tool_ctx *c, const char *uri, char **owned);
+
+/* The config file read for the defaults, or NULL. */
+const char *tool_config_loaded(const struct tool_ctx *c);
+
 /* The part of a URI before any '?': query attributes may carry secrets
  * (pin-value), so messages show only this.  Returns a malloc'd string or
  * NULL on allocation failure. */
@@ -150,9 +204,27 @@ char *tool_hex(const uint8_t *buf, size_t len);
  * out_max bytes).  Returns 0 or CUBEID_ERR_PARSE / CUBEID_ERR_TOO_LARGE. */
 int tool_unhex(const char *hex, uint8_t *out, size_t out_max, size_t *out_len);
 
-/* Write len bytes to path (0644, replaced atomically) or, when path is NULL,
- * to stdout.  Returns a cubeid code and prints why on failure. */
+/* Write len bytes to path (0644, replaced atomically) or, when path is NULL
+ * or "-", to stdout.  Returns a cubeid code and prints why on failure. */
 int tool_write_out(const char *path, const void *buf, size_t len);
+
+/* cubeid_read_file(), or stdin when path is "-": at most max bytes, into a
+ * NUL-terminated buffer (caller frees).  Returns a cubeid code. */
+int tool_read_in(const char *path, size_t max, char **out, size_t *out_len);
+
+/* The time t as RFC 3339 in UTC ("2026-12-08T00:05:00Z"), or "-" for t <= 0. */
+#define TOOL_TIME_LEN 32
+const char *tool_time(int64_t t, char buf[TOOL_TIME_LEN]);
+
+/* Print j (compact, one line) to stdout and release it; a TOOL_EXIT code.
+ * NULL (a failed json_pack) is an allocation failure. */
+struct json_t;
+int tool_print_json(struct json_t *j);
+
+/* A bundle's text in encoding fmt (pem, jwks, spiffe) to --out or stdout;
+ * with -o json as {"format": fmt, "bundle": the PEM string or the JSON
+ * document}.  Returns a TOOL_EXIT code. */
+int tool_bundle_out(const struct tool_ctx *c, const char *fmt, const char *text, size_t len);
 
 /* Help and the man page, both rendered from the tables. */
 void tool_print_version(FILE *f);
@@ -161,6 +233,8 @@ void tool_print_group_help(FILE *f, const char *group, const struct tool_cmd *cm
                            const char *prefix);
 void tool_print_cmd_help(FILE *f, const char *group, const struct tool_cmd *cmd);
 void tool_print_man(FILE *f);
+/* Shell completion for bash or zsh, from the same tables. */
+int tool_print_completion(FILE *f, const char *shell);
 
 /* A group's entry points.  cli/tool-GROUP.c starts with
  * TOOL_GROUP_DECLARE(GROUP); and cli/cubeid.c's table uses it too. */

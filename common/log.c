@@ -3,6 +3,7 @@
 
 #include <cubeid/log.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,19 @@ cubeid_log_set_journal(int on)
 	log_journal = on;
 }
 
+/* The program's name, as err(3) prints it: cubeid-agent logs as
+ * "cubeid-agent: error: ...", the CLI as "cubeid: ...".  A libtool wrapper
+ * runs the build tree's programs as lt-NAME. */
+static const char *
+log_ident(void)
+{
+	const char *n = program_invocation_short_name;
+
+	if (n == NULL || *n == '\0')
+		return "cubeid";
+	return strncmp(n, "lt-", 3) == 0 ? n + 3 : n;
+}
+
 void
 cubeid_logv(cubeid_log_level level, const char *fmt, va_list ap)
 {
@@ -73,7 +87,7 @@ cubeid_logv(cubeid_log_level level, const char *fmt, va_list ap)
 	if (log_journal)
 		n = snprintf(buf, sizeof(buf), "<%d>", (int)level);
 	else
-		n = snprintf(buf, sizeof(buf), "cubeid: %s: ", level_names[level]);
+		n = snprintf(buf, sizeof(buf), "%s: %s: ", log_ident(), level_names[level]);
 	if (n < 0)
 		return;
 	vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);

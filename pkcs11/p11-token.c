@@ -168,6 +168,53 @@ p11_pin_source_path(const char *src, const char **path)
 	return CUBEID_OK;
 }
 
+/* Log the attributes of URI s that RFC 7512 (as p11-kit parses it) does not
+ * define, by name only (a value may be secret), so that a typo such as
+ * "tokn" is found at once. */
+static void
+uri_name_unknown(const char *s)
+{
+	static const char *const known[] = {
+	        "token",
+	        "manufacturer",
+	        "serial",
+	        "model",
+	        "library-description",
+	        "library-manufacturer",
+	        "library-version",
+	        "object",
+	        "type",
+	        "id",
+	        "slot-description",
+	        "slot-manufacturer",
+	        "slot-id",
+	        "pin-source",
+	        "pin-value",
+	        "module-name",
+	        "module-path",
+	};
+	char names[256] = "";
+	const char *p = strchr(s, ':');
+	size_t len, used = 0, i;
+
+	for (p = p != NULL ? p + 1 : s; *p != '\0';) {
+		len = strcspn(p, "=;?&");
+		for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+			if (strlen(known[i]) == len && strncmp(known[i], p, len) == 0)
+				break;
+		if (len > 0 && i == sizeof(known) / sizeof(known[0]) && used < sizeof(names))
+			used += (size_t)snprintf(names + used, sizeof(names) - used, "%s'%.*s'",
+			                         used ? ", " : "", (int)(len > 64 ? 64 : len), p);
+		p += strcspn(p, ";?&");
+		if (*p != '\0')
+			p++;
+	}
+	if (used > 0)
+		cubeid_error("the PKCS#11 URI has attributes RFC 7512 does not define: %s", names);
+	else
+		cubeid_error("the PKCS#11 URI has attributes cubeid does not know");
+}
+
 int
 p11_uri_parse(const char *s, P11KitUri **out)
 {
@@ -193,7 +240,7 @@ p11_uri_parse(const char *s, P11KitUri **out)
 		goto fail;
 	}
 	if (p11_kit_uri_any_unrecognized(uri)) {
-		cubeid_error("the PKCS#11 URI has attributes cubeid does not know");
+		uri_name_unknown(s);
 		goto fail;
 	}
 	*out = uri;

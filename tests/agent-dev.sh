@@ -132,7 +132,7 @@ tok=$(head -1 "$D/out")
 check "ValidateJWTSVID accepts it for x" 0 "$cubeid" jwt validate "$tok" --aud x --socket "$S"
 assert "ValidateJWTSVID returns the SPIFFE ID" grep -qx "$want" "$D/out"
 assert "ValidateJWTSVID returns the claims" grep -q '"aud":"x"' "$D/out"
-check "ValidateJWTSVID refuses it for y" 2 "$cubeid" jwt validate "$tok" --aud y --socket "$S"
+check "ValidateJWTSVID refuses it for y (7: rejected)" 7 "$cubeid" jwt validate "$tok" --aud y --socket "$S"
 assert "as InvalidArgument" grep -q "code=InvalidArgument" "$D/err"
 check "cubeid jwt verify accepts it" 0 "$cubeid" jwt verify "$tok" --aud x --state-dir "$state"
 check "a second fetch for x is the cached token" 0 "$cubeid" jwt fetch --aud x --socket "$S"
@@ -145,7 +145,7 @@ check "bundle fetch (pem)" 0 "$cubeid" bundle fetch --socket "$S"
 assert "the X.509 bundle is the SVID's" cmp -s "$D/out" "$D/svid/svid_bundle.pem"
 check "bundle fetch --format jwks" 0 "$cubeid" bundle fetch --format jwks --socket "$S"
 assert "the JWKS has use jwt-svid and a kid" grep -q '"use":"jwt-svid"' "$D/out"
-check "status --json" 0 "$cubeid" status --json --socket "$S"
+check "status -o json" 0 "$cubeid" status -o json --socket "$S"
 assert "status counts the dev entry" grep -q '"entries":1' "$D/out"
 
 # refusals

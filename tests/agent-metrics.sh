@@ -1,7 +1,7 @@
 #!/bin/bash
 # The agent's HTTP endpoints against a real `cubeid-agent --dev`:
 #   - --http-address 127.0.0.1:0 binds a free loopback port, which
-#     `cubeid status --json` reports (health.http);
+#     `cubeid status -o json` reports (health.http);
 #   - /healthz answers 200, /readyz 200 "ready";
 #   - /metrics parses with the real Prometheus text parser (the Python
 #     prometheus_client package, Debian python3-prometheus-client) and has
@@ -125,7 +125,7 @@ state=$D/state
 pid=$!
 export SPIFFE_ENDPOINT_SOCKET=unix://$D/agent.sock
 for _ in $(seq 1 300); do
-	[ -S "$D/agent.sock" ] && "$cubeid" status --json >"$D/status.json" 2>/dev/null && break
+	[ -S "$D/agent.sock" ] && "$cubeid" status -o json >"$D/status.json" 2>/dev/null && break
 	sleep 0.1
 done
 addr=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["health"]["http"] or "")' \
@@ -265,7 +265,9 @@ pid=$!
 export SPIFFE_ENDPOINT_SOCKET=unix://$D/agent2.sock
 addr=
 for _ in $(seq 1 300); do
-	if [ -S "$D/agent2.sock" ] && "$cubeid" status --json >"$D/status.json" 2>/dev/null; then
+	# without entries the agent answers but is not ready: exit 8
+	if [ -S "$D/agent2.sock" ] &&
+		{ "$cubeid" status -o json >"$D/status.json" 2>/dev/null || [ $? -eq 8 ]; }; then
 		addr=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["health"]["http"])' "$D/status.json")
 		break
 	fi
@@ -302,7 +304,7 @@ pid=$!
 export SPIFFE_ENDPOINT_SOCKET=unix://$D/agent3.sock
 addr=
 for _ in $(seq 1 300); do
-	if [ -S "$D/agent3.sock" ] && "$cubeid" status --json >"$D/status.json" 2>/dev/null; then
+	if [ -S "$D/agent3.sock" ] && "$cubeid" status -o json >"$D/status.json" 2>/dev/null; then
 		addr=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["health"]["http"])' "$D/status.json")
 		break
 	fi

@@ -52,7 +52,7 @@ up() {
 }
 # status_pid: the pid of the agent that answers on $S
 status_pid() {
-	"$cubeid" status --socket "$S" --json 2>/dev/null |
+	"$cubeid" status --socket "$S" -o json 2>/dev/null |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'
 }
 

@@ -54,7 +54,7 @@ for _ in $(seq 1 300); do
 	kill -0 "$pid" 2>/dev/null || break
 	sleep 0.1
 done
-check "the agent is up" 0 "$cubeid" status --socket "$S" --json
+check "the agent is up" 0 "$cubeid" status --socket "$S" -o json
 cp "$D/out" "$D/status1"
 assert "the token is healthy" [ "$(json "$D/status1" "d['token']['healthy']")" = True ]
 assert "and was checked (a unix time)" [ "$(json "$D/status1" "d['token']['checked']")" -gt 1000000000 ]
@@ -69,7 +69,7 @@ assert "the reload ends" wait_log "reloaded:"
 assert "trust_domain: a restart is needed" grep -qF \
 	"reload: trust_domain changed (cluster.local -> other.example): a restart is needed to apply it; keeping cluster.local" \
 	"$D/agent.err"
-check "status after the refused change" 0 "$cubeid" status --socket "$S" --json
+check "status after the refused change" 0 "$cubeid" status --socket "$S" -o json
 assert "status keeps trust domain cluster.local" [ "$(json "$D/out" "d['trust_domain']")" = cluster.local ]
 check "svid fetch after it" 0 "$cubeid" svid fetch --socket "$S" --out "$D/svid2"
 assert "the SVID is still in cluster.local" grep -qx "spiffe://cluster.local/unix/uid/$uid" "$D/out"
@@ -77,8 +77,8 @@ check "openssl: the new SVID verifies with the old bundle" 0 \
 	openssl verify -CAfile "$D/svid1/svid_bundle.pem" "$D/svid2/svid.pem"
 # the first start logged at notice: no info line before the reload
 assert "the rest reloaded: log level info (the mint logs at info)" \
-	bash -c "sed -n '/reloaded:/,\$p' '$D/agent.err' | grep -q 'cubeid: info:' &&
-		! sed -n '1,/reloaded:/p' '$D/agent.err' | grep -q 'cubeid: info:'"
+	bash -c "sed -n '/reloaded:/,\$p' '$D/agent.err' | grep -q 'cubeid-agent: info:' &&
+		! sed -n '1,/reloaded:/p' '$D/agent.err' | grep -q 'cubeid-agent: info:'"
 
 # a leaf in place of the CA on disk: refused, the running one kept
 cp "$state/ca.pem" "$D/ca.pem.orig"
@@ -94,14 +94,15 @@ cp "$D/ca.pem.orig" "$state/ca.pem"
 mv "$state/softhsm/tokens" "$state/softhsm/tokens.away"
 healthy=True
 for _ in $(seq 1 120); do
-	"$cubeid" status --socket "$S" --json >"$D/status2" 2>/dev/null || break
+	# exit 8: the agent answers, not ready
+	{ "$cubeid" status --socket "$S" -o json >"$D/status2" 2>/dev/null || [ $? -eq 8 ]; } || break
 	healthy=$(json "$D/status2" "d['token']['healthy']")
 	[ "$healthy" = False ] && break
 	sleep 0.5
 done
 assert "status turns unhealthy once the token fails" [ "$healthy" = False ]
 assert "with the token's error" [ -n "$(json "$D/status2" "d['token'].get('error', '')")" ]
-check "cubeid status (text)" 0 "$cubeid" status --socket "$S"
+check "cubeid status (text): 8, not ready" 8 "$cubeid" status --socket "$S"
 assert "says UNHEALTHY" grep -q "UNHEALTHY" "$D/out"
 mv "$state/softhsm/tokens.away" "$state/softhsm/tokens"
 

@@ -62,7 +62,7 @@ for _ in $(seq 1 300); do
 	kill -0 "$pid" 2>/dev/null || break
 	sleep 0.1
 done
-check "the agent is up" 0 "$cubeid" status --socket "$S" --json
+check "the agent is up" 0 "$cubeid" status --socket "$S" -o json
 assert "the token is healthy" [ "$(json "$D/out" "d['token']['healthy']")" = True ]
 tokdir=$(ls -d "$state"/softhsm/tokens/*/ 2>/dev/null | head -1)
 tokdir=${tokdir%/}
@@ -75,7 +75,8 @@ round() {
 	check "$name: jwt fetch before" 0 "$cubeid" jwt fetch --aud "before-$name" --socket "$S"
 	eval "$brk"
 	for _ in $(seq 1 120); do
-		"$cubeid" status --socket "$S" --json >"$D/st" 2>/dev/null || break
+		# exit 8: the agent answers, not ready
+		{ "$cubeid" status --socket "$S" -o json >"$D/st" 2>/dev/null || [ $? -eq 8 ]; } || break
 		healthy=$(json "$D/st" "d['token']['healthy']")
 		[ "$healthy" = False ] && break
 		sleep 0.25
@@ -83,10 +84,10 @@ round() {
 	assert "$name: status turns unhealthy" [ "$healthy" = False ]
 	# let it fail a few recovery attempts (the backoff grows to its cap)
 	sleep 6
-	check "$name: cubeid status while down" 0 "$cubeid" status --socket "$S"
+	check "$name: cubeid status while down (8: not ready)" 8 "$cubeid" status --socket "$S"
 	assert "$name: it says the token is unavailable and when it retries" \
 		grep -Eq "UNHEALTHY: token unavailable .*retrying in [0-9]+s" "$D/out"
-	check "$name: status --json while down" 0 "$cubeid" status --socket "$S" --json
+	check "$name: status -o json while down (8: not ready)" 8 "$cubeid" status --socket "$S" -o json
 	assert "$name: token.unavailable is true" [ "$(json "$D/out" "d['token']['unavailable']")" = True ]
 	assert "$name: ready says why" \
 		[ "$(json "$D/out" "'token unavailable' in d['health']['why']")" = True ]
@@ -108,7 +109,7 @@ round() {
 	echo "# $name: recovered to a fresh JWT-SVID in ${secs}s after the token came back"
 	assert "$name: a JWT-SVID for a new audience within 10 s (${secs}s)" \
 		python3 -c "import sys; sys.exit(0 if '$ok' and $secs <= 10 else 1)"
-	check "$name: status after" 0 "$cubeid" status --socket "$S" --json
+	check "$name: status after" 0 "$cubeid" status --socket "$S" -o json
 	assert "$name: the token is healthy again" [ "$(json "$D/out" "d['token']['healthy']")" = True ]
 	assert "$name: and ready" [ "$(json "$D/out" "d['health']['ready']")" = True ]
 	issued1=$(json "$D/out" "d['metrics']['issued']['jwt']")

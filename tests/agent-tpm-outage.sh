@@ -73,7 +73,7 @@ for _ in $(seq 1 600); do
 	kill -0 "$pid" 2>/dev/null || break
 	sleep 0.1
 done
-check "the agent is up on the TPM token" 0 "$cubeid" status --socket "$S" --json
+check "the agent is up on the TPM token" 0 "$cubeid" status --socket "$S" -o json
 assert "the token is healthy" [ "$(json "$D/out" "d['token']['healthy']")" = True ]
 if [ "$fails" -ne 0 ]; then
 	sed 's/^/    | /' "$D/agent.err" | tail -40
@@ -90,7 +90,8 @@ round() {
 	assert "$name: a mint fails while the TPM is down" \
 		bash -c "! '$cubeid' jwt fetch --aud 'down-$name' --socket '$S' >/dev/null 2>&1"
 	for _ in $(seq 1 120); do
-		"$cubeid" status --socket "$S" --json >"$D/st" 2>/dev/null || break
+		# exit 8: the agent answers, not ready
+		{ "$cubeid" status --socket "$S" -o json >"$D/st" 2>/dev/null || [ $? -eq 8 ]; } || break
 		healthy=$(json "$D/st" "d['token']['healthy']")
 		[ "$healthy" = False ] && break
 		sleep 0.25
@@ -99,12 +100,13 @@ round() {
 	# Stay down for a few re-init attempts, so that the backoff grows to
 	# its cap, and read what the agent says meanwhile.
 	for _ in $(seq 1 12); do
-		"$cubeid" status --socket "$S" --json >"$D/st" 2>/dev/null || break
+		# exit 8: the agent answers, not ready
+		{ "$cubeid" status --socket "$S" -o json >"$D/st" 2>/dev/null || [ $? -eq 8 ]; } || break
 		retry=$(json "$D/st" "d['token'].get('retry_in', 0)")
 		worst=$(python3 -c "print(max($worst, $retry))")
 		sleep 0.5
 	done
-	check "$name: cubeid status while down" 0 "$cubeid" status --socket "$S"
+	check "$name: cubeid status while down (8: not ready)" 8 "$cubeid" status --socket "$S"
 	assert "$name: it says the token is unavailable and when it retries" \
 		grep -Eq "UNHEALTHY: token unavailable .*retrying in [0-9]+s" "$D/out"
 	assert "$name: the retry delay it reports never passed 4 s (the backoff cap) ($worst s)" \
@@ -128,7 +130,7 @@ round() {
 	failed_after=$(tail -n +"$((lines + 1))" "$D/agent.err" | grep -c 'unavailable (.*); retrying in')
 	assert "$name: at most one re-init failed after the TPM was back ($failed_after)" \
 		[ "$failed_after" -le 1 ]
-	check "$name: status after" 0 "$cubeid" status --socket "$S" --json
+	check "$name: status after" 0 "$cubeid" status --socket "$S" -o json
 	assert "$name: the token is healthy again" [ "$(json "$D/out" "d['token']['healthy']")" = True ]
 	assert "$name: and ready" [ "$(json "$D/out" "d['health']['ready']")" = True ]
 	issued1=$(json "$D/out" "d['metrics']['issued']['jwt']")

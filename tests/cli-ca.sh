@@ -55,8 +55,8 @@ check "openssl verifies the minted SVID" 0 openssl verify -CAfile "$D/svid/svid_
 check "openssl: the key matches" 0 sh -c "[ \"\$(openssl x509 -in '$D/leaf.pem' -noout -pubkey)\" = \"\$(openssl pkey -in '$D/svid/svid_key.pem' -pubout)\" ]"
 check "svid verify" 0 "$cubeid" svid verify "$D/svid/svid.pem" --bundle "$root/bundle.pem"
 assert "svid verify prints the ID" grep -qx "spiffe://example.org/ns/a/sa/b" "$D/out"
-check "svid verify against another trust domain fails" 1 "$cubeid" svid verify "$D/svid/svid.pem" --bundle "$root/bundle.pem" -d other.org
-check "svid verify of the leaf alone fails" 1 "$cubeid" svid verify "$D/leaf.pem" --bundle "$root/bundle.pem"
+check "svid verify against another trust domain is rejected (7)" 7 "$cubeid" svid verify "$D/svid/svid.pem" --bundle "$root/bundle.pem" -d other.org
+check "svid verify of the leaf alone is rejected (7)" 7 "$cubeid" svid verify "$D/leaf.pem" --bundle "$root/bundle.pem"
 check "svid mint refuses 1.5h" 2 "$cubeid" svid mint --spiffe-id spiffe://example.org/x --ttl 1.5h "${T[@]}" --state-dir "$node" --out "$D/y"
 check "svid mint refuses another trust domain" 1 "$cubeid" svid mint --spiffe-id spiffe://other.org/x "${T[@]}" --state-dir "$node" --out "$D/y"
 check "svid mint --resident" 0 "$cubeid" svid mint --spiffe-id spiffe://example.org/r --resident "${T[@]}" --state-dir "$node" --out "$D/res"

@@ -92,7 +92,7 @@ expect out "login required: +yes" "info shows login required"
 expect out "^  path: +/.*softhsm2\.so" "info shows the module path"
 expect out "loaded with: +C_Get(Interface|FunctionList)" "info says how the module was loaded"
 expect out "\[selected\]" "info marks the chosen slot"
-run 0 "token info --json" token info --json --token "$CUBEID_T_URI" --module "$CUBEID_T_MODULE"
+run 0 "token info -o json" token info -o json --token "$CUBEID_T_URI" --module "$CUBEID_T_MODULE"
 expect out '"name": "CKM_ECDSA"' "info --json lists CKM_ECDSA"
 if command -v python3 >/dev/null 2>&1; then
 	if python3 -c 'import json,sys; d=json.load(sys.stdin); assert d["token"]["label"]==sys.argv[1]' \
@@ -117,7 +117,7 @@ for type in ec-p256 ec-p384 rsa-2048 rsa-3072; do
 	ID[$type]=$(sed -n 's/^id: *//p' "$work/out")
 	URI[$type]=$(sed -n 's/^uri: *//p' "$work/out")
 done
-run 0 "generate --exportable --json" token keys generate -t ec-p256 -l k-exp --exportable --json \
+run 0 "generate --exportable -o json" token keys generate -t ec-p256 -l k-exp --exportable -o json \
 	"${T[@]}"
 expect out '"exportable": true' "an exportable key says so"
 run 1 "generate with a label in use" token keys generate --type ec-p256 --label k-ec-p256 "${T[@]}"
@@ -130,7 +130,7 @@ for type in ec-p256 ec-p384 rsa-2048 rsa-3072; do
 done
 expect out "^k-exp +ec-p256 .* yes +pkcs11:" "list shows the exportable key"
 expect out "^LABEL +TYPE +ID +STORAGE +EXPORTABLE +URI" "list has a header"
-run 0 "keys list --json" token keys list --json "${T[@]}"
+run 0 "keys list -o json" token keys list -o json "${T[@]}"
 expect out "\"id\": \"${ID[rsa-3072]}\"" "list --json has the ids"
 # The environment variables work as the options do.
 CUBEID_TOKEN=$CUBEID_T_URI CUBEID_PIN_FILE=$CUBEID_T_PIN_FILE CUBEID_PKCS11_MODULE=$CUBEID_T_MODULE \
@@ -287,7 +287,7 @@ fi
 # ---- --help and --version everywhere ----
 version_re="^cubeid [0-9]+\.[0-9]+"
 run 0 "cubeid --help" --help
-expect out "^usage: cubeid GROUP COMMAND" "cubeid --help has a usage line"
+expect out "^usage: cubeid \[options\] GROUP COMMAND" "cubeid --help has a usage line"
 expect out "^  token " "cubeid --help lists the token group"
 run 0 "cubeid --version" --version
 expect out "$version_re" "cubeid --version prints the version"

@@ -94,8 +94,8 @@ cli() {
 TD=example.org
 cli 1 "$D/root" ca init -d $TD -q >"$D/log" 2>&1 || { bad "root: $(cat "$D/log")"; finish; }
 for i in 1 2; do
-	if ! { cli $i "$D/n$i" ca csr -d $TD -o "$D/n$i.csr" &&
-		cli 1 "$D/root" ca sign --csr "$D/n$i.csr" -o "$D/n$i.pem" &&
+	if ! { cli $i "$D/n$i" ca csr -d $TD --out "$D/n$i.csr" &&
+		cli 1 "$D/root" ca sign --csr "$D/n$i.csr" --out "$D/n$i.pem" &&
 		cli $i "$D/n$i" ca install --cert "$D/n$i.pem" --bundle "$D/root/bundle.pem" -q &&
 		cli $i "$D/n$i" ca jwt-rotate --max-ttl 60s -q; } >"$D/log" 2>&1; then
 		bad "enrolling node $i: $(cat "$D/log")"
@@ -326,7 +326,7 @@ else
 	bad "leave: $(cat "$D/out")"
 fi
 cli 2 "$D/n2" cluster publish --node node2 "${K[@]}" -q >/dev/null 2>&1
-k2=$(cli 2 "$D/n2" ca jwt-keys | awk 'NR>1 {print $1}')
+k2=$(cli 2 "$D/n2" ca jwt-keys --no-headers | awk '{print $1}')
 
 # --- the agent -----------------------------------------------------------------------
 cp "$D/sa-token" "$D/agent-token"
@@ -388,11 +388,11 @@ rv1=$(k -n "$PNS" get cm cubeid-pub-node1 -o jsonpath='{.metadata.resourceVersio
 l0=$(agent_req list)
 newkey() { # newkey: rotate node 2's JWT key, publish it; print the new kid
 	local before
-	before=$(cli 2 "$D/n2" ca jwt-keys | awk 'NR>1 {print $1}')
+	before=$(cli 2 "$D/n2" ca jwt-keys --no-headers | awk '{print $1}')
 	cli 2 "$D/n2" ca jwt-rotate --prepublish 0 -q >"$D/newkey.log" 2>&1 &&
 		cli 2 "$D/n2" cluster publish --node node2 "${KA[@]}" --k8s-namespace "$PNS" -q \
 			>>"$D/newkey.log" 2>&1 &&
-		cli 2 "$D/n2" ca jwt-keys | awk 'NR>1 {print $1}' | grep -vxF -- "$before" | head -1
+		cli 2 "$D/n2" ca jwt-keys --no-headers | awk '{print $1}' | grep -vxF -- "$before" | head -1
 }
 k2b=$(newkey)
 if [ -n "$k2b" ] && wait_for 60 has_kid "$k2b" && [ "$(agent_req list)" = "$l0" ] &&

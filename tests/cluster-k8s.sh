@@ -65,8 +65,8 @@ cli() {
 TD=example.org
 cli 1 "$D/root" ca init -d $TD -q >"$D/log" 2>&1 || { bad "root: $(cat "$D/log")"; finish; }
 for i in 1 2; do
-	if ! { cli $i "$D/n$i" ca csr -d $TD -o "$D/n$i.csr" &&
-		cli 1 "$D/root" ca sign --csr "$D/n$i.csr" -o "$D/n$i.pem" &&
+	if ! { cli $i "$D/n$i" ca csr -d $TD --out "$D/n$i.csr" &&
+		cli 1 "$D/root" ca sign --csr "$D/n$i.csr" --out "$D/n$i.pem" &&
 		cli $i "$D/n$i" ca install --cert "$D/n$i.pem" --bundle "$D/root/bundle.pem" -q &&
 		cli $i "$D/n$i" ca jwt-rotate --max-ttl 60s -q; } >"$D/log" 2>&1; then
 		bad "enrolling node $i: $(cat "$D/log")"
@@ -148,7 +148,7 @@ else
 	bad "slow answer: $(cat "$D/out")"
 fi
 fault ""
-k2=$(cli 2 "$D/n2" ca jwt-keys | awk 'NR>1 {print $1}')
+k2=$(cli 2 "$D/n2" ca jwt-keys --no-headers | awk '{print $1}')
 
 # the agent with the Kubernetes store
 cat >"$D/entries.yaml" <<EOF

@@ -85,8 +85,8 @@ mkdir -p "$S"
 if cli 1 "$D/root" ca init -d $TD -q >"$D/log" 2>&1; then ok "root CA"; else
 	bad "root CA: $(cat "$D/log")"; finish; fi
 for i in 1 2 3; do
-	if cli $i "$D/n$i" ca csr -d $TD -o "$D/n$i.csr" >"$D/log" 2>&1 &&
-		cli 1 "$D/root" ca sign --csr "$D/n$i.csr" -o "$D/n$i.pem" >>"$D/log" 2>&1 &&
+	if cli $i "$D/n$i" ca csr -d $TD --out "$D/n$i.csr" >"$D/log" 2>&1 &&
+		cli 1 "$D/root" ca sign --csr "$D/n$i.csr" --out "$D/n$i.pem" >>"$D/log" 2>&1 &&
 		cli $i "$D/n$i" ca install --cert "$D/n$i.pem" --bundle "$D/root/bundle.pem" -q \
 			>>"$D/log" 2>&1 &&
 		cli $i "$D/n$i" ca jwt-rotate --max-ttl 20s -q >>"$D/log" 2>&1; then
@@ -146,7 +146,7 @@ bundle_kids() { # bundle_kids I: the kids agent I serves (FetchJWTBundles); fail
 		"$D/bundle$1.json" 2>>"$D/bundle$1.err"
 }
 local_kids() { # local_kids I: node I's own published JWT keys
-	cli $1 "$D/n$1" ca jwt-keys 2>/dev/null | awk 'NR>1 && $3 != "retired" {print $1}' | sort
+	cli $1 "$D/n$1" ca jwt-keys --no-headers 2>/dev/null | awk '$3 != "retired" {print $1}' | sort
 }
 wait_for() { # wait_for SECONDS CMD...: poll until CMD succeeds
 	local end=$(($(date +%s) + $1))
@@ -168,7 +168,7 @@ for i in 1 2 3; do
 	fi
 done
 k1=$(local_kids 1)
-if "$cubeid" status show --json --socket "$D/a1.sock" >"$D/status.json" 2>"$D/log" &&
+if "$cubeid" status show -o json --socket "$D/a1.sock" >"$D/status.json" 2>"$D/log" &&
 	python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["cluster"]; sys.exit(0 if c["store"] == "file" and c["node"] == "node1" and c["nodes"] == 2 and c["jwt_keys"] == 2 else 1)' "$D/status.json"; then
 	ok "cubeid status: agent 1 reads 2 other nodes from the file store"
 else
@@ -255,15 +255,15 @@ fi
 # PicoD, the single-key path (today's PicoD): one cluster key generated in
 # the enrolment token, wrapped inside it for each node's wrapping key, and
 # unwrapped inside each node's token, non-extractable
-if cli 4 "$D/enrol" picod cluster-key create -o "$D/cluster-picod.pem" >"$D/log" 2>&1; then
+if cli 4 "$D/enrol" picod cluster-key create --out "$D/cluster-picod.pem" >"$D/log" 2>&1; then
 	ok "the cluster PicoD key is generated in the enrolment token"
 else
 	bad "cluster-key create: $(cat "$D/log")"
 fi
 for i in 1 2 3; do
-	if cli $i "$D/n$i" picod wrapping-key -o "$D/wrap$i.pem" >"$D/log" 2>&1 &&
+	if cli $i "$D/n$i" picod wrapping-key --out "$D/wrap$i.pem" >"$D/log" 2>&1 &&
 		cli 4 "$D/enrol" picod cluster-key export-wrapped --to "$D/wrap$i.pem" \
-			-o "$D/wrapped$i.json" >>"$D/log" 2>&1 &&
+			--out "$D/wrapped$i.json" >>"$D/log" 2>&1 &&
 		cli $i "$D/n$i" picod cluster-key import-wrapped "$D/wrapped$i.json" -q >>"$D/log" 2>&1; then
 		ok "node $i: wrapping key in its token, the cluster key wrapped for it and unwrapped into it"
 	else
@@ -296,8 +296,8 @@ done
 # forged publications
 #  (a) a node enrolled under another root (token 2, its own root)
 if cli 2 "$D/evilroot" ca init -d $TD -q >"$D/log" 2>&1 &&
-	cli 2 "$D/evil" ca csr -d $TD -o "$D/evil.csr" >>"$D/log" 2>&1 &&
-	cli 2 "$D/evilroot" ca sign --csr "$D/evil.csr" -o "$D/evil.pem" >>"$D/log" 2>&1 &&
+	cli 2 "$D/evil" ca csr -d $TD --out "$D/evil.csr" >>"$D/log" 2>&1 &&
+	cli 2 "$D/evilroot" ca sign --csr "$D/evil.csr" --out "$D/evil.pem" >>"$D/log" 2>&1 &&
 	cli 2 "$D/evil" ca install --cert "$D/evil.pem" --bundle "$D/evilroot/bundle.pem" -q \
 		>>"$D/log" 2>&1 &&
 	cli 2 "$D/evil" ca jwt-rotate --max-ttl 20s -q >>"$D/log" 2>&1 &&
@@ -306,7 +306,7 @@ if cli 2 "$D/evilroot" ca init -d $TD -q >"$D/log" 2>&1 &&
 else
 	bad "impostor set-up: $(cat "$D/log")"
 fi
-kevil=$(cli 2 "$D/evil" ca jwt-keys 2>/dev/null | awk 'NR>1{print $1}')
+kevil=$(cli 2 "$D/evil" ca jwt-keys --no-headers 2>/dev/null | awk '{print $1}')
 #  (b) node 2's valid signature over a payload that carries the impostor's key
 python3 - "$S/node2.jws" "$S/evil.jws" "$S/node9.jws" <<'EOF'
 import base64, json, sys
@@ -355,8 +355,9 @@ if cli 1 "$D/n1" ca jwt-rotate --prepublish 40s -q >"$D/log" 2>&1; then
 else
 	bad "jwt-rotate: $(cat "$D/log")"
 fi
-knew=$(cli 1 "$D/n1" ca jwt-keys | awk '$3 == "pending" {print $1}')
-active_from=$(cli 1 "$D/n1" ca jwt-keys | awk '$3 == "pending" {sub("active_from=", "", $5); print $5}')
+knew=$(cli 1 "$D/n1" ca jwt-keys --no-headers | awk '$3 == "pending" {print $1}')
+active_from=$(cli 1 "$D/n1" ca jwt-keys -o json | jq -r '.keys[] | select(.state == "pending") | .active_from')
+[ -n "$active_from" ] && active_from=$(date -d "$active_from" +%s)
 kill -HUP "${pids[1]}"
 has_new() { bundle_kids 2 | grep -x -- "$knew" >/dev/null; }
 if [ -n "$knew" ] && wait_for 60 has_new; then
@@ -399,13 +400,14 @@ fi
 k3=$(local_kids 3)
 kill "${pids[3]}" && wait "${pids[3]}" 2>/dev/null
 pids[3]=
-exp3=$(cli 1 "$D/n1" cluster verify "$S/node3.jws" --bundle "$D/root/bundle.pem" 2>/dev/null |
-	sed -n 's/.*expires \([0-9]*\).*/\1/p')
+exp3=$(cli 1 "$D/n1" cluster verify "$S/node3.jws" --bundle "$D/root/bundle.pem" -o json \
+	2>/dev/null | jq -r '.expires // empty')
+[ -n "$exp3" ] && exp3=$(date -d "$exp3" +%s)
 seen3=$(date +%s)
 synced1() { # agent 1 finished a sync well after node 3 stopped (whole seconds;
 	# a sync takes far less than the 2 s margin, so this one began after it)
 	local t
-	t=$("$cubeid" status --json --socket "$D/a1.sock" 2>/dev/null | jq -r '.cluster.last_sync // 0')
+	t=$("$cubeid" status -o json --socket "$D/a1.sock" 2>/dev/null | jq -r '.cluster.last_sync // 0')
 	[ "${t:-0}" -gt $((seen3 + 2)) ]
 }
 wait_for 60 synced1 || bad "agent 1 did not sync after node 3 stopped"

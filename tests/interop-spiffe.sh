@@ -96,7 +96,7 @@ jwt_case() { # jwt_case NAME [jwt mint options]
 	check "$name: go-spiffe jwt-verify (SPIFFE bundle)" 0 "$checker" jwt-verify --token-file "$out/token.jwt" --bundle-spiffe "$out/bundle.spiffe.json" --aud svc-a --td $TD
 	check "$name: go-spiffe rejects a wrong audience" 1 "$checker" jwt-verify --token-file "$out/token.jwt" --bundle "$out/jwks.json" --aud svc-c --td $TD
 	check "$name: go-spiffe rejects a wrong trust domain" 1 "$checker" jwt-verify --token-file "$out/token.jwt" --bundle "$out/jwks.json" --aud svc-a --td other.org
-	check "$name: cubeid rejects a wrong audience" 1 "$cubeid" jwt verify --token-file "$out/token.jwt" --aud svc-c --bundle "$out/jwks.json"
+	check "$name: cubeid rejects a wrong audience (7)" 7 "$cubeid" jwt verify --token-file "$out/token.jwt" --aud svc-c --bundle "$out/jwks.json"
 }
 jwt_case ES256
 check "ca jwt-rotate to RSA (--prepublish 0)" 0 "$cubeid" ca jwt-rotate -t rsa-2048 --prepublish 0 "${T[@]}" --state-dir "$S"
@@ -112,22 +112,22 @@ for key in ec256 ec384 rsa2048; do
 	check "go x509-mint $key" 0 "$checker" x509-mint --td $TD --id "$ID" --key $key --out "$g"
 	check "cubeid svid verify accepts go's $key SVID" 0 "$cubeid" svid verify "$g/svid.pem" --bundle "$g/bundle.pem"
 	assert "cubeid svid verify prints the ID ($key)" [ "$(cat "$D/out")" = "$ID" ]
-	check "cubeid svid verify rejects go's $key SVID for another trust domain" 1 "$cubeid" svid verify "$g/svid.pem" --bundle "$g/bundle.pem" -d other.org
+	check "cubeid svid verify rejects go's $key SVID for another trust domain (7)" 7 "$cubeid" svid verify "$g/svid.pem" --bundle "$g/bundle.pem" -d other.org
 done
-check "cubeid svid verify rejects go's SVID against cubeid's bundle" 1 "$cubeid" svid verify "$D/go-x509-ec256/svid.pem" --bundle "$D/ec/bundle.pem"
+check "cubeid svid verify rejects go's SVID against cubeid's bundle (7)" 7 "$cubeid" svid verify "$D/go-x509-ec256/svid.pem" --bundle "$D/ec/bundle.pem"
 for alg in ES256 ES384 RS256 PS256; do
 	g=$D/go-jwt-$alg
 	check "go jwt-mint $alg" 0 "$checker" jwt-mint --td $TD --id "$ID" --aud svc-a --alg $alg --out "$g"
 	check "cubeid jwt verify accepts go's $alg (JWKS)" 0 "$cubeid" jwt verify --token-file "$g/token.jwt" --aud svc-a --bundle "$g/jwks.json"
 	assert "cubeid jwt verify prints the sub ($alg)" [ "$(head -1 "$D/out")" = "$ID" ]
 	check "cubeid jwt verify accepts go's $alg (SPIFFE bundle)" 0 "$cubeid" jwt verify --token-file "$g/token.jwt" --aud svc-a --bundle "$g/bundle.spiffe.json"
-	check "cubeid jwt verify rejects go's $alg for a wrong audience" 1 "$cubeid" jwt verify --token-file "$g/token.jwt" --aud svc-x --bundle "$g/jwks.json"
-	check "cubeid jwt verify rejects go's $alg for a wrong trust domain" 1 "$cubeid" jwt verify --token-file "$g/token.jwt" --aud svc-a --bundle "$g/jwks.json" -d other.org
+	check "cubeid jwt verify rejects go's $alg for a wrong audience (7)" 7 "$cubeid" jwt verify --token-file "$g/token.jwt" --aud svc-x --bundle "$g/jwks.json"
+	check "cubeid jwt verify rejects go's $alg for a wrong trust domain (7)" 7 "$cubeid" jwt verify --token-file "$g/token.jwt" --aud svc-a --bundle "$g/jwks.json" -d other.org
 done
-check "cubeid jwt verify rejects go's token against cubeid's bundle" 1 "$cubeid" jwt verify --token-file "$D/go-jwt-ES256/token.jwt" --aud svc-a --state-dir "$S"
+check "cubeid jwt verify rejects go's token against cubeid's bundle (7)" 7 "$cubeid" jwt verify --token-file "$D/go-jwt-ES256/token.jwt" --aud svc-a --state-dir "$S"
 g=$D/go-jwt-wrongtd
 check "go jwt-mint --defect wrong-td-sub" 0 "$checker" jwt-mint --td $TD --id "$ID" --aud svc-a --defect wrong-td-sub --out "$g"
-check "cubeid jwt verify rejects a sub of another trust domain" 1 "$cubeid" jwt verify --token-file "$g/token.jwt" --aud svc-a --bundle "$g/jwks.json" -d $TD
+check "cubeid jwt verify rejects a sub of another trust domain (7)" 7 "$cubeid" jwt verify --token-file "$g/token.jwt" --aud svc-a --bundle "$g/jwks.json" -d $TD
 
 echo "1..$n"
 [ $fails -eq 0 ]

@@ -82,7 +82,7 @@ dev_id=spiffe://cluster.local/unix/uid/$uid
 
 # minting
 check "picod token (the --dev user may mint)" 0 "$cubeid" picod token --session s-1 \
-	--sandbox sb-a --user-sub alice --user-email alice@example.org --json
+	--sandbox sb-a --user-sub alice --user-email alice@example.org -o json
 j1=$(cat "$D/out")
 t1=$(json_field "$j1" token)
 c1=$(claims "$t1")
@@ -99,14 +99,14 @@ exp=$(json_field "$c1" exp)
 assert "exp - iat is picod_token_ttl (120 s)" [ $((exp - iat)) -eq 120 ]
 assert "not cached the first time" grep -q '"cached":false' <<<"$j1"
 check "the same request again" 0 "$cubeid" picod token --session s-1 --sandbox sb-a \
-	--user-sub alice --user-email alice@example.org --json
+	--user-sub alice --user-email alice@example.org -o json
 assert "is the cached token" [ "$(json_field "$(cat "$D/out")" token)" = "$t1" ]
 assert "and says so" grep -q '"cached":true' "$D/out"
 check "another session" 0 "$cubeid" picod token --session s-2 --sandbox sb-a
 assert "gets another token" [ "$(cat "$D/out")" != "$t1" ]
 check "another sandbox" 0 "$cubeid" picod token --session s-1 --sandbox sb-b --namespace team-x
 assert "gets another token, for picod:team-x/sb-b" grep -q '"aud":"picod:team-x/sb-b"' <<<"$(claims "$(cat "$D/out")")"
-check "a shorter --ttl" 0 "$cubeid" picod token --session s-3 --sandbox sb-a --ttl 30s --json
+check "a shorter --ttl" 0 "$cubeid" picod token --session s-3 --sandbox sb-a --ttl 30s -o json
 t3=$(json_field "$(cat "$D/out")" token)
 c3=$(claims "$t3")
 assert "lives 30 s" [ $(($(json_field "$c3" exp) - $(json_field "$c3" iat))) -eq 30 ]
@@ -116,7 +116,7 @@ check "a bad sandbox name is a usage error" 2 "$cubeid" picod token --session s 
 check "an identity without picod_signer is refused" 1 "$cubeid" picod token --session s \
 	--sandbox sb-a --spiffe-id "spiffe://cluster.local/plain/$uid"
 assert "as PermissionDenied" grep -q "code=PermissionDenied" "$D/err"
-check "status --json counts PicoD tokens" 0 "$cubeid" status --json --socket "$S"
+check "status -o json counts PicoD tokens" 0 "$cubeid" status -o json --socket "$S"
 assert "one cache hit, four mints so far" grep -q '"picod":{"cache_hits":1,"mints":4,"tokens_cached":4}' "$D/out"
 assert "the log has the jti, never the token" bash -c "grep -q 'issued picod token.*jti=' '$D/agent.err' && ! grep -qF '$t1' '$D/agent.err'"
 
@@ -129,18 +129,18 @@ check "picod verify accepts the token for sb-a, session s-1" 0 "$cubeid" picod v
 	--sandbox sb-a --session s-1 --issuer router.test --public-key "$D/pk.pem"
 check "--sub: the caller's SPIFFE ID is accepted" 0 "$cubeid" picod verify "$t1" --sandbox sb-a \
 	--sub "$dev_id" --public-key "$D/pk.pem"
-check "--sub: a token minted for another workload is refused" 1 "$cubeid" picod verify "$t1" \
+check "--sub: a token minted for another workload is refused" 7 "$cubeid" picod verify "$t1" \
 	--sandbox sb-a --sub spiffe://cluster.local/ns/x/sa/other --public-key "$D/pk.pem"
 check "PICOD_AUTH_PUBLIC_KEY works as the key source" 0 env PICOD_AUTH_PUBLIC_KEY="$(cat "$D/pk.pem")" \
 	"$cubeid" picod verify "Bearer $t1" --header --sandbox sb-a
-check "sandbox sb-b refuses it (replay)" 1 "$cubeid" picod verify "$t1" --sandbox sb-b \
+check "sandbox sb-b refuses it (replay)" 7 "$cubeid" picod verify "$t1" --sandbox sb-b \
 	--public-key "$D/pk.pem"
 assert "for its audience" grep -q "audience" "$D/err"
-check "another session refuses it" 1 "$cubeid" picod verify "$t1" --sandbox sb-a --session s-9 \
+check "another session refuses it" 7 "$cubeid" picod verify "$t1" --sandbox sb-a --session s-9 \
 	--public-key "$D/pk.pem"
 assert "for its session" grep -q "session" "$D/err"
 check "the key is in the token" 0 env SOFTHSM2_CONF="$state/softhsm/softhsm2.conf" \
-	"$cubeid" token keys list --json --token pkcs11:token=cubeid-dev \
+	"$cubeid" token keys list -o json --token pkcs11:token=cubeid-dev \
 	--pin-file "$state/softhsm/user.pin"
 assert "labelled cubeid-picod-*, rsa-2048, persistent, not exportable" bash -c \
 	"tr -d ' \n' <'$D/out' | grep -q '\"label\":\"cubeid-picod-cluster.local-[^\"]*\",\"type\":\"rsa-2048\",\"id\":\"[0-9a-f]*\",\"storage\":\"token\",\"exportable\":false'"
@@ -148,11 +148,11 @@ assert "its state is in STATE/picod, mode 0600" [ "$(stat -c %a "$state/picod/jw
 
 # rotation: --now makes the first request after it re-sign with the new key
 kid1=$(json_field "$j1" kid)
-check "rotate --key-type ec-p256 --now" 0 "$cubeid" picod rotate --key-type ec-p256 --now
+check "rotate --type ec-p256 --now" 0 "$cubeid" picod rotate --type ec-p256 --now
 kid2=$(cut -d' ' -f1 "$D/out")
 assert "a new kid" bash -c "[ -n '$kid2' ] && [ '$kid2' != '$kid1' ]"
 check "the first request after the rotation" 0 "$cubeid" picod token --session s-1 \
-	--sandbox sb-a --user-sub alice --user-email alice@example.org --json
+	--sandbox sb-a --user-sub alice --user-email alice@example.org -o json
 t4=$(json_field "$(cat "$D/out")" token)
 assert "re-signs (not cached)" grep -q '"cached":false' "$D/out"
 assert "with the new key" grep -q "\"kid\":\"$kid2\"" "$D/out"
@@ -163,7 +163,7 @@ check "openssl: EC P-256" 0 openssl pkey -pubin -in "$D/pk2.pem" -noout -text
 assert "prime256v1" grep -q "prime256v1" "$D/out"
 check "the new token verifies with the new key" 0 "$cubeid" picod verify "$t4" --sandbox sb-a \
 	--session s-1 --public-key "$D/pk2.pem"
-check "and not with the old one" 1 "$cubeid" picod verify "$t4" --sandbox sb-a \
+check "and not with the old one" 7 "$cubeid" picod verify "$t4" --sandbox sb-a \
 	--public-key "$D/pk.pem"
 
 # --prepublish: published at once, signs later; the cache stays valid
@@ -175,9 +175,9 @@ assert "publishes the old, the signing and the waiting key" bash -c \
 check "public-key (pem) is still the signing key" 0 "$cubeid" picod public-key
 assert "the same PEM" cmp -s "$D/out" "$D/pk2.pem"
 check "the token is still the cached one" 0 "$cubeid" picod token --session s-1 \
-	--sandbox sb-a --user-sub alice --user-email alice@example.org --json
+	--sandbox sb-a --user-sub alice --user-email alice@example.org -o json
 assert "(cached, same token)" bash -c "grep -q '\"cached\":true' '$D/out' && grep -qF '$t4' '$D/out'"
-check "rotating again while a key waits is refused" 2 "$cubeid" picod rotate --now
+check "rotating again while a key waits is refused" 7 "$cubeid" picod rotate --now
 check "the JWKS verifies tokens of both keys" 0 bash -c "
 	'$cubeid' picod verify '$t4' --sandbox sb-a --jwks '$D/keys.jwks' &&
 	'$cubeid' picod verify '$t1' --sandbox sb-a --jwks '$D/keys.jwks'"

@@ -48,12 +48,12 @@ jwt0=$(labels cubeid-jwt-)
 assert "one cubeid-picod-* key on the token" [ "$picod0" -eq 1 ]
 
 check "ca jwt-rotate --state-dir STATE/picod (offline rotation)" 0 \
-	tok ca jwt-rotate --state-dir "$state/picod" --key-type rsa-2048
+	tok ca jwt-rotate --state-dir "$state/picod" --type rsa-2048
 assert "the new key is labelled cubeid-picod-cluster.local-*" \
 	[ "$(labels cubeid-picod-cluster.local-)" -eq $((picod0 + 1)) ]
 assert "and not cubeid-jwt-*" [ "$(labels cubeid-jwt-)" -eq "$jwt0" ]
 check "ca jwt-rotate --state-dir STATE/picod/ (a trailing slash) while one waits" 1 \
-	tok ca jwt-rotate --state-dir "$state/picod/" --key-type rsa-2048
+	tok ca jwt-rotate --state-dir "$state/picod/" --type rsa-2048
 assert "  says a new key is waiting, not that there is no CA" grep -q "still waiting" "$D/err"
 
 n0=$(grep -c "reloaded" "$D/agent.err")

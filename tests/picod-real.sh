@@ -169,7 +169,7 @@ else
 	check "HS256 keyed with the public key is refused" 1 "$check_bin" "Bearer $tok_hs"
 	check "today's verifier takes sandbox B's token (the replay)" 0 "$check_bin" "Bearer $tok_b"
 fi
-check "cubeid's verifier refuses sandbox B's token at sandbox A" 1 "$cubeid" picod verify \
+check "cubeid's verifier refuses sandbox B's token at sandbox A (7)" 7 "$cubeid" picod verify \
 	"Bearer $tok_b" --header --sandbox sb-a
 assert "for its audience" grep -q "audience" "$D/err"
 check "and takes sandbox A's" 0 "$cubeid" picod verify "Bearer $tok_a" --header --sandbox sb-a \

@@ -1,6 +1,7 @@
 /*
  * Logging.  One line per event to stderr (journald picks it up under
- * systemd), prefixed with the level.  Nothing secret is ever passed here:
+ * systemd), prefixed with the program's name and the level
+ * ("cubeid-agent: error: ...").  Nothing secret is ever passed here:
  * no PINs, no private keys, no bearer tokens.
  */
 #ifndef CUBEID_LOG_H

@@ -172,12 +172,12 @@ check "oidc token --secret-file" 0 "$cubeid" oidc token --client agentcube-sdk \
 	--secret-file "$W/sdk.secret" -r agentcube
 cp "$W/out" "$W/tok/cli-sdk.tok"
 check "oidc verify (the client_credentials token, role sandbox:invoke, aud agentcube-router)" 0 \
-	"$cubeid" oidc verify "$(cat "$W/tok/cli-sdk.tok")" --realm agentcube --aud agentcube-router \
+	"$cubeid" oidc verify "$(cat "$W/tok/cli-sdk.tok")" --keycloak-realm agentcube --aud agentcube-router \
 	--role sandbox:invoke
 assert "oidc verify prints sub and roles" grep -q '^roles:.*sandbox:invoke' "$W/out"
 check "oidc verify --role admin: 403 (exit 6)" 6 "$cubeid" oidc verify "$(cat "$W/tok/cli-sdk.tok")" \
 	--realm agentcube --role admin
-check "oidc verify with realm tenant-b: 401 (exit 1)" 1 "$cubeid" oidc verify \
+check "oidc verify with realm tenant-b: 401 (exit 7)" 7 "$cubeid" oidc verify \
 	"$(cat "$W/tok/cli-sdk.tok")" --realm tenant-b
 check "oidc verify of tenant-b's token with --keycloak-realm tenant-b" 0 "$cubeid" oidc verify \
 	"$(cat "$W/tok/tenant-b-alice.tok")" --keycloak-realm tenant-b --keycloak-url "$KC_URL"
@@ -214,7 +214,7 @@ check "oidc token --assertion spiffe for a SPIFFE ID the client does not name" 1
 # token exchange, authenticated with private_key_jwt
 X=(--client agentcube-router --assertion private-key-jwt "${T[@]}" --state-dir "$S")
 check "oidc exchange alice's token for workloadmanager" 0 "$cubeid" oidc exchange \
-	--subject-token "$(cat "$W/tok/alice.tok")" --audience workloadmanager "${X[@]}"
+	--subject-token "$(cat "$W/tok/alice.tok")" --aud workloadmanager "${X[@]}"
 cp "$W/out" "$W/tok/wm.tok"
 check "WorkloadManager stand-in (own JWKS cache, aud workloadmanager) accepts it" 0 \
 	"$kccheck" downstream workloadmanager "$W/tok/wm.tok"
@@ -223,7 +223,7 @@ assert "... with her role" grep -q '^roles:.*sandbox:invoke' "$W/out"
 check "PicoD stand-in refuses the WorkloadManager token (aud)" 1 \
 	"$kccheck" downstream picod "$W/tok/wm.tok"
 check "oidc exchange for picod" 0 "$cubeid" oidc exchange \
-	--subject-token "$(cat "$W/tok/alice.tok")" --audience picod "${X[@]}"
+	--subject-token "$(cat "$W/tok/alice.tok")" --aud picod "${X[@]}"
 cp "$W/out" "$W/tok/picod.tok"
 check "PicoD stand-in accepts the picod token" 0 "$kccheck" downstream picod "$W/tok/picod.tok"
 
@@ -232,11 +232,11 @@ curl -s "$TOKEN_URL" -d grant_type=password -d client_id=other-app \
 	--data-urlencode "password@$W/users.pw" | jq -r '.access_token // empty' >"$W/tok/other.tok"
 assert "a token of other-app (aud without agentcube-router)" test -s "$W/tok/other.tok"
 check "exchange refused: the subject token's aud does not name the router" 1 "$cubeid" oidc exchange \
-	--subject-token "$(cat "$W/tok/other.tok")" --audience workloadmanager "${X[@]}"
+	--subject-token "$(cat "$W/tok/other.tok")" --aud workloadmanager "${X[@]}"
 echo "#   $(cat "$W/err")"
 assert "... with an OAuth error from Keycloak" grep -Eq 'refused \(HTTP 4[0-9][0-9]\): [a-z_]+' "$W/err"
 check "exchange refused: audience agentcube-sdk is not permitted" 1 "$cubeid" oidc exchange \
-	--subject-token "$(cat "$W/tok/alice.tok")" --audience agentcube-sdk "${X[@]}"
+	--subject-token "$(cat "$W/tok/alice.tok")" --aud agentcube-sdk "${X[@]}"
 echo "#   $(cat "$W/err")"
 assert "... with an OAuth error naming the audience" grep -q 'agentcube-sdk' "$W/err"
 curl -s "$TOKEN_URL" -d grant_type=password -d client_id=short-lived \
@@ -244,14 +244,14 @@ curl -s "$TOKEN_URL" -d grant_type=password -d client_id=short-lived \
 	--data-urlencode "password@$W/users.pw" | jq -r '.access_token // empty' >"$W/tok/short.tok"
 assert "a 5 s token from short-lived" test -s "$W/tok/short.tok"
 check "the short token exchanges while it is fresh" 0 "$cubeid" oidc exchange \
-	--subject-token "$(cat "$W/tok/short.tok")" --audience workloadmanager "${X[@]}"
+	--subject-token "$(cat "$W/tok/short.tok")" --aud workloadmanager "${X[@]}"
 exp=$(claims_of "$(cat "$W/tok/short.tok")" | jq -r .exp)
 while [ "$(date +%s)" -le $((exp + 1)) ]; do sleep 1; done
 check "exchange refused: the subject token has expired" 1 "$cubeid" oidc exchange \
-	--subject-token "$(cat "$W/tok/short.tok")" --audience workloadmanager "${X[@]}"
+	--subject-token "$(cat "$W/tok/short.tok")" --aud workloadmanager "${X[@]}"
 echo "#   $(cat "$W/err")"
 assert "... with an OAuth error" grep -Eq 'refused \(HTTP 4[0-9][0-9]\): [a-z_]+' "$W/err"
-check "oidc exchange needs --subject-token" 2 "$cubeid" oidc exchange --audience picod "${X[@]}"
+check "oidc exchange needs --subject-token" 2 "$cubeid" oidc exchange --aud picod "${X[@]}"
 check "oidc token needs one auth method" 2 "$cubeid" oidc token --client c
 
 echo "1..$n"
