@@ -499,7 +499,14 @@ listen_socket(const char *path, int *out, dev_t *dev, ino_t *ino)
 			close(fd);
 		return CUBEID_ERR_IO;
 	}
-	/* workloads of every uid connect; attestation decides what they get */
+	/* Workloads of every uid connect; attestation decides what they get.
+	 * The backlog is a trade: a connection waits in it behind every one
+	 * queued before it, whatever their uid (an HPACK-bomb flood kept it
+	 * full: a normal client waited ~350x its baseline at 512, ~80x at 64,
+	 * ~24x at 16, docs/hardening.md), but a non-blocking connect() (Go's)
+	 * fails with EAGAIN when it is full, and a node starting many pods at
+	 * once fills a short one.  So 512, as the socket unit's Backlog=, and
+	 * CPU weights do the rest (docs/systemd.md). */
 	if (lstat(path, &st) != 0 || chmod(path, 0666) != 0 || listen(fd, 512) != 0) {
 		cubeid_error("cannot listen on %s: %s", path, strerror(errno));
 		close(fd);

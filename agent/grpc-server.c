@@ -592,7 +592,7 @@ accept_cb(cubeid_loop *l, int lfd, int events, void *arg)
 	grpc_server *s = arg;
 	int i;
 
-	for (i = 0; i < 64; i++) {
+	for (i = 0; i < GRPC_ACCEPT_BATCH; i++) {
 		nghttp2_settings_entry iv[2];
 		struct conn *c;
 		struct grpc_peer *peer = NULL;

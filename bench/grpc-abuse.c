@@ -15,7 +15,13 @@
  * agent's defences are per uid.  Run without root, they share the
  * client's uid, and the bench says so.
  *
+ * With --attacker-cgroup DIR each attacker moves itself into that cgroup
+ * (DIR/cgroup.procs, v1 or v2) before it drops to the attacker uid, so that
+ * the attackers share one CPU weight, as one pod's processes do on a node
+ * (run-grpc-abuse.sh --cgroups sets this up).
+ *
  *   grpc-abuse --socket PATH [--seconds N] [--attackers K] [--attacker-uid UID]
+ *              [--attacker-cgroup DIR]
  */
 #include "config.h"
 
@@ -40,6 +46,7 @@
 
 static const char *sock_path;
 static long attacker_uid = -1; /* -1: the client's */
+static const char *attacker_cgroup;
 
 static double
 now_s(void)
@@ -219,6 +226,27 @@ measure(struct phase *ph, double seconds)
 	free(lat);
 }
 
+/* Move this process into the cgroup DIR ("0": the writer itself). */
+static int
+join_cgroup(const char *dir)
+{
+	char path[4096];
+	FILE *f;
+	int ok;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	if ((f = fopen(path, "w")) == NULL) {
+		perror(path);
+		return -1;
+	}
+	ok = fputs("0\n", f) >= 0;
+	if (fclose(f) != 0 || !ok) {
+		perror(path);
+		return -1;
+	}
+	return 0;
+}
+
 static void
 run_phase(struct phase *ph, void (*attack)(double), int attackers, double seconds)
 {
@@ -232,6 +260,8 @@ run_phase(struct phase *ph, void (*attack)(double), int attackers, double second
 			pid_t p = fork();
 
 			if (p == 0) {
+				if (attacker_cgroup != NULL && join_cgroup(attacker_cgroup) != 0)
+					_exit(3);
 				if (attacker_uid >= 0 &&
 				    (setgroups(0, NULL) != 0 || setgid((gid_t)attacker_uid) != 0 ||
 				     setuid((uid_t)attacker_uid) != 0)) {
@@ -269,10 +299,12 @@ main(int argc, char **argv)
 			attackers = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--attacker-uid") == 0 && i + 1 < argc)
 			attacker_uid = atol(argv[++i]);
+		else if (strcmp(argv[i], "--attacker-cgroup") == 0 && i + 1 < argc)
+			attacker_cgroup = argv[++i];
 		else {
 			fprintf(stderr,
 			        "usage: %s --socket PATH [--seconds N] [--attackers K] "
-			        "[--attacker-uid UID]\n",
+			        "[--attacker-uid UID] [--attacker-cgroup DIR]\n",
 			        argv[0]);
 			return strcmp(argv[i], "--help") == 0 ? 0 : 2;
 		}

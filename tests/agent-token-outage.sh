@@ -5,11 +5,16 @@
 #   1. SoftHSM2's token directory moved away, then moved back;
 #   2. the token's directory made unreadable (chmod 000), then restored.
 # Each round waits until `cubeid status` reports the token unhealthy and
-# says it is retrying, restores the token, and then asserts that within
-# 10 s the agent is healthy again AND mints: a JWT-SVID for an audience it
-# never saw (the token signs it; the issued counter proves it is not a
-# cached one), and an X.509-SVID that openssl verifies.  The recovery time
-# (token restored -> fresh SVID) is printed.
+# says it is retrying, restores the token, and then asserts that the agent
+# is healthy again AND mints: a JWT-SVID for an audience it never saw (the
+# token signs it; the issued counter proves it is not a cached one), and an
+# X.509-SVID that openssl verifies.  How fast is not a wall-clock assertion
+# (this machine may be loaded): the agent's 1 s probe re-inits once the
+# backoff allows, at most P11_RECOVER_MAX_MS (4 s), so the test asserts
+# that the retry delay it reported while down never passed that cap, and
+# that at most one re-init failed after the token was back (one may have
+# been under way as it came back).  The recovery time (token restored ->
+# fresh SVID) is printed.
 #
 # As root, chmod 000 does not keep root out (CAP_DAC_OVERRIDE), so the
 # agent then runs without the DAC capabilities (setpriv), like a service
@@ -71,7 +76,8 @@ assert "the token's directory is there" [ -d "$tokdir" ]
 # round NAME BREAK RESTORE: break the token, wait for unhealthy, restore, time
 # the recovery to a minted JWT-SVID (a new audience) and X.509-SVID.
 round() {
-	local name=$1 brk=$2 fix=$3 healthy=True t0 t1 issued0 issued1 ok=
+	local name=$1 brk=$2 fix=$3 healthy=True t0 t1 issued0 issued1 ok= lines retry worst=0
+	local failed_after
 	check "$name: jwt fetch before" 0 "$cubeid" jwt fetch --aud "before-$name" --socket "$S"
 	eval "$brk"
 	for _ in $(seq 1 120); do
@@ -82,8 +88,18 @@ round() {
 		sleep 0.25
 	done
 	assert "$name: status turns unhealthy" [ "$healthy" = False ]
-	# let it fail a few recovery attempts (the backoff grows to its cap)
-	sleep 6
+	# Stay down for a few re-init attempts, so that the backoff grows to
+	# its cap, and read what the agent says meanwhile.
+	for _ in $(seq 1 12); do
+		# exit 8 while not ready: what counts is the JSON it printed
+		"$cubeid" status --socket "$S" -o json >"$D/st" 2>/dev/null
+		[ -s "$D/st" ] || break
+		retry=$(json "$D/st" "d['token'].get('retry_in', 0)")
+		worst=$(python3 -c "print(max($worst, $retry))")
+		sleep 0.5
+	done
+	assert "$name: the retry delay it reports never passed 4 s (the backoff cap) ($worst s)" \
+		python3 -c "import sys; sys.exit(0 if $worst <= 4.0 else 1)"
 	check "$name: cubeid status while down (8: not ready)" 8 "$cubeid" status --socket "$S"
 	assert "$name: it says the token is unavailable and when it retries" \
 		grep -Eq "UNHEALTHY: token unavailable .*retrying in [0-9]+s" "$D/out"
@@ -97,7 +113,8 @@ round() {
 	issued0=$(json "$D/st" "d['metrics']['issued']['jwt']")
 	eval "$fix"
 	t0=$(now)
-	for _ in $(seq 1 100); do
+	lines=$(wc -l <"$D/agent.err")
+	for _ in $(seq 1 600); do
 		if "$cubeid" jwt fetch --aud "after-$name" --socket "$S" >"$D/jwt" 2>/dev/null; then
 			ok=1
 			break
@@ -107,8 +124,10 @@ round() {
 	t1=$(now)
 	secs=$(python3 -c "print('%.2f' % ($t1 - $t0))")
 	echo "# $name: recovered to a fresh JWT-SVID in ${secs}s after the token came back"
-	assert "$name: a JWT-SVID for a new audience within 10 s (${secs}s)" \
-		python3 -c "import sys; sys.exit(0 if '$ok' and $secs <= 10 else 1)"
+	assert "$name: a JWT-SVID for a new audience" [ -n "$ok" ]
+	failed_after=$(tail -n +"$((lines + 1))" "$D/agent.err" | grep -c 'unavailable (.*); retrying in')
+	assert "$name: at most one re-init failed after the token was back ($failed_after)" \
+		[ "$failed_after" -le 1 ]
 	check "$name: status after" 0 "$cubeid" status --socket "$S" -o json
 	assert "$name: the token is healthy again" [ "$(json "$D/out" "d['token']['healthy']")" = True ]
 	assert "$name: and ready" [ "$(json "$D/out" "d['health']['ready']")" = True ]

@@ -7,7 +7,8 @@
 #     score is printed;
 #   - the socket unit listens where the agent serves by default, and the
 #     service has the settings the docs promise (Type=notify, a watchdog,
-#     RuntimeDirectory=cubeid, a dedicated user, one capability);
+#     RuntimeDirectory=cubeid, a dedicated user, one capability, a CPU
+#     weight);
 #   - the real agent under systemd-socket-activate (the same LISTEN_FDS
 #     protocol as the socket unit) serves on the socket it is passed, and
 #     tells NOTIFY_SOCKET READY=1, then WATCHDOG=1 pings at half of
@@ -91,7 +92,8 @@ rm -rf "$U/cubeid-agent.service.d"
 for kv in Type=notify WatchdogSec=30s RuntimeDirectory=cubeid User=cubeid ProtectSystem=strict \
 	ProtectHome=yes PrivateTmp=yes NoNewPrivileges=yes MemoryDenyWriteExecute=yes \
 	CapabilityBoundingSet=CAP_SYS_PTRACE SystemCallFilter=@system-service \
-	"RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK" PrivateDevices=yes; do
+	"RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK" PrivateDevices=yes \
+	CPUWeight=1000; do
 	assert "service has $kv" grep -qx "$kv" "$unit"
 done
 assert "the PIN comes as a credential, not argv" grep -q -- '--pin-file %d/pin' "$unit"
