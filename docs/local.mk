@@ -33,3 +33,6 @@ EXTRA_DIST += docs/keycloak.md
 
 # The Python SDK auth package (issue 20)
 EXTRA_DIST += docs/sdk-python.md
+
+# The end-to-end chain (issue 21)
+EXTRA_DIST += docs/e2e.md

@@ -34,7 +34,11 @@ USES = {
     "picod": ["common", "pkcs11", "spiffe", "tls"],
     "agent": LIB,
     "cli": [],  # the public API only: <cubeid/*.h>, cubeid_* symbols
+    "examples": [],  # the reference Router and WorkloadManager: the same
 }
+
+# The folders of programs that may use the public API only.
+PUBLIC_ONLY = ("cli", "examples")
 
 # Which folder implements each public header.
 OWNER = {
@@ -124,7 +128,7 @@ def check_includes(src):
                 if to is None:
                     problems.append(f"{rel}: includes <{inc}>, which is not a public header")
                     continue
-                if frm == "cli":
+                if frm in PUBLIC_ONLY:
                     continue  # the public API is the CLI's to use
             elif kind == '"' and "/" in inc:
                 to = folder_of(inc)
@@ -187,7 +191,8 @@ def check_objects(src, build):
             problems.append(f"libhelper: holds {rel}, which is not in cli/")
     # The programs' own objects.
     progs = {}
-    for pat, f in (("agent/cubeid_agent-*.o", "agent"), ("cli/cubeid-*.o", "cli")):
+    for pat, f in (("agent/cubeid_agent-*.o", "agent"), ("cli/cubeid-*.o", "cli"),
+                   ("examples/*-*.o", "examples")):
         for p in glob.glob(os.path.join(build, pat)):
             progs[os.path.relpath(p, build)] = f
     if not any(f == "cli" for f in progs.values()):
@@ -231,10 +236,10 @@ def check_objects(src, build):
                 to = defined.get(s)
                 if to is None or to == f:
                     continue
-                if f == "cli" and to in LIB:
+                if f in PUBLIC_ONLY and to in LIB:
                     if s.startswith("cubeid_"):
                         continue
-                    if not allowed("cli", to):
+                    if not allowed(f, to):
                         problems.append(f"{rel}: calls {s} ({to}/), not the public API")
                     continue
                 if not allowed(f, to):

@@ -78,6 +78,17 @@ EXTRA_DIST += tests/sdk-python.sh python/pyproject.toml python/README.md \
 	python/cubeid/errors.py python/cubeid/workload.py python/cubeid/py.typed \
 	python/tests/test_keycloak.py
 
+# The end-to-end chain (issue 21, docs/e2e.md): the Python SDK, the
+# reference Router and WorkloadManager (examples/) and the real agent and
+# Keycloak, one flow per line.  In the suite, and alone with `make check-e2e`.
+TESTS += tests/e2e.sh
+EXTRA_DIST += tests/e2e.sh tests/e2e/client.py
+
+check-e2e:
+	$(MAKE) $(AM_MAKEFLAGS) check TESTS='tests/e2e.sh'
+
+.PHONY: check-e2e
+
 # The TLS loader (issue 5): tests/test-tls with certificates from a CA in a
 # real SoftHSM2 token; tests/tls-test-util.* is shared with bench/tls.
 check_PROGRAMS += tests/test-tls
