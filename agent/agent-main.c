@@ -1086,29 +1086,6 @@ dev_banner(struct agent *a)
 	fflush(stdout);
 }
 
-/* Can tok make an exportable session key (what an X.509-SVID's workload key
- * is)?  Generate one, export it, destroy it.  tpm2-pkcs11 cannot: it refuses
- * CKA_TOKEN=false and CKA_EXTRACTABLE=true (docs/pkcs11.md). */
-static int
-probe_exportable(cubeid_token *tok)
-{
-	struct cubeid_keygen_opts ko = {0};
-	cubeid_key *k = NULL;
-	EVP_PKEY *priv = NULL;
-	int rc;
-
-	ko.type = CUBEID_KEY_EC_P256;
-	ko.label = "cubeid-probe";
-	ko.exportable = true;
-	if ((rc = cubeid_key_generate(tok, &ko, &k)) == CUBEID_OK) {
-		rc = cubeid_key_export_private(k, &priv);
-		EVP_PKEY_free(priv);
-		(void)cubeid_key_delete(k);
-		cubeid_key_free(k);
-	}
-	return rc;
-}
-
 /* Where the workload keys of X.509-SVIDs are generated (docs/tpm.md):
  * workload_token if configured; else the token itself if it can make
  * exportable session keys; else a throwaway SoftHSM2 token under
@@ -1129,7 +1106,7 @@ open_workload_token(struct agent *a, bool check)
 			cubeid_error("cannot open the workload token: %s", cubeid_strerror(rc));
 			return rc;
 		}
-		if ((rc = probe_exportable(a->wtok)) != CUBEID_OK) {
+		if ((rc = agent_probe_exportable(a->wtok)) != CUBEID_OK) {
 			cubeid_error("the workload token %s cannot make an exportable session key: "
 			             "%s",
 			             cubeid_token_label(a->wtok), cubeid_strerror(rc));
@@ -1140,7 +1117,7 @@ open_workload_token(struct agent *a, bool check)
 		              cubeid_token_label(a->wtok), cubeid_token_label(a->tok));
 		return CUBEID_OK;
 	}
-	if ((rc = probe_exportable(a->tok)) == CUBEID_OK) {
+	if ((rc = agent_probe_exportable(a->tok)) == CUBEID_OK) {
 		cubeid_info("workload keys: in the token %s (it makes exportable session keys)",
 		            cubeid_token_label(a->tok));
 		return CUBEID_OK;
@@ -1180,7 +1157,7 @@ open_workload_token(struct agent *a, bool check)
 		to.pin_file = pin;
 		rc = cubeid_token_open(uri, &to, &a->wtok);
 	}
-	if (rc == CUBEID_OK && (rc = probe_exportable(a->wtok)) != CUBEID_OK)
+	if (rc == CUBEID_OK && (rc = agent_probe_exportable(a->wtok)) != CUBEID_OK)
 		cubeid_error("the throwaway token in %s cannot make an exportable session key",
 		             dir);
 	if (rc == CUBEID_OK)

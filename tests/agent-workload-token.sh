@@ -7,6 +7,8 @@
 #     and refuses one it cannot log in to;
 #   - the agent serves X.509-SVIDs that openssl verifies, and reports the
 #     workload token in `cubeid status`;
+#   - after an outage of their module both tokens are found again and the
+#     workload token makes keys again;
 #   - a workload token it cannot log in to stops the start;
 #   - without workload_token, a token that can make exportable session keys
 #     holds the workload keys itself, and status names no second token.
@@ -93,6 +95,51 @@ svid() {
 		-pubkey -noout)\" = \"\$(openssl pkey -in '$out/svid_key.pem' -pubout)\" ]"
 }
 
+# An outage of the module both tokens are on (SoftHSM2's token directory
+# moved away, then back): the module's re-init must find both tokens again,
+# and the workload token must make keys again: the probe (which makes an
+# exportable key there) says healthy, and a new entry's X.509-SVID is minted.
+outage() {
+	local healthy=True issued0 issued1 ok=
+	mv "$D/main/tokens" "$D/tokens-away"
+	for _ in $(seq 1 120); do
+		"$cubeid" status --socket "$S" --json >"$D/st" 2>/dev/null || break
+		healthy=$(json "$D/st" "d['token']['healthy']")
+		[ "$healthy" = False ] && break
+		sleep 0.25
+	done
+	assert "outage: status turns unhealthy" [ "$healthy" = False ]
+	issued0=$(json "$D/st" "d['metrics']['issued']['x509']")
+	mv "$D/tokens-away" "$D/main/tokens"
+	for _ in $(seq 1 300); do
+		"$cubeid" status --socket "$S" --json >"$D/st" 2>/dev/null || break
+		healthy=$(json "$D/st" "d['token']['healthy']")
+		[ "$healthy" = True ] && break
+		sleep 0.1
+	done
+	assert "outage: healthy again, the workload token's probe included" [ "$healthy" = True ]
+	assert "outage: the workload token was re-initialised with the module" \
+		[ "$(json "$D/st" "d['workload_token']['recoveries']")" -ge 1 ]
+	printf 'entries:\n  - name: after\n    spiffe_id: spiffe://cluster.local/after\n    selectors: [unix:uid:%s]\n' \
+		"$(id -u)" >"$D/entries.yaml.tmp"
+	mv "$D/entries.yaml.tmp" "$D/entries.yaml"
+	for _ in $(seq 1 300); do
+		if "$cubeid" svid fetch --socket "$S" --out "$D/svid-after" >/dev/null 2>&1 &&
+			"$cubeid" status --socket "$S" --json >"$D/st" 2>/dev/null &&
+			[ "$(json "$D/st" "d['metrics']['issued']['x509']")" -gt "$issued0" ] &&
+			grep -q "minted x509-svid spiffe_id=spiffe://cluster.local/after" "$D/two.err"; then
+			ok=1
+			break
+		fi
+		sleep 0.1
+	done
+	assert "outage: a new X.509-SVID is minted after it" [ -n "$ok" ]
+	check "outage: openssl verifies it" 0 \
+		openssl verify -CAfile "$D/svid-after/svid_bundle.pem" "$D/svid-after/svid.pem"
+	printf 'entries: []\n' >"$D/entries.yaml.tmp"
+	mv "$D/entries.yaml.tmp" "$D/entries.yaml"
+}
+
 # --check
 {
 	base
@@ -119,6 +166,7 @@ if [ -n "$pid" ]; then
 		grep -q "workload keys: in the workload token workload; the CA and JWT keys in the token main" "$D/two.err"
 	svid two
 	check "a JWT-SVID too" 0 "$cubeid" jwt fetch --aud two --socket "$S"
+	outage
 	check "SIGTERM: exit status 0" 0 stop
 	# --check opens the tokens and finds the CA the start made
 	printf 'entries:\n  - spiffe_id: spiffe://cluster.local/x\n    selectors: [unix:uid:1]\n' \
