@@ -40,7 +40,9 @@ const struct agent_opt_doc agent_opt_docs[] = {
          "Check what start checks, without serving, and exit: 0 when all is good, 1 "
          "otherwise, with one error line per failure.  The config file; the registration "
          "entries it names (at least one, unless `--dev`); the PIN file (the agent's own, mode "
-         "0600); the token (the module loads, the token is there, the PIN logs in); the CA in "
+         "0600); the token (the module loads, the token is there, the PIN logs in); where "
+         "workload keys go (the token if it makes exportable session keys, else the "
+         "`--workload-token`, opened and tried); the CA in "
          "the state directory (valid now, its key on the token, of the configured trust "
          "domain); and the JWT keys.  With `--dev` and no token, the token and CA are made at "
          "start and not checked."},
