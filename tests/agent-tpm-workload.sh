@@ -148,7 +148,7 @@ else
 	echo "1..$n"
 	exit 1
 fi
-check "status" 0 "$cubeid" status --socket "$S" --json
+check "status" 0 "$cubeid" status --socket "$S" -o json
 assert "the CA and JWT keys are in the TPM token" \
 	[ "$(json "$D/out" "d['token']['label']")" = "$CUBEID_TEST_TOKEN_LABEL" ]
 assert "the workload keys are in the SoftHSM2 token" \
@@ -181,7 +181,7 @@ fi
 if [ -n "$pid" ]; then
 	assert "the log names the throwaway token" \
 		grep -q "workload keys: in a throwaway SoftHSM2 token in $D/rt/workload-token" "$D/auto.err"
-	check "status" 0 "$cubeid" status --socket "$S" --json
+	check "status" 0 "$cubeid" status --socket "$S" -o json
 	assert "the workload keys are in the throwaway token" \
 		[ "$(json "$D/out" "d['workload_token']['label']")" = cubeid-workload ]
 	svid auto

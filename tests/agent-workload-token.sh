@@ -102,9 +102,10 @@ svid() {
 outage() {
 	local healthy=True issued0 issued1 ok=
 	mv "$D/main/tokens" "$D/tokens-away"
+	# status exits non-zero while unhealthy: read its JSON all the same
 	for _ in $(seq 1 120); do
-		"$cubeid" status --socket "$S" --json >"$D/st" 2>/dev/null || break
-		healthy=$(json "$D/st" "d['token']['healthy']")
+		"$cubeid" status --socket "$S" -o json >"$D/st" 2>"$D/st.err"
+		healthy=$(json "$D/st" "d['token']['healthy']" 2>/dev/null || echo "$healthy")
 		[ "$healthy" = False ] && break
 		sleep 0.25
 	done
@@ -112,8 +113,8 @@ outage() {
 	issued0=$(json "$D/st" "d['metrics']['issued']['x509']")
 	mv "$D/tokens-away" "$D/main/tokens"
 	for _ in $(seq 1 300); do
-		"$cubeid" status --socket "$S" --json >"$D/st" 2>/dev/null || break
-		healthy=$(json "$D/st" "d['token']['healthy']")
+		"$cubeid" status --socket "$S" -o json >"$D/st" 2>"$D/st.err"
+		healthy=$(json "$D/st" "d['token']['healthy']" 2>/dev/null || echo "$healthy")
 		[ "$healthy" = True ] && break
 		sleep 0.1
 	done
@@ -125,7 +126,7 @@ outage() {
 	mv "$D/entries.yaml.tmp" "$D/entries.yaml"
 	for _ in $(seq 1 300); do
 		if "$cubeid" svid fetch --socket "$S" --out "$D/svid-after" >/dev/null 2>&1 &&
-			"$cubeid" status --socket "$S" --json >"$D/st" 2>/dev/null &&
+			"$cubeid" status --socket "$S" -o json >"$D/st" 2>/dev/null &&
 			[ "$(json "$D/st" "d['metrics']['issued']['x509']")" -gt "$issued0" ] &&
 			grep -q "minted x509-svid spiffe_id=spiffe://cluster.local/after" "$D/two.err"; then
 			ok=1
@@ -158,7 +159,7 @@ check "--workload-token on the command line is checked too" 1 \
 # two tokens
 if start two; then ok "the agent starts with a workload token"; else bad "the agent starts with a workload token"; fi
 if [ -n "$pid" ]; then
-	check "status" 0 "$cubeid" status --socket "$S" --json
+	check "status" 0 "$cubeid" status --socket "$S" -o json
 	assert "the CA and JWT keys' token is main" [ "$(json "$D/out" "d['token']['label']")" = main ]
 	assert "the workload token is reported" \
 		[ "$(json "$D/out" "d['workload_token']['label']")" = workload ]
@@ -207,7 +208,7 @@ if start one; then ok "the agent starts with one token"; else bad "the agent sta
 if [ -n "$pid" ]; then
 	assert "the probe found the token can hold workload keys" \
 		grep -q "workload keys: in the token main (it makes exportable session keys)" "$D/one.err"
-	check "status" 0 "$cubeid" status --socket "$S" --json
+	check "status" 0 "$cubeid" status --socket "$S" -o json
 	assert "no second token is reported" [ "$(json "$D/out" "'workload_token' in d")" = False ]
 	svid one
 	check "SIGTERM: exit status 0" 0 stop
