@@ -22,6 +22,7 @@
 #define OPT_STATE   'S'
 #define OPT_TOKEN   't'
 #define OPT_PIN     'p'
+#define OPT_WTOKEN  'W'
 #define OPT_X509TTL 'X'
 #define OPT_JWTTTL  'J'
 #define OPT_LOG     'l'
@@ -39,7 +40,9 @@ const struct agent_opt_doc agent_opt_docs[] = {
          "Check what start checks, without serving, and exit: 0 when all is good, 1 "
          "otherwise, with one error line per failure.  The config file; the registration "
          "entries it names (at least one, unless `--dev`); the PIN file (the agent's own, mode "
-         "0600); the token (the module loads, the token is there, the PIN logs in); the CA in "
+         "0600); the token (the module loads, the token is there, the PIN logs in); where "
+         "workload keys go (the token if it makes exportable session keys, else the "
+         "`--workload-token`, opened and tried); the CA in "
          "the state directory (valid now, its key on the token, of the configured trust "
          "domain); and the JWT keys.  With `--dev` and no token, the token and CA are made at "
          "start and not checked."},
@@ -67,6 +70,16 @@ const struct agent_opt_doc agent_opt_docs[] = {
         {OPT_TOKEN, 0, "token", required_argument, "URI",
          "PKCS#11 URI of the token (--dev: a SoftHSM2 token\ncreated under the state directory)",
          "The RFC 7512 PKCS#11 URI of the token (default `$CUBEID_TOKEN`)."},
+        {OPT_WTOKEN, 0, "workload-token", required_argument, "URI",
+         "PKCS#11 URI of the token for exportable workload keys\n(default: the token, if it can "
+         "make them)",
+         "The RFC 7512 PKCS#11 URI of a second token where the agent generates the exportable "
+         "workload keys of X.509-SVIDs, as session objects; the CA and JWT keys stay in "
+         "`--token`.  Name its module with `module-path` and its PIN with `pin-source` in the "
+         "URI.  Without it, the agent checks once at start whether `--token` can make an "
+         "exportable session key, and uses it if so.  If it cannot (a TPM), the agent makes a "
+         "throwaway SoftHSM2 token under `$RUNTIME_DIRECTORY` (systemd's RuntimeDirectory=, "
+         "a tmpfs) or, without one, refuses to start."},
         {OPT_PIN, 0, "pin-file", required_argument, "FILE", "file holding the token's user PIN",
          "The file holding the token's user PIN.  The PIN is never taken from the command "
          "line.  Under systemd the unit passes it as a credential: `--pin-file %d/pin`."},
@@ -276,7 +289,9 @@ static const char agent_description[] =
         "registration entries (cubeid-entries(5)), and it receives X.509-SVIDs and\n"
         "JWT-SVIDs for the SPIFFE IDs the entries give it.\n"
         "The CA key and the JWT signing keys live in a PKCS#11 token and never leave\n"
-        "it; workload keys are generated in the token as exportable session objects.\n"
+        "it; workload keys are generated in the token as exportable session objects\n"
+        "(on a TPM, which cannot make those, in a second token: see\n"
+        ".BR \\-\\-workload\\-token ).\n"
         ".PP\n"
         "Existing SPIFFE clients work unchanged: go-spiffe, spiffe-helper, and\n"
         "anything that finds the socket through\n"
@@ -578,6 +593,12 @@ static const struct key_doc config_docs[] = {
         {"token", "a PKCS#11 URI (quote it)",
          "The token holding the CA and JWT keys, e.g. \"pkcs11:token=cubeid\".  Default "
          "`$CUBEID_TOKEN`."},
+        {"workload_token", "a PKCS#11 URI (quote it)",
+         "The token where exportable workload keys are generated (as session objects), when "
+         "`token` cannot make them (a TPM), e.g. \"pkcs11:token=workload?pin-source=file:/etc/"
+         "cubeid/wl.pin\" with the SoftHSM2 module in a `module-path` attribute too.  Default: "
+         "`token` if it can; else a throwaway SoftHSM2 token under `$RUNTIME_DIRECTORY`.  See "
+         "`--workload-token`."},
         {"pin_file", "an absolute path",
          "The file holding the token's user PIN (never the PIN itself).  Owned by the agent's "
          "user, mode 0600 or stricter: --check and the start refuse it otherwise."},

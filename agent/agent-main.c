@@ -102,12 +102,18 @@ load_config(const struct agent_flags *f, struct agent_config **out)
 	if ((rc = replace_str(&cfg->socket_path, f->socket_path)) != CUBEID_OK ||
 	    (rc = replace_str(&cfg->state_dir, f->state_dir)) != CUBEID_OK ||
 	    (rc = replace_str(&cfg->token, f->token)) != CUBEID_OK ||
+	    (rc = replace_str(&cfg->workload_token, f->workload_token)) != CUBEID_OK ||
 	    (rc = replace_str(&cfg->pin_file, f->pin_file)) != CUBEID_OK ||
 	    (rc = replace_str(&cfg->trust_domain, f->trust_domain)) != CUBEID_OK ||
 	    (rc = replace_str(&cfg->entries, f->entries)) != CUBEID_OK ||
 	    (rc = replace_str(&cfg->http_address, f->http_address)) != CUBEID_OK) {
 		config_free(cfg);
 		return rc;
+	}
+	if (cfg->workload_token != NULL && strncmp(cfg->workload_token, "pkcs11:", 7) != 0) {
+		cubeid_error("workload_token: not a PKCS#11 URI (it must start with \"pkcs11:\")");
+		config_free(cfg);
+		return CUBEID_ERR_CONFIG;
 	}
 	if (f->x509_svid_ttl > 0)
 		cfg->x509_svid_ttl = f->x509_svid_ttl;
@@ -347,6 +353,17 @@ agent_status_json(struct agent *a, char **out)
 				        t, "retry_in",
 				        json_real((double)(long)(th.retry_in * 10) / 10));
 			json_object_set_new(t, "recoveries", json_integer(th.recoveries));
+		}
+		if (a->wtok != NULL) { /* the token of the workload keys, if another */
+			struct cubeid_token_health th;
+
+			cubeid_token_health(a->wtok, &th);
+			json_object_set_new(o, "workload_token",
+			                    json_pack("{s:s, s:s, s:b, s:I}", "label",
+			                              cubeid_token_label(a->wtok), "serial",
+			                              cubeid_token_serial(a->wtok), "unavailable",
+			                              th.down, "recoveries",
+			                              (json_int_t)th.recoveries));
 		}
 	}
 	if (a->cluster != NULL) /* trust across nodes (cluster.c) */
@@ -594,6 +611,7 @@ restart_bound_keep(struct agent *a, struct agent_config *cfg)
 	        {"trust_domain", offsetof(struct agent_config, trust_domain), true},
 	        {"state_dir", offsetof(struct agent_config, state_dir), true},
 	        {"token", offsetof(struct agent_config, token), false},
+	        {"workload_token", offsetof(struct agent_config, workload_token), false},
 	        {"pin_file", offsetof(struct agent_config, pin_file), true},
 	        {"module", offsetof(struct agent_config, module), true},
 	        {"socket_path", offsetof(struct agent_config, socket_path), true},
@@ -1068,6 +1086,93 @@ dev_banner(struct agent *a)
 	fflush(stdout);
 }
 
+/* Where the workload keys of X.509-SVIDs are generated (docs/tpm.md):
+ * workload_token if configured; else the token itself if it can make
+ * exportable session keys; else a throwaway SoftHSM2 token under
+ * $RUNTIME_DIRECTORY (a tmpfs under systemd: nothing of it outlives the
+ * boot, and its keys are session objects that never reach even that). */
+static int
+open_workload_token(struct agent *a, bool check)
+{
+	struct cubeid_token_opts to = {0};
+	const char *rt = getenv("RUNTIME_DIRECTORY");
+	const char *module = CUBEID_SOFTHSM_MODULE;
+	char *dir = NULL, *uri = NULL, *pin = NULL, real[PATH_MAX];
+	size_t n;
+	int rc;
+
+	if (a->cfg->workload_token != NULL) {
+		if ((rc = cubeid_token_open(a->cfg->workload_token, &to, &a->wtok)) != CUBEID_OK) {
+			cubeid_error("cannot open the workload token: %s", cubeid_strerror(rc));
+			return rc;
+		}
+		if ((rc = agent_probe_exportable(a->wtok)) != CUBEID_OK) {
+			cubeid_error("the workload token %s cannot make an exportable session key: "
+			             "%s",
+			             cubeid_token_label(a->wtok), cubeid_strerror(rc));
+			return rc;
+		}
+		cubeid_notice("workload keys: in the workload token %s; the CA and JWT keys in "
+		              "the token %s",
+		              cubeid_token_label(a->wtok), cubeid_token_label(a->tok));
+		return CUBEID_OK;
+	}
+	if ((rc = agent_probe_exportable(a->tok)) == CUBEID_OK) {
+		cubeid_info("workload keys: in the token %s (it makes exportable session keys)",
+		            cubeid_token_label(a->tok));
+		return CUBEID_OK;
+	}
+	cubeid_notice("the token %s cannot make an exportable session key (%s), so workload "
+	              "keys need another token",
+	              cubeid_token_label(a->tok), cubeid_strerror(rc));
+	if (check) { /* --check runs outside the unit: it cannot see RuntimeDirectory= */
+		cubeid_notice("at start the agent needs $RUNTIME_DIRECTORY (systemd's "
+		              "RuntimeDirectory=) for a throwaway SoftHSM2 workload token, or "
+		              "workload_token: (docs/tpm.md)");
+		return CUBEID_OK;
+	}
+	if (rt == NULL || rt[0] != '/') {
+		cubeid_error(
+		        "no token for workload keys: set workload_token: (or --workload-token) "
+		        "to the PKCS#11 URI of a SoftHSM2 token, or run under systemd with "
+		        "RuntimeDirectory= so that the agent makes a throwaway one there "
+		        "(docs/tpm.md)");
+		return CUBEID_ERR_CONFIG;
+	}
+	/* SoftHSM2 reads $SOFTHSM2_CONF at every C_Initialize: the token's own
+	 * recovery would then find the throwaway token's directory. */
+	if (module[0] == '\0' || realpath(module, real) == NULL ||
+	    strcmp(real, cubeid_token_module_path(a->tok)) == 0) {
+		cubeid_error(
+		        "no token for workload keys: set workload_token: (or --workload-token) "
+		        "to the PKCS#11 URI of a SoftHSM2 token (docs/tpm.md)");
+		return CUBEID_ERR_CONFIG;
+	}
+	n = strcspn(rt, ":"); /* systemd separates several directories with ':' */
+	if (asprintf(&dir, "%.*s/workload-token", (int)n, rt) < 0)
+		return CUBEID_ERR_NOMEM;
+	rc = cubeid_softhsm_token(module, dir, "cubeid-workload", &uri, &pin);
+	if (rc == CUBEID_OK) {
+		to.module_path = module;
+		to.pin_file = pin;
+		rc = cubeid_token_open(uri, &to, &a->wtok);
+	}
+	if (rc == CUBEID_OK && (rc = agent_probe_exportable(a->wtok)) != CUBEID_OK)
+		cubeid_error("the throwaway token in %s cannot make an exportable session key",
+		             dir);
+	if (rc == CUBEID_OK)
+		cubeid_notice("workload keys: in a throwaway SoftHSM2 token in %s; the CA and JWT "
+		              "keys in the token %s",
+		              dir, cubeid_token_label(a->tok));
+	else
+		cubeid_error("cannot make the throwaway workload token in %s: %s", dir,
+		             cubeid_strerror(rc));
+	free(dir);
+	free(uri);
+	free(pin);
+	return rc;
+}
+
 /* Open the token the config names (or --dev's own).  check: only look,
  * for --check (no state directory is created). */
 static int
@@ -1107,9 +1212,11 @@ open_token(struct agent *a, bool check)
 	rc = cubeid_token_open(uri, &to, &a->tok);
 	free(dev_uri);
 	free(dev_pin);
-	if (rc != CUBEID_OK)
+	if (rc != CUBEID_OK) {
 		cubeid_error("cannot open the token: %s", cubeid_strerror(rc));
-	return rc;
+		return rc;
+	}
+	return open_workload_token(a, check);
 }
 
 /* Load the CA (--dev: make one on first start) and check it against the
@@ -1256,6 +1363,7 @@ agent_cleanup(struct agent *a)
 	cubeid_jwt_keys_free(a->jwt_keys);
 	cubeid_ca_free(a->ca);
 	ca_renew_free(a);
+	cubeid_token_free(a->wtok);
 	cubeid_token_free(a->tok);
 	config_free(a->cfg);
 }
@@ -1308,6 +1416,9 @@ main(int argc, char **argv)
 			break;
 		case 't':
 			f->token = optarg;
+			break;
+		case 'W':
+			f->workload_token = optarg;
 			break;
 		case 'p':
 			f->pin_file = optarg;

@@ -304,6 +304,7 @@ struct agent_config {
 	char *socket_path;        /* "/run/cubeid/agent.sock" */
 	char *state_dir;          /* "/var/lib/cubeid" */
 	char *token;              /* PKCS#11 URI, or NULL */
+	char *workload_token;     /* PKCS#11 URI of the workload-key token, or NULL */
 	char *pin_file;           /* or NULL */
 	char *module;             /* PKCS#11 module path, or NULL */
 	char *entries;            /* file or directory: "/etc/cubeid/entries.yaml" */

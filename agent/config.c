@@ -45,6 +45,7 @@ static const struct key top_keys[] = {
         {"socket_path", K_PATH, OFF(socket_path), 0},
         {"state_dir", K_PATH, OFF(state_dir), 0},
         {"token", K_STR, OFF(token), 0},
+        {"workload_token", K_STR, OFF(workload_token), 0},
         {"pin_file", K_PATH, OFF(pin_file), 0},
         {"module", K_PATH, OFF(module), 0},
         {"entries", K_PATH, OFF(entries), 0},
@@ -123,6 +124,9 @@ config_free(struct agent_config *c)
 	if (c->token != NULL) /* may hold a pin-value attribute */
 		explicit_bzero(c->token, strlen(c->token));
 	free(c->token);
+	if (c->workload_token != NULL)
+		explicit_bzero(c->workload_token, strlen(c->workload_token));
+	free(c->workload_token);
 	free(c->pin_file);
 	free(c->module);
 	free(c->entries);

@@ -49,6 +49,7 @@ struct agent_flags {
 	const char *socket_path;
 	const char *state_dir;
 	const char *token;
+	const char *workload_token;
 	const char *pin_file;
 	const char *trust_domain;
 	const char *entries;
@@ -97,6 +98,10 @@ struct agent {
 	ino_t sock_ino; /* it removes at exit (another agent may own the path) */
 
 	cubeid_token *tok;
+	/* Where exportable workload keys are generated: a second token when tok
+	 * cannot make exportable session keys (a TPM; docs/tpm.md), else NULL
+	 * (they go to tok). */
+	cubeid_token *wtok;
 	cubeid_ca *ca;
 	const char *td;         /* the CA's (borrowed) */
 	cubeid_ca **ca_retired; /* swapped out by a renewal, freed at exit */

@@ -177,6 +177,11 @@ EXTRA_DIST += tests/agent-ca-renew.sh
 TESTS += tests/delivery-stop.sh
 EXTRA_DIST += tests/delivery-stop.sh
 
+# The two-token configuration (workload keys in workload_token) on SoftHSM2;
+# the TPM lane runs it on a TPM (tests/agent-tpm-workload.sh).
+TESTS += tests/agent-workload-token.sh
+EXTRA_DIST += tests/agent-workload-token.sh
+
 # Hostile input to the running agent: a deeply nested entries file.
 TESTS += tests/agent-hostile-input.sh
 EXTRA_DIST += tests/agent-hostile-input.sh

@@ -17,6 +17,7 @@
 #include "agent/oidc-http.h"
 
 #include <cubeid/log.h>
+#include <cubeid/token.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 
 const double metric_lat_bounds[METRIC_LAT_BUCKETS] = {
@@ -89,9 +91,33 @@ metrics_mint(struct agent_metrics *m, int type, int rc, double seconds, bool rot
 
 /* ------------------------------------------------------------ probe */
 
+/* Can tok make an exportable session key (what an X.509-SVID's workload key
+ * is)?  Generate one, export it, destroy it.  tpm2-pkcs11 cannot: it refuses
+ * CKA_TOKEN=false and CKA_EXTRACTABLE=true (docs/pkcs11.md). */
+int
+agent_probe_exportable(cubeid_token *tok)
+{
+	struct cubeid_keygen_opts ko = {0};
+	cubeid_key *k = NULL;
+	EVP_PKEY *priv = NULL;
+	int rc;
+
+	ko.type = CUBEID_KEY_EC_P256;
+	ko.label = "cubeid-probe";
+	ko.exportable = true;
+	if ((rc = cubeid_key_generate(tok, &ko, &k)) == CUBEID_OK) {
+		rc = cubeid_key_export_private(k, &priv);
+		EVP_PKEY_free(priv);
+		(void)cubeid_key_delete(k);
+		cubeid_key_free(k);
+	}
+	return rc;
+}
+
 struct probe_job {
 	struct agent *a;
 	const cubeid_key *key;
+	cubeid_token *wtok; /* the workload token, or NULL */
 	int rc;
 };
 
@@ -114,6 +140,10 @@ probe_run(void *arg)
 		break;
 	}
 	j->rc = cubeid_key_sign(j->key, alg, msg, sizeof(msg) - 1, sig, &sig_len);
+	/* the workload token too: what X.509-SVIDs need of it, which also lets
+	 * its layer recover it from an outage */
+	if (j->rc == CUBEID_OK && j->wtok != NULL)
+		j->rc = agent_probe_exportable(j->wtok);
 }
 
 /* While the token fails, probe it every second: each probe lets the token
@@ -171,6 +201,7 @@ metrics_probe_start(struct agent *a)
 		return false;
 	j->a = a;
 	j->key = cubeid_ca_key(a->ca);
+	j->wtok = a->wtok;
 	a->metrics.probing = true;
 	if (worker_submit(a->pool, probe_run, probe_done, j) != CUBEID_OK) {
 		a->metrics.probing = false;
@@ -213,6 +244,16 @@ agent_token_why(const struct agent *a)
 	if (a->tok == NULL)
 		return "no token";
 	cubeid_token_health(a->tok, &h);
+	if (!h.down && a->wtok != NULL) {
+		cubeid_token_health(a->wtok, &h);
+		if (h.down) {
+			snprintf(buf, sizeof(buf),
+			         "workload token unavailable (%s), retrying in %.0fs",
+			         cubeid_strerror(h.last_err),
+			         h.retry_in < 1 ? 1 : h.retry_in + 0.5);
+			return buf;
+		}
+	}
 	if (h.down)
 		snprintf(buf, sizeof(buf), "token unavailable (%s), retrying in %.0fs",
 		         cubeid_strerror(h.last_err), h.retry_in < 1 ? 1 : h.retry_in + 0.5);

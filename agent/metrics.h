@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 struct agent;
+struct cubeid_token;
 
 enum { METRIC_X509 = 0, METRIC_JWT = 1, METRIC_TYPES };
 
@@ -57,6 +58,9 @@ void agent_http_stop(struct agent *a);
 /* Probe the token now (sign with the CA key in a worker) unless a probe
  * is running; true if one is.  When it ends, wapi_status_probed() runs. */
 bool metrics_probe_start(struct agent *a);
+/* Can tok make an exportable session key (an X.509-SVID's workload key)?
+ * Generates one, exports it, destroys it.  CUBEID_OK if so. */
+int agent_probe_exportable(struct cubeid_token *tok);
 /* Ready: token reachable, CA valid now, entries loaded.  *why says what is
  * not (static), NULL when ready. */
 bool agent_ready(const struct agent *a, const char **why);

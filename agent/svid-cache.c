@@ -328,6 +328,7 @@ struct x509_job {
 	struct svid_cache *c;
 	struct x509_item *it;
 	cubeid_ca *ca;
+	cubeid_token *key_token; /* the workload token, or NULL: the CA's */
 	/* results */
 	int rc;
 	cubeid_x509_svid *svid;
@@ -399,6 +400,7 @@ x509_job_run(void *arg)
 	req.n_dns = j->it->n_dns;
 	req.ttl = j->it->ttl;
 	req.policy = CUBEID_SVID_KEY_EXPORTABLE;
+	req.key_token = j->key_token;
 	if ((rc = cubeid_x509_svid_mint(j->ca, &req, &j->svid)) != CUBEID_OK)
 		goto out;
 	if ((rc = chain_to_der(cubeid_x509_svid_chain(j->svid), &j->chain_der,
@@ -498,6 +500,7 @@ x509_start_mint(struct svid_cache *c, struct x509_item *it)
 	j->it = it;
 	j->ca = c->a->ca;
 	j->ca_gen = c->ca_gen;
+	j->key_token = c->a->wtok;
 	it->refs++;
 	it->minting = true;
 	if ((rc = worker_submit(c->a->pool, x509_job_run, x509_job_done, j)) != CUBEID_OK) {

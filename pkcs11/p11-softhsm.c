@@ -170,7 +170,13 @@ out:
 int
 cubeid_softhsm_dev_token(const char *dir, const char *label, char **uri, char **pin_file)
 {
-	const char *module = getenv(CUBEID_ENV_MODULE);
+	return cubeid_softhsm_token(NULL, dir, label, uri, pin_file);
+}
+
+int
+cubeid_softhsm_token(const char *module, const char *dir, const char *label, char **uri,
+                     char **pin_file)
+{
 	char *conf = NULL, *tokdir = NULL, *pinpath = NULL, *text = NULL;
 	unsigned char rnd[16];
 	char pin[33], so_pin[33], lab[33];
@@ -182,6 +188,8 @@ cubeid_softhsm_dev_token(const char *dir, const char *label, char **uri, char **
 	*pin_file = NULL;
 	if (dir == NULL || *dir == '\0')
 		return CUBEID_ERR_INVALID_ARG;
+	if (module == NULL || *module == '\0')
+		module = getenv(CUBEID_ENV_MODULE);
 	if (module == NULL || *module == '\0')
 		module = CUBEID_SOFTHSM_MODULE;
 	if (module == NULL || *module == '\0' || access(module, R_OK) != 0) {

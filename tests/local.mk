@@ -29,10 +29,13 @@ EXTRA_DIST += tests/hardening-flags.sh
 # cannot start (a tool missing) is reported loudly as skipped; with CI=true
 # it fails.  agent-tpm-outage.sh runs the daemon itself on the TPM: swtpm and
 # tpm2-abrmd killed and restarted under it (hardening issue, High 3).
+# agent-tpm-workload.sh: X.509-SVIDs on a TPM, their workload keys in a
+# SoftHSM2 workload token beside it (docs/tpm.md).
 TPM_LANE_TESTS = tests/test-error tests/test-pkcs11 tests/test-key-wrap \
-	$(abs_top_srcdir)/tests/agent-tpm-outage.sh
+	$(abs_top_srcdir)/tests/agent-tpm-outage.sh \
+	$(abs_top_srcdir)/tests/agent-tpm-workload.sh
 EXTRA_DIST += tests/tpm/lane.sh tests/tpm/tpm-env.sh tests/tpm/tpm-probe.c \
-	tests/agent-tpm-outage.sh
+	tests/agent-tpm-outage.sh tests/agent-tpm-workload.sh
 
 check-tpm: $(check_PROGRAMS) $(bin_PROGRAMS) $(sbin_PROGRAMS)
 	@CUBEID_SRCDIR='$(abs_top_srcdir)'; export CUBEID_SRCDIR; \

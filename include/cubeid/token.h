@@ -225,6 +225,11 @@ int cubeid_key_evp(cubeid_key *key, EVP_PKEY **out);
  * at build time.
  */
 int cubeid_softhsm_dev_token(const char *dir, const char *label, char **uri, char **pin_file);
+/* The same with the SoftHSM2 module named (NULL: as above).  The agent's
+ * throwaway workload token on a TPM node (docs/tpm.md) uses it with the
+ * SoftHSM2 module found at build time, whatever $CUBEID_PKCS11_MODULE says. */
+int cubeid_softhsm_token(const char *module, const char *dir, const char *label, char **uri,
+                         char **pin_file);
 
 #ifdef __cplusplus
 }
