@@ -532,7 +532,13 @@ p11_key_refind(const cubeid_key *key, CK_SESSION_HANDLE s)
 	if ((rv = find_objects(key->tok, s, t, 2, h, 2, &n)) != CKR_OK)
 		return p11_fail("finding key again", rv);
 	if (n != 1) {
-		cubeid_error("key '%s' is gone from token %s", key->label, key->tok->label);
+		/* A session object dies with its session, so after a re-init
+		 * its absence is expected; a token object's is not. */
+		if (key->persistent || n > 1)
+			cubeid_error("key '%s' is gone from token %s", key->label, key->tok->label);
+		else
+			cubeid_debug("session key '%s' did not outlive its session on token %s",
+			             key->label, key->tok->label);
 		return n == 0 ? CUBEID_ERR_NOT_FOUND : CUBEID_ERR_AMBIGUOUS;
 	}
 	/* Called from inside the module (a borrowed session), so no re-init
