@@ -47,6 +47,7 @@ OWNER = {
     "atomic-dir.h": "common",
     "b64url.h": "common",
     "file.h": "common",
+    "os.h": "common",
     "token.h": "pkcs11",
     "key-wrap.h": "spiffe",  # the document; the token work is pkcs11/p11-wrap.h
     "token-info.h": "pkcs11",
