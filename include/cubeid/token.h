@@ -191,6 +191,9 @@ typedef enum {
 
 /* The digest an algorithm uses (EVP_sha256() ...), NULL for NONE. */
 const EVP_MD *cubeid_sig_alg_md(cubeid_sig_alg alg);
+/* True for the ECDSA algorithms (ES*), and for the RSA-PSS ones (PS*). */
+bool cubeid_sig_alg_is_ec(cubeid_sig_alg alg);
+bool cubeid_sig_alg_is_pss(cubeid_sig_alg alg);
 /* The largest signature key can make, in bytes (ECDSA raw: 2 x field size). */
 size_t cubeid_key_sig_size(const cubeid_key *key);
 
