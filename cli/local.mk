@@ -1,7 +1,8 @@
 # cli/: the `cubeid` command-line tool, and `cubeid helper`, its drop-in for
 # spiffe-helper.  Everything here ends up in the one binary cli/cubeid
 # (installed as $(bindir)/cubeid).  It links three convenience libraries,
-# last first: libhelper.la (below), libagent.la and libcubeid-internal.la.
+# last first: libhelper.la (below), libagent.la (for `cubeid entry` only, a
+# debt that tests/layering.py names) and libcubeid-internal.la.
 #
 # cubeid: `cubeid GROUP COMMAND [options]`.  A new group is cli/tool-GROUP.c
 # (add it to cli_cubeid_SOURCES) plus one line in the table in cli/cubeid.c.

@@ -6,8 +6,8 @@
 libcubeid_internal_la_SOURCES += common/error.c common/log.c
 cubeidinclude_HEADERS += include/cubeid/error.h include/cubeid/log.h
 
-# Strict base64 and base64url (include/cubeid/b64url.h), for JWS and JWK in
-# spiffe/ and the wrapped-key documents in pkcs11/.
+# Strict base64 and base64url (include/cubeid/b64url.h), for JWS, JWK and
+# the wrapped-key documents in spiffe/.
 libcubeid_internal_la_SOURCES += common/b64url.c
 cubeidinclude_HEADERS += include/cubeid/b64url.h
 
