@@ -70,8 +70,9 @@ OWNER = {
 # longer matches anything is reported, so it cannot linger.
 DEBTS = {
     # `cubeid entry` loads the agent's config and entries and attests a pid
-    # with the agent's parts (agent/config.c, entries*.c, attest*.c).
-    ("cli", "agent"): {"tool-entry"},
+    # with the agent's parts (agent/config.c, entries*.c, attest*.c); the
+    # global --config of every command (tool-common) loads the same config.
+    ("cli", "agent"): {"tool-entry", "tool-common"},
 }
 
 # Library code never calls back into a program's main file: a service gets
