@@ -992,7 +992,7 @@ on_signal(cubeid_loop *l, int fd, int events, void *arg)
 			              si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 			sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 			a->stopping = true;
-			deliver_stop_all(); /* a delivery's command: SIGTERM, then SIGKILL */
+			cubeid_run_stop_all(); /* a delivery's command: SIGTERM, then SIGKILL */
 			if (a->listen_fd >= 0)
 				loop_watch(l, a->listen_fd, 0, NULL, NULL);
 			wapi_finish_all(a->wapi, GRPC_UNAVAILABLE, "agent is shutting down");
@@ -1290,7 +1290,7 @@ check_config(struct agent *a)
 	int rc, bad = 0;
 
 	if (a->cfg->http_address != NULL &&
-	    http_parse_address(a->cfg->http_address, &ss, &sl, &why) != CUBEID_OK) {
+	    cubeid_addr_parse(a->cfg->http_address, &ss, &sl, &why) != CUBEID_OK) {
 		cubeid_error("http_address '%s': %s", a->cfg->http_address, why);
 		bad++;
 	}
@@ -1336,9 +1336,9 @@ agent_cleanup(struct agent *a)
 	agent_http_stop(a);
 	grpc_server_free(a->grpc);
 	svid_cache_shutdown(a->cache);
-	a->stopping = true; /* a reload finishing now is dropped, not applied */
-	deliver_stop_all(); /* the workers may wait for a delivery's command */
-	cluster_stop(a);    /* the store's watch thread posts to the loop */
+	a->stopping = true;    /* a reload finishing now is dropped, not applied */
+	cubeid_run_stop_all(); /* the workers may wait for a delivery's command */
+	cluster_stop(a);       /* the store's watch thread posts to the loop */
 	worker_pool_free(a->pool);
 	audit_flush(); /* the cached fetches counted since the last summary */
 	delivery_free(a->delivery);

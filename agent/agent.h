@@ -29,6 +29,7 @@
 #include <sys/types.h>
 
 #include <cubeid/error.h>
+#include <cubeid/os.h>
 
 /* ------------------------------------------------------------------ loop */
 typedef struct cubeid_loop cubeid_loop;
@@ -380,30 +381,5 @@ void attest_name_cache_clear(void);
 /* The ATTEST_SKIP_* bits for the facts no entry of s uses, in its
  * selectors or its SPIFFE ID template; s NULL or empty skips everything. */
 unsigned attest_skip_for(const struct entry_set *s);
-
-/* ------------------------------- after a delivery (deliver-exec.c) */
-/* Shared by the agent's file delivery and `cubeid helper`. */
-/* "SIGHUP", "HUP", "hup" or "1" -> 1; -1 if unknown. */
-int deliver_signal_parse(const char *s);
-/* A pid file's pid (decimal, surrounded by white space; > 0). */
-int deliver_pid_file_read(const char *path, pid_t *out);
-/* Start argv[0] with argv (no shell, stdin /dev/null); *pid gets the child. */
-int deliver_spawn(char *const argv[], pid_t *pid);
-/* deliver_spawn() and wait up to timeout_ms (then SIGKILL): 0 if it exited
- * with status 0, CUBEID_ERR_IO otherwise (*why says how).  After
- * deliver_stop_all(), a running command gets SIGTERM, then SIGKILL after
- * DELIVER_STOP_GRACE_MS (CUBEID_ERR_UNAVAILABLE), and none is started. */
-int deliver_run(char *const argv[], long timeout_ms, const char **why);
-#define DELIVER_STOP_GRACE_MS 2000
-/* The process is stopping: end the commands deliver_run() waits for (any
- * thread; a shutdown must not wait for them, systemd's stop timeout is 90 s
- * and a command may take 60). */
-void deliver_stop_all(void);
-/* Split a command line the way spiffe-helper splits cmd_args (Go's
- * encoding/csv with a space as the separator: fields split at single
- * spaces, a field may be "quoted" with "" for a quote).  New
- * NULL-terminated vector after prefix (may be NULL) in *out. */
-int deliver_split_args(const char *prefix, const char *args, char ***out);
-void deliver_argv_free(char **v);
 
 #endif

@@ -230,7 +230,7 @@ set_value(struct agent_config *c, const struct key *k, const yaml_node_t *v, con
 			socklen_t sl;
 			const char *hwhy;
 
-			if (http_parse_address(s, &ss, &sl, &hwhy) != CUBEID_OK)
+			if (cubeid_addr_parse(s, &ss, &sl, &hwhy) != CUBEID_OK)
 				return yu_err(err, name, v, "'%s': bad address '%s': %s", k->name,
 				              s, hwhy);
 		}

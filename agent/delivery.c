@@ -143,7 +143,7 @@ run_actions(const struct entry_delivery *c, const char **why)
 	*why = "ok";
 	if (c->signal != 0) {
 		if (c->pid_file != NULL &&
-		    (rc = deliver_pid_file_read(c->pid_file, &pid)) != CUBEID_OK) {
+		    (rc = cubeid_pid_file_read(c->pid_file, &pid)) != CUBEID_OK) {
 			*why = rc == CUBEID_ERR_NOT_FOUND ? "the pid file does not exist"
 			                                  : "the pid file holds no pid";
 			return rc;
@@ -158,7 +158,7 @@ run_actions(const struct entry_delivery *c, const char **why)
 		}
 	}
 	if (c->command != NULL &&
-	    (rc = deliver_run(c->command, DELIVERY_CMD_TIMEOUT_MS, why)) != CUBEID_OK)
+	    (rc = cubeid_run(c->command, DELIVERY_CMD_TIMEOUT_MS, why)) != CUBEID_OK)
 		return rc;
 	return CUBEID_OK;
 }

@@ -39,7 +39,7 @@ entry_delivery_free(struct entry_delivery *d)
 	free(d->jwt);
 	free(d->jwt_bundle_file);
 	free(d->pid_file);
-	deliver_argv_free(d->command);
+	cubeid_argv_free(d->command);
 	free(d);
 }
 
@@ -385,7 +385,7 @@ entries_parse_delivery(struct entries_ctx *c, yaml_node_t *m, struct reg_entry *
 			if ((r = get_id(c, v, k, &d->gid)) != CUBEID_OK)
 				return r;
 		} else if (strcmp(k, "signal") == 0) {
-			if ((d->signal = deliver_signal_parse(yu_scalar(v))) <= 0)
+			if ((d->signal = cubeid_signal_parse(yu_scalar(v))) <= 0)
 				return yu_err(
 				        c->err, c->name, v,
 				        "'signal': unknown signal '%s' (SIGHUP, SIGUSR1, ...)",

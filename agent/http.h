@@ -56,12 +56,6 @@ struct http_reply {
  * *r filled, or a negative CUBEID_ERR_* code (then 500, and *r is freed). */
 typedef int (*http_handler)(void *ctx, const char *path, struct http_reply *r);
 
-/* Parse "HOST:PORT": an IPv4 literal, "[IPv6]" or "localhost" (no name
- * lookups), and a port 0..65535 (0: any free port).  CUBEID_ERR_CONFIG with
- * *why (static) on bad input. */
-int http_parse_address(const char *s, struct sockaddr_storage *ss, socklen_t *len,
-                       const char **why);
-
 /* Listen on address and serve from loop l. */
 int http_server_new(cubeid_loop *l, const char *address, http_server **out);
 void http_server_free(http_server *s);

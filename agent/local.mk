@@ -115,9 +115,9 @@ tests_test_http_LDADD = libagent.la $(TEST_LIBS)
 TESTS += tests/test-http
 EXTRA_DIST += tests/agent-metrics.sh tests/agent-configmap.sh
 
-# File delivery by the agent (an entry's delivery:, issue 5) and what runs
-# after it (signals, commands without a shell), shared with `cubeid helper`.
-libagent_la_SOURCES += agent/delivery.c agent/deliver-exec.c agent/entries-delivery.c
+# File delivery by the agent (an entry's delivery:, issue 5); what runs
+# after it (signals, commands without a shell) is common/os-exec.c.
+libagent_la_SOURCES += agent/delivery.c agent/entries-delivery.c
 # Cluster trust: publish and read JWT keys across nodes (docs/cluster.md).
 libagent_la_SOURCES += agent/cluster.h agent/cluster.c
 # Three agents, three SoftHSM2 tokens, one root, a file store; needs the

@@ -7,10 +7,10 @@
  */
 #include "config.h"
 
-#include "agent/agent.h"
 #include "cli/helper.h"
 
 #include <cubeid/error.h>
+#include <cubeid/os.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -443,7 +443,7 @@ helper_config_finish(struct helper_config *c, char **err)
 	    (c->renew_signal == NULL || *c->renew_signal == '\0'))
 		return ferr(err, "must specify renew_signal when using pid_file_name");
 	if (c->renew_signal != NULL && *c->renew_signal != '\0' &&
-	    deliver_signal_parse(c->renew_signal) <= 0)
+	    cubeid_signal_parse(c->renew_signal) <= 0)
 		return ferr(err, "renew_signal: unknown signal '%s'", c->renew_signal);
 	empty = (c->svid_file_name == NULL || !*c->svid_file_name) +
 	        (c->svid_key_file_name == NULL || !*c->svid_key_file_name) +

@@ -21,7 +21,7 @@
 #include "config.h"
 
 #include "cli/helper.h"
-#include "agent/http.h"
+#include <cubeid/os.h>
 
 #include <cubeid/error.h>
 #include <cubeid/log.h>
@@ -355,7 +355,7 @@ helper_health_start(const struct helper_config *c, const char *address, helper_h
 			free(h);
 			return CUBEID_ERR_NOMEM;
 		}
-		rc = http_parse_address(hp, &ss, &sl, &why);
+		rc = cubeid_addr_parse(hp, &ss, &sl, &why);
 		free(hp);
 		if (rc != CUBEID_OK) {
 			cubeid_error("--health-address '%s': %s", address, why);

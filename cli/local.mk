@@ -1,7 +1,8 @@
 # cli/: the `cubeid` command-line tool, and `cubeid helper`, its drop-in for
 # spiffe-helper.  Everything here ends up in the one binary cli/cubeid
 # (installed as $(bindir)/cubeid).  It links three convenience libraries,
-# last first: libhelper.la (below), libagent.la and libcubeid-internal.la.
+# last first: libhelper.la (below), libagent.la (for `cubeid entry` only, a
+# debt that tests/layering.py names) and libcubeid-internal.la.
 #
 # cubeid: `cubeid GROUP COMMAND [options]`.  A new group is cli/tool-GROUP.c
 # (add it to cli_cubeid_SOURCES) plus one line in the table in cli/cubeid.c.
@@ -68,16 +69,17 @@ EXTRA_DIST += tests/cli-entry.sh docs/entries.md docs/config.md
 # `cubeid helper`, a drop-in for spiffe-helper (issue 5).  Its HCL-subset
 # config parser and health listener are a convenience library of their own,
 # libhelper.la, which the CLI, tests/test-helper-config and
-# fuzz/fuzz-helper-config link.  It delivers files with the agent's writer
-# (libagent.la).
+# fuzz/fuzz-helper-config link.  It delivers files with libcubeid's atomic
+# directory writer and runs commands with <cubeid/os.h>.
 noinst_LTLIBRARIES += libhelper.la
 libhelper_la_SOURCES = cli/helper.h cli/helper-config.c cli/helper-hcl.c cli/helper-health.c
-libhelper_la_CFLAGS = $(libagent_la_CFLAGS)
+libhelper_la_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS) $(MHD_CFLAGS)
+libhelper_la_LIBADD = $(MHD_LIBS) $(OPENSSL_LIBS) $(JANSSON_LIBS)
 cli_cubeid_SOURCES += cli/tool-helper.c cli/helper-files.c
 cli_cubeid_CFLAGS += $(PROTOBUFC_CFLAGS)
 cli_cubeid_LDADD += $(PROTOBUFC_LIBS)
 check_PROGRAMS += tests/test-helper-config
 tests_test_helper_config_SOURCES = tests/test-helper-config.c
 tests_test_helper_config_CFLAGS = $(TEST_CFLAGS)
-tests_test_helper_config_LDADD = libhelper.la libagent.la $(TEST_LIBS)
+tests_test_helper_config_LDADD = libhelper.la $(TEST_LIBS)
 TESTS += tests/test-helper-config

@@ -15,12 +15,12 @@
  */
 #include "config.h"
 
-#include "agent/agent.h"
 #include "cli/helper.h"
 #include "cli/tool.h"
 
 #include <cubeid/atomic-dir.h>
 #include <cubeid/log.h>
+#include <cubeid/os.h>
 #include <cubeid/workloadapi.h>
 
 #include <arpa/inet.h>
@@ -277,7 +277,7 @@ after_update_locked(struct helper *h)
 			} else {
 				free(h->cmd_argv[0]);
 				h->cmd_argv[0] = prog;
-				if (deliver_spawn(h->cmd_argv, &h->child) != CUBEID_OK)
+				if (cubeid_spawn(h->cmd_argv, &h->child) != CUBEID_OK)
 					cubeid_error("cannot start cmd %s: %s", prog,
 					             strerror(errno));
 				else
@@ -292,7 +292,7 @@ after_update_locked(struct helper *h)
 	if (c->pid_file_name != NULL && *c->pid_file_name != '\0') {
 		/* spiffe-helper's backoff: 100 ms, doubling, 10 tries */
 		for (i = 0; i < 10; i++) {
-			if ((rc = deliver_pid_file_read(c->pid_file_name, &pid)) == CUBEID_OK &&
+			if ((rc = cubeid_pid_file_read(c->pid_file_name, &pid)) == CUBEID_OK &&
 			    kill(pid, h->renew_sig) == 0) {
 				cubeid_info("sent signal %d to pid %ld from %s", h->renew_sig,
 				            (long)pid, c->pid_file_name);
@@ -699,10 +699,10 @@ helper_run(struct tool_ctx *tc)
 		cubeid_log_set_level(CUBEID_LOG_INFO);
 	h.wo.socket = h.c->agent_address;
 	h.renew_sig = h.c->renew_signal != NULL && *h.c->renew_signal
-	                      ? deliver_signal_parse(h.c->renew_signal)
+	                      ? cubeid_signal_parse(h.c->renew_signal)
 	                      : 0;
 	if (h.c->daemon_mode && h.c->cmd != NULL && *h.c->cmd != '\0' &&
-	    (rc = deliver_split_args(h.c->cmd, h.c->cmd_args, &h.cmd_argv)) != CUBEID_OK) {
+	    (rc = cubeid_split_args(h.c->cmd, h.c->cmd_args, &h.cmd_argv)) != CUBEID_OK) {
 		tool_err("invalid configuration: cmd_args: %s", cubeid_strerror(rc));
 		helper_config_free(h.c);
 		return TOOL_EXIT_USAGE;
@@ -726,7 +726,7 @@ helper_run(struct tool_ctx *tc)
 	rc = h.c->daemon_mode ? daemon_mode(&h) : one_shot(&h);
 	for (i = 0; i < F_JWT0 + HELPER_JWT_SVIDS_MAX; i++)
 		set_buf(&h, i, NULL, 0);
-	deliver_argv_free(h.cmd_argv);
+	cubeid_argv_free(h.cmd_argv);
 	helper_config_free(h.c);
 	pthread_mutex_destroy(&h.mu);
 	pthread_mutex_destroy(&h.ws_mu);

@@ -7,6 +7,7 @@
 
 #include "cli/tool.h"
 
+#include <cubeid/jwt.h>
 #include <cubeid/log.h>
 
 #include <errno.h>
@@ -444,7 +445,8 @@ static int
 keys_export_public(struct tool_ctx *c)
 {
 	const char *format = tool_opt(c, "format"), *outp = tool_opt(c, "out");
-	cubeid_pub_format fmt;
+	cubeid_pub_format fmt = CUBEID_PUB_PEM;
+	bool jwk = false;
 	cubeid_token *tok = NULL;
 	cubeid_key *key = NULL;
 	uint8_t *buf = NULL;
@@ -458,7 +460,7 @@ keys_export_public(struct tool_ctx *c)
 	else if (strcmp(format, "der") == 0)
 		fmt = CUBEID_PUB_DER;
 	else if (strcmp(format, "jwk") == 0)
-		fmt = CUBEID_PUB_JWK;
+		jwk = true;
 	else
 		return tool_usage_error(c, "unknown format '%s' (use pem, der or jwk)", format);
 	if (outp != NULL && *outp == '\0')
@@ -468,13 +470,8 @@ keys_export_public(struct tool_ctx *c)
 		                           "or redirect standard output");
 	if ((rc = key_open(c, &tok, &key)) != TOOL_EXIT_OK)
 		return rc;
-	r = cubeid_key_export_public(key, fmt, &buf, &len);
-	if (r == CUBEID_ERR_UNSUPPORTED && fmt == CUBEID_PUB_JWK) {
-		tool_err("JWK export is not available in this build yet (the JWKS encoder is "
-		         "not linked in); use --format pem or --format der");
-		rc = tool_exit_code(r);
-		goto out;
-	}
+	r = jwk ? cubeid_key_export_jwk(key, &buf, &len)
+	        : cubeid_key_export_public(key, fmt, &buf, &len);
 	if (r != CUBEID_OK) {
 		rc = tool_fail(r, "cannot export the public key of '%s'", cubeid_key_label(key));
 		goto out;
@@ -484,7 +481,7 @@ keys_export_public(struct tool_ctx *c)
 		goto out;
 	}
 	/* A JWK is one line of JSON without a newline: end it for the shell. */
-	if (fmt == CUBEID_PUB_JWK && (outp == NULL || strcmp(outp, "-") == 0))
+	if (jwk && (outp == NULL || strcmp(outp, "-") == 0))
 		fputc('\n', stdout);
 	rc = finish_stdout(TOOL_EXIT_OK);
 out:

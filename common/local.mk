@@ -1,12 +1,13 @@
 # common/: the bottom layer of libcubeid, which uses nothing above it:
 # errors, logging, base64url, file helpers, the libcurl wrapper, gRPC
-# framing, the protobuf depth check and the atomic directory writer.
+# framing, the protobuf depth check, the atomic directory writer, and the
+# operating-system helpers of <cubeid/os.h>.
 # Clients of the agent live with their area (spiffe/, picod/, cluster/).
 libcubeid_internal_la_SOURCES += common/error.c common/log.c
 cubeidinclude_HEADERS += include/cubeid/error.h include/cubeid/log.h
 
-# Strict base64 and base64url (include/cubeid/b64url.h), for JWS and JWK in
-# spiffe/ and the wrapped-key documents in pkcs11/.
+# Strict base64 and base64url (include/cubeid/b64url.h), for JWS, JWK and
+# the wrapped-key documents in spiffe/.
 libcubeid_internal_la_SOURCES += common/b64url.c
 cubeidinclude_HEADERS += include/cubeid/b64url.h
 
@@ -20,6 +21,12 @@ noinst_HEADERS += common/grpc-frame.h common/pb-depth.h
 libcubeid_internal_la_SOURCES += common/file.c
 noinst_HEADERS += common/path.h
 cubeidinclude_HEADERS += include/cubeid/file.h
+
+# Signal names, pid files, commands without a shell and listener addresses
+# (include/cubeid/os.h), shared by the agent's file delivery and `cubeid
+# helper`.
+libcubeid_internal_la_SOURCES += common/os-exec.c common/os-addr.c
+cubeidinclude_HEADERS += include/cubeid/os.h
 
 # The one libcurl wrapper (common/http-fetch.h) for the OIDC client, the
 # Kubernetes store and the kubelet attestor.

@@ -11,8 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/agent.h"
 #include "cli/helper.h"
+
+#include <cubeid/os.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -55,9 +56,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(s, data, size);
 	s[size] = '\0';
-	if (deliver_split_args("cmd", s, &argv) == 0 && (argv == NULL || argv[0] == NULL))
+	if (cubeid_split_args("cmd", s, &argv) == 0 && (argv == NULL || argv[0] == NULL))
 		abort();
-	deliver_argv_free(argv);
+	cubeid_argv_free(argv);
 	free(s);
 	return 0;
 }

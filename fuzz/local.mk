@@ -121,7 +121,7 @@ endif
 fuzz_fuzz_helper_config_SOURCES = fuzz/fuzz-helper-config.c
 fuzz_fuzz_helper_config_CFLAGS = $(FUZZ_COMPILE_FLAGS) $(YAML_CFLAGS)
 fuzz_fuzz_helper_config_LDFLAGS = $(FUZZ_LINK_FLAGS)
-fuzz_fuzz_helper_config_LDADD = libhelper.la libagent.la $(FUZZ_LIBS) $(YAML_LIBS) $(LIBCURL_LIBS)
+fuzz_fuzz_helper_config_LDADD = libhelper.la $(FUZZ_LIBS)
 
 # OIDC: discovery documents, policy tables and access tokens (keycloak/).
 if ENABLE_FUZZING

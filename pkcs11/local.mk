@@ -42,11 +42,11 @@ TESTS += tests/test-pkcs11-faults
 # facts in it (built and run by hand, as its header says).
 EXTRA_DIST += docs/pkcs11.md tests/probes/libp11-probe.c tests/probes/p11-close-race.c
 
-# One key in several tokens: C_WrapKey / C_UnwrapKey (the single cluster
-# PicoD key, docs/cluster.md).  tests/test-key-wrap also runs in the TPM
-# lane, where it records what tpm2-pkcs11 refuses.
-libcubeid_internal_la_SOURCES += pkcs11/p11-wrap.c
-cubeidinclude_HEADERS += include/cubeid/key-wrap.h
+# One key in several tokens: C_WrapKey / C_UnwrapKey on raw blobs (the
+# single cluster PicoD key, docs/cluster.md); the document around them,
+# <cubeid/key-wrap.h>, is spiffe/key-wrap-doc.c.  tests/test-key-wrap also
+# runs in the TPM lane, where it records what tpm2-pkcs11 refuses.
+libcubeid_internal_la_SOURCES += pkcs11/p11-wrap.c pkcs11/p11-wrap.h
 check_PROGRAMS += tests/test-key-wrap
 tests_test_key_wrap_SOURCES = tests/test-key-wrap.c tests/p11-attr-util.h
 tests_test_key_wrap_CFLAGS = $(TEST_CFLAGS)

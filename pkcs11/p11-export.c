@@ -1,5 +1,6 @@
 /*
- * Exporting keys: public halves in DER, PEM or JWK; the private half only of
+ * Exporting keys: public halves in DER or PEM (a JWK is spiffe/'s:
+ * cubeid_key_export_jwk()); the private half only of
  * a key that was generated exportable (a workload key, see docs/pkcs11.md).
  */
 #include "config.h"
@@ -17,9 +18,6 @@
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-
-/* Provided by spiffe/jwks.c (JWK encoding lives with the JWKS code). */
-int cubeid_key_export_jwk(const cubeid_key *key, uint8_t **out, size_t *len) __attribute__((weak));
 
 int
 cubeid_key_export_public(const cubeid_key *key, cubeid_pub_format fmt, uint8_t **out, size_t *len)
@@ -62,10 +60,6 @@ cubeid_key_export_public(const cubeid_key *key, cubeid_pub_format fmt, uint8_t *
 		*len = bm->length;
 		r = CUBEID_OK;
 		break;
-	case CUBEID_PUB_JWK:
-		if (cubeid_key_export_jwk == NULL)
-			return CUBEID_ERR_UNSUPPORTED;
-		return cubeid_key_export_jwk(key, out, len);
 	default:
 		return CUBEID_ERR_INVALID_ARG;
 	}

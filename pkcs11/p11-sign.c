@@ -55,15 +55,15 @@ cubeid_key_sig_size(const cubeid_key *key)
 	return key->ck_type == CKK_EC ? 2 * key->field_len : key->field_len;
 }
 
-static bool
-alg_is_ec(cubeid_sig_alg alg)
+bool
+cubeid_sig_alg_is_ec(cubeid_sig_alg alg)
 {
 	return alg == CUBEID_SIG_ECDSA_SHA256 || alg == CUBEID_SIG_ECDSA_SHA384 ||
 	       alg == CUBEID_SIG_ECDSA_SHA512;
 }
 
-static bool
-alg_is_pss(cubeid_sig_alg alg)
+bool
+cubeid_sig_alg_is_pss(cubeid_sig_alg alg)
 {
 	return alg == CUBEID_SIG_RSA_PSS_SHA256 || alg == CUBEID_SIG_RSA_PSS_SHA384 ||
 	       alg == CUBEID_SIG_RSA_PSS_SHA512;
@@ -145,7 +145,7 @@ cubeid_key_sign_digest(const cubeid_key *key, cubeid_sig_alg alg, const uint8_t 
 		return CUBEID_ERR_INVALID_ARG;
 	if (digest_len != (size_t)EVP_MD_get_size(md))
 		return CUBEID_ERR_INVALID_ARG;
-	if (alg_is_ec(alg) != (key->ck_type == CKK_EC)) {
+	if (cubeid_sig_alg_is_ec(alg) != (key->ck_type == CKK_EC)) {
 		cubeid_error("key '%s' is %s and cannot make this signature", key->label,
 		             key->ck_type == CKK_EC ? "EC" : "RSA");
 		return CUBEID_ERR_P11_KEY;
@@ -161,9 +161,9 @@ cubeid_key_sign_digest(const cubeid_key *key, cubeid_sig_alg alg, const uint8_t 
 	}
 	a.in = digest;
 	a.in_len = digest_len;
-	if (alg_is_ec(alg)) {
+	if (cubeid_sig_alg_is_ec(alg)) {
 		mech.mechanism = CKM_ECDSA;
-	} else if (alg_is_pss(alg)) {
+	} else if (cubeid_sig_alg_is_pss(alg)) {
 		mech.mechanism = CKM_RSA_PKCS_PSS;
 		pss.hashAlg = digest_len == 32   ? CKM_SHA256
 		              : digest_len == 48 ? CKM_SHA384
@@ -194,7 +194,7 @@ cubeid_key_sign_digest(const cubeid_key *key, cubeid_sig_alg alg, const uint8_t 
 	a.sig_len = *sig_len;
 	if ((r = p11_run(key->tok, key, "signing", sign_fn, &a)) != CUBEID_OK)
 		return r;
-	if (alg_is_ec(alg) && a.sig_len != need) {
+	if (cubeid_sig_alg_is_ec(alg) && a.sig_len != need) {
 		cubeid_error("token returned a %lu-byte ECDSA signature, expected %zu",
 		             (unsigned long)a.sig_len, need);
 		return CUBEID_ERR_P11_GENERAL;

@@ -1,17 +1,16 @@
 /*
  * One key in several tokens, never in clear outside one: C_WrapKey in the
- * enrolment token, C_UnwrapKey in each node's (<cubeid/key-wrap.h>).
+ * enrolment token, C_UnwrapKey in each node's.  Only the token work is
+ * here, on raw blobs (pkcs11/p11-wrap.h); the document that carries them,
+ * with its kids, is spiffe/key-wrap-doc.c (<cubeid/key-wrap.h>).
  */
 #include "config.h"
 
 #include "pkcs11/p11-internal.h"
+#include "pkcs11/p11-wrap.h"
 
-#include <cubeid/b64url.h>
-#include <cubeid/jwt.h>
-#include <cubeid/key-wrap.h>
 #include <cubeid/log.h>
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,9 +20,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
-#define WRAP_ENC     "RSA-OAEP+AES-KWP" /* OAEP with SHA-1 and MGF1-SHA-1, as JWE RSA-OAEP */
-#define WRAP_VERSION 1
-#define BLOB_MAX     8192
+#define BLOB_MAX P11_WRAP_BLOB_MAX
 
 static const CK_BYTE f4[] = {0x01, 0x00, 0x01};
 
@@ -236,62 +233,29 @@ out:
 	return rc;
 }
 
-static int
-b64_member(json_t *o, const char *name, const uint8_t *buf, size_t len)
-{
-	char *b = NULL;
-	int rc;
-
-	if ((rc = cubeid_b64url_encode_alloc(buf, len, &b)) != CUBEID_OK)
-		return rc;
-	rc = json_object_set_new(o, name, json_string(b)) == 0 ? CUBEID_OK : CUBEID_ERR_NOMEM;
-	free(b);
-	return rc;
-}
-
 int
-cubeid_key_wrap_for(cubeid_key *key, EVP_PKEY *wrap_pub, char **out)
+p11_key_wrap(cubeid_key *key, EVP_PKEY *wrap_pub, struct p11_wrapped *out)
 {
 	struct wrap_arg a = {0};
-	EVP_PKEY *pub = NULL;
-	unsigned char *spki = NULL;
-	char kid[CUBEID_KID_LEN + 1], wkid[CUBEID_KID_LEN + 1];
-	json_t *doc = NULL;
-	int n, rc;
+	int rc;
 
 	if (out != NULL)
-		*out = NULL;
+		memset(out, 0, sizeof(*out));
 	if (key == NULL || wrap_pub == NULL || out == NULL)
 		return CUBEID_ERR_INVALID_ARG;
 	if (key->ck_type != CKK_RSA)
 		return CUBEID_ERR_INVALID_ARG;
 	if ((rc = rsa_parts(wrap_pub, &a.n, &a.nl, &a.e, &a.el)) != CUBEID_OK)
 		return rc;
-	if ((rc = cubeid_key_public(key, &pub)) != CUBEID_OK ||
-	    (rc = cubeid_kid_from_pkey(pub, kid)) != CUBEID_OK ||
-	    (rc = cubeid_kid_from_pkey(wrap_pub, wkid)) != CUBEID_OK)
-		goto out;
 	a.k = key;
 	if ((rc = p11_run(key->tok, key, "wrapping a key", wrap_fn, &a)) != CUBEID_OK)
 		goto out;
-	if ((n = i2d_PUBKEY(pub, &spki)) <= 0) {
-		rc = CUBEID_ERR_CRYPTO;
-		goto out;
-	}
-	rc = CUBEID_ERR_NOMEM;
-	if ((doc = json_pack("{s:i, s:s, s:s, s:s}", "v", WRAP_VERSION, "enc", WRAP_ENC, "kid", kid,
-	                     "wrapping_kid", wkid)) == NULL)
-		goto out;
-	if ((rc = b64_member(doc, "public_key", spki, (size_t)n)) != CUBEID_OK ||
-	    (rc = b64_member(doc, "wrapped_cek", a.cek, a.cek_len)) != CUBEID_OK ||
-	    (rc = b64_member(doc, "wrapped_key", a.wk, a.wk_len)) != CUBEID_OK)
-		goto out;
-	if ((*out = json_dumps(doc, JSON_INDENT(2))) == NULL)
-		rc = CUBEID_ERR_NOMEM;
+	out->cek = a.cek;
+	out->cek_len = a.cek_len;
+	out->wk = a.wk;
+	out->wk_len = a.wk_len;
+	a.cek = a.wk = NULL;
 out:
-	json_decref(doc);
-	OPENSSL_free(spki);
-	EVP_PKEY_free(pub);
 	free(a.n);
 	free(a.e);
 	free(a.wk);
@@ -299,103 +263,14 @@ out:
 	return rc;
 }
 
-/* ---- the document ----------------------------------------------------- */
-
 void
-cubeid_wrapped_info_clear(struct cubeid_wrapped_info *info)
+p11_wrapped_clear(struct p11_wrapped *w)
 {
-	if (info == NULL)
+	if (w == NULL)
 		return;
-	free(info->kid);
-	free(info->wrapping_kid);
-	EVP_PKEY_free(info->pub);
-	memset(info, 0, sizeof(*info));
-}
-
-static int
-get_b64(json_t *o, const char *name, uint8_t **out, size_t *len)
-{
-	const char *s = json_string_value(json_object_get(o, name));
-
-	if (s == NULL)
-		return CUBEID_ERR_PARSE;
-	if (cubeid_b64url_decode_alloc(s, strlen(s), out, len) != CUBEID_OK || *len == 0 ||
-	    *len > BLOB_MAX) {
-		free(*out);
-		*out = NULL;
-		return CUBEID_ERR_PARSE;
-	}
-	return CUBEID_OK;
-}
-
-/* Parse; *cek / *wk (optional) get the blobs. */
-static int
-parse_doc(const char *doc, size_t len, struct cubeid_wrapped_info *info, uint8_t **cek,
-          size_t *cek_len, uint8_t **wk, size_t *wk_len)
-{
-	json_t *j = NULL;
-	uint8_t *spki = NULL, *c = NULL, *w = NULL;
-	const unsigned char *p;
-	const char *kid, *wkid, *enc;
-	char want[CUBEID_KID_LEN + 1];
-	size_t sl = 0, cl = 0, wl = 0;
-	int rc = CUBEID_ERR_PARSE;
-
-	memset(info, 0, sizeof(*info));
-	if (doc == NULL)
-		return CUBEID_ERR_INVALID_ARG;
-	if (len > CUBEID_WRAPPED_MAX)
-		return CUBEID_ERR_TOO_LARGE;
-	if ((j = json_loadb(doc, len, JSON_REJECT_DUPLICATES, NULL)) == NULL || !json_is_object(j))
-		goto out;
-	enc = json_string_value(json_object_get(j, "enc"));
-	kid = json_string_value(json_object_get(j, "kid"));
-	wkid = json_string_value(json_object_get(j, "wrapping_kid"));
-	if (json_integer_value(json_object_get(j, "v")) != WRAP_VERSION || enc == NULL ||
-	    strcmp(enc, WRAP_ENC) != 0 || kid == NULL || wkid == NULL)
-		goto out;
-	if (get_b64(j, "public_key", &spki, &sl) != CUBEID_OK ||
-	    get_b64(j, "wrapped_cek", &c, &cl) != CUBEID_OK ||
-	    get_b64(j, "wrapped_key", &w, &wl) != CUBEID_OK)
-		goto out;
-	p = spki;
-	if ((info->pub = d2i_PUBKEY(NULL, &p, (long)sl)) == NULL || p != spki + sl ||
-	    !EVP_PKEY_is_a(info->pub, "RSA") ||
-	    cubeid_jws_key_fits(CUBEID_SIG_RSA_PKCS1_SHA256, info->pub) != CUBEID_OK ||
-	    cubeid_kid_from_pkey(info->pub, want) != CUBEID_OK || strcmp(want, kid) != 0)
-		goto out;
-	if ((info->kid = strdup(kid)) == NULL || (info->wrapping_kid = strdup(wkid)) == NULL) {
-		rc = CUBEID_ERR_NOMEM;
-		goto out;
-	}
-	if (cek != NULL) {
-		*cek = c;
-		*cek_len = cl;
-		c = NULL;
-	}
-	if (wk != NULL) {
-		*wk = w;
-		*wk_len = wl;
-		w = NULL;
-	}
-	rc = CUBEID_OK;
-out:
-	if (rc != CUBEID_OK)
-		cubeid_wrapped_info_clear(info);
-	ERR_clear_error();
-	json_decref(j);
-	free(spki);
-	free(c);
-	free(w);
-	return rc;
-}
-
-int
-cubeid_wrapped_parse(const char *doc, size_t len, struct cubeid_wrapped_info *info)
-{
-	if (info == NULL)
-		return CUBEID_ERR_INVALID_ARG;
-	return parse_doc(doc, len, info, NULL, NULL, NULL, NULL);
+	free(w->cek);
+	free(w->wk);
+	memset(w, 0, sizeof(*w));
 }
 
 /* ---- unwrapping (node token) ------------------------------------------ */
@@ -405,7 +280,8 @@ struct unwrap_arg {
 	CK_OBJECT_HANDLE wrapkey;
 	const char *label;
 	uint8_t id[20];
-	uint8_t *cek, *wk, *n, *e;
+	const uint8_t *cek, *wk; /* borrowed */
+	uint8_t *n, *e;
 	size_t cek_len, wk_len, nl, el;
 };
 
@@ -455,14 +331,14 @@ unwrap_fn(cubeid_token *tok, CK_SESSION_HANDLE s, void *argp, CK_RV *rvp)
 	int rc;
 
 	a->wrapkey = p11_key_handle(a->wk_key);
-	rv = f->C_UnwrapKey(s, &oaep, a->wrapkey, a->cek, a->cek_len, at,
+	rv = f->C_UnwrapKey(s, &oaep, a->wrapkey, (CK_BYTE_PTR)a->cek, a->cek_len, at,
 	                    sizeof(at) / sizeof(at[0]), &haes);
 	if (rv != CKR_OK) {
 		*rvp = rv;
 		return wrap_err("unwrapping the AES transport key", rv);
 	}
-	rv = f->C_UnwrapKey(s, &kwp, haes, a->wk, a->wk_len, kt, sizeof(kt) / sizeof(kt[0]),
-	                    &hpriv);
+	rv = f->C_UnwrapKey(s, &kwp, haes, (CK_BYTE_PTR)a->wk, a->wk_len, kt,
+	                    sizeof(kt) / sizeof(kt[0]), &hpriv);
 	if (rv != CKR_OK) {
 		rc = wrap_err("unwrapping the key", rv);
 		goto out;
@@ -504,36 +380,23 @@ halves_match(cubeid_key *key, EVP_PKEY *pub)
 }
 
 int
-cubeid_key_unwrap_import(cubeid_key *wrapkey, const char *doc, size_t len, const char *label,
-                         cubeid_key **out)
+p11_key_unwrap(cubeid_key *wrapkey, const struct p11_wrapped *w, EVP_PKEY *pub, const char *label,
+               cubeid_key **out)
 {
-	struct cubeid_wrapped_info info;
 	struct unwrap_arg a = {0};
-	EVP_PKEY *wpub = NULL;
-	char wkid[CUBEID_KID_LEN + 1];
 	cubeid_key *k = NULL;
 	int rc;
 
 	if (out != NULL)
 		*out = NULL;
-	if (wrapkey == NULL || doc == NULL || label == NULL || label[0] == '\0' || out == NULL)
+	if (wrapkey == NULL || w == NULL || pub == NULL || label == NULL || label[0] == '\0' ||
+	    out == NULL)
 		return CUBEID_ERR_INVALID_ARG;
-	if ((rc = parse_doc(doc, len, &info, &a.cek, &a.cek_len, &a.wk, &a.wk_len)) != CUBEID_OK)
-		return rc;
-	if ((rc = cubeid_key_public(wrapkey, &wpub)) != CUBEID_OK ||
-	    (rc = cubeid_kid_from_pkey(wpub, wkid)) != CUBEID_OK)
-		goto out;
-	if (strcmp(wkid, info.wrapping_kid) != 0) {
-		cubeid_error("the wrapped key is for wrapping key %s, not this node's %s",
-		             info.wrapping_kid, wkid);
-		rc = CUBEID_ERR_P11_KEY;
-		goto out;
-	}
 	if (cubeid_key_find(wrapkey->tok, label, NULL, 0, &k) == CUBEID_OK) {
 		rc = CUBEID_ERR_EXISTS;
 		goto out;
 	}
-	if ((rc = rsa_parts(info.pub, &a.n, &a.nl, &a.e, &a.el)) != CUBEID_OK)
+	if ((rc = rsa_parts(pub, &a.n, &a.nl, &a.e, &a.el)) != CUBEID_OK)
 		goto out;
 	if (RAND_bytes(a.id, sizeof(a.id)) != 1) {
 		rc = CUBEID_ERR_CRYPTO;
@@ -541,12 +404,16 @@ cubeid_key_unwrap_import(cubeid_key *wrapkey, const char *doc, size_t len, const
 	}
 	a.wk_key = wrapkey;
 	a.label = label;
+	a.cek = w->cek;
+	a.cek_len = w->cek_len;
+	a.wk = w->wk;
+	a.wk_len = w->wk_len;
 	if ((rc = p11_run(wrapkey->tok, wrapkey, "importing a wrapped key", unwrap_fn, &a)) !=
 	    CUBEID_OK)
 		goto out;
 	if ((rc = cubeid_key_find(wrapkey->tok, label, a.id, sizeof(a.id), &k)) != CUBEID_OK)
 		goto out;
-	if ((rc = halves_match(k, info.pub)) != CUBEID_OK) {
+	if ((rc = halves_match(k, pub)) != CUBEID_OK) {
 		cubeid_error("the unwrapped key does not match the public key it came with");
 		cubeid_key_delete(k);
 		cubeid_key_free(k);
@@ -557,10 +424,6 @@ cubeid_key_unwrap_import(cubeid_key *wrapkey, const char *doc, size_t len, const
 	k = NULL;
 out:
 	cubeid_key_free(k);
-	cubeid_wrapped_info_clear(&info);
-	EVP_PKEY_free(wpub);
-	free(a.cek);
-	free(a.wk);
 	free(a.n);
 	free(a.e);
 	return rc;

@@ -65,20 +65,6 @@ cubeid_jws_alg_from_name(const char *name)
 	return CUBEID_SIG_NONE;
 }
 
-static bool
-alg_is_ec(cubeid_sig_alg alg)
-{
-	return alg == CUBEID_SIG_ECDSA_SHA256 || alg == CUBEID_SIG_ECDSA_SHA384 ||
-	       alg == CUBEID_SIG_ECDSA_SHA512;
-}
-
-static bool
-alg_is_pss(cubeid_sig_alg alg)
-{
-	return alg == CUBEID_SIG_RSA_PSS_SHA256 || alg == CUBEID_SIG_RSA_PSS_SHA384 ||
-	       alg == CUBEID_SIG_RSA_PSS_SHA512;
-}
-
 jwt_key_class
 jwt_key_class_of(EVP_PKEY *pk)
 {
@@ -259,7 +245,7 @@ verify_raw(cubeid_sig_alg alg, EVP_PKEY *pk, jwt_key_class kc, const uint8_t *in
 
 	if (md == NULL || !class_fits(alg, kc))
 		return CUBEID_ERR_JWT_ALG;
-	if (alg_is_ec(alg)) {
+	if (cubeid_sig_alg_is_ec(alg)) {
 		size_t field = class_field_len(kc);
 		if (sig_len != 2 * field)
 			return CUBEID_ERR_JWT_SIGNATURE;
@@ -283,7 +269,7 @@ verify_raw(cubeid_sig_alg alg, EVP_PKEY *pk, jwt_key_class kc, const uint8_t *in
 		rc = CUBEID_ERR_CRYPTO;
 		goto out;
 	}
-	if (alg_is_pss(alg) &&
+	if (cubeid_sig_alg_is_pss(alg) &&
 	    (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
 	     EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
 	     EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1)) {
@@ -534,7 +520,7 @@ cubeid_jws_sign_evp(void *ctx, cubeid_sig_alg alg, const uint8_t *in, size_t in_
 		return CUBEID_ERR_INVALID_ARG;
 	if (md == NULL || !class_fits(alg, kc))
 		return CUBEID_ERR_JWT_ALG;
-	need = alg_is_ec(alg) ? 2 * class_field_len(kc) : (size_t)EVP_PKEY_get_size(pk);
+	need = cubeid_sig_alg_is_ec(alg) ? 2 * class_field_len(kc) : (size_t)EVP_PKEY_get_size(pk);
 	if (sig == NULL) {
 		*sig_len = need;
 		return CUBEID_OK;
@@ -547,14 +533,14 @@ cubeid_jws_sign_evp(void *ctx, cubeid_sig_alg alg, const uint8_t *in, size_t in_
 		return CUBEID_ERR_NOMEM;
 	if (EVP_DigestSignInit(md_ctx, &pctx, md, NULL, pk) != 1)
 		goto out;
-	if (alg_is_pss(alg) &&
+	if (cubeid_sig_alg_is_pss(alg) &&
 	    (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
 	     EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1 ||
 	     EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) != 1))
 		goto out;
 	if (EVP_DigestSign(md_ctx, buf, &n, in, in_len) != 1)
 		goto out;
-	if (alg_is_ec(alg)) {
+	if (cubeid_sig_alg_is_ec(alg)) {
 		if ((rc = ecdsa_der_to_raw(buf, n, class_field_len(kc), sig)) != CUBEID_OK ||
 		    (rc = ecdsa_high_s(alg, sig, need, true)) < 0)
 			goto out;
@@ -633,7 +619,7 @@ cubeid_jws_encode(cubeid_sig_alg alg, const char *kid, const char *typ, const js
 	}
 	/* ours are low-S whatever the signer (a token's raw r||s, or
 	 * OpenSSL) produced, so that verifiers insisting on it accept them */
-	if (alg_is_ec(alg) && (rc = ecdsa_high_s(alg, sig, sig_len, true)) < 0) {
+	if (cubeid_sig_alg_is_ec(alg) && (rc = ecdsa_high_s(alg, sig, sig_len, true)) < 0) {
 		if (rc == CUBEID_ERR_INVALID_ARG)
 			rc = CUBEID_ERR_INTERNAL; /* a signer broke the length contract */
 		goto out;

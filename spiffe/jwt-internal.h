@@ -32,7 +32,5 @@ int jwt_bundle_add_jwk(cubeid_jwt_bundle *b, const json_t *jwk);
 int jwt_bundle_append_jwks(const cubeid_jwt_bundle *b, json_t *keys);
 /* Compact dump, new string. */
 int jwt_dump(const json_t *doc, char **out, size_t *len);
-/* The JWK export behind cubeid_key_export_public(.., CUBEID_PUB_JWK). */
-int cubeid_key_export_jwk(const cubeid_key *key, uint8_t **out, size_t *len);
 
 #endif

@@ -45,9 +45,8 @@ cubeid_jwt_svid_mint(cubeid_key *key, cubeid_sig_alg alg, const char *kid,
 	                              key, out);
 }
 
-/* cubeid_key_export_public(.., CUBEID_PUB_JWK) lands here (pkcs11/p11-export.c
- * declares it weak): one JWK with the kid convention of
- * cubeid_kid_from_pkey(), as a NUL-terminated malloc'd string. */
+/* One JWK with the kid convention of cubeid_kid_from_pkey(), as a
+ * NUL-terminated malloc'd string. */
 int
 cubeid_key_export_jwk(const cubeid_key *key, uint8_t **out, size_t *len)
 {

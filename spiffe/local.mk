@@ -11,6 +11,11 @@ libcubeid_internal_la_SOURCES += \
 	spiffe/jwt-internal.h
 cubeidinclude_HEADERS += include/cubeid/spiffe.h include/cubeid/jwt.h
 
+# The wrapped-key document (<cubeid/key-wrap.h>): kids and JSON around the
+# blobs that pkcs11/p11-wrap.c wraps in the token.
+libcubeid_internal_la_SOURCES += spiffe/key-wrap-doc.c
+cubeidinclude_HEADERS += include/cubeid/key-wrap.h
+
 check_PROGRAMS += tests/test-spiffe-id
 tests_test_spiffe_id_SOURCES = tests/test-spiffe-id.c
 tests_test_spiffe_id_CFLAGS = $(TEST_CFLAGS)

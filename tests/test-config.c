@@ -204,21 +204,21 @@ START_TEST(test_http_address)
 	size_t i;
 
 	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
-		ck_assert_msg(http_parse_address(good[i], &ss, &sl, &why) == CUBEID_OK,
+		ck_assert_msg(cubeid_addr_parse(good[i], &ss, &sl, &why) == CUBEID_OK,
 		              "'%s' refused: %s", good[i], why);
-	ck_assert_int_eq(http_parse_address("[::1]:8080", &ss, &sl, &why), CUBEID_OK);
+	ck_assert_int_eq(cubeid_addr_parse("[::1]:8080", &ss, &sl, &why), CUBEID_OK);
 	ck_assert_int_eq(ss.ss_family, AF_INET6);
 	ck_assert_int_eq(ntohs(((struct sockaddr_in6 *)&ss)->sin6_port), 8080);
-	ck_assert_int_eq(http_parse_address("localhost:1", &ss, &sl, &why), CUBEID_OK);
+	ck_assert_int_eq(cubeid_addr_parse("localhost:1", &ss, &sl, &why), CUBEID_OK);
 	ck_assert_int_eq(ss.ss_family, AF_INET);
 	ck_assert_uint_eq(ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr), 0x7f000001u);
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		why = NULL;
-		ck_assert_msg(http_parse_address(bad[i], &ss, &sl, &why) == CUBEID_ERR_CONFIG,
+		ck_assert_msg(cubeid_addr_parse(bad[i], &ss, &sl, &why) == CUBEID_ERR_CONFIG,
 		              "'%s' accepted", bad[i]);
 		ck_assert_ptr_nonnull(why);
 	}
-	ck_assert_int_eq(http_parse_address(NULL, &ss, &sl, &why), CUBEID_ERR_CONFIG);
+	ck_assert_int_eq(cubeid_addr_parse(NULL, &ss, &sl, &why), CUBEID_ERR_CONFIG);
 }
 END_TEST
 

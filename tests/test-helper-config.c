@@ -8,10 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/agent.h"
 #include "cli/helper.h"
 
 #include <cubeid/error.h>
+#include <cubeid/os.h>
 
 static struct helper_config *
 parse_ok(const char *s)
@@ -293,14 +293,14 @@ split_eq(const char *args, const char *const *want)
 	char **v = NULL;
 	size_t i;
 
-	ck_assert_int_eq(deliver_split_args("cmd", args, &v), CUBEID_OK);
+	ck_assert_int_eq(cubeid_split_args("cmd", args, &v), CUBEID_OK);
 	ck_assert_str_eq(v[0], "cmd");
 	for (i = 0; want[i] != NULL; i++) {
 		ck_assert_ptr_nonnull(v[i + 1]);
 		ck_assert_str_eq(v[i + 1], want[i]);
 	}
 	ck_assert_ptr_null(v[i + 1]);
-	deliver_argv_free(v);
+	cubeid_argv_free(v);
 }
 
 START_TEST(test_cmd_args_split_like_spiffe_helper)
@@ -316,11 +316,11 @@ START_TEST(test_cmd_args_split_like_spiffe_helper)
 	split_eq("a b\nc d", (const char *const[]){"a", "b", NULL}); /* one record */
 	split_eq("\n\na b", (const char *const[]){"a", "b", NULL});  /* empty lines skipped */
 	split_eq("a ", (const char *const[]){"a", "", NULL});
-	ck_assert_int_eq(deliver_split_args("cmd", "a\"b", &v), CUBEID_ERR_PARSE);
+	ck_assert_int_eq(cubeid_split_args("cmd", "a\"b", &v), CUBEID_ERR_PARSE);
 	ck_assert_ptr_null(v);
-	ck_assert_int_eq(deliver_split_args("cmd", "\"ab", &v), CUBEID_ERR_PARSE);
-	ck_assert_int_eq(deliver_split_args("cmd", "\"a\"b", &v), CUBEID_ERR_PARSE);
-	ck_assert_int_eq(deliver_split_args("cmd", "\n", &v), CUBEID_ERR_PARSE);
+	ck_assert_int_eq(cubeid_split_args("cmd", "\"ab", &v), CUBEID_ERR_PARSE);
+	ck_assert_int_eq(cubeid_split_args("cmd", "\"a\"b", &v), CUBEID_ERR_PARSE);
+	ck_assert_int_eq(cubeid_split_args("cmd", "\n", &v), CUBEID_ERR_PARSE);
 }
 END_TEST
 
@@ -331,29 +331,29 @@ START_TEST(test_signals_and_pid_files)
 	FILE *f;
 	int fd;
 
-	ck_assert_int_eq(deliver_signal_parse("SIGHUP"), 1);
-	ck_assert_int_eq(deliver_signal_parse("usr1"), 10);
-	ck_assert_int_eq(deliver_signal_parse("15"), 15);
-	ck_assert_int_eq(deliver_signal_parse("SIGFOO"), -1);
-	ck_assert_int_eq(deliver_signal_parse("0"), -1);
-	ck_assert_int_eq(deliver_signal_parse(""), -1);
+	ck_assert_int_eq(cubeid_signal_parse("SIGHUP"), 1);
+	ck_assert_int_eq(cubeid_signal_parse("usr1"), 10);
+	ck_assert_int_eq(cubeid_signal_parse("15"), 15);
+	ck_assert_int_eq(cubeid_signal_parse("SIGFOO"), -1);
+	ck_assert_int_eq(cubeid_signal_parse("0"), -1);
+	ck_assert_int_eq(cubeid_signal_parse(""), -1);
 	fd = mkstemp(path);
 	ck_assert_int_ge(fd, 0);
 	f = fdopen(fd, "w");
 	fputs(" 1234\n", f);
 	fclose(f);
-	ck_assert_int_eq(deliver_pid_file_read(path, &pid), CUBEID_OK);
+	ck_assert_int_eq(cubeid_pid_file_read(path, &pid), CUBEID_OK);
 	ck_assert_int_eq(pid, 1234);
 	f = fopen(path, "w");
 	fputs("-1\n", f);
 	fclose(f);
-	ck_assert_int_eq(deliver_pid_file_read(path, &pid), CUBEID_ERR_PARSE);
+	ck_assert_int_eq(cubeid_pid_file_read(path, &pid), CUBEID_ERR_PARSE);
 	f = fopen(path, "w");
 	fputs("12 13\n", f);
 	fclose(f);
-	ck_assert_int_eq(deliver_pid_file_read(path, &pid), CUBEID_ERR_PARSE);
+	ck_assert_int_eq(cubeid_pid_file_read(path, &pid), CUBEID_ERR_PARSE);
 	unlink(path);
-	ck_assert_int_eq(deliver_pid_file_read(path, &pid), CUBEID_ERR_NOT_FOUND);
+	ck_assert_int_eq(cubeid_pid_file_read(path, &pid), CUBEID_ERR_NOT_FOUND);
 }
 END_TEST
 
@@ -365,11 +365,11 @@ START_TEST(test_run_without_shell)
 	char *slow[] = {(char *)"/bin/sleep", (char *)"10", NULL};
 	const char *why = NULL;
 
-	ck_assert_int_eq(deliver_run(ok, 5000, &why), CUBEID_OK);
-	ck_assert_int_eq(deliver_run(bad, 5000, &why), CUBEID_ERR_IO);
+	ck_assert_int_eq(cubeid_run(ok, 5000, &why), CUBEID_OK);
+	ck_assert_int_eq(cubeid_run(bad, 5000, &why), CUBEID_ERR_IO);
 	ck_assert_str_eq(why, "the command exited with a non-zero status");
-	ck_assert_int_ne(deliver_run(none, 5000, &why), CUBEID_OK);
-	ck_assert_int_eq(deliver_run(slow, 100, &why), CUBEID_ERR_TIMEOUT);
+	ck_assert_int_ne(cubeid_run(none, 5000, &why), CUBEID_OK);
+	ck_assert_int_eq(cubeid_run(slow, 100, &why), CUBEID_ERR_TIMEOUT);
 }
 END_TEST
 

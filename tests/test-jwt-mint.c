@@ -203,7 +203,7 @@ START_TEST(test_token_alg_mismatch_is_refused)
 }
 END_TEST
 
-/* cubeid_key_export_public(.., CUBEID_PUB_JWK) gives a JWK we can read back. */
+/* cubeid_key_export_jwk() gives a JWK we can read back. */
 START_TEST(test_token_export_jwk)
 {
 	cubeid_key *key = gen(CUBEID_KEY_EC_P256);
@@ -213,7 +213,7 @@ START_TEST(test_token_export_jwk)
 	size_t len = 0;
 	json_t *j;
 
-	ck_assert_int_eq(cubeid_key_export_public(key, CUBEID_PUB_JWK, &out, &len), CUBEID_OK);
+	ck_assert_int_eq(cubeid_key_export_jwk(key, &out, &len), CUBEID_OK);
 	ck_assert_uint_eq(strlen((char *)out), len);
 	j = json_loadb((const char *)out, len, 0, NULL);
 	ck_assert_ptr_nonnull(j);

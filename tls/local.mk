@@ -5,6 +5,7 @@
 libcubeid_internal_la_SOURCES += \
 	tls/tls-internal.h \
 	tls/tls-state.c \
+	tls/tls-allow.c \
 	tls/tls-loader.c \
 	tls/tls-socket.c \
 	tls/tls-ctx.c \

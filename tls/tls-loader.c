@@ -22,87 +22,6 @@
 
 #include "tls/tls-internal.h"
 
-cubeid_tls *
-tls_ref(cubeid_tls *tls)
-{
-	__atomic_add_fetch(&tls->refs, 1, __ATOMIC_RELAXED);
-	return tls;
-}
-
-struct tls_state *
-tls_current(cubeid_tls *tls)
-{
-	struct tls_state *s;
-
-	pthread_mutex_lock(&tls->lock);
-	s = tls_state_ref(tls->cur);
-	pthread_mutex_unlock(&tls->lock);
-	return s;
-}
-
-static const char *
-source_name(const cubeid_tls *tls)
-{
-	return tls->socket_mode ? tls->socket : tls->files.cert_file;
-}
-
-void
-tls_install(cubeid_tls *tls, struct tls_state *s, int rc, const char *why)
-{
-	struct tls_state *old = NULL;
-	bool first;
-
-	pthread_mutex_lock(&tls->lock);
-	first = tls->cur == NULL;
-	if (s != NULL) {
-		old = tls->cur;
-		tls->cur = s;
-		tls->gen++;
-		tls->err = CUBEID_OK;
-		tls_strlcpy(tls->why, "ok", sizeof(tls->why));
-	} else {
-		tls->err = rc;
-		tls_strlcpy(tls->why, why != NULL ? why : cubeid_strerror(rc), sizeof(tls->why));
-	}
-	pthread_cond_broadcast(&tls->first_cond);
-	pthread_mutex_unlock(&tls->lock);
-	if (s != NULL) {
-		if (!first)
-			cubeid_notice("tls: loaded a new certificate for %s from %s",
-			              cubeid_spiffe_id_string(s->id), source_name(tls));
-	} else {
-		cubeid_error("tls: %s from %s: %s (%s)%s",
-		             first ? "cannot load the identity" : "reload failed", source_name(tls),
-		             why != NULL ? why : "", cubeid_strerror(rc),
-		             first ? "" : "; keeping the current certificate");
-	}
-	tls_state_unref(old);
-	if (tls->on_reload != NULL && (!first || s == NULL))
-		tls->on_reload(tls, s != NULL ? CUBEID_OK : rc, tls->on_reload_arg);
-}
-
-void
-tls_withdraw(cubeid_tls *tls, int rc, const char *why)
-{
-	struct tls_state *old;
-
-	pthread_mutex_lock(&tls->lock);
-	old = tls->cur;
-	tls->cur = NULL;
-	tls->err = rc;
-	tls_strlcpy(tls->why, why != NULL ? why : cubeid_strerror(rc), sizeof(tls->why));
-	pthread_cond_broadcast(&tls->first_cond);
-	pthread_mutex_unlock(&tls->lock);
-	if (old != NULL)
-		cubeid_error("tls: %s from %s: %s; dropping the certificate of %s",
-		             "identity withdrawn", source_name(tls),
-		             why != NULL ? why : cubeid_strerror(rc),
-		             cubeid_spiffe_id_string(old->id));
-	tls_state_unref(old);
-	if (old != NULL && tls->on_reload != NULL)
-		tls->on_reload(tls, rc, tls->on_reload_arg);
-}
-
 /* Build a state from the files and install it or the error.  1 = swapped. */
 static int
 reload_files_locked(cubeid_tls *tls)
@@ -219,19 +138,6 @@ cubeid_tls_last_error(cubeid_tls *tls, const char **why)
 		*why = tls->why;
 	pthread_mutex_unlock(&tls->lock);
 	return rc;
-}
-
-unsigned long
-cubeid_tls_generation(cubeid_tls *tls)
-{
-	unsigned long g;
-
-	if (tls == NULL)
-		return 0;
-	pthread_mutex_lock(&tls->lock);
-	g = tls->gen;
-	pthread_mutex_unlock(&tls->lock);
-	return g;
 }
 
 int

@@ -198,6 +198,10 @@ int cubeid_jwk_to_pkey(const json_t *jwk, EVP_PKEY **out);
 /* base64url(SHA-256(SubjectPublicKeyInfo DER)) cut to CUBEID_KID_LEN chars,
  * NUL-terminated in out. */
 int cubeid_kid_from_pkey(EVP_PKEY *pk, char out[CUBEID_KID_LEN + 1]);
+/* The public half of a token key as one JWK (kty, crv/x/y or n/e, and the
+ * kid of cubeid_kid_from_pkey()): compact JSON, NUL-terminated, in *out
+ * (caller frees), *len bytes not counting the NUL. */
+int cubeid_key_export_jwk(const cubeid_key *key, uint8_t **out, size_t *len);
 
 /* ---- SPIFFE bundles (spiffe/bundle.c) -------------------------------- */
 

@@ -31,7 +31,8 @@
  *
  * Tokens without C_WrapKey/C_UnwrapKey or the mechanisms (tpm2-pkcs11 1.9)
  * give CUBEID_ERR_UNSUPPORTED: such a node uses the JWKS-aware verifier.
- * Conventions as in <cubeid/token.h>.
+ * The token work is pkcs11/p11-wrap.c; the document (kids, JSON) is
+ * spiffe/key-wrap-doc.c.  Conventions as in <cubeid/token.h>.
  */
 #ifndef CUBEID_KEY_WRAP_H
 #define CUBEID_KEY_WRAP_H
@@ -50,12 +51,8 @@ extern "C" {
 
 #define CUBEID_WRAPPED_MAX (64 * 1024) /* bytes of a wrapped-key document */
 
-/* Node side, step 1: the wrapping key pair, persistent, labelled label.
- * New key in *out (caller frees). */
-int cubeid_wrapping_key_generate(cubeid_token *tok, const char *label, cubeid_key **out);
-/* Enrolment side, step 2: the cluster key, RSA-2048, persistent, sensitive,
- * extractable only by wrapping. */
-int cubeid_cluster_key_generate(cubeid_token *tok, const char *label, cubeid_key **out);
+/* Steps 1 and 2 generate their keys with cubeid_wrapping_key_generate()
+ * and cubeid_cluster_key_generate() of <cubeid/token.h>. */
 /* Step 2: wrap key (on its token) for the node whose wrapping public key is
  * wrap_pub (RSA, 2048..8192 bits).  New NUL-terminated JSON in *out. */
 int cubeid_key_wrap_for(cubeid_key *key, EVP_PKEY *wrap_pub, char **out);

@@ -124,6 +124,14 @@ struct cubeid_keygen_opts {
  */
 int cubeid_key_generate(cubeid_token *tok, const struct cubeid_keygen_opts *opts, cubeid_key **out);
 
+/* The two keys of key wrapping (<cubeid/key-wrap.h>), persistent, labelled
+ * label; CUBEID_ERR_EXISTS if the label is taken.  The node's wrapping key
+ * pair: RSA-3072, its private half can only unwrap and never leaves the
+ * token.  The cluster key: RSA-2048, signs, sensitive, extractable only by
+ * wrapping.  New key in *out (caller frees). */
+int cubeid_wrapping_key_generate(cubeid_token *tok, const char *label, cubeid_key **out);
+int cubeid_cluster_key_generate(cubeid_token *tok, const char *label, cubeid_key **out);
+
 /* Find the private key with this label and/or id (either may be NULL/0).
  * CUBEID_ERR_NOT_FOUND if none; CUBEID_ERR_AMBIGUOUS if several. */
 int cubeid_key_find(cubeid_token *tok, const char *label, const uint8_t *id, size_t id_len,
@@ -154,10 +162,10 @@ int cubeid_key_uri(const cubeid_key *key, char **out);
 /* The public half as an OpenSSL key (a new reference the caller frees). */
 int cubeid_key_public(const cubeid_key *key, EVP_PKEY **out);
 
+/* Public key formats; a JWK is cubeid_key_export_jwk() of <cubeid/jwt.h>. */
 typedef enum {
 	CUBEID_PUB_DER = 1, /* SubjectPublicKeyInfo DER */
 	CUBEID_PUB_PEM,     /* "-----BEGIN PUBLIC KEY-----" (PKIX), NUL-terminated */
-	CUBEID_PUB_JWK,     /* one JWK object (kty, crv/x/y or n/e, kid), NUL-terminated */
 } cubeid_pub_format;
 /* Export the public key; *out is malloc'd (*len bytes, not counting a NUL). */
 int cubeid_key_export_public(const cubeid_key *key, cubeid_pub_format fmt, uint8_t **out,
@@ -183,6 +191,9 @@ typedef enum {
 
 /* The digest an algorithm uses (EVP_sha256() ...), NULL for NONE. */
 const EVP_MD *cubeid_sig_alg_md(cubeid_sig_alg alg);
+/* True for the ECDSA algorithms (ES*), and for the RSA-PSS ones (PS*). */
+bool cubeid_sig_alg_is_ec(cubeid_sig_alg alg);
+bool cubeid_sig_alg_is_pss(cubeid_sig_alg alg);
 /* The largest signature key can make, in bytes (ECDSA raw: 2 x field size). */
 size_t cubeid_key_sig_size(const cubeid_key *key);
 

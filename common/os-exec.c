@@ -1,14 +1,14 @@
 /*
  * What happens after a set of files is delivered, shared by the agent's
- * file delivery (agent/delivery.c) and `cubeid helper`: signal names, pid
- * files, and commands run with an argument vector, never through a shell
- * (posix_spawn, so no fork of a large multi-threaded process either).
+ * file delivery (agent/delivery.c) and `cubeid helper` (<cubeid/os.h>):
+ * signal names, pid files, and commands run with an argument vector, never
+ * through a shell (posix_spawn, so no fork of a large multi-threaded
+ * process either).
  */
 #include "config.h"
 
-#include "agent/agent.h"
-
 #include <cubeid/log.h>
+#include <cubeid/os.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -38,7 +38,7 @@ static const struct {
 };
 
 int
-deliver_signal_parse(const char *s)
+cubeid_signal_parse(const char *s)
 {
 	size_t i;
 	char *end;
@@ -62,7 +62,7 @@ deliver_signal_parse(const char *s)
 }
 
 int
-deliver_pid_file_read(const char *path, pid_t *out)
+cubeid_pid_file_read(const char *path, pid_t *out)
 {
 	char buf[64];
 	ssize_t n;
@@ -93,7 +93,7 @@ deliver_pid_file_read(const char *path, pid_t *out)
 }
 
 int
-deliver_spawn(char *const argv[], pid_t *pid)
+cubeid_spawn(char *const argv[], pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -131,17 +131,17 @@ deliver_spawn(char *const argv[], pid_t *pid)
 	return CUBEID_OK;
 }
 
-/* Set once by deliver_stop_all(): the process is stopping. */
+/* Set once by cubeid_run_stop_all(): the process is stopping. */
 static atomic_bool stopping;
 
 void
-deliver_stop_all(void)
+cubeid_run_stop_all(void)
 {
 	atomic_store(&stopping, true);
 }
 
 int
-deliver_run(char *const argv[], long timeout_ms, const char **why)
+cubeid_run(char *const argv[], long timeout_ms, const char **why)
 {
 	struct timespec d = {0, 10 * 1000 * 1000};
 	long waited = 0, termed = -1;
@@ -153,7 +153,7 @@ deliver_run(char *const argv[], long timeout_ms, const char **why)
 		*why = "not run: stopping";
 		return CUBEID_ERR_UNAVAILABLE;
 	}
-	if ((rc = deliver_spawn(argv, &pid)) != CUBEID_OK) {
+	if ((rc = cubeid_spawn(argv, &pid)) != CUBEID_OK) {
 		*why = "cannot start the command";
 		return rc;
 	}
@@ -170,7 +170,7 @@ deliver_run(char *const argv[], long timeout_ms, const char **why)
 			kill(pid, SIGTERM);
 			termed = waited;
 		}
-		if (termed >= 0 && waited - termed >= DELIVER_STOP_GRACE_MS) {
+		if (termed >= 0 && waited - termed >= CUBEID_RUN_STOP_GRACE_MS) {
 			kill(pid, SIGKILL);
 			(void)waitpid(pid, &st, 0);
 			*why = "stopping: the command did not end on SIGTERM and was killed";
@@ -203,7 +203,7 @@ deliver_run(char *const argv[], long timeout_ms, const char **why)
 }
 
 void
-deliver_argv_free(char **v)
+cubeid_argv_free(char **v)
 {
 	size_t i;
 
@@ -232,7 +232,7 @@ argv_push(char ***v, size_t *n, char *s)
 }
 
 int
-deliver_split_args(const char *prefix, const char *args, char ***out)
+cubeid_split_args(const char *prefix, const char *args, char ***out)
 {
 	char **v = NULL, *f = NULL;
 	const char *p;
@@ -304,7 +304,7 @@ deliver_split_args(const char *prefix, const char *args, char ***out)
 out:
 	free(f);
 	if (rc != CUBEID_OK) {
-		deliver_argv_free(v);
+		cubeid_argv_free(v);
 		return rc;
 	}
 	*out = v;
