@@ -367,6 +367,11 @@ int entries_parse(const char *buf, size_t len, const char *name, struct entry_se
 /* Why entry e does not match sel: the first selector missing (borrowed
  * from e), or NULL if all are there.  For `cubeid entry check`. */
 const char *entries_first_missing(const struct reg_entry *e, const struct selector_set *sel);
+/* *conflict: some workload could have every selector of both a and b and
+ * get a different SPIFFE ID from each (so two identities).  Conservative:
+ * only one value of a single-valued type, or of one pod label key, makes
+ * two entries exclusive.  For `cubeid entry check`. */
+int entries_conflict(const struct reg_entry *a, const struct reg_entry *b, bool *conflict);
 /* Resolve e's SPIFFE ID for sel and td (as entries_match does).  *out is
  * the caller's; CUBEID_ERR_NOT_FOUND if a template selector is missing,
  * CUBEID_ERR_SPIFFE_ID if the result is not a valid ID in td (*why, if

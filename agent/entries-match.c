@@ -252,6 +252,122 @@ out:
 	return r;
 }
 
+/* ------------------------------------------------------------ overlaps */
+
+/* The value of e's exact selector of type t (tl bytes), or NULL. */
+static const char *
+exact_value(const struct reg_entry *e, const char *t, size_t tl)
+{
+	size_t i, l;
+	bool bare;
+
+	for (i = 0; i < e->selectors.n; i++) {
+		const char *s = e->selectors.v[i];
+
+		if (entries_selector_split(s, &l, &bare) && !bare && l == tl &&
+		    strncmp(s, t, tl) == 0)
+			return s + tl + 1;
+	}
+	return NULL;
+}
+
+/* Two exact selectors no workload can have both of: the same single-valued
+ * type with different values, or one pod label key with two values. */
+static bool
+exclusive(const char *x, const char *y)
+{
+	size_t xl, yl;
+	bool xb, yb;
+	const char *xv, *yv, *xk, *yk;
+
+	if (!entries_selector_split(x, &xl, &xb) || !entries_selector_split(y, &yl, &yb) || xb ||
+	    yb || xl != yl || strncmp(x, y, xl) != 0 || strcmp(x + xl, y + yl) == 0)
+		return false;
+	xv = x + xl + 1;
+	yv = y + yl + 1;
+	if (xl == strlen("k8s:pod-label") && strncmp(x, "k8s:pod-label", xl) == 0) {
+		/* "KEY:VALUE": label keys and values hold no ':' */
+		xk = strchr(xv, ':');
+		yk = strchr(yv, ':');
+		return xk != NULL && yk != NULL && xk - xv == yk - yv &&
+		       strncmp(xv, yv, (size_t)(xk - xv)) == 0;
+	}
+	if (xl == strlen("unix:supplementary_gid") && strncmp(x, "unix:supplementary_gid", xl) == 0)
+		return false;
+	return true;
+}
+
+/* id with every {TYPE} that a or b pins to one exact value filled in; the
+ * others ({td} among them) stay as they are. */
+static char *
+fill_pinned(const char *id, const struct reg_entry *a, const struct reg_entry *b)
+{
+	size_t cap = strlen(id) + 1, len = 0, vl;
+	const char *p = id, *close, *v;
+	char *out = malloc(cap), *nb;
+
+	if (out == NULL)
+		return NULL;
+	while (*p != '\0') {
+		v = NULL;
+		if (*p == '{' && (close = strchr(p, '}')) != NULL) {
+			v = exact_value(a, p + 1, (size_t)(close - p - 1));
+			if (v == NULL)
+				v = exact_value(b, p + 1, (size_t)(close - p - 1));
+		}
+		if (v == NULL) {
+			out[len++] = *p++;
+			continue;
+		}
+		vl = strlen(v);
+		if (len + vl + strlen(close + 1) + 1 > cap) {
+			cap = len + vl + strlen(close + 1) + 1;
+			if ((nb = realloc(out, cap)) == NULL) {
+				free(out);
+				return NULL;
+			}
+			out = nb;
+		}
+		memcpy(out + len, v, vl);
+		len += vl;
+		p = close + 1;
+	}
+	out[len] = '\0';
+	return out;
+}
+
+int
+entries_conflict(const struct reg_entry *a, const struct reg_entry *b, bool *conflict)
+{
+	char *ia = NULL, *ib = NULL;
+	size_t i, j;
+
+	*conflict = false;
+	if (a == NULL || b == NULL)
+		return CUBEID_ERR_INVALID_ARG;
+	/* can one workload have every selector of both? */
+	for (i = 0; i < a->selectors.n + b->selectors.n; i++)
+		for (j = i + 1; j < a->selectors.n + b->selectors.n; j++) {
+			const char *x = i < a->selectors.n ? a->selectors.v[i]
+			                                   : b->selectors.v[i - a->selectors.n];
+			const char *y = j < a->selectors.n ? a->selectors.v[j]
+			                                   : b->selectors.v[j - a->selectors.n];
+			if (exclusive(x, y))
+				return CUBEID_OK;
+		}
+	/* then would it get two different IDs?  Placeholders that neither entry
+	 * pins stay symbolic: equal templates give equal IDs for every value. */
+	if ((ia = fill_pinned(a->spiffe_id, a, b)) == NULL ||
+	    (ib = fill_pinned(b->spiffe_id, a, b)) == NULL) {
+		free(ia);
+		return CUBEID_ERR_NOMEM;
+	}
+	*conflict = strcmp(ia, ib) != 0;
+	free(ia);
+	free(ib);
+	return CUBEID_OK;
+}
+
 /* ------------------------------------------------------------ index */
 
 static int

@@ -39,7 +39,7 @@ static const struct tool_opt show_opts[] = {
         {0},
 };
 static const struct tool_opt check_opts[] = {
-        {"pid", 'p', "PID", "the process to attest (required)"},
+        {"pid", 'p', "PID", "the process to attest (without it: check the entries only)"},
         {"entries", 'e', "PATH", "entries file or directory (default: the config's entries)"},
         {"trust-domain", 'd', "TD", "trust domain (default: the config's, or " DEFAULT_TD ")"},
         {"pod-info-file", 0, "FILE", "PodList JSON for the k8s:* selectors"},
@@ -62,12 +62,19 @@ const struct tool_cmd tool_entry_cmds[] = {
          list_opts, 0, entry_list},
         {"show", "NAME [--entries PATH] [--config FILE] [-o text|json]", "show one entry in full",
          NULL, show_opts, 1, entry_show},
-        {"check", "--pid PID [--entries PATH] [--trust-domain TD]",
-         "attest a process and tell which entries it would get, and why",
-         "Attests PID the way the agent attests a caller (its /proc, cgroup and, with a\n"
-         "pod list, its pod), prints its selectors, then each entry: 'match' with the\n"
-         "SPIFFE ID it resolves to, or 'no' with the first selector the process lacks\n"
-         "or why its templated ID cannot be made.  Exit status 0 when some entry\n"
+        {"check", "[--pid PID] [--entries PATH] [--trust-domain TD]",
+         "warn of entries that overlap; attest a process and tell which entries it would get",
+         "Warns, on standard error, of every two entries that one workload could match\n"
+         "with a different SPIFFE ID from each, so it would get two identities (with the\n"
+         "FILE:LINE of both).  Two entries are exclusive only when they need different\n"
+         "values of a single-valued selector type (k8s:ns, k8s:sa, unix:uid, ...) or of\n"
+         "one pod label key.  Without --pid: exit status 0 when there is no such warning,\n"
+         "1 when there is.\n"
+         "\n"
+         "With --pid: attests PID the way the agent attests a caller (its /proc, cgroup\n"
+         "and, with a pod list, its pod), prints its selectors, then each entry: 'match'\n"
+         "with the SPIFFE ID it resolves to, or 'no' with the first selector the process\n"
+         "lacks or why its templated ID cannot be made.  Exit status 0 when some entry\n"
          "matches, 1 when none does.  -o json: pid, uid, gid, selectors, trust_domain,\n"
          "entries (name, match, spiffe_id or why, source) and matched.",
          check_opts, 0, entry_check},
@@ -331,6 +338,33 @@ check_json(const struct tool_ctx *c, long pid, const struct peer_info *peer,
 	return r != TOOL_EXIT_OK ? r : matched > 0 ? TOOL_EXIT_OK : TOOL_EXIT_FAILURE;
 }
 
+/* Warn of every two entries that one workload could match with a different
+ * SPIFFE ID from each; *n: how many.  Quadratic in the entries. */
+static int
+warn_overlaps(const struct entry_set *set, size_t *n)
+{
+	size_t i, j;
+	bool conflict;
+	int r;
+
+	*n = 0;
+	for (i = 0; i < set->n; i++)
+		for (j = i + 1; j < set->n; j++) {
+			const struct reg_entry *a = &set->e[i], *b = &set->e[j];
+
+			if ((r = entries_conflict(a, b, &conflict)) != CUBEID_OK)
+				return r;
+			if (!conflict)
+				continue;
+			fprintf(stderr,
+			        "warning: %s: entry '%s' and %s: entry '%s' can both match one "
+			        "workload, with different SPIFFE IDs (%s, %s)\n",
+			        a->source, a->name, b->source, b->name, a->spiffe_id, b->spiffe_id);
+			(*n)++;
+		}
+	return CUBEID_OK;
+}
+
 static int
 entry_check(struct tool_ctx *c)
 {
@@ -345,14 +379,28 @@ entry_check(struct tool_ctx *c)
 	long pid;
 	int r, rc;
 
-	if (pid_s == NULL)
-		return tool_usage_error(c, "--pid is required");
+	if (pid_s == NULL) {
+		if ((rc = load_all(c, &cfg, &set)) != TOOL_EXIT_OK)
+			return rc;
+		if ((r = warn_overlaps(set, &matched)) != CUBEID_OK)
+			rc = tool_fail(r, "checking the entries");
+		else {
+			printf("%zu entries, %zu overlaps\n", set->n, matched);
+			rc = matched == 0 ? TOOL_EXIT_OK : TOOL_EXIT_FAILURE;
+		}
+		goto out;
+	}
 	errno = 0;
 	pid = strtol(pid_s, &end, 10);
 	if (errno != 0 || *end != '\0' || end == pid_s || pid <= 0 || pid > INT_MAX)
 		return tool_usage_error(c, "bad --pid '%s'", pid_s);
 	if ((rc = load_all(c, &cfg, &set)) != TOOL_EXIT_OK)
 		return rc;
+	if ((r = warn_overlaps(set, &matched)) != CUBEID_OK) {
+		rc = tool_fail(r, "checking the entries");
+		goto out;
+	}
+	matched = 0;
 	if (td == NULL)
 		td = cfg->trust_domain != NULL ? cfg->trust_domain : DEFAULT_TD;
 	ao.proc_root = "/proc";

@@ -17,3 +17,14 @@ EXTRA_DIST += tests/k8s-apiserver.sh tests/lib/kube-apiserver.sh
 # through the admin REST API and read back.
 TESTS += tests/keycloak-brokers.sh
 EXTRA_DIST += tests/keycloak-brokers.sh
+
+# The container image (issue 17): `make image` builds it with mmdebstrap,
+# umoci and skopeo from Debian 12 packages and this build's programs, into
+# image/ (an OCI layout and a docker-archive); tests/image.sh builds it
+# twice (same digest) and runs the agent from its unpacked rootfs.
+EXTRA_DIST += scripts/image
+TESTS += tests/image.sh
+EXTRA_DIST += tests/image.sh
+image: agent/cubeid-agent$(EXEEXT) cli/cubeid$(EXEEXT)
+	$(AM_V_GEN)$(srcdir)/scripts/image --builddir $(abs_builddir) --out $(abs_builddir)/image
+.PHONY: image

@@ -15,6 +15,7 @@ other=$((uid + 4242))
 . "$(dirname "$0")/lib/tap.sh"
 has() { grep -qF -- "$1" "$D/out"; }
 err_has() { grep -qF -- "$1" "$D/err"; }
+not_err_has() { ! grep -qF -- "$1" "$D/err"; }
 
 cat >"$D/entries.yaml" <<EOY
 entries:
@@ -74,7 +75,57 @@ printf 'trust_domain: a\nsokcet_path: /x\n' >"$D/badcfg.yaml"
 check "a bad config file" 1 "$cubeid" entry list --config "$D/badcfg.yaml"
 assert "config error names the line" err_has "badcfg.yaml:2: unknown key 'sokcet_path'"
 check "missing entries file" 4 "$cubeid" entry list --entries "$D/nope.yaml"
-check "check without --pid" 2 "$cubeid" entry check "${E[@]}"
+# without --pid: the entries alone.  me (uid U) and any-pod could both
+# match a process in a pod running as U, with different IDs: a warning with
+# the FILE:LINE of both, and exit status 1.
+check "check without --pid: an overlap" 1 "$cubeid" entry check "${E[@]}"
+assert "the overlap names both entries and their lines" err_has \
+	"warning: $D/entries.yaml:2: entry 'me' and $D/entries.yaml:10: entry 'any-pod' can both match one workload"
+assert "two uids never overlap" not_err_has "entry 'someone-else' can both"
+assert "the count of overlaps" has "3 entries, 2 overlaps"
+# the same overlap is warned of with --pid too, without changing its status
+check "check --pid warns too" 0 "$cubeid" entry check --pid $$ "${E[@]}"
+assert "the warning with --pid" err_has "entry 'me' and $D/entries.yaml:10: entry 'any-pod'"
+
+cat >"$D/disjoint.yaml" <<EOY
+entries:
+  # the same template as the next entry gives, for this pod: one identity
+  - name: router
+    spiffe_id: spiffe://{td}/ns/sys/sa/router
+    selectors: [k8s:ns:sys, k8s:sa:router]
+  - name: every-pod
+    spiffe_id: spiffe://{td}/ns/{k8s:ns}/sa/{k8s:sa}
+    selectors: [k8s:sa]
+  # one label key, two values: exclusive
+  - name: blue
+    spiffe_id: spiffe://{td}/blue
+    selectors: [k8s:pod-label:tier:blue, k8s:ns:apps]
+  - name: green
+    spiffe_id: spiffe://{td}/green
+    selectors: [k8s:pod-label:tier:green, k8s:ns:apps]
+  # another namespace than blue's
+  - name: red
+    spiffe_id: spiffe://{td}/red
+    selectors: [k8s:ns:other, k8s:pod-label:tier:red, unix:uid:$uid]
+EOY
+check "check without --pid: no overlap" 1 "$cubeid" entry check --entries "$D/disjoint.yaml"
+assert "a pinned template that gives the same ID is no overlap" not_err_has "entry 'router' and"
+assert "one label key with two values is no overlap" not_err_has "entry 'blue' and $D/disjoint.yaml:13: entry 'green'"
+assert "two namespaces are no overlap" not_err_has "entry 'red' and"
+assert "but every-pod and blue overlap" err_has "entry 'every-pod' and $D/disjoint.yaml:10: entry 'blue'"
+cat >"$D/clean.yaml" <<EOY
+entries:
+  - name: a
+    spiffe_id: spiffe://{td}/ns/{k8s:ns}/sa/{k8s:sa}
+    selectors: [k8s:sa]
+  - name: b
+    spiffe_id: spiffe://{td}/ns/{k8s:ns}/sa/{k8s:sa}
+    selectors: [k8s:ns:x, k8s:sa]
+    x509_svid_ttl: 5m
+EOY
+check "check a set without overlaps" 0 "$cubeid" entry check --entries "$D/clean.yaml"
+assert "no warning" not_err_has "warning"
+assert "says so" has "2 entries, 0 overlaps"
 check "check with a bad pid" 2 "$cubeid" entry check --pid 12x "${E[@]}"
 # a pid that does not exist (pid_max is at most 4194304)
 check "check a pid that does not exist" 4 "$cubeid" entry check --pid 2147483647 "${E[@]}"

@@ -163,9 +163,24 @@ else
 fi
 for e in 'spiffe://{td}/ns/{k8s:ns}/sa/{k8s:sa}' \
 	'spiffe://{td}/ns/agentcube-system/sa/agentcube-router' \
-	'spiffe://{td}/ns/agentcube-system/sa/workloadmanager' 'picod'; do
+	'spiffe://{td}/ns/agentcube-system/sa/workloadmanager'; do
 	assert "the entries have $e" grep -qF "$e" "$D/list"
 done
+# one identity per pod: no two entries can give one pod two SPIFFE IDs
+if "$cubeid" entry check --entries "$D/entries.yaml" >"$D/out" 2>"$D/err" && ! [ -s "$D/err" ]; then
+	ok "cubeid entry check: the ConfigMap's entries give each pod one identity: $(cat "$D/out")"
+else
+	notok "cubeid entry check: the ConfigMap's entries give each pod one identity: $(cat "$D/out" "$D/err")"
+fi
+# and the check sees the old sandbox entry, which gave PicoD a second ID
+cat "$D/entries.yaml" - >"$D/entries-picod.yaml" <<'EOY'
+  - name: picod
+    spiffe_id: spiffe://{td}/ns/{k8s:ns}/sa/{k8s:sa}/picod
+    selectors: [k8s:pod-label:app.kubernetes.io/component:picod, k8s:ns, k8s:sa]
+EOY
+"$cubeid" entry check --entries "$D/entries-picod.yaml" >"$D/out" 2>"$D/err"
+assert "cubeid entry check warns of a sandbox entry beside the default" \
+	grep -q "entry 'default' and $D/entries-picod.yaml:[0-9]*: entry 'picod' can both match" "$D/err"
 assert "the DaemonSet probes /healthz" grep -q 'path: /healthz' "$R/overlays-tpm.yaml"
 assert "the DaemonSet probes /readyz" grep -q 'path: /readyz' "$R/overlays-tpm.yaml"
 assert "the socket directory is the host's /run/cubeid" grep -q 'path: /run/cubeid$' "$R/overlays-tpm.yaml"
