@@ -133,6 +133,8 @@ bench_compare_c_SOURCES = bench/compare-c.c
 bench_compare_c_LDADD = libcubeid.la $(PTHREAD_LIBS) $(LIBS)
 
 TESTS += bench/compare-spire-smoke.sh
+# The committed results: the CSVs and the plots docs/performance.md shows.
+EXTRA_DIST += bench/results docs/img
 EXTRA_DIST += bench/compare-spire bench/compare-spire-smoke.sh bench/plot-compare.gp \
 	bench/goclient/go.mod bench/goclient/go.sum bench/goclient/main.go
 
