@@ -123,3 +123,23 @@ bench-grpc-abuse: bench/grpc-abuse$(EXEEXT) agent/cubeid-agent$(EXEEXT) cli/cube
 # latency and an idle agent's requests per minute (docs/cluster.md).  Run by
 # hand: bench/run-cluster-k8s.sh BUILDDIR.
 EXTRA_DIST += bench/run-cluster-k8s.sh
+
+# compare-spire: cubeid-agent and SPIRE side by side, like for like (issue
+# 19): equal entry counts and X.509 TTL, the same clients (bench/compare-c
+# on libcubeid, bench/goclient on go-spiffe v2), driven in alternation.
+# make bench-compare BENCH_CMP_ARGS='--entries 1,1000 --rounds 2'.
+noinst_PROGRAMS += bench/compare-c
+bench_compare_c_SOURCES = bench/compare-c.c
+bench_compare_c_LDADD = libcubeid.la $(PTHREAD_LIBS) $(LIBS)
+
+TESTS += bench/compare-spire-smoke.sh
+# The committed results: the CSVs and the plots docs/performance.md shows.
+EXTRA_DIST += bench/results docs/img
+EXTRA_DIST += bench/compare-spire bench/compare-spire-smoke.sh bench/plot-compare.gp \
+	bench/goclient/go.mod bench/goclient/go.sum bench/goclient/main.go
+
+bench-compare: bench/compare-c$(EXEEXT) bench/token-sign$(EXEEXT) agent/cubeid-agent$(EXEEXT) cli/cubeid$(EXEEXT)
+	CUBEID_SOFTHSM_MODULE='$(SOFTHSM_MODULE)' CUBEID_BUILDDIR='$(abs_top_builddir)' \
+	bash '$(abs_top_srcdir)/bench/compare-spire' $(BENCH_CMP_ARGS)
+
+.PHONY: bench-compare

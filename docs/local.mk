@@ -2,6 +2,7 @@
 # Markdown page under docs/ is listed here; tests/docs-dist.sh checks that.
 EXTRA_DIST += \
 	docs/design.md \
+	docs/performance.md \
 	docs/pkcs11.md \
 	docs/pkcs11-tpm-notes.md \
 	docs/config.md \

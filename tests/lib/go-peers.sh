@@ -209,7 +209,8 @@ tool_version() {
 	kustomize) echo "$KUSTOMIZE_VERSION" ;;
 	grpcurl) echo "$GRPCURL_VERSION" ;;
 	picod-peer | picod-jwtcheck) src_version "$srcdir/tests/$1" ;;
-	*) die 2 "unknown tool '$1' (spiffe-helper, spire-server, spire-agent, cubeid-interop, kubeconform, kustomize, grpcurl, picod-peer, picod-jwtcheck)" ;;
+	bench-goclient) src_version "$srcdir/bench/goclient" ;;
+	*) die 2 "unknown tool '$1' (spiffe-helper, spire-server, spire-agent, cubeid-interop, kubeconform, kustomize, grpcurl, picod-peer, picod-jwtcheck, bench-goclient)" ;;
 	esac
 }
 
@@ -297,6 +298,14 @@ build_tool() { # build_tool TOOL VERSION
 			-o "$tmp/$tool" .) ||
 			die 1 "go build of $tool in $srcdir/tests/$tool failed"
 		;;
+	bench-goclient)
+		# bench/compare-spire's go-spiffe client, keyed by its sources.
+		gocmd=$(select_go "$(gomod_go "$srcdir/bench/goclient/go.mod")")
+		note "building $tool ($ver) from $srcdir/bench/goclient with $gocmd"
+		(cd "$srcdir/bench/goclient" && "$gocmd" build -mod=readonly -trimpath \
+			-o "$tmp/$tool" .) ||
+			die 1 "go build of $tool in $srcdir/bench/goclient failed"
+		;;
 	esac
 	[ -x "$tmp/$tool" ] || die 1 "$tool was not produced"
 	end=$(date +%s)
@@ -304,7 +313,7 @@ build_tool() { # build_tool TOOL VERSION
 	install_bin "$tool" "$ver" "$tmp/$tool" >/dev/null
 	rm -rf "$tmp"
 	# The checker is keyed by a source hash: drop the builds of old sources.
-	if [ "$tool" = cubeid-interop ] || [ "$tool" = picod-peer ] || [ "$tool" = picod-jwtcheck ]; then
+	if [ "$tool" = cubeid-interop ] || [ "$tool" = picod-peer ] || [ "$tool" = picod-jwtcheck ] || [ "$tool" = bench-goclient ]; then
 		find "$godir" -maxdepth 1 -name "$tool-*" ! -name "$tool-$ver" \
 			-mmin +60 -exec rm -rf {} + 2>/dev/null || true
 	fi
