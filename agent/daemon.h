@@ -40,7 +40,10 @@
 #define AGENT_STATUS_PROBE_S  5  /* a status probes the token if older than this */
 #define AGENT_JWT_LEEWAY      30 /* seconds, ValidateJWTSVID */
 #define AGENT_SWEEP_MS        250
-#define AGENT_BUNDLE_CHECK_MS 30000 /* republish the JWT bundle when it changes */
+/* an X.509-SVID is renewed at least this long (or half its life) before
+ * notAfter: time for the mint, the delivery and the reload */
+#define AGENT_ROTATION_LEAD_MS 1500
+#define AGENT_BUNDLE_CHECK_MS  30000 /* republish the JWT bundle when it changes */
 
 /* Command-line settings: applied over the config file at start and again
  * after every reload (NULL / -1 = not given). */

@@ -11,7 +11,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -35,7 +37,7 @@ allowed(const cubeid_tls *tls, const cubeid_spiffe_id *id)
 struct peer_err {
 	int code;
 	bool logged;
-	char why[384];
+	char why[768];
 };
 
 static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
@@ -64,6 +66,53 @@ static const char *
 role(const SSL *ssl)
 {
 	return SSL_is_server(ssl) ? "client" : "server";
+}
+
+/* "serial 1A2B.., valid 2026-12-08T01:04:02Z to 2026-12-08T01:04:05Z" of x
+ * into buf: with the time of the check (certs_desc), what makes a failure
+ * at a rotation diagnosable (which certificate, from which set, how close
+ * to its end). */
+static const char *
+cert_desc(X509 *x, char *buf, size_t size)
+{
+	char nb[32] = "?", na[32] = "?", sn[20] = "?";
+	const ASN1_INTEGER *ai;
+	BIGNUM *bn = NULL;
+	char *hex = NULL;
+	struct tm tm;
+
+	if (x == NULL) {
+		snprintf(buf, size, "none");
+		return buf;
+	}
+	if ((ai = X509_get0_serialNumber(x)) != NULL &&
+	    (bn = ASN1_INTEGER_to_BN(ai, NULL)) != NULL && (hex = BN_bn2hex(bn)) != NULL)
+		snprintf(sn, sizeof(sn), "%.16s%s", hex, strlen(hex) > 16 ? ".." : "");
+	if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
+		strftime(nb, sizeof(nb), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+		strftime(na, sizeof(na), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(buf, size, "serial %s, valid %s to %s", sn, nb, na);
+	OPENSSL_free(hex);
+	BN_free(bn);
+	ERR_clear_error();
+	return buf;
+}
+
+/* "at T; the peer's: ...; ours: ..." into buf. */
+static const char *
+certs_desc(X509 *peer, X509 *own, char *buf, size_t size)
+{
+	char p[128], o[128], now[40];
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, size, "at %s.%03ldZ; the peer's certificate: %s; ours: %s", now,
+	         ts.tv_nsec / 1000000, cert_desc(peer, p, sizeof(p)), cert_desc(own, o, sizeof(o)));
+	return buf;
 }
 
 /* Record code/why on ssl (the first failure wins) and log it. */
@@ -120,6 +169,7 @@ cubeid_tls_handshake_error(SSL *ssl, int ret, const char **why)
 	unsigned long e, found = 0;
 	int err, rc, reason;
 	const char *what = NULL;
+	char cd[400];
 
 	if (why != NULL)
 		*why = "ok";
@@ -140,6 +190,7 @@ cubeid_tls_handshake_error(SSL *ssl, int ret, const char **why)
 		if (found == 0 && ERR_GET_LIB(e) == ERR_LIB_SSL)
 			found = e;
 	reason = found != 0 ? ERR_GET_REASON(found) : 0;
+	certs_desc(SSL_get0_peer_certificate(ssl), SSL_get_certificate(ssl), cd, sizeof(cd));
 	if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
 		rc = record(ssl, CUBEID_ERR_TLS_NO_PEER_CERT, true,
 		            "the %s presented no certificate", role(ssl));
@@ -152,18 +203,18 @@ cubeid_tls_handshake_error(SSL *ssl, int ret, const char **why)
 	           reason == SSL_R_TLSV1_ALERT_ACCESS_DENIED ||
 	           reason == SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE) {
 		what = ERR_reason_error_string(found);
-		rc = record(ssl, CUBEID_ERR_TLS, true, "the %s refused us: %s", role(ssl),
-		            what != NULL ? what : "alert");
+		rc = record(ssl, CUBEID_ERR_TLS, true, "the %s refused us: %s; %s", role(ssl),
+		            what != NULL ? what : "alert", cd);
 	} else if (found != 0) {
 		what = ERR_reason_error_string(found);
-		rc = record(ssl, CUBEID_ERR_TLS, true, "%s",
-		            what != NULL ? what : "unknown OpenSSL error");
+		rc = record(ssl, CUBEID_ERR_TLS, true, "%s; %s",
+		            what != NULL ? what : "unknown OpenSSL error", cd);
 	} else if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN) {
 		rc = record(ssl, CUBEID_ERR_TLS, true,
-		            "the %s closed the connection during the handshake", role(ssl));
+		            "the %s closed the connection during the handshake; %s", role(ssl), cd);
 	} else {
 		rc = record(ssl, CUBEID_ERR_TLS, true,
-		            "handshake with the %s failed (SSL error %d)", role(ssl), err);
+		            "handshake with the %s failed (SSL error %d); %s", role(ssl), err, cd);
 	}
 	cubeid_tls_peer_error(ssl, why);
 	return rc;
@@ -219,6 +270,7 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 	cubeid_spiffe_id *id = NULL;
 	const char *why = "ok", *td;
 	int rc, i, xerr = X509_V_ERR_CERT_REJECTED;
+	char cd[400];
 
 	if (ssl == NULL || leaf == NULL || s == NULL) {
 		xerr = X509_V_ERR_UNSPECIFIED;
@@ -233,13 +285,15 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 		    sk_X509_push(chain, sk_X509_value(sent, i)) <= 0)
 			goto fail_quiet;
 	rc = cubeid_x509_svid_verify(chain, s->bundle, 0, &id, &why);
+	if (rc != CUBEID_OK)
+		certs_desc(leaf, s->leaf, cd, sizeof(cd));
 	/* a peer of another trust domain has no CA of ours */
 	if (rc == CUBEID_ERR_X509_SVID && cubeid_x509_spiffe_id(leaf, &id, NULL) == CUBEID_OK &&
 	    !cubeid_spiffe_id_member_of(id, td)) {
 		xerr = X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY;
 		record(ssl, CUBEID_ERR_TLS_UNKNOWN_CA, true,
-		       "%s is in trust domain %s; only %s is trusted", cubeid_spiffe_id_string(id),
-		       cubeid_spiffe_id_trust_domain(id), td);
+		       "%s is in trust domain %s; only %s is trusted; %s",
+		       cubeid_spiffe_id_string(id), cubeid_spiffe_id_trust_domain(id), td, cd);
 		goto fail;
 	}
 	switch (rc) {
@@ -252,17 +306,17 @@ verify_cb(X509_STORE_CTX *xctx, void *arg)
 	case CUBEID_ERR_X509_VERIFY:
 		xerr = X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY;
 		record(ssl, CUBEID_ERR_TLS_UNKNOWN_CA, true,
-		       "the certificate chain does not lead to a CA of %s: %s", td, why);
+		       "the certificate chain does not lead to a CA of %s: %s; %s", td, why, cd);
 		break;
 	case CUBEID_ERR_X509_EXPIRED:
 		xerr = X509_V_ERR_CERT_HAS_EXPIRED;
-		record(ssl, CUBEID_ERR_TLS_PEER_EXPIRED, true, "%s", why);
+		record(ssl, CUBEID_ERR_TLS_PEER_EXPIRED, true, "%s; %s", why, cd);
 		break;
 	case CUBEID_ERR_NOMEM:
 		xerr = X509_V_ERR_OUT_OF_MEM;
 		goto fail_quiet;
 	default:
-		record(ssl, CUBEID_ERR_X509_SVID, true, "not a valid X.509-SVID: %s", why);
+		record(ssl, CUBEID_ERR_X509_SVID, true, "not a valid X.509-SVID: %s; %s", why, cd);
 		break;
 	}
 fail:
