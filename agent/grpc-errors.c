@@ -83,6 +83,16 @@ on_invalid_frame_recv_cb(nghttp2_session *h2, const nghttp2_frame *frame, int li
 	int n;
 
 	(void)h2;
+	if (frame->hd.type == NGHTTP2_GOAWAY && frame->hd.stream_id == 0 &&
+	    frame->goaway.error_code == NGHTTP2_NO_ERROR) {
+		/* grpc-go says goodbye with GOAWAY(NO_ERROR) naming its own
+		 * last stream, an odd id, which nghttp2 refuses as a server
+		 * ("invalid last_stream_id") and answers with PROTOCOL_ERROR.
+		 * The client is leaving cleanly: that is no abuse to charge
+		 * its uid with, and no error worth a notice per connection. */
+		c->peer_left = true;
+		return 0;
+	}
 	n = snprintf(m, sizeof(m), "%s (a frame of type %u on stream %d)",
 	             nghttp2_strerror(lib_error), (unsigned)frame->hd.type, frame->hd.stream_id);
 	c->srv->counters.protocol_errors++;
@@ -133,6 +143,13 @@ on_frame_send_cb(nghttp2_session *h2, const nghttp2_frame *frame, void *user)
 			reason[i] = b >= 0x20 && b < 0x7f ? (char)b : '?';
 		}
 		reason[n] = '\0';
+		if (c->peer_left) {
+			cubeid_debug("grpc: the peer said goodbye with GOAWAY(NO_ERROR) on its own "
+			             "stream id, which nghttp2 refuses (peer pid %ld uid %ld)",
+			             (long)c->pid, (long)c->uid);
+			c->why = NULL;
+			return 0;
+		}
 		c->srv->counters.goaways++;
 		grpc_conn_strike(c); /* its uid's next connections wait a little */
 		grpc_conn_log(c, "ending the connection (GOAWAY) with %s: %s%s%s",

@@ -163,6 +163,7 @@ struct conn {
 	struct conn *ready_next; /* in its peer's queue of turns */
 	bool queued;             /* waiting for a turn (not read meanwhile) */
 	bool struck;             /* dropped for abuse: its uid was told */
+	bool peer_left;          /* it sent GOAWAY(NO_ERROR) that nghttp2 found invalid */
 	long hold_timer;         /* a held new connection's first turn (not read meanwhile) */
 	bool dead;               /* being torn down */
 	bool doomed;             /* drop scheduled */

@@ -1600,6 +1600,39 @@ server_counters(void)
 	return q.c;
 }
 
+/* grpc-go ends a connection with GOAWAY(NO_ERROR) naming its own last
+ * stream (an odd id), which nghttp2 refuses from a client and answers with
+ * GOAWAY(PROTOCOL_ERROR).  That is a clean goodbye, not abuse: the uid's
+ * next connection must not be held, or every go-spiffe call that opens a
+ * connection waits 10-100 ms (measured: a 100 ms p50 before this). */
+START_TEST(test_a_grpc_go_goodbye_is_not_charged_as_abuse)
+{
+	static uint8_t req[1024];
+	const char *aud[] = {"after-the-goodbye"};
+	struct cubeid_wl_status st;
+	struct cubeid_wl_jwt *j = NULL;
+	struct grpc_counters before, after;
+	size_t off;
+	int fd;
+
+	before = server_counters();
+	fd = raw_h2_start(req, &off);
+	put_frame_hdr(req + off, 8, 0x7, 0, 0);
+	memset(req + off + 9, 0, 8);
+	req[off + 12] = 1; /* last stream 1, error NO_ERROR */
+	off += 17;
+	ck_assert_int_eq(write(fd, req, off), (ssize_t)off);
+	(void)read_until_eof_saw_goaway(fd);
+	close(fd);
+	ck_assert_int_eq(cubeid_wl_fetch_jwt(&fx.opts, aud, 1, NULL, &j, &st), 0);
+	cubeid_wl_jwt_free(j);
+	after = server_counters();
+	ck_assert_uint_eq(after.goaways, before.goaways);
+	ck_assert_uint_eq(after.held_connections, before.held_connections);
+	ck_assert_uint_eq(after.protocol_errors, before.protocol_errors);
+}
+END_TEST
+
 START_TEST(test_resets_and_protocol_errors_are_logged_rate_limited_and_counted)
 {
 	static uint8_t req[64 * 1024];
@@ -2637,6 +2670,7 @@ grpc_suite(void)
 	tcase_add_test(tc, test_sensitive_output_stays_in_dontdump_memory);
 	tcase_add_test(tc, test_hpack_bomb_drops_the_connection);
 	tcase_add_test(tc, test_rapid_reset_gets_goaway);
+	tcase_add_test(tc, test_a_grpc_go_goodbye_is_not_charged_as_abuse);
 	tcase_add_test(tc,
 	               test_every_unix_socket_authority_is_served_and_malformed_requests_are_reset);
 	tcase_add_test(tc, test_resets_and_protocol_errors_are_logged_rate_limited_and_counted);
