@@ -426,7 +426,8 @@ main(int argc, char **argv)
 	sa.sin_port = htons((uint16_t)port);
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
 	                     (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
-	                     (struct sockaddr *)&sa, MHD_OPTION_END);
+	                     (struct sockaddr *)&sa, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+	                     MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "router: cannot listen on port %d\n", port);
 		return 1;

@@ -157,8 +157,11 @@ static pid_t
 spawn(char *const argv[], const char *addrfile, const char *log, char addr[64])
 {
 	pid_t pid = fork();
+	sigset_t none;
 
 	if (pid == 0) {
+		sigemptyset(&none); /* main() blocked SIGTERM: not for the sandbox */
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (!freopen(log, "w", stderr))
 			_exit(127);
 		dup2(2, 1);
@@ -305,6 +308,23 @@ out:
 	return NULL;
 }
 
+/* SIGTERM or SIGINT (blocked everywhere, taken here): stop every sandbox's
+ * processes, which would outlive this one otherwise. */
+static void *
+on_stop(void *arg)
+{
+	sigset_t *set = arg;
+	int sig;
+
+	sigwait(set, &sig);
+	pthread_mutex_lock(&wm.lock);
+	for (int i = 0; i < wm.n; i++) {
+		stop(wm.sb[i].front);
+		stop(wm.sb[i].picod);
+	}
+	_exit(0);
+}
+
 static char *
 read_file(const char *path)
 {
@@ -330,7 +350,13 @@ main(int argc, char **argv)
 	cubeid_tls *tls = NULL;
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int port = 0, lfd, one = 1;
+	static sigset_t set;
+	pthread_t st;
 
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread starts */
 	cubeid_tls_flags_init(&fl);
 	if (cubeid_tls_flags_parse(&fl, &argc, argv) != 0)
 		return 2;
@@ -375,6 +401,8 @@ main(int argc, char **argv)
 		perror("workloadmanager: listen");
 		return 1;
 	}
+	if (pthread_create(&st, NULL, on_stop, &set) != 0)
+		return 1;
 	fprintf(stderr, "workloadmanager: listening on 127.0.0.1:%d\n", port);
 	for (;;) {
 		pthread_t t;
