@@ -6,6 +6,8 @@
  *          --assertion-file JWT-SVID-FILE --wm HOST:PORT
  *          --enable-mtls --mtls-cert-file F --mtls-key-file F
  *          --mtls-ca-file F --mtls-allow-id WORKLOADMANAGER-SPIFFE-ID
+ *          [--agent-socket S [--namespace NS] [--picod-auth-mode mtls|jwt]
+ *           [--picod-allow-id SANDBOX-SPIFFE-ID]]
  *
  * Plain HTTP/1.1 towards the SDK (libmicrohttpd); mTLS towards the
  * WorkloadManager with cubeid's TLS loader.  For each request it
@@ -16,7 +18,12 @@
  *      delivers it to --assertion-file, no secret anywhere);
  *   3. calls the WorkloadManager over mTLS with the exchanged token;
  *   4. for a sandbox, enforces RLAC on the owner the WorkloadManager
- *      recorded: the owner and admin only (403).
+ *      recorded: the owner and admin only (403);
+ *   5. with --agent-socket, an invoke goes to the sandbox's PicoD (through
+ *      the front the WorkloadManager started, examples/picod-front.c) in
+ *      --picod-auth-mode: mtls (its own SVID; the sandbox's ID allowed)
+ *      or jwt; a sandbox in the other mode is a 502 with the documented
+ *      mismatch error (CUBEID_ERR_AUTH_MODE, <cubeid/picod-auth.h>).
  */
 #define _GNU_SOURCE /* strcasestr */
 #include <errno.h>
@@ -35,6 +42,7 @@
 #include <openssl/ssl.h>
 
 #include <cubeid/oidc.h>
+#include <cubeid/picod-auth.h>
 #include <cubeid/picod.h>
 #include <cubeid/tls.h>
 
@@ -53,7 +61,8 @@ static struct {
 	cubeid_oidc_client *client;
 	SSL_CTX *wm_ctx;
 	const char *wm_host, *wm_port, *assertion_file;
-	const char *agent_socket, *ns; /* jwt mode towards PicoD */
+	const char *agent_socket, *ns; /* towards PicoD */
+	cubeid_picod_auth *picod;
 } rt = {.ns = "agentcube"};
 
 /* The jwt-spiffe client assertion: the JWT-SVID the agent delivered (and
@@ -147,32 +156,69 @@ wm_call(const char *method, const char *path, const char *token, json_t **reply)
 	return http_call(rt.wm_ctx, rt.wm_host, rt.wm_port, method, path, token, NULL, reply);
 }
 
-/* jwt mode: a PicoD token from the agent (aud picod:NS/ID, the session,
- * the user), then PicoD's /api/execute at the sandbox's address. */
+/* An invoke at the sandbox's PicoD (addr: its front, or PicoD itself), with
+ * a PicoD token from the agent (aud picod:NS/ID, the session, the user):
+ * PicoD v0.1.0 checks it whatever the mode.  The connection is the
+ * --picod-auth-mode's (mtls: the handshake first).  Returns the status (-1,
+ * or CUBEID_ERR_AUTH_MODE in *rc for a sandbox in the other mode). */
 static int
-picod_invoke(const char *id, const char *addr, const char *user, json_t **reply)
+picod_invoke(const char *id, const char *addr, const char *user, json_t **reply, int *rc)
 {
 	struct cubeid_wl_opts o = {.socket = rt.agent_socket};
 	struct cubeid_picod_token_req req = {
 	        .session_id = id, .sandbox = id, .ns = rt.ns, .user_sub = user};
+	static const char body[] = "{\"command\":[\"echo\",\"hello from the sandbox\"]}";
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
 	struct cubeid_picod_token *t = NULL;
+	struct cubeid_picod_conn *c = NULL;
 	struct cubeid_wl_status st;
-	char host[64], *colon;
-	int status;
+	char host[64], *colon, *buf = malloc(BODY_MAX + 1), *p;
+	int status = -1, fd = -1, n;
+	size_t len = 0;
+	long got;
 
 	*reply = NULL;
+	*rc = CUBEID_OK;
 	snprintf(host, sizeof(host), "%s", addr ? addr : "");
-	if (!(colon = strrchr(host, ':')))
-		return -1;
+	if (!buf || !(colon = strrchr(host, ':')))
+		goto out;
 	*colon = '\0';
 	if (cubeid_picod_fetch_token(&o, &req, &t, &st) != CUBEID_OK) {
 		fprintf(stderr, "router: no PicoD token from the agent: %s\n", st.message);
-		return -1;
+		goto out;
 	}
-	status = http_call(NULL, host, colon + 1, "POST", "/api/execute", t->token,
-	                   "{\"command\":[\"echo\",\"hello from the sandbox\"]}", reply);
+	if (getaddrinfo(host, colon + 1, &hints, &ai) != 0 ||
+	    (fd = socket(ai->ai_family, SOCK_STREAM, 0)) < 0 ||
+	    connect(fd, ai->ai_addr, ai->ai_addrlen) != 0)
+		goto out;
+	if ((*rc = cubeid_picod_conn_client(rt.picod, fd, &c)) != CUBEID_OK)
+		goto out;
+	n = snprintf(buf, BODY_MAX,
+	             "POST /api/execute HTTP/1.1\r\nHost: picod\r\nAuthorization: Bearer %s\r\n"
+	             "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+	             "Connection: close\r\n\r\n%s",
+	             t->token, strlen(body), body);
+	if (n >= BODY_MAX || (*rc = cubeid_picod_conn_write(c, buf, (size_t)n)) != CUBEID_OK)
+		goto out;
+	while (len < BODY_MAX && (got = cubeid_picod_conn_read(c, buf + len, BODY_MAX - len)) > 0)
+		len += (size_t)got;
+	buf[len] = '\0';
+	if (len == 0 || (*rc = cubeid_picod_conn_check_reply(c, buf, len)) != CUBEID_OK)
+		goto out;
+	if (sscanf(buf, "HTTP/1.%*d %d", &status) == 1 && (p = strstr(buf, "\r\n\r\n")))
+		*reply = json_loads(p + 4, 0, NULL);
+out:
+	if (*rc != CUBEID_OK)
+		fprintf(stderr, "router: PicoD of %s at %s: %s\n", id, addr ? addr : "?",
+		        cubeid_strerror(*rc));
+	cubeid_picod_conn_free(c);
+	if (fd >= 0)
+		close(fd);
+	if (ai)
+		freeaddrinfo(ai);
 	cubeid_picod_token_free(t);
-	return status;
+	free(buf);
+	return *rc != CUBEID_OK ? -1 : status;
 }
 
 static enum MHD_Result
@@ -265,10 +311,16 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		status = wm_call("DELETE", path, x.access_token, &body);
 		ret = send_json(c, status < 0 ? 502 : status, body, NULL);
 	} else if (strcmp(method, "POST") == 0 && rt.agent_socket) { /* invoke: PicoD */
-		json_t *out = NULL;
-		status = picod_invoke(id, json_string_value(json_object_get(body, "picod")),
-		                      cubeid_rlac_owner(d.claims), &out);
+		json_t *out = NULL, *front = json_object_get(body, "front");
+		int prc;
+		status = picod_invoke(id,
+		                      json_string_value(json_string_length(front)
+		                                                ? front
+		                                                : json_object_get(body, "picod")),
+		                      cubeid_rlac_owner(d.claims), &out, &prc);
 		json_decref(body);
+		if (status < 0)
+			out = err("picod unreachable", cubeid_strerror(prc));
 		ret = send_json(c, status < 0 ? 502 : status, out, NULL);
 	} else if (strcmp(method, "POST") == 0) { /* invoke, no PicoD configured */
 		json_decref(body);
@@ -292,7 +344,9 @@ main(int argc, char **argv)
 	struct cubeid_oidc_verifier_opts vo = {0};
 	struct cubeid_oidc_client_opts co = {.method = CUBEID_OIDC_AUTH_SPIFFE,
 	                                     .assertion = assertion};
-	const char *aud[] = {"agentcube-router"};
+	const char *aud[] = {"agentcube-router"}, *picod_allow[1] = {NULL};
+	struct cubeid_picod_auth_config pc = {.role = CUBEID_PICOD_CLIENT};
+	struct cubeid_tls_config ptc;
 	cubeid_tls *tls = NULL;
 	struct MHD_Daemon *d;
 	char *wm = NULL, *colon;
@@ -301,7 +355,8 @@ main(int argc, char **argv)
 	sigset_t set;
 
 	cubeid_tls_flags_init(&fl);
-	if (cubeid_tls_flags_parse(&fl, &argc, argv) != 0)
+	if (cubeid_picod_auth_flag_parse(&argc, argv, &pc.mode) != 0 ||
+	    cubeid_tls_flags_parse(&fl, &argc, argv) != 0)
 		return 2;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		const char *k = argv[i], *v = argv[i + 1];
@@ -315,12 +370,9 @@ main(int argc, char **argv)
 			co.client_id = v;
 		else if (strcmp(k, "--assertion-file") == 0)
 			rt.assertion_file = v;
-		else if (strcmp(k, "--picod-auth-mode") == 0) {
-			if (strcmp(v, "jwt") != 0) {
-				fprintf(stderr, "router: --picod-auth-mode %s: only jwt here\n", v);
-				return 2;
-			}
-		} else if (strcmp(k, "--agent-socket") == 0)
+		else if (strcmp(k, "--picod-allow-id") == 0)
+			picod_allow[0] = v;
+		else if (strcmp(k, "--agent-socket") == 0)
 			rt.agent_socket = v;
 		else if (strcmp(k, "--namespace") == 0)
 			rt.ns = v;
@@ -352,6 +404,19 @@ main(int argc, char **argv)
 	    cubeid_tls_client_ctx(tls, &rt.wm_ctx) != 0)
 		return 1;
 	cubeid_tls_free(tls); /* the context holds its own reference */
+	/* towards PicoD: the same SVID, and the sandbox's ID (with none, any ID
+	 * of the trust domain) instead of the WorkloadManager's */
+	if (rt.agent_socket) {
+		if (cubeid_tls_flags_config(&fl, &ptc) != 0)
+			return 1;
+		ptc.allow = picod_allow;
+		ptc.n_allow = picod_allow[0] ? 1 : 0;
+		pc.tls = pc.mode == CUBEID_PICOD_AUTH_MTLS ? &ptc : NULL;
+		pc.socket = rt.agent_socket;
+		if (cubeid_picod_auth_new(&pc, &rt.picod) != 0)
+			return 1;
+		fprintf(stderr, "router: PicoD in %s mode\n", cubeid_picod_auth_mode_name(pc.mode));
+	}
 
 	/* block the stop signals before MHD's threads start, so they inherit it */
 	sigemptyset(&set);
@@ -361,7 +426,8 @@ main(int argc, char **argv)
 	sa.sin_port = htons((uint16_t)port);
 	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION,
 	                     (uint16_t)port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
-	                     (struct sockaddr *)&sa, MHD_OPTION_END);
+	                     (struct sockaddr *)&sa, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+	                     MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "router: cannot listen on port %d\n", port);
 		return 1;

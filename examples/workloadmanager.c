@@ -2,7 +2,8 @@
  * workloadmanager: the reference WorkloadManager of the end-to-end chain
  * (docs/e2e.md), built only on libcubeid's public API.
  *
- *   workloadmanager --listen PORT --issuer URL [--picod PATH]
+ *   workloadmanager --listen PORT --issuer URL [--picod PATH
+ *                   --picod-key-file PEM --picod-dir DIR [--picod-front PATH]]
  *                   --enable-mtls --mtls-cert-file F --mtls-key-file F
  *                   --mtls-ca-file F --mtls-allow-id ROUTER-SPIFFE-ID
  *
@@ -13,8 +14,10 @@
  * checked with its own JWKS cache.  The API:
  *
  *   POST   /sandboxes       create one owned by the token's sub; with
- *                           --picod, start a real PicoD for it
- *   GET    /sandboxes/ID    {"id", "owner", "owner_hash", "picod"}
+ *                           --picod, start a real PicoD for it, and with
+ *                           --picod-front the Router's way in to it
+ *                           (examples/picod-front.c)
+ *   GET    /sandboxes/ID    {"id", "owner", "owner_hash", "picod", "front"}
  *   DELETE /sandboxes/ID    stop it
  *
  * A sandbox records agentcube.io/owner and agentcube.io/owner-hash, as
@@ -46,14 +49,15 @@ struct sandbox {
 	char id[32];
 	char owner[256];
 	char hash[CUBEID_RLAC_HASH_LEN + 1];
-	pid_t picod;
-	char addr[64]; /* where its PicoD listens, host:port */
+	pid_t picod, front;
+	char addr[64];  /* where its PicoD listens, host:port */
+	char faddr[64]; /* where its front listens */
 };
 
 static struct {
 	cubeid_oidc_verifier *verifier;
 	SSL_CTX *ctx;
-	const char *picod, *picod_key, *picod_dir;
+	const char *picod, *picod_key, *picod_dir, *front;
 	pthread_mutex_t lock;
 	struct sandbox sb[SANDBOX_MAX];
 	int n;
@@ -141,38 +145,38 @@ find_locked(const char *id)
 static json_t *
 sandbox_json(const struct sandbox *s)
 {
-	return json_pack("{ss ss ss ss si}", "id", s->id, CUBEID_RLAC_OWNER_ANNOTATION, s->owner,
+	return json_pack("{ss ss ss ss si ss}", "id", s->id, CUBEID_RLAC_OWNER_ANNOTATION, s->owner,
 	                 CUBEID_RLAC_OWNER_HASH_LABEL, s->hash, "picod", s->addr, "picod_pid",
-	                 (int)s->picod);
+	                 (int)s->picod, "front", s->faddr);
 }
 
-/* Start a real PicoD for s, with PICOD_AUTH_PUBLIC_KEY from the agent, in a
- * workspace of its own; it writes the address it listens on to a file. */
+/* Start a sandbox process (PicoD, or its front) with PICOD_AUTH_PUBLIC_KEY
+ * from the agent; it writes the address it listens on to ADDRFILE, which
+ * is waited for and read into addr. */
 static pid_t
-start_picod(struct sandbox *s)
+spawn(char *const argv[], const char *addrfile, const char *log, char addr[64])
 {
-	char ws[512], addr[512], log[512];
-	pid_t pid;
+	pid_t pid = fork();
+	sigset_t none;
 
-	snprintf(ws, sizeof(ws), "%s/%s", wm.picod_dir, s->id);
-	snprintf(addr, sizeof(addr), "%s/%s.addr", wm.picod_dir, s->id);
-	snprintf(log, sizeof(log), "%s/%s.log", wm.picod_dir, s->id);
-	if (mkdir(ws, 0700) != 0)
-		return -1;
-	pid = fork();
 	if (pid == 0) {
+		sigemptyset(&none); /* main() blocked SIGTERM: not for the sandbox */
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (!freopen(log, "w", stderr))
 			_exit(127);
 		dup2(2, 1);
 		setenv("PICOD_AUTH_PUBLIC_KEY", wm.picod_key, 1);
-		execl(wm.picod, wm.picod, ws, addr, (char *)NULL);
+		execv(argv[0], argv);
 		_exit(127);
 	}
-	/* wait until it listens: the address file appears */
 	for (int i = 0; pid > 0 && i < 600; i++) {
-		FILE *f = fopen(addr, "r");
+		FILE *f = fopen(addrfile, "r");
+		if (!f && waitpid(pid, NULL, WNOHANG) == pid) {
+			fprintf(stderr, "workloadmanager: %s exited, see %s\n", argv[0], log);
+			return -1;
+		}
 		if (f) {
-			int ok = fscanf(f, "%63s", s->addr) == 1;
+			int ok = fscanf(f, "%63s", addr) == 1;
 			fclose(f);
 			if (ok)
 				break;
@@ -181,6 +185,37 @@ start_picod(struct sandbox *s)
 	}
 	return pid;
 }
+
+/* A real PicoD for s in a workspace of its own, and its front. */
+static void
+start_picod(struct sandbox *s)
+{
+	char ws[512], addr[512], log[512];
+
+	snprintf(ws, sizeof(ws), "%s/%s", wm.picod_dir, s->id);
+	snprintf(addr, sizeof(addr), "%s/%s.addr", wm.picod_dir, s->id);
+	snprintf(log, sizeof(log), "%s/%s.log", wm.picod_dir, s->id);
+	if (mkdir(ws, 0700) != 0)
+		return;
+	s->picod = spawn((char *[]){(char *)wm.picod, ws, addr, NULL}, addr, log, s->addr);
+	if (!wm.front || s->picod <= 0 || !*s->addr)
+		return;
+	snprintf(addr, sizeof(addr), "%s/%s.front", wm.picod_dir, s->id);
+	snprintf(log, sizeof(log), "%s/%s.front.log", wm.picod_dir, s->id);
+	s->front = spawn((char *[]){(char *)wm.front, "--sandbox", s->id, "--upstream", s->addr,
+	                            "--addr-file", addr, NULL},
+	                 addr, log, s->faddr);
+}
+
+static void
+stop(pid_t pid)
+{
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		waitpid(pid, NULL, 0);
+	}
+}
+
 static void
 handle(SSL *ssl, struct req *r, const char *peer)
 {
@@ -216,7 +251,7 @@ handle(SSL *ssl, struct req *r, const char *peer)
 			strcpy(s->owner, owner);
 			cubeid_rlac_owner_hash(owner, s->hash);
 			if (wm.picod)
-				s->picod = start_picod(s);
+				start_picod(s);
 			wm.n++;
 			reply(ssl, 201, sandbox_json(s));
 		}
@@ -227,10 +262,8 @@ handle(SSL *ssl, struct req *r, const char *peer)
 		} else if (strcmp(r->method, "GET") == 0) {
 			reply(ssl, 200, sandbox_json(s));
 		} else if (strcmp(r->method, "DELETE") == 0) {
-			if (s->picod > 0) {
-				kill(s->picod, SIGTERM);
-				waitpid(s->picod, NULL, 0);
-			}
+			stop(s->front);
+			stop(s->picod);
 			*s = wm.sb[--wm.n];
 			reply(ssl, 200, json_pack("{sb}", "deleted", 1));
 		} else {
@@ -275,6 +308,23 @@ out:
 	return NULL;
 }
 
+/* SIGTERM or SIGINT (blocked everywhere, taken here): stop every sandbox's
+ * processes, which would outlive this one otherwise. */
+static void *
+on_stop(void *arg)
+{
+	sigset_t *set = arg;
+	int sig;
+
+	sigwait(set, &sig);
+	pthread_mutex_lock(&wm.lock);
+	for (int i = 0; i < wm.n; i++) {
+		stop(wm.sb[i].front);
+		stop(wm.sb[i].picod);
+	}
+	_exit(0);
+}
+
 static char *
 read_file(const char *path)
 {
@@ -300,7 +350,13 @@ main(int argc, char **argv)
 	cubeid_tls *tls = NULL;
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int port = 0, lfd, one = 1;
+	static sigset_t set;
+	pthread_t st;
 
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread starts */
 	cubeid_tls_flags_init(&fl);
 	if (cubeid_tls_flags_parse(&fl, &argc, argv) != 0)
 		return 2;
@@ -315,6 +371,8 @@ main(int argc, char **argv)
 			wm.picod_key = read_file(argv[i + 1]);
 		else if (strcmp(argv[i], "--picod-dir") == 0)
 			wm.picod_dir = argv[i + 1];
+		else if (strcmp(argv[i], "--picod-front") == 0)
+			wm.front = argv[i + 1];
 		else {
 			fprintf(stderr, "workloadmanager: unknown argument %s\n", argv[i]);
 			return 2;
@@ -323,7 +381,8 @@ main(int argc, char **argv)
 	if (port <= 0 || !vo.issuer || !fl.enable ||
 	    (wm.picod && (!wm.picod_key || !wm.picod_dir))) {
 		fprintf(stderr, "usage: workloadmanager --listen PORT --issuer URL [--picod PATH "
-		                "--picod-key-file PEM --picod-dir DIR] --enable-mtls ...\n");
+		                "--picod-key-file PEM --picod-dir DIR [--picod-front PATH]] "
+		                "--enable-mtls ...\n");
 		cubeid_tls_flags_usage(stderr);
 		return 2;
 	}
@@ -342,6 +401,8 @@ main(int argc, char **argv)
 		perror("workloadmanager: listen");
 		return 1;
 	}
+	if (pthread_create(&st, NULL, on_stop, &set) != 0)
+		return 1;
 	fprintf(stderr, "workloadmanager: listening on 127.0.0.1:%d\n", port);
 	for (;;) {
 		pthread_t t;

@@ -21,6 +21,7 @@ cubeid=$builddir/cli/cubeid
 agent=$builddir/agent/cubeid-agent
 router=$builddir/examples/router
 wmbin=$builddir/examples/workloadmanager
+front=$builddir/examples/picod-front
 export CUBEID_SRCDIR=$srcdir
 
 skip_or_fail() {
@@ -91,11 +92,17 @@ WORKLOAD_ID=spiffe://$TD/ns/agents/sa/code-runner
 # the whole cast runs as this uid and the delivered files tell them apart.
 ROUTER_UID=4210001 WM_UID=4210002 SANDBOX_UID=4210003
 as_uid() { "$@"; }
+spawn_as() { shift && exec "$@"; }
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
 	as_uid() { # as_uid UID CMD...
 		local u=$1
 		shift
 		setpriv --reuid="$u" --regid="$u" --clear-groups "$@"
+	}
+	spawn_as() { # spawn_as UID CMD... &: $! is then CMD's pid, to stop it by
+		local u=$1
+		shift
+		exec setpriv --reuid="$u" --regid="$u" --clear-groups "$@"
 	}
 	chmod 755 "$W"
 else
@@ -186,6 +193,8 @@ entries:
     selectors: [unix:uid:$SANDBOX_UID]
     delivery:
       dir: $W/sandbox/certs
+      uid: $WM_UID
+      gid: $WM_UID
   - name: code-runner
     spiffe_id: $WORKLOAD_ID
     selectors: [unix:uid:$(id -u)]
@@ -211,7 +220,10 @@ start_agent || die "cubeid-agent did not start or deliver"
 
 # The sandbox: AgentCube's real PicoD (v0.1.0, tests/picod-peer, as
 # picod-real.sh builds it), which the WorkloadManager starts per sandbox with
-# the agent's PicoD public key in PICOD_AUTH_PUBLIC_KEY.
+# the agent's PicoD public key in PICOD_AUTH_PUBLIC_KEY, and in front of it
+# examples/picod-front (PicoD v0.1.0 has no TLS): the Router's way in, in
+# the mode $W/front.mode says when the sandbox is created.  Here the
+# WorkloadManager's uid runs both, with the sandbox's SVID.
 PICOD_ARGS=()
 if picod=$(bash "$srcdir/tests/lib/go-peers.sh" path picod-peer 2>"$W/picod-build.err"); then
 	mkdir -p "$W/bin" "$W/sandboxes" && cp "$picod" "$W/bin/picod" &&
@@ -219,36 +231,69 @@ if picod=$(bash "$srcdir/tests/lib/go-peers.sh" path picod-peer 2>"$W/picod-buil
 	as_uid "$ROUTER_UID" env SPIFFE_ENDPOINT_SOCKET="unix://$S" "$cubeid" picod public-key \
 		>"$W/picod.pem" 2>"$W/picod-key.err" || die "no PicoD key: $(cat "$W/picod-key.err")"
 	chmod 644 "$W/picod.pem"
-	PICOD_ARGS=(--picod "$W/bin/picod" --picod-key-file "$W/picod.pem" --picod-dir "$W/sandboxes")
+	echo mtls >"$W/front.mode"
+	front=$(cd "$(dirname "$front")" && pwd)/picod-front
+	cat >"$W/bin/front" <<EOF
+#!/bin/sh
+# the WorkloadManager runs this per sandbox: front ARGS (sandbox, upstream, addr file)
+if [ "\$(cat "$W/front.mode")" = jwt ]; then
+	exec "$front" "\$@" --namespace "$NS" --picod-auth-mode jwt
+fi
+exec "$front" "\$@" --namespace "$NS" --picod-auth-mode mtls --enable-mtls \\
+	--mtls-cert-file "$W/sandbox/certs/svid.pem" --mtls-key-file "$W/sandbox/certs/svid_key.pem" \\
+	--mtls-ca-file "$W/sandbox/certs/svid_bundle.pem" --mtls-allow-id "$ROUTER_ID"
+EOF
+	chmod 755 "$W/bin/front"
+	PICOD_ARGS=(--picod "$W/bin/picod" --picod-key-file "$W/picod.pem" --picod-dir "$W/sandboxes"
+		--picod-front "$W/bin/front")
 else
-	echo "# AgentCube's PicoD could not be built: flow 3 will say so"
+	echo "# AgentCube's PicoD could not be built: flows 2, 3 and 9 will say so"
 	tail -5 "$W/picod-build.err" | sed 's/^/#   /'
 fi
 
 WM_PORT=$(free_port) || die "no free port"
-as_uid "$WM_UID" "$wmbin" --listen "$WM_PORT" --issuer "$ISSUER" "${PICOD_ARGS[@]}" --enable-mtls \
+spawn_as "$WM_UID" "$wmbin" --listen "$WM_PORT" --issuer "$ISSUER" "${PICOD_ARGS[@]}" --enable-mtls \
 	--mtls-cert-file "$W/wm/certs/svid.pem" --mtls-key-file "$W/wm/certs/svid_key.pem" \
 	--mtls-ca-file "$W/wm/certs/svid_bundle.pem" --mtls-allow-id "$ROUTER_ID" \
 	>"$W/wm.out" 2>"$W/wm.err" &
 WM_PID=$!
 ROUTER_PORT=$(free_port) || die "no free port"
-ROUTER_PICOD=()
-[ ${#PICOD_ARGS[@]} -gt 0 ] && ROUTER_PICOD=(--picod-auth-mode jwt --agent-socket "$S" --namespace "$NS")
-as_uid "$ROUTER_UID" "$router" --listen "$ROUTER_PORT" --issuer "$ISSUER" --token-url "$TOKEN_URL" \
-	--client-id agentcube-router-spiffe --assertion-file "$W/router/certs/keycloak.jwt" \
-	--wm "127.0.0.1:$WM_PORT" --enable-mtls --mtls-cert-file "$W/router/certs/svid.pem" \
-	--mtls-key-file "$W/router/certs/svid_key.pem" \
-	--mtls-ca-file "$W/router/certs/svid_bundle.pem" --mtls-allow-id "$WM_ID" "${ROUTER_PICOD[@]}" \
-	>"$W/router.out" 2>"$W/router.err" &
-ROUTER_PID=$!
+ROUTER_MODE=
+start_router() { # start_router PICOD-AUTH-MODE: (re)start the Router in it
+	local picod=() n
+	[ ${#PICOD_ARGS[@]} -gt 0 ] && picod=(--picod-auth-mode "$1" --picod-allow-id "$SANDBOX_ID"
+		--agent-socket "$S" --namespace "$NS")
+	stop_pid "$ROUTER_PID"
+	n=$(cat "$W/router.err" 2>/dev/null | grep -c listening)
+	spawn_as "$ROUTER_UID" "$router" --listen "$ROUTER_PORT" --issuer "$ISSUER" --token-url "$TOKEN_URL" \
+		--client-id agentcube-router-spiffe --assertion-file "$W/router/certs/keycloak.jwt" \
+		--wm "127.0.0.1:$WM_PORT" --enable-mtls --mtls-cert-file "$W/router/certs/svid.pem" \
+		--mtls-key-file "$W/router/certs/svid_key.pem" \
+		--mtls-ca-file "$W/router/certs/svid_bundle.pem" --mtls-allow-id "$WM_ID" "${picod[@]}" \
+		>>"$W/router.out" 2>>"$W/router.err" &
+	ROUTER_PID=$!
+	ROUTER_MODE=$1
+	for _ in $(seq 1 300); do
+		[ "$(grep -c listening "$W/router.err")" -gt "$n" ] && return 0
+		kill -0 "$ROUTER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	return 1
+}
+# chain_mode ROUTER-MODE SANDBOX-MODE: the Router's --picod-auth-mode, and
+# the mode of the fronts of the sandboxes created from now on
+chain_mode() {
+	[ ${#PICOD_ARGS[@]} -gt 0 ] && echo "$2" >"$W/front.mode"
+	[ "$ROUTER_MODE" = "$1" ] || start_router "$1"
+}
+start_router mtls || die "the Router did not start: $(tail -3 "$W/router.err")"
 R=http://127.0.0.1:$ROUTER_PORT
 for _ in $(seq 1 300); do
-	grep -q listening "$W/wm.err" && grep -q listening "$W/router.err" && break
-	kill -0 "$WM_PID" 2>/dev/null && kill -0 "$ROUTER_PID" 2>/dev/null || break
+	grep -q listening "$W/wm.err" && break
+	kill -0 "$WM_PID" 2>/dev/null || break
 	sleep 0.1
 done
 grep -q listening "$W/wm.err" || die "the WorkloadManager did not start: $(tail -3 "$W/wm.err")"
-grep -q listening "$W/router.err" || die "the Router did not start: $(tail -3 "$W/router.err")"
 echo "# the chain is up after $(($(date +%s) - t0)) s"
 
 # ---- helpers ----------------------------------------------------------
@@ -261,6 +306,22 @@ as() { echo "sa:$TOKEN_URL:$1:$W/secrets/$1.secret"; }
 # call WHO METHOD PATH: prints "STATUS BODY" (the body is JSON)
 call() { client call "$1" "$2" "$R$3" 2>>"$W/flows/client.err"; }
 status_of() { echo "${1%% *}"; }
+exchanged() { # exchanged USER OUT: USER's token exchanged for workloadmanager
+	# as the Router does it (RFC 8693, its delivered JWT-SVID as the
+	# jwt-spiffe client assertion, no client_id: Keycloak takes the client
+	# from the assertion's sub); the tokens go in files, never in argv
+	local d=$W/flows/x.$1
+	mkdir -p "$d"
+	client token "$TOKEN_URL" "$1" "$W/secrets/$1.secret" 2>>"$W/flows/client.err" | tr -d '\n' >"$d/subject"
+	tr -d '\n' <"$W/router/certs/keycloak.jwt" >"$d/assertion"
+	curl -s --max-time 60 "$TOKEN_URL" -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \
+		-d subject_token_type=urn:ietf:params:oauth:token-type:access_token -d audience=workloadmanager \
+		-d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-spiffe \
+		--data-urlencode "subject_token@$d/subject" --data-urlencode "client_assertion@$d/assertion" \
+		>"$d/reply" 2>>"$W/flows/exchange.err"
+	jq -r '.access_token // empty' <"$d/reply" >"$2"
+	[ -s "$2" ]
+}
 json_of() { echo "${1#* }"; }
 create() { # create WHO: a new sandbox's id, or nothing
 	local out
@@ -289,23 +350,51 @@ PIP_DISABLE_PIP_VERSION_CHECK=1 "$py" -m pip install --no-deps --no-build-isolat
 # handshake; one connection with the Router's identity survives three
 # rotations of the WorkloadManager's certificate.
 flow_1_mtls_router_wm() {
-	local imp keep ok=0 rot refused
-	client token "$TOKEN_URL" user-a "$W/secrets/user-a.secret" >"$W/flows/1.tok"
+	local imp keep ok=0 rot refused sb
+	sb=$(create "$(as user-a)")
+	exchanged user-a "$W/flows/1.tok" || ok=1
 	refused=$(grep -c "handshake refused" "$W/wm.err")
-	imp=$(client wm 127.0.0.1 "$WM_PORT" "$W/sandbox/certs" "$W/flows/1.tok" /sandboxes/none 2>>"$W/flows/client.err")
+	imp=$(client wm 127.0.0.1 "$WM_PORT" "$W/sandbox/certs" "$W/flows/1.tok" "/sandboxes/$sb" 2>>"$W/flows/client.err")
 	echo "$imp" >"$W/flows/1.impostor"
 	case $imp in HANDSHAKE-REFUSED*) ;; *) ok=1 ;; esac
 	# the WorkloadManager logged why (the peer's SPIFFE ID is not allowed)
 	[ "$(grep -c "handshake refused" "$W/wm.err")" -gt "$refused" ] || ok=1
-	keep=$(client wm 127.0.0.1 "$WM_PORT" "$W/router/certs" "$W/flows/1.tok" /sandboxes/none 3 \
+	keep=$(client wm 127.0.0.1 "$WM_PORT" "$W/router/certs" "$W/flows/1.tok" "/sandboxes/$sb" 3 \
 		"$W/wm/certs/svid.pem" 2>>"$W/flows/client.err")
 	echo "$keep" >"$W/flows/1.out"
 	rot=$(grep -c '^SAME-CONNECTION True' <<<"$keep")
 	[ "$rot" = 3 ] || ok=1
-	# the token is the user's own, not exchanged: the WorkloadManager answers
-	# (401) on the same connection after each rotation
-	[ "$(grep -c '^401 ' <<<"$keep")" = 4 ] || ok=1
-	result mtls-router-wm $ok "impostor ${imp%% *}; one connection answered after $rot rotations"
+	# the token is an exchanged one: user A's sandbox comes back (200), on
+	# the same connection, before and after each rotation
+	[ -n "$sb" ] && [ "$(grep -c "^200 .*\"$sb\"" <<<"$keep")" = 4 ] || ok=1
+	result mtls-router-wm $ok "impostor ${imp%% *}; one connection answered $(grep -c '^200 ' <<<"$keep")x 200 across $rot rotations"
+}
+
+# 2. mTLS Router->PicoD: the Router reaches the real PicoD through the
+# sandbox's front (cubeid_picod_conn_server in mtls mode, the sandbox's
+# SVID); another identity (the WorkloadManager's) is refused at the front's
+# handshake, and the front logged the Router's SPIFFE ID for the invoke.
+flow_2_mtls_router_picod() {
+	local ok=0 sb out faddr imp
+	if [ ${#PICOD_ARGS[@]} -eq 0 ]; then
+		echo "SKIP mtls-router-picod AgentCube's PicoD could not be built (see $W/picod-build.err)"
+		return
+	fi
+	chain_mode mtls mtls || ok=1
+	sb=$(create "$(as user-a)")
+	out=$(call "$(as user-a)" POST "/v1/sandboxes/$sb/invoke")
+	echo "$out" >"$W/flows/2.invoke"
+	[ -n "$sb" ] && [ "$(status_of "$out")" = 200 ] &&
+		json_of "$out" | grep -q 'hello from the sandbox' || ok=1
+	grep -qF "$ROUTER_ID in" "$W/sandboxes/$sb.front.log" || ok=1
+	faddr=$(json_of "$(call "$(as user-a)" GET "/v1/sandboxes/$sb")" | jq -r .front)
+	exchanged user-a "$W/flows/2.tok" || ok=1
+	imp=$(client wm "${faddr%:*}" "${faddr##*:}" "$W/wm/certs" "$W/flows/2.tok" "POST /api/execute" \
+		2>>"$W/flows/client.err")
+	echo "$imp" >"$W/flows/2.impostor"
+	case $imp in HANDSHAKE-REFUSED*) ;; *) ok=1 ;; esac
+	grep -q "refused" "$W/sandboxes/$sb.front.log" || ok=1
+	result mtls-router-picod $ok "Router invoke $(status_of "$out") through the mtls front; WorkloadManager's identity ${imp%% *}"
 }
 
 # 3. JWT mode Router->PicoD: the Router mints a PicoD token at the agent
@@ -318,6 +407,7 @@ flow_3_jwt_picod() {
 		echo "SKIP jwt-picod AgentCube's PicoD could not be built (see $W/picod-build.err)"
 		return
 	fi
+	chain_mode jwt jwt || ok=1
 	a=$(create "$(as user-a)")
 	b=$(create "$(as user-a)")
 	out=$(call "$(as user-a)" POST "/v1/sandboxes/$a/invoke")
@@ -354,18 +444,25 @@ flow_4_keycloak_validation() {
 	result keycloak-validation $ok "$(status_of "$none") with no token, $(status_of "$other") for tenant-b's token"
 }
 
-# 5. Roles: invoke may invoke (the policy passes it on: 404 for a sandbox
-# that does not exist, not 403) but not manage; manage inherits invoke;
-# admin gets everything, on a sandbox it does not own too.
+# 5. Roles: invoke may invoke but not manage; manage inherits invoke; admin
+# gets everything, on a sandbox it does not own too.  The invoker cannot
+# create, so its sandbox is provisioned for it at the WorkloadManager (with
+# its exchanged token, over the Router's identity): it owns it, and both
+# the role check and RLAC let its invoke through to the sandbox.
 flow_5_roles() {
-	local ok=0 inv_create inv_invoke sb mgr_invoke adm_get adm_del
+	local ok=0 inv_create inv_invoke sb isb mgr_invoke adm_get adm_del
+	chain_mode mtls mtls || ok=1
 	inv_create=$(status_of "$(call "$(as invoker)" POST /v1/sandboxes)")
-	inv_invoke=$(status_of "$(call "$(as invoker)" POST /v1/sandboxes/sb-none/invoke)")
+	exchanged invoker "$W/flows/5.tok" || ok=1
+	isb=$(client wm 127.0.0.1 "$WM_PORT" "$W/router/certs" "$W/flows/5.tok" "POST /sandboxes" 2>>"$W/flows/client.err")
+	echo "$isb" >"$W/flows/5.provision"
+	isb=$(json_of "$isb" | jq -r .id 2>/dev/null)
+	inv_invoke=$(status_of "$(call "$(as invoker)" POST "/v1/sandboxes/$isb/invoke")")
 	sb=$(create "$(as manager)")
 	mgr_invoke=$(status_of "$(call "$(as manager)" POST "/v1/sandboxes/$sb/invoke")")
 	adm_get=$(status_of "$(call "$(as root-admin)" POST "/v1/sandboxes/$sb/invoke")")
 	adm_del=$(status_of "$(call "$(as root-admin)" DELETE "/v1/sandboxes/$sb")")
-	[ "$inv_create" = 403 ] && [ "$inv_invoke" = 404 ] && [ -n "$sb" ] &&
+	[ "$inv_create" = 403 ] && [ -n "$isb" ] && [ "$inv_invoke" = 200 ] && [ -n "$sb" ] &&
 		[ "$mgr_invoke" = 200 ] && [ "$adm_get" = 200 ] && [ "$adm_del" = 200 ] || ok=1
 	result roles $ok "invoke: manage $inv_create, invoke $inv_invoke; manage: create ${sb:+201}, invoke $mgr_invoke; admin: invoke $adm_get, delete $adm_del"
 }
@@ -410,6 +507,35 @@ flow_8_secretless() {
 	result secretless $ok "WorkloadIdentityAuth create $(status_of "$out"), $leaks secrets in the workload's files"
 }
 
+# 9. Hybrid modes: the same chain with --picod-auth-mode mtls, then jwt
+# (Router and sandbox front in the same mode: 200 from the real PicoD);
+# then each mismatch: the Router answers 502 with the documented error,
+# CUBEID_ERR_AUTH_MODE's text, and the front logged it.
+flow_9_hybrid_modes() {
+	local ok=0 m sb out obs="" why
+	if [ ${#PICOD_ARGS[@]} -eq 0 ]; then
+		echo "SKIP hybrid-modes AgentCube's PicoD could not be built (see $W/picod-build.err)"
+		return
+	fi
+	why="the client and the server use different auth modes"
+	for m in mtls:mtls jwt:jwt jwt:mtls mtls:jwt; do
+		chain_mode "${m%:*}" "${m#*:}" || ok=1
+		sb=$(create "$(as user-a)")
+		out=$(call "$(as user-a)" POST "/v1/sandboxes/$sb/invoke")
+		echo "$m $out" >>"$W/flows/9.out"
+		if [ "${m%:*}" = "${m#*:}" ]; then
+			[ -n "$sb" ] && [ "$(status_of "$out")" = 200 ] &&
+				json_of "$out" | grep -q 'hello from the sandbox' || ok=1
+		else
+			[ -n "$sb" ] && [ "$(status_of "$out")" = 502 ] &&
+				[ "$(json_of "$out" | jq -r .detail)" = "$why" ] || ok=1
+			grep -qF "refused: $why" "$W/sandboxes/$sb.front.log" || ok=1
+		fi
+		obs="$obs, router $m sandbox $(status_of "$out")"
+	done
+	result hybrid-modes $ok "${obs#, } (mismatch: $why)"
+}
+
 # 10. Restart under traffic: user A's requests keep flowing while the agent
 # is SIGKILLed and restarted.  Every request succeeds (the Router and the
 # WorkloadManager work from the delivered files meanwhile), the restarted
@@ -449,11 +575,11 @@ flow_10_restart_under_traffic() {
 	result restart-under-traffic $ok "$good/$total requests 200 across SIGKILL+restart; new SVID $([ "$after" != "$before" ] && echo yes || echo no); $torn torn reads"
 }
 
-for f in flow_1_mtls_router_wm flow_3_jwt_picod flow_4_keycloak_validation flow_5_roles flow_6_token_exchange \
-	flow_7_rlac flow_8_secretless flow_10_restart_under_traffic; do
+for f in flow_1_mtls_router_wm flow_2_mtls_router_picod flow_3_jwt_picod flow_4_keycloak_validation \
+	flow_5_roles flow_6_token_exchange flow_7_rlac flow_8_secretless flow_9_hybrid_modes \
+	flow_10_restart_under_traffic; do
 	"$f"
 done
-echo "# not yet in the chain: 2 mtls-router-picod, 9 hybrid-modes"
 echo "# $(($(date +%s) - t0)) s in all"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -8,7 +8,7 @@ WorkloadManager directly over mTLS.
   client.py wm HOST PORT CERTDIR TOKEN_FILE PATH [ROTATIONS WATCHFILE]
      an mTLS GET to the WorkloadManager with CERTDIR's svid.pem,
      svid_key.pem and svid_bundle.pem; prints "STATUS BODY" per request, or
-     "HANDSHAKE-REFUSED reason".  With ROTATIONS, keeps the connection and
+     "HANDSHAKE-REFUSED reason".  PATH may be "POST /path" (no body).  With ROTATIONS, keeps the connection and
      repeats the request each time WATCHFILE (a delivered certificate)
      changes, until it changed ROTATIONS times.
 """
@@ -49,8 +49,10 @@ def wm(host, port, certdir, token_file, path, rotations=0, watch=None):
     conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=60)
     headers = {"Authorization": "Bearer " + token}
 
+    method, path = path.split(" ", 1) if " " in path else ("GET", path)
+
     def once():
-        conn.request("GET", path, headers=headers)
+        conn.request(method, path, headers=headers)
         r = conn.getresponse()
         print(r.status, r.read().decode().strip(), flush=True)
 
